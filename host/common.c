@@ -1,0 +1,259 @@
+/* Internal helpers: errors, clocks, paths, atomic files. */
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+sk_status sk__fail(sk__err *err, sk_status status, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return status;
+}
+
+void sk__err_clear(sk__err *err)
+{
+    if (err)
+        err->msg[0] = '\0';
+}
+
+int sk__fmt(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= cap;
+}
+
+int64_t sk__wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t sk__mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sk__iso8601_ms(int64_t wall_ms, char *buf, size_t cap)
+{
+    time_t secs = (time_t)(wall_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall_ms % 1000));
+}
+
+sk_status sk__random_bytes(void *buf, size_t n, sk__err *err)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t got = getrandom(p, n, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return sk__fail(err, SK_ERR_IO, "getrandom: %s", strerror(errno));
+        }
+        p += got;
+        n -= (size_t)got;
+    }
+    return SK_OK;
+}
+
+sk_status sk__path_join(char *out, size_t cap, const char *dir, const char *name, sk__err *err)
+{
+    if (sk__fmt(out, cap, "%s/%s", dir, name))
+        return sk__fail(err, SK_ERR_USAGE, "path too long: %s/%s", dir, name);
+    return SK_OK;
+}
+
+sk_status sk__state_root_resolve(const char *explicit_root, char *out, size_t cap, sk__err *err)
+{
+    const char *root = explicit_root;
+    if (!root || !*root)
+        root = getenv("SPEC_KITTY_HOME");
+    if (root && *root) {
+        if (sk__fmt(out, cap, "%s", root))
+            return sk__fail(err, SK_ERR_USAGE, "state root path too long: %s", root);
+        return SK_OK;
+    }
+    const char *home = getenv("HOME");
+    if (!home || !*home) {
+        struct passwd *pw = getpwuid(getuid());
+        home = pw ? pw->pw_dir : NULL;
+    }
+    if (!home)
+        return sk__fail(err, SK_ERR_CONFIG, "cannot find the home folder: set SPEC_KITTY_HOME");
+    return sk__path_join(out, cap, home, ".spec-kitty", err);
+}
+
+sk_status sk__mkdirs_owner(const char *dir, sk__err *err)
+{
+    char buf[4096];
+    if (sk__fmt(buf, sizeof buf, "%s", dir))
+        return sk__fail(err, SK_ERR_USAGE, "path too long: %s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+            return sk__fail(err, SK_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+        return sk__fail(err, SK_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+        return sk__fail(err, SK_ERR_IO, "%s is not a folder", buf);
+    return SK_OK;
+}
+
+static sk_status fsync_dir_of(const char *path, sk__err *err)
+{
+    char copy[4096];
+    if (sk__fmt(copy, sizeof copy, "%s", path))
+        return sk__fail(err, SK_ERR_USAGE, "path too long: %s", path);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return sk__fail(err, SK_ERR_IO, "cannot open folder of %s: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    if (rc != 0)
+        return sk__fail(err, SK_ERR_IO, "fsync folder of %s: %s", path, strerror(saved));
+    return SK_OK;
+}
+
+sk_status sk__write_file_atomic(const char *path, const void *data, size_t len, int mode,
+                                int sync_data, sk__err *err)
+{
+    char tmp[4200];
+    unsigned char rnd[6];
+    if (sk__random_bytes(rnd, sizeof rnd, err) != SK_OK)
+        return SK_ERR_IO;
+    if (sk__fmt(tmp, sizeof tmp, "%s.tmp-%02x%02x%02x%02x%02x%02x", path, rnd[0], rnd[1], rnd[2],
+                rnd[3], rnd[4], rnd[5]))
+        return sk__fail(err, SK_ERR_USAGE, "path too long: %s", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0)
+        return sk__fail(err, SK_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int saved = errno;
+            close(fd);
+            unlink(tmp);
+            return sk__fail(err, SK_ERR_IO, "cannot write %s: %s", path, strerror(saved));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fchmod(fd, (mode_t)mode) != 0 || (sync_data && fdatasync(fd) != 0)) {
+        int saved = errno;
+        close(fd);
+        unlink(tmp);
+        return sk__fail(err, SK_ERR_IO, "cannot write %s: %s", path, strerror(saved));
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        int saved = errno;
+        unlink(tmp);
+        return sk__fail(err, SK_ERR_IO, "cannot replace %s: %s", path, strerror(saved));
+    }
+    return sync_data ? fsync_dir_of(path, err) : SK_OK;
+}
+
+sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return sk__fail(err, SK_ERR_NOT_FOUND, "%s: no such file", path);
+        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    }
+    size_t cap = 4096, used = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) {
+            close(fd);
+            return sk__fail(err, SK_ERR_NOMEM, "out of memory reading %s", path);
+        }
+        if (used + 1 >= cap) {
+            char *grown = realloc(buf, cap * 2);
+            if (!grown) {
+                free(buf);
+                buf = NULL;
+                continue;
+            }
+            buf = grown;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + used, cap - used - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int saved = errno;
+            free(buf);
+            close(fd);
+            return sk__fail(err, SK_ERR_IO, "cannot read %s: %s", path, strerror(saved));
+        }
+        if (r == 0)
+            break;
+        used += (size_t)r;
+    }
+    close(fd);
+    buf[used] = '\0';
+    *out = buf;
+    if (len)
+        *len = used;
+    return SK_OK;
+}
+
+const char *sk_strerror(sk_status status)
+{
+    static const char *const names[] = {
+        [SK_OK] = "ok",
+        [SK_ERR_USAGE] = "usage error",
+        [SK_ERR_CONFIG] = "configuration error",
+        [SK_ERR_IO] = "I/O error",
+        [SK_ERR_DB] = "queue database error",
+        [SK_ERR_INVALID_EVENT] = "invalid event",
+        [SK_ERR_QUEUE_FULL] = "queue full",
+        [SK_ERR_NOMEM] = "out of memory",
+        [SK_ERR_PLUGIN] = "transport plugin error",
+        [SK_ERR_AUTH] = "not authenticated",
+        [SK_ERR_SESSION_EXPIRED] = "session expired",
+        [SK_ERR_TRANSPORT] = "transport failure",
+        [SK_ERR_PROTOCOL] = "protocol mismatch",
+        [SK_ERR_BUSY] = "busy",
+        [SK_ERR_NOT_FOUND] = "not found",
+        [SK_ERR_CANCELLED] = "cancelled",
+        [SK_ERR_PERMISSION] = "unsafe permissions",
+        [SK_ERR_INTERNAL] = "internal error",
+    };
+    if ((unsigned)status < SK__ARRAY_LEN(names) && names[status])
+        return names[status];
+    return "unknown status";
+}

@@ -1,0 +1,62 @@
+/*
+ * Internal helpers shared by every host module. Internal symbols use the
+ * sk__ prefix (double underscore); public ones sk_ (see include/spec-kitty).
+ */
+#ifndef SK_HOST_COMMON_H
+#define SK_HOST_COMMON_H
+
+#include <spec-kitty/sync.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A one-line error message travelling next to an sk_status. */
+typedef struct sk__err {
+    char msg[768];
+} sk__err;
+
+/* Formats the message into err (if non-NULL) and returns status. */
+sk_status sk__fail(sk__err *err, sk_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Clears err. */
+void sk__err_clear(sk__err *err);
+
+/* Wall clock, milliseconds since the epoch. */
+int64_t sk__wall_ms(void);
+/* Monotonic clock, milliseconds. */
+int64_t sk__mono_ms(void);
+
+/* Writes ISO-8601 UTC with milliseconds, e.g. 2026-11-25T09:18:44.123Z (cap >= 25). */
+void sk__iso8601_ms(int64_t wall_ms, char *buf, size_t cap);
+
+/* Fills buf with n cryptographically random bytes (getrandom). */
+sk_status sk__random_bytes(void *buf, size_t n, sk__err *err);
+
+/* Resolves the state root: explicit, else $SPEC_KITTY_HOME, else ~/.spec-kitty. */
+sk_status sk__state_root_resolve(const char *explicit_root, char *out, size_t cap, sk__err *err);
+
+/* Creates dir (and parents) with mode 0700 if missing; does not chmod existing. */
+sk_status sk__mkdirs_owner(const char *dir, sk__err *err);
+
+/* Joins dir and name into out ("dir/name"). Fails when it does not fit. */
+sk_status sk__path_join(char *out, size_t cap, const char *dir, const char *name, sk__err *err);
+
+/*
+ * Writes data to path atomically: a temporary file in the same folder with
+ * the given mode, fdatasync (when sync_data), rename over path, and fsync
+ * of the folder (when sync_data).
+ */
+sk_status sk__write_file_atomic(const char *path, const void *data, size_t len, int mode,
+                                int sync_data, sk__err *err);
+
+/* Reads a whole file (NUL-terminated). *out is malloc'd. SK_ERR_NOT_FOUND if missing. */
+sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err);
+
+/* snprintf into a fixed buffer; returns non-zero when it was truncated. */
+int sk__fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#define SK__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

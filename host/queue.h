@@ -1,0 +1,128 @@
+/*
+ * The durable event queue: <state root>/queue.db, SQLite in WAL mode.
+ *
+ * Compatible with spec-kitty's own offline queue table (CONTRACT.md §2): a file
+ * created and filled with spec-kitty's SQL opens unchanged, and rows inserted
+ * later with spec-kitty's four-column insert stay valid. The engine adds its
+ * columns with defaults (migration in place, idempotent):
+ *   state       0 = ready, 1 = parked (not retried automatically)
+ *   lease_owner which drainer holds the row ('' = nobody)
+ *   lease_until unix ms until which the lease holds (0 = not leased)
+ *   last_error  the last reason it was rejected or parked
+ *
+ * Delivery order is (timestamp, id). Many processes may use one file at once:
+ * every write is its own transaction (BEGIN IMMEDIATE) with a busy timeout.
+ */
+#ifndef SK_HOST_QUEUE_H
+#define SK_HOST_QUEUE_H
+
+#include "common.h"
+
+typedef struct sk__queue sk__queue;
+
+typedef enum sk__durability {
+    SK__DURABILITY_FULL = 0,  /* synchronous=FULL: a committed event survives power loss */
+    SK__DURABILITY_NORMAL = 1 /* synchronous=NORMAL: survives a crash of the process, may lose
+                                 the last commits on power loss */
+} sk__durability;
+
+typedef struct sk__queue_opts {
+    int64_t max_events;        /* capacity; <= 0 means 100000 */
+    sk__durability durability;
+    int busy_timeout_ms;       /* <= 0 means 10000 */
+} sk__queue_opts;
+
+/* Opens (creating if needed, mode 0600) and migrates the queue file. */
+sk_status sk__queue_open(const char *path, const sk__queue_opts *opts, sk__queue **out,
+                         sk__err *err);
+void sk__queue_close(sk__queue *q);
+
+/* One event to enqueue: the envelope JSON and its identity. */
+typedef struct sk__queue_item {
+    const char *event_id;
+    const char *event_type;
+    const char *data;   /* the whole envelope as JSON */
+    int64_t timestamp;  /* enqueue time, unix seconds */
+} sk__queue_item;
+
+/*
+ * Enqueues n events in one transaction (all or none), INSERT OR REPLACE by
+ * event_id. Refuses with SK_ERR_QUEUE_FULL (nothing written) when the waiting
+ * events plus the new ones would exceed max_events. Committed before return.
+ */
+sk_status sk__queue_enqueue(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err);
+
+typedef struct sk__queue_stats {
+    int64_t ready;            /* waiting to be sent (leased ones included) */
+    int64_t parked;
+    int64_t leased;           /* ready rows currently under a live lease */
+    int64_t oldest_timestamp; /* of ready rows; 0 when none */
+} sk__queue_stats;
+
+sk_status sk__queue_stats_get(sk__queue *q, sk__queue_stats *out, sk__err *err);
+
+/* One leased row. Strings are owned by the lease. */
+typedef struct sk__queue_row {
+    int64_t id;
+    char event_id[32];
+    char *event_type;
+    char *data;
+    size_t data_len;
+    int64_t retry_count;
+} sk__queue_row;
+
+typedef struct sk__lease {
+    sk__queue_row *rows;
+    size_t count;
+    char owner[40]; /* random lease token of this drainer */
+} sk__lease;
+
+/*
+ * Leases up to max_events ready rows, oldest first, whose data adds up to at
+ * most max_bytes (at least one row is always taken, even if larger), for
+ * lease_ms. Rows under another live lease are skipped; rows whose lease expired
+ * (a drainer that died) are taken. Two drainers never hold the same row.
+ * The lease's owner token is kept across calls: set lease->owner to "" before
+ * the first call and the queue makes one. An empty lease (count 0) means
+ * nothing is ready.
+ */
+sk_status sk__queue_lease(sk__queue *q, size_t max_events, size_t max_bytes, int64_t lease_ms,
+                          sk__lease *lease, sk__err *err);
+
+/* Frees the rows of a lease (not the owner token); count becomes 0. */
+void sk__lease_free_rows(sk__lease *lease);
+
+typedef enum sk__settle_action {
+    SK__SETTLE_DELETE = 0,  /* delivered or duplicate: remove */
+    SK__SETTLE_RELEASE = 1, /* transient/pending: give back, no penalty */
+    SK__SETTLE_REJECT = 2,  /* retry_count + 1; parked when it exceeds max_retries */
+    SK__SETTLE_PARK = 3     /* park now */
+} sk__settle_action;
+
+typedef struct sk__settlement {
+    int64_t id;              /* row id from the lease */
+    sk__settle_action action;
+    const char *reason;      /* stored in last_error for REJECT/PARK; may be NULL */
+} sk__settlement;
+
+/*
+ * Applies the outcomes of one batch in one transaction. Only rows still held
+ * by `owner` are touched. *parked_out (may be NULL) receives how many rows
+ * were parked by this call (PARK, or REJECT past max_retries).
+ */
+sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement *s, size_t n,
+                           int64_t max_retries, int64_t *parked_out, sk__err *err);
+
+/* Gives back every row still leased by owner (no penalty). */
+sk_status sk__queue_release_all(sk__queue *q, const char *owner, sk__err *err);
+
+/* Parked rows, for `sync parked`. Calls fn for each (oldest first); stops if fn returns non-zero. */
+typedef int (*sk__parked_fn)(void *ctx, const char *event_id, const char *event_type,
+                             int64_t timestamp, int64_t retry_count, const char *last_error);
+sk_status sk__queue_each_parked(sk__queue *q, sk__parked_fn fn, void *ctx, sk__err *err);
+
+/* Puts parked rows back (retry_count 0): event_ids NULL/n==0 means all. *count_out = rows moved. */
+sk_status sk__queue_unpark(sk__queue *q, const char *const *event_ids, size_t n,
+                           int64_t *count_out, sk__err *err);
+
+#endif
