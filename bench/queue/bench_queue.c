@@ -83,6 +83,10 @@ static double fill(sk__queue *q, long first, long count)
 static void bench_single(const char *path, sk__durability d, const char *name, long count)
 {
     sk__queue *q = open_queue(path, d, 1000000);
+    sk__queue_stats before;
+    sk__err serr = {{0}};
+    if (sk__queue_stats_get(q, &before, &serr) != SK_OK)
+        die("stats", SK_ERR_DB, &serr);
     bench_event ev;
     sk__queue_item it;
     sk__err err = {{0}};
@@ -94,8 +98,9 @@ static void bench_single(const char *path, sk__durability d, const char *name, l
             die("enqueue single", s, &err);
     }
     double dt = now_s() - t0;
-    printf("enqueue single, durability=%s, 1 event/tx: %ld events in %.3f s = %.0f events/s\n",
-           name, count, dt, (double)count / dt);
+    printf("enqueue single, durability=%s, 1 event/tx, %lld already queued: %ld events in "
+           "%.3f s = %.0f events/s\n",
+           name, (long long)before.ready, count, dt, (double)count / dt);
     sk__queue_close(q);
 }
 
@@ -220,6 +225,7 @@ int main(int argc, char **argv)
 
     bench_stats(path);
     bench_full_refusal(path);
+    bench_single(path, SK__DURABILITY_FULL, "full", 2000);
     bench_drain(path, SK__DURABILITY_FULL, "full");
 
     q = open_queue(path, SK__DURABILITY_NORMAL, 1000000);

@@ -197,6 +197,32 @@ static void test_same_event_id_is_one_row_with_the_latest_data(void **state)
     sk__queue_close(q);
 }
 
+static void test_large_batch_keeps_order_and_the_last_duplicate_wins(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    enum { N = 75 }; /* two multi-row chunks and a remainder */
+    sk__queue_item items[N];
+    char ids[N][16], data[N][32];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "D%02d", i % 50);
+        snprintf(data[i], sizeof data[i], "{\"n\":%d}", i);
+        items[i] = (sk__queue_item){ids[i], "WPCreated", data[i], 1000 + i % 50};
+    }
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_enqueue(q, items, N, &err), SK_OK);
+    assert_int_equal(stats_of(q).ready, 50);
+    sk__lease l = {0};
+    lease_ok(q, 100, 0, 60000, &l);
+    assert_int_equal(l.count, 50);
+    assert_string_equal(l.rows[0].event_id, "D00");
+    assert_string_equal(l.rows[0].data, "{\"n\":50}");  /* replaced by the later copy */
+    assert_string_equal(l.rows[30].data, "{\"n\":30}"); /* no later copy */
+    assert_string_equal(l.rows[49].event_id, "D49");
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+}
+
 static void test_full_queue_refuses_with_message_and_writes_nothing(void **state)
 {
     fixture *f = *state;
@@ -732,6 +758,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lease_is_fifo_by_timestamp_then_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_event_id_is_one_row_with_the_latest_data, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_large_batch_keeps_order_and_the_last_duplicate_wins,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_queue_refuses_with_message_and_writes_nothing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_items_are_refused_and_nothing_written, setup,
