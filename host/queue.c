@@ -58,8 +58,8 @@ static const char *const stmt_sql[Q__COUNT] = {
     [Q_LEASE_SCAN] = "SELECT id, event_id, event_type, data, retry_count FROM queue "
                      "WHERE state = 0 AND lease_until <= ?1 ORDER BY timestamp, id",
     /* Batch statements take their row ids as one JSON array (?1): one
-       statement per batch keeps the b-tree cursors open and positioned,
-       several times faster than one statement per row. */
+       statement per batch instead of one per row (cursors are opened once
+       and stay positioned; ~10% faster drains, measured). */
     [Q_LEASE_MARK] = "UPDATE queue SET lease_owner = ?2, lease_until = ?3 "
                      "WHERE id IN (SELECT value FROM json_each(?1))",
     [Q_PARK_UNFIT] = "UPDATE queue SET state = 1, last_error = ?2, lease_owner = '', "
@@ -645,8 +645,9 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 static sk_status scan_take(sqlite3_stmt *st, lease_scan *ls, sk__lease *lease, int *stop,
                            sk__err *err)
 {
+    const unsigned char *eid = sqlite3_column_text(st, 1); /* text first, then its length */
     size_t eid_len = (size_t)sqlite3_column_bytes(st, 1);
-    if (sqlite3_column_text(st, 1) == NULL || eid_len >= sizeof lease->rows[0].event_id) {
+    if (eid == NULL || eid_len >= sizeof lease->rows[0].event_id) {
         if (!grow((void **)&ls->unfit, &ls->unfit_cap, ls->unfit_count + 1, sizeof(int64_t)))
             return sk__fail(err, SK_ERR_NOMEM, "out of memory");
         ls->unfit[ls->unfit_count++] = sqlite3_column_int64(st, 0);
