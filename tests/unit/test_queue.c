@@ -421,6 +421,53 @@ static void test_concurrent_writer_processes_lose_and_duplicate_nothing(void **s
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_info('queue')"), 10);
 }
 
+/* Child: waits until the parent closes the pipe, then opens (migrates) the file. */
+static int child_open_after(int gate_fd, const char *path)
+{
+    char c;
+    while (read(gate_fd, &c, 1) > 0)
+        ;
+    sk__queue *q = NULL;
+    sk__err err = {{0}};
+    if (sk__queue_open(path, NULL, &q, &err) != SK_OK)
+        return 1;
+    sk__queue_stats st;
+    int ok = sk__queue_stats_get(q, &st, &err) == SK_OK && st.ready == 3;
+    sk__queue_close(q);
+    return ok ? 0 : 2;
+}
+
+static void test_processes_racing_to_migrate_a_spec_kitty_file_all_succeed(void **state)
+{
+    fixture *f = *state;
+    raw_exec(f->path, spec_kitty_sql);
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "E%d", i);
+        raw_spec_kitty_insert(f->path, id, 100 + i);
+    }
+    enum { PROCS = 6 };
+    int gate[2];
+    assert_int_equal(pipe(gate), 0);
+    pid_t pids[PROCS];
+    for (int i = 0; i < PROCS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(gate[1]);
+            _exit(child_open_after(gate[0], f->path));
+        }
+    }
+    close(gate[0]);
+    close(gate[1]); /* all children start at once */
+    wait_children(pids, PROCS);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_info('queue')"), 10);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                      "AND name LIKE 'sk_idx_%'"),
+                     2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue WHERE state = 0"), 3);
+}
+
 /* Child: drains in small batches, logging every leased event_id to out. */
 static int child_drain(const char *path, const char *out)
 {
@@ -774,6 +821,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writer_processes_lose_and_duplicate_nothing,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_processes_racing_to_migrate_a_spec_kitty_file_all_succeed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_drainer_processes_never_lease_the_same_row, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
