@@ -171,7 +171,6 @@ static int64_t queue_now_ms(const sk__queue *q)
     return q->clock_ms ? q->clock_ms(q->clock_ctx) : sk__wall_ms();
 }
 
-/* Returns the cached statement `which`, preparing it on first use. */
 /* The Q_INSERT_MANY text: the four-column insert with INSERT_CHUNK rows. */
 static const char *insert_many_sql(char *buf, size_t cap)
 {
@@ -183,6 +182,7 @@ static const char *insert_many_sql(char *buf, size_t cap)
     return buf;
 }
 
+/* Returns the cached statement `which`, preparing it on first use. */
 static sk_status stmt_get(sk__queue *q, int which, sqlite3_stmt **out, sk__err *err)
 {
     if (!q->stmt[which]) {
@@ -431,9 +431,7 @@ static sk_status item_check(const sk__queue_item *it, size_t i, sk__err *err)
 {
     if (!it->event_id || !it->event_type || !it->data)
         return sk__fail(err, SK_ERR_INVALID_EVENT,
-                        "event %zu: event_id, event_type and data "
-                        "are required",
-                        i);
+                        "event %zu: event_id, event_type and data are required", i);
     size_t len = strlen(it->event_id);
     if (len == 0 || len >= sizeof(((sk__queue_row *)0)->event_id))
         return sk__fail(err, SK_ERR_INVALID_EVENT, "event %zu: event_id must be 1..31 chars", i);
@@ -473,8 +471,10 @@ static sk_status insert_items(sk__queue *q, const sk__queue_item *items, size_t 
     return s;
 }
 
-/* Cheap upper bound on the rows: ids only grow (AUTOINCREMENT), so there are
-   at most max(id) - min(id) + 1. Two index seeks, whatever the queue size. */
+/* Cheap upper bound on the rows: ids are distinct integers, so there are at
+   most max(id) - min(id) + 1 rows. Two b-tree seeks, whatever the queue size;
+   as the queue drains oldest first (and ids grow) the span stays close to the
+   count, so the exact count is only needed near capacity. */
 static sk_status rows_upper_bound(sk__queue *q, int64_t *bound, sk__err *err)
 {
     sqlite3_stmt *st = NULL;
