@@ -27,9 +27,9 @@ typedef enum sk__durability {
 } sk__durability;
 
 typedef struct sk__queue_opts {
-    int64_t max_events;        /* capacity; <= 0 means 100000 */
+    int64_t max_events; /* capacity; <= 0 means 100000 */
     sk__durability durability;
-    int busy_timeout_ms;       /* <= 0 means 10000 */
+    int busy_timeout_ms; /* <= 0 means 10000 */
 } sk__queue_opts;
 
 /* Opens (creating if needed, mode 0600) and migrates the queue file. */
@@ -41,8 +41,8 @@ void sk__queue_close(sk__queue *q);
 typedef struct sk__queue_item {
     const char *event_id;
     const char *event_type;
-    const char *data;   /* the whole envelope as JSON */
-    int64_t timestamp;  /* enqueue time, unix seconds */
+    const char *data;  /* the whole envelope as JSON */
+    int64_t timestamp; /* enqueue time, unix seconds */
 } sk__queue_item;
 
 /*
@@ -53,7 +53,7 @@ typedef struct sk__queue_item {
 sk_status sk__queue_enqueue(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err);
 
 typedef struct sk__queue_stats {
-    int64_t ready;            /* waiting to be sent (leased ones included) */
+    int64_t ready; /* waiting to be sent (leased ones included) */
     int64_t parked;
     int64_t leased;           /* ready rows currently under a live lease */
     int64_t oldest_timestamp; /* of ready rows; 0 when none */
@@ -100,9 +100,9 @@ typedef enum sk__settle_action {
 } sk__settle_action;
 
 typedef struct sk__settlement {
-    int64_t id;              /* row id from the lease */
+    int64_t id; /* row id from the lease */
     sk__settle_action action;
-    const char *reason;      /* stored in last_error for REJECT/PARK; may be NULL */
+    const char *reason; /* stored in last_error for REJECT/PARK; may be NULL */
 } sk__settlement;
 
 /*
@@ -116,13 +116,14 @@ sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement
 /* Gives back every row still leased by owner (no penalty). */
 sk_status sk__queue_release_all(sk__queue *q, const char *owner, sk__err *err);
 
-/* Parked rows, for `sync parked`. Calls fn for each (oldest first); stops if fn returns non-zero. */
+/* Parked rows, for `sync parked`. Calls fn for each (oldest first); stops if fn returns non-zero.
+ */
 typedef int (*sk__parked_fn)(void *ctx, const char *event_id, const char *event_type,
                              int64_t timestamp, int64_t retry_count, const char *last_error);
 sk_status sk__queue_each_parked(sk__queue *q, sk__parked_fn fn, void *ctx, sk__err *err);
 
 /* Puts parked rows back (retry_count 0): event_ids NULL/n==0 means all. *count_out = rows moved. */
-sk_status sk__queue_unpark(sk__queue *q, const char *const *event_ids, size_t n,
-                           int64_t *count_out, sk__err *err);
+sk_status sk__queue_unpark(sk__queue *q, const char *const *event_ids, size_t n, int64_t *count_out,
+                           sk__err *err);
 
 #endif
