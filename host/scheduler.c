@@ -1,6 +1,7 @@
 /* Scheduler: when to attempt a flush (see scheduler.h for the rules). */
 #include "scheduler.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -142,7 +143,9 @@ int64_t sk__sched_backoff_delay(const sk__sched_policy *p, int64_t failures, uin
     uint64_t half = (uint64_t)(d / 2);
     /* Multiply-shift maps r onto [0, half] without modulo bias, monotone in r. */
     uint64_t spread = (uint64_t)(((unsigned __int128)r * (half + 1)) >> 64);
-    return (d - (int64_t)half) + (int64_t)spread;
+    int64_t delay = (d - (int64_t)half) + (int64_t)spread;
+    assert(delay >= d - (int64_t)half && delay <= d && delay <= p->backoff_max_ms);
+    return delay;
 }
 
 /* Clamps a server-given wait to [0, retry_after_max_ms]. */

@@ -60,6 +60,24 @@ static void test_defaults_match_the_contract(void **state)
     assert_int_equal(sk__sched_policy_check(&p, NULL), SK_OK);
 }
 
+static void test_clock_and_random_are_injected(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fake(&s, &f, 0);
+    f.now = T0 + 42;
+    assert_int_equal(sk__sched_now(&s), T0 + 42);
+    /* NULL env: the real clock and getrandom. */
+    sk__sched real;
+    assert_int_equal(sk__sched_init(&real, NULL, NULL, NULL), SK_OK);
+    int64_t before = sk__wall_ms();
+    int64_t now = sk__sched_now(&real);
+    assert_true(now >= before && now <= sk__wall_ms());
+    uint64_t a = real.env.random_u64(real.env.ctx), b = real.env.random_u64(real.env.ctx);
+    assert_true(a != b); /* equal 64-bit draws: 2^-64 */
+}
+
 static void test_bad_policy_is_refused_naming_the_field(void **state)
 {
     (void)state;
@@ -499,6 +517,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_match_the_contract),
+        cmocka_unit_test(test_clock_and_random_are_injected),
         cmocka_unit_test(test_bad_policy_is_refused_naming_the_field),
         cmocka_unit_test(test_backoff_doubles_from_min_to_cap),
         cmocka_unit_test(test_backoff_never_overflows_on_long_streaks),
