@@ -577,7 +577,6 @@ static sk_status fill_envelope(json_t *env, const sk__event_fields *f, const cha
     sk__iso8601_ms(sk__wall_ms(), now, sizeof now);
     const char *agg =
         f->aggregate_type ? f->aggregate_type : sk__event_default_aggregate_type(f->event_type);
-    json_t *payload = f->payload ? json_incref(f->payload) : json_object();
     sk_status s = set_string(env, "event_id", event_id, err);
     if (s == SK_OK)
         s = set_string(env, "event_type", f->event_type, err);
@@ -585,7 +584,9 @@ static sk_status fill_envelope(json_t *env, const sk__event_fields *f, const cha
         s = set_string(env, "aggregate_id", f->aggregate_id, err);
     if (s == SK_OK)
         s = set_string(env, "aggregate_type", agg, err);
-    if (s == SK_OK && json_object_set_new(env, "payload", payload) != 0)
+    /* The envelope holds a reference to the caller's payload (not a copy). */
+    if (s == SK_OK &&
+        json_object_set_new(env, "payload", f->payload ? json_incref(f->payload) : json_object()))
         s = sk__fail(err, SK_ERR_NOMEM, "payload: out of memory");
     if (s == SK_OK)
         s = set_string(env, "node_id", node_id, err);
