@@ -110,8 +110,28 @@ static pthread_mutex_t ulid_lock = PTHREAD_MUTEX_INITIALIZER;
 static sk__ulid_state ulid_shared;
 static pid_t ulid_owner;
 
+static pthread_once_t ulid_once = PTHREAD_ONCE_INIT;
+
+static void ulid_fork_prepare(void)
+{
+    pthread_mutex_lock(&ulid_lock);
+}
+
+static void ulid_fork_done(void)
+{
+    pthread_mutex_unlock(&ulid_lock);
+}
+
+/* Holding the lock across fork() keeps a child from inheriting it locked by a
+ * thread that does not exist there. */
+static void ulid_register_fork_handlers(void)
+{
+    pthread_atfork(ulid_fork_prepare, ulid_fork_done, ulid_fork_done);
+}
+
 sk_status sk__ulid_new(char out[27], sk__err *err)
 {
+    pthread_once(&ulid_once, ulid_register_fork_handlers);
     pthread_mutex_lock(&ulid_lock);
     pid_t me = getpid();
     if (ulid_owner != me) {

@@ -258,6 +258,40 @@ static void ulid_forked_child_does_not_repeat_parent_ids(void **state)
         assert_true(fork_ids_differ());
 }
 
+static volatile int hammer_stop;
+
+static void *hammer_ids(void *arg)
+{
+    (void)arg;
+    char id[27];
+    while (!hammer_stop)
+        sk__ulid_new(id, NULL);
+    return NULL;
+}
+
+static void ulid_fork_while_another_thread_generates_does_not_deadlock(void **state)
+{
+    (void)state;
+    hammer_stop = 0;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, hammer_ids, NULL), 0);
+    for (int i = 0; i < 50; i++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            alarm(5); /* a child stuck on an inherited lock dies of SIGALRM */
+            char id[27];
+            _exit(sk__ulid_new(id, NULL) == SK_OK && sk__ulid_valid(id) ? 0 : 1);
+        }
+        int st;
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+    hammer_stop = 1;
+    pthread_join(t, NULL);
+}
+
 /* --------------------------------------------------------- node id ---- */
 
 static void node_id_matches_known_sha256_vector(void **state)
@@ -838,6 +872,7 @@ int main(void)
         cmocka_unit_test(ulid_rejects_time_outside_48_bits_and_random_failure),
         cmocka_unit_test(ulid_a_million_ids_from_two_threads_are_unique),
         cmocka_unit_test(ulid_forked_child_does_not_repeat_parent_ids),
+        cmocka_unit_test(ulid_fork_while_another_thread_generates_does_not_deadlock),
         cmocka_unit_test(node_id_matches_known_sha256_vector),
         cmocka_unit_test(node_id_hashes_this_host_and_user),
         cmocka_unit_test(clock_first_value_is_one_and_reservations_are_consecutive),
