@@ -171,6 +171,7 @@ static sk_status line_to_envelope(sk_sync *s, const char *line, json_t **out, in
                                   sk__err *err)
 {
     *out = NULL;
+    *needs_clock = 0;
     json_error_t jerr;
     json_t *obj = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
     if (!obj)
@@ -214,7 +215,7 @@ sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, sk__line_error_fn o
 {
     size_t cap = 64, n = 0, bad = 0, line_no = 0;
     json_t **envs = malloc(cap * sizeof *envs);
-    int *needs = malloc(cap * sizeof *needs);
+    int *needs = calloc(cap, sizeof *needs);
     sk__err err = {{0}};
     sk_status st = envs && needs ? SK_OK : sk__fail(&err, SK_ERR_NOMEM, "out of memory");
     for (const char *p = text; st == SK_OK && p && *p;) {

@@ -74,10 +74,10 @@ static uint32_t hints_of(const json_t *list)
     uint32_t bits = 0;
     size_t i;
     json_t *h;
-    json_array_foreach(list, i, h) for (int b = 0; b < 5; b++) if (json_is_string(h) &&
-                                                                    strcmp(json_string_value(h),
-                                                                           names[b]) == 0) bits |=
-        1u << b;
+    json_array_foreach(list, i, h) for (int b = 0; b < 5;
+                                        b++) if (json_is_string(h) &&
+                                                 strcmp(json_string_value(h), names[b]) == 0)
+        bits |= 1u << b;
     return bits;
 }
 
@@ -85,8 +85,8 @@ static int listed(const json_t *list, const char *id)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(list, i, v) if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
-        return 1;
+    json_array_foreach(list, i,
+                       v) if (json_is_string(v) && strcmp(json_string_value(v), id) == 0) return 1;
     return 0;
 }
 
@@ -157,7 +157,8 @@ static int send_batch(void *self, const sk_batch *b, sk_batch_result *r)
         const char *id = b->events[i].event_id;
         too_large |= listed(json_object_get(s->opts, "too_large_ids"), id);
         poisoned |= listed(json_object_get(s->opts, "poison"), id);
-        const char *o = json_string_value(json_object_get(json_object_get(s->opts, "outcomes"), id));
+        const char *o =
+            json_string_value(json_object_get(json_object_get(s->opts, "outcomes"), id));
         r->events[i].outcome = outcome_of(o);
         if (o)
             snprintf(r->events[i].message, sizeof r->events[i].message, "scripted %s", o);
