@@ -238,9 +238,17 @@ static sk_status query_int(sk__queue *q, int which, int64_t *out, sk__err *err)
 
 /* Creates the file owner-only before SQLite sees it (SQLite would use 0644);
    the -wal and -shm files inherit the database file's mode. */
+/*
+ * Creates the file owner-only if it does not exist yet. An existing file is
+ * not opened here: closing any descriptor of a file drops every POSIX lock
+ * this process holds on it, so another open connection would silently lose
+ * its SQLite locks and a third process could delete the WAL under it.
+ */
 static sk_status create_private(const char *path, sk__err *err)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST)
+        return SK_OK;
     if (fd < 0)
         return sk__fail(err, SK_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     close(fd);
