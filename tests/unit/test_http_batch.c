@@ -593,6 +593,7 @@ static void test_cancel_aborts_a_hanging_send_quickly(void **state)
     f.d->cancel(f.self);
     pthread_join(th, NULL);
     int64_t took = job.returned_at - t0;
+    print_message("cancel -> send returned in %lld ms\n", (long long)took);
     assert_int_equal(job.rc, SK_TRANSPORT_CANCELLED);
     assert_in_range(took, 0, 499);
     assert_all_transient(job.t);
