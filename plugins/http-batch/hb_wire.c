@@ -555,3 +555,14 @@ int sk__hb_map_answer(const sk__hb_answer *a, const sk_batch *batch, sk_batch_re
     json_decref(root);
     return hb_answer_rc(batch, result);
 }
+
+void sk__hb_redact(char *text, const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    if (n < 8)
+        return; /* too short to tell a token from ordinary words */
+    for (char *hit = strstr(text, secret); hit; hit = strstr(hit + 3, secret)) {
+        memcpy(hit, "***", 3);
+        memmove(hit + 3, hit + n, strlen(hit + n) + 1);
+    }
+}

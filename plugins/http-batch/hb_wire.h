@@ -78,4 +78,10 @@ int sk__hb_map_answer(const sk__hb_answer *answer, const sk_batch *batch, sk_bat
  */
 void sk__hb_server_text(const char *body, size_t len, char *out, size_t cap);
 
+/*
+ * Replaces every occurrence of secret in text with "***" (in place; text only
+ * shrinks). Secrets shorter than 8 bytes are left alone.
+ */
+void sk__hb_redact(char *text, const char *secret);
+
 #endif

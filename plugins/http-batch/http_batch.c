@@ -340,6 +340,64 @@ static int hb_fail(const sk_batch *batch, sk_batch_result *result, int rc, const
     return rc;
 }
 
+/* The bearer token inside the request headers (for redaction), or NULL. */
+static const char *hb_secret(const struct curl_slist *headers)
+{
+    static const char prefix[] = "Authorization: ";
+    for (; headers; headers = headers->next) {
+        if (strncmp(headers->data, prefix, sizeof prefix - 1) == 0) {
+            const char *value = headers->data + sizeof prefix - 1;
+            const char *space = strrchr(value, ' ');
+            return space ? space + 1 : value;
+        }
+    }
+    return NULL;
+}
+
+/* Removes the token from everything the host may print (servers do echo it). */
+static void hb_redact_result(const struct curl_slist *headers, sk_batch_result *result)
+{
+    const char *secret = hb_secret(headers);
+    sk__hb_redact(result->detail, secret);
+    for (uint32_t i = 0; i < result->count; i++)
+        sk__hb_redact(result->events[i].message, secret);
+}
+
+/*
+ * Turns a finished transfer into the result. An error answer that arrived
+ * while the upload was still running (an early 413, say) still counts.
+ */
+static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *result, hb_end end,
+                          CURLcode code, int64_t started, int64_t left)
+{
+    hb_conn *c = &p->send_conn;
+    long status = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    int answered = end == HB_END_DONE && status != 0 &&
+                   (code == CURLE_OK ||
+                    (status >= 400 && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR)));
+    if (!answered) {
+        char line[SK_BATCH_DETAIL_MAX];
+        hb_transport_error(c, end, code, hb_now(p) - started, left <= p->timeout_ms, line,
+                           sizeof line);
+        return hb_fail(batch, result,
+                       end == HB_END_CANCELLED ? SK_TRANSPORT_CANCELLED : SK_TRANSPORT_FAILED,
+                       line);
+    }
+    const char *location = NULL;
+    curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &location);
+    sk__hb_answer answer = {status,          (const char *)c->response.data,
+                            c->response.len, hb_header(c->easy, "Retry-After"),
+                            location,        time(NULL)};
+    if (c->response_truncated || code != CURLE_OK)
+        answer.body_len = 0; /* half a JSON document is no answer */
+    int rc = sk__hb_map_answer(&answer, batch, result);
+    if (c->response_truncated && status >= 200 && status < 300)
+        sk__hb_fmt(result->detail, sizeof result->detail, "HTTP %ld: answer over %u bytes ignored",
+                   status, HB_RESPONSE_KEEP_MAX);
+    return rc;
+}
+
 /* Sends one batch (see transport.h). rc OK when the answer told something,
  * FAILED when nothing is known (all transient), CANCELLED after cancel(). */
 static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
@@ -369,32 +427,15 @@ static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
     CURLcode code;
     hb_end end = hb_run(p, c, batch->deadline_ms, &code);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
-    hb_headers_free(headers);
     hb_count(p, c);
-
-    long status = 0;
-    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
-    int rc;
-    if (end != HB_END_DONE || code != CURLE_OK || status == 0) {
-        char line[SK_BATCH_DETAIL_MAX];
-        hb_transport_error(c, end, code, hb_now(p) - started, left <= p->timeout_ms, line,
-                           sizeof line);
-        rc = hb_fail(batch, result,
-                     end == HB_END_CANCELLED ? SK_TRANSPORT_CANCELLED : SK_TRANSPORT_FAILED, line);
-    } else {
-        const char *location = NULL;
-        curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &location);
-        sk__hb_answer answer = {status,          (const char *)c->response.data,
-                                c->response.len, hb_header(c->easy, "Retry-After"),
-                                location,        time(NULL)};
-        if (c->response_truncated)
-            answer.body_len = 0; /* half a JSON document is no answer */
-        rc = sk__hb_map_answer(&answer, batch, result);
-    }
+    int rc = hb_send_result(p, batch, result, end, code, started, left);
+    hb_redact_result(headers, result);
+    hb_headers_free(headers);
     p->host->log(p->host->host_ctx, SK_LOG_DEBUG,
-                 "http-batch: batch %llu, %u events, %zu bytes gzip: HTTP %ld in %lld ms (%s)",
-                 (unsigned long long)batch->batch_seq, batch->count, p->body.len, status,
-                 (long long)(hb_now(p) - started), result->detail[0] ? result->detail : "ok");
+                 "http-batch: batch %llu, %u events, %zu bytes gzip: HTTP %d in %lld ms (%s)",
+                 (unsigned long long)batch->batch_seq, batch->count, p->body.len,
+                 (int)result->status_code, (long long)(hb_now(p) - started),
+                 result->detail[0] ? result->detail : "ok");
     return rc;
 }
 
@@ -422,6 +463,34 @@ static int hb_unreachable(CURLcode code, hb_conn *c)
     default:
         return 0;
     }
+}
+
+/* Classifies a finished probe transfer and writes its one-line reason. */
+static int hb_probe_state(hb_plugin *p, hb_end end, CURLcode code, int64_t started, int64_t left,
+                          char *reason, size_t reason_cap)
+{
+    hb_conn *c = &p->probe_conn;
+    long status = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (end != HB_END_DONE || code != CURLE_OK || status == 0) {
+        char line[SK_BATCH_DETAIL_MAX];
+        hb_transport_error(c, end, code, hb_now(p) - started, left <= p->timeout_ms, line,
+                           sizeof line);
+        hb_copy(reason, reason_cap, line);
+        if (end == HB_END_DONE && code != CURLE_OK && !hb_unreachable(code, c))
+            return SK_PROBE_SERVER_UNAVAILABLE;
+        return SK_PROBE_UNREACHABLE;
+    }
+    char text[256];
+    sk__hb_server_text(c->response_truncated ? NULL : (const char *)c->response.data,
+                       c->response.len, text, sizeof text);
+    sk__hb_fmt(reason, reason_cap, "HTTP %ld from %s%s%s", status, p->health_url,
+               status >= 300 && *text ? ": " : "", status >= 300 ? text : "");
+    if (status >= 200 && status < 300)
+        return SK_PROBE_CONNECTED;
+    if (status == 401 || status == 403)
+        return SK_PROBE_NOT_AUTHENTICATED;
+    return SK_PROBE_SERVER_UNAVAILABLE;
 }
 
 /* Checks GET {server_url}/api/v1/sync/health/ with the bearer (see transport.h). */
@@ -452,29 +521,11 @@ static int hb_probe(void *self, int64_t deadline_ms, char *reason, size_t reason
     CURLcode code;
     hb_end end = hb_run(p, c, deadline_ms, &code);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
+    int state = hb_probe_state(p, end, code, started, left, reason, reason_cap);
+    if (reason_cap > 0)
+        sk__hb_redact(reason, hb_secret(headers));
     hb_headers_free(headers);
-
-    long status = 0;
-    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (end != HB_END_DONE || code != CURLE_OK || status == 0) {
-        char line[SK_BATCH_DETAIL_MAX];
-        hb_transport_error(c, end, code, hb_now(p) - started, left <= p->timeout_ms, line,
-                           sizeof line);
-        hb_copy(reason, reason_cap, line);
-        if (end == HB_END_DONE && code != CURLE_OK && !hb_unreachable(code, c))
-            return SK_PROBE_SERVER_UNAVAILABLE;
-        return SK_PROBE_UNREACHABLE;
-    }
-    char text[256];
-    sk__hb_server_text(c->response_truncated ? NULL : (const char *)c->response.data,
-                       c->response.len, text, sizeof text);
-    sk__hb_fmt(reason, reason_cap, "HTTP %ld from %s%s%s", status, p->health_url,
-               status >= 300 && *text ? ": " : "", status >= 300 ? text : "");
-    if (status >= 200 && status < 300)
-        return SK_PROBE_CONNECTED;
-    if (status == 401 || status == 403)
-        return SK_PROBE_NOT_AUTHENTICATED;
-    return SK_PROBE_SERVER_UNAVAILABLE;
+    return state;
 }
 
 /* Aborts what is in flight and every later call: sets the flag, wakes both polls. */

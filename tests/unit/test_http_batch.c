@@ -363,6 +363,24 @@ static void test_401_asks_to_reauthenticate(void **state)
     fx_close(&f);
 }
 
+static void test_echoed_token_never_reaches_detail_or_log(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 401, NULL,
+                       "{\"detail\":\"token s3cr3t-t0ken-value is expired\"}"};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    tbatch *t = tbatch_new(1, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
+    assert_string_equal(t->result.detail, "HTTP 401: token *** is expired");
+    char reason[256];
+    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+                     SK_PROBE_NOT_AUTHENTICATED);
+    assert_non_null(strstr(reason, "token *** is expired"));
+    tbatch_free(t);
+    fx_close(&f); /* also asserts nothing logged holds the token */
+}
+
 static void test_403_is_transient_with_server_text(void **state)
 {
     (void)state;
@@ -862,6 +880,19 @@ static void test_wire_messages_are_one_line_and_cut_on_utf8_boundaries(void **st
     tbatch_free(t);
 }
 
+static void test_wire_redact(void **state)
+{
+    (void)state;
+    char text[128] = "a abcdefgh b abcdefghabcdefgh c";
+    sk__hb_redact(text, "abcdefgh");
+    assert_string_equal(text, "a *** b ****** c");
+    char short_secret[] = "the key is abc";
+    sk__hb_redact(short_secret, "abc");
+    assert_string_equal(short_secret, "the key is abc");
+    sk__hb_redact(short_secret, NULL);
+    assert_string_equal(short_secret, "the key is abc");
+}
+
 static void test_wire_status_table(void **state)
 {
     (void)state;
@@ -879,6 +910,9 @@ static void test_wire_status_table(void **state)
 
 int main(void)
 {
+    /* The peer is on loopback: a proxy from the environment must not intercept it. */
+    setenv("no_proxy", "127.0.0.1,localhost", 1);
+    setenv("NO_PROXY", "127.0.0.1,localhost", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_each_per_event_status_maps_to_its_outcome),
         cmocka_unit_test(test_request_is_gzip_events_with_required_headers),
@@ -889,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_400_details_as_json_string_rejects_named_events),
         cmocka_unit_test(test_400_without_details_is_poisoned),
         cmocka_unit_test(test_401_asks_to_reauthenticate),
+        cmocka_unit_test(test_echoed_token_never_reaches_detail_or_log),
         cmocka_unit_test(test_403_is_transient_with_server_text),
         cmocka_unit_test(test_408_is_transient),
         cmocka_unit_test(test_412_is_protocol_mismatch_with_guidance),
@@ -913,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_wire_gzip_round_trips_large_batches),
         cmocka_unit_test(test_wire_maps_results_in_any_order),
         cmocka_unit_test(test_wire_messages_are_one_line_and_cut_on_utf8_boundaries),
+        cmocka_unit_test(test_wire_redact),
         cmocka_unit_test(test_wire_status_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
