@@ -30,19 +30,22 @@
 /* Longest single poll wait; cancel() wakes the poll sooner. */
 #define HB_POLL_MAX_MS 1000
 
-/* Every option the plugin reads, with its default: parsing and the unknown-key
- * warning both use this table, and README.md documents the same list. */
+/* Every option the plugin reads, with its default and range: parsing and the
+ * unknown-key warning both use this table, and README.md documents it. */
 typedef struct hb_option {
     const char *key;
+    int64_t dflt, min, max; /* integer options only */
     const char *help;
 } hb_option;
 
-static const hb_option hb_options[] = {
-    {"gzip_level", "zlib level 0..9 for the request body (default 6)"},
-    {"connect_timeout_ms", "TCP+TLS connect timeout (default 10000)"},
-    {"timeout_ms", "whole request timeout (default 60000)"},
-    {"ca_file", "PEM bundle of a private CA to trust (default: system store)"},
-    {"insecure", "true disables TLS verification (warned on every create)"},
+enum { HB_OPT_GZIP, HB_OPT_CONNECT, HB_OPT_TIMEOUT, HB_OPT_CA, HB_OPT_INSECURE, HB_OPT_COUNT };
+
+static const hb_option hb_options[HB_OPT_COUNT] = {
+    [HB_OPT_GZIP] = {"gzip_level", 6, 0, 9, "zlib level of the request body"},
+    [HB_OPT_CONNECT] = {"connect_timeout_ms", 10000, 1, 86400000, "TCP+TLS connect timeout"},
+    [HB_OPT_TIMEOUT] = {"timeout_ms", 60000, 1, 86400000, "whole request timeout"},
+    [HB_OPT_CA] = {"ca_file", 0, 0, 0, "PEM bundle of a private CA to trust"},
+    [HB_OPT_INSECURE] = {"insecure", 0, 0, 1, "true disables TLS verification (warned)"},
 };
 
 /* One libcurl transfer slot: a multi handle holding one easy handle. */
@@ -125,24 +128,24 @@ static int hb_conn_init(hb_plugin *p, hb_conn *c)
     if (!c->multi || !c->easy)
         return -1;
     CURL *e = c->easy;
-    CURLcode rc = CURLE_OK;
-    rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    rc |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, p->user_agent);
-    rc |= curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    rc |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, p->insecure ? 0L : 1L);
-    rc |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, p->insecure ? 0L : 2L);
+    int bad = 0;
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_USERAGENT, p->user_agent);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, p->insecure ? 0L : 1L);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, p->insecure ? 0L : 2L);
     if (p->ca_file)
-        rc |= curl_easy_setopt(e, CURLOPT_CAINFO, p->ca_file);
-    rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hb_on_body);
-    rc |= curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-    rc |= curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, hb_on_progress);
-    rc |= curl_easy_setopt(e, CURLOPT_XFERINFODATA, p);
-    rc |= curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
-    rc |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
-    return rc == CURLE_OK ? 0 : -1;
+        bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_CAINFO, p->ca_file);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hb_on_body);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, hb_on_progress);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_XFERINFODATA, p);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    return bad ? -1 : 0;
 }
 
 static void hb_conn_free(hb_conn *c)
@@ -562,9 +565,9 @@ static void hb_warn_unknown_options(const sk_host_api *h)
     json_object_foreach(all, key, value)
     {
         size_t i = 0;
-        while (i < sizeof hb_options / sizeof hb_options[0] && strcmp(hb_options[i].key, key))
+        while (i < HB_OPT_COUNT && strcmp(hb_options[i].key, key))
             i++;
-        if (i == sizeof hb_options / sizeof hb_options[0])
+        if (i == HB_OPT_COUNT)
             h->log(h->host_ctx, SK_LOG_WARN, "http-batch: unknown option \"%s\" ignored", key);
     }
     json_decref(all);
@@ -590,29 +593,34 @@ static void hb_warn_plain_http(const sk_host_api *h, const char *url)
     curl_url_cleanup(u);
 }
 
+/* Reads integer option which into *out, checking its range. Returns 0, or -1 with err. */
+static int hb_int_option(const sk_host_api *h, int which, int64_t *out, char *err, size_t err_cap)
+{
+    const hb_option *o = &hb_options[which];
+    int64_t v = h->option_int(h->host_ctx, o->key, o->dflt);
+    if (v < o->min || v > o->max) {
+        sk__hb_fmt(err, err_cap, "http-batch: options.%s must be %lld..%lld, not %lld", o->key,
+                   (long long)o->min, (long long)o->max, (long long)v);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 /* Reads and checks the options into p. Returns 0, or -1 with err. */
 static int hb_read_options(hb_plugin *p, char *err, size_t err_cap)
 {
     const sk_host_api *h = p->host;
-    int64_t level = h->option_int(h->host_ctx, "gzip_level", 6);
-    int64_t connect = h->option_int(h->host_ctx, "connect_timeout_ms", 10000);
-    int64_t total = h->option_int(h->host_ctx, "timeout_ms", 60000);
-    if (level < 0 || level > 9) {
-        sk__hb_fmt(err, err_cap, "http-batch: options.gzip_level must be 0..9, not %lld",
-                   (long long)level);
+    int64_t level, connect, total;
+    if (hb_int_option(h, HB_OPT_GZIP, &level, err, err_cap) ||
+        hb_int_option(h, HB_OPT_CONNECT, &connect, err, err_cap) ||
+        hb_int_option(h, HB_OPT_TIMEOUT, &total, err, err_cap))
         return -1;
-    }
-    if (connect <= 0 || total <= 0 || connect > 86400000 || total > 86400000) {
-        sk__hb_fmt(err, err_cap,
-                   "http-batch: options.connect_timeout_ms and timeout_ms must be "
-                   "1..86400000");
-        return -1;
-    }
     p->gzip_level = (int)level;
     p->connect_timeout_ms = (long)connect;
     p->timeout_ms = (long)total;
-    p->insecure = h->option_bool(h->host_ctx, "insecure", 0);
-    const char *ca = h->option_string(h->host_ctx, "ca_file", NULL);
+    p->insecure = h->option_bool(h->host_ctx, hb_options[HB_OPT_INSECURE].key, 0);
+    const char *ca = h->option_string(h->host_ctx, hb_options[HB_OPT_CA].key, NULL);
     if (ca && *ca) {
         if (access(ca, R_OK) != 0) {
             sk__hb_fmt(err, err_cap, "http-batch: options.ca_file %s is not readable", ca);
