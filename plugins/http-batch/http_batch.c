@@ -130,6 +130,9 @@ static int hb_conn_init(hb_plugin *p, hb_conn *c)
     CURL *e = c->easy;
     int bad = 0;
     bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    /* Cancel during a slow DNS lookup must not wait for the resolver thread
+     * (libcurl >= 7.87; without it, cancel waits for getaddrinfo). */
+    (void)curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
     bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_USERAGENT, p->user_agent);
