@@ -158,8 +158,6 @@ static void test_each_per_event_status_maps_to_its_outcome(void **state)
     (void)state;
     tbatch *t = tbatch_new(11, 5000);
     char body[4096];
-    const char *const *id = (const char *const *)NULL;
-    (void)id;
     snprintf(body, sizeof body,
              "{\"results\":["
              "{\"event_id\":\"%s\",\"status\":\"success\"},"
