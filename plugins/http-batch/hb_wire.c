@@ -241,19 +241,23 @@ static const char *hb_error_field(const json_t *root)
     return NULL;
 }
 
-void sk__hb_server_text(const char *body, size_t len, char *out, size_t cap)
+/* The server text of an answer whose body is already parsed (root may be NULL). */
+static void hb_server_text_of(const json_t *root, const char *body, size_t len, char *out,
+                              size_t cap)
 {
-    if (cap == 0)
-        return;
-    out[0] = '\0';
-    if (!body || len == 0)
-        return;
-    json_t *root = json_loadb(body, len, 0, NULL);
     const char *field = json_is_object(root) ? hb_error_field(root) : NULL;
     if (field)
         hb_copy_cstr(out, cap, field);
     else
-        hb_copy_line(out, cap, body, len);
+        hb_copy_line(out, cap, body ? body : "", body ? len : 0);
+}
+
+void sk__hb_server_text(const char *body, size_t len, char *out, size_t cap)
+{
+    if (cap == 0)
+        return;
+    json_t *root = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+    hb_server_text_of(root, body, len, out, cap);
     json_decref(root);
 }
 
@@ -523,7 +527,7 @@ int sk__hb_map_answer(const sk__hb_answer *a, const sk_batch *batch, sk_batch_re
     hb_result_reset(batch, result, a->status);
     json_t *root = a->body && a->body_len ? json_loadb(a->body, a->body_len, 0, NULL) : NULL;
     char text[SK_BATCH_DETAIL_MAX - 32];
-    sk__hb_server_text(a->body, a->body_len, text, sizeof text);
+    hb_server_text_of(root, a->body, a->body_len, text, sizeof text);
     hb_index ix;
     hb_index_init(&ix, batch);
     long st = a->status;

@@ -168,66 +168,88 @@ static void hb_headers_free(struct curl_slist *list)
     curl_slist_free_all(list);
 }
 
+/* Wipes and frees a string that may hold the bearer. */
+static void hb_free_secret(char *text)
+{
+    if (text) {
+        explicit_bzero(text, strlen(text));
+        free(text);
+    }
+}
+
 /*
- * Appends "Authorization: <host's header value>" to *list when the host has
- * credentials. Returns 0, or -1 (with why) when the value is unusable.
+ * Gets the host's Authorization value as a malloc'd "Authorization: <value>"
+ * line in *out (NULL when there are no credentials). Returns 0, or -1 with
+ * why when the value is unusable.
  */
-static int hb_add_auth(const hb_plugin *p, struct curl_slist **list, const char **why)
+static int hb_auth_line(const hb_plugin *p, char **out, const char **why)
 {
     static const char prefix[] = "Authorization: ";
+    const size_t off = sizeof prefix - 1;
     size_t cap = 2048;
+    *out = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
-        char *line = malloc(sizeof prefix + cap);
+        char *line = calloc(1, off + cap);
         if (!line) {
             *why = "out of memory";
             return -1;
         }
-        memcpy(line, prefix, sizeof prefix);
-        size_t n = p->host->auth_header(p->host->host_ctx, line + sizeof prefix - 1, cap);
-        int ok = n < cap;
-        int bad = ok && n > 0 && strpbrk(line + sizeof prefix - 1, "\r\n") != NULL;
-        struct curl_slist *grown = NULL;
-        if (ok && n > 0 && !bad)
-            grown = curl_slist_append(*list, line);
-        explicit_bzero(line, sizeof prefix + cap);
-        free(line);
-        if (ok && n == 0)
-            return 0;
-        if (bad) {
+        memcpy(line, prefix, off);
+        size_t n = p->host->auth_header(p->host->host_ctx, line + off, cap);
+        if (n < cap && n > 0 && strpbrk(line + off, "\r\n")) {
+            hb_free_secret(line);
             *why = "the Authorization header value holds a line break";
             return -1;
         }
-        if (ok && !grown) {
-            *why = "out of memory";
-            return -1;
-        }
-        if (ok) {
-            *list = grown;
+        if (n < cap) {
+            if (n > 0)
+                *out = line;
+            else
+                free(line);
             return 0;
         }
+        hb_free_secret(line);
         cap = n + 1; /* the host said how much it needs */
     }
     *why = "the Authorization header value keeps growing";
     return -1;
 }
 
-/* The request headers; NULL with why on failure. */
+/* Appends line to *list; on failure frees the whole list, sets it NULL, returns -1. */
+static int hb_append(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *grown = curl_slist_append(*list, line);
+    if (!grown) {
+        hb_headers_free(*list);
+        *list = NULL;
+        return -1;
+    }
+    *list = grown;
+    return 0;
+}
+
+/* The request headers (POST or GET); NULL with why on failure. */
 static struct curl_slist *hb_headers(const hb_plugin *p, int post, const char **why)
 {
-    static const char *const post_headers[] = {
+    static const char *const common[] = {HB_PROTOCOL_HEADER, "Accept: application/json"};
+    static const char *const post_only[] = {
         "Content-Type: application/json", "Content-Encoding: gzip",
         "Expect:", /* no 100-continue round trip: the body is small and ours */
     };
-    struct curl_slist *list = curl_slist_append(NULL, HB_PROTOCOL_HEADER);
-    list = list ? curl_slist_append(list, "Accept: application/json") : NULL;
-    for (size_t i = 0; list && post && i < sizeof post_headers / sizeof post_headers[0]; i++)
-        list = curl_slist_append(list, post_headers[i]);
-    /* curl_slist_append returns NULL (leaving the list) on failure; rebuild-free path: */
-    if (!list) {
-        *why = "out of memory";
-        return NULL;
-    }
-    if (hb_add_auth(p, &list, why) != 0) {
+    struct curl_slist *list = NULL;
+    int bad = 0;
+    for (size_t i = 0; !bad && i < sizeof common / sizeof common[0]; i++)
+        bad = hb_append(&list, common[i]);
+    for (size_t i = 0; !bad && post && i < sizeof post_only / sizeof post_only[0]; i++)
+        bad = hb_append(&list, post_only[i]);
+    char *auth = NULL;
+    *why = "out of memory";
+    if (!bad && hb_auth_line(p, &auth, why) != 0)
+        bad = 1;
+    if (!bad && auth)
+        bad = hb_append(&list, auth);
+    hb_free_secret(auth);
+    if (bad) {
         hb_headers_free(list);
         return NULL;
     }

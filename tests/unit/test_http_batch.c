@@ -246,6 +246,21 @@ static void test_no_credentials_sends_no_authorization(void **state)
     fx_close(&f);
 }
 
+static void test_auth_value_with_line_break_is_refused(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    sk_fakehost_set_auth(f.fh, "Bearer abc\r\nX-Injected: 1");
+    tbatch *t = tbatch_new(1, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_non_null(strstr(t->result.detail, "line break"));
+    assert_int_equal(sk_peer_requests(f.peer), 0);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
 static void test_two_batches_reuse_one_connection(void **state)
 {
     (void)state;
@@ -915,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_each_per_event_status_maps_to_its_outcome),
         cmocka_unit_test(test_request_is_gzip_events_with_required_headers),
         cmocka_unit_test(test_no_credentials_sends_no_authorization),
+        cmocka_unit_test(test_auth_value_with_line_break_is_refused),
         cmocka_unit_test(test_two_batches_reuse_one_connection),
         cmocka_unit_test(test_server_closing_the_connection_counts_a_reconnect),
         cmocka_unit_test(test_400_details_list_rejects_named_events_only),
