@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -23,12 +24,19 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #define PEER_MAX_CLIENTS 16
 
 typedef struct peer_client {
-    int fd;      /* -1 when the slot is free */
-    int index;   /* connection number */
-    int hanging; /* a HANG reply: read and drop until the client goes */
+    int fd;         /* -1 when the slot is free */
+    SSL *ssl;       /* TLS peers only */
+    int handshaken; /* TLS handshake finished */
+    int index;      /* connection number */
+    int hanging;    /* a HANG reply: read and drop until the client goes */
     char *buf;
     size_t len, cap;
 } peer_client;
@@ -39,6 +47,7 @@ struct sk_peer {
     pthread_cond_t cond;
     int listen_fd;
     int stop_pipe[2];
+    SSL_CTX *tls; /* NULL: plain HTTP */
     char url[64];
     sk_peer_reply *script;
     int script_len;
@@ -109,13 +118,23 @@ const char *sk_peer_header(const sk_peer_request *req, const char *name, char *b
     return NULL;
 }
 
-/* Writes all of data (the socket may be non-blocking). */
-static void peer_write_all(int fd, const char *data, size_t len)
+/* Writes all of data (the socket is non-blocking; TLS when c->ssl). */
+static void peer_write_all(peer_client *c, const char *data, size_t len)
 {
     while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            struct pollfd p = {fd, POLLOUT, 0};
+        ssize_t n;
+        int again;
+        if (c->ssl) {
+            int w = SSL_write(c->ssl, data, len > INT32_MAX ? INT32_MAX : (int)len);
+            n = w;
+            again = w <= 0 && (SSL_get_error(c->ssl, w) == SSL_ERROR_WANT_WRITE ||
+                               SSL_get_error(c->ssl, w) == SSL_ERROR_WANT_READ);
+        } else {
+            n = send(c->fd, data, len, MSG_NOSIGNAL);
+            again = n < 0 && (errno == EAGAIN || errno == EINTR);
+        }
+        if (again) {
+            struct pollfd p = {c->fd, POLLOUT | POLLIN, 0};
             poll(&p, 1, 100);
             continue;
         }
@@ -126,7 +145,7 @@ static void peer_write_all(int fd, const char *data, size_t len)
     }
 }
 
-static void peer_reply(int fd, const sk_peer_reply *r)
+static void peer_reply(peer_client *c, const sk_peer_reply *r)
 {
     const char *body = r->body ? r->body : "";
     const char *extra = r->headers ? r->headers : "";
@@ -136,12 +155,15 @@ static void peer_reply(int fd, const sk_peer_reply *r)
     int n =
         snprintf(msg, cap, "HTTP/1.1 %d Scripted\r\nContent-Length: %zu\r\n%s%s\r\n%s", r->status,
                  strlen(body), typed ? "" : "Content-Type: application/json\r\n", extra, body);
-    peer_write_all(fd, msg, (size_t)n);
+    peer_write_all(c, msg, (size_t)n);
     free(msg);
 }
 
 static void peer_close_client(peer_client *c)
 {
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    c->handshaken = 0;
     close(c->fd);
     c->fd = -1;
     free(c->buf);
@@ -199,7 +221,7 @@ static int peer_take_request(sk_peer *peer, peer_client *c)
 
     const sk_peer_reply *r = &peer->script[i < peer->script_len ? i : peer->script_len - 1];
     if (r->action == SK_PEER_RESPOND)
-        peer_reply(c->fd, r);
+        peer_reply(c, r);
     else if (r->action == SK_PEER_HANG)
         c->hanging = 1;
     else
@@ -207,26 +229,55 @@ static int peer_take_request(sk_peer *peer, peer_client *c)
     return c->fd >= 0 && !c->hanging;
 }
 
+/* Reads what is there: n > 0 bytes, 0 for "nothing yet", -1 when the client is gone. */
+static ssize_t peer_recv(peer_client *c, char *buf, size_t cap)
+{
+    if (!c->ssl) {
+        ssize_t n = recv(c->fd, buf, cap, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        return n > 0 ? n : -1;
+    }
+    if (!c->handshaken) {
+        int r = SSL_accept(c->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
+        }
+        c->handshaken = 1;
+    }
+    int r = SSL_read(c->ssl, buf, (int)cap);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : -1;
+}
+
+/* Drains the client's socket (TLS may hold more than one poll event shows). */
 static void peer_read_client(sk_peer *peer, peer_client *c)
 {
     char chunk[16384];
-    ssize_t n = recv(c->fd, chunk, sizeof chunk, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        peer_close_client(c);
-        return;
+    for (;;) {
+        ssize_t n = peer_recv(c, chunk, sizeof chunk);
+        if (n < 0) {
+            peer_close_client(c);
+            return;
+        }
+        if (n == 0)
+            return;
+        if (c->hanging)
+            continue;
+        if (c->len + (size_t)n > c->cap) {
+            c->cap = (c->len + (size_t)n) * 2;
+            c->buf = realloc(c->buf, c->cap);
+        }
+        memcpy(c->buf + c->len, chunk, (size_t)n);
+        c->len += (size_t)n;
+        while (peer_take_request(peer, c))
+            ;
+        if (c->fd < 0)
+            return;
     }
-    if (c->hanging)
-        return;
-    if (c->len + (size_t)n > c->cap) {
-        c->cap = (c->len + (size_t)n) * 2;
-        c->buf = realloc(c->buf, c->cap);
-    }
-    memcpy(c->buf + c->len, chunk, (size_t)n);
-    c->len += (size_t)n;
-    while (peer_take_request(peer, c))
-        ;
 }
 
 static void peer_accept(sk_peer *peer)
@@ -239,6 +290,10 @@ static void peer_accept(sk_peer *peer)
             pthread_mutex_lock(&peer->mu);
             peer->clients[i].fd = fd;
             peer->clients[i].index = peer->connections++;
+            if (peer->tls) {
+                peer->clients[i].ssl = SSL_new(peer->tls);
+                SSL_set_fd(peer->clients[i].ssl, fd);
+            }
             pthread_mutex_unlock(&peer->mu);
             return;
         }
@@ -277,7 +332,8 @@ static void *peer_main(void *arg)
     }
 }
 
-sk_peer *sk_peer_start(const sk_peer_reply *script, int count)
+/* Starts the peer; tls NULL for plain HTTP (the peer owns tls). */
+static sk_peer *peer_start(const sk_peer_reply *script, int count, SSL_CTX *tls)
 {
     sk_peer *peer = calloc(1, sizeof *peer);
     pthread_mutex_init(&peer->mu, NULL);
@@ -285,6 +341,7 @@ sk_peer *sk_peer_start(const sk_peer_reply *script, int count)
     peer->script = malloc(sizeof *script * (size_t)count);
     memcpy(peer->script, script, sizeof *script * (size_t)count);
     peer->script_len = count;
+    peer->tls = tls;
     for (int i = 0; i < PEER_MAX_CLIENTS; i++)
         peer->clients[i].fd = -1;
     peer->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -296,12 +353,60 @@ sk_peer *sk_peer_start(const sk_peer_reply *script, int count)
         listen(peer->listen_fd, 16) != 0 ||
         getsockname(peer->listen_fd, (struct sockaddr *)&sa, &salen) != 0)
         peer_die("bind/listen");
-    snprintf(peer->url, sizeof peer->url, "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    snprintf(peer->url, sizeof peer->url, "%s://127.0.0.1:%d", tls ? "https" : "http",
+             ntohs(sa.sin_port));
     if (pipe2(peer->stop_pipe, O_CLOEXEC) != 0)
         peer_die("pipe");
     if (pthread_create(&peer->thread, NULL, peer_main, peer) != 0)
         peer_die("pthread_create");
     return peer;
+}
+
+sk_peer *sk_peer_start(const sk_peer_reply *script, int count)
+{
+    return peer_start(script, count, NULL);
+}
+
+/* A fresh P-256 key and a self-signed certificate for IP 127.0.0.1, valid a day. */
+static X509 *peer_self_signed(EVP_PKEY **key_out)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    if (!key || !x)
+        peer_die("key/cert");
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"127.0.0.1", -1, -1,
+                               0);
+    X509_set_issuer_name(x, name);
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
+    X509_EXTENSION *san = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, "IP:127.0.0.1");
+    if (!san || !X509_add_ext(x, san, -1) || !X509_sign(x, key, EVP_sha256()))
+        peer_die("sign");
+    X509_EXTENSION_free(san);
+    *key_out = key;
+    return x;
+}
+
+sk_peer *sk_peer_start_tls(const sk_peer_reply *script, int count, const char *cert_path)
+{
+    EVP_PKEY *key = NULL;
+    X509 *cert = peer_self_signed(&key);
+    FILE *f = fopen(cert_path, "w");
+    if (!f || !PEM_write_X509(f, cert) || fclose(f) != 0)
+        peer_die("write cert");
+    SSL_CTX *tls = SSL_CTX_new(TLS_server_method());
+    if (!tls || SSL_CTX_use_certificate(tls, cert) != 1 || SSL_CTX_use_PrivateKey(tls, key) != 1)
+        peer_die("SSL_CTX");
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return peer_start(script, count, tls);
 }
 
 void sk_peer_stop(sk_peer *peer)
@@ -325,6 +430,7 @@ void sk_peer_stop(sk_peer *peer)
     }
     free(peer->requests);
     free(peer->script);
+    SSL_CTX_free(peer->tls);
     pthread_cond_destroy(&peer->cond);
     pthread_mutex_destroy(&peer->mu);
     free(peer);

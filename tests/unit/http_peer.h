@@ -39,9 +39,13 @@ typedef struct sk_peer sk_peer;
 /* Starts the peer. Request i gets script[i]; past the end, the last entry
  * repeats. The script is copied (its strings must outlive the peer). */
 sk_peer *sk_peer_start(const sk_peer_reply *script, int count);
+/* Like sk_peer_start, over TLS (HTTP/1.1): the peer makes a fresh key and a
+ * self-signed certificate for IP 127.0.0.1 and writes the certificate (PEM)
+ * to cert_path, for use as a private CA. */
+sk_peer *sk_peer_start_tls(const sk_peer_reply *script, int count, const char *cert_path);
 /* Stops the thread, closes every socket, frees everything. */
 void sk_peer_stop(sk_peer *peer);
-/* "http://127.0.0.1:<port>" (valid until stop). */
+/* "http[s]://127.0.0.1:<port>" (valid until stop). */
 const char *sk_peer_url(const sk_peer *peer);
 /* TCP connections accepted so far. */
 int sk_peer_connections(sk_peer *peer);

@@ -93,6 +93,7 @@ typedef struct fixture {
     void *self;
     char url[128];
     const char *values[8];
+    char *tmpdir; /* removed by fx_close when set */
 } fixture;
 
 /* Creates the plugin against url with options; asserts create succeeds. */
@@ -129,6 +130,10 @@ static void fx_close(fixture *f)
         assert_false(sk_fakehost_logged(f->fh, "s3cr3t"));
     sk_fakehost_free(f->fh);
     sk_peer_stop(f->peer);
+    if (f->tmpdir) {
+        sk_test_rmtree(f->tmpdir);
+        free(f->tmpdir);
+    }
 }
 
 static int fx_send(fixture *f, tbatch *t)
@@ -671,6 +676,81 @@ static void test_timeout_option_bounds_a_request(void **state)
     fx_close(&f);
 }
 
+/* ---------- TLS ---------- */
+
+typedef enum tls_trust { TRUST_DEFAULT, TRUST_CA_FILE, TRUST_INSECURE } tls_trust;
+
+/* Opens the plugin against a TLS peer with a fresh self-signed certificate. */
+static void fx_open_tls(fixture *f, const sk_peer_reply *r, tls_trust trust)
+{
+    memset(f, 0, sizeof *f);
+    f->tmpdir = sk_test_mkdtemp();
+    char cert[512], options[640] = "{}";
+    snprintf(cert, sizeof cert, "%s/ca.pem", f->tmpdir);
+    f->peer = sk_peer_start_tls(r, 1, cert);
+    if (trust == TRUST_CA_FILE)
+        snprintf(options, sizeof options, "{\"ca_file\": \"%s\"}", cert);
+    else if (trust == TRUST_INSECURE)
+        snprintf(options, sizeof options, "{\"insecure\": true}");
+    fx_open_url(f, sk_peer_url(f->peer), options);
+}
+
+static void test_tls_is_verified_by_default(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
+    fixture f;
+    fx_open_tls(&f, &r, TRUST_DEFAULT);
+    tbatch *t = tbatch_new(1, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_int_equal(t->result.status_code, 0);
+    assert_non_null(strcasestr(t->result.detail, "certificate"));
+    char reason[256];
+    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+                     SK_PROBE_UNREACHABLE);
+    assert_int_equal(sk_peer_requests(f.peer), 0); /* nothing, not even the token, was sent */
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_tls_with_a_private_ca_file(void **state)
+{
+    (void)state;
+    tbatch *t = tbatch_new(1, 5000);
+    char body[256];
+    snprintf(body, sizeof body, "{\"results\":[{\"event_id\":\"%s\",\"status\":\"success\"}]}",
+             t->ids[0]);
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, body};
+    fixture f;
+    fx_open_tls(&f, &r, TRUST_CA_FILE);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
+    assert_int_equal(t->res[0].outcome, SK_OUTCOME_DELIVERED);
+    char v[128];
+    const sk_peer_request *q = sk_peer_request_at(f.peer, 0);
+    assert_string_equal(sk_peer_header(q, "Authorization", v, sizeof v), SECRET);
+    assert_false(q->gunzip_failed);
+    char reason[256];
+    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+                     SK_PROBE_CONNECTED);
+    assert_false(sk_fakehost_logged(f.fh, "NOT verified"));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_tls_insecure_works_and_warns(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
+    fixture f;
+    fx_open_tls(&f, &r, TRUST_INSECURE);
+    tbatch *t = tbatch_new(1, 5000);
+    fx_send(&f, t);
+    assert_int_equal(t->result.status_code, 200);
+    assert_true(sk_fakehost_logged(f.fh, "NOT verified"));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
 /* ---------- probe ---------- */
 
 static void test_probe_states(void **state)
@@ -953,6 +1033,9 @@ int main(void)
         cmocka_unit_test(test_cancel_aborts_a_hanging_send_quickly),
         cmocka_unit_test(test_send_returns_by_the_batch_deadline),
         cmocka_unit_test(test_timeout_option_bounds_a_request),
+        cmocka_unit_test(test_tls_is_verified_by_default),
+        cmocka_unit_test(test_tls_with_a_private_ca_file),
+        cmocka_unit_test(test_tls_insecure_works_and_warns),
         cmocka_unit_test(test_probe_states),
         cmocka_unit_test(test_probe_of_a_closed_port_is_unreachable),
         cmocka_unit_test(test_cancel_aborts_a_hanging_probe),
