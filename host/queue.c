@@ -77,8 +77,8 @@ static const char *const stmt_sql[Q__COUNT] = {
     [Q_PARK] = "UPDATE queue SET state = 1, last_error = ?3, lease_owner = '', lease_until = 0 "
                "WHERE id = ?1 AND lease_owner = ?2",
     /* "lease_until > 0" matches sk_idx_lease's WHERE, so the partial index is used. */
-    [Q_LEASE_OWNERS] = "SELECT DISTINCT lease_owner FROM queue WHERE lease_until > ?1 "
-                       "AND lease_owner != ''",
+    [Q_LEASE_OWNERS] = "SELECT DISTINCT lease_owner FROM queue WHERE lease_until > 0 "
+                       "AND lease_until > ?1 AND lease_owner != ''",
     [Q_RELEASE_ALL] = "UPDATE queue SET lease_owner = '', lease_until = 0 "
                       "WHERE lease_until > 0 AND lease_owner = ?1",
     /* One statement, so one snapshot; count(*) without WHERE counts b-tree
@@ -258,13 +258,13 @@ static sk_status query_int(sk__queue *q, int which, int64_t *out, sk__err *err)
 
 /* ---- open and migrate ---------------------------------------------------- */
 
-/* Creates the file owner-only before SQLite sees it (SQLite would use 0644);
-   the -wal and -shm files inherit the database file's mode. */
 /*
- * Creates the file owner-only if it does not exist yet. An existing file is
- * not opened here: closing any descriptor of a file drops every POSIX lock
- * this process holds on it, so another open connection would silently lose
- * its SQLite locks and a third process could delete the WAL under it.
+ * Creates the file owner-only if it does not exist yet (SQLite would use
+ * 0644; the -wal and -shm files inherit the database file's mode). An
+ * existing file is not opened here: closing any descriptor of a file drops
+ * every POSIX lock this process holds on it, so another open connection would
+ * silently lose its SQLite locks and a third process could delete the WAL
+ * under it.
  */
 static sk_status create_private(const char *path, sk__err *err)
 {
