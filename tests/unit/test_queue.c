@@ -368,6 +368,23 @@ static void test_both_durability_modes_open_and_keep_events(void **state)
     assert_null(q);
 }
 
+static void test_open_reports_a_missing_folder_and_a_file_that_is_no_database(void **state)
+{
+    fixture *f = *state;
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/no-such-folder/queue.db", f->dir);
+    sk__queue *q = NULL;
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_open(bad, NULL, &q, &err), SK_ERR_IO);
+    assert_non_null(strstr(err.msg, "no-such-folder"));
+    assert_null(q);
+    sk_test_write_file(f->path, "this is not an SQLite database, just some text long enough\n");
+    err.msg[0] = '\0';
+    assert_int_equal(sk__queue_open(f->path, NULL, &q, &err), SK_ERR_DB);
+    assert_non_null(strstr(err.msg, "queue.db"));
+    assert_null(q);
+}
+
 /* ---- several processes ---------------------------------------------------- */
 
 /* Child: opens the (maybe not yet existing) file and enqueues `count` single
@@ -650,6 +667,41 @@ static void test_foreign_row_with_overlong_event_id_is_parked_not_sent(void **st
     sk__queue_close(q);
 }
 
+static const char *dead_owner;
+
+static int all_but_dead_alive(const char *owner)
+{
+    return strcmp(owner, dead_owner) != 0;
+}
+
+static void test_release_dead_frees_only_rows_of_dead_drainers(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    for (int i = 0; i < 4; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "E%d", i);
+        enq_ok(q, id, 100 + i);
+    }
+    sk__lease alive = {0}, dead = {0};
+    lease_ok(q, 2, 0, 60000, &alive);
+    lease_ok(q, 2, 0, 60000, &dead);
+    dead_owner = dead.owner;
+    int64_t released = -1;
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_release_dead(q, all_but_dead_alive, &released, &err), SK_OK);
+    assert_int_equal(released, 1);
+    assert_int_equal(stats_of(q).leased, 2);
+    sk__lease again = {0};
+    lease_ok(q, 10, 0, 60000, &again);
+    assert_int_equal(again.count, 2);
+    assert_string_equal(again.rows[0].event_id, "E2");
+    sk__lease_free_rows(&alive);
+    sk__lease_free_rows(&dead);
+    sk__lease_free_rows(&again);
+    sk__queue_close(q);
+}
+
 /* ---- settlement, parking -------------------------------------------------- */
 
 typedef struct parked_list {
@@ -819,6 +871,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_created_file_is_owner_only_and_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_both_durability_modes_open_and_keep_events, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_open_reports_a_missing_folder_and_a_file_that_is_no_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writer_processes_lose_and_duplicate_nothing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
@@ -833,6 +887,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_row_with_overlong_event_id_is_parked_not_sent,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_dead_frees_only_rows_of_dead_drainers, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_settle_deletes_releases_rejects_and_parks, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reject_parks_only_after_max_retries_are_used, setup,
