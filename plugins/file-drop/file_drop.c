@@ -1,0 +1,662 @@
+/*
+ * file-drop transport: each batch becomes one bundle in an outbox folder, for
+ * machines with no network path to the server. A bundle is a folder
+ * <outbox>/<bundle-id>.skb/ holding events.ndjson.gz (the envelopes, one per
+ * line, gzip) and manifest.json (count, first/last event id, sha256 of the
+ * data file). It is built in <outbox>/.tmp-<bundle-id>/, fsynced and renamed,
+ * so a reader sees a whole bundle or none. README.md is the format's spec;
+ * host/bundle.c reads it on the connected machine.
+ *
+ * Built against include/spec-kitty/transport.h only: the host's helpers are
+ * not reachable from here, which is why this file has its own small ones.
+ */
+#include <spec-kitty/transport.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <zlib.h>
+
+#define FD_NAME "file-drop"
+#define FD_VERSION "1.0.0"
+#define FD_FORMAT_VERSION 1
+#define FD_BUNDLE_SUFFIX ".skb"
+#define FD_TMP_PREFIX ".tmp-"
+#define FD_DATA_FILE "events.ndjson.gz"
+#define FD_MANIFEST_FILE "manifest.json"
+
+/* Option defaults; README.md "Options" documents each key. */
+#define FD_DEFAULT_GZIP_LEVEL 6
+#define FD_DEFAULT_FSYNC 1
+
+/* A temp folder this old is the leftover of a killed writer: removed at create. */
+#define FD_STALE_TMP_SECONDS 3600
+/* Events written between two looks at cancel() and the deadline. */
+#define FD_CHECK_EVERY 128
+/* Envelopes larger than this are refused (zlib counts input in uInt). */
+#define FD_MAX_EVENT_BYTES (256u * 1024 * 1024)
+#define FD_MAX_EVENT_ID 128
+#define FD_IN_CAP (64 * 1024)
+#define FD_OUT_CAP (256 * 1024)
+/* "20261126T094608123Z-9f3ac1d2": 19 chars of UTC time, '-', 8 hex. */
+#define FD_ID_TIME_LEN 19
+#define FD_ID_CAP 48
+
+typedef struct fd_plugin {
+    const sk_host_api *host;
+    char outbox[4096];
+    const char *node_id; /* host-owned, lives as long as we do; may be NULL */
+    int gzip_level;
+    int fsync;
+    atomic_int cancelled;
+    int64_t last_id_ms; /* bundle ids carry strictly increasing ms: names sort in order */
+    z_stream zs;        /* one deflate state, reset per bundle */
+    int zs_ready;
+    EVP_MD_CTX *md;
+    unsigned char *in; /* staging for envelopes + '\n' before deflate */
+    size_t in_len;
+    unsigned char *out;
+} fd_plugin;
+
+/* One bundle being written. */
+typedef struct fd_bundle {
+    char id[FD_ID_CAP];
+    char tmp_name[FD_ID_CAP + 8];
+    char final_name[FD_ID_CAP + 8];
+    int64_t created_ms;
+    int outbox_fd, data_fd;
+    int tmp_made, committed;
+    uint64_t data_bytes, raw_bytes;
+    uint32_t count;
+    const char *first_id, *last_id;
+    unsigned char sha[32];
+} fd_bundle;
+
+typedef enum fd_rc { FD_OK = 0, FD_ERR, FD_CANCELLED, FD_LATE } fd_rc;
+
+SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor);
+
+/* Writes a one-line message into detail (SK_BATCH_DETAIL_MAX) and returns FD_ERR. */
+__attribute__((format(printf, 2, 3))) static fd_rc fd_fail(char *detail, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, SK_BATCH_DETAIL_MAX, fmt, ap);
+    va_end(ap);
+    return FD_ERR;
+}
+
+static int64_t fd_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* UTC "YYYYMMDDTHHMMSSmmmZ" (FD_ID_TIME_LEN chars): sorts like the time, and
+ * has no ':' so bundles copy onto FAT/exFAT sticks. */
+static void fd_id_time(int64_t ms, char out[FD_ID_CAP])
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(out, FD_ID_CAP, "%Y%m%dT%H%M%S", &tm);
+    snprintf(out + n, FD_ID_CAP - n, "%03dZ", (int)(ms % 1000));
+}
+
+/* The time part of a bundle name back in ms, or -1 when it has none. */
+static int64_t fd_id_parse_ms(const char *name)
+{
+    int y, mo, d, h, mi, s, ms, used = 0;
+    if (sscanf(name, "%4d%2d%2dT%2d%2d%2d%3dZ%n", &y, &mo, &d, &h, &mi, &s, &ms, &used) != 7 ||
+        used != FD_ID_TIME_LEN)
+        return -1;
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = s};
+    time_t secs = timegm(&tm);
+    return secs < 0 ? -1 : (int64_t)secs * 1000 + ms;
+}
+
+/* Next bundle id: time strictly after the last one (even if the clock steps
+ * back), plus 32 random bits so two processes sharing an outbox never clash. */
+static void fd_next_id(fd_plugin *p, fd_bundle *b)
+{
+    int64_t now = fd_wall_ms();
+    int64_t ms = now > p->last_id_ms ? now : p->last_id_ms + 1;
+    p->last_id_ms = ms;
+    b->created_ms = now;
+    uint32_t rnd;
+    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+        rnd = (uint32_t)getpid() ^ (uint32_t)now;
+    char t[FD_ID_CAP];
+    fd_id_time(ms, t);
+    snprintf(b->id, sizeof b->id, "%.19s-%08x", t, (unsigned)rnd);
+    snprintf(b->tmp_name, sizeof b->tmp_name, FD_TMP_PREFIX "%s", b->id);
+    snprintf(b->final_name, sizeof b->final_name, "%s" FD_BUNDLE_SUFFIX, b->id);
+}
+
+static int fd_has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Removes a temp folder of a writer that died (the two files we put there). */
+static void fd_remove_tmp(int outbox_fd, const char *tmp_name)
+{
+    char path[FD_ID_CAP + 64 + 256];
+    snprintf(path, sizeof path, "%s/" FD_DATA_FILE, tmp_name);
+    unlinkat(outbox_fd, path, 0);
+    snprintf(path, sizeof path, "%s/" FD_MANIFEST_FILE, tmp_name);
+    unlinkat(outbox_fd, path, 0);
+    unlinkat(outbox_fd, tmp_name, AT_REMOVEDIR);
+}
+
+/* At create: learns the newest bundle's time (so ids keep increasing across
+ * restarts and clock steps) and removes stale temp folders. Best effort. */
+static void fd_scan_outbox(fd_plugin *p)
+{
+    DIR *d = opendir(p->outbox);
+    if (!d)
+        return;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (strncmp(e->d_name, FD_TMP_PREFIX, strlen(FD_TMP_PREFIX)) == 0) {
+            if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISDIR(st.st_mode) && st.st_mtime + FD_STALE_TMP_SECONDS < now)
+                fd_remove_tmp(dirfd(d), e->d_name);
+        } else if (e->d_name[0] != '.' && fd_has_suffix(e->d_name, FD_BUNDLE_SUFFIX)) {
+            int64_t ms = fd_id_parse_ms(e->d_name);
+            if (ms > p->last_id_ms)
+                p->last_id_ms = ms;
+        }
+    }
+    closedir(d);
+}
+
+/* Opens the outbox, creating it (0700, parent must exist) when missing. */
+static fd_rc fd_open_outbox(fd_plugin *p, int *out, char *detail)
+{
+    int fd = open(p->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        if (mkdir(p->outbox, 0700) != 0 && errno != EEXIST)
+            return fd_fail(detail, "cannot create outbox %s: %s", p->outbox, strerror(errno));
+        fd = open(p->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return fd_fail(detail, "cannot open outbox %s: %s", p->outbox, strerror(errno));
+    *out = fd;
+    return FD_OK;
+}
+
+/* Looks at cancel() and the batch deadline (<= 0: none). */
+static fd_rc fd_check(fd_plugin *p, const sk_batch *batch, char *detail)
+{
+    if (atomic_load(&p->cancelled)) {
+        fd_fail(detail, "cancelled before the bundle was durable");
+        return FD_CANCELLED;
+    }
+    if (batch->deadline_ms > 0 && p->host->now_ms(p->host->host_ctx) >= batch->deadline_ms) {
+        fd_fail(detail, "deadline reached before the bundle was durable");
+        return FD_LATE;
+    }
+    return FD_OK;
+}
+
+static fd_rc fd_write_all(int fd, const void *data, size_t len, const fd_bundle *b,
+                          const char *file, char *detail)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return fd_fail(detail, "cannot write %s/%s: %s", b->tmp_name, file, strerror(errno));
+        p += w;
+        len -= (size_t)w;
+    }
+    return FD_OK;
+}
+
+/* Flushes, syncs (when asked) and closes a file of the bundle; fd is -1 after. */
+static fd_rc fd_close_file(fd_plugin *p, int *fd, const fd_bundle *b, const char *file,
+                           char *detail)
+{
+    int rc = p->fsync ? fdatasync(*fd) : 0;
+    int saved = errno;
+    if (close(*fd) != 0 && rc == 0) {
+        rc = -1;
+        saved = errno;
+    }
+    *fd = -1;
+    if (rc != 0)
+        return fd_fail(detail, "cannot sync %s/%s: %s", b->tmp_name, file, strerror(saved));
+    return FD_OK;
+}
+
+/* Creates the temp folder and opens its data file. */
+static fd_rc fd_bundle_begin(fd_plugin *p, fd_bundle *b, char *detail)
+{
+    if (fd_open_outbox(p, &b->outbox_fd, detail) != FD_OK)
+        return FD_ERR;
+    fd_next_id(p, b);
+    if (mkdirat(b->outbox_fd, b->tmp_name, 0700) != 0)
+        return fd_fail(detail, "cannot create %s/%s: %s", p->outbox, b->tmp_name, strerror(errno));
+    b->tmp_made = 1;
+    char path[sizeof b->tmp_name + sizeof FD_DATA_FILE + 1];
+    snprintf(path, sizeof path, "%s/" FD_DATA_FILE, b->tmp_name);
+    b->data_fd = openat(b->outbox_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (b->data_fd < 0)
+        return fd_fail(detail, "cannot create %s/%s: %s", p->outbox, path, strerror(errno));
+    deflateReset(&p->zs);
+    EVP_DigestInit_ex(p->md, EVP_sha256(), NULL);
+    p->in_len = 0;
+    return FD_OK;
+}
+
+/* Runs deflate over data (may be empty) and writes/hashes what comes out. */
+static fd_rc fd_deflate(fd_plugin *p, fd_bundle *b, const void *data, size_t len, int flush,
+                        char *detail)
+{
+    p->zs.next_in = (Bytef *)data;
+    p->zs.avail_in = (uInt)len;
+    for (;;) {
+        p->zs.next_out = p->out;
+        p->zs.avail_out = FD_OUT_CAP;
+        int zrc = deflate(&p->zs, flush);
+        if (zrc == Z_STREAM_ERROR)
+            return fd_fail(detail, "gzip of %s failed (zlib state error)", b->tmp_name);
+        size_t have = FD_OUT_CAP - p->zs.avail_out;
+        if (have > 0) {
+            if (fd_write_all(b->data_fd, p->out, have, b, FD_DATA_FILE, detail) != FD_OK)
+                return FD_ERR;
+            EVP_DigestUpdate(p->md, p->out, have);
+            b->data_bytes += have;
+        }
+        if (flush == Z_FINISH ? zrc == Z_STREAM_END : p->zs.avail_out != 0)
+            return FD_OK;
+    }
+}
+
+/* Appends bytes to the uncompressed stream through the staging buffer, so
+ * deflate sees large chunks instead of one call per envelope and newline. */
+static fd_rc fd_feed(fd_plugin *p, fd_bundle *b, const void *data, size_t len, char *detail)
+{
+    b->raw_bytes += len;
+    if (p->in_len + len > FD_IN_CAP) {
+        if (fd_deflate(p, b, p->in, p->in_len, Z_NO_FLUSH, detail) != FD_OK)
+            return FD_ERR;
+        p->in_len = 0;
+    }
+    if (len >= FD_IN_CAP)
+        return fd_deflate(p, b, data, len, Z_NO_FLUSH, detail);
+    memcpy(p->in + p->in_len, data, len);
+    p->in_len += len;
+    return FD_OK;
+}
+
+/* Why an event cannot be one NDJSON line, or NULL when it can. */
+static const char *fd_event_problem(const sk_event *ev)
+{
+    if (!ev->event_id || !ev->event_id[0] || strlen(ev->event_id) > FD_MAX_EVENT_ID)
+        return "file-drop: event_id missing or too long";
+    if (!ev->json || ev->json_len < 2 || ev->json[0] != '{' || ev->json[ev->json_len - 1] != '}')
+        return "file-drop: envelope is not a JSON object";
+    if (ev->json_len > FD_MAX_EVENT_BYTES)
+        return "file-drop: envelope too large";
+    if (memchr(ev->json, '\n', ev->json_len))
+        return "file-drop: envelope contains a line break";
+    return NULL;
+}
+
+/* Parks events that would break the bundle's line format; returns how many
+ * are left to write. The rest keep outcome TRANSIENT until the commit. */
+static uint32_t fd_screen(const sk_batch *batch, sk_batch_result *result)
+{
+    uint32_t ok = 0;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        sk_event_result *r = &result->events[i];
+        const char *why = fd_event_problem(&batch->events[i]);
+        r->outcome = why ? SK_OUTCOME_REJECTED_PERMANENT : SK_OUTCOME_TRANSIENT;
+        snprintf(r->message, sizeof r->message, "%s", why ? why : "");
+        ok += why == NULL;
+    }
+    return ok;
+}
+
+/* Writes every screened-in envelope plus '\n' to events.ndjson.gz, then syncs it. */
+static fd_rc fd_write_events(fd_plugin *p, fd_bundle *b, const sk_batch *batch,
+                             const sk_batch_result *result, char *detail)
+{
+    for (uint32_t i = 0; i < batch->count; i++) {
+        if (i % FD_CHECK_EVERY == FD_CHECK_EVERY - 1) {
+            fd_rc rc = fd_check(p, batch, detail);
+            if (rc != FD_OK)
+                return rc;
+        }
+        if (result->events[i].outcome != SK_OUTCOME_TRANSIENT)
+            continue;
+        const sk_event *ev = &batch->events[i];
+        if (fd_feed(p, b, ev->json, ev->json_len, detail) != FD_OK ||
+            fd_feed(p, b, "\n", 1, detail) != FD_OK)
+            return FD_ERR;
+        if (!b->first_id)
+            b->first_id = ev->event_id;
+        b->last_id = ev->event_id;
+        b->count++;
+    }
+    if (fd_deflate(p, b, p->in, p->in_len, Z_FINISH, detail) != FD_OK)
+        return FD_ERR;
+    p->in_len = 0;
+    EVP_DigestFinal_ex(p->md, b->sha, NULL);
+    return fd_close_file(p, &b->data_fd, b, FD_DATA_FILE, detail);
+}
+
+/* Writes s as a JSON string literal (or null) into out; -1 when it does not fit. */
+static int fd_json_string(char *out, size_t cap, const char *s)
+{
+    if (!s)
+        return snprintf(out, cap, "null") >= (int)cap ? -1 : 0;
+    size_t n = 0;
+    if (cap < 3)
+        return -1;
+    out[n++] = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        char esc[8];
+        int el;
+        if (c == '"' || c == '\\')
+            el = snprintf(esc, sizeof esc, "\\%c", c);
+        else if (c < 0x20)
+            el = snprintf(esc, sizeof esc, "\\u%04x", c);
+        else
+            el = snprintf(esc, sizeof esc, "%c", c);
+        if (n + (size_t)el + 2 > cap)
+            return -1;
+        memcpy(out + n, esc, (size_t)el);
+        n += (size_t)el;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+    return 0;
+}
+
+/* Renders manifest.json (README.md "Manifest"). */
+static fd_rc fd_render_manifest(const fd_plugin *p, const fd_bundle *b, char *text, size_t cap,
+                                char *detail)
+{
+    char node[256], first[2 * FD_MAX_EVENT_ID + 64], last[sizeof first], created[32], hex[65];
+    if (fd_json_string(node, sizeof node, p->node_id) ||
+        fd_json_string(first, sizeof first, b->first_id) ||
+        fd_json_string(last, sizeof last, b->last_id))
+        return fd_fail(detail, "manifest of %s: a field does not fit", b->id);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", b->sha[i]);
+    time_t secs = (time_t)(b->created_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t cn = strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(created + cn, sizeof created - cn, ".%03dZ", (int)(b->created_ms % 1000));
+    int n = snprintf(text, cap,
+                     "{\n"
+                     "  \"format\": \"spec-kitty-bundle\",\n"
+                     "  \"format_version\": %d,\n"
+                     "  \"bundle_id\": \"%s\",\n"
+                     "  \"node_id\": %s,\n"
+                     "  \"created_at\": \"%s\",\n"
+                     "  \"producer\": \"" FD_NAME " " FD_VERSION "\",\n"
+                     "  \"event_count\": %u,\n"
+                     "  \"first_event_id\": %s,\n"
+                     "  \"last_event_id\": %s,\n"
+                     "  \"data_file\": \"" FD_DATA_FILE "\",\n"
+                     "  \"data_bytes\": %llu,\n"
+                     "  \"data_sha256\": \"%s\",\n"
+                     "  \"uncompressed_bytes\": %llu\n"
+                     "}\n",
+                     FD_FORMAT_VERSION, b->id, node, created, (unsigned)b->count, first, last,
+                     (unsigned long long)b->data_bytes, hex, (unsigned long long)b->raw_bytes);
+    if (n < 0 || (size_t)n >= cap)
+        return fd_fail(detail, "manifest of %s does not fit", b->id);
+    return FD_OK;
+}
+
+static fd_rc fd_write_manifest(fd_plugin *p, fd_bundle *b, char *detail)
+{
+    char text[2048];
+    if (fd_render_manifest(p, b, text, sizeof text, detail) != FD_OK)
+        return FD_ERR;
+    char path[sizeof b->tmp_name + sizeof FD_MANIFEST_FILE + 1];
+    snprintf(path, sizeof path, "%s/" FD_MANIFEST_FILE, b->tmp_name);
+    int fd = openat(b->outbox_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return fd_fail(detail, "cannot create %s/%s: %s", p->outbox, path, strerror(errno));
+    if (fd_write_all(fd, text, strlen(text), b, FD_MANIFEST_FILE, detail) != FD_OK) {
+        close(fd);
+        return FD_ERR;
+    }
+    return fd_close_file(p, &fd, b, FD_MANIFEST_FILE, detail);
+}
+
+/* Makes the bundle visible and durable: sync the temp folder (its two
+ * entries), rename it to its final name, sync the outbox (the rename). */
+static fd_rc fd_commit(fd_plugin *p, fd_bundle *b, char *detail)
+{
+    if (p->fsync) {
+        int fd = openat(b->outbox_fd, b->tmp_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int rc = fd < 0 ? -1 : fsync(fd);
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        if (rc != 0)
+            return fd_fail(detail, "cannot sync %s/%s: %s", p->outbox, b->tmp_name,
+                           strerror(saved));
+    }
+    if (renameat(b->outbox_fd, b->tmp_name, b->outbox_fd, b->final_name) != 0)
+        return fd_fail(detail, "cannot rename %s/%s to %s: %s", p->outbox, b->tmp_name,
+                       b->final_name, strerror(errno));
+    b->committed = 1;
+    /* If this fails the bundle exists but may not survive power loss: its events
+     * stay queued and may arrive twice, which the server's dedup absorbs. */
+    if (p->fsync && fsync(b->outbox_fd) != 0)
+        return fd_fail(detail, "cannot sync outbox %s after writing %s: %s", p->outbox,
+                       b->final_name, strerror(errno));
+    return FD_OK;
+}
+
+/* Closes what is open; removes the temp folder unless it was renamed. */
+static void fd_bundle_end(fd_bundle *b)
+{
+    if (b->data_fd >= 0)
+        close(b->data_fd);
+    if (b->tmp_made && !b->committed)
+        fd_remove_tmp(b->outbox_fd, b->tmp_name);
+    if (b->outbox_fd >= 0)
+        close(b->outbox_fd);
+}
+
+static void fd_set_all(const sk_batch *batch, sk_batch_result *result, int from, int to)
+{
+    for (uint32_t i = 0; i < batch->count; i++)
+        if (from < 0 || result->events[i].outcome == from)
+            result->events[i].outcome = to;
+}
+
+/* Turns the internal result into outcomes, metrics, a log line and an rc. */
+static int fd_finish(fd_plugin *p, const fd_bundle *b, const sk_batch *batch,
+                     sk_batch_result *result, fd_rc rc)
+{
+    const sk_host_api *h = p->host;
+    if (rc == FD_OK) {
+        fd_set_all(batch, result, SK_OUTCOME_TRANSIENT, SK_OUTCOME_DELIVERED);
+        h->metric_add(h->host_ctx, "bundles_written", 1);
+        h->metric_add(h->host_ctx, "bytes_sent", (int64_t)b->data_bytes);
+        h->log(h->host_ctx, SK_LOG_DEBUG, "file-drop: wrote %s (%u events, %llu bytes)",
+               b->final_name, (unsigned)b->count, (unsigned long long)b->data_bytes);
+        return SK_TRANSPORT_OK;
+    }
+    fd_set_all(batch, result, -1, SK_OUTCOME_TRANSIENT);
+    if (rc == FD_CANCELLED)
+        return SK_TRANSPORT_CANCELLED;
+    h->log(h->host_ctx, SK_LOG_WARN, "file-drop: batch %llu kept queued: %s",
+           (unsigned long long)batch->batch_seq, result->detail);
+    return SK_TRANSPORT_FAILED;
+}
+
+/* send: one batch -> one durable bundle; DELIVERED only after the outbox
+ * fsync. Any failure leaves no visible bundle and every event TRANSIENT. */
+static int fd_send(void *self, const sk_batch *batch, sk_batch_result *result)
+{
+    fd_plugin *p = self;
+    result->detail[0] = '\0';
+    result->hints = SK_HINT_NONE;
+    result->status_code = 0;
+    fd_bundle b = {.outbox_fd = -1, .data_fd = -1};
+    fd_rc rc = fd_check(p, batch, result->detail);
+    if (rc != FD_OK)
+        return fd_finish(p, &b, batch, result, rc);
+    if (fd_screen(batch, result) == 0)
+        return SK_TRANSPORT_OK; /* nothing writable: every event was parked */
+    rc = fd_bundle_begin(p, &b, result->detail);
+    if (rc == FD_OK)
+        rc = fd_write_events(p, &b, batch, result, result->detail);
+    if (rc == FD_OK)
+        rc = fd_write_manifest(p, &b, result->detail);
+    if (rc == FD_OK)
+        rc = fd_check(p, batch, result->detail);
+    if (rc == FD_OK)
+        rc = fd_commit(p, &b, result->detail);
+    fd_bundle_end(&b);
+    return fd_finish(p, &b, batch, result, rc);
+}
+
+/* cancel: sticky. Any thread; only sets a flag that send looks at. */
+static void fd_cancel(void *self)
+{
+    fd_plugin *p = self;
+    atomic_store(&p->cancelled, 1);
+}
+
+static void fd_destroy(void *self)
+{
+    fd_plugin *p = self;
+    if (!p)
+        return;
+    if (p->zs_ready)
+        deflateEnd(&p->zs);
+    EVP_MD_CTX_free(p->md);
+    free(p->in);
+    free(p->out);
+    free(p);
+}
+
+/* Resolves the outbox: the option (relative paths under state_root), else
+ * <state_root>/outbox. */
+static int fd_resolve_outbox(fd_plugin *p, char *err, size_t err_cap)
+{
+    const sk_host_api *h = p->host;
+    const char *opt = h->option_string(h->host_ctx, "outbox", NULL);
+    const char *root = h->host_value(h->host_ctx, "state_root");
+    int n;
+    if (opt && opt[0] == '/')
+        n = snprintf(p->outbox, sizeof p->outbox, "%s", opt);
+    else if (root && root[0])
+        n = snprintf(p->outbox, sizeof p->outbox, "%s/%s", root, opt && opt[0] ? opt : "outbox");
+    else {
+        snprintf(err, err_cap, "file-drop: no absolute \"outbox\" option and no state_root");
+        return -1;
+    }
+    if (n < 0 || (size_t)n >= sizeof p->outbox) {
+        snprintf(err, err_cap, "file-drop: outbox path too long");
+        return -1;
+    }
+    return 0;
+}
+
+static int fd_read_options(fd_plugin *p, char *err, size_t err_cap)
+{
+    const sk_host_api *h = p->host;
+    if (fd_resolve_outbox(p, err, err_cap) != 0)
+        return -1;
+    int64_t level = h->option_int(h->host_ctx, "gzip_level", FD_DEFAULT_GZIP_LEVEL);
+    if (level < 0 || level > 9) {
+        snprintf(err, err_cap, "file-drop: gzip_level must be 0..9, got %lld", (long long)level);
+        return -1;
+    }
+    p->gzip_level = (int)level;
+    p->fsync = h->option_bool(h->host_ctx, "fsync", FD_DEFAULT_FSYNC) != 0;
+    p->node_id = h->host_value(h->host_ctx, "node_id");
+    return 0;
+}
+
+/* create: reads the options, prepares the compressor, scans the outbox.
+ * The outbox itself is created at the first send, so a missing folder shows
+ * up as a transient batch failure rather than a plugin that cannot load. */
+static int fd_create(const sk_host_api *host, void **self, char *err, size_t err_cap)
+{
+    *self = NULL;
+    fd_plugin *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, err_cap, "file-drop: out of memory");
+        return 1;
+    }
+    p->host = host;
+    atomic_init(&p->cancelled, 0);
+    if (fd_read_options(p, err, err_cap) != 0) {
+        fd_destroy(p);
+        return 1;
+    }
+    p->in = malloc(FD_IN_CAP);
+    p->out = malloc(FD_OUT_CAP);
+    p->md = EVP_MD_CTX_new();
+    p->zs_ready =
+        deflateInit2(&p->zs, p->gzip_level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK;
+    if (!p->in || !p->out || !p->md || !p->zs_ready) {
+        snprintf(err, err_cap, "file-drop: out of memory");
+        fd_destroy(p);
+        return 1;
+    }
+    fd_scan_outbox(p);
+    *self = p;
+    return 0;
+}
+
+static const sk_transport_desc fd_desc = {
+    .struct_size = sizeof(sk_transport_desc),
+    .abi_major = SK_TRANSPORT_ABI_MAJOR,
+    .abi_minor = SK_TRANSPORT_ABI_MINOR,
+    .name = FD_NAME,
+    .version = FD_VERSION,
+    .description = "atomic gzip NDJSON bundles in an outbox folder, for air-gapped machines",
+    .capabilities = SK_CAP_SYNC | SK_CAP_OFFLINE,
+    .max_in_flight = 1,
+    .create = fd_create,
+    .destroy = fd_destroy,
+    .send = fd_send,
+    .submit = NULL,
+    .cancel = fd_cancel,
+    .probe = NULL,
+};
+
+SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor)
+{
+    (void)host_abi_minor; /* ABI 1.0 is all we use */
+    return &fd_desc;
+}
