@@ -15,6 +15,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -49,25 +51,50 @@
 #define FD_MAX_EVENT_ID 128
 #define FD_IN_CAP (64 * 1024)
 #define FD_OUT_CAP (256 * 1024)
+/* Room deflate gets per call; the part's buffer grows to keep it. */
+#define FD_OUT_SLACK (64 * 1024)
+#define FD_MAX_THREADS 16
+#define FD_DEFAULT_MAX_THREADS 4
+/* Below this many events per part a thread costs more than it saves. */
+#define FD_MIN_PART_EVENTS 200
 /* "20261126T094608123Z-9f3ac1d2": 19 chars of UTC time, '-', 8 hex. */
 #define FD_ID_TIME_LEN 19
 #define FD_ID_CAP 48
 
-typedef struct fd_plugin {
+typedef enum fd_rc { FD_OK = 0, FD_ERR, FD_CANCELLED, FD_LATE } fd_rc;
+
+typedef struct fd_plugin fd_plugin;
+
+/* One slice of a batch, compressed into its own gzip member (on its own
+ * thread when there are several). The buffers live as long as the plugin. */
+typedef struct fd_part {
+    fd_plugin *p;
+    const sk_batch *batch;
+    const sk_batch_result *result;
+    uint32_t from, to; /* events [from, to) */
+    z_stream zs;
+    int zs_ready;
+    unsigned char *in; /* staging for envelopes + '\n' before deflate */
+    size_t in_len;
+    unsigned char *out; /* the finished gzip member */
+    size_t out_len, out_cap;
+    uint64_t raw_bytes;
+    fd_rc rc;
+    char detail[SK_BATCH_DETAIL_MAX];
+} fd_part;
+
+struct fd_plugin {
     const sk_host_api *host;
     char outbox[4096];
     const char *node_id; /* host-owned, lives as long as we do; may be NULL */
     int gzip_level;
     int fsync;
+    int threads;
     atomic_int cancelled;
     int64_t last_id_ms; /* bundle ids carry strictly increasing ms: names sort in order */
-    z_stream zs;        /* one deflate state, reset per bundle */
-    int zs_ready;
     EVP_MD_CTX *md;
-    unsigned char *in; /* staging for envelopes + '\n' before deflate */
-    size_t in_len;
-    unsigned char *out;
-} fd_plugin;
+    fd_part parts[FD_MAX_THREADS];
+};
 
 /* One bundle being written. */
 typedef struct fd_bundle {
@@ -82,8 +109,6 @@ typedef struct fd_bundle {
     const char *first_id, *last_id;
     unsigned char sha[32];
 } fd_bundle;
-
-typedef enum fd_rc { FD_OK = 0, FD_ERR, FD_CANCELLED, FD_LATE } fd_rc;
 
 SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor);
 
@@ -266,51 +291,125 @@ static fd_rc fd_bundle_begin(fd_plugin *p, fd_bundle *b, char *detail)
     b->data_fd = openat(b->outbox_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (b->data_fd < 0)
         return fd_fail(detail, "cannot create %s/%s: %s", p->outbox, path, strerror(errno));
-    deflateReset(&p->zs);
-    EVP_DigestInit_ex(p->md, EVP_sha256(), NULL);
-    p->in_len = 0;
     return FD_OK;
 }
 
-/* Runs deflate over data (may be empty) and writes/hashes what comes out. */
-static fd_rc fd_deflate(fd_plugin *p, fd_bundle *b, const void *data, size_t len, int flush,
-                        char *detail)
+/* Runs deflate over data (may be empty), appending to the part's buffer. */
+static fd_rc fd_part_deflate(fd_part *pt, const void *data, size_t len, int flush)
 {
-    p->zs.next_in = (Bytef *)data;
-    p->zs.avail_in = (uInt)len;
+    pt->zs.next_in = (Bytef *)data;
+    pt->zs.avail_in = (uInt)len;
     for (;;) {
-        p->zs.next_out = p->out;
-        p->zs.avail_out = FD_OUT_CAP;
-        int zrc = deflate(&p->zs, flush);
-        if (zrc == Z_STREAM_ERROR)
-            return fd_fail(detail, "gzip of %s failed (zlib state error)", b->tmp_name);
-        size_t have = FD_OUT_CAP - p->zs.avail_out;
-        if (have > 0) {
-            if (fd_write_all(b->data_fd, p->out, have, b, FD_DATA_FILE, detail) != FD_OK)
-                return FD_ERR;
-            EVP_DigestUpdate(p->md, p->out, have);
-            b->data_bytes += have;
+        if (pt->out_cap - pt->out_len < FD_OUT_SLACK) {
+            unsigned char *grown = realloc(pt->out, pt->out_cap * 2);
+            if (!grown)
+                return fd_fail(pt->detail, "out of memory compressing the batch");
+            pt->out = grown;
+            pt->out_cap *= 2;
         }
-        if (flush == Z_FINISH ? zrc == Z_STREAM_END : p->zs.avail_out != 0)
+        uInt room = (uInt)(pt->out_cap - pt->out_len);
+        pt->zs.next_out = pt->out + pt->out_len;
+        pt->zs.avail_out = room;
+        int zrc = deflate(&pt->zs, flush);
+        pt->out_len += room - pt->zs.avail_out;
+        if (zrc == Z_STREAM_ERROR)
+            return fd_fail(pt->detail, "gzip failed (zlib state error)");
+        if (flush == Z_FINISH ? zrc == Z_STREAM_END : pt->zs.avail_out != 0)
             return FD_OK;
     }
 }
 
-/* Appends bytes to the uncompressed stream through the staging buffer, so
- * deflate sees large chunks instead of one call per envelope and newline. */
-static fd_rc fd_feed(fd_plugin *p, fd_bundle *b, const void *data, size_t len, char *detail)
+/* Appends bytes to the part's stream through the staging buffer, so deflate
+ * sees large chunks instead of one call per envelope and newline. */
+static fd_rc fd_part_feed(fd_part *pt, const void *data, size_t len)
 {
-    b->raw_bytes += len;
-    if (p->in_len + len > FD_IN_CAP) {
-        if (fd_deflate(p, b, p->in, p->in_len, Z_NO_FLUSH, detail) != FD_OK)
+    pt->raw_bytes += len;
+    if (pt->in_len + len > FD_IN_CAP) {
+        if (fd_part_deflate(pt, pt->in, pt->in_len, Z_NO_FLUSH) != FD_OK)
             return FD_ERR;
-        p->in_len = 0;
+        pt->in_len = 0;
     }
     if (len >= FD_IN_CAP)
-        return fd_deflate(p, b, data, len, Z_NO_FLUSH, detail);
-    memcpy(p->in + p->in_len, data, len);
-    p->in_len += len;
+        return fd_part_deflate(pt, data, len, Z_NO_FLUSH);
+    memcpy(pt->in + pt->in_len, data, len);
+    pt->in_len += len;
     return FD_OK;
+}
+
+/* Compresses the part's screened-in envelopes, each plus '\n', into one
+ * gzip member; sets pt->rc. Looks at cancel/deadline now and then. */
+static void fd_part_run(fd_part *pt)
+{
+    deflateReset(&pt->zs);
+    pt->in_len = pt->out_len = 0;
+    pt->raw_bytes = 0;
+    pt->rc = FD_OK;
+    for (uint32_t i = pt->from; i < pt->to && pt->rc == FD_OK; i++) {
+        if ((i - pt->from) % FD_CHECK_EVERY == FD_CHECK_EVERY - 1 &&
+            (pt->rc = fd_check(pt->p, pt->batch, pt->detail)) != FD_OK)
+            return;
+        if (pt->result->events[i].outcome != SK_OUTCOME_TRANSIENT)
+            continue;
+        const sk_event *ev = &pt->batch->events[i];
+        pt->rc = fd_part_feed(pt, ev->json, ev->json_len);
+        if (pt->rc == FD_OK)
+            pt->rc = fd_part_feed(pt, "\n", 1);
+    }
+    if (pt->rc == FD_OK)
+        pt->rc = fd_part_deflate(pt, pt->in, pt->in_len, Z_FINISH);
+}
+
+static void *fd_part_thread(void *arg)
+{
+    fd_part_run(arg);
+    return NULL;
+}
+
+/* Starts a helper thread for a part with every signal blocked, so the host's
+ * signal handling keeps to its own threads. Returns 0 on success. */
+static int fd_part_start(fd_part *pt, pthread_t *tid)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(tid, NULL, fd_part_thread, pt);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+/* Splits the batch into up to p->threads parts and compresses them in
+ * parallel (part 0 on the calling thread). Returns the number of parts; *rc
+ * is the first failing part's (its detail copied) or FD_OK. */
+static int fd_compress(fd_plugin *p, const sk_batch *batch, const sk_batch_result *result,
+                       char *detail, fd_rc *rc)
+{
+    uint32_t n = batch->count;
+    int k = (int)(n / FD_MIN_PART_EVENTS) < p->threads ? (int)(n / FD_MIN_PART_EVENTS) : p->threads;
+    if (k < 1)
+        k = 1;
+    pthread_t tids[FD_MAX_THREADS];
+    int started[FD_MAX_THREADS] = {0};
+    for (int j = 0; j < k; j++) {
+        fd_part *pt = &p->parts[j];
+        pt->batch = batch;
+        pt->result = result;
+        pt->from = (uint32_t)((uint64_t)n * (uint64_t)j / (uint64_t)k);
+        pt->to = (uint32_t)((uint64_t)n * (uint64_t)(j + 1) / (uint64_t)k);
+        if (j > 0)
+            started[j] = fd_part_start(pt, &tids[j]) == 0;
+    }
+    fd_part_run(&p->parts[0]);
+    for (int j = 1; j < k; j++) {
+        if (started[j])
+            pthread_join(tids[j], NULL);
+        else
+            fd_part_run(&p->parts[j]); /* no thread to be had: do it here */
+    }
+    *rc = FD_OK;
+    for (int j = 0; j < k && *rc == FD_OK; j++)
+        if ((*rc = p->parts[j].rc) != FD_OK)
+            snprintf(detail, SK_BATCH_DETAIL_MAX, "%s", p->parts[j].detail);
+    return k;
 }
 
 /* Why an event cannot be one NDJSON line, or NULL when it can. */
@@ -342,31 +441,33 @@ static uint32_t fd_screen(const sk_batch *batch, sk_batch_result *result)
     return ok;
 }
 
-/* Writes every screened-in envelope plus '\n' to events.ndjson.gz, then syncs it. */
+/* Writes events.ndjson.gz: the parts' gzip members in order (one gzip
+ * stream of several members, RFC 1952), hashed as written; then syncs it. */
 static fd_rc fd_write_events(fd_plugin *p, fd_bundle *b, const sk_batch *batch,
                              const sk_batch_result *result, char *detail)
 {
+    fd_rc rc;
+    int k = fd_compress(p, batch, result, detail, &rc);
+    if (rc != FD_OK)
+        return rc;
+    EVP_DigestInit_ex(p->md, EVP_sha256(), NULL);
+    for (int j = 0; j < k; j++) {
+        const fd_part *pt = &p->parts[j];
+        if (fd_write_all(b->data_fd, pt->out, pt->out_len, b, FD_DATA_FILE, detail) != FD_OK)
+            return FD_ERR;
+        EVP_DigestUpdate(p->md, pt->out, pt->out_len);
+        b->data_bytes += pt->out_len;
+        b->raw_bytes += pt->raw_bytes;
+    }
+    EVP_DigestFinal_ex(p->md, b->sha, NULL);
     for (uint32_t i = 0; i < batch->count; i++) {
-        if (i % FD_CHECK_EVERY == FD_CHECK_EVERY - 1) {
-            fd_rc rc = fd_check(p, batch, detail);
-            if (rc != FD_OK)
-                return rc;
-        }
         if (result->events[i].outcome != SK_OUTCOME_TRANSIENT)
             continue;
-        const sk_event *ev = &batch->events[i];
-        if (fd_feed(p, b, ev->json, ev->json_len, detail) != FD_OK ||
-            fd_feed(p, b, "\n", 1, detail) != FD_OK)
-            return FD_ERR;
         if (!b->first_id)
-            b->first_id = ev->event_id;
-        b->last_id = ev->event_id;
+            b->first_id = batch->events[i].event_id;
+        b->last_id = batch->events[i].event_id;
         b->count++;
     }
-    if (fd_deflate(p, b, p->in, p->in_len, Z_FINISH, detail) != FD_OK)
-        return FD_ERR;
-    p->in_len = 0;
-    EVP_DigestFinal_ex(p->md, b->sha, NULL);
     return fd_close_file(p, &b->data_fd, b, FD_DATA_FILE, detail);
 }
 
@@ -559,11 +660,14 @@ static void fd_destroy(void *self)
     fd_plugin *p = self;
     if (!p)
         return;
-    if (p->zs_ready)
-        deflateEnd(&p->zs);
+    for (int j = 0; j < FD_MAX_THREADS; j++) {
+        fd_part *pt = &p->parts[j];
+        if (pt->zs_ready)
+            deflateEnd(&pt->zs);
+        free(pt->in);
+        free(pt->out);
+    }
     EVP_MD_CTX_free(p->md);
-    free(p->in);
-    free(p->out);
     free(p);
 }
 
@@ -602,7 +706,33 @@ static int fd_read_options(fd_plugin *p, char *err, size_t err_cap)
     }
     p->gzip_level = (int)level;
     p->fsync = h->option_bool(h->host_ctx, "fsync", FD_DEFAULT_FSYNC) != 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t dflt = cpus < 1 ? 1 : cpus > FD_DEFAULT_MAX_THREADS ? FD_DEFAULT_MAX_THREADS : cpus;
+    int64_t threads = h->option_int(h->host_ctx, "threads", dflt);
+    if (threads < 1 || threads > FD_MAX_THREADS) {
+        snprintf(err, err_cap, "file-drop: threads must be 1..%d, got %lld", FD_MAX_THREADS,
+                 (long long)threads);
+        return -1;
+    }
+    p->threads = (int)threads;
     p->node_id = h->host_value(h->host_ctx, "node_id");
+    return 0;
+}
+
+/* Allocates the compressor state and buffers of every part up front. */
+static int fd_parts_init(fd_plugin *p)
+{
+    for (int j = 0; j < p->threads; j++) {
+        fd_part *pt = &p->parts[j];
+        pt->p = p;
+        pt->in = malloc(FD_IN_CAP);
+        pt->out = malloc(FD_OUT_CAP);
+        pt->out_cap = FD_OUT_CAP;
+        pt->zs_ready = deflateInit2(&pt->zs, p->gzip_level, Z_DEFLATED, 15 + 16, 8,
+                                    Z_DEFAULT_STRATEGY) == Z_OK;
+        if (!pt->in || !pt->out || !pt->zs_ready)
+            return -1;
+    }
     return 0;
 }
 
@@ -623,12 +753,8 @@ static int fd_create(const sk_host_api *host, void **self, char *err, size_t err
         fd_destroy(p);
         return 1;
     }
-    p->in = malloc(FD_IN_CAP);
-    p->out = malloc(FD_OUT_CAP);
     p->md = EVP_MD_CTX_new();
-    p->zs_ready =
-        deflateInit2(&p->zs, p->gzip_level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK;
-    if (!p->in || !p->out || !p->md || !p->zs_ready) {
+    if (!p->md || fd_parts_init(p) != 0) {
         snprintf(err, err_cap, "file-drop: out of memory");
         fd_destroy(p);
         return 1;
