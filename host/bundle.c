@@ -232,7 +232,11 @@ static sk_status inflate_data(bundle *b, const sk__bundle_info *info, sk__err *e
                                     : inflate_all(b, &zs, cap, err);
     b->text_len = (cap + 1) - zs.avail_out;
     inflateEnd(&zs);
-    if (st == SK_OK && b->text_len != cap)
+    if (st == SK_OK && b->text_len > cap)
+        st = sk__fail(err, SK_ERR_INVALID_EVENT,
+                      "%s: inflates to more than the manifest's uncompressed_bytes %zu",
+                      b->data_path, cap);
+    if (st == SK_OK && b->text_len < cap)
         st = sk__fail(err, SK_ERR_INVALID_EVENT,
                       "%s: inflates to %zu bytes, manifest says %zu (truncated or altered)",
                       b->data_path, b->text_len, cap);
