@@ -102,8 +102,9 @@ typedef struct fd_bundle {
     char tmp_name[FD_ID_CAP + 8];
     char final_name[FD_ID_CAP + 8];
     int64_t created_ms;
-    int outbox_fd, data_fd;
+    int outbox_fd, data_fd, manifest_fd;
     int tmp_made, committed;
+    int parts; /* compressed parts (p->parts[0..parts-1]) */
     uint64_t data_bytes, raw_bytes;
     uint32_t count;
     const char *first_id, *last_id;
@@ -261,7 +262,7 @@ static fd_rc fd_write_all(int fd, const void *data, size_t len, const fd_bundle 
     return FD_OK;
 }
 
-/* Flushes, syncs (when asked) and closes a file of the bundle; fd is -1 after. */
+/* Syncs (when asked) and closes a file of the bundle; *fd is -1 after. */
 static fd_rc fd_close_file(fd_plugin *p, int *fd, const fd_bundle *b, const char *file,
                            char *detail)
 {
@@ -378,10 +379,10 @@ static int fd_part_start(fd_part *pt, pthread_t *tid)
 }
 
 /* Splits the batch into up to p->threads parts and compresses them in
- * parallel (part 0 on the calling thread). Returns the number of parts; *rc
- * is the first failing part's (its detail copied) or FD_OK. */
-static int fd_compress(fd_plugin *p, const sk_batch *batch, const sk_batch_result *result,
-                       char *detail, fd_rc *rc)
+ * parallel (part 0 on the calling thread). *parts gets the number of parts;
+ * returns the first failing part's rc (its detail copied) or FD_OK. */
+static fd_rc fd_compress(fd_plugin *p, const sk_batch *batch, const sk_batch_result *result,
+                         char *detail, int *parts)
 {
     uint32_t n = batch->count;
     int k = (int)(n / FD_MIN_PART_EVENTS) < p->threads ? (int)(n / FD_MIN_PART_EVENTS) : p->threads;
@@ -405,11 +406,13 @@ static int fd_compress(fd_plugin *p, const sk_batch *batch, const sk_batch_resul
         else
             fd_part_run(&p->parts[j]); /* no thread to be had: do it here */
     }
-    *rc = FD_OK;
-    for (int j = 0; j < k && *rc == FD_OK; j++)
-        if ((*rc = p->parts[j].rc) != FD_OK)
+    *parts = k;
+    for (int j = 0; j < k; j++)
+        if (p->parts[j].rc != FD_OK) {
             snprintf(detail, SK_BATCH_DETAIL_MAX, "%s", p->parts[j].detail);
-    return k;
+            return p->parts[j].rc;
+        }
+    return FD_OK;
 }
 
 /* Why an event cannot be one NDJSON line, or NULL when it can. */
@@ -441,17 +444,13 @@ static uint32_t fd_screen(const sk_batch *batch, sk_batch_result *result)
     return ok;
 }
 
-/* Writes events.ndjson.gz: the parts' gzip members in order (one gzip
- * stream of several members, RFC 1952), hashed as written; then syncs it. */
+/* Writes events.ndjson.gz: the compressed parts' gzip members in order (one gzip
+ * stream of several members, RFC 1952), hashed as written. fd_commit syncs it. */
 static fd_rc fd_write_events(fd_plugin *p, fd_bundle *b, const sk_batch *batch,
                              const sk_batch_result *result, char *detail)
 {
-    fd_rc rc;
-    int k = fd_compress(p, batch, result, detail, &rc);
-    if (rc != FD_OK)
-        return rc;
     EVP_DigestInit_ex(p->md, EVP_sha256(), NULL);
-    for (int j = 0; j < k; j++) {
+    for (int j = 0; j < b->parts; j++) {
         const fd_part *pt = &p->parts[j];
         if (fd_write_all(b->data_fd, pt->out, pt->out_len, b, FD_DATA_FILE, detail) != FD_OK)
             return FD_ERR;
@@ -468,7 +467,7 @@ static fd_rc fd_write_events(fd_plugin *p, fd_bundle *b, const sk_batch *batch,
         b->last_id = batch->events[i].event_id;
         b->count++;
     }
-    return fd_close_file(p, &b->data_fd, b, FD_DATA_FILE, detail);
+    return FD_OK;
 }
 
 /* Writes s as a JSON string literal (or null) into out; -1 when it does not fit. */
@@ -546,20 +545,20 @@ static fd_rc fd_write_manifest(fd_plugin *p, fd_bundle *b, char *detail)
         return FD_ERR;
     char path[sizeof b->tmp_name + sizeof FD_MANIFEST_FILE + 1];
     snprintf(path, sizeof path, "%s/" FD_MANIFEST_FILE, b->tmp_name);
-    int fd = openat(b->outbox_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
+    b->manifest_fd = openat(b->outbox_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (b->manifest_fd < 0)
         return fd_fail(detail, "cannot create %s/%s: %s", p->outbox, path, strerror(errno));
-    if (fd_write_all(fd, text, strlen(text), b, FD_MANIFEST_FILE, detail) != FD_OK) {
-        close(fd);
-        return FD_ERR;
-    }
-    return fd_close_file(p, &fd, b, FD_MANIFEST_FILE, detail);
+    return fd_write_all(b->manifest_fd, text, strlen(text), b, FD_MANIFEST_FILE, detail);
 }
 
-/* Makes the bundle visible and durable: sync the temp folder (its two
- * entries), rename it to its final name, sync the outbox (the rename). */
+/* Makes the bundle visible and durable: sync both files (together, so one
+ * journal commit tends to cover both), the temp folder (their entries), rename
+ * it to its final name, sync the outbox (the rename). */
 static fd_rc fd_commit(fd_plugin *p, fd_bundle *b, char *detail)
 {
+    if (fd_close_file(p, &b->data_fd, b, FD_DATA_FILE, detail) != FD_OK ||
+        fd_close_file(p, &b->manifest_fd, b, FD_MANIFEST_FILE, detail) != FD_OK)
+        return FD_ERR;
     if (p->fsync) {
         int fd = openat(b->outbox_fd, b->tmp_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         int rc = fd < 0 ? -1 : fsync(fd);
@@ -587,6 +586,8 @@ static void fd_bundle_end(fd_bundle *b)
 {
     if (b->data_fd >= 0)
         close(b->data_fd);
+    if (b->manifest_fd >= 0)
+        close(b->manifest_fd);
     if (b->tmp_made && !b->committed)
         fd_remove_tmp(b->outbox_fd, b->tmp_name);
     if (b->outbox_fd >= 0)
@@ -629,13 +630,17 @@ static int fd_send(void *self, const sk_batch *batch, sk_batch_result *result)
     result->detail[0] = '\0';
     result->hints = SK_HINT_NONE;
     result->status_code = 0;
-    fd_bundle b = {.outbox_fd = -1, .data_fd = -1};
+    fd_bundle b = {.outbox_fd = -1, .data_fd = -1, .manifest_fd = -1};
     fd_rc rc = fd_check(p, batch, result->detail);
     if (rc != FD_OK)
         return fd_finish(p, &b, batch, result, rc);
     if (fd_screen(batch, result) == 0)
         return SK_TRANSPORT_OK; /* nothing writable: every event was parked */
-    rc = fd_bundle_begin(p, &b, result->detail);
+    /* Compress first, in memory: the temp folder then exists only for the
+     * short write, and a cancel during compression touches no file. */
+    rc = fd_compress(p, batch, result, result->detail, &b.parts);
+    if (rc == FD_OK)
+        rc = fd_bundle_begin(p, &b, result->detail);
     if (rc == FD_OK)
         rc = fd_write_events(p, &b, batch, result, result->detail);
     if (rc == FD_OK)
