@@ -98,6 +98,7 @@ struct fd_plugin {
 
 /* One bundle being written. */
 typedef struct fd_bundle {
+    const char *outbox; /* for messages */
     char id[FD_ID_CAP];
     char tmp_name[FD_ID_CAP + 8];
     char final_name[FD_ID_CAP + 8];
@@ -255,7 +256,8 @@ static fd_rc fd_write_all(int fd, const void *data, size_t len, const fd_bundle 
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
-            return fd_fail(detail, "cannot write %s/%s: %s", b->tmp_name, file, strerror(errno));
+            return fd_fail(detail, "cannot write %s/%s/%s: %s", b->outbox, b->tmp_name, file,
+                           strerror(errno));
         p += w;
         len -= (size_t)w;
     }
@@ -274,7 +276,8 @@ static fd_rc fd_close_file(fd_plugin *p, int *fd, const fd_bundle *b, const char
     }
     *fd = -1;
     if (rc != 0)
-        return fd_fail(detail, "cannot sync %s/%s: %s", b->tmp_name, file, strerror(saved));
+        return fd_fail(detail, "cannot sync %s/%s/%s: %s", b->outbox, b->tmp_name, file,
+                       strerror(saved));
     return FD_OK;
 }
 
@@ -630,7 +633,7 @@ static int fd_send(void *self, const sk_batch *batch, sk_batch_result *result)
     result->detail[0] = '\0';
     result->hints = SK_HINT_NONE;
     result->status_code = 0;
-    fd_bundle b = {.outbox_fd = -1, .data_fd = -1, .manifest_fd = -1};
+    fd_bundle b = {.outbox = p->outbox, .outbox_fd = -1, .data_fd = -1, .manifest_fd = -1};
     fd_rc rc = fd_check(p, batch, result->detail);
     if (rc != FD_OK)
         return fd_finish(p, &b, batch, result, rc);
