@@ -488,7 +488,7 @@ static void test_kill_9_leaves_whole_bundles_or_temp_entries(void **state)
         close(pfd[1]);
         char buf[4];
         assert_int_equal(read(pfd[0], buf, 1), 1);
-        /* 0 .. 1.2 x one send, plus the time to build the batch before it */
+        /* 0 .. 1.2 x one send after the child announced it */
         long wait_ns = (long)((double)send_ns * 1.2 * round / ROUNDS);
         struct timespec delay = {wait_ns / 1000000000L, wait_ns % 1000000000L};
         nanosleep(&delay, NULL);
