@@ -163,6 +163,12 @@ static sk_status read_manifest(bundle *b, sk__bundle_info *info, sk__err *err)
 /* Reads the data file and checks its size and sha256 against the manifest. */
 static sk_status read_data(bundle *b, const sk__bundle_info *info, sk__err *err)
 {
+    /* Size first: a damaged bundle should not make us read a huge file. */
+    struct stat sb;
+    if (stat(b->data_path, &sb) == 0 && sb.st_size != info->data_bytes)
+        return sk__fail(err, SK_ERR_INVALID_EVENT,
+                        "%s: %lld bytes, manifest says %" PRId64 " (truncated or altered)",
+                        b->data_path, (long long)sb.st_size, info->data_bytes);
     sk_status st = sk__read_file(b->data_path, &b->data, &b->data_len, err);
     if (st == SK_ERR_NOT_FOUND)
         return sk__fail(err, st, "%s: missing", b->data_path);
@@ -198,7 +204,7 @@ static sk_status inflate_all(bundle *b, z_stream *zs, size_t cap, sk__err *err)
             inflateReset(zs);
             continue;
         }
-        if (zrc == Z_OK && zs->avail_out == 0)
+        if (zs->avail_out == 0)
             return sk__fail(err, SK_ERR_INVALID_EVENT,
                             "%s: inflates to more than the manifest's uncompressed_bytes %zu",
                             b->data_path, cap);
