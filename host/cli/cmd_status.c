@@ -1,0 +1,150 @@
+/* `spec-kitty sync status`: what is queued, how the connection is, what is configured. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "Usage: spec-kitty sync status [--json]\n\n"
+    "Shows the queue size, parked events, the oldest event's age, the connection\n"
+    "state, the last sync, the background service, auth, server URL, transport\n"
+    "plugin and config file.\n\n"
+    "Options:\n"
+    "  --json      machine-readable output (stable keys)\n"
+    "  -h, --help  this help\n";
+
+typedef struct status_view {
+    sk_queue_info qi;
+    const char *connection;
+    char last_sync[32]; /* ISO-8601, "" for never */
+    int64_t failures;
+    const char *last_error; /* "" when none */
+    char next_attempt[32];  /* "" when none planned */
+    int background_running;
+    const char *auth_state;
+    const char *server_url;
+    const char *plugin;
+    int64_t abi;
+    const char *config_file;
+    int config_exists;
+} status_view;
+
+static const char *auth_state(void)
+{
+    const char *tok = getenv("SPEC_KITTY_ACCESS_TOKEN");
+    return tok && *tok ? "Static token (SPEC_KITTY_ACCESS_TOKEN)" : "Not authenticated";
+}
+
+static void print_json(const status_view *v)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "queue",
+                        json_pack("{s:I, s:I, s:I}", "size", (json_int_t)v->qi.size, "parked",
+                                  (json_int_t)v->qi.parked, "oldest_timestamp",
+                                  (json_int_t)v->qi.oldest_timestamp));
+    json_object_set_new(o, "connection", json_string(v->connection));
+    json_object_set_new(o, "last_sync", v->last_sync[0] ? json_string(v->last_sync) : json_null());
+    json_object_set_new(o, "failures",
+                        json_pack("{s:I, s:s?, s:s?}", "consecutive", (json_int_t)v->failures,
+                                  "last_error", v->last_error[0] ? v->last_error : NULL,
+                                  "next_attempt", v->next_attempt[0] ? v->next_attempt : NULL));
+    json_object_set_new(o, "background", json_pack("{s:b}", "running", v->background_running));
+    json_object_set_new(o, "auth", json_pack("{s:s}", "state", v->auth_state));
+    json_object_set_new(o, "server_url", json_string(v->server_url));
+    json_object_set_new(o, "transport",
+                        json_pack("{s:s, s:I}", "plugin", v->plugin, "abi", (json_int_t)v->abi));
+    json_object_set_new(o, "config_file", json_string(v->config_file));
+    cli_print_json(o);
+}
+
+static void row(int color, const char *key, const char *value)
+{
+    if (color)
+        printf("\033[1m%-12s\033[0m %s\n", key, value);
+    else
+        printf("%-12s %s\n", key, value);
+}
+
+static void print_table(const status_view *v)
+{
+    int color = cli_color(stdout);
+    char buf[1024], age[64];
+    if (v->qi.size > 0 && v->qi.oldest_timestamp > 0) {
+        cli_format_age(sk__wall_ms() / 1000 - v->qi.oldest_timestamp, age, sizeof age);
+        snprintf(buf, sizeof buf, "%lld event%s waiting, %lld parked (oldest %s ago)",
+                 (long long)v->qi.size, v->qi.size == 1 ? "" : "s", (long long)v->qi.parked, age);
+    } else {
+        snprintf(buf, sizeof buf, "%lld events waiting, %lld parked", (long long)v->qi.size,
+                 (long long)v->qi.parked);
+    }
+    row(color, "Queue", buf);
+    row(color, "Connection", v->connection);
+    row(color, "Last sync", v->last_sync[0] ? v->last_sync : "Never");
+    if (v->failures > 0) {
+        snprintf(buf, sizeof buf, "%lld in a row; last: %s", (long long)v->failures, v->last_error);
+        row(color, "Failures", buf);
+        if (v->next_attempt[0])
+            row(color, "Next try", v->next_attempt);
+    }
+    row(color, "Background", v->background_running ? "Running" : "Stopped");
+    row(color, "Auth", v->auth_state);
+    row(color, "Server", *v->server_url ? v->server_url : "(not set)");
+    snprintf(buf, sizeof buf, "%s (ABI %lld)", v->plugin, (long long)v->abi);
+    row(color, "Transport", buf);
+    snprintf(buf, sizeof buf, "%s%s", v->config_file,
+             v->config_exists ? "" : " (not found: defaults)");
+    row(color, "Config", buf);
+}
+
+int cmd_status(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int json = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j')
+            json = 1;
+        else if (c == 'h') {
+            fputs(USAGE, stdout);
+            return EXIT_OK;
+        } else {
+            fputs("Try `spec-kitty sync status --help`.\n", stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        cli_error("sync status: unexpected argument \"%s\"", argv[optind]);
+        return EXIT_USAGE;
+    }
+    int code;
+    sk_sync *s = cli_open(&code);
+    if (!s)
+        return code;
+    status_view v = {.connection = sk__sched_connection_name(s->sched.connection),
+                     .failures = s->sched.consecutive_failures,
+                     .last_error = s->sched.last_error,
+                     .auth_state = auth_state(),
+                     .server_url = s->cfg->server_url,
+                     .plugin = s->cfg->transport_plugin,
+                     .abi = s->cfg->transport_abi,
+                     .config_file = s->cfg->path,
+                     .config_exists = s->cfg->file_exists};
+    if (s->sched.last_success_wall_ms > 0)
+        sk__iso8601_ms(s->sched.last_success_wall_ms, v.last_sync, sizeof v.last_sync);
+    if (s->sched.consecutive_failures > 0 && s->sched.next_attempt_wall_ms > 0)
+        sk__iso8601_ms(s->sched.next_attempt_wall_ms, v.next_attempt, sizeof v.next_attempt);
+    sk_status st = sk_queue_info_get(s, &v.qi);
+    if (st != SK_OK) {
+        cli_error("%s", sk_last_error(s));
+        sk_close(s);
+        return cli_exit_code(st);
+    }
+    if (json)
+        print_json(&v);
+    else
+        print_table(&v);
+    sk_close(s);
+    return EXIT_OK;
+}
