@@ -60,6 +60,7 @@
 /* "20261126T094608123Z-9f3ac1d2": 19 chars of UTC time, '-', 8 hex. */
 #define FD_ID_TIME_LEN 19
 #define FD_ID_CAP 48
+#define FD_PATH_CAP 4096
 
 typedef enum fd_rc { FD_OK = 0, FD_ERR, FD_CANCELLED, FD_LATE } fd_rc;
 
@@ -85,7 +86,7 @@ typedef struct fd_part {
 
 struct fd_plugin {
     const sk_host_api *host;
-    char outbox[4096];
+    char outbox[FD_PATH_CAP];
     const char *node_id; /* host-owned, lives as long as we do; may be NULL */
     int gzip_level;
     int fsync;
@@ -218,6 +219,30 @@ static void fd_scan_outbox(fd_plugin *p)
     closedir(d);
 }
 
+/* Syncs the folder that holds path, so that a new entry there (the outbox
+ * we just created) survives a power loss like the bundles inside it. */
+static fd_rc fd_sync_parent(const char *path, char *detail)
+{
+    char parent[sizeof((fd_plugin *)0)->outbox];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (slash == parent)
+        slash[1] = '\0'; /* "/outbox" lives in "/" */
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(parent, sizeof parent, ".");
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd < 0 ? -1 : fsync(fd);
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0)
+        return fd_fail(detail, "cannot sync %s after creating the outbox: %s", parent,
+                       strerror(saved));
+    return FD_OK;
+}
+
 /* Opens the outbox, creating it (0700, parent must exist) when missing. */
 static fd_rc fd_open_outbox(fd_plugin *p, int *out, char *detail)
 {
@@ -225,6 +250,8 @@ static fd_rc fd_open_outbox(fd_plugin *p, int *out, char *detail)
     if (fd < 0 && errno == ENOENT) {
         if (mkdir(p->outbox, 0700) != 0 && errno != EEXIST)
             return fd_fail(detail, "cannot create outbox %s: %s", p->outbox, strerror(errno));
+        if (p->fsync && fd_sync_parent(p->outbox, detail) != FD_OK)
+            return FD_ERR;
         fd = open(p->outbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
     if (fd < 0)
@@ -613,14 +640,14 @@ static int fd_finish(fd_plugin *p, const fd_bundle *b, const sk_batch *batch,
         fd_set_all(batch, result, SK_OUTCOME_TRANSIENT, SK_OUTCOME_DELIVERED);
         h->metric_add(h->host_ctx, "bundles_written", 1);
         h->metric_add(h->host_ctx, "bytes_sent", (int64_t)b->data_bytes);
-        h->log(h->host_ctx, SK_LOG_DEBUG, "file-drop: wrote %s (%u events, %llu bytes)",
-               b->final_name, (unsigned)b->count, (unsigned long long)b->data_bytes);
+        h->log(h->host_ctx, SK_LOG_DEBUG, "wrote %s (%u events, %llu bytes)", b->final_name,
+               (unsigned)b->count, (unsigned long long)b->data_bytes);
         return SK_TRANSPORT_OK;
     }
     fd_set_all(batch, result, -1, SK_OUTCOME_TRANSIENT);
     if (rc == FD_CANCELLED)
         return SK_TRANSPORT_CANCELLED;
-    h->log(h->host_ctx, SK_LOG_WARN, "file-drop: batch %llu kept queued: %s",
+    h->log(h->host_ctx, SK_LOG_WARN, "batch %llu kept queued: %s",
            (unsigned long long)batch->batch_seq, result->detail);
     return SK_TRANSPORT_FAILED;
 }
@@ -692,11 +719,11 @@ static int fd_resolve_outbox(fd_plugin *p, char *err, size_t err_cap)
     else if (root && root[0])
         n = snprintf(p->outbox, sizeof p->outbox, "%s/%s", root, opt && opt[0] ? opt : "outbox");
     else {
-        snprintf(err, err_cap, "file-drop: no absolute \"outbox\" option and no state_root");
+        snprintf(err, err_cap, "no absolute \"outbox\" option and no state_root");
         return -1;
     }
     if (n < 0 || (size_t)n >= sizeof p->outbox) {
-        snprintf(err, err_cap, "file-drop: outbox path too long");
+        snprintf(err, err_cap, "outbox path too long");
         return -1;
     }
     return 0;
@@ -709,7 +736,7 @@ static int fd_read_options(fd_plugin *p, char *err, size_t err_cap)
         return -1;
     int64_t level = h->option_int(h->host_ctx, "gzip_level", FD_DEFAULT_GZIP_LEVEL);
     if (level < 0 || level > 9) {
-        snprintf(err, err_cap, "file-drop: gzip_level must be 0..9, got %lld", (long long)level);
+        snprintf(err, err_cap, "gzip_level must be 0..9, got %lld", (long long)level);
         return -1;
     }
     p->gzip_level = (int)level;
@@ -718,7 +745,7 @@ static int fd_read_options(fd_plugin *p, char *err, size_t err_cap)
     int64_t dflt = cpus < 1 ? 1 : cpus > FD_DEFAULT_MAX_THREADS ? FD_DEFAULT_MAX_THREADS : cpus;
     int64_t threads = h->option_int(h->host_ctx, "threads", dflt);
     if (threads < 1 || threads > FD_MAX_THREADS) {
-        snprintf(err, err_cap, "file-drop: threads must be 1..%d, got %lld", FD_MAX_THREADS,
+        snprintf(err, err_cap, "threads must be 1..%d, got %lld", FD_MAX_THREADS,
                  (long long)threads);
         return -1;
     }
@@ -752,7 +779,7 @@ static int fd_create(const sk_host_api *host, void **self, char *err, size_t err
     *self = NULL;
     fd_plugin *p = calloc(1, sizeof *p);
     if (!p) {
-        snprintf(err, err_cap, "file-drop: out of memory");
+        snprintf(err, err_cap, "out of memory");
         return 1;
     }
     p->host = host;
@@ -763,7 +790,7 @@ static int fd_create(const sk_host_api *host, void **self, char *err, size_t err
     }
     p->md = EVP_MD_CTX_new();
     if (!p->md || fd_parts_init(p) != 0) {
-        snprintf(err, err_cap, "file-drop: out of memory");
+        snprintf(err, err_cap, "out of memory");
         fd_destroy(p);
         return 1;
     }
@@ -771,6 +798,18 @@ static int fd_create(const sk_host_api *host, void **self, char *err, size_t err
     *self = p;
     return 0;
 }
+
+/* The option keys (ABI 1.1): what `spec-kitty sync plugins` shows; README.md
+ * "Options" says the same at length. fd_read_options parses them. */
+static const sk_option_def fd_options[] = {
+    {"outbox", "string", "<state_root>/outbox",
+     "folder the bundles go to; relative = under state_root; created 0700 if missing"},
+    {"gzip_level", "integer", "6", "zlib level 0..9 of events.ndjson.gz"},
+    {"fsync", "boolean", "true",
+     "sync each bundle before reporting it delivered (false weakens the guarantee)"},
+    {"threads", "integer", "CPUs, at most 4", "threads compressing one batch (1..16)"},
+    {NULL, NULL, NULL, NULL},
+};
 
 static const sk_transport_desc fd_desc = {
     .struct_size = sizeof(sk_transport_desc),
@@ -787,10 +826,11 @@ static const sk_transport_desc fd_desc = {
     .submit = NULL,
     .cancel = fd_cancel,
     .probe = NULL,
+    .options = fd_options,
 };
 
 SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor)
 {
-    (void)host_abi_minor; /* ABI 1.0 is all we use */
+    (void)host_abi_minor; /* a 1.0 host reads only up to its struct size: no options table */
     return &fd_desc;
 }

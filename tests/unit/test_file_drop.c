@@ -232,6 +232,16 @@ static void test_descriptor_fields(void **state)
     assert_non_null(d->cancel);
     assert_null(d->submit);
     assert_null(d->probe);
+    /* ABI 1.1: every option the README documents, with a default and help. */
+    static const char *const keys[] = {"outbox", "gzip_level", "fsync", "threads"};
+    assert_non_null(d->options);
+    size_t n = 0;
+    for (const sk_option_def *o = d->options; o->name; o++, n++) {
+        assert_true(n < 4);
+        assert_string_equal(o->name, keys[n]);
+        assert_true(o->type && o->dflt && o->help && o->help[0]);
+    }
+    assert_int_equal(n, 4);
 }
 
 static void test_batch_becomes_bundle_that_verifies(void **state)
