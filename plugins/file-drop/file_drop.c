@@ -223,7 +223,7 @@ static void fd_scan_outbox(fd_plugin *p)
  * we just created) survives a power loss like the bundles inside it. */
 static fd_rc fd_sync_parent(const char *path, char *detail)
 {
-    char parent[sizeof((fd_plugin *)0)->outbox];
+    char parent[FD_PATH_CAP];
     snprintf(parent, sizeof parent, "%s", path);
     char *slash = strrchr(parent, '/');
     if (slash == parent)
