@@ -10,7 +10,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,6 +416,51 @@ static void test_passed_deadline_writes_nothing(void **state)
     batch_free(t);
 }
 
+static void test_deadline_passing_mid_batch_writes_nothing(void **state)
+{
+    fixture *fx = *state;
+    open_plugin(fx, NULL);
+    const sk_host_api *api = sk_fakehost_api(fx->fh);
+    tbatch *t = batch_new(0, 20000); /* tens of ms of gzip, far beyond 1 ms */
+    t->b.deadline_ms = api->now_ms(api->host_ctx) + 1;
+    assert_int_equal(send_batch(fx, t), SK_TRANSPORT_FAILED);
+    assert_all(t, SK_OUTCOME_TRANSIENT);
+    assert_non_null(strstr(t->r.detail, "deadline"));
+    assert_true(count_entries(fx->outbox, "") <= 0);
+    batch_free(t);
+}
+
+typedef struct canceller {
+    fixture *fx;
+    atomic_int go;
+} canceller;
+
+static void *cancel_soon(void *arg)
+{
+    canceller *c = arg;
+    while (!atomic_load(&c->go))
+        ;
+    c->fx->d->cancel(c->fx->self);
+    return NULL;
+}
+
+static void test_cancel_from_another_thread_stops_a_send(void **state)
+{
+    fixture *fx = *state;
+    open_plugin(fx, NULL);
+    tbatch *t = batch_new(0, 100000); /* hundreds of ms of gzip: cancel lands inside */
+    canceller c = {.fx = fx};
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, cancel_soon, &c), 0);
+    atomic_store(&c.go, 1);
+    int rc = send_batch(fx, t);
+    pthread_join(tid, NULL);
+    assert_int_equal(rc, SK_TRANSPORT_CANCELLED);
+    assert_all(t, SK_OUTCOME_TRANSIENT);
+    assert_true(count_entries(fx->outbox, "") <= 0);
+    batch_free(t);
+}
+
 static void test_envelope_with_line_break_is_parked(void **state)
 {
     fixture *fx = *state;
@@ -603,6 +650,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_cancel_before_send_writes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_passed_deadline_writes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_passing_mid_batch_writes_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_from_another_thread_stops_a_send, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_envelope_with_line_break_is_parked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_temp_folders_removed_fresh_ones_ignored, setup,
                                         teardown),
