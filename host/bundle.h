@@ -32,12 +32,12 @@
 typedef struct sk__bundle_info {
     int format_version;
     char bundle_id[64];
-    char node_id[64]; /* "" when the producer did not know it */
+    char node_id[65]; /* "" when the producer did not know it; at most 64 chars */
     char created_at[40];
     char producer[64]; /* "" when absent */
     int64_t event_count;
-    char first_event_id[130];
-    char last_event_id[130];
+    char first_event_id[129]; /* at most 128 chars, as the plugin enforces */
+    char last_event_id[129];
     int64_t data_bytes;
     int64_t uncompressed_bytes;
     char data_sha256[65]; /* lowercase hex */

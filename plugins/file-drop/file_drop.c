@@ -49,6 +49,10 @@
 /* Envelopes larger than this are refused (zlib counts input in uInt). */
 #define FD_MAX_EVENT_BYTES (256u * 1024 * 1024)
 #define FD_MAX_EVENT_ID 128
+/* host/bundle.h sk__bundle_info holds up to this many chars of node_id. */
+#define FD_MAX_NODE_ID 64
+/* A JSON string literal of n chars takes at most 6n + 3 bytes (\u00XX escapes). */
+#define FD_JSON_CAP(n) (6 * (n) + 3)
 #define FD_IN_CAP (64 * 1024)
 #define FD_OUT_CAP (256 * 1024)
 /* Room deflate gets per call; the part's buffer grows to keep it. */
@@ -533,7 +537,8 @@ static int fd_json_string(char *out, size_t cap, const char *s)
 static fd_rc fd_render_manifest(const fd_plugin *p, const fd_bundle *b, char *text, size_t cap,
                                 char *detail)
 {
-    char node[256], first[2 * FD_MAX_EVENT_ID + 64], last[sizeof first], created[32], hex[65];
+    char node[FD_JSON_CAP(FD_MAX_NODE_ID)], first[FD_JSON_CAP(FD_MAX_EVENT_ID)];
+    char last[sizeof first], created[32], hex[65];
     if (fd_json_string(node, sizeof node, p->node_id) ||
         fd_json_string(first, sizeof first, b->first_id) ||
         fd_json_string(last, sizeof last, b->last_id))
@@ -570,7 +575,7 @@ static fd_rc fd_render_manifest(const fd_plugin *p, const fd_bundle *b, char *te
 
 static fd_rc fd_write_manifest(fd_plugin *p, fd_bundle *b, char *detail)
 {
-    char text[2048];
+    char text[4096]; /* fits the widest fields (FD_JSON_CAP) with room to spare */
     if (fd_render_manifest(p, b, text, sizeof text, detail) != FD_OK)
         return FD_ERR;
     char path[sizeof b->tmp_name + sizeof FD_MANIFEST_FILE + 1];
@@ -751,6 +756,10 @@ static int fd_read_options(fd_plugin *p, char *err, size_t err_cap)
     }
     p->threads = (int)threads;
     p->node_id = h->host_value(h->host_ctx, "node_id");
+    if (p->node_id && strlen(p->node_id) > FD_MAX_NODE_ID) {
+        snprintf(err, err_cap, "node_id longer than %d characters", FD_MAX_NODE_ID);
+        return -1;
+    }
     return 0;
 }
 

@@ -588,6 +588,40 @@ static void test_bad_gzip_level_is_refused_at_create(void **state)
     assert_non_null(strstr(err, "gzip_level"));
 }
 
+static void test_overlong_node_id_is_refused_at_create(void **state)
+{
+    fixture *fx = *state;
+    fx->values[3] = "0123456789012345678901234567890123456789012345678901234567890123456789";
+    fx->fh = sk_fakehost_new(NULL, fx->values);
+    char err[256] = "";
+    void *self = NULL;
+    assert_int_not_equal(fx->d->create(sk_fakehost_api(fx->fh), &self, err, sizeof err), 0);
+    assert_null(self);
+    assert_non_null(strstr(err, "node_id"));
+}
+
+static void test_manifest_strings_are_escaped(void **state)
+{
+    fixture *fx = *state;
+    fx->values[3] = "node \"q\" \\ \t";
+    open_plugin(fx, "{\"fsync\": false}");
+    tbatch *t = batch_new(0, 2);
+    assert_int_equal(send_batch(fx, t), SK_TRANSPORT_OK);
+    char **names;
+    size_t n;
+    sk__err err;
+    assert_int_equal(sk__bundle_list(fx->outbox, &names, &n, &err), SK_OK);
+    assert_int_equal(n, 1);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", fx->outbox, names[0]);
+    sk__bundle_info info;
+    if (sk__bundle_read(path, NULL, NULL, &info, &err) != SK_OK)
+        fail_msg("%s", err.msg);
+    assert_string_equal(info.node_id, "node \"q\" \\ \t");
+    sk__bundle_list_free(names, n);
+    batch_free(t);
+}
+
 static double elapsed_ms(const struct timespec *a, const struct timespec *b)
 {
     return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
@@ -662,6 +696,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_relative_outbox_lives_under_state_root, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_gzip_level_is_refused_at_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlong_node_id_is_refused_at_create, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_strings_are_escaped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throughput_of_1000_event_batches, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
