@@ -46,6 +46,7 @@ typedef struct tbatch {
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
+    fx->d = sk_fakehost_load_plugin("file-drop", &fx->dl); /* first: fails before any mkdtemp */
     fx->root = sk_test_mkdtemp();
     fx->values[0] = "state_root";
     fx->values[1] = fx->root;
@@ -53,7 +54,6 @@ static int setup(void **state)
     fx->values[3] = NODE_ID;
     fx->values[4] = NULL;
     snprintf(fx->outbox, sizeof fx->outbox, "%s/outbox", fx->root);
-    fx->d = sk_fakehost_load_plugin("file-drop", &fx->dl);
     *state = fx;
     return 0;
 }
