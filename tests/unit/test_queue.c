@@ -797,7 +797,7 @@ static void test_reject_parks_only_after_max_retries_are_used(void **state)
 static void park_all(sk__queue *q, int n)
 {
     for (int i = 0; i < n; i++) {
-        char id[8];
+        char id[16];
         snprintf(id, sizeof id, "E%d", i);
         enq_ok(q, id, 100 + i);
     }
