@@ -116,8 +116,7 @@ static void poke_service(sk_sync *s)
         sk__control_poke(s->root);
 }
 
-/* Turns validated envelopes into queue items and enqueues them in one transaction. */
-static sk_status enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err)
+sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err)
 {
     sk__queue_item *items = calloc(n ? n : 1, sizeof *items);
     char **texts = calloc(n ? n : 1, sizeof *texts);
@@ -175,7 +174,7 @@ sk_status sk_emit(sk_sync *s, const char *event_type, const char *aggregate_id,
     if (st == SK_OK)
         st = stamp_clock(s, &env, &needs, 1, &err);
     if (st == SK_OK)
-        st = enqueue_envelopes(s, &env, 1, &err);
+        st = sk__sync_enqueue_envelopes(s, &env, 1, &err);
     if (st == SK_OK && event_id_out)
         snprintf(event_id_out, 27, "%s", json_string_value(json_object_get(env, "event_id")));
     json_decref(payload);
@@ -279,7 +278,7 @@ sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, sk__line_error_fn o
     if (st == SK_OK)
         st = stamp_clock(s, envs, needs, n, &err);
     if (st == SK_OK && n)
-        st = enqueue_envelopes(s, envs, n, &err);
+        st = sk__sync_enqueue_envelopes(s, envs, n, &err);
     for (size_t i = 0; i < n; i++)
         json_decref(envs[i]);
     free(envs);

@@ -50,6 +50,9 @@ typedef void (*sk__line_error_fn)(void *ctx, size_t line_no, const char *message
 sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, sk__line_error_fn on_error, void *ctx,
                                size_t *count_out);
 
+/* Enqueues validated envelopes in one transaction (all or none) and pokes a running service. */
+sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err);
+
 /* Runs a delivery pass with hooks (sync now, daemon). */
 sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__deliver_hooks *hooks,
                            sk_drain_summary *out);

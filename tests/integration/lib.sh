@@ -49,10 +49,9 @@ queue_parked() { sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT count(*) FROM queue
 
 # emit_many N [TYPE]: queues N valid events in one transaction.
 emit_many() {
-  local n=$1 i
-  for ((i = 1; i <= n; i++)); do
-    printf '{"event_type":"WPStatusChanged","aggregate_id":"WP%02d","payload":{"wp_id":"WP%02d","previous_status":"planned","new_status":"doing"}}\n' $((i % 100)) $((i % 100))
-  done >"$TEST_TMP/events.ndjson"
+  local n=$1
+  awk -v n="$n" 'BEGIN { for (i = 1; i <= n; i++)
+    printf "{\"event_type\":\"WPStatusChanged\",\"aggregate_id\":\"WP%02d\",\"payload\":{\"wp_id\":\"WP%02d\",\"previous_status\":\"planned\",\"new_status\":\"doing\"}}\n", i % 100, i % 100 }' >"$TEST_TMP/events.ndjson"
   sk sync emit --file "$TEST_TMP/events.ndjson"
   expect_rc 0 "emit $n"
 }
