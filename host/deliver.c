@@ -80,9 +80,14 @@ typedef struct pass {
     sk__err *err;
     char owner[40];
     int reauth_done;
+    int retry_waits; /* Retry-After waits in this pass; a server that never relents stops it */
     uint64_t seq;
     sk_status stop;
     int64_t total;
+    /* Rejections are applied when the pass ends: until then the rows stay leased,
+     * so the pass does not send them again. */
+    sk__settlement *rejects;
+    size_t nrejects, cap_rejects;
 } pass;
 
 static int cancelled(const pass *ps)
@@ -160,22 +165,59 @@ static void report(pass *ps, const sk__queue_row *row, const char *what, const c
         ps->h->failure(ps->h->ctx, row->event_id, row->event_type, what, reason);
 }
 
-/* Settles a single row with action, outside the per-batch bookkeeping. */
-static sk_status settle_one(pass *ps, const sk__queue_row *row, sk__settle_action action,
+/* Keeps a rejection for the end of the pass (the reason is copied). */
+static int defer_reject(pass *ps, int64_t id, const char *reason)
+{
+    if (ps->nrejects == ps->cap_rejects) {
+        size_t cap = ps->cap_rejects ? ps->cap_rejects * 2 : 16;
+        sk__settlement *grown = realloc(ps->rejects, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        ps->rejects = grown;
+        ps->cap_rejects = cap;
+    }
+    char *copy = strdup(reason);
+    if (!copy)
+        return -1;
+    ps->rejects[ps->nrejects++] = (sk__settlement){id, SK__SETTLE_REJECT, copy};
+    return 0;
+}
+
+/* Applies the deferred rejections in one transaction and frees them. */
+static sk_status flush_rejects(pass *ps, sk__err *err)
+{
+    sk_status st = ps->nrejects ? sk__queue_settle(ps->q, ps->owner, ps->rejects, ps->nrejects,
+                                                   ps->o->max_retries, NULL, err)
+                                : SK_OK;
+    for (size_t i = 0; i < ps->nrejects; i++)
+        free((char *)ps->rejects[i].reason);
+    free(ps->rejects);
+    ps->rejects = NULL;
+    ps->nrejects = ps->cap_rejects = 0;
+    return st;
+}
+
+/*
+ * A row the server refused: counted, reported, and either parked now (PARK)
+ * or kept for the end of the pass (REJECT). The queue parks a rejected row once
+ * its retry count passes max_retries, so the count is known here already.
+ */
+static sk_status refuse_row(pass *ps, const sk__queue_row *row, sk__settle_action action,
                             const char *reason)
 {
-    sk__settlement s = {.id = row->id, .action = action, .reason = reason};
-    int64_t parked = 0;
-    sk_status st = sk__queue_settle(ps->q, ps->owner, &s, 1, ps->o->max_retries, &parked, ps->err);
-    if (st != SK_OK)
-        return stop_pass(ps, st, "queue: %s", ps->err->msg);
-    if (parked) {
-        ps->sum->parked++;
-        report(ps, row, "parked", reason);
-    } else {
-        ps->sum->rejected++;
-        report(ps, row, "rejected", reason);
+    int parked = action == SK__SETTLE_PARK || row->retry_count + 1 > ps->o->max_retries;
+    if (action == SK__SETTLE_PARK) {
+        sk__settlement s = {.id = row->id, .action = SK__SETTLE_PARK, .reason = reason};
+        if (sk__queue_settle(ps->q, ps->owner, &s, 1, ps->o->max_retries, NULL, ps->err) != SK_OK)
+            return stop_pass(ps, SK_ERR_DB, "queue: %s", ps->err->msg);
+    } else if (defer_reject(ps, row->id, reason) != 0) {
+        return stop_pass(ps, SK_ERR_NOMEM, "%s", "out of memory");
     }
+    if (parked)
+        ps->sum->parked++;
+    else
+        ps->sum->rejected++;
+    report(ps, row, parked ? "parked" : "rejected", reason);
     return SK_OK;
 }
 
@@ -187,57 +229,42 @@ static sk_status apply_outcomes(pass *ps, const sk__queue_row *rows, size_t n,
     if (!s)
         return stop_pass(ps, SK_ERR_NOMEM, "%s", "out of memory settling a batch");
     size_t ns = 0, transient = 0;
-    for (size_t i = 0; i < n; i++) {
+    sk_status st = SK_OK;
+    for (size_t i = 0; i < n && st == SK_OK; i++) {
         const sk_event_result *e = &r->events[i];
         switch (e->outcome) {
         case SK_OUTCOME_DELIVERED:
-            ps->sum->synced++;
-            s[ns++] = (sk__settlement){rows[i].id, SK__SETTLE_DELETE, NULL};
-            break;
         case SK_OUTCOME_DUPLICATE:
-            ps->sum->duplicates++;
+            if (e->outcome == SK_OUTCOME_DELIVERED)
+                ps->sum->synced++;
+            else
+                ps->sum->duplicates++;
             s[ns++] = (sk__settlement){rows[i].id, SK__SETTLE_DELETE, NULL};
             break;
         case SK_OUTCOME_PENDING:
             ps->sum->pending++; /* held until the pass ends, then retried later */
             break;
         case SK_OUTCOME_REJECTED:
-            s[ns++] = (sk__settlement){rows[i].id, SK__SETTLE_REJECT,
-                                       e->message[0] ? e->message : "rejected by the server"};
+            st = refuse_row(ps, &rows[i], SK__SETTLE_REJECT,
+                            e->message[0] ? e->message : "rejected by the server");
             break;
         case SK_OUTCOME_REJECTED_PERMANENT:
-            s[ns++] = (sk__settlement){rows[i].id, SK__SETTLE_PARK,
-                                       e->message[0] ? e->message : "refused for good"};
+            st = refuse_row(ps, &rows[i], SK__SETTLE_PARK,
+                            e->message[0] ? e->message : "refused for good by the server");
             break;
         default:
             transient++;
             break;
         }
     }
-    sk_status st =
-        ns ? sk__queue_settle(ps->q, ps->owner, s, ns, ps->o->max_retries, NULL, ps->err) : SK_OK;
-    for (size_t i = 0, j = 0; st == SK_OK && i < n && j < ns; i++) {
-        if (s[j].id != rows[i].id)
-            continue;
-        if (s[j].action != SK__SETTLE_DELETE) {
-            /* The queue parks a rejected row once its retry count passes max_retries. */
-            int parked =
-                s[j].action == SK__SETTLE_PARK || rows[i].retry_count + 1 > ps->o->max_retries;
-            if (parked)
-                ps->sum->parked++;
-            else
-                ps->sum->rejected++;
-            report(ps, &rows[i], parked ? "parked" : "rejected", s[j].reason);
-        }
-        j++;
-    }
+    if (st == SK_OK && ns &&
+        sk__queue_settle(ps->q, ps->owner, s, ns, ps->o->max_retries, NULL, ps->err) != SK_OK)
+        st = stop_pass(ps, SK_ERR_DB, "queue: %s", ps->err->msg);
     free(s);
-    if (st != SK_OK)
-        return stop_pass(ps, st, "queue: %s", ps->err->msg);
-    if (transient == n && n > 0)
+    if (st == SK_OK && transient == n && n > 0)
         return stop_pass(ps, SK_ERR_TRANSPORT, "%s",
                          r->detail[0] ? r->detail : "the transport delivered nothing");
-    return SK_OK;
+    return st;
 }
 
 static sk_status send_rows(pass *ps, sk__queue_row *rows, size_t n);
@@ -273,18 +300,12 @@ static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batc
         char why[SK_BATCH_DETAIL_MAX + 64];
         snprintf(why, sizeof why, "too large for the server even alone%s%s",
                  r->detail[0] ? ": " : "", r->detail);
-        sk__settlement s = {.id = rows[0].id, .action = SK__SETTLE_PARK, .reason = why};
-        sk_status st = sk__queue_settle(ps->q, ps->owner, &s, 1, ps->o->max_retries, NULL, ps->err);
-        if (st != SK_OK)
-            return stop_pass(ps, st, "queue: %s", ps->err->msg);
-        ps->sum->parked++;
-        report(ps, &rows[0], "parked", why);
-        return SK_OK;
+        return refuse_row(ps, &rows[0], SK__SETTLE_PARK, why);
     }
     if (r->hints & SK_HINT_POISONED) {
         if (n > 1)
             return split(ps, rows, n);
-        return settle_one(ps, &rows[0], SK__SETTLE_REJECT,
+        return refuse_row(ps, &rows[0], SK__SETTLE_REJECT,
                           "the server refused the batch because of this event (400 without "
                           "details)");
     }
@@ -292,7 +313,7 @@ static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batc
         int64_t ms = r->retry_after_ms > 0 ? r->retry_after_ms : 0;
         if (ms > ps->sum->retry_after_ms)
             ps->sum->retry_after_ms = ms;
-        if (ms > ps->o->max_retry_wait_ms)
+        if (ms > ps->o->max_retry_wait_ms || ++ps->retry_waits > 10)
             return stop_pass(ps, SK_ERR_TRANSPORT,
                              "the server asked to wait %lld s before retrying",
                              (long long)((ms + 999) / 1000));
@@ -378,6 +399,8 @@ sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *
     }
     sk__lease_free_rows(&lease);
     sk__err rerr;
+    if (flush_rejects(&ps, &rerr) != SK_OK && ps.stop == SK_OK)
+        stop_pass(&ps, SK_ERR_DB, "queue: %s", rerr.msg);
     if (sk__queue_release_all(q, ps.owner, &rerr) != SK_OK && ps.stop == SK_OK)
         stop_pass(&ps, SK_ERR_DB, "queue: %s", rerr.msg);
     if (sk__queue_stats_get(q, &qs, &rerr) == SK_OK)

@@ -62,6 +62,10 @@ sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t er
     }
     snprintf(s->team_slug, sizeof s->team_slug, "local");
     atomic_init(&s->cancel, 0);
+    sk__sched_policy policy = sk__sync_sched_policy(s);
+    sk__sched_init(&s->sched, &policy, NULL, NULL);
+    if (sk__sched_load(&s->sched, s->root, &err) != SK_OK)
+        snprintf(s->sched_warning, sizeof s->sched_warning, "%s (starting fresh)", err.msg);
     *out = s;
     return SK_OK;
 }
@@ -171,6 +175,7 @@ static sk_status line_to_envelope(sk_sync *s, const char *line, json_t **out, in
                                   sk__err *err)
 {
     *out = NULL;
+    *needs_clock = 0;
     json_error_t jerr;
     json_t *obj = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
     if (!obj)
@@ -214,7 +219,7 @@ sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, sk__line_error_fn o
 {
     size_t cap = 64, n = 0, bad = 0, line_no = 0;
     json_t **envs = malloc(cap * sizeof *envs);
-    int *needs = malloc(cap * sizeof *needs);
+    int *needs = calloc(cap, sizeof *needs);
     sk__err err = {{0}};
     sk_status st = envs && needs ? SK_OK : sk__fail(&err, SK_ERR_NOMEM, "out of memory");
     for (const char *p = text; st == SK_OK && p && *p;) {
@@ -311,6 +316,35 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
     return SK_OK;
 }
 
+sk__sched_policy sk__sync_sched_policy(const sk_sync *s)
+{
+    sk__sched_policy p = sk__sched_policy_default();
+    p.interval_ms = s->cfg->interval_s * 1000;
+    p.backoff_min_ms = s->cfg->backoff_min_ms;
+    p.backoff_max_ms = s->cfg->backoff_max_ms;
+    p.min_batch_interval_ms = s->cfg->min_batch_interval_ms;
+    return p;
+}
+
+void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum)
+{
+    sk__err err;
+    sk__sched_load(&s->sched, s->root, &err); /* a corrupt file was reported at open */
+    int64_t now = sk__sched_now(&s->sched);
+    if (st == SK_OK) {
+        if (sum->batches > 0)
+            sk__sched_on_success(&s->sched, now, sum->remaining > sum->pending);
+        if (sum->retry_after_ms > 0)
+            sk__sched_note_retry_after(&s->sched, now, sum->retry_after_ms);
+    } else if (st == SK_ERR_AUTH || st == SK_ERR_SESSION_EXPIRED) {
+        sk__sched_on_auth_blocked(&s->sched, sum->stop_reason);
+    } else if (st != SK_ERR_CANCELLED) {
+        sk__sched_on_failure(&s->sched, now, sum->retry_after_ms, sum->stop_reason,
+                             sum->batches == 0 || strstr(sum->stop_reason, "connect") != NULL);
+    }
+    sk__sched_save(&s->sched, s->root, &err); /* best effort: status only */
+}
+
 void sk__sync_deliver_opts(const sk_sync *s, sk__deliver_opts *o)
 {
     sk__deliver_opts_default(o);
@@ -327,7 +361,9 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     sk_status st = sk__sync_transport(s, &p);
     if (st != SK_OK)
         return st;
-    return sk__deliver_pass(s->q, p, opts, hooks, out, &s->err);
+    st = sk__deliver_pass(s->q, p, opts, hooks, out, &s->err);
+    sk__sync_record_pass(s, st, out);
+    return st;
 }
 
 typedef struct progress_adapter {

@@ -11,6 +11,7 @@
 #include "deliver.h"
 #include "plugin.h"
 #include "queue.h"
+#include "scheduler.h"
 
 #include <limits.h>
 
@@ -27,6 +28,8 @@ struct sk_sync {
     void (*log)(void *ctx, sk_log_level level, const char *plugin, const char *line);
     void *log_ctx;
     atomic_int cancel;
+    sk__sched sched;         /* persisted scheduler state, as loaded at open */
+    char sched_warning[800]; /* why a corrupt sync-state.json was ignored, or "" */
 };
 
 /* Loads and starts the configured transport (once per handle). */
@@ -47,6 +50,15 @@ sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, sk__line_error_fn o
 /* Runs a delivery pass with hooks (sync now, daemon). */
 sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__deliver_hooks *hooks,
                            sk_drain_summary *out);
+
+/*
+ * Records the outcome of a delivery pass in <root>/sync-state.json (re-read
+ * first, so a concurrent writer's newer state is not rolled back).
+ */
+void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum);
+
+/* The scheduler policy the config asks for. */
+sk__sched_policy sk__sync_sched_policy(const sk_sync *s);
 
 /* Delivery options derived from the config. */
 void sk__sync_deliver_opts(const sk_sync *s, sk__deliver_opts *opts);

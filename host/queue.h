@@ -12,6 +12,8 @@
  *
  * Delivery order is (timestamp, id). Many processes may use one file at once:
  * every write is its own transaction (BEGIN IMMEDIATE) with a busy timeout.
+ * One sk__queue handle is for one thread at a time (the connection is opened
+ * without SQLite's mutex); open one handle per thread or process instead.
  */
 #ifndef SK_HOST_QUEUE_H
 #define SK_HOST_QUEUE_H
@@ -30,9 +32,18 @@ typedef struct sk__queue_opts {
     int64_t max_events; /* capacity; <= 0 means 100000 */
     sk__durability durability;
     int busy_timeout_ms; /* <= 0 means 10000 */
+    /* Wall clock in unix ms for leases; NULL means sk__wall_ms. Tests inject one
+       to expire leases without sleeping. */
+    int64_t (*clock_ms)(void *ctx);
+    void *clock_ctx;
 } sk__queue_opts;
 
-/* Opens (creating if needed, mode 0600) and migrates the queue file. */
+/*
+ * Opens (creating if needed, mode 0600) and migrates the queue file. opts may
+ * be NULL (all defaults). The migration runs inside BEGIN IMMEDIATE, so
+ * processes opening one file at the same time are safe; an up-to-date file
+ * is not written at all.
+ */
 sk_status sk__queue_open(const char *path, const sk__queue_opts *opts, sk__queue **out,
                          sk__err *err);
 void sk__queue_close(sk__queue *q);
@@ -47,8 +58,11 @@ typedef struct sk__queue_item {
 
 /*
  * Enqueues n events in one transaction (all or none), INSERT OR REPLACE by
- * event_id. Refuses with SK_ERR_QUEUE_FULL (nothing written) when the waiting
- * events plus the new ones would exceed max_events. Committed before return.
+ * event_id. Refuses with SK_ERR_QUEUE_FULL (nothing written) when the rows in
+ * the queue (ready and parked: parked rows still take room until delivered)
+ * plus the new ones would exceed max_events; an event_id already queued
+ * replaces its row and takes no extra room. event_id must be 1..31 chars
+ * (SK_ERR_INVALID_EVENT otherwise). Committed before return.
  */
 sk_status sk__queue_enqueue(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err);
 
@@ -79,12 +93,14 @@ typedef struct sk__lease {
 
 /*
  * Leases up to max_events ready rows, oldest first, whose data adds up to at
- * most max_bytes (at least one row is always taken, even if larger), for
- * lease_ms. Rows under another live lease are skipped; rows whose lease expired
- * (a drainer that died) are taken. Two drainers never hold the same row.
- * The lease's owner token is kept across calls: set lease->owner to "" before
- * the first call and the queue makes one. An empty lease (count 0) means
- * nothing is ready.
+ * most max_bytes (at least one row is always taken, even if larger; 0 means no
+ * byte limit), for lease_ms. The scan stops at the first row that does not
+ * fit, so order is kept. Rows of a previous call still in *lease are freed
+ * first. A row whose event_id is longer than 31 chars (written by someone
+ * else) cannot be carried and is parked with a reason instead. Rows under another live lease are
+ * skipped; rows whose lease expired (a drainer that died) are taken. Two drainers never hold the
+ * same row. The lease's owner token is kept across calls: set lease->owner to "" before the first
+ * call and the queue makes one. An empty lease (count 0) means nothing is ready.
  */
 sk_status sk__queue_lease(sk__queue *q, size_t max_events, size_t max_bytes, int64_t lease_ms,
                           sk__lease *lease, sk__err *err);
@@ -95,7 +111,9 @@ void sk__lease_free_rows(sk__lease *lease);
 typedef enum sk__settle_action {
     SK__SETTLE_DELETE = 0,  /* delivered or duplicate: remove */
     SK__SETTLE_RELEASE = 1, /* transient/pending: give back, no penalty */
-    SK__SETTLE_REJECT = 2,  /* retry_count + 1; parked when it exceeds max_retries */
+    SK__SETTLE_REJECT = 2,  /* retry_count + 1; parked when the new retry_count >
+                               max_retries (strictly greater: max_retries = 3 allows
+                               3 retries after the first attempt, 4 sends in all) */
     SK__SETTLE_PARK = 3     /* park now */
 } sk__settle_action;
 
@@ -107,8 +125,9 @@ typedef struct sk__settlement {
 
 /*
  * Applies the outcomes of one batch in one transaction. Only rows still held
- * by `owner` are touched. *parked_out (may be NULL) receives how many rows
- * were parked by this call (PARK, or REJECT past max_retries).
+ * by `owner` are touched (a row taken over after its lease expired, or
+ * replaced by a new enqueue of its event_id, is left alone). *parked_out (may be NULL) receives how
+ * many rows were parked by this call (PARK, or REJECT past max_retries).
  */
 sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement *s, size_t n,
                            int64_t max_retries, int64_t *parked_out, sk__err *err);
@@ -117,7 +136,7 @@ sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement
 sk_status sk__queue_release_all(sk__queue *q, const char *owner, sk__err *err);
 
 /* Parked rows, for `sync parked`. Calls fn for each (oldest first); stops if fn returns non-zero.
- */
+ * fn must not call back into q. last_error may be NULL. */
 typedef int (*sk__parked_fn)(void *ctx, const char *event_id, const char *event_type,
                              int64_t timestamp, int64_t retry_count, const char *last_error);
 sk_status sk__queue_each_parked(sk__queue *q, sk__parked_fn fn, void *ctx, sk__err *err);

@@ -17,7 +17,10 @@ static const char USAGE[] =
 typedef struct status_view {
     sk_queue_info qi;
     const char *connection;
-    const char *last_sync; /* ISO-8601 or NULL for never */
+    char last_sync[32]; /* ISO-8601, "" for never */
+    int64_t failures;
+    const char *last_error; /* "" when none */
+    char next_attempt[32];  /* "" when none planned */
     int background_running;
     const char *auth_state;
     const char *server_url;
@@ -41,7 +44,11 @@ static void print_json(const status_view *v)
                                   (json_int_t)v->qi.parked, "oldest_timestamp",
                                   (json_int_t)v->qi.oldest_timestamp));
     json_object_set_new(o, "connection", json_string(v->connection));
-    json_object_set_new(o, "last_sync", v->last_sync ? json_string(v->last_sync) : json_null());
+    json_object_set_new(o, "last_sync", v->last_sync[0] ? json_string(v->last_sync) : json_null());
+    json_object_set_new(o, "failures",
+                        json_pack("{s:I, s:s?, s:s?}", "consecutive", (json_int_t)v->failures,
+                                  "last_error", v->last_error[0] ? v->last_error : NULL,
+                                  "next_attempt", v->next_attempt[0] ? v->next_attempt : NULL));
     json_object_set_new(o, "background", json_pack("{s:b}", "running", v->background_running));
     json_object_set_new(o, "auth", json_pack("{s:s}", "state", v->auth_state));
     json_object_set_new(o, "server_url", json_string(v->server_url));
@@ -73,7 +80,13 @@ static void print_table(const status_view *v)
     }
     row(color, "Queue", buf);
     row(color, "Connection", v->connection);
-    row(color, "Last sync", v->last_sync ? v->last_sync : "Never");
+    row(color, "Last sync", v->last_sync[0] ? v->last_sync : "Never");
+    if (v->failures > 0) {
+        snprintf(buf, sizeof buf, "%lld in a row; last: %s", (long long)v->failures, v->last_error);
+        row(color, "Failures", buf);
+        if (v->next_attempt[0])
+            row(color, "Next try", v->next_attempt);
+    }
     row(color, "Background", v->background_running ? "Running" : "Stopped");
     row(color, "Auth", v->auth_state);
     row(color, "Server", *v->server_url ? v->server_url : "(not set)");
@@ -109,13 +122,19 @@ int cmd_status(int argc, char **argv)
     sk_sync *s = cli_open(&code);
     if (!s)
         return code;
-    status_view v = {.connection = "Offline",
+    status_view v = {.connection = sk__sched_connection_name(s->sched.connection),
+                     .failures = s->sched.consecutive_failures,
+                     .last_error = s->sched.last_error,
                      .auth_state = auth_state(),
                      .server_url = s->cfg->server_url,
                      .plugin = s->cfg->transport_plugin,
                      .abi = s->cfg->transport_abi,
                      .config_file = s->cfg->path,
                      .config_exists = s->cfg->file_exists};
+    if (s->sched.last_success_wall_ms > 0)
+        sk__iso8601_ms(s->sched.last_success_wall_ms, v.last_sync, sizeof v.last_sync);
+    if (s->sched.consecutive_failures > 0 && s->sched.next_attempt_wall_ms > 0)
+        sk__iso8601_ms(s->sched.next_attempt_wall_ms, v.next_attempt, sizeof v.next_attempt);
     sk_status st = sk_queue_info_get(s, &v.qi);
     if (st != SK_OK) {
         cli_error("%s", sk_last_error(s));
