@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char AUTH_USAGE[] =
@@ -269,6 +270,15 @@ static int auth_logout(int argc, char **argv)
     return code;
 }
 
+/* ISO-8601 UTC to the second: expiry times are whole seconds in the file. */
+static void iso_seconds(int64_t ms, char *buf, size_t cap)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 /* "2026-11-26T10:15:03Z (in 14m 59s)" or "... (expired 2m ago)". */
 static void describe_expiry(int64_t at_ms, char *buf, size_t cap)
 {
@@ -277,7 +287,7 @@ static void describe_expiry(int64_t at_ms, char *buf, size_t cap)
         return;
     }
     char iso[32], age[32];
-    sk__iso8601_ms(at_ms - at_ms % 1000, iso, sizeof iso);
+    iso_seconds(at_ms, iso, sizeof iso);
     int64_t left = (at_ms - sk__wall_ms()) / 1000;
     cli_format_age(left >= 0 ? left : -left, age, sizeof age);
     snprintf(buf, cap, "%s (%s %s%s)", iso, left >= 0 ? "in" : "expired", age,
@@ -289,7 +299,7 @@ static json_t *iso_or_null(int64_t ms)
     if (ms <= 0)
         return json_null();
     char iso[32];
-    sk__iso8601_ms(ms - ms % 1000, iso, sizeof iso);
+    iso_seconds(ms, iso, sizeof iso);
     return json_string(iso);
 }
 
