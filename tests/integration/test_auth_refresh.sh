@@ -91,8 +91,11 @@ sk auth status; expect_rc 1; expect_out "Session expired"
 # A session whose refresh token lives 1 s: after it lapses the state says so, and a
 # refresh reports the expiry without needing the server.
 receiver short --refresh-ttl 1 --access-ttl 1
+before=$(date +%s)
 login
-sk auth status --json; expect_eq "$(jq -r .state <<<"$OUT")" Authenticated
+# The server's 1 s lifetime is what was stored (not the 7-day default).
+ref_at=$(jq -r .refresh_expires_at "$CREDS")
+expect_ge "$ref_at" "$before" "refresh expiry"; expect_ge $((before + 3)) "$ref_at" "refresh expiry"
 sleep 2
 sk auth status; expect_rc 1 "status after refresh-ttl"; expect_out "Session expired"
 sk auth refresh; expect_rc 1; expect_err "session expired — run \`spec-kitty auth login\`"
