@@ -688,6 +688,10 @@ static sk_status refresh_locked(sk__auth *a, const char *stale, sk__err *err)
         st = sk__fail(err, a->load_status, "%s", a->load_err.msg);
     else if (state == SK__AUTH_EXPIRED)
         st = session_expired(err);
+    else if (!server_matches(a))
+        st = sk__fail(err, SK_ERR_AUTH,
+                      "the session is for %s but server_url is %s: run `spec-kitty auth login`",
+                      a->creds.server_url, a->cfg->server_url);
     else if (stale ? (a->creds.access[0] && strcmp(a->creds.access, stale) != 0)
                    : !sk__auth_needs_refresh(&a->creds, now))
         st = SK_OK; /* another thread or process refreshed meanwhile: use its token */

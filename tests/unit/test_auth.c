@@ -678,6 +678,12 @@ static void test_session_for_another_server_is_not_sent(void **state)
     assert_int_equal(sk__auth_info_get(a, &info, NULL), SK_OK);
     assert_int_equal(info.server_mismatch, 1);
     assert_string_equal(info.server_url, "http://127.0.0.1:8000");
+    /* A 401 from the configured server is not fixed by refreshing the other session. */
+    sk__err err = {{0}};
+    assert_int_equal(sk__auth_refresh(a, &err), SK_ERR_AUTH);
+    assert_non_null(strstr(err.msg, "https://other.example.com"));
+    assert_non_null(strstr(err.msg, "spec-kitty auth login"));
+    assert_int_equal(fx->server.refresh_calls, 0);
     sk__auth_close(a);
 }
 
