@@ -664,10 +664,28 @@ static sk_status post_refresh_locked(sk__auth *a, sk__err *err)
     return st;
 }
 
+/* SK_OK when the loaded session can be refreshed, else why not. Holds a->mu. */
+static sk_status check_refreshable(sk__auth *a, int64_t now, sk__err *err)
+{
+    sk__auth_state state = sk__creds_state(&a->creds, now);
+    if (a->load_status == SK_ERR_NOT_FOUND || (a->load_status == SK_OK && state == SK__AUTH_NONE))
+        return sk__fail(err, SK_ERR_AUTH, "not logged in: run `spec-kitty auth login`");
+    if (a->load_status != SK_OK)
+        return sk__fail(err, a->load_status, "%s", a->load_err.msg);
+    if (state == SK__AUTH_EXPIRED)
+        return session_expired(err);
+    if (!server_matches(a))
+        return sk__fail(err, SK_ERR_AUTH,
+                        "the session is for %s but server_url is %s: run `spec-kitty auth login`",
+                        a->creds.server_url, a->cfg->server_url);
+    return SK_OK;
+}
+
 /*
  * Refreshes unless someone else already did. stale: the access token the
  * caller saw refused (NULL: a proactive refresh, done only while still needed).
- * Holds a->mu; takes auth.lock and re-reads the file under it.
+ * Holds a->mu; takes auth.lock and re-reads the file under it, so that of two
+ * processes holding the same refresh token only the first spends it.
  */
 static sk_status refresh_locked(sk__auth *a, const char *stale, sk__err *err)
 {
@@ -679,26 +697,13 @@ static sk_status refresh_locked(sk__auth *a, const char *stale, sk__err *err)
     if (fd < 0)
         return SK_ERR_IO;
     reload_locked(a, 1);
-    sk_status st = SK_OK;
     int64_t now = now_of(a);
-    sk__auth_state state = sk__creds_state(&a->creds, now);
-    if (a->load_status == SK_ERR_NOT_FOUND || (a->load_status == SK_OK && state == SK__AUTH_NONE))
-        st = sk__fail(err, SK_ERR_AUTH, "not logged in: run `spec-kitty auth login`");
-    else if (a->load_status != SK_OK)
-        st = sk__fail(err, a->load_status, "%s", a->load_err.msg);
-    else if (state == SK__AUTH_EXPIRED)
-        st = session_expired(err);
-    else if (!server_matches(a))
-        st = sk__fail(err, SK_ERR_AUTH,
-                      "the session is for %s but server_url is %s: run `spec-kitty auth login`",
-                      a->creds.server_url, a->cfg->server_url);
-    else if (stale ? (a->creds.access[0] && strcmp(a->creds.access, stale) != 0)
-                   : !sk__auth_needs_refresh(&a->creds, now))
-        st = SK_OK; /* another thread or process refreshed meanwhile: use its token */
-    else if (!a->creds.refresh[0])
-        st = mark_expired_locked(a, err); /* refused, and nothing to renew it with */
-    else
-        st = post_refresh_locked(a, err);
+    sk_status st = check_refreshable(a, now, err);
+    int done_elsewhere = stale ? (a->creds.access[0] && strcmp(a->creds.access, stale) != 0)
+                               : !sk__auth_needs_refresh(&a->creds, now);
+    if (st == SK_OK && !done_elsewhere)
+        st = a->creds.refresh[0] ? post_refresh_locked(a, err)
+                                 : mark_expired_locked(a, err); /* nothing to renew it with */
     drop_file_lock(fd);
     return st;
 }
