@@ -405,6 +405,33 @@ static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Options of one JSON POST: TLS verified, bounded in time, no redirects, no signals. */
+static void set_post_options(CURL *c, const char *url, const char *ca_file, const char *body,
+                             struct curl_slist *headers, body_buf *out, char *ebuf)
+{
+    int loopback = 0;
+    url_check(url, &loopback, NULL);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, TOTAL_TIMEOUT_S);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "spec-kitty/" SK_VERSION);
+    /* A proxy cannot reach our loopback, and must not see a plain-http password. */
+    if (loopback)
+        curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    if (ca_file && *ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+}
+
 static sk_status curl_post_json(void *ctx, const char *url, const char *ca_file, const char *body,
                                 long *http_status, char **response, sk__err *err)
 {
@@ -421,32 +448,15 @@ static sk_status curl_post_json(void *ctx, const char *url, const char *ca_file,
     }
     char ebuf[CURL_ERROR_SIZE] = "";
     body_buf out = {0};
-    int loopback = 0;
-    url_check(url, &loopback, NULL);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h2);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, TOTAL_TIMEOUT_S);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "spec-kitty/" SK_VERSION);
-    /* A proxy cannot reach our loopback, and must not see a plain-http password. */
-    if (loopback)
-        curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    if (ca_file && *ca_file)
-        curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+    set_post_options(c, url, ca_file, body, h2, &out, ebuf);
     CURLcode rc = curl_easy_perform(c);
     sk_status st = SK_OK;
     if (rc != CURLE_OK)
-        st = sk__fail(err, SK_ERR_TRANSPORT, "cannot reach %s: %s", url,
-                      ebuf[0] ? ebuf : curl_easy_strerror(rc));
+        st = sk__fail(err, SK_ERR_TRANSPORT, "cannot reach %s: %s%s", url,
+                      ebuf[0] ? ebuf : curl_easy_strerror(rc),
+                      rc == CURLE_PEER_FAILED_VERIFICATION
+                          ? " (a private CA? set transport.options.ca_file in sync.json)"
+                          : "");
     else
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http_status);
     curl_slist_free_all(h2);

@@ -107,7 +107,7 @@ ska auth status; expect_out "sync.json points to https://unused.example.com"
 # transport.options.ca_file.
 config "{\"server_url\": \"$RECEIVER_TLS_URL\"}"
 ska auth login --username alice --password-stdin <<<"$PW"
-expect_rc 1 "TLS without the CA"; expect_err "cannot reach $RECEIVER_TLS_URL"
+expect_rc 1 "TLS without the CA"; expect_err "cannot reach $RECEIVER_TLS_URL"; expect_err "transport.options.ca_file"
 config "{\"server_url\": \"$RECEIVER_TLS_URL\", \"transport\": {\"options\": {\"ca_file\": \"$RECEIVER_CA\"}}}"
 ska auth login --username alice --password-stdin <<<"$PW"
 expect_rc 0 "TLS with transport.options.ca_file"
