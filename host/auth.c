@@ -910,23 +910,36 @@ static sk_status post_login(sk__auth *a, const char *url, const char *username,
     return st;
 }
 
-sk_status sk__auth_login(sk__auth *a, const char *server_url, const char *username,
-                         const char *password, sk__err *err)
+/* The server a login goes to: the explicit one, else the config's ("" when neither). */
+static const char *login_server(const sk__auth *a, const char *server_url)
 {
-    const char *server = server_url && *server_url      ? server_url
-                         : a->cfg && a->cfg->server_url ? a->cfg->server_url
-                                                        : "";
+    if (server_url && *server_url)
+        return server_url;
+    return a->cfg && a->cfg->server_url ? a->cfg->server_url : "";
+}
+
+sk_status sk__auth_login_check(sk__auth *a, const char *server_url, sk__err *err)
+{
+    const char *server = login_server(a, server_url);
     if (!*server)
         return sk__fail(err, SK_ERR_CONFIG,
                         "no server URL: set \"server_url\" in %s, or SPEC_KITTY_SAAS_URL, or pass "
                         "--server URL",
                         a->cfg && a->cfg->path ? a->cfg->path : "sync.json");
+    return url_check(server, NULL, err);
+}
+
+sk_status sk__auth_login(sk__auth *a, const char *server_url, const char *username,
+                         const char *password, sk__err *err)
+{
+    sk_status st = sk__auth_login_check(a, server_url, err);
+    if (st != SK_OK)
+        return st;
+    const char *server = login_server(a, server_url);
     if (!username || !*username)
         return sk__fail(err, SK_ERR_USAGE, "a username is required");
     char url[1200];
-    sk_status st = url_check(server, NULL, err);
-    if (st == SK_OK)
-        st = endpoint(server, "/api/v1/token/", url, sizeof url, err);
+    st = endpoint(server, "/api/v1/token/", url, sizeof url, err);
     if (st != SK_OK)
         return st;
     sk__creds c;

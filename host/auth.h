@@ -144,6 +144,10 @@ sk_status sk__auth_info_get(sk__auth *a, sk__auth_info *out, sk__err *err);
 sk_status sk__auth_login(sk__auth *a, const char *server_url, const char *username,
                          const char *password, sk__err *err);
 
+/* The checks of sk__auth_login that need no network (server URL present and
+ * allowed), so the CLI can refuse before asking for a password. */
+sk_status sk__auth_login_check(sk__auth *a, const char *server_url, sk__err *err);
+
 /* Removes credentials.json. *removed says whether there was one. */
 sk_status sk__auth_logout(sk__auth *a, int *removed, sk__err *err);
 

@@ -202,36 +202,45 @@ static int login_inputs(const login_args *la, char *user, size_t ucap, char *pw,
     return EXIT_OK;
 }
 
+static void print_logged_in(sk__auth *a)
+{
+    sk__auth_info info;
+    sk__auth_info_get(a, &info, NULL);
+    printf("Logged in to %s as %s%s%s%s.\n", info.server_url, info.username,
+           info.team_slug[0] ? " (team " : "", info.team_slug, info.team_slug[0] ? ")" : "");
+    if (info.server_mismatch)
+        cli_warn("sync.json points to %s: events go there, not to this session's server",
+                 info.config_server_url);
+}
+
 static int auth_login(int argc, char **argv)
 {
     if (cli_wants_help(argc, argv, LOGIN_USAGE))
         return EXIT_OK;
     login_args la = {0};
-    int code = parse_login(argc, argv, &la);
-    char user[256], pw[1024];
-    if (code == EXIT_OK)
-        code = login_inputs(&la, user, sizeof user, pw, sizeof pw);
     sk__config *cfg = NULL;
     sk__auth *a = NULL;
+    sk__err err = {{0}};
+    char user[256], pw[1024];
+    int code = parse_login(argc, argv, &la);
     if (code == EXIT_OK)
         code = open_auth(1, &cfg, &a);
+    /* Refuse a missing or plain-http server before anyone types a password. */
+    sk_status st = code == EXIT_OK ? sk__auth_login_check(a, la.server, &err) : SK_OK;
+    if (st != SK_OK) {
+        cli_error("%s", err.msg);
+        code = cli_exit_code(st);
+    }
+    if (code == EXIT_OK)
+        code = login_inputs(&la, user, sizeof user, pw, sizeof pw);
     if (code == EXIT_OK) {
-        sk__err err = {{0}};
-        sk_status st = sk__auth_login(a, la.server, user, pw, &err);
+        st = sk__auth_login(a, la.server, user, pw, &err);
         explicit_bzero(pw, sizeof pw);
-        sk__auth_info info;
-        sk__auth_info_get(a, &info, NULL);
-        if (st != SK_OK) {
+        if (st != SK_OK)
             cli_error("%s", err.msg);
-            code = cli_exit_code(st);
-        } else {
-            printf("Logged in to %s as %s%s%s%s.\n", info.server_url, info.username,
-                   info.team_slug[0] ? " (team " : "", info.team_slug,
-                   info.team_slug[0] ? ")" : "");
-            if (info.server_mismatch)
-                cli_warn("sync.json points to %s: events go there, not to this session's server",
-                         info.config_server_url);
-        }
+        else
+            print_logged_in(a);
+        code = cli_exit_code(st);
     }
     explicit_bzero(pw, sizeof pw);
     close_auth(cfg, a);

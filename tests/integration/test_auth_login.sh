@@ -42,6 +42,9 @@ expect_rc 2 "login without server"; expect_err "server_url"; expect_err "SPEC_KI
 ska auth login --server http://sync.example.com --username alice --password-stdin <<<"$PW"
 expect_rc 2 "plain http off loopback"; expect_err "plain http"
 [ ! -e "$CREDS" ] || fail "a refused login wrote credentials"; pass
+# ... and before any password is asked for.
+ska auth login --server http://sync.example.com </dev/null
+expect_rc 2 "plain http, no password given"; expect_err "plain http"
 
 config "{\"server_url\": \"$RECEIVER_URL\"}"
 ska auth status; expect_rc 1 "status before login"; expect_out "Not authenticated"
