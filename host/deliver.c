@@ -376,8 +376,11 @@ sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *
     sk_status st = sk__drainer_token(ps.owner, sizeof ps.owner, err);
     if (st != SK_OK)
         return st;
+    /* Rows leased by a drainer that died (killed mid-pass) come back at once. */
+    st = sk__queue_release_dead(q, sk__drainer_alive, NULL, err);
     sk__queue_stats qs;
-    st = sk__queue_stats_get(q, &qs, err);
+    if (st == SK_OK)
+        st = sk__queue_stats_get(q, &qs, err);
     if (st != SK_OK)
         return st;
     ps.total = qs.ready;

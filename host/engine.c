@@ -1,5 +1,7 @@
 /* The public embedding API (include/spec-kitty/sync.h) over the host modules. */
 #include "engine.h"
+#include "control.h"
+#include "daemon.h"
 #include "event.h"
 
 #include <stdio.h>
@@ -74,6 +76,8 @@ void sk_close(sk_sync *s)
 {
     if (!s)
         return;
+    if (s->service)
+        sk_service_stop(s, -1);
     sk__plugin_close(s->plugin);
     sk__queue_close(s->q);
     sk__config_free(s->cfg);
@@ -103,6 +107,15 @@ static sk_status parse_payload(const char *payload_json, json_t **out, sk__err *
     return SK_OK;
 }
 
+/* Tells a running service that events wait: in this process directly, else over its socket. */
+static void poke_service(sk_sync *s)
+{
+    if (s->service)
+        sk__service_poke(s->service);
+    else
+        sk__control_poke(s->root);
+}
+
 /* Turns validated envelopes into queue items and enqueues them in one transaction. */
 static sk_status enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err)
 {
@@ -122,6 +135,8 @@ static sk_status enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err 
     }
     if (st == SK_OK)
         st = sk__queue_enqueue(s->q, items, n, err);
+    if (st == SK_OK)
+        poke_service(s);
     for (size_t i = 0; texts && i < n; i++)
         free(texts[i]);
     free(texts);

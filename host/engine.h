@@ -14,6 +14,7 @@
 #include "scheduler.h"
 
 #include <limits.h>
+#include <pthread.h>
 
 struct sk_sync {
     char root[PATH_MAX];
@@ -28,8 +29,10 @@ struct sk_sync {
     void (*log)(void *ctx, sk_log_level level, const char *plugin, const char *line);
     void *log_ctx;
     atomic_int cancel;
-    sk__sched sched;         /* persisted scheduler state, as loaded at open */
-    char sched_warning[800]; /* why a corrupt sync-state.json was ignored, or "" */
+    sk__sched sched;             /* persisted scheduler state, as loaded at open */
+    char sched_warning[800];     /* why a corrupt sync-state.json was ignored, or "" */
+    struct sk__service *service; /* the embedded service, if sk_service_start ran */
+    pthread_t service_thread;
 };
 
 /* Loads and starts the configured transport (once per handle). */

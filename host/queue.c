@@ -36,6 +36,7 @@ enum {
     Q_REJECT,
     Q_PARK,
     Q_RELEASE_ALL,
+    Q_LEASE_OWNERS,
     Q_STATS,
     Q_PARKED_EACH,
     Q_UNPARK_ALL,
@@ -75,6 +76,8 @@ static const char *const stmt_sql[Q__COUNT] = {
     [Q_PARK] = "UPDATE queue SET state = 1, last_error = ?3, lease_owner = '', lease_until = 0 "
                "WHERE id = ?1 AND lease_owner = ?2",
     /* "lease_until > 0" matches sk_idx_lease's WHERE, so the partial index is used. */
+    [Q_LEASE_OWNERS] = "SELECT DISTINCT lease_owner FROM queue WHERE lease_until > ?1 "
+                       "AND lease_owner != ''",
     [Q_RELEASE_ALL] = "UPDATE queue SET lease_owner = '', lease_until = 0 "
                       "WHERE lease_until > 0 AND lease_owner = ?1",
     /* One statement, so one snapshot; count(*) without WHERE counts b-tree
@@ -238,9 +241,17 @@ static sk_status query_int(sk__queue *q, int which, int64_t *out, sk__err *err)
 
 /* Creates the file owner-only before SQLite sees it (SQLite would use 0644);
    the -wal and -shm files inherit the database file's mode. */
+/*
+ * Creates the file owner-only if it does not exist yet. An existing file is
+ * not opened here: closing any descriptor of a file drops every POSIX lock
+ * this process holds on it, so another open connection would silently lose
+ * its SQLite locks and a third process could delete the WAL under it.
+ */
 static sk_status create_private(const char *path, sk__err *err)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST)
+        return SK_OK;
     if (fd < 0)
         return sk__fail(err, SK_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     close(fd);
@@ -821,6 +832,34 @@ sk_status sk__queue_release_all(sk__queue *q, const char *owner, sk__err *err)
         s = stmt_run(q, st, "release", err);
     }
     return tx_end(q, s, err);
+}
+
+sk_status sk__queue_release_dead(sk__queue *q, int (*alive)(const char *owner), int64_t *released,
+                                 sk__err *err)
+{
+    char owners[16][64];
+    int n = 0;
+    if (released)
+        *released = 0;
+    sqlite3_stmt *st = NULL;
+    sk_status s = stmt_get(q, Q_LEASE_OWNERS, &st, err);
+    if (s != SK_OK)
+        return s;
+    sqlite3_bind_int64(st, 1, queue_now_ms(q));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 16) {
+        const char *o = (const char *)sqlite3_column_text(st, 0);
+        if (o && strlen(o) < sizeof owners[0] && !alive(o))
+            snprintf(owners[n++], sizeof owners[0], "%s", o);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        return db_fail(q, err, rc, "lease owners");
+    for (int i = 0; i < n && s == SK_OK; i++)
+        s = sk__queue_release_all(q, owners[i], err);
+    if (released)
+        *released = n;
+    return s;
 }
 
 /* ---- parked rows --------------------------------------------------------- */

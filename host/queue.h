@@ -135,6 +135,13 @@ sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement
 /* Gives back every row still leased by owner (no penalty). */
 sk_status sk__queue_release_all(sk__queue *q, const char *owner, sk__err *err);
 
+/*
+ * Gives back the rows of drainers that died: every owner holding a live lease
+ * for which alive(owner) returns 0. *released (may be NULL) = owners freed.
+ */
+sk_status sk__queue_release_dead(sk__queue *q, int (*alive)(const char *owner), int64_t *released,
+                                 sk__err *err);
+
 /* Parked rows, for `sync parked`. Calls fn for each (oldest first); stops if fn returns non-zero.
  * fn must not call back into q. last_error may be NULL. */
 typedef int (*sk__parked_fn)(void *ctx, const char *event_id, const char *event_type,

@@ -46,6 +46,7 @@ int cmd_now(int argc, char **argv);
 int cmd_plugins(int argc, char **argv);
 int cmd_parked(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
 /* `spec-kitty auth SUBCOMMAND` (argv[0] is "auth"). */
 int cmd_auth(int argc, char **argv);
 

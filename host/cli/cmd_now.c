@@ -1,5 +1,6 @@
 /* `spec-kitty sync now`, and the commands around delivery: plugins, parked, retry. */
 #include "cli.h"
+#include "control.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -78,6 +79,73 @@ static json_t *summary_json(const sk_drain_summary *s, sk_status st, const now_c
                      sk_strerror(st), "failures", n->failures);
 }
 
+static int64_t int_field(const json_t *o, const char *key)
+{
+    return (int64_t)json_integer_value(json_object_get(o, key));
+}
+
+/*
+ * Asks a running service to drain (it is then the only drainer) and relays its
+ * progress. Returns SK_ERR_NOT_FOUND when no service answers: drain locally.
+ */
+static sk_status now_via_service(sk_sync *s, now_ctx *n, sk_drain_summary *sum)
+{
+    int fd;
+    sk__err err;
+    sk_status st = sk__control_connect(s->root, 5000, &fd, &err);
+    if (st == SK_ERR_PERMISSION)
+        cli_warn("%s", err.msg);
+    if (st != SK_OK)
+        return SK_ERR_NOT_FOUND;
+    json_t *req = json_pack("{s:s}", "cmd", "now");
+    st = sk__control_send(fd, req, &err);
+    json_decref(req);
+    sk__line_reader r = {.len = 0};
+    json_t *msg = NULL;
+    while (st == SK_OK && (st = sk__control_recv(fd, &r, -1, &msg, &err)) == SK_OK) {
+        json_t *prog = json_object_get(msg, "progress");
+        if (!prog)
+            break;
+        sk_drain_summary so_far = {.synced = int_field(prog, "synced"),
+                                   .duplicates = int_field(prog, "duplicates"),
+                                   .pending = int_field(prog, "pending"),
+                                   .rejected = int_field(prog, "rejected"),
+                                   .parked = int_field(prog, "parked")};
+        on_progress(n, &so_far, int_field(prog, "total"));
+        json_decref(msg);
+        msg = NULL;
+    }
+    close(fd);
+    if (st != SK_OK) {
+        snprintf(sum->stop_reason, sizeof sum->stop_reason, "lost the sync service: %.400s",
+                 err.msg);
+        return SK_ERR_TRANSPORT;
+    }
+    json_t *o = json_object_get(msg, "summary");
+    memset(sum, 0, sizeof *sum);
+    if (o) {
+        *sum = (sk_drain_summary){.synced = int_field(o, "synced"),
+                                  .duplicates = int_field(o, "duplicates"),
+                                  .pending = int_field(o, "pending"),
+                                  .rejected = int_field(o, "rejected"),
+                                  .parked = int_field(o, "parked"),
+                                  .remaining = int_field(o, "remaining"),
+                                  .batches = int_field(o, "batches"),
+                                  .retry_after_ms = int_field(o, "retry_after_ms")};
+        const char *why = json_string_value(json_object_get(o, "stop_reason"));
+        snprintf(sum->stop_reason, sizeof sum->stop_reason, "%s", why ? why : "");
+    }
+    const char *error = json_string_value(json_object_get(msg, "error"));
+    if (!sum->stop_reason[0] && error)
+        snprintf(sum->stop_reason, sizeof sum->stop_reason, "%s", error);
+    json_array_extend(n->failures, json_object_get(msg, "failures"));
+    st = json_is_true(json_object_get(msg, "ok")) ? SK_OK : (sk_status)int_field(msg, "code");
+    if (st == SK_OK && !json_is_true(json_object_get(msg, "ok")))
+        st = SK_ERR_INTERNAL;
+    json_decref(msg);
+    return st;
+}
+
 int cmd_now(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
@@ -105,14 +173,17 @@ int cmd_now(int argc, char **argv)
     if (!s)
         return code;
     now_ctx n = {.tty = !json && isatty(STDERR_FILENO), .failures = json_array()};
-    sk__deliver_opts o;
-    sk__sync_deliver_opts(s, &o);
-    sk__deliver_hooks h = {
-        .progress = on_progress, .failure = on_failure, .ctx = &n, .cancel = &s->cancel};
-    sk_drain_summary sum;
-    sk_status st = sk__sync_deliver(s, &o, &h, &sum);
+    sk_drain_summary sum = {0};
+    sk_status st = now_via_service(s, &n, &sum);
+    if (st == SK_ERR_NOT_FOUND) {
+        sk__deliver_opts o;
+        sk__sync_deliver_opts(s, &o);
+        sk__deliver_hooks h = {
+            .progress = on_progress, .failure = on_failure, .ctx = &n, .cancel = &s->cancel};
+        st = sk__sync_deliver(s, &o, &h, &sum);
+    }
     if (st == SK_ERR_PLUGIN || st == SK_ERR_PERMISSION || st == SK_ERR_CONFIG) {
-        cli_error("%s", sk_last_error(s));
+        cli_error("%s", sum.stop_reason[0] ? sum.stop_reason : sk_last_error(s));
         json_decref(n.failures);
         sk_close(s);
         return EXIT_USAGE;

@@ -1,9 +1,11 @@
 /* `spec-kitty sync status`: what is queued, how the connection is, what is configured. */
 #include "cli.h"
+#include "control.h"
 
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char USAGE[] =
     "Usage: spec-kitty sync status [--json]\n\n"
@@ -22,6 +24,9 @@ typedef struct status_view {
     const char *last_error; /* "" when none */
     char next_attempt[32];  /* "" when none planned */
     int background_running;
+    int64_t pid, uptime_s;
+    char connection_buf[32], last_error_buf[512];
+    const char *background_note; /* why the service could not be asked, or NULL */
     const char *auth_state;
     const char *server_url;
     const char *plugin;
@@ -49,7 +54,13 @@ static void print_json(const status_view *v)
                         json_pack("{s:I, s:s?, s:s?}", "consecutive", (json_int_t)v->failures,
                                   "last_error", v->last_error[0] ? v->last_error : NULL,
                                   "next_attempt", v->next_attempt[0] ? v->next_attempt : NULL));
-    json_object_set_new(o, "background", json_pack("{s:b}", "running", v->background_running));
+    json_t *bg = json_pack("{s:b}", "running", v->background_running);
+    if (v->background_running)
+        json_object_update_new(bg, json_pack("{s:I, s:I}", "pid", (json_int_t)v->pid, "uptime_s",
+                                             (json_int_t)v->uptime_s));
+    if (v->background_note)
+        json_object_set_new(bg, "note", json_string(v->background_note));
+    json_object_set_new(o, "background", bg);
     json_object_set_new(o, "auth", json_pack("{s:s}", "state", v->auth_state));
     json_object_set_new(o, "server_url", json_string(v->server_url));
     json_object_set_new(o, "transport",
@@ -87,7 +98,16 @@ static void print_table(const status_view *v)
         if (v->next_attempt[0])
             row(color, "Next try", v->next_attempt);
     }
-    row(color, "Background", v->background_running ? "Running" : "Stopped");
+    if (v->background_running) {
+        char up[64];
+        cli_format_age(v->uptime_s, up, sizeof up);
+        snprintf(buf, sizeof buf, "Running (pid %lld, up %s)", (long long)v->pid, up);
+        row(color, "Background", buf);
+    } else {
+        snprintf(buf, sizeof buf, "Stopped%s%s", v->background_note ? " — " : "",
+                 v->background_note ? v->background_note : "");
+        row(color, "Background", buf);
+    }
     row(color, "Auth", v->auth_state);
     row(color, "Server", *v->server_url ? v->server_url : "(not set)");
     snprintf(buf, sizeof buf, "%s (ABI %lld)", v->plugin, (long long)v->abi);
@@ -95,6 +115,47 @@ static void print_table(const status_view *v)
     snprintf(buf, sizeof buf, "%s%s", v->config_file,
              v->config_exists ? "" : " (not found: defaults)");
     row(color, "Config", buf);
+}
+
+/* Live state from a running service; leaves v as it is when none answers. */
+static void ask_service(sk_sync *s, status_view *v, char *note, size_t note_cap)
+{
+    int fd;
+    sk__err err;
+    sk_status st = sk__control_connect(s->root, 1000, &fd, &err);
+    if (st == SK_ERR_PERMISSION) {
+        snprintf(note, note_cap, "%s", err.msg);
+        v->background_note = note;
+    }
+    if (st != SK_OK)
+        return;
+    json_t *req = json_pack("{s:s}", "cmd", "status"), *msg = NULL;
+    sk__line_reader r = {.len = 0};
+    if (sk__control_send(fd, req, &err) == SK_OK &&
+        sk__control_recv(fd, &r, 2000, &msg, &err) == SK_OK &&
+        json_is_true(json_object_get(msg, "ok"))) {
+        v->background_running = 1;
+        v->pid = json_integer_value(json_object_get(msg, "pid"));
+        v->uptime_s = json_integer_value(json_object_get(msg, "uptime_s"));
+        const char *c = json_string_value(json_object_get(msg, "connection"));
+        snprintf(v->connection_buf, sizeof v->connection_buf, "%s", c ? c : "Offline");
+        v->connection = v->connection_buf;
+        const char *last = json_string_value(json_object_get(msg, "last_sync"));
+        snprintf(v->last_sync, sizeof v->last_sync, "%s", last ? last : "");
+        v->failures = json_integer_value(json_object_get(msg, "consecutive_failures"));
+        const char *le = json_string_value(json_object_get(msg, "last_error"));
+        snprintf(v->last_error_buf, sizeof v->last_error_buf, "%s", le ? le : "");
+        v->last_error = v->last_error_buf;
+        const char *next = json_string_value(json_object_get(msg, "next_attempt"));
+        snprintf(v->next_attempt, sizeof v->next_attempt, "%s",
+                 next && v->failures > 0 ? next : "");
+    } else {
+        snprintf(note, note_cap, "the service did not answer: %s", err.msg);
+        v->background_note = note;
+    }
+    json_decref(req);
+    json_decref(msg);
+    close(fd);
 }
 
 int cmd_status(int argc, char **argv)
@@ -135,6 +196,8 @@ int cmd_status(int argc, char **argv)
         sk__iso8601_ms(s->sched.last_success_wall_ms, v.last_sync, sizeof v.last_sync);
     if (s->sched.consecutive_failures > 0 && s->sched.next_attempt_wall_ms > 0)
         sk__iso8601_ms(s->sched.next_attempt_wall_ms, v.next_attempt, sizeof v.next_attempt);
+    char note[1024];
+    ask_service(s, &v, note, sizeof note);
     sk_status st = sk_queue_info_get(s, &v.qi);
     if (st != SK_OK) {
         cli_error("%s", sk_last_error(s));

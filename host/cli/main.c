@@ -11,6 +11,7 @@ static const cli_cmd SYNC_CMDS[] = {
     {"plugins", cmd_plugins, "list the transport plugins found"},
     {"parked", cmd_parked, "list parked events and why they were parked"},
     {"retry", cmd_retry, "put parked events back in the queue"},
+    {"daemon", cmd_daemon, "start, run or stop the background sync service"},
 };
 
 static void usage(FILE *f)

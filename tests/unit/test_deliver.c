@@ -453,6 +453,35 @@ static void two_drainer_processes_never_send_the_same_event(void **state)
     assert_int_equal(stats(f).ready, 0);
 }
 
+static void rows_of_a_drainer_that_died_are_taken_over_at_once(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 40);
+    char dbpath[1024];
+    snprintf(dbpath, sizeof dbpath, "%s/queue.db", f->dir);
+    pid_t kid = fork();
+    if (kid == 0) { /* leases 25 rows for 10 minutes, then dies holding them */
+        sk__queue *q;
+        sk__err err;
+        sk__lease lease = {0};
+        if (sk__queue_open(dbpath, NULL, &q, &err) != SK_OK ||
+            sk__drainer_token(lease.owner, sizeof lease.owner, &err) != SK_OK ||
+            sk__queue_lease(q, 25, 0, 600000, &lease, &err) != SK_OK || lease.count != 25)
+            _exit(2);
+        _exit(0);
+    }
+    int ws;
+    waitpid(kid, &ws, 0);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    assert_int_equal(stats(f).leased, 25);
+    load(f, "{}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 40);
+    assert_int_equal(stats(f).ready, 0);
+}
+
 static void drainer_token_names_a_live_process(void **state)
 {
     (void)state;
@@ -493,6 +522,7 @@ int main(void)
         T(long_retry_after_stops_the_pass),
         T(cancel_stops_a_hanging_send_and_keeps_everything),
         T(two_drainer_processes_never_send_the_same_event),
+        T(rows_of_a_drainer_that_died_are_taken_over_at_once),
         T(drainer_token_names_a_live_process),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
