@@ -405,6 +405,13 @@ static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* libcurl (and TLS) is set up on the first request only: `emit` never pays for it. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 /* Options of one JSON POST: TLS verified, bounded in time, no redirects, no signals. */
 static void set_post_options(CURL *c, const char *url, const char *ca_file, const char *body,
                              struct curl_slist *headers, body_buf *out, char *ebuf)
@@ -438,6 +445,7 @@ static sk_status curl_post_json(void *ctx, const char *url, const char *ca_file,
     (void)ctx;
     *response = NULL;
     *http_status = 0;
+    pthread_once(&curl_once, curl_init_once);
     CURL *c = curl_easy_init();
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     struct curl_slist *h2 = h ? curl_slist_append(h, "Accept: application/json") : NULL;
@@ -467,12 +475,6 @@ static sk_status curl_post_json(void *ctx, const char *url, const char *ca_file,
     }
     *response = out.data ? out.data : strdup("");
     return *response ? SK_OK : sk__fail(err, SK_ERR_NOMEM, "out of memory");
-}
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
 /* ---- the handle --------------------------------------------------------- */
@@ -721,7 +723,6 @@ static sk_status refresh_locked(sk__auth *a, const char *stale, sk__err *err)
 sk_status sk__auth_open(const char *state_root, const sk__config *cfg, sk__auth **out, sk__err *err)
 {
     *out = NULL;
-    pthread_once(&curl_once, curl_init_once);
     sk__auth *a = calloc(1, sizeof *a);
     if (!a)
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
