@@ -479,6 +479,10 @@ static void test_login_refuses_plain_http_to_a_remote_host(void **state)
                      SK_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "plain http"));
     assert_int_equal(fx->server.login_calls, 0);
+    /* The same check is available before asking for a password. */
+    assert_int_equal(sk__auth_login_check(a, "http://sync.example.com", &err), SK_ERR_CONFIG);
+    assert_int_equal(sk__auth_login_check(a, "http://[::1]:9/", &err), SK_OK);
+    assert_int_equal(sk__auth_login_check(a, NULL, &err), SK_OK); /* the config's loopback URL */
     sk__auth_close(a);
 }
 
