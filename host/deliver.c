@@ -23,10 +23,14 @@ void sk__deliver_opts_default(sk__deliver_opts *o)
 
 /* ---- drainer identity --------------------------------------------------- */
 
-/* Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), 0 if unknown. */
-static unsigned long long proc_start_time(long pid)
+/*
+ * Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat),
+ * 0 if unknown; *state gets its state letter ('Z' for a zombie nobody reaped).
+ */
+static unsigned long long proc_start_time(long pid, char *state)
 {
     char path[64], buf[1024];
+    *state = '?';
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
@@ -37,9 +41,9 @@ static unsigned long long proc_start_time(long pid)
     char *p = strrchr(buf, ')'); /* the command name may hold spaces */
     unsigned long long start = 0;
     if (p && sscanf(p + 2,
-                    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                    "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
                     "%*d %*d %llu",
-                    &start) == 1)
+                    state, &start) == 2)
         return start;
     return 0;
 }
@@ -51,8 +55,9 @@ sk_status sk__drainer_token(char *out, size_t cap, sk__err *err)
     if (st != SK_OK)
         return st;
     long pid = (long)getpid();
-    if (sk__fmt(out, cap, "%ld.%llu.%02x%02x%02x%02x", pid, proc_start_time(pid), rnd[0], rnd[1],
-                rnd[2], rnd[3]))
+    char state;
+    if (sk__fmt(out, cap, "%ld.%llu.%02x%02x%02x%02x", pid, proc_start_time(pid, &state), rnd[0],
+                rnd[1], rnd[2], rnd[3]))
         return sk__fail(err, SK_ERR_INTERNAL, "drainer token does not fit");
     return SK_OK;
 }
@@ -65,7 +70,10 @@ int sk__drainer_alive(const char *token)
         return 1; /* not ours to judge: wait for the lease to expire */
     if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
         return 0;
-    unsigned long long now_start = proc_start_time(pid);
+    char state;
+    unsigned long long now_start = proc_start_time(pid, &state);
+    if (state == 'Z' || state == 'X')
+        return 0;                                /* exited, not yet reaped */
     return now_start == 0 || now_start == start; /* a reused pid is another process */
 }
 

@@ -95,12 +95,13 @@ typedef struct sk__lease {
  * Leases up to max_events ready rows, oldest first, whose data adds up to at
  * most max_bytes (at least one row is always taken, even if larger; 0 means no
  * byte limit), for lease_ms. The scan stops at the first row that does not
- * fit, so order is kept. Rows of a previous call still in *lease are freed
- * first. A row whose event_id is longer than 31 chars (written by someone
- * else) cannot be carried and is parked with a reason instead. Rows under another live lease are
- * skipped; rows whose lease expired (a drainer that died) are taken. Two drainers never hold the
- * same row. The lease's owner token is kept across calls: set lease->owner to "" before the first
- * call and the queue makes one. An empty lease (count 0) means nothing is ready.
+ * fit, so order is kept. Rows under another live lease are skipped; rows whose
+ * lease expired (a drainer that died) are taken. Two drainers never hold the
+ * same row. Rows of a previous call still in *lease are freed first. A row
+ * whose event_id is longer than 31 chars (written by someone else) cannot be
+ * carried and is parked with a reason instead. The lease's owner token is kept
+ * across calls: set lease->owner to "" before the first call and the queue
+ * makes one. An empty lease (count 0) means nothing is ready.
  */
 sk_status sk__queue_lease(sk__queue *q, size_t max_events, size_t max_bytes, int64_t lease_ms,
                           sk__lease *lease, sk__err *err);
@@ -126,8 +127,9 @@ typedef struct sk__settlement {
 /*
  * Applies the outcomes of one batch in one transaction. Only rows still held
  * by `owner` are touched (a row taken over after its lease expired, or
- * replaced by a new enqueue of its event_id, is left alone). *parked_out (may be NULL) receives how
- * many rows were parked by this call (PARK, or REJECT past max_retries).
+ * replaced by a new enqueue of its event_id, is left alone). *parked_out (may
+ * be NULL) receives how many rows were parked by this call (PARK, or REJECT
+ * past max_retries).
  */
 sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement *s, size_t n,
                            int64_t max_retries, int64_t *parked_out, sk__err *err);

@@ -29,7 +29,7 @@ sk sync daemon --help; expect_rc 0; expect_out "daemon start"
 sk sync daemon start; expect_rc 0; expect_out "sync service started (pid"
 PID="$(daemon_pid)"
 sk sync daemon start; expect_rc 0; expect_out "already running (pid $PID)"
-expect_eq "$(pgrep -fc "spec-kitty sync daemon" || true)" 1 "services running"
+expect_eq "$(daemon_pid)" "$PID" "pid after a second start"
 [ "$(stat -c %a "$SPEC_KITTY_HOME/sync.sock")" = 600 ] || fail "socket mode"; pass
 
 sk sync status; expect_rc 0; expect_out "Background   Running (pid $PID"

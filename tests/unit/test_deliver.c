@@ -8,6 +8,7 @@
 #include "event.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,15 +490,45 @@ static void drainer_token_names_a_live_process(void **state)
     sk__err err;
     assert_int_equal(sk__drainer_token(tok, sizeof tok, &err), SK_OK);
     assert_true(sk__drainer_alive(tok));
+    assert_true(sk__drainer_alive("not-a-token")); /* not ours to judge */
+}
+
+static void drainer_that_exited_is_dead_even_before_it_is_reaped(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
     pid_t kid = fork();
-    if (kid == 0)
-        _exit(0);
+    if (kid == 0) {
+        char t[40];
+        sk__err err;
+        sk__drainer_token(t, sizeof t, &err);
+        ssize_t w = write(p[1], t, sizeof t);
+        _exit(w == (ssize_t)sizeof t ? 0 : 1);
+    }
+    char tok[40];
+    assert_int_equal(read(p[0], tok, sizeof tok), (ssize_t)sizeof tok);
+    close(p[0]);
+    close(p[1]);
+    /* Wait until the child is a zombie (exited, not reaped): kill(pid, 0) still succeeds. */
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)kid);
+    for (int i = 0; i < 500; i++) {
+        FILE *f = fopen(path, "r");
+        int zombie = 0;
+        while (f && fgets(line, sizeof line, f))
+            zombie |= strncmp(line, "State:\tZ", 8) == 0;
+        if (f)
+            fclose(f);
+        if (zombie)
+            break;
+        usleep(2000);
+    }
+    assert_int_equal(kill(kid, 0), 0);
+    assert_false(sk__drainer_alive(tok));
     int ws;
     waitpid(kid, &ws, 0);
-    char dead[64];
-    snprintf(dead, sizeof dead, "%d.1.abcd", (int)kid);
-    assert_false(sk__drainer_alive(dead));
-    assert_true(sk__drainer_alive("not-a-token"));
+    assert_false(sk__drainer_alive(tok)); /* and once reaped */
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -524,6 +555,7 @@ int main(void)
         T(two_drainer_processes_never_send_the_same_event),
         T(rows_of_a_drainer_that_died_are_taken_over_at_once),
         T(drainer_token_names_a_live_process),
+        T(drainer_that_exited_is_dead_even_before_it_is_reaped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

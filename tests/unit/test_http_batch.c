@@ -52,7 +52,7 @@ static tbatch *tbatch_new(uint32_t n, int64_t in_ms)
     t->events = calloc(n, sizeof *t->events);
     t->res = calloc(n, sizeof *t->res);
     for (uint32_t i = 0; i < n; i++) {
-        snprintf(t->ids[i], sizeof t->ids[i], "01JBQ7ZR5N8M0000000000%04u", i);
+        snprintf(t->ids[i], sizeof t->ids[i], "01JBQ7ZR5N8M0000000000%04u", i % 10000);
         char buf[512];
         int len = snprintf(buf, sizeof buf,
                            "{\"event_id\":\"%s\",\"event_type\":\"WPStatusChanged\","
