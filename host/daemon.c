@@ -299,6 +299,13 @@ static void now_failure(void *ctx, const char *id, const char *type, const char 
     slog(svc, SK_LOG_WARN, "event %s %s: %s", id, what, reason ? reason : "");
 }
 
+/* On a 401: refresh the session (single-flight with every other drainer). */
+static sk_status now_reauthenticate(void *ctx, sk__err *err)
+{
+    sk__service *svc = ctx;
+    return sk__auth_refresh(svc->s->auth, err);
+}
+
 static void *worker_main(void *arg)
 {
     sk__service *svc = arg;
@@ -306,7 +313,8 @@ static void *worker_main(void *arg)
     sk__sync_deliver_opts(svc->s, &o);
     if (svc->job == JOB_BACKGROUND)
         o.max_batches = 1; /* background rate limit: one batch, then the scheduler spaces them */
-    sk__deliver_hooks h = {.failure = now_failure,
+    sk__deliver_hooks h = {.reauthenticate = now_reauthenticate,
+                           .failure = now_failure,
                            .progress = svc->job == JOB_NOW ? now_progress : NULL,
                            .ctx = svc,
                            .cancel = &svc->s->cancel};

@@ -14,18 +14,11 @@ static void set_error(sk_sync *s, const sk__err *err)
         snprintf(s->err.msg, sizeof s->err.msg, "%s", err->msg);
 }
 
-/* The bearer a CI job hands us; real credentials come with the auth module. */
-static size_t env_auth_header(void *ctx, char *buf, size_t cap)
+/* The Authorization header of the session (refreshed when due); see sk__auth_header. */
+static size_t session_auth_header(void *ctx, char *buf, size_t cap)
 {
-    (void)ctx;
-    const char *tok = getenv("SPEC_KITTY_ACCESS_TOKEN");
-    if (!tok || !*tok) {
-        if (cap)
-            buf[0] = '\0';
-        return 0;
-    }
-    int n = snprintf(buf, cap, "Bearer %s", tok);
-    return (size_t)n < cap ? (size_t)n : (size_t)n + 1;
+    sk_sync *s = ctx;
+    return sk__auth_header(s->auth, buf, cap);
 }
 
 static void forward_log(void *ctx, sk_log_level level, const char *plugin, const char *line)
@@ -48,6 +41,8 @@ sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t er
     if (st == SK_OK)
         st = sk__config_load(s->root, &s->cfg, &err);
     if (st == SK_OK)
+        st = sk__auth_open(s->root, s->cfg, &s->auth, &err);
+    if (st == SK_OK)
         st = sk__node_id(s->node_id, &err);
     if (st == SK_OK) {
         char qpath[PATH_MAX + 16];
@@ -62,7 +57,7 @@ sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t er
         sk_close(s);
         return st;
     }
-    snprintf(s->team_slug, sizeof s->team_slug, "local");
+    sk__auth_team_slug(s->auth, s->team_slug, sizeof s->team_slug);
     atomic_init(&s->cancel, 0);
     sk__sched_policy policy = sk__sync_sched_policy(s);
     sk__sched_init(&s->sched, &policy, NULL, NULL);
@@ -80,6 +75,7 @@ void sk_close(sk_sync *s)
         sk_service_stop(s, -1);
     sk__plugin_close(s->plugin);
     sk__queue_close(s->q);
+    sk__auth_close(s->auth);
     sk__config_free(s->cfg);
     free(s);
 }
@@ -318,7 +314,7 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
                                  .node_id = s->node_id,
                                  .options = s->cfg->transport_options,
                                  .log = forward_log,
-                                 .auth_header = env_auth_header,
+                                 .auth_header = session_auth_header,
                                  .ctx = s};
     st = sk__plugin_start(p, &s->phost, &s->err);
     if (st != SK_OK) {
@@ -367,6 +363,37 @@ void sk__sync_deliver_opts(const sk_sync *s, sk__deliver_opts *o)
     o->max_retries = s->cfg->max_retries;
 }
 
+/* The caller's hooks plus the session refresh: deliver.c calls every hook with one ctx. */
+typedef struct auth_hooks {
+    sk_sync *s;
+    const sk__deliver_hooks *inner;
+} auth_hooks;
+
+static sk_status hook_reauthenticate(void *ctx, sk__err *err)
+{
+    auth_hooks *w = ctx;
+    return sk__auth_refresh(w->s->auth, err);
+}
+
+static void hook_progress(void *ctx, const sk_drain_summary *so_far, int64_t total)
+{
+    auth_hooks *w = ctx;
+    w->inner->progress(w->inner->ctx, so_far, total);
+}
+
+static void hook_failure(void *ctx, const char *event_id, const char *event_type, const char *what,
+                         const char *reason)
+{
+    auth_hooks *w = ctx;
+    w->inner->failure(w->inner->ctx, event_id, event_type, what, reason);
+}
+
+static int hook_wait(void *ctx, int64_t ms)
+{
+    auth_hooks *w = ctx;
+    return w->inner->wait_ms(w->inner->ctx, ms);
+}
+
 sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__deliver_hooks *hooks,
                            sk_drain_summary *out)
 {
@@ -375,7 +402,16 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     sk_status st = sk__sync_transport(s, &p);
     if (st != SK_OK)
         return st;
-    st = sk__deliver_pass(s->q, p, opts, hooks, out, &s->err);
+    sk__deliver_hooks none = {0};
+    const sk__deliver_hooks *in = hooks ? hooks : &none;
+    auth_hooks w = {s, in};
+    sk__deliver_hooks h = {.reauthenticate = hook_reauthenticate,
+                           .progress = in->progress ? hook_progress : NULL,
+                           .failure = in->failure ? hook_failure : NULL,
+                           .wait_ms = in->wait_ms ? hook_wait : NULL,
+                           .ctx = &w,
+                           .cancel = in->cancel};
+    st = sk__deliver_pass(s->q, p, opts, in->reauthenticate ? in : &h, out, &s->err);
     sk__sync_record_pass(s, st, out);
     return st;
 }

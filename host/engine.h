@@ -6,6 +6,7 @@
 #ifndef SK_HOST_ENGINE_H
 #define SK_HOST_ENGINE_H
 
+#include "auth.h"
 #include "common.h"
 #include "config.h"
 #include "deliver.h"
@@ -22,6 +23,7 @@ struct sk_sync {
     sk__queue *q;
     char node_id[13];
     char team_slug[128];
+    sk__auth *auth; /* credentials.json / SPEC_KITTY_ACCESS_TOKEN */
     sk__err err;
     sk__plugin *plugin;
     sk__plugin_host phost;

@@ -35,10 +35,13 @@ typedef struct status_view {
     int config_exists;
 } status_view;
 
-static const char *auth_state(void)
+/* The session state ("Authenticated", "Session expired", ...); an unusable
+ * credentials file reads "Not authenticated" here (`auth status` explains it). */
+static const char *auth_state(sk_sync *s)
 {
-    const char *tok = getenv("SPEC_KITTY_ACCESS_TOKEN");
-    return tok && *tok ? "Static token (SPEC_KITTY_ACCESS_TOKEN)" : "Not authenticated";
+    sk__auth_info info;
+    sk__auth_info_get(s->auth, &info, NULL);
+    return sk__auth_state_name(info.state);
 }
 
 static void print_json(const status_view *v)
@@ -186,7 +189,7 @@ int cmd_status(int argc, char **argv)
     status_view v = {.connection = sk__sched_connection_name(s->sched.connection),
                      .failures = s->sched.consecutive_failures,
                      .last_error = s->sched.last_error,
-                     .auth_state = auth_state(),
+                     .auth_state = auth_state(s),
                      .server_url = s->cfg->server_url,
                      .plugin = s->cfg->transport_plugin,
                      .abi = s->cfg->transport_abi,

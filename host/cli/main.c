@@ -18,6 +18,7 @@ static const cli_cmd SYNC_CMDS[] = {
 static void usage(FILE *f)
 {
     fputs("Usage: spec-kitty sync COMMAND [OPTIONS]\n"
+          "       spec-kitty auth login|logout|status|refresh [OPTIONS]\n"
           "       spec-kitty --version | --help\n\n"
           "Keeps spec-kitty events in a durable local queue and delivers them to the\n"
           "team's spec-kitty server through a transport plugin.\n\nCommands:\n",
@@ -48,6 +49,8 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
+    if (strcmp(argv[1], "auth") == 0)
+        return cmd_auth(argc - 1, argv + 1);
     if (strcmp(argv[1], "sync") != 0) {
         cli_error("unknown command \"%s\" (try `spec-kitty --help`)", argv[1]);
         return EXIT_USAGE;
