@@ -2,6 +2,7 @@
 #include "auth.h"
 
 #include "common.h"
+#include "jalloc.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -97,7 +98,7 @@ int rcv__users_add(const char *path, const char *name, const char *team, const c
     int rc = -1;
     if (root && entry && json_object_set_new(json_object_get(root, "users"), name, entry) == 0) {
         entry = NULL;
-        char *text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+        char *text = rcv__json_text(root, JSON_INDENT(2) | JSON_SORT_KEYS);
         sk__err err;
         if (text && sk__write_file_atomic(path, text, strlen(text), 0600, 1, &err) == SK_OK)
             rc = 0;

@@ -1,9 +1,13 @@
 /* POST /api/v1/events/batch/ (CONTRACT.md §3). */
 #include "receiver.h"
+#include "jalloc.h"
+#include "jscan.h"
 #include "validate.h"
 
 #include "common.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -74,158 +78,179 @@ static int is_json_type(const char *ct)
     return next == '\0' || next == ';' || next == ' ';
 }
 
-json_t *rcv__batch_decode(rcv__app *app, const rcv__request *rq, rcv__reply *rep)
+/*
+ * Undoes the Content-Encoding: *out is the gunzipped body (caller frees) or
+ * NULL for identity. Returns 0, or -1 after filling rep with 400/413.
+ */
+static int decode_encoding(rcv__app *app, const rcv__request *rq, char **out, size_t *len,
+                           rcv__reply *rep)
 {
     const char *enc = rq->content_encoding;
-    char *plain = NULL;
-    size_t plain_len = rq->body_len;
-    if (enc && strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "x-gzip") != 0 &&
-        strcasecmp(enc, "identity") != 0) {
+    *out = NULL;
+    *len = rq->body_len;
+    if (!enc || strcasecmp(enc, "identity") == 0)
+        return 0;
+    if (strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "x-gzip") != 0) {
         rcv__reply_error(rep, 400, "unsupported Content-Encoding (use gzip or identity)");
+        return -1;
+    }
+    int rc = gunzip(rq->body, rq->body_len, (size_t)app->cfg.max_body_bytes, out, len);
+    if (rc == INFLATE_TOO_LARGE)
+        rcv__reply_error(rep, 413, "request body too large once decompressed");
+    else if (rc != INFLATE_OK)
+        rcv__reply_error(rep, 400, "invalid gzip body (corrupt or truncated)");
+    return rc == INFLATE_OK ? 0 : -1;
+}
+
+json_t *rcv__batch_decode(rcv__app *app, const rcv__request *rq, rcv__reply *rep)
+{
+    char *plain = NULL;
+    size_t len = 0;
+    if (decode_encoding(app, rq, &plain, &len, rep) != 0)
         return NULL;
-    }
-    if (enc && strcasecmp(enc, "identity") != 0) {
-        int rc =
-            gunzip(rq->body, rq->body_len, (size_t)app->cfg.max_body_bytes, &plain, &plain_len);
-        if (rc == INFLATE_TOO_LARGE) {
-            rcv__reply_error(rep, 413, "request body too large once decompressed");
-            return NULL;
-        }
-        if (rc != INFLATE_OK) {
-            rcv__reply_error(rep, 400, "invalid gzip body (corrupt or truncated)");
-            return NULL;
-        }
-    }
-    json_error_t jerr;
-    json_t *root = json_loadb(plain ? plain : rq->body, plain_len, 0, &jerr);
+    json_t *root = json_loadb(plain ? plain : rq->body, len, 0, NULL);
     free(plain);
-    if (!root)
-        rcv__reply_error(rep, 400, "malformed JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                         jerr.column);
     return root;
 }
 
-/* Returns the events array of root, or NULL after filling rep with 400. */
-static json_t *events_of(rcv__app *app, json_t *root, rcv__reply *rep)
+/* A growable text buffer for the results document. */
+typedef struct textbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} textbuf;
+
+static void text_add(textbuf *t, const char *s, size_t n)
 {
-    json_t *events = json_object_get(root, "events");
-    if (!json_is_array(events)) {
-        rcv__reply_error(rep, 400, "body must be a JSON object with an \"events\" array");
-        return NULL;
+    if (t->oom)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t ncap = (t->cap + n + 1) * 2;
+        char *np = realloc(t->p, ncap);
+        if (!np) {
+            t->oom = 1;
+            return;
+        }
+        t->p = np;
+        t->cap = ncap;
     }
-    if ((int64_t)json_array_size(events) > app->cfg.max_events) {
-        rcv__reply_error(rep, 400, "too many events: %zu > %lld per batch", json_array_size(events),
-                         (long long)app->cfg.max_events);
-        return NULL;
-    }
-    return events;
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
 }
 
-/* True when a poison event_id is in the batch. */
-static int has_poison(rcv__app *app, json_t *events)
+static void text_str(textbuf *t, const char *s)
 {
-    size_t i;
-    json_t *ev;
-    json_array_foreach(events, i, ev)
-    {
-        const char *id = json_string_value(json_object_get(ev, "event_id"));
-        if (id && rcv__faults_is_poison(app->faults, id))
-            return 1;
-    }
-    return 0;
+    text_add(t, s, strlen(s));
 }
 
-/* Per-batch working state. */
+/* Appends s as a JSON string literal (quotes, escapes). */
+static void text_json_string(textbuf *t, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    text_add(t, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        text_add(t, s + run, i - run);
+        char esc[7] = {'\\', (char)ch, 0};
+        if (ch < 0x20) {
+            esc[1] = 'u';
+            memcpy(esc + 2, "00", 2);
+            esc[4] = hex[ch >> 4];
+            esc[5] = hex[ch & 15];
+        }
+        text_add(t, esc, strlen(esc));
+        run = i + 1;
+    }
+    text_add(t, s + run, n - run);
+    text_add(t, "\"", 1);
+}
+
+/* Appends the event_id of ev (a string, else null). */
+static void text_event_id(textbuf *t, const json_t *ev)
+{
+    const json_t *id = json_object_get(ev, "event_id");
+    if (json_is_string(id))
+        text_json_string(t, json_string_value(id), json_string_length(id));
+    else
+        text_str(t, "null");
+}
+
+/* Per-batch working state: one parsed tree per event, the rows to store. */
 typedef struct batch {
     size_t n;
+    rcv__span *spans;
+    json_t **events;     /* NULL where the event could not be decoded */
     char (*errors)[160]; /* errors[i][0] != 0: event i is invalid */
     rcv__row *rows;
-    size_t *row_of; /* index into rows for valid events */
     size_t nrows;
-    char *arena; /* compact JSON of the valid events, back to back */
-    size_t arena_len, arena_cap;
+    int poison;
 } batch;
 
 static void batch_free(batch *b)
 {
+    for (size_t i = 0; b->events && i < b->n; i++)
+        json_decref(b->events[i]);
+    free(b->events);
     free(b->errors);
     free(b->rows);
-    free(b->row_of);
-    free(b->arena);
+    free(b->spans);
+    rcv__jalloc_reset(); /* the event trees lived in this thread's arena */
 }
 
-/* Appends the compact JSON of ev to the arena; returns its offset or -1. */
-static long long arena_dump(batch *b, const json_t *ev)
+/* Builds and validates every event; valid ones become rows (data = the bytes received). */
+static int batch_prepare(rcv__app *app, batch *b, const char *body)
 {
-    for (;;) {
-        size_t room = b->arena_cap - b->arena_len;
-        size_t need = json_dumpb(ev, b->arena + b->arena_len, room, JSON_COMPACT);
-        if (need == 0)
-            return -1;
-        if (need <= room) {
-            long long off = (long long)b->arena_len;
-            b->arena_len += need;
-            return off;
-        }
-        size_t ncap = (b->arena_cap + need) * 2;
-        char *na = realloc(b->arena, ncap);
-        if (!na)
-            return -1;
-        b->arena = na;
-        b->arena_cap = ncap;
-    }
-}
-
-/* Validates every event and serialises the valid ones into rows. */
-static int batch_prepare(batch *b, json_t *events)
-{
-    b->n = json_array_size(events);
+    b->events = calloc(b->n + 1, sizeof *b->events);
     b->errors = calloc(b->n + 1, sizeof *b->errors);
     b->rows = calloc(b->n + 1, sizeof *b->rows);
-    b->row_of = calloc(b->n + 1, sizeof *b->row_of);
-    b->arena_cap = 512 * b->n + 1024;
-    b->arena = malloc(b->arena_cap);
-    if (!b->errors || !b->rows || !b->row_of || !b->arena)
+    if (!b->events || !b->errors || !b->rows)
         return -1;
-    size_t *offsets = b->row_of; /* offsets first, rebased below */
+    /* The trees are read-only until batch_free: build them in the arena. */
+    rcv__jalloc_enter();
     for (size_t i = 0; i < b->n; i++) {
-        json_t *ev = json_array_get(events, i);
-        if (receiver_validate_event(ev, b->errors[i], sizeof b->errors[i]) != 0)
+        const char *text = body + b->spans[i].off;
+        json_t *ev = b->events[i] = rcv__scan_build(text, b->spans[i].len);
+        if (!ev) {
+            snprintf(b->errors[i], sizeof b->errors[i],
+                     "event: undecodable (string escape or "
+                     "number out of range)");
             continue;
-        long long off = arena_dump(b, ev);
-        if (off < 0)
-            return -1;
-        rcv__row *row = &b->rows[b->nrows];
-        row->event_id = json_string_value(json_object_get(ev, "event_id"));
+        }
+        const char *id = json_string_value(json_object_get(ev, "event_id"));
+        if (id && rcv__faults_is_poison(app->faults, id))
+            b->poison = 1;
+        if (receiver_validate_event(ev, b->errors[i], sizeof b->errors[i]) != 0) {
+            if (!b->errors[i][0])
+                snprintf(b->errors[i], sizeof b->errors[i], "invalid event");
+            continue;
+        }
+        rcv__row *row = &b->rows[b->nrows++];
+        row->event_id = id;
         row->event_type = json_string_value(json_object_get(ev, "event_type"));
         row->team_slug = json_string_value(json_object_get(ev, "team_slug"));
-        offsets[b->nrows] = (size_t)off;
-        b->nrows++;
+        row->data = text;
+        row->data_len = b->spans[i].len;
     }
-    for (size_t r = 0; r < b->nrows; r++) {
-        size_t end = r + 1 < b->nrows ? offsets[r + 1] : b->arena_len;
-        b->rows[r].data = b->arena + offsets[r];
-        b->rows[r].data_len = end - offsets[r];
-    }
+    rcv__jalloc_leave();
     return 0;
 }
 
-/* event_id of ev as JSON (a string or null). */
-static json_t *id_json(json_t *ev)
-{
-    json_t *id = json_object_get(ev, "event_id");
-    return json_is_string(id) ? json_incref(id) : json_null();
-}
-
 /* --strict: 400 with details for the invalid events, nothing stored. */
-static int strict_reject(batch *b, json_t *events, rcv__reply *rep)
+static int strict_reject(batch *b, rcv__reply *rep)
 {
     json_t *details = json_array();
     for (size_t i = 0; i < b->n; i++) {
-        if (b->errors[i][0])
-            json_array_append_new(details, json_pack("{s:o, s:s}", "event_id",
-                                                     id_json(json_array_get(events, i)), "error",
-                                                     b->errors[i]));
+        if (!b->errors[i][0])
+            continue;
+        json_t *id = json_object_get(b->events[i], "event_id");
+        /* Copies (not references): the event trees die with the arena. */
+        json_t *id_copy = json_is_string(id) ? json_string(json_string_value(id)) : json_null();
+        json_array_append_new(details,
+                              json_pack("{s:o, s:s}", "event_id", id_copy, "error", b->errors[i]));
     }
     size_t bad = json_array_size(details);
     if (bad == 0) {
@@ -237,49 +262,87 @@ static int strict_reject(batch *b, json_t *events, rcv__reply *rep)
     return (int)bad;
 }
 
-/* Builds the 200 results in event order and updates the stats. */
-static void batch_results(rcv__app *app, batch *b, json_t *events, rcv__reply *rep)
+/* Writes the 200 results (in event order) as text and updates the stats. */
+static void batch_results(rcv__app *app, batch *b, rcv__reply *rep)
 {
-    json_t *results = json_array();
+    textbuf t = {0};
     int64_t ok = 0, dup = 0, bad = 0;
     size_t r = 0;
+    text_str(&t, "{\"results\":[");
     for (size_t i = 0; i < b->n; i++) {
-        json_t *ev = json_array_get(events, i);
-        json_t *res;
+        text_str(&t, i ? ",{\"event_id\":" : "{\"event_id\":");
+        text_event_id(&t, b->events[i]);
         if (b->errors[i][0]) {
-            res = json_pack("{s:o, s:s, s:s}", "event_id", id_json(ev), "status", "rejected",
-                            "error_message", b->errors[i]);
+            text_str(&t, ",\"status\":\"rejected\",\"error_message\":");
+            text_json_string(&t, b->errors[i], strlen(b->errors[i]));
+            text_str(&t, "}");
             bad++;
+        } else if (b->rows[r++].inserted) {
+            text_str(&t, ",\"status\":\"success\"}");
+            ok++;
         } else {
-            int stored = b->rows[r++].inserted;
-            res = json_pack("{s:o, s:s}", "event_id", id_json(ev), "status",
-                            stored ? "success" : "duplicate");
-            stored ? ok++ : dup++;
+            text_str(&t, ",\"status\":\"duplicate\"}");
+            dup++;
         }
-        json_array_append_new(results, res);
+    }
+    text_str(&t, "]}");
+    if (t.oom) {
+        free(t.p);
+        rcv__reply_error(rep, 500, "out of memory");
+        return;
     }
     rcv__stats_batch(&app->stats, (int64_t)b->n, ok, dup, bad);
     rep->status = 200;
-    rep->body = json_pack("{s:o}", "results", results);
+    rep->raw = t.p;
 }
 
-/* Validates, stores and answers one parsed batch. */
-static void store_batch(rcv__app *app, json_t *events, rcv__reply *rep)
+/* Validates, stores and answers the events found in body. */
+static void store_batch(rcv__app *app, batch *b, const char *body, rcv__reply *rep)
 {
-    batch b = {0};
     char msg[256];
-    if (batch_prepare(&b, events) != 0) {
+    if (batch_prepare(app, b, body) != 0) {
         rcv__reply_error(rep, 500, "out of memory");
-    } else if (app->cfg.strict && strict_reject(&b, events, rep) > 0) {
+    } else if (b->poison) {
+        rcv__reply_error(rep, 400, "batch rejected");
+    } else if (app->cfg.strict && strict_reject(b, rep) > 0) {
         rcv__stats_batch(&app->stats, 0, 0, 0, 0);
-    } else if (rcv__store_insert_batch(app->store, b.rows, b.nrows, sk__wall_ms(), msg,
+    } else if (rcv__store_insert_batch(app->store, b->rows, b->nrows, sk__wall_ms(), msg,
                                        sizeof msg) != 0) {
         rcv__reply_error(rep, 503, "%s", msg);
         rep->retry_after = 1;
     } else {
-        batch_results(app, &b, events, rep);
+        batch_results(app, b, rep);
+    }
+}
+
+/* Decodes (gzip/identity), scans and stores the body; fills rep. */
+static void process_body(rcv__app *app, const rcv__request *rq, rcv__reply *rep)
+{
+    const char *plain = rq->body;
+    size_t len = rq->body_len;
+    char *inflated = NULL;
+    if (decode_encoding(app, rq, &inflated, &len, rep) != 0)
+        return;
+    if (inflated)
+        plain = inflated;
+    batch b = {0};
+    char msg[160];
+    int rc = rcv__scan_batch(plain, len, &b.spans, &b.n, msg, sizeof msg);
+    if (rc == RCV_SCAN_SYNTAX)
+        rcv__reply_error(rep, 400, "malformed JSON: %s", msg);
+    else if (rc == RCV_SCAN_NO_EVENTS)
+        rcv__reply_error(rep, 400, "body must be a JSON object with an \"events\" array");
+    else if (rc != RCV_SCAN_OK)
+        rcv__reply_error(rep, 500, "out of memory");
+    else if ((int64_t)b.n > app->cfg.max_events)
+        rcv__reply_error(rep, 400, "too many events: %zu > %lld per batch", b.n,
+                         (long long)app->cfg.max_events);
+    else {
+        rep->events = (int)b.n;
+        store_batch(app, &b, plain, rep);
     }
     batch_free(&b);
+    free(inflated);
 }
 
 /* 412 when the client names a protocol other than 2.x. */
@@ -318,14 +381,5 @@ void rcv__handle_batch(rcv__app *app, const rcv__request *rq, rcv__reply *rep)
         rep->retry_after = (wait_ms + 999) / 1000;
         return;
     }
-    json_t *root = rcv__batch_decode(app, rq, rep);
-    json_t *events = root ? events_of(app, root, rep) : NULL;
-    if (events) {
-        rep->events = (int)json_array_size(events);
-        if (has_poison(app, events))
-            rcv__reply_error(rep, 400, "batch rejected");
-        else
-            store_batch(app, events, rep);
-    }
-    json_decref(root);
+    process_body(app, rq, rep);
 }

@@ -2,10 +2,12 @@
 #include "receiver.h"
 
 #include "common.h"
+#include "jalloc.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -273,6 +275,12 @@ static void app_close(rcv__app *app)
 
 int main(int argc, char **argv)
 {
+    rcv__jalloc_install(); /* before any Jansson allocation */
+    /* Batch buffers (~0.5 MB each) are allocated per request: keep them on the
+     * heap and do not hand freed memory back to the kernel, or every batch
+     * pays for fresh zeroed pages. */
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
     cli c = {0};
     int rc = parse_args(argc, argv, &c);
     if (rc)

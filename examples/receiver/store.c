@@ -24,6 +24,7 @@ struct rcv__store {
 static const char schema[] = "PRAGMA journal_mode=WAL;"
                              "PRAGMA synchronous=NORMAL;"
                              "PRAGMA cache_size=-65536;"
+                             "PRAGMA wal_autocheckpoint=0;"
                              "CREATE TABLE IF NOT EXISTS events ("
                              "  id INTEGER PRIMARY KEY,"
                              "  event_id TEXT UNIQUE NOT NULL,"

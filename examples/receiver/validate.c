@@ -7,14 +7,14 @@
 /* True when s is a 26-char Crockford base32 ULID (no I, L, O, U). */
 static int is_ulid(const char *s)
 {
-    static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    if (strlen(s) != 26)
-        return 0;
     for (size_t i = 0; i < 26; i++) {
-        if (s[i] == '\0' || !strchr(alphabet, s[i]))
-            return 0;
+        char ch = s[i];
+        int digit = ch >= '0' && ch <= '9';
+        int letter = ch >= 'A' && ch <= 'Z' && ch != 'I' && ch != 'L' && ch != 'O' && ch != 'U';
+        if (!digit && !letter)
+            return 0; /* also stops at the terminating NUL of a short string */
     }
-    return 1;
+    return s[26] == '\0';
 }
 
 /* True when obj[key] is a non-empty string. */
