@@ -9,16 +9,23 @@ env_file=$1/receiver.env
 # shellcheck disable=SC1090
 . "$env_file"
 
-stop() { # pid name
-  local pid=$1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
+# Both get SIGTERM at once, then we wait for each (KILL after 10 s).
+# A PID is only signalled while it still runs the program we started there.
+pids=()
+for entry in "${NGHTTPX_PID:-}:nghttpx" "${RECEIVER_PID:-}:spec-kitty-receiver"; do
+  pid=${entry%%:*}
+  [ -n "$pid" ] || continue
+  if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "${entry#*:}"; then
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+  fi
+done
+for pid in "${pids[@]}"; do
+  for _ in $(seq 1 200); do
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
-  echo "receiver-down.sh: $2 ($pid) ignored SIGTERM, killing it" >&2
-  kill -KILL "$pid" 2>/dev/null || true
-}
-stop "${NGHTTPX_PID:-}" nghttpx
-stop "${RECEIVER_PID:-}" spec-kitty-receiver
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "receiver-down.sh: $pid ignored SIGTERM, killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+done

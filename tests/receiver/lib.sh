@@ -140,8 +140,8 @@ post_batch() {
     -H 'Content-Encoding: gzip' --data-binary "@$file.gz" "$@"
 }
 
-# stat KEY: a field of GET /api/v1/receiver/stats (direct HTTP/1.1).
-stat() {
+# rstat KEY: a field of GET /api/v1/receiver/stats (direct HTTP/1.1).
+rstat() {
   curl -s "$RECEIVER_URL/api/v1/receiver/stats" | jq -r "$1"
 }
 
