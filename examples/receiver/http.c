@@ -279,14 +279,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         if (!r)
             return MHD_NO;
         *con_cls = r;
-        /* A declared length over the limit is refused before reading it. */
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > (unsigned long long)app->cfg.max_body_bytes) {
-            rcv__reply rep = {.retry_after = -1};
-            rcv__reply_error(&rep, 413, "request body too large (limit %lld bytes)",
-                             (long long)app->cfg.max_body_bytes);
-            return send_reply(app, c, r, &rep);
-        }
+        /* A body over the limit is read and dropped, then answered 413: an
+         * early answer would make a proxy in front (nghttpx) reset the stream
+         * instead of passing the 413 on. */
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
