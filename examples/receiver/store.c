@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct rcv__store {
     sqlite3 *db;
@@ -14,6 +15,13 @@ struct rcv__store {
     sqlite3_stmt *begin, *commit, *rollback;
     sqlite3_stmt *token_put, *token_get, *token_del;
     int64_t count;
+    /* Background checkpointer: its own connection, so fsync never runs
+     * inside a batch commit. */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    int ckpt_running, stopping;
+    pthread_mutex_t ckpt_lock;
+    pthread_cond_t ckpt_cond;
 };
 
 /*
@@ -24,7 +32,8 @@ struct rcv__store {
 static const char schema[] = "PRAGMA journal_mode=WAL;"
                              "PRAGMA synchronous=NORMAL;"
                              "PRAGMA cache_size=-65536;"
-                             "PRAGMA wal_autocheckpoint=0;"
+    "PRAGMA journal_size_limit=67108864;"
+                             "PRAGMA wal_autocheckpoint=0;" /* the checkpointer thread does it */
                              "CREATE TABLE IF NOT EXISTS events ("
                              "  id INTEGER PRIMARY KEY,"
                              "  event_id TEXT UNIQUE NOT NULL,"
@@ -78,6 +87,47 @@ static int load_count(rcv__store *st)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
+/* Every 500 ms, copies committed WAL frames into the database (PASSIVE:
+ * never waits for the writer); the WAL restarts once fully copied. */
+static void *checkpointer(void *arg)
+{
+    rcv__store *st = arg;
+    pthread_mutex_lock(&st->ckpt_lock);
+    while (!st->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 500000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&st->ckpt_cond, &st->ckpt_lock, &until);
+        if (st->stopping)
+            break;
+        pthread_mutex_unlock(&st->ckpt_lock);
+        sqlite3_wal_checkpoint_v2(st->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&st->ckpt_lock);
+    }
+    pthread_mutex_unlock(&st->ckpt_lock);
+    return NULL;
+}
+
+/* Opens the checkpointer's connection and starts its thread. */
+static int start_checkpointer(rcv__store *st, const char *path)
+{
+    if (sqlite3_open_v2(path, &st->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+            SQLITE_OK ||
+        sqlite3_busy_timeout(st->ckpt_db, 1000) != SQLITE_OK ||
+        /* Reading the header makes this connection see WAL mode; until then
+         * a checkpoint call does nothing. */
+        sqlite3_exec(st->ckpt_db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK)
+        return -1;
+    if (pthread_create(&st->ckpt_thread, NULL, checkpointer, st) != 0)
+        return -1;
+    st->ckpt_running = 1;
+    return 0;
+}
+
 int rcv__store_open(const char *path, rcv__store **out, char *msg, size_t cap)
 {
     rcv__store *st = calloc(1, sizeof *st);
@@ -86,11 +136,13 @@ int rcv__store_open(const char *path, rcv__store **out, char *msg, size_t cap)
         return -1;
     }
     pthread_mutex_init(&st->lock, NULL);
+    pthread_mutex_init(&st->ckpt_lock, NULL);
+    pthread_cond_init(&st->ckpt_cond, NULL);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK ||
         sqlite3_busy_timeout(st->db, 5000) != SQLITE_OK ||
         sqlite3_exec(st->db, schema, NULL, NULL, NULL) != SQLITE_OK || prepare_all(st) != 0 ||
-        load_count(st) != 0) {
+        load_count(st) != 0 || start_checkpointer(st, path) != 0) {
         snprintf(msg, cap, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "out of memory");
         rcv__store_close(st);
         return -1;
@@ -103,12 +155,22 @@ void rcv__store_close(rcv__store *st)
 {
     if (!st)
         return;
+    if (st->ckpt_running) {
+        pthread_mutex_lock(&st->ckpt_lock);
+        st->stopping = 1;
+        pthread_cond_signal(&st->ckpt_cond);
+        pthread_mutex_unlock(&st->ckpt_lock);
+        pthread_join(st->ckpt_thread, NULL);
+    }
+    sqlite3_close(st->ckpt_db);
     sqlite3_stmt *all[] = {st->insert_event, st->begin,     st->commit,   st->rollback,
                            st->token_put,    st->token_get, st->token_del};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
-    sqlite3_close(st->db);
+    sqlite3_close(st->db); /* the last connection checkpoints and removes the WAL */
     pthread_mutex_destroy(&st->lock);
+    pthread_mutex_destroy(&st->ckpt_lock);
+    pthread_cond_destroy(&st->ckpt_cond);
     free(st);
 }
 
