@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,10 @@ static int fail(scanner *c, const char *why)
     return -1;
 }
 
-static void skip_ws(scanner *c)
+static inline void skip_ws(scanner *c)
 {
+    if (c->pos < c->len && (unsigned char)c->s[c->pos] > ' ')
+        return; /* the common case in compact JSON */
     while (c->pos < c->len) {
         char ch = c->s[c->pos];
         if (ch != ' ' && ch != '\n' && ch != '\r' && ch != '\t')
@@ -91,6 +94,18 @@ static void init_tables(void)
         plain_ascii[b] = b != '"' && b != '\\';
 }
 
+/* True when none of the 8 bytes at p is '"', '\\', a control character or
+ * non-ASCII (the usual "has a zero byte" bit trick, per condition). */
+static int plain8(const unsigned char *p)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+    uint64_t special = ((q - ones) & ~q) | ((b - ones) & ~b) | ((v - ones * 0x20) & ~v) | v;
+    return (special & highs) == 0;
+}
+
 /* Scans the string at pos (a '"'); *escaped tells whether it holds escapes. */
 static int scan_string(scanner *c, int *escaped)
 {
@@ -98,7 +113,10 @@ static int scan_string(scanner *c, int *escaped)
     size_t i = c->pos + 1;
     *escaped = 0;
     while (i < c->len) {
-        /* Fast path over plain ASCII, the bulk of any event. */
+        /* Fast path over plain ASCII, the bulk of any event: 8 bytes at a
+         * time while none needs attention, then byte by byte. */
+        while (i + 8 <= c->len && plain8(s + i))
+            i += 8;
         while (i < c->len && plain_ascii[s[i]])
             i++;
         if (i >= c->len)

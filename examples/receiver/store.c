@@ -32,7 +32,7 @@ struct rcv__store {
 static const char schema[] = "PRAGMA journal_mode=WAL;"
                              "PRAGMA synchronous=NORMAL;"
                              "PRAGMA cache_size=-65536;"
-    "PRAGMA journal_size_limit=67108864;"
+                             "PRAGMA journal_size_limit=67108864;"
                              "PRAGMA wal_autocheckpoint=0;" /* the checkpointer thread does it */
                              "CREATE TABLE IF NOT EXISTS events ("
                              "  id INTEGER PRIMARY KEY,"
