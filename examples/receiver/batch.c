@@ -1,0 +1,385 @@
+/* POST /api/v1/events/batch/ (CONTRACT.md §3). */
+#include "receiver.h"
+#include "jalloc.h"
+#include "jscan.h"
+#include "validate.h"
+
+#include "common.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zlib.h>
+
+enum { INFLATE_OK = 0, INFLATE_TOO_LARGE = 1, INFLATE_BAD = 2 };
+
+/*
+ * Gunzips in[0..len) into a new buffer of at most limit bytes (*out, *out_len,
+ * NUL-terminated). Truncated or corrupt input, or bytes after the gzip stream,
+ * are INFLATE_BAD.
+ */
+static int gunzip(const char *in, size_t len, size_t limit, char **out, size_t *out_len)
+{
+    z_stream z = {0};
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
+        return INFLATE_BAD;
+    size_t cap = len * 8 + 1024 < limit + 1 ? len * 8 + 1024 : limit + 1;
+    char *buf = malloc(cap);
+    int rc = buf ? Z_OK : Z_MEM_ERROR;
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)len;
+    while (rc == Z_OK) {
+        if (z.total_out == cap - 1) {
+            if (cap > limit) {
+                rc = Z_BUF_ERROR;
+                break;
+            }
+            size_t ncap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+            char *nbuf = realloc(buf, ncap);
+            if (!nbuf) {
+                rc = Z_MEM_ERROR;
+                break;
+            }
+            buf = nbuf;
+            cap = ncap;
+        }
+        z.next_out = (Bytef *)buf + z.total_out;
+        z.avail_out = (uInt)(cap - 1 - z.total_out);
+        rc = inflate(&z, Z_NO_FLUSH);
+        if (rc == Z_BUF_ERROR && z.avail_in == 0)
+            break; /* input ended before the stream did */
+        if (rc == Z_BUF_ERROR)
+            rc = Z_OK;
+    }
+    int result = INFLATE_BAD;
+    if (rc == Z_STREAM_END && z.avail_in == 0) {
+        result = INFLATE_OK;
+        buf[z.total_out] = '\0';
+        *out_len = z.total_out;
+        *out = buf;
+        buf = NULL;
+    } else if (rc == Z_BUF_ERROR && z.total_out >= limit) {
+        result = INFLATE_TOO_LARGE;
+    }
+    inflateEnd(&z);
+    free(buf);
+    return result;
+}
+
+/* True when the Content-Type names JSON (parameters such as charset allowed). */
+static int is_json_type(const char *ct)
+{
+    static const char want[] = "application/json";
+    if (!ct || strncasecmp(ct, want, sizeof want - 1) != 0)
+        return 0;
+    char next = ct[sizeof want - 1];
+    return next == '\0' || next == ';' || next == ' ';
+}
+
+/*
+ * Undoes the Content-Encoding: *out is the gunzipped body (caller frees) or
+ * NULL for identity. Returns 0, or -1 after filling rep with 400/413.
+ */
+static int decode_encoding(rcv__app *app, const rcv__request *rq, char **out, size_t *len,
+                           rcv__reply *rep)
+{
+    const char *enc = rq->content_encoding;
+    *out = NULL;
+    *len = rq->body_len;
+    if (!enc || strcasecmp(enc, "identity") == 0)
+        return 0;
+    if (strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "x-gzip") != 0) {
+        rcv__reply_error(rep, 400, "unsupported Content-Encoding (use gzip or identity)");
+        return -1;
+    }
+    int rc = gunzip(rq->body, rq->body_len, (size_t)app->cfg.max_body_bytes, out, len);
+    if (rc == INFLATE_TOO_LARGE)
+        rcv__reply_error(rep, 413, "request body too large once decompressed");
+    else if (rc != INFLATE_OK)
+        rcv__reply_error(rep, 400, "invalid gzip body (corrupt or truncated)");
+    return rc == INFLATE_OK ? 0 : -1;
+}
+
+json_t *rcv__batch_decode(rcv__app *app, const rcv__request *rq, rcv__reply *rep)
+{
+    char *plain = NULL;
+    size_t len = 0;
+    if (decode_encoding(app, rq, &plain, &len, rep) != 0)
+        return NULL;
+    json_t *root = json_loadb(plain ? plain : rq->body, len, 0, NULL);
+    free(plain);
+    return root;
+}
+
+/* A growable text buffer for the results document. */
+typedef struct textbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} textbuf;
+
+static void text_add(textbuf *t, const char *s, size_t n)
+{
+    if (t->oom)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t ncap = (t->cap + n + 1) * 2;
+        char *np = realloc(t->p, ncap);
+        if (!np) {
+            t->oom = 1;
+            return;
+        }
+        t->p = np;
+        t->cap = ncap;
+    }
+    memcpy(t->p + t->len, s, n);
+    t->len += n;
+    t->p[t->len] = '\0';
+}
+
+static void text_str(textbuf *t, const char *s)
+{
+    text_add(t, s, strlen(s));
+}
+
+/* Appends s as a JSON string literal (quotes, escapes). */
+static void text_json_string(textbuf *t, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    text_add(t, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        text_add(t, s + run, i - run);
+        char esc[7] = {'\\', (char)ch, 0};
+        if (ch < 0x20) {
+            esc[1] = 'u';
+            memcpy(esc + 2, "00", 2);
+            esc[4] = hex[ch >> 4];
+            esc[5] = hex[ch & 15];
+        }
+        text_add(t, esc, strlen(esc));
+        run = i + 1;
+    }
+    text_add(t, s + run, n - run);
+    text_add(t, "\"", 1);
+}
+
+/* Appends the event_id of ev (a string, else null). */
+static void text_event_id(textbuf *t, const json_t *ev)
+{
+    const json_t *id = json_object_get(ev, "event_id");
+    if (json_is_string(id))
+        text_json_string(t, json_string_value(id), json_string_length(id));
+    else
+        text_str(t, "null");
+}
+
+/* Per-batch working state: one parsed tree per event, the rows to store. */
+typedef struct batch {
+    size_t n;
+    rcv__span *spans;
+    json_t **events;     /* NULL where the event could not be decoded */
+    char (*errors)[160]; /* errors[i][0] != 0: event i is invalid */
+    rcv__row *rows;
+    size_t nrows;
+    int poison;
+} batch;
+
+static void batch_free(batch *b)
+{
+    for (size_t i = 0; b->events && i < b->n; i++)
+        json_decref(b->events[i]);
+    free(b->events);
+    free(b->errors);
+    free(b->rows);
+    free(b->spans);
+    rcv__jalloc_reset(); /* the event trees lived in this thread's arena */
+}
+
+/* Builds and validates every event; valid ones become rows (data = the bytes received). */
+static int batch_prepare(rcv__app *app, batch *b, const char *body)
+{
+    b->events = calloc(b->n + 1, sizeof *b->events);
+    b->errors = calloc(b->n + 1, sizeof *b->errors);
+    b->rows = calloc(b->n + 1, sizeof *b->rows);
+    if (!b->events || !b->errors || !b->rows)
+        return -1;
+    /* The trees are read-only until batch_free: build them in the arena. */
+    rcv__jalloc_enter();
+    for (size_t i = 0; i < b->n; i++) {
+        const char *text = body + b->spans[i].off;
+        json_t *ev = b->events[i] = rcv__scan_build(text, b->spans[i].len);
+        if (!ev) {
+            snprintf(b->errors[i], sizeof b->errors[i],
+                     "event: undecodable (string escape or "
+                     "number out of range)");
+            continue;
+        }
+        const char *id = json_string_value(json_object_get(ev, "event_id"));
+        if (id && rcv__faults_is_poison(app->faults, id))
+            b->poison = 1;
+        if (receiver_validate_event(ev, b->errors[i], sizeof b->errors[i]) != 0) {
+            if (!b->errors[i][0])
+                snprintf(b->errors[i], sizeof b->errors[i], "invalid event");
+            continue;
+        }
+        rcv__row *row = &b->rows[b->nrows++];
+        row->event_id = id;
+        row->event_type = json_string_value(json_object_get(ev, "event_type"));
+        row->team_slug = json_string_value(json_object_get(ev, "team_slug"));
+        row->data = text;
+        row->data_len = b->spans[i].len;
+    }
+    rcv__jalloc_leave();
+    return 0;
+}
+
+/* --strict: 400 with details for the invalid events, nothing stored. */
+static int strict_reject(batch *b, rcv__reply *rep)
+{
+    json_t *details = json_array();
+    for (size_t i = 0; i < b->n; i++) {
+        if (!b->errors[i][0])
+            continue;
+        json_t *id = json_object_get(b->events[i], "event_id");
+        /* Copies (not references): the event trees die with the arena. */
+        json_t *id_copy = json_is_string(id) ? json_string(json_string_value(id)) : json_null();
+        json_array_append_new(details,
+                              json_pack("{s:o, s:s}", "event_id", id_copy, "error", b->errors[i]));
+    }
+    size_t bad = json_array_size(details);
+    if (bad == 0) {
+        json_decref(details);
+        return 0;
+    }
+    rep->status = 400;
+    rep->body = json_pack("{s:s, s:o}", "error", "some events are invalid", "details", details);
+    return (int)bad;
+}
+
+/* Writes the 200 results (in event order) as text and updates the stats. */
+static void batch_results(rcv__app *app, batch *b, rcv__reply *rep)
+{
+    textbuf t = {0};
+    int64_t ok = 0, dup = 0, bad = 0;
+    size_t r = 0;
+    text_str(&t, "{\"results\":[");
+    for (size_t i = 0; i < b->n; i++) {
+        text_str(&t, i ? ",{\"event_id\":" : "{\"event_id\":");
+        text_event_id(&t, b->events[i]);
+        if (b->errors[i][0]) {
+            text_str(&t, ",\"status\":\"rejected\",\"error_message\":");
+            text_json_string(&t, b->errors[i], strlen(b->errors[i]));
+            text_str(&t, "}");
+            bad++;
+        } else if (b->rows[r++].inserted) {
+            text_str(&t, ",\"status\":\"success\"}");
+            ok++;
+        } else {
+            text_str(&t, ",\"status\":\"duplicate\"}");
+            dup++;
+        }
+    }
+    text_str(&t, "]}");
+    if (t.oom) {
+        free(t.p);
+        rcv__reply_error(rep, 500, "out of memory");
+        return;
+    }
+    rcv__stats_batch(&app->stats, (int64_t)b->n, ok, dup, bad);
+    rep->status = 200;
+    rep->raw = t.p;
+}
+
+/* Validates, stores and answers the events found in body. */
+static void store_batch(rcv__app *app, batch *b, const char *body, rcv__reply *rep)
+{
+    char msg[256];
+    if (batch_prepare(app, b, body) != 0) {
+        rcv__reply_error(rep, 500, "out of memory");
+    } else if (b->poison) {
+        rcv__reply_error(rep, 400, "batch rejected");
+    } else if (app->cfg.strict && strict_reject(b, rep) > 0) {
+        rcv__stats_batch(&app->stats, 0, 0, 0, 0);
+    } else if (rcv__store_insert_batch(app->store, b->rows, b->nrows, sk__wall_ms(), msg,
+                                       sizeof msg) != 0) {
+        rcv__reply_error(rep, 503, "%s", msg);
+        rep->retry_after = 1;
+    } else {
+        batch_results(app, b, rep);
+    }
+}
+
+/* Decodes (gzip/identity), scans and stores the body; fills rep. */
+static void process_body(rcv__app *app, const rcv__request *rq, rcv__reply *rep)
+{
+    const char *plain = rq->body;
+    size_t len = rq->body_len;
+    char *inflated = NULL;
+    if (decode_encoding(app, rq, &inflated, &len, rep) != 0)
+        return;
+    if (inflated)
+        plain = inflated;
+    batch b = {0};
+    char msg[160];
+    int rc = rcv__scan_batch(plain, len, &b.spans, &b.n, msg, sizeof msg);
+    if (rc == RCV_SCAN_SYNTAX)
+        rcv__reply_error(rep, 400, "malformed JSON: %s", msg);
+    else if (rc == RCV_SCAN_NO_EVENTS)
+        rcv__reply_error(rep, 400, "body must be a JSON object with an \"events\" array");
+    else if (rc != RCV_SCAN_OK)
+        rcv__reply_error(rep, 500, "out of memory");
+    else if ((int64_t)b.n > app->cfg.max_events)
+        rcv__reply_error(rep, 400, "too many events: %zu > %lld per batch", b.n,
+                         (long long)app->cfg.max_events);
+    else {
+        rep->events = (int)b.n;
+        store_batch(app, &b, plain, rep);
+    }
+    batch_free(&b);
+    free(inflated);
+}
+
+/* 412 when the client names a protocol other than 2.x. */
+static int protocol_refused(const rcv__request *rq, rcv__reply *rep)
+{
+    if (!rq->protocol || strncmp(rq->protocol, "2.", 2) == 0 || strcmp(rq->protocol, "2") == 0)
+        return 0;
+    rep->status = 412;
+    rep->body =
+        json_pack("{s:s, s:s}", "error", "unsupported sync protocol version", "upgrade_guidance",
+                  "this server speaks sync protocol 2.x; install a spec-kitty release "
+                  "that sends X-Spec-Kitty-Sync-Protocol: 2.0");
+    return 1;
+}
+
+void rcv__handle_batch(rcv__app *app, const rcv__request *rq, rcv__reply *rep)
+{
+    char user[128], team[128];
+    if (rcv__authenticate(app, rq, user, sizeof user, team, sizeof team, rep) != 0 ||
+        protocol_refused(rq, rep))
+        return;
+    if (rq->body_too_large) {
+        rcv__reply_error(rep, 413, "request body too large (limit %lld bytes)",
+                         (long long)app->cfg.max_body_bytes);
+        return;
+    }
+    if (!is_json_type(rq->content_type)) {
+        rcv__reply_error(rep, 400, "Content-Type must be application/json");
+        return;
+    }
+    int64_t wait_ms = 0;
+    const char *key = app->cfg.no_auth ? rq->client : user;
+    if (rcv__ratelimit_check(app->ratelimit, key, sk__mono_ms(), &wait_ms)) {
+        rcv__reply_error(rep, 429, "rate limit: one batch per %lld ms",
+                         (long long)app->cfg.rate_limit_ms);
+        rep->retry_after = (wait_ms + 999) / 1000;
+        return;
+    }
+    process_body(app, rq, rep);
+}

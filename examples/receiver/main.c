@@ -1,0 +1,303 @@
+/* spec-kitty-receiver: command line, user management, start-up. */
+#include "receiver.h"
+
+#include "common.h"
+#include "jalloc.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROG "spec-kitty-receiver"
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "Usage: " PROG " [options]\n"
+    "       " PROG " --users FILE --add-user NAME [--team SLUG]   (password on stdin)\n"
+    "\n"
+    "A local server for the spec-kitty sync contract (events batch, token, refresh, health).\n"
+    "\n"
+    "  --listen HOST:PORT          address to listen on (default 127.0.0.1:8765; port 0 picks\n"
+    "                              a free port; the URL is printed)\n"
+    "  --db FILE                   SQLite file for events and token hashes\n"
+    "                              (default receiver.db)\n"
+    "  --users FILE                users file (JSON, PBKDF2-SHA256 password hashes)\n"
+    "  --add-user NAME             add or update NAME in --users, read the password from\n"
+    "                              stdin, write the file (mode 0600) and exit\n"
+    "  --team SLUG                 team_slug of the user being added (default local)\n"
+    "  --no-auth                   accept requests without tokens (demos)\n"
+    "  --access-ttl S              access token lifetime in seconds (default 900)\n"
+    "  --refresh-ttl S             refresh token lifetime in seconds (default 604800)\n"
+    "  --max-events-per-batch N    more events in one batch answer 400 (default 1000)\n"
+    "  --max-body-bytes N          larger bodies, raw or decompressed, answer 413\n"
+    "                              (default 16777216)\n"
+    "  --rate-limit-ms N           one batch per N ms per client, else 429 (default 0 = off)\n"
+    "  --strict                    an invalid event fails its whole batch: 400 with details\n"
+    "                              (default: it is answered rejected, the rest is stored)\n"
+    "  --faults                    enable the fault-injection admin endpoints\n"
+    "  --quiet                     no per-request log lines\n"
+    "  --help                      show this help\n";
+
+/* Prints a one-line usage error and returns the usage exit code. */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, PROG ": %s (see --help)\n", msg);
+    return EXIT_USAGE;
+}
+
+/* Parses a whole decimal integer in [min, max]. */
+static int parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Parses HOST:PORT or [V6]:PORT into cfg. */
+static int parse_listen(const char *s, rcv__config *cfg)
+{
+    const char *colon = strrchr(s, ':');
+    int64_t port = 0;
+    if (!colon || parse_int(colon + 1, 0, 65535, &port) != 0)
+        return -1;
+    const char *host = s;
+    size_t len = (size_t)(colon - s);
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']') {
+        host++;
+        len -= 2;
+    }
+    if (len == 0 || len >= sizeof cfg->listen_host)
+        return -1;
+    memcpy(cfg->listen_host, host, len);
+    cfg->listen_host[len] = '\0';
+    cfg->listen_port = (int)port;
+    return 0;
+}
+
+typedef struct cli {
+    rcv__config cfg;
+    const char *add_user;
+    const char *team;
+    int help;
+} cli;
+
+enum {
+    OPT_LISTEN = 256,
+    OPT_DB,
+    OPT_USERS,
+    OPT_ADD_USER,
+    OPT_TEAM,
+    OPT_NO_AUTH,
+    OPT_ACCESS_TTL,
+    OPT_REFRESH_TTL,
+    OPT_MAX_EVENTS,
+    OPT_MAX_BODY,
+    OPT_RATE,
+    OPT_STRICT,
+    OPT_FAULTS,
+    OPT_QUIET,
+    OPT_HELP,
+};
+
+static const struct option options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"db", required_argument, NULL, OPT_DB},
+    {"users", required_argument, NULL, OPT_USERS},
+    {"add-user", required_argument, NULL, OPT_ADD_USER},
+    {"team", required_argument, NULL, OPT_TEAM},
+    {"no-auth", no_argument, NULL, OPT_NO_AUTH},
+    {"access-ttl", required_argument, NULL, OPT_ACCESS_TTL},
+    {"refresh-ttl", required_argument, NULL, OPT_REFRESH_TTL},
+    {"max-events-per-batch", required_argument, NULL, OPT_MAX_EVENTS},
+    {"max-body-bytes", required_argument, NULL, OPT_MAX_BODY},
+    {"rate-limit-ms", required_argument, NULL, OPT_RATE},
+    {"strict", no_argument, NULL, OPT_STRICT},
+    {"faults", no_argument, NULL, OPT_FAULTS},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+/* Applies one numeric option; -1 when the value is out of range. */
+static int numeric_option(int opt, const char *arg, rcv__config *cfg)
+{
+    switch (opt) {
+    case OPT_ACCESS_TTL:
+        return parse_int(arg, 1, 100L * 365 * 86400, &cfg->access_ttl_s);
+    case OPT_REFRESH_TTL:
+        return parse_int(arg, 1, 100L * 365 * 86400, &cfg->refresh_ttl_s);
+    case OPT_MAX_EVENTS:
+        return parse_int(arg, 1, 1000000, &cfg->max_events);
+    case OPT_MAX_BODY:
+        return parse_int(arg, 1, (int64_t)1 << 32, &cfg->max_body_bytes);
+    case OPT_RATE:
+        return parse_int(arg, 0, 86400000, &cfg->rate_limit_ms);
+    default:
+        return -1;
+    }
+}
+
+/* Applies one option to c. Returns 0 or a usage-error exit code. */
+static int apply_option(int opt, const char *arg, cli *c)
+{
+    switch (opt) {
+    case OPT_LISTEN:
+        return parse_listen(arg, &c->cfg) ? usage_error("--listen wants HOST:PORT, got '%s'", arg)
+                                          : 0;
+    case OPT_DB:
+        c->cfg.db_path = arg;
+        return 0;
+    case OPT_USERS:
+        c->cfg.users_path = arg;
+        return 0;
+    case OPT_ADD_USER:
+        c->add_user = arg;
+        return 0;
+    case OPT_TEAM:
+        c->team = arg;
+        return 0;
+    case OPT_NO_AUTH:
+        c->cfg.no_auth = 1;
+        return 0;
+    case OPT_STRICT:
+        c->cfg.strict = 1;
+        return 0;
+    case OPT_FAULTS:
+        c->cfg.faults = 1;
+        return 0;
+    case OPT_QUIET:
+        c->cfg.quiet = 1;
+        return 0;
+    case OPT_HELP:
+        c->help = 1;
+        return 0;
+    default:
+        return numeric_option(opt, arg, &c->cfg) ? usage_error("invalid number '%s'", arg) : 0;
+    }
+}
+
+/* Parses argv into c. Returns 0 or the exit code to use. */
+static int parse_args(int argc, char **argv, cli *c)
+{
+    snprintf(c->cfg.listen_host, sizeof c->cfg.listen_host, "127.0.0.1");
+    c->cfg.listen_port = 8765;
+    c->cfg.db_path = "receiver.db";
+    c->cfg.access_ttl_s = 900;
+    c->cfg.refresh_ttl_s = 7 * 86400;
+    c->cfg.max_events = 1000;
+    c->cfg.max_body_bytes = 16 * 1024 * 1024;
+    c->team = "local";
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        if (opt == '?')
+            return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
+        int rc = apply_option(opt == 'h' ? OPT_HELP : opt, optarg, c);
+        if (rc)
+            return rc;
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (c->add_user && !c->cfg.users_path)
+        return usage_error("--add-user needs --users FILE");
+    if (!c->help && !c->add_user && !c->cfg.no_auth && !c->cfg.users_path)
+        return usage_error("give --users FILE (or --no-auth for a demo)");
+    return 0;
+}
+
+/* --add-user: reads the password from stdin and updates the users file. */
+static int add_user(const cli *c)
+{
+    char password[1024];
+    if (!fgets(password, sizeof password, stdin)) {
+        fprintf(stderr, PROG ": no password on stdin\n");
+        return 1;
+    }
+    password[strcspn(password, "\r\n")] = '\0';
+    if (!password[0]) {
+        fprintf(stderr, PROG ": the password must not be empty\n");
+        return 1;
+    }
+    char msg[512];
+    int rc = rcv__users_add(c->cfg.users_path, c->add_user, c->team, password, msg, sizeof msg);
+    memset(password, 0, sizeof password);
+    if (rc != 0) {
+        fprintf(stderr, PROG ": %s\n", msg);
+        return 1;
+    }
+    printf("user %s (team %s) written to %s\n", c->add_user, c->team, c->cfg.users_path);
+    return 0;
+}
+
+/* Opens what the server needs; -1 with msg on failure. */
+static int app_open(rcv__app *app, char *msg, size_t cap)
+{
+    pthread_mutex_init(&app->stats.lock, NULL);
+    pthread_mutex_init(&app->stop_lock, NULL);
+    pthread_cond_init(&app->stop_cond, NULL);
+    app->started_ms = sk__wall_ms();
+    if (!app->cfg.no_auth && rcv__users_load(app->cfg.users_path, &app->users, msg, cap) != 0)
+        return -1;
+    app->faults = rcv__faults_new();
+    app->ratelimit = rcv__ratelimit_new(app->cfg.rate_limit_ms);
+    if (!app->faults || !app->ratelimit) {
+        snprintf(msg, cap, "out of memory");
+        return -1;
+    }
+    return rcv__store_open(app->cfg.db_path, &app->store, msg, cap);
+}
+
+static void app_close(rcv__app *app)
+{
+    rcv__store_close(app->store);
+    rcv__faults_free(app->faults);
+    rcv__ratelimit_free(app->ratelimit);
+    json_decref(app->users);
+    pthread_mutex_destroy(&app->stats.lock);
+    pthread_mutex_destroy(&app->stop_lock);
+    pthread_cond_destroy(&app->stop_cond);
+}
+
+int main(int argc, char **argv)
+{
+    rcv__jalloc_install(); /* before any Jansson allocation */
+    /* Batch buffers (~0.5 MB each) are allocated per request: keep them on the
+     * heap and do not hand freed memory back to the kernel, or every batch
+     * pays for fresh zeroed pages. */
+    mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+    cli c = {0};
+    int rc = parse_args(argc, argv, &c);
+    if (rc)
+        return rc;
+    if (c.help) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (c.add_user)
+        return add_user(&c);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* one log line at a time, even into a file */
+    static rcv__app app;
+    app.cfg = c.cfg;
+    char msg[512];
+    rc = app_open(&app, msg, sizeof msg) == 0 && rcv__serve(&app, msg, sizeof msg) == 0 ? 0 : 1;
+    if (rc)
+        fprintf(stderr, PROG ": %s\n", msg);
+    app_close(&app);
+    return rc;
+}
