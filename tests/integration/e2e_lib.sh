@@ -7,7 +7,8 @@ RX_BIN="$SK_PREFIX/bin/spec-kitty-receiver"
 
 # rx_start NAME [receiver flags...]: starts a receiver (with --faults --quiet) in
 # $TEST_TMP/NAME, registers its cleanup and sets RX_URL, RX_H2C, RX_TLS, RX_CA,
-# RX_DB, RX_DIR, RX_PID. The users file is kept across restarts of the same NAME.
+# RX_DB, RX_DIR, RX_PID, RX_LOG. The users file is kept across restarts of the same
+# NAME. RX_VERBOSE=1 keeps the per-request log lines (for timing checks).
 rx_start() {
   RX_DIR="$TEST_TMP/$1"
   shift
@@ -18,11 +19,17 @@ rx_start() {
   fi
   echo "bash '$SK_SOURCE_DIR/scripts/receiver-down.sh' '$RX_DIR'" >"$TEST_TMP/$(basename "$RX_DIR").cleanup"
   bash "$SK_SOURCE_DIR/scripts/receiver-up.sh" "$RX_DIR" --users "$RX_DIR/users.json" --faults \
-    --quiet "$@" >/dev/null || fail "receiver-up.sh $* failed"
+    $([ "${RX_VERBOSE:-0}" = 1 ] || echo --quiet) "$@" >/dev/null || fail "receiver-up.sh $* failed"
+  rx_use "$RX_DIR"
+}
+
+# rx_use DIR: makes the receiver started in DIR the current one (the RX_* variables).
+rx_use() {
+  RX_DIR=$1
   # shellcheck disable=SC1091
   . "$RX_DIR/receiver.env"
   RX_URL=$RECEIVER_URL RX_H2C=$RECEIVER_H2C_URL RX_TLS=$RECEIVER_TLS_URL
-  RX_CA=$RECEIVER_CA RX_DB=$RECEIVER_DB RX_PID=$RECEIVER_PID
+  RX_CA=$RECEIVER_CA RX_DB=$RECEIVER_DB RX_PID=$RECEIVER_PID RX_LOG=$RECEIVER_LOG
 }
 
 # rx_stop: stops the current receiver (and its nghttpx); its database stays.
