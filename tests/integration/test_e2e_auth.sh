@@ -109,3 +109,19 @@ RC=$STATUS_EXPIRED_RC OUT=$STATUS_EXPIRED_TEXT ERR=""
 expect_rc 1 "sync status with an expired session"
 grep -qF "session expired — run \`spec-kitty auth login\`" <<<"$STATUS_EXPIRED_TEXT" ||
   fail "sync status does not tell to log in again: $STATUS_EXPIRED_TEXT"; pass
+
+# ---- 5c. access revoked twice in one long pass: each 401 gets its own refresh ---
+# (last: the host currently allows one re-authentication per pass)
+emit_many 400
+rx_fault '{"delay_ms": 150, "count": 20}'
+log_mark
+( sleep 1; rx_admin tokens/expire '{"kind": "access"}'; sleep 1
+  rx_admin tokens/expire '{"kind": "access"}' ) &
+expirer=$!
+sk sync now
+wait $expirer
+expect_eq "$(log_count 'POST /api/v1/events/batch/ 401 ')" 2 "batches refused with 401"
+expect_rc 0 "drain across two revoked access tokens (refresh token still valid)"
+expect_out "Synced: 400  Duplicates: 0"
+expect_eq "$(queue_total)" 0
+no_duplicates
