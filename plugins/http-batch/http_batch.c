@@ -312,12 +312,19 @@ static void hb_set_timeouts(const hb_plugin *p, hb_conn *c, int64_t left_ms)
     curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, connect);
 }
 
-/* One line on why a transfer produced no HTTP answer. */
-static void hb_transport_error(const hb_conn *c, hb_end end, CURLcode code, int64_t limit_ms,
-                               int deadline_bound, char *out, size_t cap)
+/* One line on why a transfer produced no HTTP answer. A certificate that does not
+ * verify says what to configure: a private CA is the usual cause, and the user
+ * sees only this line (ca_file is the configured one, or NULL). */
+static void hb_transport_error(const hb_conn *c, const char *ca_file, hb_end end, CURLcode code,
+                               int64_t limit_ms, int deadline_bound, char *out, size_t cap)
 {
     if (end == HB_END_CANCELLED)
         hb_copy(out, cap, "cancelled");
+    else if (code == CURLE_PEER_FAILED_VERIFICATION)
+        sk__hb_fmt(out, cap, "TLS: %s%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(code),
+                   ca_file ? " (did the CA in transport.options.ca_file sign the server's "
+                             "certificate?)"
+                           : " (a private CA? set transport.options.ca_file in sync.json)");
     else if (end == HB_END_DEADLINE || code == CURLE_OPERATION_TIMEDOUT)
         sk__hb_fmt(out, cap, "%s after %lld ms%s%s",
                    deadline_bound ? "batch deadline reached" : "request timed out",
@@ -406,8 +413,8 @@ static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *
                     (status >= 400 && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR)));
     if (!answered) {
         char line[SK_BATCH_DETAIL_MAX];
-        hb_transport_error(c, end, code, hb_now(p) - started, left <= p->timeout_ms, line,
-                           sizeof line);
+        hb_transport_error(c, p->ca_file, end, code, hb_now(p) - started, left <= p->timeout_ms,
+                           line, sizeof line);
         return hb_fail(batch, result,
                        end == HB_END_CANCELLED ? SK_TRANSPORT_CANCELLED : SK_TRANSPORT_FAILED,
                        line);
@@ -502,8 +509,8 @@ static int hb_probe_state(hb_plugin *p, hb_end end, CURLcode code, int64_t start
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     if (end != HB_END_DONE || code != CURLE_OK || status == 0) {
         char line[SK_BATCH_DETAIL_MAX];
-        hb_transport_error(c, end, code, hb_now(p) - started, left <= p->timeout_ms, line,
-                           sizeof line);
+        hb_transport_error(c, p->ca_file, end, code, hb_now(p) - started, left <= p->timeout_ms,
+                           line, sizeof line);
         hb_copy(reason, reason_cap, line);
         if (end == HB_END_DONE && code != CURLE_OK && !hb_unreachable(code, c))
             return SK_PROBE_SERVER_UNAVAILABLE;

@@ -705,6 +705,8 @@ static void test_tls_is_verified_by_default(void **state)
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
     assert_int_equal(t->result.status_code, 0);
     assert_non_null(strcasestr(t->result.detail, "certificate"));
+    /* The user sees only this line: it names the option that fixes a private CA. */
+    assert_non_null(strstr(t->result.detail, "set transport.options.ca_file"));
     char reason[256];
     assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
                      SK_PROBE_UNREACHABLE);
