@@ -2,6 +2,9 @@
 #include "deliver.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/file.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +22,35 @@ void sk__deliver_opts_default(sk__deliver_opts *o)
     o->max_retry_wait_ms = 120000;
     o->max_batches = 0;
     o->lease_ms = 600000;
+    o->drain_lock_path = NULL;
+}
+
+/*
+ * Takes the drain lock (waiting while another drainer holds it, but not past a
+ * cancel). Returns the descriptor to close at the end, or -1 with ps stopped.
+ */
+static int take_drain_lock(const char *path, atomic_int *cancel, sk__err *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            sk__fail(err, SK_ERR_IO, "cannot lock %s: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (cancel && atomic_load(cancel)) {
+            sk__fail(err, SK_ERR_CANCELLED, "cancelled while waiting for another drain");
+            close(fd);
+            return -1;
+        }
+        struct timespec ts = {0, 20 * 1000000L}; /* another drain runs: poll for its end */
+        nanosleep(&ts, NULL);
+    }
+    return fd;
 }
 
 /* ---- drainer identity --------------------------------------------------- */
@@ -384,6 +416,15 @@ sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *
     sk_status st = sk__drainer_token(ps.owner, sizeof ps.owner, err);
     if (st != SK_OK)
         return st;
+    int lock_fd = -1;
+    if (o->drain_lock_path) {
+        lock_fd = take_drain_lock(o->drain_lock_path, h ? h->cancel : NULL, err);
+        if (lock_fd < 0) {
+            snprintf(sum->stop_reason, sizeof sum->stop_reason, "%.500s", err->msg);
+            return strstr(err->msg, "cancelled") ? SK_ERR_CANCELLED : SK_ERR_IO;
+        }
+        ps.owner[0] = '\0'; /* rows are read, not leased: settled as unleased */
+    }
     /* Rows leased by a drainer that died (killed mid-pass) come back at once. */
     st = sk__queue_release_dead(q, sk__drainer_alive, NULL, err);
     sk__queue_stats qs;
@@ -394,15 +435,23 @@ sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *
     ps.total = qs.ready;
     sk__lease lease = {0};
     snprintf(lease.owner, sizeof lease.owner, "%s", ps.owner);
+    int64_t cursor_ts = INT64_MIN, cursor_id = INT64_MIN;
     for (int64_t batches = 0; ps.stop == SK_OK && (!o->max_batches || batches < o->max_batches);
          batches++) {
-        st = sk__queue_lease(q, o->max_batch_events, o->max_batch_bytes, o->lease_ms, &lease, err);
+        if (lock_fd >= 0)
+            st = sk__queue_peek(q, cursor_ts, cursor_id, o->max_batch_events, o->max_batch_bytes,
+                                &lease, err);
+        else
+            st = sk__queue_lease(q, o->max_batch_events, o->max_batch_bytes, o->lease_ms, &lease,
+                                 err);
         if (st != SK_OK) {
             stop_pass(&ps, st, "queue: %s", err->msg);
             break;
         }
         if (lease.count == 0)
             break;
+        cursor_ts = lease.rows[lease.count - 1].timestamp;
+        cursor_id = lease.rows[lease.count - 1].id;
         send_rows(&ps, lease.rows, lease.count);
         sk__lease_free_rows(&lease);
         if (h && h->progress)
@@ -416,6 +465,8 @@ sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *
         stop_pass(&ps, SK_ERR_DB, "queue: %s", rerr.msg);
     if (sk__queue_stats_get(q, &qs, &rerr) == SK_OK)
         sum->remaining = qs.ready;
+    if (lock_fd >= 0)
+        close(lock_fd); /* releases the drain lock */
     if (ps.stop != SK_OK)
         sk__fail(err, ps.stop, "%s", sum->stop_reason);
     return ps.stop;

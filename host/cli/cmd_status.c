@@ -8,12 +8,13 @@
 #include <unistd.h>
 
 static const char USAGE[] =
-    "Usage: spec-kitty sync status [--json]\n\n"
+    "Usage: spec-kitty sync status [--json] [--check]\n\n"
     "Shows the queue size, parked events, the oldest event's age, the connection\n"
     "state, the last sync, the background service, auth, server URL, transport\n"
     "plugin and config file.\n\n"
     "Options:\n"
     "  --json      machine-readable output (stable keys)\n"
+    "  --check     also probe the server through the transport (exit 1 unless Connected)\n"
     "  -h, --help  this help\n";
 
 typedef struct status_view {
@@ -27,7 +28,10 @@ typedef struct status_view {
     int64_t pid, uptime_s;
     char connection_buf[32], last_error_buf[512];
     const char *background_note; /* why the service could not be asked, or NULL */
+    const char *check_state;     /* --check: probe result name, NULL when not asked */
+    char check_reason[512];
     const char *auth_state;
+    sk__auth_info auth;
     const char *server_url;
     const char *plugin;
     int64_t abi;
@@ -37,11 +41,10 @@ typedef struct status_view {
 
 /* The session state ("Authenticated", "Session expired", ...); an unusable
  * credentials file reads "Not authenticated" here (`auth status` explains it). */
-static const char *auth_state(sk_sync *s)
+static const char *auth_state(sk_sync *s, sk__auth_info *info)
 {
-    sk__auth_info info;
-    sk__auth_info_get(s->auth, &info, NULL);
-    return sk__auth_state_name(info.state);
+    sk__auth_info_get(s->auth, info, NULL);
+    return sk__auth_state_name(info->state);
 }
 
 static void print_json(const status_view *v)
@@ -64,11 +67,18 @@ static void print_json(const status_view *v)
     if (v->background_note)
         json_object_set_new(bg, "note", json_string(v->background_note));
     json_object_set_new(o, "background", bg);
-    json_object_set_new(o, "auth", json_pack("{s:s}", "state", v->auth_state));
+    json_object_set_new(o, "auth",
+                        json_pack("{s:s, s:s?, s:s?}", "state", v->auth_state, "username",
+                                  v->auth.username[0] ? v->auth.username : NULL, "team_slug",
+                                  v->auth.team_slug[0] ? v->auth.team_slug : NULL));
     json_object_set_new(o, "server_url", json_string(v->server_url));
     json_object_set_new(o, "transport",
                         json_pack("{s:s, s:I}", "plugin", v->plugin, "abi", (json_int_t)v->abi));
     json_object_set_new(o, "config_file", json_string(v->config_file));
+    if (v->check_state)
+        json_object_set_new(
+            o, "check",
+            json_pack("{s:s, s:s}", "state", v->check_state, "reason", v->check_reason));
     cli_print_json(o);
 }
 
@@ -111,13 +121,50 @@ static void print_table(const status_view *v)
                  v->background_note ? v->background_note : "");
         row(color, "Background", buf);
     }
-    row(color, "Auth", v->auth_state);
+    if (v->auth.state == SK__AUTH_EXPIRED) {
+        row(color, "Auth", "Session expired — run `spec-kitty auth login`");
+    } else if (v->auth.username[0]) {
+        snprintf(buf, sizeof buf, "%s (%s%s%s)", v->auth_state, v->auth.username,
+                 v->auth.team_slug[0] ? ", team " : "", v->auth.team_slug);
+        row(color, "Auth", buf);
+    } else {
+        row(color, "Auth", v->auth_state);
+    }
     row(color, "Server", *v->server_url ? v->server_url : "(not set)");
     snprintf(buf, sizeof buf, "%s (ABI %lld)", v->plugin, (long long)v->abi);
     row(color, "Transport", buf);
     snprintf(buf, sizeof buf, "%s%s", v->config_file,
              v->config_exists ? "" : " (not found: defaults)");
     row(color, "Config", buf);
+    if (v->check_state) {
+        snprintf(buf, sizeof buf, "%s%s%s", v->check_state, v->check_reason[0] ? " — " : "",
+                 v->check_reason);
+        row(color, "Check", buf);
+    }
+}
+
+/* --check: asks the transport to probe the server. Returns non-zero unless Connected. */
+static int probe_server(sk_sync *s, status_view *v)
+{
+    static const char *names[] = {"Connected", "Not authenticated", "Server unavailable",
+                                  "Unreachable"};
+    sk__plugin *p;
+    if (sk__sync_transport(s, &p) != SK_OK) {
+        v->check_state = "Transport error";
+        snprintf(v->check_reason, sizeof v->check_reason, "%s", sk_last_error(s));
+        return 1;
+    }
+    const sk_transport_desc *d = sk__plugin_desc(p);
+    if (!(d->capabilities & SK_CAP_PROBE)) {
+        v->check_state = (d->capabilities & SK_CAP_OFFLINE) ? "OfflineBatchMode" : "Unknown";
+        snprintf(v->check_reason, sizeof v->check_reason, "transport %s cannot probe a server",
+                 d->name);
+        return d->capabilities & SK_CAP_OFFLINE ? 0 : 1;
+    }
+    int st = d->probe(sk__plugin_self(p), sk__mono_ms() + 10000, v->check_reason,
+                      sizeof v->check_reason);
+    v->check_state = st >= 0 && st <= SK_PROBE_UNREACHABLE ? names[st] : "Unknown";
+    return st != SK_PROBE_CONNECTED;
 }
 
 /* Live state from a running service; leaves v as it is when none answers. */
@@ -163,13 +210,17 @@ static void ask_service(sk_sync *s, status_view *v, char *note, size_t note_cap)
 
 int cmd_status(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int json = 0, c;
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"check", no_argument, NULL, 'c'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int json = 0, check = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'j')
             json = 1;
+        else if (c == 'c')
+            check = 1;
         else if (c == 'h') {
             fputs(USAGE, stdout);
             return EXIT_OK;
@@ -189,7 +240,7 @@ int cmd_status(int argc, char **argv)
     status_view v = {.connection = sk__sched_connection_name(s->sched.connection),
                      .failures = s->sched.consecutive_failures,
                      .last_error = s->sched.last_error,
-                     .auth_state = auth_state(s),
+                     .auth_state = NULL,
                      .server_url = s->cfg->server_url,
                      .plugin = s->cfg->transport_plugin,
                      .abi = s->cfg->transport_abi,
@@ -199,6 +250,7 @@ int cmd_status(int argc, char **argv)
         sk__iso8601_ms(s->sched.last_success_wall_ms, v.last_sync, sizeof v.last_sync);
     if (s->sched.consecutive_failures > 0 && s->sched.next_attempt_wall_ms > 0)
         sk__iso8601_ms(s->sched.next_attempt_wall_ms, v.next_attempt, sizeof v.next_attempt);
+    v.auth_state = auth_state(s, &v.auth);
     char note[1024];
     ask_service(s, &v, note, sizeof note);
     sk_status st = sk_queue_info_get(s, &v.qi);
@@ -207,10 +259,11 @@ int cmd_status(int argc, char **argv)
         sk_close(s);
         return cli_exit_code(st);
     }
+    int unhealthy = check ? probe_server(s, &v) : 0;
     if (json)
         print_json(&v);
     else
         print_table(&v);
     sk_close(s);
-    return EXIT_OK;
+    return unhealthy ? EXIT_FAIL : EXIT_OK;
 }
