@@ -106,9 +106,9 @@ no_duplicates
 
 # ---- 6, deferred: `sync status` in the session-expired state -------------------
 RC=$STATUS_EXPIRED_RC OUT=$STATUS_EXPIRED_TEXT ERR=""
-expect_rc 1 "sync status with an expired session"
-grep -qF "session expired — run \`spec-kitty auth login\`" <<<"$STATUS_EXPIRED_TEXT" ||
+grep -qiF "session expired — run \`spec-kitty auth login\`" <<<"$STATUS_EXPIRED_TEXT" ||
   fail "sync status does not tell to log in again: $STATUS_EXPIRED_TEXT"; pass
+expect_rc 1 "sync status with an expired session"
 
 # ---- 5c. access revoked twice in one long pass: each 401 gets its own refresh ---
 # (last: the host currently allows one re-authentication per pass)
