@@ -22,7 +22,8 @@ emit_many 50
 mark
 rx_fault '{"status": 412, "upgrade_guidance": "install spec-kitty 9.9 from the e2e channel"}'
 sk sync now
-[ "$RC" -ne 0 ] || fail "412 gave exit 0"; pass
+expect_rc 1 "sync now on a 412"
+expect_err "the server refused this client's protocol"
 expect_err "install spec-kitty 9.9 from the e2e channel"
 expect_eq "$(requests_delta)" 1 "requests after a 412 (halted, not one per batch)"
 expect_eq "$(stored_delta)" 0 "stored after a 412"
@@ -50,6 +51,16 @@ for code in 500 503; do
   expect_eq "$(queue_total)" 0
   expect_eq "$(status_json .failures.consecutive)" 0 "failures reset by a success"
 done
+# A 503 with Retry-After is waited out within the same pass.
+emit_many 10
+mark
+rx_fault '{"status": 503, "retry_after": 1}'
+t0=$(now_ms)
+sk sync now
+expect_rc 0 "sync now through a 503 with Retry-After"; expect_out "Synced: 10 "
+expect_ge $(($(now_ms) - t0)) 1000 "sync now through a 503 with Retry-After 1"
+expect_eq "$(requests_delta)" 2 "the 503 and one resend"
+expect_eq "$(stored_delta)" 10
 expect_eq "$(rx_stats .duplicates)" 0 "no event sent twice"
 
 # ---- 10. 429 Retry-After: the resend waits at least as long as asked -----------
