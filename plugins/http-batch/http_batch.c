@@ -329,6 +329,8 @@ static void hb_transport_error(const hb_conn *c, const char *ca_file, hb_end end
         sk__hb_fmt(out, cap, "%s after %lld ms%s%s",
                    deadline_bound ? "batch deadline reached" : "request timed out",
                    (long long)limit_ms, c->errbuf[0] ? ": " : "", c->errbuf);
+    else if (c->errbuf[0] && strstr(c->errbuf, curl_easy_strerror(code)))
+        hb_copy(out, cap, c->errbuf); /* already says it: no "X: ... X" */
     else
         sk__hb_fmt(out, cap, "%s%s%s", curl_easy_strerror(code), c->errbuf[0] ? ": " : "",
                    c->errbuf);

@@ -130,7 +130,7 @@ emit_many 40
 sk sync now
 expect_rc 1 "sync now with the server down"
 port=${RX_URL##*:}
-expect_err "sync stopped: Couldn't connect to server"; expect_err "port $port"
+expect_err "sync stopped: Failed to connect to 127.0.0.1 port $port"; expect_err "Couldn't connect to server"
 expect_eq "$(queue_ready)" 40 "queue intact with the server down"
 expect_eq "$(queue_parked)" 1 "only the too-large event of part 9 parked"
 sk sync status; expect_out "40 events waiting"
