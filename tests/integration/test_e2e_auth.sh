@@ -86,6 +86,28 @@ expect_eq "$(rx_stats .events_stored)" 520
 sk sync status; expect_rc 0; expect_out "Connection   Connected"
 no_duplicates
 
+# The same with the refresh token's own lifetime run out (no server help): the
+# client knows it without asking, and a new login resumes.
+MAIN=$RX_DIR
+rx_start lapse --access-ttl 1 --refresh-ttl 2
+e2e_config "$RX_URL"
+login
+emit_many 25
+sleep 2.5
+sk sync now
+expect_rc 1 "sync now after the refresh token lapsed"
+expect_err "session expired — run \`spec-kitty auth login\`"
+expect_eq "$(queue_ready)" 25 "events kept"
+expect_eq "$(rx_rows)" 0 "nothing stored"
+login
+sk sync now; expect_rc 0 "after a new login"; expect_out "Synced: 25 "
+expect_eq "$(queue_total)" 0
+expect_eq "$(rx_rows)" 25
+rx_stop
+rx_use "$MAIN"
+e2e_config "$RX_URL" '{}' '{"max_batch_events": 20}'
+login
+
 # ---- 7. 403: exit 1, the server's text shown, events kept ----------------------
 emit_many 60
 rx_fault '{"status": 403, "error": "team acme may not sync to this server"}'
