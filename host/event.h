@@ -20,7 +20,10 @@ typedef sk_status (*sk__random_fn)(void *ctx, void *buf, size_t n);
 sk_status sk__ulid_new(char out[27], sk__err *err);
 
 /* Same with injected time/randomness (for tests). state holds the monotonic
- * last value; zero-initialise it. */
+ * last value; zero-initialise it. Within one millisecond (or when now_ms goes
+ * back) the 80-bit random part is incremented; if it would overflow, returns
+ * SK_ERR_BUSY and leaves state and out unchanged. now_ms outside 48 bits:
+ * SK_ERR_USAGE. */
 typedef struct sk__ulid_state {
     int64_t last_ms;
     uint8_t last_rand[10];
@@ -33,13 +36,16 @@ int sk__ulid_valid(const char *s);
 
 /* node_id: first 12 lowercase hex chars of sha256("<hostname>:<username>"). */
 sk_status sk__node_id(char out[13], sk__err *err);
+/* out is "" when "<hostname>:<username>" is longer than 1 KiB or cannot be hashed. */
 void sk__node_id_from(const char *hostname, const char *username, char out[13]);
 
 /*
  * Lamport clock in <root>/clock.json ({"value": N, "node_id": "...",
  * "updated_at": "..."}), locked with flock on <root>/clock.lock so that
  * concurrent processes never get the same value. Reserves n consecutive values
- * and returns the first one in *first (first event ever = 1).
+ * and returns the first one in *first (first event ever = 1). sync_data:
+ * fdatasync the file and fsync the folder. A damaged clock.json is
+ * SK_ERR_CONFIG naming the file (never a silent reset to 0).
  */
 sk_status sk__clock_tick(const char *state_root, const char *node_id, int64_t n, int sync_data,
                          int64_t *first, sk__err *err);

@@ -12,6 +12,8 @@
  *
  * Delivery order is (timestamp, id). Many processes may use one file at once:
  * every write is its own transaction (BEGIN IMMEDIATE) with a busy timeout.
+ * One sk__queue handle is for one thread at a time (the connection is opened
+ * without SQLite's mutex); open one handle per thread or process instead.
  */
 #ifndef SK_HOST_QUEUE_H
 #define SK_HOST_QUEUE_H
@@ -27,12 +29,21 @@ typedef enum sk__durability {
 } sk__durability;
 
 typedef struct sk__queue_opts {
-    int64_t max_events;        /* capacity; <= 0 means 100000 */
+    int64_t max_events; /* capacity; <= 0 means 100000 */
     sk__durability durability;
-    int busy_timeout_ms;       /* <= 0 means 10000 */
+    int busy_timeout_ms; /* <= 0 means 10000 */
+    /* Wall clock in unix ms for leases; NULL means sk__wall_ms. Tests inject one
+       to expire leases without sleeping. */
+    int64_t (*clock_ms)(void *ctx);
+    void *clock_ctx;
 } sk__queue_opts;
 
-/* Opens (creating if needed, mode 0600) and migrates the queue file. */
+/*
+ * Opens (creating if needed, mode 0600) and migrates the queue file. opts may
+ * be NULL (all defaults). The migration runs inside BEGIN IMMEDIATE, so
+ * processes opening one file at the same time are safe; an up-to-date file
+ * is not written at all.
+ */
 sk_status sk__queue_open(const char *path, const sk__queue_opts *opts, sk__queue **out,
                          sk__err *err);
 void sk__queue_close(sk__queue *q);
@@ -41,19 +52,22 @@ void sk__queue_close(sk__queue *q);
 typedef struct sk__queue_item {
     const char *event_id;
     const char *event_type;
-    const char *data;   /* the whole envelope as JSON */
-    int64_t timestamp;  /* enqueue time, unix seconds */
+    const char *data;  /* the whole envelope as JSON */
+    int64_t timestamp; /* enqueue time, unix seconds */
 } sk__queue_item;
 
 /*
  * Enqueues n events in one transaction (all or none), INSERT OR REPLACE by
- * event_id. Refuses with SK_ERR_QUEUE_FULL (nothing written) when the waiting
- * events plus the new ones would exceed max_events. Committed before return.
+ * event_id. Refuses with SK_ERR_QUEUE_FULL (nothing written) when the rows in
+ * the queue (ready and parked: parked rows still take room until delivered)
+ * plus the new ones would exceed max_events; an event_id already queued
+ * replaces its row and takes no extra room. event_id must be 1..31 chars
+ * (SK_ERR_INVALID_EVENT otherwise). Committed before return.
  */
 sk_status sk__queue_enqueue(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err);
 
 typedef struct sk__queue_stats {
-    int64_t ready;            /* waiting to be sent (leased ones included) */
+    int64_t ready; /* waiting to be sent (leased ones included) */
     int64_t parked;
     int64_t leased;           /* ready rows currently under a live lease */
     int64_t oldest_timestamp; /* of ready rows; 0 when none */
@@ -79,12 +93,15 @@ typedef struct sk__lease {
 
 /*
  * Leases up to max_events ready rows, oldest first, whose data adds up to at
- * most max_bytes (at least one row is always taken, even if larger), for
- * lease_ms. Rows under another live lease are skipped; rows whose lease expired
- * (a drainer that died) are taken. Two drainers never hold the same row.
- * The lease's owner token is kept across calls: set lease->owner to "" before
- * the first call and the queue makes one. An empty lease (count 0) means
- * nothing is ready.
+ * most max_bytes (at least one row is always taken, even if larger; 0 means no
+ * byte limit), for lease_ms. The scan stops at the first row that does not
+ * fit, so order is kept. Rows under another live lease are skipped; rows whose
+ * lease expired (a drainer that died) are taken. Two drainers never hold the
+ * same row. Rows of a previous call still in *lease are freed first. A row
+ * whose event_id is longer than 31 chars (written by someone else) cannot be
+ * carried and is parked with a reason instead. The lease's owner token is kept
+ * across calls: set lease->owner to "" before the first call and the queue
+ * makes one. An empty lease (count 0) means nothing is ready.
  */
 sk_status sk__queue_lease(sk__queue *q, size_t max_events, size_t max_bytes, int64_t lease_ms,
                           sk__lease *lease, sk__err *err);
@@ -95,20 +112,24 @@ void sk__lease_free_rows(sk__lease *lease);
 typedef enum sk__settle_action {
     SK__SETTLE_DELETE = 0,  /* delivered or duplicate: remove */
     SK__SETTLE_RELEASE = 1, /* transient/pending: give back, no penalty */
-    SK__SETTLE_REJECT = 2,  /* retry_count + 1; parked when it exceeds max_retries */
+    SK__SETTLE_REJECT = 2,  /* retry_count + 1; parked when the new retry_count >
+                               max_retries (strictly greater: max_retries = 3 allows
+                               3 retries after the first attempt, 4 sends in all) */
     SK__SETTLE_PARK = 3     /* park now */
 } sk__settle_action;
 
 typedef struct sk__settlement {
-    int64_t id;              /* row id from the lease */
+    int64_t id; /* row id from the lease */
     sk__settle_action action;
-    const char *reason;      /* stored in last_error for REJECT/PARK; may be NULL */
+    const char *reason; /* stored in last_error for REJECT/PARK; may be NULL */
 } sk__settlement;
 
 /*
  * Applies the outcomes of one batch in one transaction. Only rows still held
- * by `owner` are touched. *parked_out (may be NULL) receives how many rows
- * were parked by this call (PARK, or REJECT past max_retries).
+ * by `owner` are touched (a row taken over after its lease expired, or
+ * replaced by a new enqueue of its event_id, is left alone). *parked_out (may
+ * be NULL) receives how many rows were parked by this call (PARK, or REJECT
+ * past max_retries).
  */
 sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement *s, size_t n,
                            int64_t max_retries, int64_t *parked_out, sk__err *err);
@@ -116,13 +137,21 @@ sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement
 /* Gives back every row still leased by owner (no penalty). */
 sk_status sk__queue_release_all(sk__queue *q, const char *owner, sk__err *err);
 
-/* Parked rows, for `sync parked`. Calls fn for each (oldest first); stops if fn returns non-zero. */
+/*
+ * Gives back the rows of drainers that died: every owner holding a live lease
+ * for which alive(owner) returns 0. *released (may be NULL) = owners freed.
+ */
+sk_status sk__queue_release_dead(sk__queue *q, int (*alive)(const char *owner), int64_t *released,
+                                 sk__err *err);
+
+/* Parked rows, for `sync parked`. Calls fn for each (oldest first); stops if fn returns non-zero.
+ * fn must not call back into q. last_error may be NULL. */
 typedef int (*sk__parked_fn)(void *ctx, const char *event_id, const char *event_type,
                              int64_t timestamp, int64_t retry_count, const char *last_error);
 sk_status sk__queue_each_parked(sk__queue *q, sk__parked_fn fn, void *ctx, sk__err *err);
 
 /* Puts parked rows back (retry_count 0): event_ids NULL/n==0 means all. *count_out = rows moved. */
-sk_status sk__queue_unpark(sk__queue *q, const char *const *event_ids, size_t n,
-                           int64_t *count_out, sk__err *err);
+sk_status sk__queue_unpark(sk__queue *q, const char *const *event_ids, size_t n, int64_t *count_out,
+                           sk__err *err);
 
 #endif

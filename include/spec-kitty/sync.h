@@ -98,6 +98,23 @@ typedef void (*sk_progress_fn)(void *ctx, const sk_drain_summary *so_far, int64_
 SK_API sk_status sk_sync_now(sk_sync *sync, sk_progress_fn progress, void *progress_ctx,
                              sk_drain_summary *out);
 
+/*
+ * Runs the background sync service (the same scheduler as `spec-kitty sync
+ * daemon`) in a thread of this process: periodic flushes, a flush soon after
+ * each sk_emit on this handle, backoff, rate limits. With control_socket the
+ * service also listens on <state root>/sync.sock, so `spec-kitty sync status`
+ * and emits from other processes reach it. One service per state root:
+ * SK_ERR_BUSY when another process runs one.
+ */
+SK_API sk_status sk_service_start(sk_sync *sync, int control_socket);
+
+/*
+ * Stops the service: no new batches; the batch in flight gets deadline_ms
+ * (< 0: schedule.shutdown_deadline_ms) and is then cancelled. Everything not
+ * delivered stays queued. sk_close() calls it too.
+ */
+SK_API sk_status sk_service_stop(sk_sync *sync, int64_t deadline_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define SK_TRANSPORT_ABI_MAJOR 1
-#define SK_TRANSPORT_ABI_MINOR 0
+#define SK_TRANSPORT_ABI_MINOR 1
 
 /* The one exported symbol of an ABI-1 plugin. */
 #define SK_TRANSPORT_ENTRY_V1 spec_kitty_transport_v1
@@ -181,6 +181,15 @@ typedef struct sk_host_api {
     void (*metric_add)(void *host_ctx, const char *name, int64_t delta);
 } sk_host_api;
 
+/* One option key of a plugin (since ABI 1.1): shown by `spec-kitty sync plugins`
+ * and the docs, so that help text and parser live next to each other. */
+typedef struct sk_option_def {
+    const char *name;  /* key in transport.options, e.g. "gzip_level" */
+    const char *type;  /* "string", "integer", "boolean", ... */
+    const char *dflt;  /* default, as text */
+    const char *help;  /* one line */
+} sk_option_def;
+
 /* Completion of an async batch: exactly once per accepted submit, from any thread. */
 typedef void (*sk_completion_fn)(void *cb_ctx, int rc, sk_batch_result *result);
 
@@ -215,7 +224,15 @@ typedef struct sk_transport_desc {
     /* Optional (SK_CAP_PROBE). Checks connectivity by the deadline; writes a
      * one-line reason. Returns an sk_probe_state. Like send. */
     int (*probe)(void *self, int64_t deadline_ms, char *reason, size_t reason_cap);
+
+    /* --- ABI 1.1 --- (a 1.0 plugin's struct_size ends before this line) */
+
+    /* The plugin's option keys, terminated by an entry whose name is NULL; may be NULL. */
+    const sk_option_def *options;
 } sk_transport_desc;
+
+/* Size of a descriptor built against ABI 1.0: everything before `options`. */
+#define SK_TRANSPORT_DESC_SIZE_1_0 offsetof(sk_transport_desc, options)
 
 /*
  * The entry point. The host passes its own ABI minor so that a plugin may

@@ -1,0 +1,117 @@
+/* Shared helpers of the command-line tool. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int cli_exit_code(sk_status st)
+{
+    switch (st) {
+    case SK_OK:
+        return EXIT_OK;
+    case SK_ERR_USAGE:
+    case SK_ERR_CONFIG:
+    case SK_ERR_PLUGIN:
+    case SK_ERR_PERMISSION:
+    case SK_ERR_INVALID_EVENT:
+        return EXIT_USAGE;
+    default:
+        return EXIT_FAIL;
+    }
+}
+
+static void vreport(const char *kind, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "spec-kitty: %s", kind);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport("", fmt, ap);
+    va_end(ap);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport("warning: ", fmt, ap);
+    va_end(ap);
+}
+
+static void print_plugin_log(void *ctx, sk_log_level level, const char *plugin, const char *line)
+{
+    (void)ctx;
+    if (level <= SK_LOG_WARN || getenv("SPEC_KITTY_VERBOSE"))
+        fprintf(stderr, "spec-kitty: %s%s: %s\n",
+                level == SK_LOG_ERROR  ? "error: "
+                : level == SK_LOG_WARN ? "warning: "
+                                       : "",
+                plugin, line);
+}
+
+sk_sync *cli_open(int *code)
+{
+    char err[1024] = "";
+    sk_sync *s = NULL;
+    sk_status st = sk_open(NULL, &s, err, sizeof err);
+    if (st != SK_OK) {
+        cli_error("%s", err);
+        *code = cli_exit_code(st);
+        return NULL;
+    }
+    for (size_t i = 0; s->cfg->warnings && s->cfg->warnings[i]; i++)
+        cli_warn("%s", s->cfg->warnings[i]);
+    if (s->sched_warning[0])
+        cli_warn("%s", s->sched_warning);
+    s->log = print_plugin_log;
+    *code = EXIT_OK;
+    return s;
+}
+
+int cli_color(FILE *f)
+{
+    const char *nc = getenv("NO_COLOR");
+    return isatty(fileno(f)) && !(nc && *nc);
+}
+
+int cli_wants_help(int argc, char **argv, const char *usage)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void cli_print_json(json_t *v)
+{
+    char *text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (text) {
+        puts(text);
+        free(text);
+    }
+    json_decref(v);
+}
+
+void cli_format_age(int64_t s, char *buf, size_t cap)
+{
+    if (s < 60)
+        snprintf(buf, cap, "%llds", (long long)s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%lldm %llds", (long long)(s / 60), (long long)(s % 60));
+    else if (s < 86400)
+        snprintf(buf, cap, "%lldh %lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+    else
+        snprintf(buf, cap, "%lldd %lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
+}

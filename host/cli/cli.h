@@ -1,0 +1,54 @@
+/* Shared bits of the `spec-kitty` command-line tool: exit codes, output, opening the engine. */
+#ifndef SK_CLI_H
+#define SK_CLI_H
+
+#include "engine.h"
+
+#include <stdio.h>
+
+/* Exit codes: documented in `spec-kitty --help`. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+typedef struct cli_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} cli_cmd;
+
+/* Maps a library status to the exit code (usage/config/plugin errors → 2, else 1). */
+int cli_exit_code(sk_status st);
+
+/* Prints "spec-kitty: MESSAGE" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Opens the engine at $SPEC_KITTY_HOME (prints config warnings, errors). NULL on failure, *code
+ * set. */
+sk_sync *cli_open(int *code);
+
+/* Non-zero when stdout (fd) is a terminal and NO_COLOR is unset. */
+int cli_color(FILE *f);
+
+/* Standard option parsing: returns 1 when argv asks for --help (prints usage to stdout). */
+int cli_wants_help(int argc, char **argv, const char *usage);
+
+/* Prints a JSON value to stdout, indented, with a newline, and frees it. */
+void cli_print_json(json_t *v);
+
+/* Human-readable age, e.g. "3m 12s". */
+void cli_format_age(int64_t seconds, char *buf, size_t cap);
+
+/* Subcommands. */
+int cmd_emit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+int cmd_now(int argc, char **argv);
+int cmd_plugins(int argc, char **argv);
+int cmd_parked(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+/* `spec-kitty auth SUBCOMMAND` (argv[0] is "auth"). */
+int cmd_auth(int argc, char **argv);
+
+#endif

@@ -1,0 +1,449 @@
+/* `spec-kitty auth login|logout|status|refresh`: the CLI over host/auth.c. */
+#include "cli.h"
+
+#include "auth.h"
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char AUTH_USAGE[] =
+    "Usage: spec-kitty auth COMMAND [OPTIONS]\n\n"
+    "Manages the session with the spec-kitty server (stored owner-only in\n"
+    "$SPEC_KITTY_HOME/credentials.json).\n\nCommands:\n"
+    "  auth login    log in and store the session\n"
+    "  auth logout   remove the stored session\n"
+    "  auth status   show the session state, user, team, server and token expiry\n"
+    "  auth refresh  renew the access token now (normally automatic)\n\n"
+    "`spec-kitty auth COMMAND --help` describes each command.\n"
+    "SPEC_KITTY_ACCESS_TOKEN, when set, is used as a static bearer token (CI).\n";
+
+static const char LOGIN_USAGE[] =
+    "Usage: spec-kitty auth login [--username USER] [--password-stdin] [--server URL]\n\n"
+    "Logs in to the spec-kitty server (POST /api/v1/token/) and stores the session.\n"
+    "Without --username the username is asked for; the password is read from the\n"
+    "terminal without echo, or from the first line of standard input with\n"
+    "--password-stdin. The server is server_url from sync.json (or SPEC_KITTY_SAAS_URL)\n"
+    "unless --server is given; plain http is refused except to a loopback address.\n\n"
+    "Exit status: 0 logged in, 1 refused or server unreachable, 2 usage or config error.\n";
+
+static const char LOGOUT_USAGE[] = "Usage: spec-kitty auth logout\n\n"
+                                   "Removes the stored session (credentials.json).\n";
+
+static const char STATUS_USAGE[] =
+    "Usage: spec-kitty auth status [--json]\n\n"
+    "Shows the session: state (Authenticated, Session expired, Not authenticated,\n"
+    "Static token), user, team, server and when the tokens expire. Never shows a token.\n\n"
+    "Exit status: 0 authenticated (or static token), 1 not authenticated or session\n"
+    "expired, 2 unusable credentials file or config error.\n";
+
+static const char REFRESH_USAGE[] =
+    "Usage: spec-kitty auth refresh\n\n"
+    "Renews the access token now with the refresh token (the server rotates it).\n"
+    "Exit status: 0 renewed, 1 session expired or server unreachable, 2 config error.\n";
+
+/* The config and auth handle of $SPEC_KITTY_HOME. Returns an exit code. */
+static int open_auth(int create_root, sk__config **cfg, sk__auth **a)
+{
+    char root[4096];
+    sk__err err = {{0}};
+    sk_status st = sk__state_root_resolve(NULL, root, sizeof root, &err);
+    if (st == SK_OK && create_root)
+        st = sk__mkdirs_owner(root, &err);
+    if (st == SK_OK)
+        st = sk__config_load(root, cfg, &err);
+    if (st == SK_OK)
+        st = sk__auth_open(root, *cfg, a, &err);
+    if (st != SK_OK) {
+        cli_error("%s", err.msg);
+        return cli_exit_code(st);
+    }
+    for (size_t i = 0; (*cfg)->warnings && (*cfg)->warnings[i]; i++)
+        cli_warn("%s", (*cfg)->warnings[i]);
+    return EXIT_OK;
+}
+
+static void close_auth(sk__config *cfg, sk__auth *a)
+{
+    sk__auth_close(a);
+    sk__config_free(cfg);
+}
+
+/* Reads one line from fd with read(2), so no stdio buffer keeps a copy. Drops the line
+ * end. Returns its length, or -1 on error/EOF before any byte, -2 when too long. */
+static ssize_t read_line(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        char ch;
+        ssize_t r = read(fd, &ch, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (n == 0)
+                return -1;
+            break;
+        }
+        if (ch == '\n')
+            break;
+        if (n + 1 >= cap) {
+            explicit_bzero(buf, cap);
+            return -2;
+        }
+        buf[n++] = ch;
+    }
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    buf[n] = '\0';
+    return (ssize_t)n;
+}
+
+/* Terminal settings to put back if a signal interrupts the password prompt. */
+static struct termios saved_tty;
+
+static void restore_tty_and_die(int sig)
+{
+    tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Prompts on stderr and reads a line from the terminal on stdin with echo off. */
+static ssize_t read_secret(const char *prompt, char *buf, size_t cap)
+{
+    fputs(prompt, stderr);
+    fflush(stderr);
+    int have_tty = tcgetattr(STDIN_FILENO, &saved_tty) == 0;
+    struct sigaction on_signal = {.sa_handler = restore_tty_and_die}, old_int, old_term;
+    if (have_tty) {
+        struct termios quiet = saved_tty;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        sigaction(SIGINT, &on_signal, &old_int);
+        sigaction(SIGTERM, &on_signal, &old_term);
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    ssize_t n = read_line(STDIN_FILENO, buf, cap);
+    if (have_tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
+    fputc('\n', stderr);
+    return n;
+}
+
+typedef struct login_args {
+    const char *username;
+    const char *server;
+    int password_stdin;
+} login_args;
+
+/* Parses login options; returns EXIT_OK or EXIT_USAGE (message printed). */
+static int parse_login(int argc, char **argv, login_args *la)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char **slot = strncmp(arg, "--username", 10) == 0 ? &la->username
+                            : strncmp(arg, "--server", 8) == 0  ? &la->server
+                                                                : NULL;
+        size_t flag_len = slot == &la->username ? 10 : 8;
+        if (strcmp(arg, "--password-stdin") == 0) {
+            la->password_stdin = 1;
+        } else if (slot && arg[flag_len] == '=') {
+            *slot = arg + flag_len + 1;
+        } else if (slot && arg[flag_len] == '\0' && i + 1 < argc) {
+            *slot = argv[++i];
+        } else {
+            cli_error("auth login: unexpected argument \"%s\" (try --help)", arg);
+            return EXIT_USAGE;
+        }
+    }
+    return EXIT_OK;
+}
+
+/* Gets username and password from the options, stdin or the terminal. */
+static int login_inputs(const login_args *la, char *user, size_t ucap, char *pw, size_t pcap)
+{
+    int tty = isatty(STDIN_FILENO);
+    if (la->username) {
+        if (sk__fmt(user, ucap, "%s", la->username)) {
+            cli_error("auth login: username too long");
+            return EXIT_USAGE;
+        }
+    } else if (tty && !la->password_stdin) {
+        fputs("Username: ", stderr);
+        fflush(stderr);
+        if (read_line(STDIN_FILENO, user, ucap) <= 0) {
+            cli_error("auth login: no username given");
+            return EXIT_USAGE;
+        }
+    } else {
+        cli_error("auth login: give --username USER (no terminal to ask on)");
+        return EXIT_USAGE;
+    }
+    ssize_t n;
+    if (la->password_stdin)
+        n = read_line(STDIN_FILENO, pw, pcap);
+    else if (tty)
+        n = read_secret("Password: ", pw, pcap);
+    else {
+        cli_error("auth login: no terminal to read the password from: use --password-stdin");
+        return EXIT_USAGE;
+    }
+    if (n <= 0) {
+        cli_error("auth login: %s", n == -2 ? "password too long" : "no password given");
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
+static void print_logged_in(sk__auth *a)
+{
+    sk__auth_info info;
+    sk__auth_info_get(a, &info, NULL);
+    printf("Logged in to %s as %s%s%s%s.\n", info.server_url, info.username,
+           info.team_slug[0] ? " (team " : "", info.team_slug, info.team_slug[0] ? ")" : "");
+    if (info.server_mismatch)
+        cli_warn("sync.json points to %s: events go there, not to this session's server",
+                 info.config_server_url);
+}
+
+static int auth_login(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, LOGIN_USAGE))
+        return EXIT_OK;
+    login_args la = {0};
+    sk__config *cfg = NULL;
+    sk__auth *a = NULL;
+    sk__err err = {{0}};
+    char user[256], pw[1024];
+    int code = parse_login(argc, argv, &la);
+    if (code == EXIT_OK)
+        code = open_auth(1, &cfg, &a);
+    /* Refuse a missing or plain-http server before anyone types a password. */
+    sk_status st = code == EXIT_OK ? sk__auth_login_check(a, la.server, &err) : SK_OK;
+    if (st != SK_OK) {
+        cli_error("%s", err.msg);
+        code = cli_exit_code(st);
+    }
+    if (code == EXIT_OK)
+        code = login_inputs(&la, user, sizeof user, pw, sizeof pw);
+    if (code == EXIT_OK) {
+        st = sk__auth_login(a, la.server, user, pw, &err);
+        explicit_bzero(pw, sizeof pw);
+        if (st != SK_OK)
+            cli_error("%s", err.msg);
+        else
+            print_logged_in(a);
+        code = cli_exit_code(st);
+    }
+    explicit_bzero(pw, sizeof pw);
+    close_auth(cfg, a);
+    return code;
+}
+
+static int auth_logout(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, LOGOUT_USAGE))
+        return EXIT_OK;
+    if (argc > 1) {
+        cli_error("auth logout: unexpected argument \"%s\"", argv[1]);
+        return EXIT_USAGE;
+    }
+    sk__config *cfg = NULL;
+    sk__auth *a = NULL;
+    int code = open_auth(0, &cfg, &a);
+    if (code != EXIT_OK)
+        return code;
+    sk__err err = {{0}};
+    int removed = 0;
+    sk_status st = sk__auth_logout(a, &removed, &err);
+    sk__auth_info info;
+    sk__auth_info_get(a, &info, NULL);
+    if (st != SK_OK) {
+        cli_error("%s", err.msg);
+        code = cli_exit_code(st);
+    } else if (removed) {
+        printf("Logged out: removed %s.\n", info.credentials_path);
+    } else {
+        printf("Not logged in (no %s).\n", info.credentials_path);
+    }
+    if (st == SK_OK && info.state == SK__AUTH_STATIC)
+        printf("SPEC_KITTY_ACCESS_TOKEN is still set and is still used.\n");
+    close_auth(cfg, a);
+    return code;
+}
+
+/* ISO-8601 UTC to the second: expiry times are whole seconds in the file. */
+static void iso_seconds(int64_t ms, char *buf, size_t cap)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* "2026-11-26T10:15:03Z (in 14m 59s)" or "... (expired 2m ago)". */
+static void describe_expiry(int64_t at_ms, char *buf, size_t cap)
+{
+    if (at_ms <= 0) {
+        snprintf(buf, cap, "unknown");
+        return;
+    }
+    char iso[32], age[32];
+    iso_seconds(at_ms, iso, sizeof iso);
+    int64_t left = (at_ms - sk__wall_ms()) / 1000;
+    cli_format_age(left >= 0 ? left : -left, age, sizeof age);
+    snprintf(buf, cap, "%s (%s %s%s)", iso, left >= 0 ? "in" : "expired", age,
+             left >= 0 ? "" : " ago");
+}
+
+static json_t *iso_or_null(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char iso[32];
+    iso_seconds(ms, iso, sizeof iso);
+    return json_string(iso);
+}
+
+static json_t *text_or_null(const char *s)
+{
+    return s[0] ? json_string(s) : json_null();
+}
+
+static void print_status_json(const sk__auth_info *info)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "state", json_string(sk__auth_state_name(info->state)));
+    json_object_set_new(o, "username", text_or_null(info->username));
+    json_object_set_new(o, "team_slug", text_or_null(info->team_slug));
+    json_object_set_new(o, "server_url", text_or_null(info->server_url));
+    json_object_set_new(o, "access_expires_at", iso_or_null(info->access_expires_ms));
+    json_object_set_new(o, "refresh_expires_at", iso_or_null(info->refresh_expires_ms));
+    json_object_set_new(o, "credentials_file", json_string(info->credentials_path));
+    json_object_set_new(o, "server_mismatch", json_boolean(info->server_mismatch));
+    cli_print_json(o);
+}
+
+static void row(const char *label, const char *value)
+{
+    printf("%-15s %s\n", label, value && *value ? value : "-");
+}
+
+static void print_status_text(const sk__auth_info *info)
+{
+    char buf[128];
+    row("State:", sk__auth_state_name(info->state));
+    row("User:", info->username);
+    row("Team:", info->team_slug);
+    row("Server:", info->server_url);
+    if (info->state == SK__AUTH_OK) {
+        describe_expiry(info->access_expires_ms, buf, sizeof buf);
+        row("Access token:", buf);
+        describe_expiry(info->refresh_expires_ms, buf, sizeof buf);
+        row("Refresh token:", buf);
+    }
+    row("Credentials:", info->credentials_path);
+    if (info->server_mismatch)
+        printf("\nThis session is for %s, but sync.json points to %s: log in there.\n",
+               info->server_url, info->config_server_url);
+    if (info->state == SK__AUTH_EXPIRED)
+        printf("\nSession expired \xe2\x80\x94 run `spec-kitty auth login`.\n");
+    else if (info->state == SK__AUTH_NONE)
+        printf("\nRun `spec-kitty auth login` to log in.\n");
+    else if (info->state == SK__AUTH_STATIC)
+        printf("\nUsing SPEC_KITTY_ACCESS_TOKEN (never refreshed).\n");
+}
+
+static int auth_status(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, STATUS_USAGE))
+        return EXIT_OK;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") != 0) {
+            cli_error("auth status: unexpected argument \"%s\" (try --help)", argv[i]);
+            return EXIT_USAGE;
+        }
+        json = 1;
+    }
+    sk__config *cfg = NULL;
+    sk__auth *a = NULL;
+    int code = open_auth(0, &cfg, &a);
+    if (code != EXIT_OK)
+        return code;
+    sk__err err = {{0}};
+    sk__auth_info info;
+    sk_status st = sk__auth_info_get(a, &info, &err);
+    if (st != SK_OK) {
+        cli_error("%s", err.msg);
+        code = cli_exit_code(st);
+    } else {
+        if (json)
+            print_status_json(&info);
+        else
+            print_status_text(&info);
+        code = (info.state == SK__AUTH_OK || info.state == SK__AUTH_STATIC) ? EXIT_OK : EXIT_FAIL;
+    }
+    close_auth(cfg, a);
+    return code;
+}
+
+static int auth_refresh(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, REFRESH_USAGE))
+        return EXIT_OK;
+    if (argc > 1) {
+        cli_error("auth refresh: unexpected argument \"%s\"", argv[1]);
+        return EXIT_USAGE;
+    }
+    sk__config *cfg = NULL;
+    sk__auth *a = NULL;
+    int code = open_auth(0, &cfg, &a);
+    if (code != EXIT_OK)
+        return code;
+    sk__err err = {{0}};
+    sk_status st = sk__auth_refresh(a, &err);
+    if (st != SK_OK) {
+        cli_error("%s", err.msg);
+        code = cli_exit_code(st);
+    } else {
+        sk__auth_info info;
+        char buf[128];
+        sk__auth_info_get(a, &info, NULL);
+        describe_expiry(info.access_expires_ms, buf, sizeof buf);
+        printf("Session renewed; access token valid until %s.\n", buf);
+    }
+    close_auth(cfg, a);
+    return code;
+}
+
+static const cli_cmd AUTH_CMDS[] = {
+    {"login", auth_login, NULL},
+    {"logout", auth_logout, NULL},
+    {"status", auth_status, NULL},
+    {"refresh", auth_refresh, NULL},
+};
+
+int cmd_auth(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(AUTH_USAGE, stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(AUTH_USAGE, stdout);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < SK__ARRAY_LEN(AUTH_CMDS); i++)
+        if (strcmp(argv[1], AUTH_CMDS[i].name) == 0)
+            return AUTH_CMDS[i].run(argc - 1, argv + 1);
+    cli_error("unknown command \"auth %s\" (try `spec-kitty auth --help`)", argv[1]);
+    return EXIT_USAGE;
+}

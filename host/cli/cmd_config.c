@@ -1,0 +1,83 @@
+/* `spec-kitty sync config`: the effective config, key by key, with its source. */
+#include "cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "Usage: spec-kitty sync config [--json] [--keys]\n\n"
+    "Prints the effective sync config and where each value came from (default,\n"
+    "file, environment). The file is <state root>/sync.json.\n\n"
+    "Options:\n"
+    "  --json      machine-readable output\n"
+    "  --keys      list every key with its type and meaning\n"
+    "  -h, --help  this help\n";
+
+static void print_keys(void)
+{
+    for (size_t i = 0; i < sk__config_key_count(); i++) {
+        sk__config_key_info k;
+        sk__config_key_describe(i, &k);
+        printf("%-32s %-20s %s\n", k.name, k.type, k.help);
+    }
+}
+
+int cmd_config(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"keys", no_argument, NULL, 'k'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int json = 0, keys = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j')
+            json = 1;
+        else if (c == 'k')
+            keys = 1;
+        else if (c == 'h') {
+            fputs(USAGE, stdout);
+            return EXIT_OK;
+        } else {
+            fputs("Try `spec-kitty sync config --help`.\n", stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (keys) {
+        print_keys();
+        return EXIT_OK;
+    }
+    int code;
+    sk_sync *s = cli_open(&code);
+    if (!s)
+        return code;
+    json_t *all = json_object();
+    if (!json)
+        printf("# %s%s\n", s->cfg->path, s->cfg->file_exists ? "" : " (not found: defaults)");
+    for (size_t i = 0; i < sk__config_key_count(); i++) {
+        sk__config_key_info k;
+        sk__config_source src;
+        sk__config_key_describe(i, &k);
+        json_t *v = sk__config_value_json(s->cfg, i, &src);
+        if (json) {
+            json_object_set_new(
+                all, k.name,
+                json_pack("{s:o, s:s}", "value", v, "source", sk__config_source_name(src)));
+        } else {
+            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            printf("%-32s %-40s (%s)\n", k.name, text ? text : "?", sk__config_source_name(src));
+            free(text);
+            json_decref(v);
+        }
+    }
+    if (json) {
+        json_t *o = json_pack("{s:s, s:b, s:o}", "file", s->cfg->path, "file_exists",
+                              s->cfg->file_exists, "keys", all);
+        cli_print_json(o);
+    } else {
+        json_decref(all);
+    }
+    sk_close(s);
+    return EXIT_OK;
+}

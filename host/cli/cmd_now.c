@@ -1,0 +1,381 @@
+/* `spec-kitty sync now`, and the commands around delivery: plugins, parked, retry. */
+#include "cli.h"
+#include "control.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char NOW_USAGE[] =
+    "Usage: spec-kitty sync now [--json] [--report FILE]\n\n"
+    "Delivers the whole queue now through the configured transport, in batches of\n"
+    "schedule.max_batch_events. Shows a progress bar on a terminal, then one summary\n"
+    "line and the reasons for anything rejected or parked.\n\n"
+    "Options:\n"
+    "  --json         print the summary as JSON\n"
+    "  --report FILE  write every rejected or parked event with its reason as JSON\n"
+    "  -h, --help     this help\n\n"
+    "Exit status: 0 nothing remains undelivered (pending events aside), 1 events\n"
+    "remain (server unreachable, rejected, ...), 2 config or plugin error.\n";
+
+#define MAX_SHOWN_FAILURES 20
+
+typedef struct now_ctx {
+    int tty;
+    json_t *failures; /* [{event_id, event_type, what, reason}] */
+} now_ctx;
+
+static void on_failure(void *ctx, const char *event_id, const char *event_type, const char *what,
+                       const char *reason)
+{
+    now_ctx *n = ctx;
+    json_array_append_new(n->failures, json_pack("{s:s, s:s, s:s, s:s}", "event_id", event_id,
+                                                 "event_type", event_type ? event_type : "",
+                                                 "outcome", what, "reason", reason ? reason : ""));
+}
+
+static void on_progress(void *ctx, const sk_drain_summary *s, int64_t total)
+{
+    now_ctx *n = ctx;
+    if (!n->tty)
+        return;
+    int64_t done = s->synced + s->duplicates + s->pending + s->rejected + s->parked;
+    int width = 30, filled = total > 0 ? (int)(done * width / total) : width;
+    if (filled > width)
+        filled = width;
+    fprintf(stderr, "\r[%.*s%*s] %lld/%lld", filled, "##############################",
+            width - filled, "", (long long)done, (long long)total);
+    fflush(stderr);
+}
+
+static void print_summary(const sk_drain_summary *s, const now_ctx *n)
+{
+    if (n->tty)
+        fputs("\r\033[K", stderr);
+    printf("Synced: %lld  Duplicates: %lld  Pending: %lld  Rejected: %lld  Parked: %lld  "
+           "Remaining: %lld\n",
+           (long long)s->synced, (long long)s->duplicates, (long long)s->pending,
+           (long long)s->rejected, (long long)s->parked, (long long)s->remaining);
+    size_t count = json_array_size(n->failures);
+    for (size_t i = 0; i < count && i < MAX_SHOWN_FAILURES; i++) {
+        json_t *f = json_array_get(n->failures, i);
+        printf("  %s %s: %s\n", json_string_value(json_object_get(f, "outcome")),
+               json_string_value(json_object_get(f, "event_id")),
+               json_string_value(json_object_get(f, "reason")));
+    }
+    if (count > MAX_SHOWN_FAILURES)
+        printf("  ... and %zu more (see --report)\n", count - MAX_SHOWN_FAILURES);
+}
+
+static json_t *summary_json(const sk_drain_summary *s, sk_status st, const now_ctx *n)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?, s:s, s:O}", "synced",
+                     (json_int_t)s->synced, "duplicates", (json_int_t)s->duplicates, "pending",
+                     (json_int_t)s->pending, "rejected", (json_int_t)s->rejected, "parked",
+                     (json_int_t)s->parked, "remaining", (json_int_t)s->remaining, "batches",
+                     (json_int_t)s->batches, "retry_after_ms", (json_int_t)s->retry_after_ms,
+                     "stop_reason", s->stop_reason[0] ? s->stop_reason : NULL, "status",
+                     sk_strerror(st), "failures", n->failures);
+}
+
+static int64_t int_field(const json_t *o, const char *key)
+{
+    return (int64_t)json_integer_value(json_object_get(o, key));
+}
+
+/*
+ * Asks a running service to drain (it is then the only drainer) and relays its
+ * progress. Returns SK_ERR_NOT_FOUND when no service answers: drain locally.
+ */
+static sk_status now_via_service(sk_sync *s, now_ctx *n, sk_drain_summary *sum)
+{
+    int fd;
+    sk__err err;
+    sk_status st = sk__control_connect(s->root, 5000, &fd, &err);
+    if (st == SK_ERR_PERMISSION)
+        cli_warn("%s", err.msg);
+    if (st != SK_OK)
+        return SK_ERR_NOT_FOUND;
+    json_t *req = json_pack("{s:s}", "cmd", "now");
+    st = sk__control_send(fd, req, &err);
+    json_decref(req);
+    sk__line_reader r = {.len = 0};
+    json_t *msg = NULL;
+    while (st == SK_OK && (st = sk__control_recv(fd, &r, -1, &msg, &err)) == SK_OK) {
+        json_t *prog = json_object_get(msg, "progress");
+        if (!prog)
+            break;
+        sk_drain_summary so_far = {.synced = int_field(prog, "synced"),
+                                   .duplicates = int_field(prog, "duplicates"),
+                                   .pending = int_field(prog, "pending"),
+                                   .rejected = int_field(prog, "rejected"),
+                                   .parked = int_field(prog, "parked")};
+        on_progress(n, &so_far, int_field(prog, "total"));
+        json_decref(msg);
+        msg = NULL;
+    }
+    close(fd);
+    if (st != SK_OK) {
+        snprintf(sum->stop_reason, sizeof sum->stop_reason, "lost the sync service: %.400s",
+                 err.msg);
+        return SK_ERR_TRANSPORT;
+    }
+    json_t *o = json_object_get(msg, "summary");
+    memset(sum, 0, sizeof *sum);
+    if (o) {
+        *sum = (sk_drain_summary){.synced = int_field(o, "synced"),
+                                  .duplicates = int_field(o, "duplicates"),
+                                  .pending = int_field(o, "pending"),
+                                  .rejected = int_field(o, "rejected"),
+                                  .parked = int_field(o, "parked"),
+                                  .remaining = int_field(o, "remaining"),
+                                  .batches = int_field(o, "batches"),
+                                  .retry_after_ms = int_field(o, "retry_after_ms")};
+        const char *why = json_string_value(json_object_get(o, "stop_reason"));
+        snprintf(sum->stop_reason, sizeof sum->stop_reason, "%s", why ? why : "");
+    }
+    const char *error = json_string_value(json_object_get(msg, "error"));
+    if (!sum->stop_reason[0] && error)
+        snprintf(sum->stop_reason, sizeof sum->stop_reason, "%s", error);
+    json_array_extend(n->failures, json_object_get(msg, "failures"));
+    st = json_is_true(json_object_get(msg, "ok")) ? SK_OK : (sk_status)int_field(msg, "code");
+    if (st == SK_OK && !json_is_true(json_object_get(msg, "ok")))
+        st = SK_ERR_INTERNAL;
+    json_decref(msg);
+    return st;
+}
+
+int cmd_now(int argc, char **argv)
+{
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"report", required_argument, NULL, 'r'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int json = 0, c;
+    const char *report = NULL;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j')
+            json = 1;
+        else if (c == 'r')
+            report = optarg;
+        else if (c == 'h') {
+            fputs(NOW_USAGE, stdout);
+            return EXIT_OK;
+        } else {
+            fputs("Try `spec-kitty sync now --help`.\n", stderr);
+            return EXIT_USAGE;
+        }
+    }
+    int code;
+    sk_sync *s = cli_open(&code);
+    if (!s)
+        return code;
+    now_ctx n = {.tty = !json && isatty(STDERR_FILENO), .failures = json_array()};
+    sk_drain_summary sum = {0};
+    sk_status st = now_via_service(s, &n, &sum);
+    if (st == SK_ERR_NOT_FOUND) {
+        sk__deliver_opts o;
+        sk__sync_deliver_opts(s, &o);
+        sk__deliver_hooks h = {
+            .progress = on_progress, .failure = on_failure, .ctx = &n, .cancel = &s->cancel};
+        st = sk__sync_deliver(s, &o, &h, &sum);
+    }
+    if (st == SK_ERR_PLUGIN || st == SK_ERR_PERMISSION || st == SK_ERR_CONFIG) {
+        cli_error("%s", sum.stop_reason[0] ? sum.stop_reason : sk_last_error(s));
+        json_decref(n.failures);
+        sk_close(s);
+        return EXIT_USAGE;
+    }
+    if (json)
+        cli_print_json(summary_json(&sum, st, &n));
+    else
+        print_summary(&sum, &n);
+    if (st != SK_OK)
+        cli_error("sync stopped: %s", sum.stop_reason[0] ? sum.stop_reason : sk_last_error(s));
+    if (report) {
+        char *text = json_dumps(n.failures, JSON_INDENT(2));
+        sk__err err;
+        if (!text || sk__write_file_atomic(report, text, strlen(text), 0600, 0, &err) != SK_OK) {
+            cli_error("cannot write the report: %s", text ? err.msg : "out of memory");
+            code = EXIT_FAIL;
+        }
+        free(text);
+    }
+    json_decref(n.failures);
+    /* Pending events are accepted server-side: they alone do not make the pass a failure. */
+    if (st != SK_OK || sum.remaining > sum.pending)
+        code = EXIT_FAIL;
+    sk_close(s);
+    return code;
+}
+
+/* ---- plugins ------------------------------------------------------------ */
+
+static const char PLUGINS_USAGE[] =
+    "Usage: spec-kitty sync plugins [--json]\n\n"
+    "Lists the transport plugins found in plugin_path, SPEC_KITTY_PLUGIN_PATH and\n"
+    "the install folder: name, version, ABI, capabilities and file; a plugin that\n"
+    "cannot be loaded is listed with the reason.\n";
+
+static json_t *caps_json(uint32_t caps)
+{
+    static const struct {
+        uint32_t bit;
+        const char *name;
+    } names[] = {{SK_CAP_SYNC, "sync"},
+                 {SK_CAP_ASYNC, "async"},
+                 {SK_CAP_PROBE, "probe"},
+                 {SK_CAP_STREAMING, "streaming"},
+                 {SK_CAP_OFFLINE, "offline"}};
+    json_t *a = json_array();
+    for (size_t i = 0; i < SK__ARRAY_LEN(names); i++)
+        if (caps & names[i].bit)
+            json_array_append_new(a, json_string(names[i].name));
+    return a;
+}
+
+static void collect_plugin(void *ctx, const sk__plugin_listing *e)
+{
+    json_t *o;
+    if (e->desc)
+        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s}", "name", e->desc->name, "version",
+                      e->desc->version, "abi", e->desc->abi_minor ? "1.1" : "1.0", "description",
+                      e->desc->description ? e->desc->description : "", "capabilities",
+                      caps_json(e->desc->capabilities), "file", e->file);
+    else
+        o = json_pack("{s:s, s:s}", "file", e->file, "error", e->error);
+    json_array_append_new(ctx, o);
+}
+
+int cmd_plugins(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, PLUGINS_USAGE))
+        return EXIT_OK;
+    int json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    if (argc > 1 + json) {
+        cli_error("sync plugins: unexpected argument \"%s\"", argv[1 + json]);
+        return EXIT_USAGE;
+    }
+    int code;
+    sk_sync *s = cli_open(&code);
+    if (!s)
+        return code;
+    json_t *list = json_array();
+    sk__plugin_list(s->cfg->plugin_path, (int)s->cfg->transport_abi, collect_plugin, list);
+    if (json) {
+        cli_print_json(list);
+    } else {
+        size_t i;
+        json_t *e;
+        json_array_foreach(list, i, e)
+        {
+            if (json_object_get(e, "error")) {
+                printf("%-12s BROKEN  %s\n", "-", json_string_value(json_object_get(e, "error")));
+                continue;
+            }
+            char *caps = json_dumps(json_object_get(e, "capabilities"), JSON_COMPACT);
+            printf("%-12s %-8s ABI %s  %-22s %s\n", json_string_value(json_object_get(e, "name")),
+                   json_string_value(json_object_get(e, "version")),
+                   json_string_value(json_object_get(e, "abi")), caps ? caps : "",
+                   json_string_value(json_object_get(e, "file")));
+            free(caps);
+        }
+        if (json_array_size(list) == 0)
+            puts("no transport plugins found");
+        json_decref(list);
+    }
+    sk_close(s);
+    return EXIT_OK;
+}
+
+/* ---- parked / retry ----------------------------------------------------- */
+
+static const char PARKED_USAGE[] =
+    "Usage: spec-kitty sync parked [--json]\n\n"
+    "Lists parked events (not retried automatically) with the reason each was\n"
+    "parked. `spec-kitty sync retry` puts them back in the queue.\n";
+
+static int collect_parked(void *ctx, const char *event_id, const char *event_type,
+                          int64_t timestamp, int64_t retry_count, const char *last_error)
+{
+    json_array_append_new(
+        ctx, json_pack("{s:s, s:s, s:I, s:I, s:s}", "event_id", event_id, "event_type", event_type,
+                       "timestamp", (json_int_t)timestamp, "retry_count", (json_int_t)retry_count,
+                       "reason", last_error ? last_error : ""));
+    return 0;
+}
+
+int cmd_parked(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, PARKED_USAGE))
+        return EXIT_OK;
+    int json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    if (argc > 1 + json) {
+        cli_error("sync parked: unexpected argument \"%s\"", argv[1 + json]);
+        return EXIT_USAGE;
+    }
+    int code;
+    sk_sync *s = cli_open(&code);
+    if (!s)
+        return code;
+    json_t *list = json_array();
+    sk__err err;
+    sk_status st = sk__queue_each_parked(s->q, collect_parked, list, &err);
+    if (st != SK_OK) {
+        cli_error("%s", err.msg);
+        code = cli_exit_code(st);
+    } else if (json) {
+        cli_print_json(json_incref(list));
+    } else {
+        size_t i;
+        json_t *e;
+        json_array_foreach(list, i, e) printf(
+            "%s  %-18s retries %-3lld %s\n", json_string_value(json_object_get(e, "event_id")),
+            json_string_value(json_object_get(e, "event_type")),
+            (long long)json_integer_value(json_object_get(e, "retry_count")),
+            json_string_value(json_object_get(e, "reason")));
+        printf("%zu parked event%s\n", json_array_size(list),
+               json_array_size(list) == 1 ? "" : "s");
+    }
+    json_decref(list);
+    sk_close(s);
+    return code;
+}
+
+static const char RETRY_USAGE[] =
+    "Usage: spec-kitty sync retry --all | EVENT_ID...\n\n"
+    "Puts parked events back in the queue with their retry count reset; the next\n"
+    "sync delivers them.\n";
+
+int cmd_retry(int argc, char **argv)
+{
+    if (cli_wants_help(argc, argv, RETRY_USAGE))
+        return EXIT_OK;
+    int all = argc == 2 && strcmp(argv[1], "--all") == 0;
+    if (argc < 2 || (!all && argv[1][0] == '-')) {
+        cli_error("sync retry: give --all or one or more event ids (see --help)");
+        return EXIT_USAGE;
+    }
+    int code;
+    sk_sync *s = cli_open(&code);
+    if (!s)
+        return code;
+    int64_t moved = 0;
+    sk__err err;
+    sk_status st = sk__queue_unpark(s->q, all ? NULL : (const char *const *)argv + 1,
+                                    all ? 0 : (size_t)argc - 1, &moved, &err);
+    if (st != SK_OK) {
+        cli_error("%s", err.msg);
+        code = cli_exit_code(st);
+    } else {
+        printf("%lld event%s back in the queue\n", (long long)moved, moved == 1 ? "" : "s");
+        if (!all && moved < argc - 1) {
+            cli_error("%lld of the given events were not parked", (long long)(argc - 1 - moved));
+            code = EXIT_FAIL;
+        }
+    }
+    sk_close(s);
+    return code;
+}

@@ -1,0 +1,694 @@
+/* The background sync service: scheduler loop, worker thread, control socket, shutdown. */
+#include "daemon.h"
+#include "control.h"
+#include "engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 32
+#define LOG_FILE "sync-daemon.log"
+#define LOCK_FILE "daemon.lock"
+#define PID_FILE "daemon.pid"
+#define CANCEL_GRACE_MS 1000 /* after cancel(), how long a worker may take to return */
+
+enum job { JOB_NONE, JOB_BACKGROUND, JOB_NOW };
+
+typedef struct client {
+    int fd;
+    sk__line_reader reader;
+} client;
+
+struct sk__service {
+    sk__service_opts opts;
+    char root[PATH_MAX];
+    sk_sync *s;          /* used by the worker thread only */
+    sk__queue *status_q; /* used by the loop thread only */
+    int lock_fd, listen_fd, inotify_fd;
+    int wake[2]; /* self-pipe: 'w' worker done, 's' stop, 'p' poke */
+    FILE *log;
+    char log_path[PATH_MAX + 32];
+    pthread_mutex_t log_mu;
+    int64_t started_ms;
+    int poked;
+    volatile sig_atomic_t stop;
+    client clients[MAX_CLIENTS];
+    int nclients;
+    /* the worker */
+    pthread_t worker;
+    enum job job;
+    int now_fd;     /* client waiting for a `now` drain, or -1 */
+    int now_orphan; /* that client hung up mid-drain: close now_fd when the drain ends */
+    int now_wanted;
+    int64_t quiet_until; /* wall ms: a background pass found nothing to lease; wait a little */
+    int64_t deadline_ms; /* shutdown deadline; < 0: the config's */
+    sk_drain_summary wsum;
+    sk_status wst;
+    char werr[768];
+    json_t *failures;
+};
+
+static sk__service *signal_target;
+
+/* ---- log ---------------------------------------------------------------- */
+
+static void log_rotate_if_needed(sk__service *svc)
+{
+    int64_t cap = svc->opts.log_max_bytes > 0 ? svc->opts.log_max_bytes : 1 << 20;
+    if (!svc->log || ftell(svc->log) < cap)
+        return;
+    char old[PATH_MAX + 40];
+    snprintf(old, sizeof old, "%s.1", svc->log_path);
+    fclose(svc->log);
+    rename(svc->log_path, old);
+    int fd = open(svc->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    svc->log = fd >= 0 ? fdopen(fd, "a") : NULL;
+}
+
+static void slog(sk__service *svc, sk_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void slog(sk__service *svc, sk_log_level level, const char *fmt, ...)
+{
+    if (level > SK_LOG_INFO && !svc->opts.verbose)
+        return;
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    char line[1200], ts[32];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    sk__iso8601_ms(sk__wall_ms(), ts, sizeof ts);
+    pthread_mutex_lock(&svc->log_mu);
+    log_rotate_if_needed(svc);
+    if (svc->log) {
+        fprintf(svc->log, "%s %-5s %s\n", ts, names[level], line);
+        fflush(svc->log);
+    }
+    if (svc->opts.log_stderr)
+        fprintf(stderr, "%s %-5s %s\n", ts, names[level], line);
+    pthread_mutex_unlock(&svc->log_mu);
+}
+
+static void plugin_log(void *ctx, sk_log_level level, const char *plugin, const char *line)
+{
+    slog(ctx, level, "%s: %s", plugin, line);
+}
+
+/* ---- lock --------------------------------------------------------------- */
+
+long sk__service_running_pid(const char *root)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/" LOCK_FILE, root);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    if (!held)
+        return 0;
+    snprintf(path, sizeof path, "%s/" PID_FILE, root);
+    char *text = NULL;
+    long pid = 0;
+    if (sk__read_file(path, &text, NULL, NULL) == SK_OK)
+        pid = strtol(text, NULL, 10);
+    free(text);
+    return pid > 0 ? pid : -1;
+}
+
+static sk_status take_lock(sk__service *svc, sk__err *err)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/" LOCK_FILE, svc->root);
+    svc->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (svc->lock_fd < 0)
+        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (flock(svc->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        long pid = sk__service_running_pid(svc->root);
+        return sk__fail(err, SK_ERR_BUSY, "a sync service already runs for %s (pid %ld)", svc->root,
+                        pid);
+    }
+    char pidtext[32];
+    int n = snprintf(pidtext, sizeof pidtext, "%ld\n", (long)getpid());
+    snprintf(path, sizeof path, "%s/" PID_FILE, svc->root);
+    return sk__write_file_atomic(path, pidtext, (size_t)n, 0600, 0, err);
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+sk_status sk__service_new(const char *root, const sk__service_opts *opts, sk__service **out,
+                          sk__err *err)
+{
+    *out = NULL;
+    sk__service *svc = calloc(1, sizeof *svc);
+    if (!svc)
+        return sk__fail(err, SK_ERR_NOMEM, "out of memory");
+    svc->opts = *opts;
+    svc->lock_fd = svc->listen_fd = svc->inotify_fd = svc->now_fd = -1;
+    svc->deadline_ms = -1;
+    svc->wake[0] = svc->wake[1] = -1;
+    pthread_mutex_init(&svc->log_mu, NULL);
+    char ebuf[800] = "";
+    sk_status st = sk_open(root, &svc->s, ebuf, sizeof ebuf);
+    if (st != SK_OK) {
+        sk__fail(err, st, "%s", ebuf);
+        goto fail;
+    }
+    snprintf(svc->root, sizeof svc->root, "%s", svc->s->root);
+    st = take_lock(svc, err);
+    if (st != SK_OK)
+        goto fail;
+    snprintf(svc->log_path, sizeof svc->log_path, "%s/" LOG_FILE, svc->root);
+    int lfd = open(svc->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    svc->log = lfd >= 0 ? fdopen(lfd, "a") : NULL;
+    char qpath[PATH_MAX + 16];
+    snprintf(qpath, sizeof qpath, "%s/queue.db", svc->root);
+    sk__queue_opts qo = {.max_events = svc->s->cfg->queue_max_events,
+                         .durability = svc->s->cfg->queue_durability};
+    st = sk__queue_open(qpath, &qo, &svc->status_q, err);
+    if (st == SK_OK && pipe2(svc->wake, O_CLOEXEC | O_NONBLOCK) != 0)
+        st = sk__fail(err, SK_ERR_IO, "pipe: %s", strerror(errno));
+    if (st == SK_OK && opts->control_socket)
+        st = sk__control_listen(svc->root, &svc->listen_fd, err);
+    if (st != SK_OK)
+        goto fail;
+    /* Watch the state root for credentials.json being replaced (login, refresh). */
+    svc->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (svc->inotify_fd >= 0)
+        inotify_add_watch(svc->inotify_fd, svc->root, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE);
+    svc->s->log = plugin_log;
+    svc->s->log_ctx = svc;
+    svc->started_ms = sk__mono_ms();
+    svc->poked = 1; /* look at the queue once at start */
+    *out = svc;
+    return SK_OK;
+fail:
+    sk__service_free(svc);
+    return st;
+}
+
+void sk__service_free(sk__service *svc)
+{
+    if (!svc)
+        return;
+    for (int i = 0; i < svc->nclients; i++)
+        close(svc->clients[i].fd);
+    if (svc->listen_fd >= 0) {
+        char path[PATH_MAX + 16];
+        snprintf(path, sizeof path, "%s/" SK__CONTROL_SOCKET, svc->root);
+        unlink(path);
+        close(svc->listen_fd);
+    }
+    if (svc->lock_fd >= 0) {
+        char path[PATH_MAX + 16];
+        snprintf(path, sizeof path, "%s/" PID_FILE, svc->root);
+        unlink(path);
+        close(svc->lock_fd); /* releases the lock */
+    }
+    if (svc->inotify_fd >= 0)
+        close(svc->inotify_fd);
+    for (int i = 0; i < 2; i++)
+        if (svc->wake[i] >= 0)
+            close(svc->wake[i]);
+    sk__queue_close(svc->status_q);
+    sk_close(svc->s);
+    if (svc->log)
+        fclose(svc->log);
+    json_decref(svc->failures);
+    pthread_mutex_destroy(&svc->log_mu);
+    if (signal_target == svc)
+        signal_target = NULL;
+    free(svc);
+}
+
+/* ---- signals and pokes -------------------------------------------------- */
+
+static void wake(sk__service *svc, char what)
+{
+    ssize_t w = write(svc->wake[1], &what, 1);
+    (void)w; /* a full pipe already holds a wake-up */
+}
+
+void sk__service_request_stop(sk__service *svc)
+{
+    svc->stop = 1;
+    wake(svc, 's');
+}
+
+void sk__service_poke(sk__service *svc)
+{
+    wake(svc, 'p');
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (!signal_target)
+        return;
+    if (signal_target->stop)
+        _exit(1); /* second signal: at once; leased rows return to the queue later */
+    sk__service_request_stop(signal_target);
+}
+
+void sk__service_handle_signals(sk__service *svc)
+{
+    signal_target = svc;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* ---- the worker --------------------------------------------------------- */
+
+static void now_progress(void *ctx, const sk_drain_summary *sum, int64_t total)
+{
+    sk__service *svc = ctx;
+    if (svc->now_fd < 0)
+        return;
+    json_t *msg = json_pack(
+        "{s:{s:I, s:I, s:I, s:I, s:I, s:I}}", "progress", "synced", (json_int_t)sum->synced,
+        "duplicates", (json_int_t)sum->duplicates, "pending", (json_int_t)sum->pending, "rejected",
+        (json_int_t)sum->rejected, "parked", (json_int_t)sum->parked, "total", (json_int_t)total);
+    sk__err err;
+    if (sk__control_send(svc->now_fd, msg, &err) != SK_OK)
+        svc->now_fd = -1; /* the client went away; the drain goes on */
+    json_decref(msg);
+}
+
+static void now_failure(void *ctx, const char *id, const char *type, const char *what,
+                        const char *reason)
+{
+    sk__service *svc = ctx;
+    json_array_append_new(svc->failures, json_pack("{s:s, s:s, s:s, s:s}", "event_id", id,
+                                                   "event_type", type ? type : "", "outcome", what,
+                                                   "reason", reason ? reason : ""));
+    slog(svc, SK_LOG_WARN, "event %s %s: %s", id, what, reason ? reason : "");
+}
+
+/* On a 401: refresh the session (single-flight with every other drainer). */
+static sk_status now_reauthenticate(void *ctx, sk__err *err)
+{
+    sk__service *svc = ctx;
+    return sk__auth_refresh(svc->s->auth, err);
+}
+
+static void *worker_main(void *arg)
+{
+    sk__service *svc = arg;
+    sk__deliver_opts o;
+    sk__sync_deliver_opts(svc->s, &o);
+    if (svc->job == JOB_BACKGROUND)
+        o.max_batches = 1; /* background rate limit: one batch, then the scheduler spaces them */
+    sk__deliver_hooks h = {.reauthenticate = now_reauthenticate,
+                           .failure = now_failure,
+                           .progress = svc->job == JOB_NOW ? now_progress : NULL,
+                           .ctx = svc,
+                           .cancel = &svc->s->cancel};
+    sk__plugin *p;
+    svc->werr[0] = '\0';
+    memset(&svc->wsum, 0, sizeof svc->wsum);
+    svc->wst = sk__sync_transport(svc->s, &p);
+    if (svc->wst == SK_OK)
+        svc->wst = sk__deliver_pass(svc->s->q, p, &o, &h, &svc->wsum, &svc->s->err);
+    if (svc->wst != SK_OK)
+        snprintf(svc->werr, sizeof svc->werr, "%s",
+                 svc->wsum.stop_reason[0] ? svc->wsum.stop_reason : sk_last_error(svc->s));
+    wake(svc, 'w');
+    return NULL;
+}
+
+static void start_job(sk__service *svc, enum job job)
+{
+    svc->job = job;
+    json_decref(svc->failures);
+    svc->failures = json_array();
+    atomic_store(&svc->s->cancel, 0);
+    if (pthread_create(&svc->worker, NULL, worker_main, svc) != 0) {
+        slog(svc, SK_LOG_ERROR, "cannot start a worker thread: %s", strerror(errno));
+        svc->job = JOB_NONE;
+    }
+}
+
+static json_t *summary_json(const sk_drain_summary *sum)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "synced",
+                     (json_int_t)sum->synced, "duplicates", (json_int_t)sum->duplicates, "pending",
+                     (json_int_t)sum->pending, "rejected", (json_int_t)sum->rejected, "parked",
+                     (json_int_t)sum->parked, "remaining", (json_int_t)sum->remaining, "batches",
+                     (json_int_t)sum->batches, "retry_after_ms", (json_int_t)sum->retry_after_ms,
+                     "stop_reason", sum->stop_reason);
+}
+
+/* The worker finished: fold its result into the scheduler and answer a `now` client. */
+static void finish_job(sk__service *svc)
+{
+    pthread_join(svc->worker, NULL);
+    const sk_drain_summary *sum = &svc->wsum;
+    if (svc->wst == SK_OK && sum->batches == 0) {
+        /* nothing was sent: nothing to record */
+    } else {
+        sk__sync_record_pass(svc->s, svc->wst, sum);
+    }
+    if (sum->batches > 0 || svc->wst != SK_OK)
+        slog(svc, svc->wst == SK_OK ? SK_LOG_INFO : SK_LOG_WARN,
+             "%s pass: synced %lld, duplicates %lld, pending %lld, rejected %lld, parked %lld, "
+             "remaining %lld%s%s",
+             svc->job == JOB_NOW ? "sync-now" : "background", (long long)sum->synced,
+             (long long)sum->duplicates, (long long)sum->pending, (long long)sum->rejected,
+             (long long)sum->parked, (long long)sum->remaining, svc->wst ? "; stopped: " : "",
+             svc->wst ? svc->werr : "");
+    if (svc->job == JOB_NOW && svc->now_fd >= 0) {
+        json_t *msg = json_pack("{s:b, s:s, s:I, s:o, s:O}", "ok", svc->wst == SK_OK, "status",
+                                sk_strerror(svc->wst), "code", (json_int_t)svc->wst, "summary",
+                                summary_json(sum), "failures", svc->failures);
+        if (svc->wst != SK_OK)
+            json_object_set_new(msg, "error", json_string(svc->werr));
+        sk__err err;
+        if (!svc->now_orphan)
+            sk__control_send(svc->now_fd, msg, &err);
+        json_decref(msg);
+    }
+    if (svc->now_orphan && svc->now_fd >= 0)
+        close(svc->now_fd);
+    svc->now_orphan = 0;
+    svc->now_fd = -1;
+    if (svc->job == JOB_BACKGROUND && sum->batches == 0)
+        svc->quiet_until = sk__wall_ms() + 1000; /* rows leased elsewhere: do not spin */
+    svc->job = JOB_NONE;
+}
+
+/* ---- control socket ----------------------------------------------------- */
+
+static void drop_client(sk__service *svc, int i)
+{
+    /* The worker may still be writing progress to a `now` client: close it after the job. */
+    if (svc->clients[i].fd == svc->now_fd && svc->job == JOB_NOW)
+        svc->now_orphan = 1;
+    else
+        close(svc->clients[i].fd);
+    if (svc->clients[i].fd == svc->now_fd && svc->job != JOB_NOW)
+        svc->now_fd = -1;
+    svc->clients[i] = svc->clients[--svc->nclients];
+}
+
+static json_t *status_json(sk__service *svc)
+{
+    sk__queue_stats qs = {0};
+    sk__err err;
+    sk__queue_stats_get(svc->status_q, &qs, &err);
+    sk__sched *sc = &svc->s->sched;
+    char last[32] = "", next[32] = "";
+    if (sc->last_success_wall_ms > 0)
+        sk__iso8601_ms(sc->last_success_wall_ms, last, sizeof last);
+    if (sc->next_attempt_wall_ms > 0)
+        sk__iso8601_ms(sc->next_attempt_wall_ms, next, sizeof next);
+    return json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:s?, s:s?, s:b, s:b, s:s?, s:I, s:I}", "ok",
+                     1, "pid", (json_int_t)getpid(), "uptime_s",
+                     (json_int_t)((sk__mono_ms() - svc->started_ms) / 1000), "connection",
+                     sk__sched_connection_name(sc->connection), "last_sync", last[0] ? last : NULL,
+                     "consecutive_failures", (json_int_t)sc->consecutive_failures, "last_error",
+                     sc->last_error[0] ? sc->last_error : NULL, "next_attempt",
+                     next[0] ? next : NULL, "busy", svc->job != JOB_NONE, "auth_blocked",
+                     sc->auth_blocked, "auth_reason", sc->auth_reason[0] ? sc->auth_reason : NULL,
+                     "queue_size", (json_int_t)qs.ready, "queue_parked", (json_int_t)qs.parked);
+}
+
+static void handle_message(sk__service *svc, int i, json_t *msg)
+{
+    const char *cmd = json_string_value(json_object_get(msg, "cmd"));
+    int fd = svc->clients[i].fd;
+    sk__err err;
+    if (!cmd) {
+        json_t *r = json_pack("{s:b, s:s}", "ok", 0, "error", "missing cmd");
+        sk__control_send(fd, r, &err);
+        json_decref(r);
+    } else if (strcmp(cmd, "poke") == 0) {
+        svc->poked = 1;
+    } else if (strcmp(cmd, "status") == 0) {
+        json_t *r = status_json(svc);
+        sk__control_send(fd, r, &err);
+        json_decref(r);
+    } else if (strcmp(cmd, "now") == 0) {
+        if (svc->now_wanted || (svc->job == JOB_NOW)) {
+            json_t *r = json_pack("{s:b, s:s, s:I, s:s}", "ok", 0, "status", "busy", "code",
+                                  (json_int_t)SK_ERR_BUSY, "error",
+                                  "another `sync now` is already draining through the service");
+            sk__control_send(fd, r, &err);
+            json_decref(r);
+        } else {
+            svc->now_wanted = 1; /* starts when the worker is free: one drainer at a time */
+            svc->now_fd = fd;
+        }
+    } else if (strcmp(cmd, "stop") == 0) {
+        json_t *r = json_pack("{s:b, s:I}", "ok", 1, "pid", (json_int_t)getpid());
+        sk__control_send(fd, r, &err);
+        json_decref(r);
+        slog(svc, SK_LOG_INFO, "stop requested over the control socket");
+        svc->stop = 1;
+    } else {
+        json_t *r = json_pack("{s:b, s:s}", "ok", 0, "error", "unknown cmd");
+        sk__control_send(fd, r, &err);
+        json_decref(r);
+    }
+}
+
+static void read_client(sk__service *svc, int i)
+{
+    client *c = &svc->clients[i];
+    ssize_t got = recv(c->fd, c->reader.buf + c->reader.len, sizeof c->reader.buf - c->reader.len,
+                       MSG_DONTWAIT);
+    if (got <= 0) {
+        if (got == 0 || (errno != EAGAIN && errno != EINTR))
+            drop_client(svc, i);
+        return;
+    }
+    c->reader.len += (size_t)got;
+    for (;;) {
+        if (!memchr(c->reader.buf, '\n', c->reader.len)) {
+            if (c->reader.len == sizeof c->reader.buf)
+                drop_client(svc, i);
+            return;
+        }
+        json_t *msg = NULL;
+        sk__err err;
+        if (sk__control_recv(c->fd, &c->reader, 0, &msg, &err) != SK_OK) {
+            drop_client(svc, i);
+            return;
+        }
+        handle_message(svc, i, msg);
+        json_decref(msg);
+    }
+}
+
+static void accept_clients(sk__service *svc)
+{
+    for (;;) {
+        int fd = accept4(svc->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+            return;
+        if (!sk__control_peer_trusted(fd) || svc->nclients == MAX_CLIENTS) {
+            slog(svc, SK_LOG_WARN, "control socket: refused a connection (%s)",
+                 svc->nclients == MAX_CLIENTS ? "too many clients" : "peer of another user");
+            close(fd);
+            continue;
+        }
+        svc->clients[svc->nclients].fd = fd;
+        svc->clients[svc->nclients].reader.len = 0;
+        svc->nclients++;
+    }
+}
+
+static void drain_wake_pipe(sk__service *svc, int *worker_done)
+{
+    char buf[64];
+    ssize_t n;
+    while ((n = read(svc->wake[0], buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] == 'w')
+                *worker_done = 1;
+            else if (buf[i] == 'p')
+                svc->poked = 1;
+        }
+}
+
+static void check_credentials_change(sk__service *svc)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n;
+    int changed = 0;
+    while ((n = read(svc->inotify_fd, buf, sizeof buf)) > 0)
+        for (char *p = buf; p < buf + n;) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            if (ev->len && strcmp(ev->name, "credentials.json") == 0)
+                changed = 1;
+            p += sizeof *ev + ev->len;
+        }
+    if (changed && svc->s->sched.auth_blocked) {
+        slog(svc, SK_LOG_INFO, "credentials changed: resuming");
+        sk__sched_clear_auth_blocked(&svc->s->sched);
+        sk__err err;
+        sk__sched_save(&svc->s->sched, svc->root, &err);
+        svc->poked = 1;
+    }
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+/* When the next background attempt is due (wall ms), or INT64_MAX. */
+static int64_t next_due(sk__service *svc, int64_t now)
+{
+    sk__queue_stats qs = {0};
+    sk__err err;
+    if (sk__queue_stats_get(svc->status_q, &qs, &err) != SK_OK) {
+        slog(svc, SK_LOG_ERROR, "%s", err.msg);
+        return now + 5000;
+    }
+    int64_t due = sk__sched_next_due(&svc->s->sched, now, qs.ready - qs.leased > 0, svc->poked);
+    return due < svc->quiet_until ? svc->quiet_until : due;
+}
+
+static int poll_timeout(int64_t due, int64_t now)
+{
+    if (due == INT64_MAX)
+        return -1; /* idle: nothing wakes us but a poke, a client or a signal */
+    int64_t ms = due - now;
+    return ms <= 0 ? 0 : ms > 3600000 ? 3600000 : (int)ms;
+}
+
+/* Waits for the in-flight pass at shutdown: until the deadline, then cancel. */
+static void shutdown_worker(sk__service *svc)
+{
+    if (svc->job == JOB_NONE)
+        return;
+    int64_t grace = svc->deadline_ms >= 0 ? svc->deadline_ms : svc->s->cfg->shutdown_deadline_ms;
+    int64_t deadline = sk__mono_ms() + grace;
+    int cancelled = 0, done = 0;
+    slog(svc, SK_LOG_INFO, "stopping: letting the batch in flight finish (up to %lld ms)",
+         (long long)grace);
+    while (!done) {
+        int64_t left = deadline - sk__mono_ms();
+        if (left <= 0 && !cancelled) {
+            slog(svc, SK_LOG_WARN, "shutdown deadline reached: cancelling the batch in flight");
+            atomic_store(&svc->s->cancel, 1);
+            if (svc->s->plugin)
+                sk__plugin_desc(svc->s->plugin)->cancel(sk__plugin_self(svc->s->plugin));
+            cancelled = 1;
+            deadline = sk__mono_ms() + CANCEL_GRACE_MS;
+            continue;
+        }
+        if (left <= 0 && cancelled) {
+            slog(svc, SK_LOG_ERROR, "the transport ignored cancel: exiting without it");
+            return; /* never hang: the process exits and its leased rows return to the queue */
+        }
+        struct pollfd pfd = {.fd = svc->wake[0], .events = POLLIN};
+        poll(&pfd, 1, (int)left);
+        drain_wake_pipe(svc, &done);
+    }
+    finish_job(svc);
+}
+
+sk_status sk__service_run(sk__service *svc, sk__err *err)
+{
+    (void)err;
+    slog(svc, SK_LOG_INFO, "service started (pid %ld, transport %s, server %s)", (long)getpid(),
+         svc->s->cfg->transport_plugin,
+         svc->s->cfg->server_url[0] ? svc->s->cfg->server_url : "(not set)");
+    while (!svc->stop) {
+        int64_t now = sk__wall_ms();
+        int64_t due = INT64_MAX;
+        if (svc->job == JOB_NONE) {
+            if (svc->now_wanted) {
+                svc->now_wanted = 0;
+                start_job(svc, JOB_NOW);
+                continue;
+            }
+            due = next_due(svc, now);
+            if (due <= now) {
+                svc->poked = 0;
+                start_job(svc, JOB_BACKGROUND);
+                continue;
+            }
+        }
+        struct pollfd fds[3 + MAX_CLIENTS];
+        int nf = 0;
+        fds[nf++] = (struct pollfd){.fd = svc->wake[0], .events = POLLIN};
+        fds[nf++] = (struct pollfd){.fd = svc->listen_fd, .events = POLLIN};
+        fds[nf++] = (struct pollfd){.fd = svc->inotify_fd, .events = POLLIN};
+        for (int i = 0; i < svc->nclients; i++)
+            fds[nf++] = (struct pollfd){.fd = svc->clients[i].fd, .events = POLLIN};
+        int pr = poll(fds, (nfds_t)nf, svc->job != JOB_NONE ? -1 : poll_timeout(due, now));
+        if (pr < 0 && errno != EINTR)
+            slog(svc, SK_LOG_ERROR, "poll: %s", strerror(errno));
+        if (pr <= 0)
+            continue;
+        int worker_done = 0;
+        if (fds[0].revents)
+            drain_wake_pipe(svc, &worker_done);
+        if (worker_done)
+            finish_job(svc);
+        if (fds[2].revents)
+            check_credentials_change(svc);
+        for (int i = svc->nclients - 1; i >= 0; i--)
+            if (fds[3 + i].revents && i < svc->nclients)
+                read_client(svc, i);
+        if (fds[1].revents)
+            accept_clients(svc);
+    }
+    shutdown_worker(svc);
+    slog(svc, SK_LOG_INFO, "service stopped");
+    return SK_OK;
+}
+
+/* ---- embedding ---------------------------------------------------------- */
+
+static void *service_thread(void *arg)
+{
+    sk__service *svc = arg;
+    sk__err err;
+    sk__service_run(svc, &err);
+    return NULL;
+}
+
+sk_status sk_service_start(sk_sync *sync, int control_socket)
+{
+    if (sync->service)
+        return sk__fail(&sync->err, SK_ERR_BUSY, "the service already runs in this process");
+    sk__service_opts o = {.control_socket = control_socket};
+    sk__service *svc;
+    sk_status st = sk__service_new(sync->root, &o, &svc, &sync->err);
+    if (st != SK_OK)
+        return st;
+    if (pthread_create(&sync->service_thread, NULL, service_thread, svc) != 0) {
+        sk__service_free(svc);
+        return sk__fail(&sync->err, SK_ERR_INTERNAL, "cannot start the service thread");
+    }
+    sync->service = svc;
+    return SK_OK;
+}
+
+sk_status sk_service_stop(sk_sync *sync, int64_t deadline_ms)
+{
+    sk__service *svc = sync->service;
+    if (!svc)
+        return SK_OK;
+    svc->deadline_ms = deadline_ms;
+    sk__service_request_stop(svc);
+    pthread_join(sync->service_thread, NULL);
+    sk__service_free(svc);
+    sync->service = NULL;
+    return SK_OK;
+}

@@ -1,0 +1,50 @@
+/*
+ * The background sync service: the scheduler loop that flushes the queue
+ * periodically and soon after each emit, backs off on failures, answers the
+ * control socket, and stops within its deadline. Used by `spec-kitty sync
+ * daemon` and, in a thread, by the embedding API (sk_service_start).
+ *
+ * Threads: the loop runs in the caller's thread; each delivery pass runs in a
+ * worker thread so that status and stop stay responsive while a batch is in
+ * flight. The service opens its own handles on the state root.
+ */
+#ifndef SK_HOST_DAEMON_H
+#define SK_HOST_DAEMON_H
+
+#include "common.h"
+
+typedef struct sk__service sk__service;
+
+typedef struct sk__service_opts {
+    int control_socket;    /* listen on <root>/sync.sock */
+    int log_stderr;        /* also write log lines to stderr (foreground) */
+    int verbose;           /* debug lines too */
+    int64_t log_max_bytes; /* rotate sync-daemon.log past this size (<= 0: 1 MiB) */
+} sk__service_opts;
+
+/*
+ * Takes the service lock of root (<root>/daemon.lock; a lock left by a dead
+ * process is free again) and sets the service up. SK_ERR_BUSY when another
+ * service runs: the message names its pid.
+ */
+sk_status sk__service_new(const char *root, const sk__service_opts *opts, sk__service **out,
+                          sk__err *err);
+
+/* Runs until stopped; returns SK_OK after a clean shutdown. */
+sk_status sk__service_run(sk__service *svc, sk__err *err);
+
+/* Asks the loop to stop (async-signal-safe). */
+void sk__service_request_stop(sk__service *svc);
+
+/* Asks for a flush soon (an event was queued in this process). Thread-safe. */
+void sk__service_poke(sk__service *svc);
+
+void sk__service_free(sk__service *svc);
+
+/* Installs SIGTERM/SIGINT handlers: the first stops svc, a second exits at once. */
+void sk__service_handle_signals(sk__service *svc);
+
+/* Reads <root>/daemon.pid: the pid of a service holding the lock, or 0 when none runs. */
+long sk__service_running_pid(const char *root);
+
+#endif

@@ -1,0 +1,422 @@
+/* The host's delivery policy: outcomes and hints → queue changes. */
+#include "deliver.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void sk__deliver_opts_default(sk__deliver_opts *o)
+{
+    o->max_batch_events = 1000;
+    o->max_batch_bytes = 900000;
+    o->max_retries = 20;
+    o->batch_timeout_ms = 90000;
+    o->max_retry_wait_ms = 120000;
+    o->max_batches = 0;
+    o->lease_ms = 600000;
+}
+
+/* ---- drainer identity --------------------------------------------------- */
+
+/*
+ * Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat),
+ * 0 if unknown; *state gets its state letter ('Z' for a zombie nobody reaped).
+ */
+static unsigned long long proc_start_time(long pid, char *state)
+{
+    char path[64], buf[1024];
+    *state = '?';
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long long start = 0;
+    if (p && sscanf(p + 2,
+                    "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                    "%*d %*d %llu",
+                    state, &start) == 2)
+        return start;
+    return 0;
+}
+
+sk_status sk__drainer_token(char *out, size_t cap, sk__err *err)
+{
+    unsigned char rnd[4];
+    sk_status st = sk__random_bytes(rnd, sizeof rnd, err);
+    if (st != SK_OK)
+        return st;
+    long pid = (long)getpid();
+    char state;
+    if (sk__fmt(out, cap, "%ld.%llu.%02x%02x%02x%02x", pid, proc_start_time(pid, &state), rnd[0],
+                rnd[1], rnd[2], rnd[3]))
+        return sk__fail(err, SK_ERR_INTERNAL, "drainer token does not fit");
+    return SK_OK;
+}
+
+int sk__drainer_alive(const char *token)
+{
+    long pid;
+    unsigned long long start;
+    if (sscanf(token, "%ld.%llu.", &pid, &start) != 2 || pid <= 0)
+        return 1; /* not ours to judge: wait for the lease to expire */
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    char state;
+    unsigned long long now_start = proc_start_time(pid, &state);
+    if (state == 'Z' || state == 'X')
+        return 0;                                /* exited, not yet reaped */
+    return now_start == 0 || now_start == start; /* a reused pid is another process */
+}
+
+/* ---- one pass ----------------------------------------------------------- */
+
+typedef struct pass {
+    sk__queue *q;
+    sk__plugin *p;
+    const sk__deliver_opts *o;
+    const sk__deliver_hooks *h;
+    sk_drain_summary *sum;
+    sk__err *err;
+    char owner[40];
+    int reauth_done;
+    int retry_waits; /* Retry-After waits in this pass; a server that never relents stops it */
+    uint64_t seq;
+    sk_status stop;
+    int64_t total;
+    /* Rejections are applied when the pass ends: until then the rows stay leased,
+     * so the pass does not send them again. */
+    sk__settlement *rejects;
+    size_t nrejects, cap_rejects;
+} pass;
+
+static int cancelled(const pass *ps)
+{
+    return ps->h && ps->h->cancel && atomic_load(ps->h->cancel);
+}
+
+static sk_status stop_pass(pass *ps, sk_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static sk_status stop_pass(pass *ps, sk_status st, const char *fmt, ...)
+{
+    ps->stop = st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ps->sum->stop_reason, sizeof ps->sum->stop_reason, fmt, ap);
+    va_end(ap);
+    return sk__fail(ps->err, st, "%s", ps->sum->stop_reason);
+}
+
+static int wait_ms(pass *ps, int64_t ms)
+{
+    if (ps->h && ps->h->wait_ms)
+        return ps->h->wait_ms(ps->h->ctx, ms);
+    int64_t until = sk__mono_ms() + ms;
+    while (!cancelled(ps)) {
+        int64_t left = until - sk__mono_ms();
+        if (left <= 0)
+            return 0;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (left > 50 ? 50 : left) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 1;
+}
+
+/* Completion rendezvous for transports that only implement submit(). */
+typedef struct async_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rc;
+} async_wait;
+
+static void async_done(void *ctx, int rc, sk_batch_result *result)
+{
+    (void)result;
+    async_wait *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    w->rc = rc;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int call_transport(pass *ps, const sk_batch *b, sk_batch_result *r)
+{
+    const sk_transport_desc *d = sk__plugin_desc(ps->p);
+    void *self = sk__plugin_self(ps->p);
+    if (d->capabilities & SK_CAP_SYNC)
+        return d->send(self, b, r);
+    async_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    int rc = d->submit(self, b, r, async_done, &w);
+    if (rc != SK_TRANSPORT_OK)
+        return rc;
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    return w.rc;
+}
+
+static void report(pass *ps, const sk__queue_row *row, const char *what, const char *reason)
+{
+    if (ps->h && ps->h->failure)
+        ps->h->failure(ps->h->ctx, row->event_id, row->event_type, what, reason);
+}
+
+/* Keeps a rejection for the end of the pass (the reason is copied). */
+static int defer_reject(pass *ps, int64_t id, const char *reason)
+{
+    if (ps->nrejects == ps->cap_rejects) {
+        size_t cap = ps->cap_rejects ? ps->cap_rejects * 2 : 16;
+        sk__settlement *grown = realloc(ps->rejects, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        ps->rejects = grown;
+        ps->cap_rejects = cap;
+    }
+    char *copy = strdup(reason);
+    if (!copy)
+        return -1;
+    ps->rejects[ps->nrejects++] = (sk__settlement){id, SK__SETTLE_REJECT, copy};
+    return 0;
+}
+
+/* Applies the deferred rejections in one transaction and frees them. */
+static sk_status flush_rejects(pass *ps, sk__err *err)
+{
+    sk_status st = ps->nrejects ? sk__queue_settle(ps->q, ps->owner, ps->rejects, ps->nrejects,
+                                                   ps->o->max_retries, NULL, err)
+                                : SK_OK;
+    for (size_t i = 0; i < ps->nrejects; i++)
+        free((char *)ps->rejects[i].reason);
+    free(ps->rejects);
+    ps->rejects = NULL;
+    ps->nrejects = ps->cap_rejects = 0;
+    return st;
+}
+
+/*
+ * A row the server refused: counted, reported, and either parked now (PARK)
+ * or kept for the end of the pass (REJECT). The queue parks a rejected row once
+ * its retry count passes max_retries, so the count is known here already.
+ */
+static sk_status refuse_row(pass *ps, const sk__queue_row *row, sk__settle_action action,
+                            const char *reason)
+{
+    int parked = action == SK__SETTLE_PARK || row->retry_count + 1 > ps->o->max_retries;
+    if (action == SK__SETTLE_PARK) {
+        sk__settlement s = {.id = row->id, .action = SK__SETTLE_PARK, .reason = reason};
+        if (sk__queue_settle(ps->q, ps->owner, &s, 1, ps->o->max_retries, NULL, ps->err) != SK_OK)
+            return stop_pass(ps, SK_ERR_DB, "queue: %s", ps->err->msg);
+    } else if (defer_reject(ps, row->id, reason) != 0) {
+        return stop_pass(ps, SK_ERR_NOMEM, "%s", "out of memory");
+    }
+    if (parked)
+        ps->sum->parked++;
+    else
+        ps->sum->rejected++;
+    report(ps, row, parked ? "parked" : "rejected", reason);
+    return SK_OK;
+}
+
+/* Applies per-event outcomes of a batch the transport answered. */
+static sk_status apply_outcomes(pass *ps, const sk__queue_row *rows, size_t n,
+                                const sk_batch_result *r)
+{
+    sk__settlement *s = calloc(n, sizeof *s);
+    if (!s)
+        return stop_pass(ps, SK_ERR_NOMEM, "%s", "out of memory settling a batch");
+    size_t ns = 0, transient = 0;
+    sk_status st = SK_OK;
+    for (size_t i = 0; i < n && st == SK_OK; i++) {
+        const sk_event_result *e = &r->events[i];
+        switch (e->outcome) {
+        case SK_OUTCOME_DELIVERED:
+        case SK_OUTCOME_DUPLICATE:
+            if (e->outcome == SK_OUTCOME_DELIVERED)
+                ps->sum->synced++;
+            else
+                ps->sum->duplicates++;
+            s[ns++] = (sk__settlement){rows[i].id, SK__SETTLE_DELETE, NULL};
+            break;
+        case SK_OUTCOME_PENDING:
+            ps->sum->pending++; /* held until the pass ends, then retried later */
+            break;
+        case SK_OUTCOME_REJECTED:
+            st = refuse_row(ps, &rows[i], SK__SETTLE_REJECT,
+                            e->message[0] ? e->message : "rejected by the server");
+            break;
+        case SK_OUTCOME_REJECTED_PERMANENT:
+            st = refuse_row(ps, &rows[i], SK__SETTLE_PARK,
+                            e->message[0] ? e->message : "refused for good by the server");
+            break;
+        default:
+            transient++;
+            break;
+        }
+    }
+    if (st == SK_OK && ns &&
+        sk__queue_settle(ps->q, ps->owner, s, ns, ps->o->max_retries, NULL, ps->err) != SK_OK)
+        st = stop_pass(ps, SK_ERR_DB, "queue: %s", ps->err->msg);
+    free(s);
+    if (st == SK_OK && transient == n && n > 0)
+        return stop_pass(ps, SK_ERR_TRANSPORT, "%s",
+                         r->detail[0] ? r->detail : "the transport delivered nothing");
+    return st;
+}
+
+static sk_status send_rows(pass *ps, sk__queue_row *rows, size_t n);
+
+/* Sends rows in two halves (too large, poisoned). */
+static sk_status split(pass *ps, sk__queue_row *rows, size_t n)
+{
+    size_t half = n / 2;
+    sk_status st = send_rows(ps, rows, half);
+    return st == SK_OK ? send_rows(ps, rows + half, n - half) : st;
+}
+
+static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batch_result *r)
+{
+    if (r->hints & SK_HINT_PROTOCOL_MISMATCH)
+        return stop_pass(ps, SK_ERR_PROTOCOL, "the server refused this client's protocol: %s",
+                         r->detail[0] ? r->detail : "(no guidance given)");
+    if (r->hints & SK_HINT_REAUTHENTICATE) {
+        if (ps->reauth_done || !ps->h || !ps->h->reauthenticate)
+            return stop_pass(ps, SK_ERR_AUTH, "%s",
+                             "the server refused the credentials (401): run `spec-kitty auth "
+                             "login`");
+        ps->reauth_done = 1;
+        sk__err aerr = {{0}};
+        sk_status st = ps->h->reauthenticate(ps->h->ctx, &aerr);
+        if (st != SK_OK)
+            return stop_pass(ps, st, "%s", aerr.msg);
+        return send_rows(ps, rows, n);
+    }
+    if (r->hints & SK_HINT_TOO_LARGE) {
+        if (n > 1)
+            return split(ps, rows, n);
+        char why[SK_BATCH_DETAIL_MAX + 64];
+        snprintf(why, sizeof why, "too large for the server even alone%s%s",
+                 r->detail[0] ? ": " : "", r->detail);
+        return refuse_row(ps, &rows[0], SK__SETTLE_PARK, why);
+    }
+    if (r->hints & SK_HINT_POISONED) {
+        if (n > 1)
+            return split(ps, rows, n);
+        return refuse_row(ps, &rows[0], SK__SETTLE_REJECT,
+                          "the server refused the batch because of this event (400 without "
+                          "details)");
+    }
+    if (r->hints & SK_HINT_RETRY_AFTER) {
+        int64_t ms = r->retry_after_ms > 0 ? r->retry_after_ms : 0;
+        if (ms > ps->sum->retry_after_ms)
+            ps->sum->retry_after_ms = ms;
+        if (ms > ps->o->max_retry_wait_ms || ++ps->retry_waits > 10)
+            return stop_pass(ps, SK_ERR_TRANSPORT,
+                             "the server asked to wait %lld s before retrying",
+                             (long long)((ms + 999) / 1000));
+        if (wait_ms(ps, ms))
+            return stop_pass(ps, SK_ERR_CANCELLED, "%s", "cancelled");
+        return send_rows(ps, rows, n);
+    }
+    return SK_OK;
+}
+
+/* Sends rows[0..n) as one batch and applies what came back, splitting as told. */
+static sk_status send_rows(pass *ps, sk__queue_row *rows, size_t n)
+{
+    if (cancelled(ps))
+        return stop_pass(ps, SK_ERR_CANCELLED, "%s", "cancelled");
+    sk_event *evs = calloc(n, sizeof *evs);
+    sk_event_result *res = calloc(n, sizeof *res);
+    sk_batch_result *r = calloc(1, sizeof *r);
+    if (!evs || !res || !r) {
+        free(evs);
+        free(res);
+        free(r);
+        return stop_pass(ps, SK_ERR_NOMEM, "%s", "out of memory building a batch");
+    }
+    for (size_t i = 0; i < n; i++) {
+        evs[i] = (sk_event){rows[i].event_id, rows[i].data, rows[i].data_len};
+        res[i].outcome = SK_OUTCOME_TRANSIENT;
+    }
+    sk_batch b = {.struct_size = sizeof b,
+                  .count = (uint32_t)n,
+                  .events = evs,
+                  .deadline_ms = sk__mono_ms() + ps->o->batch_timeout_ms,
+                  .batch_seq = ++ps->seq};
+    r->struct_size = sizeof *r;
+    r->count = (uint32_t)n;
+    r->events = res;
+    int rc = call_transport(ps, &b, r);
+    ps->sum->batches++;
+    sk_status st;
+    if (rc == SK_TRANSPORT_CANCELLED || (rc != SK_TRANSPORT_OK && cancelled(ps)))
+        st = stop_pass(ps, SK_ERR_CANCELLED, "%s", "cancelled");
+    else if (rc != SK_TRANSPORT_OK)
+        st = stop_pass(ps, SK_ERR_TRANSPORT, "%s",
+                       r->detail[0] ? r->detail : "the transport failed without a reason");
+    else if (r->hints & ~(uint32_t)SK_HINT_NONE)
+        st = on_hints(ps, rows, n, r);
+    else
+        st = apply_outcomes(ps, rows, n, r);
+    free(evs);
+    free(res);
+    free(r);
+    return st;
+}
+
+sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *o,
+                           const sk__deliver_hooks *h, sk_drain_summary *sum, sk__err *err)
+{
+    memset(sum, 0, sizeof *sum);
+    pass ps = {.q = q, .p = p, .o = o, .h = h, .sum = sum, .err = err, .stop = SK_OK};
+    sk_status st = sk__drainer_token(ps.owner, sizeof ps.owner, err);
+    if (st != SK_OK)
+        return st;
+    /* Rows leased by a drainer that died (killed mid-pass) come back at once. */
+    st = sk__queue_release_dead(q, sk__drainer_alive, NULL, err);
+    sk__queue_stats qs;
+    if (st == SK_OK)
+        st = sk__queue_stats_get(q, &qs, err);
+    if (st != SK_OK)
+        return st;
+    ps.total = qs.ready;
+    sk__lease lease = {0};
+    snprintf(lease.owner, sizeof lease.owner, "%s", ps.owner);
+    for (int64_t batches = 0; ps.stop == SK_OK && (!o->max_batches || batches < o->max_batches);
+         batches++) {
+        st = sk__queue_lease(q, o->max_batch_events, o->max_batch_bytes, o->lease_ms, &lease, err);
+        if (st != SK_OK) {
+            stop_pass(&ps, st, "queue: %s", err->msg);
+            break;
+        }
+        if (lease.count == 0)
+            break;
+        send_rows(&ps, lease.rows, lease.count);
+        sk__lease_free_rows(&lease);
+        if (h && h->progress)
+            h->progress(h->ctx, sum, ps.total);
+    }
+    sk__lease_free_rows(&lease);
+    sk__err rerr;
+    if (flush_rejects(&ps, &rerr) != SK_OK && ps.stop == SK_OK)
+        stop_pass(&ps, SK_ERR_DB, "queue: %s", rerr.msg);
+    if (sk__queue_release_all(q, ps.owner, &rerr) != SK_OK && ps.stop == SK_OK)
+        stop_pass(&ps, SK_ERR_DB, "queue: %s", rerr.msg);
+    if (sk__queue_stats_get(q, &qs, &rerr) == SK_OK)
+        sum->remaining = qs.ready;
+    if (ps.stop != SK_OK)
+        sk__fail(err, ps.stop, "%s", sum->stop_reason);
+    return ps.stop;
+}

@@ -1,0 +1,439 @@
+/* The public embedding API (include/spec-kitty/sync.h) over the host modules. */
+#include "engine.h"
+#include "control.h"
+#include "daemon.h"
+#include "event.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_error(sk_sync *s, const sk__err *err)
+{
+    if (s && err && err != &s->err)
+        snprintf(s->err.msg, sizeof s->err.msg, "%s", err->msg);
+}
+
+/* The Authorization header of the session (refreshed when due); see sk__auth_header. */
+static size_t session_auth_header(void *ctx, char *buf, size_t cap)
+{
+    sk_sync *s = ctx;
+    return sk__auth_header(s->auth, buf, cap);
+}
+
+static void forward_log(void *ctx, sk_log_level level, const char *plugin, const char *line)
+{
+    sk_sync *s = ctx;
+    if (s->log)
+        s->log(s->log_ctx, level, plugin, line);
+}
+
+sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t err_cap)
+{
+    *out = NULL;
+    sk_sync *s = calloc(1, sizeof *s);
+    sk__err err = {{0}};
+    sk_status st = s ? SK_OK : sk__fail(&err, SK_ERR_NOMEM, "out of memory");
+    if (st == SK_OK)
+        st = sk__state_root_resolve(state_root, s->root, sizeof s->root, &err);
+    if (st == SK_OK)
+        st = sk__mkdirs_owner(s->root, &err);
+    if (st == SK_OK)
+        st = sk__config_load(s->root, &s->cfg, &err);
+    if (st == SK_OK)
+        st = sk__auth_open(s->root, s->cfg, &s->auth, &err);
+    if (st == SK_OK)
+        st = sk__node_id(s->node_id, &err);
+    if (st == SK_OK) {
+        char qpath[PATH_MAX + 16];
+        sk__queue_opts qo = {.max_events = s->cfg->queue_max_events,
+                             .durability = s->cfg->queue_durability};
+        snprintf(qpath, sizeof qpath, "%s/queue.db", s->root);
+        st = sk__queue_open(qpath, &qo, &s->q, &err);
+    }
+    if (st != SK_OK) {
+        if (errbuf && err_cap)
+            snprintf(errbuf, err_cap, "%s", err.msg);
+        sk_close(s);
+        return st;
+    }
+    sk__auth_team_slug(s->auth, s->team_slug, sizeof s->team_slug);
+    atomic_init(&s->cancel, 0);
+    sk__sched_policy policy = sk__sync_sched_policy(s);
+    sk__sched_init(&s->sched, &policy, NULL, NULL);
+    if (sk__sched_load(&s->sched, s->root, &err) != SK_OK)
+        snprintf(s->sched_warning, sizeof s->sched_warning, "%s (starting fresh)", err.msg);
+    *out = s;
+    return SK_OK;
+}
+
+void sk_close(sk_sync *s)
+{
+    if (!s)
+        return;
+    if (s->service)
+        sk_service_stop(s, -1);
+    sk__plugin_close(s->plugin);
+    sk__queue_close(s->q);
+    sk__auth_close(s->auth);
+    sk__config_free(s->cfg);
+    free(s);
+}
+
+const char *sk_last_error(const sk_sync *s)
+{
+    return s ? s->err.msg : "";
+}
+
+static sk_status parse_payload(const char *payload_json, json_t **out, sk__err *err)
+{
+    *out = NULL;
+    if (!payload_json)
+        return SK_OK;
+    json_error_t jerr;
+    *out = json_loads(payload_json, JSON_REJECT_DUPLICATES, &jerr);
+    if (!*out)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "payload: not valid JSON (column %d: %s)",
+                        jerr.column, jerr.text);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "payload: expected a JSON object");
+    }
+    return SK_OK;
+}
+
+/* Tells a running service that events wait: in this process directly, else over its socket. */
+static void poke_service(sk_sync *s)
+{
+    if (s->service)
+        sk__service_poke(s->service);
+    else
+        sk__control_poke(s->root);
+}
+
+sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err)
+{
+    sk__queue_item *items = calloc(n ? n : 1, sizeof *items);
+    char **texts = calloc(n ? n : 1, sizeof *texts);
+    sk_status st = items && texts ? SK_OK : sk__fail(err, SK_ERR_NOMEM, "out of memory");
+    int64_t now_s = sk__wall_ms() / 1000;
+    for (size_t i = 0; st == SK_OK && i < n; i++) {
+        texts[i] = json_dumps(envs[i], JSON_COMPACT);
+        if (!texts[i]) {
+            st = sk__fail(err, SK_ERR_NOMEM, "out of memory");
+            break;
+        }
+        items[i] = (sk__queue_item){json_string_value(json_object_get(envs[i], "event_id")),
+                                    json_string_value(json_object_get(envs[i], "event_type")),
+                                    texts[i], now_s};
+    }
+    if (st == SK_OK)
+        st = sk__queue_enqueue(s->q, items, n, err);
+    if (st == SK_OK)
+        poke_service(s);
+    for (size_t i = 0; texts && i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(items);
+    return st;
+}
+
+/* Reserves n Lamport values and stamps the envelopes that need one (built ones). */
+static sk_status stamp_clock(sk_sync *s, json_t **envs, const int *needs, size_t n, sk__err *err)
+{
+    size_t want = 0;
+    for (size_t i = 0; i < n; i++)
+        want += needs[i] != 0;
+    if (want == 0)
+        return SK_OK;
+    int64_t first = 0;
+    sk_status st = sk__clock_tick(s->root, s->node_id, (int64_t)want,
+                                  s->cfg->queue_durability == SK__DURABILITY_FULL, &first, err);
+    for (size_t i = 0; st == SK_OK && i < n; i++)
+        if (needs[i])
+            json_object_set_new(envs[i], "lamport_clock", json_integer(first++));
+    return st;
+}
+
+sk_status sk_emit(sk_sync *s, const char *event_type, const char *aggregate_id,
+                  const char *aggregate_type, const char *payload_json, const char *causation_id,
+                  char event_id_out[27])
+{
+    sk__err err = {{0}};
+    json_t *payload = NULL, *env = NULL;
+    sk_status st = parse_payload(payload_json, &payload, &err);
+    sk__event_fields f = {event_type, aggregate_id, aggregate_type, payload, causation_id};
+    if (st == SK_OK) /* validated with a placeholder clock, so a bad event burns no value */
+        st = sk__event_build(&f, 0, s->node_id, s->team_slug, &env, &err);
+    int needs = 1;
+    if (st == SK_OK)
+        st = stamp_clock(s, &env, &needs, 1, &err);
+    if (st == SK_OK)
+        st = sk__sync_enqueue_envelopes(s, &env, 1, &err);
+    if (st == SK_OK && event_id_out)
+        snprintf(event_id_out, 27, "%s", json_string_value(json_object_get(env, "event_id")));
+    json_decref(payload);
+    json_decref(env);
+    if (st != SK_OK)
+        set_error(s, &err);
+    return st;
+}
+
+/* One NDJSON line → an envelope (new reference); *needs_clock when we built it. */
+static sk_status line_to_envelope(sk_sync *s, const char *line, json_t **out, int *needs_clock,
+                                  sk__err *err)
+{
+    *out = NULL;
+    *needs_clock = 0;
+    json_error_t jerr;
+    json_t *obj = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
+    if (!obj)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "not valid JSON (column %d: %s)", jerr.column,
+                        jerr.text);
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "expected a JSON object");
+    }
+    sk_status st;
+    if (json_object_get(obj, "event_id")) {
+        *needs_clock = 0;
+        st = sk__event_validate(obj, err);
+        if (st == SK_OK)
+            *out = json_incref(obj);
+    } else {
+        *needs_clock = 1;
+        json_t *payload = json_object_get(obj, "payload");
+        json_t *type = json_object_get(obj, "event_type");
+        if (!type)
+            type = json_object_get(obj, "type");
+        sk__event_fields f = {json_string_value(type),
+                              json_string_value(json_object_get(obj, "aggregate_id")),
+                              json_string_value(json_object_get(obj, "aggregate_type")), payload,
+                              json_string_value(json_object_get(obj, "causation_id"))};
+        if (payload && !json_is_object(payload))
+            st = sk__fail(err, SK_ERR_INVALID_EVENT, "payload: expected a JSON object");
+        else if (!f.event_type)
+            st = sk__fail(err, SK_ERR_INVALID_EVENT, "event_type: missing");
+        else if (!f.aggregate_id)
+            st = sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_id: missing");
+        else
+            st = sk__event_build(&f, 0, s->node_id, s->team_slug, out, err);
+    }
+    json_decref(obj);
+    return st;
+}
+
+sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, sk__line_error_fn on_error, void *ctx,
+                               size_t *count_out)
+{
+    size_t cap = 64, n = 0, bad = 0, line_no = 0;
+    json_t **envs = malloc(cap * sizeof *envs);
+    int *needs = calloc(cap, sizeof *needs);
+    sk__err err = {{0}};
+    sk_status st = envs && needs ? SK_OK : sk__fail(&err, SK_ERR_NOMEM, "out of memory");
+    for (const char *p = text; st == SK_OK && p && *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        line_no++;
+        char *line = strndup(p, len);
+        p = nl ? nl + 1 : p + len;
+        if (!line) {
+            st = sk__fail(&err, SK_ERR_NOMEM, "out of memory");
+            break;
+        }
+        if (strspn(line, " \t\r") == len) {
+            free(line);
+            continue;
+        }
+        if (n == cap) {
+            cap *= 2;
+            json_t **e2 = realloc(envs, cap * sizeof *envs);
+            envs = e2 ? e2 : envs;
+            int *n2 = realloc(needs, cap * sizeof *needs);
+            needs = n2 ? n2 : needs;
+            if (!e2 || !n2) {
+                free(line);
+                st = sk__fail(&err, SK_ERR_NOMEM, "out of memory");
+                break;
+            }
+        }
+        sk__err lerr = {{0}};
+        if (line_to_envelope(s, line, &envs[n], &needs[n], &lerr) == SK_OK) {
+            n++;
+        } else {
+            bad++;
+            if (on_error)
+                on_error(ctx, line_no, lerr.msg);
+        }
+        free(line);
+    }
+    if (st == SK_OK && bad)
+        st = sk__fail(&err, SK_ERR_INVALID_EVENT, "%zu of %zu lines are invalid; nothing queued",
+                      bad, bad + n);
+    if (st == SK_OK)
+        st = stamp_clock(s, envs, needs, n, &err);
+    if (st == SK_OK && n)
+        st = sk__sync_enqueue_envelopes(s, envs, n, &err);
+    for (size_t i = 0; i < n; i++)
+        json_decref(envs[i]);
+    free(envs);
+    free(needs);
+    if (count_out)
+        *count_out = st == SK_OK ? n : 0;
+    if (st != SK_OK)
+        set_error(s, &err);
+    return st;
+}
+
+sk_status sk_queue_info_get(sk_sync *s, sk_queue_info *out)
+{
+    sk__queue_stats qs;
+    sk_status st = sk__queue_stats_get(s->q, &qs, &s->err);
+    if (st == SK_OK)
+        *out = (sk_queue_info){qs.ready, qs.parked, qs.oldest_timestamp};
+    return st;
+}
+
+sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
+{
+    if (s->plugin) {
+        *out = s->plugin;
+        return SK_OK;
+    }
+    char path[PATH_MAX];
+    sk_status st =
+        sk__plugin_find(s->cfg->transport_plugin, s->cfg->plugin_path, path, sizeof path, &s->err);
+    sk__plugin *p = NULL;
+    if (st == SK_OK)
+        st = sk__plugin_open(path, (int)s->cfg->transport_abi, &p, &s->err);
+    if (st != SK_OK)
+        return st;
+    s->phost = (sk__plugin_host){.server_url = s->cfg->server_url,
+                                 .state_root = s->root,
+                                 .node_id = s->node_id,
+                                 .options = s->cfg->transport_options,
+                                 .log = forward_log,
+                                 .auth_header = session_auth_header,
+                                 .ctx = s};
+    st = sk__plugin_start(p, &s->phost, &s->err);
+    if (st != SK_OK) {
+        sk__plugin_close(p);
+        return st;
+    }
+    s->plugin = p;
+    *out = p;
+    return SK_OK;
+}
+
+sk__sched_policy sk__sync_sched_policy(const sk_sync *s)
+{
+    sk__sched_policy p = sk__sched_policy_default();
+    p.interval_ms = s->cfg->interval_s * 1000;
+    p.backoff_min_ms = s->cfg->backoff_min_ms;
+    p.backoff_max_ms = s->cfg->backoff_max_ms;
+    p.min_batch_interval_ms = s->cfg->min_batch_interval_ms;
+    return p;
+}
+
+void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum)
+{
+    sk__err err;
+    sk__sched_load(&s->sched, s->root, &err); /* a corrupt file was reported at open */
+    int64_t now = sk__sched_now(&s->sched);
+    if (st == SK_OK) {
+        if (sum->batches > 0)
+            sk__sched_on_success(&s->sched, now, sum->remaining > sum->pending);
+        if (sum->retry_after_ms > 0)
+            sk__sched_note_retry_after(&s->sched, now, sum->retry_after_ms);
+    } else if (st == SK_ERR_AUTH || st == SK_ERR_SESSION_EXPIRED) {
+        sk__sched_on_auth_blocked(&s->sched, sum->stop_reason);
+    } else if (st != SK_ERR_CANCELLED) {
+        sk__sched_on_failure(&s->sched, now, sum->retry_after_ms, sum->stop_reason,
+                             sum->batches == 0 || strstr(sum->stop_reason, "connect") != NULL);
+    }
+    sk__sched_save(&s->sched, s->root, &err); /* best effort: status only */
+}
+
+void sk__sync_deliver_opts(const sk_sync *s, sk__deliver_opts *o)
+{
+    sk__deliver_opts_default(o);
+    o->max_batch_events = (size_t)s->cfg->max_batch_events;
+    o->max_batch_bytes = (size_t)s->cfg->max_batch_bytes;
+    o->max_retries = s->cfg->max_retries;
+}
+
+/* The caller's hooks plus the session refresh: deliver.c calls every hook with one ctx. */
+typedef struct auth_hooks {
+    sk_sync *s;
+    const sk__deliver_hooks *inner;
+} auth_hooks;
+
+static sk_status hook_reauthenticate(void *ctx, sk__err *err)
+{
+    auth_hooks *w = ctx;
+    return sk__auth_refresh(w->s->auth, err);
+}
+
+static void hook_progress(void *ctx, const sk_drain_summary *so_far, int64_t total)
+{
+    auth_hooks *w = ctx;
+    w->inner->progress(w->inner->ctx, so_far, total);
+}
+
+static void hook_failure(void *ctx, const char *event_id, const char *event_type, const char *what,
+                         const char *reason)
+{
+    auth_hooks *w = ctx;
+    w->inner->failure(w->inner->ctx, event_id, event_type, what, reason);
+}
+
+static int hook_wait(void *ctx, int64_t ms)
+{
+    auth_hooks *w = ctx;
+    return w->inner->wait_ms(w->inner->ctx, ms);
+}
+
+sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__deliver_hooks *hooks,
+                           sk_drain_summary *out)
+{
+    sk__plugin *p;
+    memset(out, 0, sizeof *out);
+    sk_status st = sk__sync_transport(s, &p);
+    if (st != SK_OK)
+        return st;
+    sk__deliver_hooks none = {0};
+    const sk__deliver_hooks *in = hooks ? hooks : &none;
+    auth_hooks w = {s, in};
+    sk__deliver_hooks h = {.reauthenticate = hook_reauthenticate,
+                           .progress = in->progress ? hook_progress : NULL,
+                           .failure = in->failure ? hook_failure : NULL,
+                           .wait_ms = in->wait_ms ? hook_wait : NULL,
+                           .ctx = &w,
+                           .cancel = in->cancel};
+    st = sk__deliver_pass(s->q, p, opts, in->reauthenticate ? in : &h, out, &s->err);
+    sk__sync_record_pass(s, st, out);
+    return st;
+}
+
+typedef struct progress_adapter {
+    sk_progress_fn fn;
+    void *ctx;
+} progress_adapter;
+
+static void adapt_progress(void *ctx, const sk_drain_summary *so_far, int64_t total)
+{
+    progress_adapter *a = ctx;
+    a->fn(a->ctx, so_far, total);
+}
+
+sk_status sk_sync_now(sk_sync *s, sk_progress_fn progress, void *progress_ctx,
+                      sk_drain_summary *out)
+{
+    sk__deliver_opts o;
+    sk__sync_deliver_opts(s, &o);
+    progress_adapter a = {progress, progress_ctx};
+    sk__deliver_hooks h = {
+        .progress = progress ? adapt_progress : NULL, .ctx = &a, .cancel = &s->cancel};
+    return sk__sync_deliver(s, &o, &h, out);
+}

@@ -1,0 +1,646 @@
+/*
+ * Event envelopes (CONTRACT.md §1): ULIDs, node id, the Lamport clock file,
+ * validation and building of the JSON envelope.
+ */
+#include "event.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+/* ---------------------------------------------------------------- ULID -- */
+
+/* Crockford base32: digits and letters without I, L, O, U. */
+static const char ulid_alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+#define ULID_MAX_MS ((INT64_C(1) << 48) - 1)
+
+/* Bit k (0 = most significant) of a 16-byte big-endian number. */
+static unsigned bit_at(const uint8_t bytes[16], unsigned k)
+{
+    return (bytes[k / 8] >> (7 - k % 8)) & 1u;
+}
+
+/*
+ * Encodes 128 bits as 26 base32 characters. 26 * 5 = 130, so the number is
+ * read as if it had two leading zero bits; the first character is thus 0-7.
+ */
+static void ulid_encode(const uint8_t bytes[16], char out[27])
+{
+    for (unsigned c = 0; c < SK__ULID_LEN; c++) {
+        unsigned v = 0;
+        for (unsigned b = 0; b < 5; b++) {
+            unsigned pos = c * 5 + b; /* position in the 130-bit string */
+            v = (v << 1) | (pos < 2 ? 0u : bit_at(bytes, pos - 2));
+        }
+        out[c] = ulid_alphabet[v];
+    }
+    out[SK__ULID_LEN] = '\0';
+}
+
+/* Adds one to an 80-bit big-endian number; returns 0 when it wrapped to zero. */
+static int rand80_increment(uint8_t r[10])
+{
+    for (int i = 9; i >= 0; i--) {
+        if (++r[i] != 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A zero-initialised state has produced nothing yet. */
+static int ulid_state_used(const sk__ulid_state *st)
+{
+    if (st->last_ms != 0)
+        return 1;
+    for (size_t i = 0; i < sizeof st->last_rand; i++) {
+        if (st->last_rand[i])
+            return 1;
+    }
+    return 0;
+}
+
+sk_status sk__ulid_next(sk__ulid_state *st, int64_t now_ms, sk__random_fn rnd, void *rnd_ctx,
+                        char out[27], sk__err *err)
+{
+    if (now_ms < 0 || now_ms > ULID_MAX_MS)
+        return sk__fail(err, SK_ERR_USAGE, "ulid: time %lld ms does not fit in 48 bits",
+                        (long long)now_ms);
+    uint8_t next_rand[10];
+    int64_t ms = now_ms;
+    if (ulid_state_used(st) && now_ms <= st->last_ms) {
+        /* Same millisecond (or the wall clock stepped back): keep the last
+         * time and count up, so ids stay strictly increasing in this process. */
+        ms = st->last_ms;
+        memcpy(next_rand, st->last_rand, sizeof next_rand);
+        if (!rand80_increment(next_rand))
+            return sk__fail(err, SK_ERR_BUSY, "ulid: random part exhausted within one millisecond");
+    } else {
+        sk_status s = rnd(rnd_ctx, next_rand, sizeof next_rand);
+        if (s != SK_OK)
+            return sk__fail(err, s, "ulid: no random bytes available");
+    }
+    uint8_t bytes[16];
+    for (int i = 0; i < 6; i++)
+        bytes[i] = (uint8_t)((uint64_t)ms >> (8 * (5 - i)));
+    memcpy(bytes + 6, next_rand, sizeof next_rand);
+    ulid_encode(bytes, out);
+    st->last_ms = ms;
+    memcpy(st->last_rand, next_rand, sizeof next_rand);
+    return SK_OK;
+}
+
+static sk_status os_random(void *ctx, void *buf, size_t n)
+{
+    (void)ctx;
+    return sk__random_bytes(buf, n, NULL);
+}
+
+/* One generator per process. The pid check resets it in a forked child, so a
+ * parent and child counting up from the same state never produce equal ids. */
+static pthread_mutex_t ulid_lock = PTHREAD_MUTEX_INITIALIZER;
+static sk__ulid_state ulid_shared;
+static pid_t ulid_owner;
+
+static pthread_once_t ulid_once = PTHREAD_ONCE_INIT;
+
+static void ulid_fork_prepare(void)
+{
+    pthread_mutex_lock(&ulid_lock);
+}
+
+static void ulid_fork_done(void)
+{
+    pthread_mutex_unlock(&ulid_lock);
+}
+
+/* Holding the lock across fork() keeps a child from inheriting it locked by a
+ * thread that does not exist there. */
+static void ulid_register_fork_handlers(void)
+{
+    pthread_atfork(ulid_fork_prepare, ulid_fork_done, ulid_fork_done);
+}
+
+sk_status sk__ulid_new(char out[27], sk__err *err)
+{
+    pthread_once(&ulid_once, ulid_register_fork_handlers);
+    pthread_mutex_lock(&ulid_lock);
+    pid_t me = getpid();
+    if (ulid_owner != me) {
+        memset(&ulid_shared, 0, sizeof ulid_shared);
+        ulid_owner = me;
+    }
+    sk_status s = sk__ulid_next(&ulid_shared, sk__wall_ms(), os_random, NULL, out, err);
+    pthread_mutex_unlock(&ulid_lock);
+    return s;
+}
+
+int sk__ulid_valid(const char *s)
+{
+    if (!s)
+        return 0;
+    size_t i = 0;
+    for (; s[i]; i++) {
+        if (i >= SK__ULID_LEN || !strchr(ulid_alphabet, s[i]))
+            return 0;
+    }
+    return i == SK__ULID_LEN;
+}
+
+/* ------------------------------------------------------------- node id -- */
+
+void sk__node_id_from(const char *hostname, const char *username, char out[13])
+{
+    static const char hex[] = "0123456789abcdef";
+    char input[1024];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    int n = snprintf(input, sizeof input, "%s:%s", hostname, username);
+    out[0] = '\0';
+    /* A name too long to hash in full would give a wrong id: leave it empty. */
+    if (n < 0 || (size_t)n >= sizeof input)
+        return;
+    if (!EVP_Digest(input, (size_t)n, md, &md_len, EVP_sha256(), NULL) || md_len < 6)
+        return;
+    for (int i = 0; i < 6; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 0xf];
+    }
+    out[12] = '\0';
+}
+
+sk_status sk__node_id(char out[13], sk__err *err)
+{
+    char host[256];
+    out[0] = '\0';
+    if (gethostname(host, sizeof host) != 0)
+        return sk__fail(err, SK_ERR_IO, "node id: gethostname: %s", strerror(errno));
+    host[sizeof host - 1] = '\0';
+    struct passwd *pw = getpwuid(geteuid());
+    const char *user = pw && pw->pw_name && *pw->pw_name ? pw->pw_name : getenv("USER");
+    if (!user || !*user)
+        return sk__fail(err, SK_ERR_CONFIG, "node id: cannot find the user name (set USER)");
+    sk__node_id_from(host, user, out);
+    if (!out[0])
+        return sk__fail(err, SK_ERR_INTERNAL, "node id: cannot hash \"%s:%s\"", host, user);
+    return SK_OK;
+}
+
+/* ------------------------------------------------------- Lamport clock -- */
+
+/* Opens and exclusively locks <root>/clock.lock; returns the fd. */
+static sk_status clock_lock(const char *root, int *fd_out, sk__err *err)
+{
+    char path[4096];
+    if (sk__path_join(path, sizeof path, root, "clock.lock", err) != SK_OK)
+        return SK_ERR_USAGE;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            int saved = errno;
+            close(fd);
+            return sk__fail(err, SK_ERR_IO, "cannot lock %s: %s", path, strerror(saved));
+        }
+    }
+    *fd_out = fd;
+    return SK_OK;
+}
+
+/*
+ * Reads the current value from clock.json (0 when the file does not exist).
+ * A damaged file is an error, never a silent reset: restarting from 0 would
+ * hand out values already used.
+ */
+static sk_status clock_read(const char *path, int64_t *value, sk__err *err)
+{
+    char *text = NULL;
+    sk_status s = sk__read_file(path, &text, NULL, err);
+    if (s == SK_ERR_NOT_FOUND) {
+        *value = 0;
+        return SK_OK;
+    }
+    if (s != SK_OK)
+        return s;
+    json_error_t jerr;
+    json_t *doc = json_loads(text, 0, &jerr);
+    free(text);
+    const char *why = NULL;
+    json_t *v = doc ? json_object_get(doc, "value") : NULL;
+    if (!doc)
+        why = jerr.text;
+    else if (!json_is_object(doc))
+        why = "not a JSON object";
+    else if (!v)
+        why = "\"value\" is missing";
+    else if (!json_is_integer(v) || json_integer_value(v) < 0)
+        why = "\"value\" is not an integer >= 0";
+    if (why) {
+        sk__fail(err, SK_ERR_CONFIG,
+                 "Lamport clock file %s is corrupt (%s); repair its \"value\" (never lower "
+                 "it) or move the file aside",
+                 path, why);
+        json_decref(doc);
+        return SK_ERR_CONFIG;
+    }
+    *value = (int64_t)json_integer_value(v);
+    json_decref(doc);
+    return SK_OK;
+}
+
+/* Rewrites clock.json with the new value (mode 0600, atomically). */
+static sk_status clock_write(const char *path, int64_t value, const char *node_id, int sync_data,
+                             sk__err *err)
+{
+    char now[32];
+    sk__iso8601_ms(sk__wall_ms(), now, sizeof now);
+    json_t *doc = json_pack("{s:I,s:s,s:s}", "value", (json_int_t)value, "node_id", node_id,
+                            "updated_at", now);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return sk__fail(err, SK_ERR_NOMEM, "cannot encode %s", path);
+    sk_status s = sk__write_file_atomic(path, text, strlen(text), 0600, sync_data, err);
+    free(text);
+    return s;
+}
+
+sk_status sk__clock_tick(const char *state_root, const char *node_id, int64_t n, int sync_data,
+                         int64_t *first, sk__err *err)
+{
+    if (n < 1)
+        return sk__fail(err, SK_ERR_USAGE, "clock: must reserve at least one value");
+    if (!node_id)
+        return sk__fail(err, SK_ERR_USAGE, "clock: node id missing");
+    char path[4096];
+    if (sk__path_join(path, sizeof path, state_root, "clock.json", err) != SK_OK)
+        return SK_ERR_USAGE;
+    int fd = -1;
+    sk_status s = clock_lock(state_root, &fd, err);
+    if (s != SK_OK)
+        return s;
+    /* Critical section: read, bump, rewrite. Nothing else happens under the lock. */
+    int64_t value = 0;
+    s = clock_read(path, &value, err);
+    if (s == SK_OK && value > INT64_MAX - n)
+        s = sk__fail(err, SK_ERR_CONFIG, "Lamport clock in %s would overflow", path);
+    if (s == SK_OK)
+        s = clock_write(path, value + n, node_id, sync_data, err);
+    close(fd); /* releases the flock */
+    if (s == SK_OK)
+        *first = value + 1;
+    return s;
+}
+
+/* ---------------------------------------------------------- validation -- */
+
+static const char *const aggregate_types[] = {"WorkPackage", "Feature", "Mission", "Build",
+                                              "MissionDossier"};
+static const char *const wp_statuses[] = {"planned", "doing", "for_review", "done"};
+static const char *const wp_phases[] = {"implementation", "review"};
+
+static int in_set(const char *s, const char *const *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s, set[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Event types look like identifiers: a letter, then letters, digits, '_' or
+ * '.' (for namespaced types of newer servers), at most 128 characters. */
+static int type_name_valid(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 128 || !((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')))
+        return 0;
+    for (const char *p = s; *p; p++) {
+        int ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                 *p == '_' || *p == '.';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* What a field must hold. */
+typedef enum field_kind {
+    FK_STRING,       /* any string */
+    FK_NONEMPTY,     /* non-empty string */
+    FK_STRING_NULL,  /* string or null */
+    FK_COUNT,        /* integer >= 0 */
+    FK_STRING_COUNT, /* non-empty string or integer >= 0 (feature numbers come as both) */
+    FK_ARRAY,
+    FK_STATUS, /* one of wp_statuses */
+    FK_PHASE   /* one of wp_phases */
+} field_kind;
+
+/* Checks one value against its kind; prefix names the containing object ("payload."). */
+static sk_status check_kind(const json_t *v, field_kind kind, const char *prefix, const char *name,
+                            sk__err *err)
+{
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    int is_count = json_is_integer(v) && json_integer_value(v) >= 0;
+    switch (kind) {
+    case FK_STRING:
+        if (s)
+            return SK_OK;
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected a string", prefix, name);
+    case FK_NONEMPTY:
+        if (s && *s)
+            return SK_OK;
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected a non-empty string", prefix,
+                        name);
+    case FK_STRING_NULL:
+        if (s || json_is_null(v))
+            return SK_OK;
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected a string or null", prefix, name);
+    case FK_COUNT:
+        if (is_count)
+            return SK_OK;
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected an integer >= 0", prefix, name);
+    case FK_STRING_COUNT:
+        if ((s && *s) || is_count)
+            return SK_OK;
+        return sk__fail(err, SK_ERR_INVALID_EVENT,
+                        "%s%s: expected a non-empty string or an integer >= 0", prefix, name);
+    case FK_ARRAY:
+        if (json_is_array(v))
+            return SK_OK;
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected an array", prefix, name);
+    case FK_STATUS:
+    case FK_PHASE: {
+        const char *const *set = kind == FK_STATUS ? wp_statuses : wp_phases;
+        size_t n = kind == FK_STATUS ? SK__ARRAY_LEN(wp_statuses) : SK__ARRAY_LEN(wp_phases);
+        if (!s)
+            return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected a string", prefix, name);
+        if (!in_set(s, set, n))
+            return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: unknown value \"%.64s\"", prefix,
+                            name, s);
+        return SK_OK;
+    }
+    }
+    return sk__fail(err, SK_ERR_INTERNAL, "%s%s: unknown rule", prefix, name);
+}
+
+typedef struct field_rule {
+    const char *name;
+    field_kind kind;
+    int required;
+} field_rule;
+
+/* Checks the fields of obj against rules: required ones must be present. */
+static sk_status check_fields(const json_t *obj, const field_rule *rules, size_t n,
+                              const char *prefix, sk__err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_object_get(obj, rules[i].name);
+        if (!v) {
+            if (!rules[i].required)
+                continue;
+            return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: missing", prefix, rules[i].name);
+        }
+        sk_status s = check_kind(v, rules[i].kind, prefix, rules[i].name, err);
+        if (s != SK_OK)
+            return s;
+    }
+    return SK_OK;
+}
+
+/* Payload rules of the eight classic types (CONTRACT.md §1, with the optional
+ * fields the classic schema types). Newer types pass unchecked. */
+static const field_rule p_status_changed[] = {{"wp_id", FK_NONEMPTY, 1},
+                                              {"previous_status", FK_STATUS, 1},
+                                              {"new_status", FK_STATUS, 1},
+                                              {"changed_by", FK_STRING, 0},
+                                              {"feature_slug", FK_STRING_NULL, 0}};
+static const field_rule p_wp_created[] = {{"wp_id", FK_NONEMPTY, 1},
+                                          {"title", FK_NONEMPTY, 1},
+                                          {"feature_slug", FK_NONEMPTY, 1},
+                                          {"dependencies", FK_ARRAY, 0}};
+static const field_rule p_wp_assigned[] = {{"wp_id", FK_NONEMPTY, 1},
+                                           {"agent_id", FK_NONEMPTY, 1},
+                                           {"phase", FK_PHASE, 1},
+                                           {"retry_count", FK_COUNT, 0}};
+static const field_rule p_feature_created[] = {{"feature_slug", FK_NONEMPTY, 1},
+                                               {"feature_number", FK_STRING_COUNT, 1},
+                                               {"target_branch", FK_NONEMPTY, 1},
+                                               {"wp_count", FK_COUNT, 1}};
+static const field_rule p_feature_completed[] = {{"feature_slug", FK_NONEMPTY, 1},
+                                                 {"total_wps", FK_COUNT, 1},
+                                                 {"total_duration", FK_STRING_NULL, 0}};
+static const field_rule p_history_added[] = {{"wp_id", FK_NONEMPTY, 1},
+                                             {"entry_type", FK_NONEMPTY, 1},
+                                             {"entry_content", FK_NONEMPTY, 1},
+                                             {"author", FK_STRING, 0}};
+static const field_rule p_error_logged[] = {{"error_type", FK_NONEMPTY, 1},
+                                            {"error_message", FK_NONEMPTY, 1},
+                                            {"wp_id", FK_STRING_NULL, 0},
+                                            {"stack_trace", FK_STRING_NULL, 0},
+                                            {"agent_id", FK_STRING_NULL, 0}};
+static const field_rule p_dependency_resolved[] = {{"wp_id", FK_NONEMPTY, 1},
+                                                   {"dependency_wp_id", FK_NONEMPTY, 1},
+                                                   {"resolution_type", FK_NONEMPTY, 1}};
+
+typedef struct payload_rules {
+    const char *event_type;
+    const field_rule *rules;
+    size_t n;
+} payload_rules;
+
+#define RULES(type, arr)                                                                           \
+    {                                                                                              \
+        type, arr, SK__ARRAY_LEN(arr)                                                              \
+    }
+static const payload_rules classic_types[] = {
+    RULES("WPStatusChanged", p_status_changed),
+    RULES("WPCreated", p_wp_created),
+    RULES("WPAssigned", p_wp_assigned),
+    RULES("FeatureCreated", p_feature_created),
+    RULES("FeatureCompleted", p_feature_completed),
+    RULES("HistoryAdded", p_history_added),
+    RULES("ErrorLogged", p_error_logged),
+    RULES("DependencyResolved", p_dependency_resolved),
+};
+#undef RULES
+
+/* Envelope fields with a plain kind rule, in the order they are reported. */
+static const field_rule envelope_simple[] = {
+    {"aggregate_id", FK_NONEMPTY, 1}, {"node_id", FK_NONEMPTY, 1},
+    {"lamport_clock", FK_COUNT, 1},   {"timestamp", FK_STRING, 1},
+    {"team_slug", FK_NONEMPTY, 1},    {"schema_version", FK_STRING, 0},
+    {"project_uuid", FK_STRING, 0},   {"project_slug", FK_STRING, 0},
+    {"build_id", FK_STRING, 0},       {"correlation_id", FK_STRING, 0},
+};
+
+/* event_id must be a ULID; causation_id a ULID or null (present or not). */
+static sk_status check_ids(const json_t *env, sk__err *err)
+{
+    const json_t *id = json_object_get(env, "event_id");
+    if (!id)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "event_id: missing");
+    if (!sk__ulid_valid(json_string_value(id)))
+        return sk__fail(err, SK_ERR_INVALID_EVENT,
+                        "event_id: expected a ULID (26 Crockford base32 characters)");
+    const json_t *cause = json_object_get(env, "causation_id");
+    if (cause && !json_is_null(cause) && !sk__ulid_valid(json_string_value(cause)))
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "causation_id: expected a ULID or null");
+    return SK_OK;
+}
+
+/* event_type identifier-like, aggregate_type in the known set. */
+static sk_status check_names(const json_t *env, sk__err *err)
+{
+    const json_t *type = json_object_get(env, "event_type");
+    if (!type)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "event_type: missing");
+    if (!json_is_string(type) || !type_name_valid(json_string_value(type)))
+        return sk__fail(err, SK_ERR_INVALID_EVENT,
+                        "event_type: expected a name (a letter, then letters, digits, '_' or '.')");
+    const json_t *agg = json_object_get(env, "aggregate_type");
+    if (!agg)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_type: missing");
+    if (!json_is_string(agg))
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_type: expected a string");
+    const char *a = json_string_value(agg);
+    if (!in_set(a, aggregate_types, SK__ARRAY_LEN(aggregate_types)))
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_type: unknown value \"%.64s\"", a);
+    return SK_OK;
+}
+
+/* payload must be an object; the classic types' required fields present. */
+static sk_status check_payload(const json_t *env, sk__err *err)
+{
+    const json_t *payload = json_object_get(env, "payload");
+    if (!payload)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "payload: missing");
+    if (!json_is_object(payload))
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "payload: expected an object");
+    const char *type = json_string_value(json_object_get(env, "event_type"));
+    for (size_t i = 0; type && i < SK__ARRAY_LEN(classic_types); i++) {
+        if (strcmp(type, classic_types[i].event_type) == 0)
+            return check_fields(payload, classic_types[i].rules, classic_types[i].n, "payload.",
+                                err);
+    }
+    return SK_OK;
+}
+
+sk_status sk__event_validate(const json_t *envelope, sk__err *err)
+{
+    if (!json_is_object(envelope))
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "event: expected a JSON object");
+    sk_status s = check_ids(envelope, err);
+    if (s == SK_OK)
+        s = check_names(envelope, err);
+    if (s == SK_OK)
+        s = check_fields(envelope, envelope_simple, SK__ARRAY_LEN(envelope_simple), "", err);
+    if (s == SK_OK)
+        s = check_payload(envelope, err);
+    return s;
+}
+
+/* ------------------------------------------------------------ building -- */
+
+const char *sk__event_default_aggregate_type(const char *event_type)
+{
+    static const struct {
+        const char *prefix;
+        const char *aggregate;
+    } by_prefix[] = {
+        {"WP", "WorkPackage"},
+        {"HistoryAdded", "WorkPackage"},
+        {"ErrorLogged", "WorkPackage"},
+        {"DependencyResolved", "WorkPackage"},
+        {"MissionDossier", "MissionDossier"}, /* before "Mission": longer prefix wins */
+        {"Mission", "Mission"},
+        {"Build", "Build"},
+    };
+    if (event_type) {
+        for (size_t i = 0; i < SK__ARRAY_LEN(by_prefix); i++) {
+            if (strncmp(event_type, by_prefix[i].prefix, strlen(by_prefix[i].prefix)) == 0)
+                return by_prefix[i].aggregate;
+        }
+    }
+    return "Feature";
+}
+
+/* Sets obj[key] to the string val; a NULL val leaves the key out (validation
+ * then reports it missing). */
+static sk_status set_string(json_t *obj, const char *key, const char *val, sk__err *err)
+{
+    if (!val)
+        return SK_OK;
+    json_t *s = json_string(val);
+    if (!s)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s: not valid UTF-8", key);
+    if (json_object_set_new(obj, key, s) != 0)
+        return sk__fail(err, SK_ERR_NOMEM, "%s: out of memory", key);
+    return SK_OK;
+}
+
+/* Fills the envelope's fields in CONTRACT.md order. */
+static sk_status fill_envelope(json_t *env, const sk__event_fields *f, const char *event_id,
+                               int64_t lamport, const char *node_id, const char *team_slug,
+                               sk__err *err)
+{
+    char now[32];
+    sk__iso8601_ms(sk__wall_ms(), now, sizeof now);
+    const char *agg =
+        f->aggregate_type ? f->aggregate_type : sk__event_default_aggregate_type(f->event_type);
+    sk_status s = set_string(env, "event_id", event_id, err);
+    if (s == SK_OK)
+        s = set_string(env, "event_type", f->event_type, err);
+    if (s == SK_OK)
+        s = set_string(env, "aggregate_id", f->aggregate_id, err);
+    if (s == SK_OK)
+        s = set_string(env, "aggregate_type", agg, err);
+    /* The envelope holds a reference to the caller's payload (not a copy). */
+    if (s == SK_OK &&
+        json_object_set_new(env, "payload", f->payload ? json_incref(f->payload) : json_object()))
+        s = sk__fail(err, SK_ERR_NOMEM, "payload: out of memory");
+    if (s == SK_OK)
+        s = set_string(env, "node_id", node_id, err);
+    if (s == SK_OK && json_object_set_new(env, "lamport_clock", json_integer(lamport)) != 0)
+        s = sk__fail(err, SK_ERR_NOMEM, "lamport_clock: out of memory");
+    if (s == SK_OK && !f->causation_id && json_object_set_new(env, "causation_id", json_null()))
+        s = sk__fail(err, SK_ERR_NOMEM, "causation_id: out of memory");
+    if (s == SK_OK)
+        s = set_string(env, "causation_id", f->causation_id, err);
+    if (s == SK_OK)
+        s = set_string(env, "timestamp", now, err);
+    if (s == SK_OK)
+        s = set_string(env, "team_slug", team_slug ? team_slug : "local", err);
+    return s;
+}
+
+sk_status sk__event_build(const sk__event_fields *f, int64_t lamport, const char *node_id,
+                          const char *team_slug, json_t **out, sk__err *err)
+{
+    *out = NULL;
+    char event_id[SK__ULID_LEN + 1];
+    sk_status s = sk__ulid_new(event_id, err);
+    if (s != SK_OK)
+        return s;
+    json_t *env = json_object();
+    if (!env)
+        return sk__fail(err, SK_ERR_NOMEM, "event: out of memory");
+    s = fill_envelope(env, f, event_id, lamport, node_id, team_slug, err);
+    if (s == SK_OK)
+        s = sk__event_validate(env, err);
+    if (s != SK_OK) {
+        json_decref(env);
+        return s;
+    }
+    *out = env;
+    return SK_OK;
+}

@@ -1,0 +1,197 @@
+/*
+ * Scheduler: decides WHEN the host attempts to send, never sends anything.
+ *
+ * A pure state machine over injected time and randomness: the background
+ * daemon and `sync now` report what happened (success, failure, Retry-After,
+ * auth blocked) and ask when the next attempt is due. The only I/O is the
+ * persisted state file <state_root>/sync-state.json, so a restart neither
+ * forgets a server's Retry-After nor resets a failure streak.
+ *
+ * Not thread-safe: one owner drives a sk__sched at a time. Two processes
+ * (daemon and CLI) saving the same file is last-writer-wins, never torn.
+ *
+ * Timing rules, in wall-clock milliseconds since the epoch:
+ *
+ * Backoff ("equal jitter", AWS Architecture Blog "Exponential Backoff And
+ * Jitter"): after the n-th consecutive failure (n >= 1) the base is
+ *     d = min(backoff_max_ms, backoff_min_ms * 2^(n-1))
+ * and the delay is ceil(d/2) + uniform[0, floor(d/2)], so
+ *     ceil(d/2) <= delay <= d,
+ * hence always ceil(backoff_min_ms/2) <= delay <= backoff_max_ms. Half the
+ * base is kept so retries never collapse to zero; the random half spreads
+ * many clients apart. A success resets the streak.
+ *
+ * Retry-After: a floor. After a server asked to wait w ms, no attempt
+ * (background or explicit) is due before now + w, even when w exceeds the
+ * backoff cap. w is capped at retry_after_max_ms against broken servers.
+ *
+ * Background flushes (daemon):
+ *   - queue empty or auth blocked: idle (INT64_MAX);
+ *   - failing: due at the backoff time (a poke does not bring it forward);
+ *   - otherwise due at last flush + interval_ms, or now when poked (an event
+ *     was emitted), when the previous batch left more events waiting, or when
+ *     nothing was ever attempted;
+ *   - then floored by Retry-After and by batch spacing: at most one attempt
+ *     per min_batch_interval_ms (so background retries are spaced at least
+ *     that far apart even while the backoff is still shorter).
+ * Explicit `sync now`: due now, floored only by Retry-After.
+ *
+ * A due time is never earlier than now, and no stored time delays an attempt
+ * longer than its own maximum wait beyond now (so a wall clock that jumped
+ * backwards cannot stall sync).
+ *
+ * Connection state (shown by `sync status`):
+ *   Offline           nothing attempted yet, or the server was never reached
+ *                     in the current failure streak (network down);
+ *   Connected         the last attempt succeeded;
+ *   Reconnecting      failing, fewer than reconnect_attempts_max in a row;
+ *   OfflineBatchMode  gave up reconnecting quickly (reconnect_attempts_max
+ *                     failures in a row) or auth is blocked: events stay
+ *                     queued and go out in batches once the server is back.
+ */
+#ifndef SK_HOST_SCHEDULER_H
+#define SK_HOST_SCHEDULER_H
+
+#include "common.h"
+
+#include <stdint.h>
+
+/* File name of the persisted state under the state root. */
+#define SK__SCHED_STATE_FILE "sync-state.json"
+
+typedef struct sk__sched_policy {
+    int64_t interval_ms;            /* periodic flush when the queue is non-empty; 300000 */
+    int64_t backoff_min_ms;         /* first backoff base; 500 */
+    int64_t backoff_max_ms;         /* backoff cap; 30000 */
+    int64_t min_batch_interval_ms;  /* background spacing between attempts; 5000 */
+    int64_t retry_after_max_ms;     /* largest Retry-After honoured; 3600000 */
+    int64_t reconnect_attempts_max; /* failures in a row before OfflineBatchMode; 10 */
+} sk__sched_policy;
+
+/* Injected clock and randomness; tests pass fakes, production the defaults. */
+typedef struct sk__sched_env {
+    int64_t (*now_wall_ms)(void *ctx);
+    uint64_t (*random_u64)(void *ctx);
+    void *ctx;
+} sk__sched_env;
+
+typedef enum sk__conn_state {
+    SK__CONN_OFFLINE = 0,
+    SK__CONN_CONNECTED = 1,
+    SK__CONN_RECONNECTING = 2,
+    SK__CONN_OFFLINE_BATCH = 3
+} sk__conn_state;
+
+/*
+ * Scheduler state. Callers read the fields (status display) but change them
+ * only through the functions below. Wall times are 0 when "never".
+ */
+typedef struct sk__sched {
+    sk__sched_policy policy;
+    sk__sched_env env;
+    int64_t consecutive_failures;
+    int64_t next_attempt_wall_ms; /* earliest background attempt; 0: none planned */
+    int64_t last_attempt_wall_ms;
+    int64_t last_success_wall_ms;
+    int64_t retry_after_until_wall_ms;
+    char last_error[512];
+    sk__conn_state connection;
+    int auth_blocked;
+    char auth_reason[512];
+} sk__sched;
+
+/* The documented defaults (CONTRACT.md section 5). */
+sk__sched_policy sk__sched_policy_default(void);
+
+/* Checks a policy (positive durations, min <= max). SK_ERR_CONFIG naming the bad field. */
+sk_status sk__sched_policy_check(const sk__sched_policy *policy, sk__err *err);
+
+/* Real clock (sk__wall_ms) and getrandom. */
+sk__sched_env sk__sched_env_default(void);
+
+/*
+ * Fresh state (Offline, no failures, nothing planned) with the given policy
+ * and env (NULL env: the defaults). Fails with SK_ERR_CONFIG on a bad policy,
+ * leaving s fresh with the default policy.
+ */
+sk_status sk__sched_init(sk__sched *s, const sk__sched_policy *policy, const sk__sched_env *env,
+                         sk__err *err);
+
+/* The injected clock's current wall time. */
+int64_t sk__sched_now(const sk__sched *s);
+
+/*
+ * Pure backoff: the jittered delay after the n-th consecutive failure
+ * (failures >= 1) for a random draw r (see bounds above). r = 0 gives the
+ * lowest delay ceil(d/2), r = UINT64_MAX the highest, d.
+ */
+int64_t sk__sched_backoff_delay(const sk__sched_policy *policy, int64_t failures, uint64_t r);
+
+/*
+ * An attempt succeeded at now: resets the backoff, clears the error and an
+ * auth block, Connected. more_waiting: the batch was full, so events wait
+ * behind it and the flush goes on at batch spacing; otherwise the next
+ * periodic flush is now + interval.
+ */
+void sk__sched_on_success(sk__sched *s, int64_t now, int more_waiting);
+
+/*
+ * An attempt failed at now: one more consecutive failure, next attempt at
+ * now + max(backoff delay, retry_after_ms). retry_after_ms <= 0: the server
+ * gave none. reason (may be NULL) becomes last_error, truncated; it must not
+ * hold secrets. unreachable: the server was not reached at all (DNS,
+ * refused, timeout) rather than answering with an error.
+ */
+void sk__sched_on_failure(sk__sched *s, int64_t now, int64_t retry_after_ms, const char *reason,
+                          int unreachable);
+
+/*
+ * Records a server's Retry-After seen outside a failure (e.g. during a
+ * drain): nothing is due before now + retry_after_ms. Keeps a later floor.
+ */
+void sk__sched_note_retry_after(sk__sched *s, int64_t now, int64_t retry_after_ms);
+
+/* Not authenticated (no login, session expired): background flushes stop until cleared. */
+void sk__sched_on_auth_blocked(sk__sched *s, const char *reason);
+/* Login succeeded: background flushes may resume. */
+void sk__sched_clear_auth_blocked(sk__sched *s);
+
+/* Earliest background attempt allowed by batch spacing alone (0 when nothing was attempted). */
+int64_t sk__sched_batch_allowed_at(const sk__sched *s);
+
+/*
+ * Background: wall time of the next attempt (>= now), or INT64_MAX when
+ * idle. queue_nonempty: events are waiting. poked: an event was emitted
+ * since the last attempt.
+ */
+int64_t sk__sched_next_due(const sk__sched *s, int64_t now, int queue_nonempty, int poked);
+
+/* Explicit `sync now`: wall time (>= now) it may start; bypasses backoff and spacing. */
+int64_t sk__sched_explicit_due(const sk__sched *s, int64_t now);
+
+/* "Offline", "Connected", "Reconnecting", "OfflineBatchMode"; "Unknown" otherwise. */
+const char *sk__sched_connection_name(sk__conn_state state);
+/* Parses a name from sk__sched_connection_name. Returns 0 on success, -1 if unknown. */
+int sk__sched_connection_parse(const char *name, sk__conn_state *out);
+
+/*
+ * Writes <state_root>/sync-state.json atomically (mode 0600, fsynced):
+ *   {"version": 1, "consecutive_failures": N,
+ *    "next_attempt", "last_attempt", "last_success", "retry_after_until":
+ *        ISO-8601 UTC with milliseconds ("2026-11-25T09:18:44.123Z") or null for never,
+ *    "last_error": string or null, "connection": a connection name,
+ *    "auth_blocked": bool, "auth_reason": string or null}
+ * ISO strings keep the file readable by people and jq; milliseconds round-trip exactly.
+ */
+sk_status sk__sched_save(const sk__sched *s, const char *state_root, sk__err *err);
+
+/*
+ * Replaces s's state (not its policy or env) with the persisted one. A
+ * missing file leaves s fresh and returns SK_OK. A file that is not valid
+ * JSON, or a key of the wrong type or value, returns SK_ERR_IO with a
+ * message naming the file; s is then fresh (the caller warns and goes on).
+ * Absent keys take their fresh values (older or newer writers).
+ */
+sk_status sk__sched_load(sk__sched *s, const char *state_root, sk__err *err);
+
+#endif

@@ -1,0 +1,572 @@
+/*
+ * http-batch wire format: gzip request body, Retry-After, and the mapping of
+ * every answer in CONTRACT.md §3 to outcomes and hints. Pure functions only.
+ */
+#include "hb_wire.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <zlib.h>
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Rejection categories that will not change on a retry (CONTRACT.md §3). */
+static const char *const hb_permanent_categories[] = {
+    "project_not_admitted",
+    "project_not_consented",
+    "project_refused",
+};
+
+void sk__hb_fmt(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    if (cap == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+}
+
+int sk__hb_buf_reserve(sk__hb_buf *buf, size_t extra)
+{
+    if (extra <= buf->cap - buf->len)
+        return 0;
+    size_t cap = buf->cap ? buf->cap : 4096;
+    while (cap - buf->len < extra) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    unsigned char *grown = realloc(buf->data, cap);
+    if (!grown)
+        return -1;
+    buf->data = grown;
+    buf->cap = cap;
+    return 0;
+}
+
+int sk__hb_buf_append(sk__hb_buf *buf, const void *bytes, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (sk__hb_buf_reserve(buf, n) != 0)
+        return -1;
+    memcpy(buf->data + buf->len, bytes, n);
+    buf->len += n;
+    return 0;
+}
+
+void sk__hb_buf_free(sk__hb_buf *buf)
+{
+    free(buf->data);
+    buf->data = NULL;
+    buf->len = buf->cap = 0;
+}
+
+/*
+ * Feeds n bytes to the deflate stream, growing out as needed. With Z_FINISH
+ * it returns only once the gzip trailer is written.
+ */
+static int hb_deflate(z_stream *zs, sk__hb_buf *out, const void *in, size_t n, int flush)
+{
+    const unsigned char *next = in;
+    do {
+        uInt chunk = n > UINT_MAX ? UINT_MAX : (uInt)n;
+        int last = flush == Z_FINISH && chunk == n;
+        zs->next_in = (Bytef *)next;
+        zs->avail_in = chunk;
+        for (;;) {
+            if (out->len == out->cap && sk__hb_buf_reserve(out, out->cap ? out->cap : 4096) != 0)
+                return -1;
+            size_t room = out->cap - out->len;
+            uInt avail = room > UINT_MAX ? UINT_MAX : (uInt)room;
+            zs->next_out = out->data + out->len;
+            zs->avail_out = avail;
+            int zr = deflate(zs, last ? Z_FINISH : Z_NO_FLUSH);
+            out->len += avail - zs->avail_out;
+            if (zr == Z_STREAM_ERROR)
+                return -1;
+            if (last ? zr == Z_STREAM_END : zs->avail_in == 0)
+                break;
+        }
+        next += chunk;
+        n -= chunk;
+    } while (n > 0);
+    return 0;
+}
+
+int sk__hb_gzip_events(const sk_batch *batch, int level, sk__hb_buf *out)
+{
+    static const char head[] = "{\"events\":[";
+    static const char tail[] = "]}";
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    /* 15 + 16: the largest window, wrapped as gzip rather than zlib. */
+    if (deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    size_t raw = sizeof head + sizeof tail + batch->count;
+    for (uint32_t i = 0; i < batch->count; i++)
+        raw += batch->events[i].json_len;
+    out->len = 0;
+    int rc = 0;
+    /* One allocation in the usual case: deflateBound covers the whole stream. */
+    if (sk__hb_buf_reserve(out, deflateBound(&zs, (uLong)raw)) != 0)
+        rc = -1;
+    if (rc == 0)
+        rc = hb_deflate(&zs, out, head, sizeof head - 1, Z_NO_FLUSH);
+    for (uint32_t i = 0; rc == 0 && i < batch->count; i++) {
+        if (i > 0)
+            rc = hb_deflate(&zs, out, ",", 1, Z_NO_FLUSH);
+        if (rc == 0)
+            rc = hb_deflate(&zs, out, batch->events[i].json, batch->events[i].json_len, Z_NO_FLUSH);
+    }
+    if (rc == 0)
+        rc = hb_deflate(&zs, out, tail, sizeof tail - 1, Z_FINISH);
+    deflateEnd(&zs);
+    return rc;
+}
+
+int sk__hb_retry_after_ms(const char *value, time_t now, int64_t *ms)
+{
+    if (!value)
+        return -1;
+    while (*value == ' ' || *value == '\t')
+        value++;
+    size_t len = strlen(value);
+    while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+        len--;
+    if (len == 0)
+        return -1;
+    size_t digits = strspn(value, "0123456789");
+    if (digits >= len) {
+        /* delta-seconds; stop accumulating once past the cap (no overflow). */
+        int64_t total = 0;
+        for (size_t i = 0; i < len && total <= SK__HB_RETRY_AFTER_CAP_MS; i++)
+            total = total * 10 + (value[i] - '0') * 1000;
+        *ms = total < SK__HB_RETRY_AFTER_CAP_MS ? total : SK__HB_RETRY_AFTER_CAP_MS;
+        return 0;
+    }
+    char date[128];
+    if (len >= sizeof date)
+        return -1;
+    memcpy(date, value, len);
+    date[len] = '\0';
+    time_t when = curl_getdate(date, NULL);
+    if (when == (time_t)-1)
+        return -1;
+    int64_t delta = ((int64_t)when - (int64_t)now) * 1000;
+    *ms = delta < 0 ? 0 : delta > SK__HB_RETRY_AFTER_CAP_MS ? SK__HB_RETRY_AFTER_CAP_MS : delta;
+    return 0;
+}
+
+sk_outcome sk__hb_status_outcome(const char *status, const char *category)
+{
+    if (!status)
+        return SK_OUTCOME_TRANSIENT;
+    if (!strcasecmp(status, "success") || !strcasecmp(status, "accepted") ||
+        !strcasecmp(status, "warning"))
+        return SK_OUTCOME_DELIVERED;
+    if (!strcasecmp(status, "duplicate"))
+        return SK_OUTCOME_DUPLICATE;
+    if (!strcasecmp(status, "pending") || !strcasecmp(status, "queued"))
+        return SK_OUTCOME_PENDING;
+    if (!strcasecmp(status, "rejected") || !strcasecmp(status, "error")) {
+        for (size_t i = 0; category && i < sizeof hb_permanent_categories / sizeof(char *); i++)
+            if (!strcmp(category, hb_permanent_categories[i]))
+                return SK_OUTCOME_REJECTED_PERMANENT;
+        return SK_OUTCOME_REJECTED;
+    }
+    return SK_OUTCOME_TRANSIENT;
+}
+
+/*
+ * Copies server text into a fixed buffer as one printable line: control
+ * characters become spaces, runs of spaces collapse, and truncation never
+ * splits a UTF-8 sequence (the host prints these strings).
+ */
+static void hb_copy_line(char *dst, size_t cap, const char *src, size_t len)
+{
+    size_t o = 0;
+    if (cap == 0)
+        return;
+    for (size_t i = 0; i < len && o + 1 < cap; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c < 0x20 || c == 0x7f)
+            c = ' ';
+        if (c == ' ' && (o == 0 || dst[o - 1] == ' '))
+            continue;
+        dst[o++] = (char)c;
+    }
+    /* Drop a cut multi-byte sequence: back up to its lead byte if incomplete. */
+    size_t lead = o;
+    while (lead > 0 && ((unsigned char)dst[lead - 1] & 0xc0) == 0x80)
+        lead--;
+    if (lead > 0 && ((unsigned char)dst[lead - 1] & 0x80)) {
+        unsigned char b = (unsigned char)dst[lead - 1];
+        size_t need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+        if (o - (lead - 1) < need)
+            o = lead - 1;
+    }
+    while (o > 0 && dst[o - 1] == ' ')
+        o--;
+    dst[o] = '\0';
+}
+
+static void hb_copy_cstr(char *dst, size_t cap, const char *src)
+{
+    hb_copy_line(dst, cap, src, strlen(src));
+}
+
+/* A string member of obj, or NULL. */
+static const char *hb_str(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* The first human-readable error field of a JSON error body, or NULL. */
+static const char *hb_error_field(const json_t *root)
+{
+    static const char *const keys[] = {"error", "detail", "message", "error_message"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *s = hb_str(root, keys[i]);
+        if (s && *s)
+            return s;
+    }
+    return NULL;
+}
+
+/* The server text of an answer whose body is already parsed (root may be NULL). */
+static void hb_server_text_of(const json_t *root, const char *body, size_t len, char *out,
+                              size_t cap)
+{
+    const char *field = json_is_object(root) ? hb_error_field(root) : NULL;
+    if (field)
+        hb_copy_cstr(out, cap, field);
+    else
+        hb_copy_line(out, cap, body ? body : "", body ? len : 0);
+}
+
+void sk__hb_server_text(const char *body, size_t len, char *out, size_t cap)
+{
+    if (cap == 0)
+        return;
+    json_t *root = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+    hb_server_text_of(root, body, len, out, cap);
+    json_decref(root);
+}
+
+/* Batch events sorted by id, so a 1000-entry answer maps in O(n log n). */
+typedef struct hb_index_entry {
+    const char *id;
+    uint32_t pos;
+} hb_index_entry;
+
+typedef struct hb_index {
+    const sk_batch *batch;
+    hb_index_entry *sorted; /* NULL: fall back to a linear scan */
+} hb_index;
+
+static int hb_index_cmp(const void *a, const void *b)
+{
+    return strcmp(((const hb_index_entry *)a)->id, ((const hb_index_entry *)b)->id);
+}
+
+static void hb_index_init(hb_index *ix, const sk_batch *batch)
+{
+    ix->batch = batch;
+    ix->sorted = malloc(sizeof *ix->sorted * (batch->count ? batch->count : 1));
+    if (!ix->sorted)
+        return;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        ix->sorted[i].id = batch->events[i].event_id;
+        ix->sorted[i].pos = i;
+    }
+    qsort(ix->sorted, batch->count, sizeof *ix->sorted, hb_index_cmp);
+}
+
+static void hb_index_free(hb_index *ix)
+{
+    free(ix->sorted);
+}
+
+/*
+ * Calls fn for every batch position holding event id (normally one).
+ * Returns how many positions matched.
+ */
+typedef void (*hb_visit_fn)(sk_batch_result *result, uint32_t pos, void *arg);
+
+static int hb_index_visit(const hb_index *ix, const char *id, hb_visit_fn fn,
+                          sk_batch_result *result, void *arg)
+{
+    int hits = 0;
+    if (!id)
+        return 0;
+    if (!ix->sorted) {
+        for (uint32_t i = 0; i < ix->batch->count; i++)
+            if (!strcmp(ix->batch->events[i].event_id, id)) {
+                fn(result, i, arg);
+                hits++;
+            }
+        return hits;
+    }
+    hb_index_entry key = {id, 0};
+    const hb_index_entry *hit =
+        bsearch(&key, ix->sorted, ix->batch->count, sizeof key, hb_index_cmp);
+    if (!hit)
+        return 0;
+    const hb_index_entry *first = hit;
+    while (first > ix->sorted && !strcmp(first[-1].id, id))
+        first--;
+    const hb_index_entry *end = ix->sorted + ix->batch->count;
+    for (const hb_index_entry *e = first; e < end && !strcmp(e->id, id); e++) {
+        fn(result, e->pos, arg);
+        hits++;
+    }
+    return hits;
+}
+
+/* An outcome and the server's words about it, applied to one position. */
+typedef struct hb_verdict {
+    sk_outcome outcome;
+    const char *message;
+} hb_verdict;
+
+static void hb_apply_verdict(sk_batch_result *result, uint32_t pos, void *arg)
+{
+    const hb_verdict *v = arg;
+    result->events[pos].outcome = v->outcome;
+    hb_copy_cstr(result->events[pos].message, SK_EVENT_MESSAGE_MAX, v->message ? v->message : "");
+}
+
+/* Every event transient with no message, no hints: nothing known yet. */
+static void hb_result_reset(const sk_batch *batch, sk_batch_result *result, long status)
+{
+    uint32_t n = result->count < batch->count ? result->count : batch->count;
+    for (uint32_t i = 0; i < n; i++) {
+        result->events[i].outcome = SK_OUTCOME_TRANSIENT;
+        result->events[i].message[0] = '\0';
+    }
+    result->hints = SK_HINT_NONE;
+    result->retry_after_ms = 0;
+    result->status_code = (int32_t)status;
+    result->detail[0] = '\0';
+}
+
+/* Writes "HTTP <status>: <what>" (or just the status) into result->detail. */
+static void hb_detail(sk_batch_result *result, long status, const char *what)
+{
+    char line[SK_BATCH_DETAIL_MAX];
+    if (what && *what)
+        sk__hb_fmt(line, sizeof line, "HTTP %ld: %s", status, what);
+    else
+        sk__hb_fmt(line, sizeof line, "HTTP %ld", status);
+    hb_copy_cstr(result->detail, sizeof result->detail, line);
+}
+
+/* The error text of a results/details entry: error_message, error or reason. */
+static const char *hb_entry_reason(const json_t *entry, char **owned)
+{
+    static const char *const keys[] = {"error_message", "error", "reason", "message"};
+    *owned = NULL;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const json_t *v = json_object_get(entry, keys[i]);
+        if (json_is_string(v))
+            return json_string_value(v);
+        if (json_is_object(v) || json_is_array(v)) {
+            /* Validation errors often come structured; keep them readable. */
+            *owned = json_dumps(v, JSON_COMPACT);
+            return *owned;
+        }
+    }
+    return NULL;
+}
+
+/* 2xx: map {"results": [...]} (or a bare list) entry by entry. */
+static void hb_map_results(const json_t *root, const hb_index *ix, long status,
+                           sk_batch_result *result, const char *body, size_t len)
+{
+    const json_t *results = json_is_array(root) ? root : json_object_get(root, "results");
+    if (!json_is_array(results)) {
+        char text[SK_BATCH_DETAIL_MAX / 2];
+        hb_copy_line(text, sizeof text, body ? body : "", body ? len : 0);
+        char what[SK_BATCH_DETAIL_MAX];
+        sk__hb_fmt(what, sizeof what, "%s answer without a results list: %s",
+                   root ? "JSON" : "non-JSON", text);
+        hb_detail(result, status, what);
+        return;
+    }
+    size_t i;
+    const json_t *entry;
+    unsigned strangers = 0;
+    json_array_foreach(results, i, entry)
+    {
+        const char *status_text = hb_str(entry, "status");
+        char *owned;
+        hb_verdict v = {sk__hb_status_outcome(status_text, hb_str(entry, "error_category")),
+                        hb_entry_reason(entry, &owned)};
+        if (!v.message && v.outcome == SK_OUTCOME_REJECTED_PERMANENT)
+            v.message = hb_str(entry, "error_category");
+        if (hb_index_visit(ix, hb_str(entry, "event_id"), hb_apply_verdict, result, &v) == 0)
+            strangers++;
+        free(owned);
+    }
+    unsigned unknown = 0;
+    for (uint32_t k = 0; k < ix->batch->count; k++)
+        unknown += result->events[k].outcome == SK_OUTCOME_TRANSIENT;
+    if (unknown || strangers) {
+        char what[160];
+        sk__hb_fmt(what, sizeof what,
+                   "%u of %u events missing from the results or with an unknown status", unknown,
+                   ix->batch->count);
+        size_t n = strlen(what);
+        if (strangers)
+            sk__hb_fmt(what + n, sizeof what - n, "; %u results name events not sent", strangers);
+        hb_detail(result, status, what);
+    }
+}
+
+/* The details member of a 400 body: a list, or a string holding a JSON list. */
+static json_t *hb_details(const json_t *root)
+{
+    json_t *d = json_object_get(root, "details");
+    if (json_is_string(d))
+        return json_loads(json_string_value(d), JSON_DECODE_ANY, NULL);
+    return json_incref(d);
+}
+
+/* 400: reject the events the details name; none named means a poisoned batch. */
+static void hb_map_bad_request(const json_t *root, const hb_index *ix, sk_batch_result *result,
+                               const char *server_text)
+{
+    json_t *details = root ? hb_details(root) : NULL;
+    int named = 0;
+    if (json_is_object(details)) {
+        /* One entry sent bare instead of in a list. */
+        json_t *list = json_array();
+        json_array_append(list, details);
+        json_decref(details);
+        details = list;
+    }
+    size_t i;
+    json_t *entry;
+    json_array_foreach(details, i, entry)
+    {
+        char *owned;
+        hb_verdict v = {SK_OUTCOME_REJECTED, hb_entry_reason(entry, &owned)};
+        if (!v.message)
+            v.message = "rejected by the server";
+        named += hb_index_visit(ix, hb_str(entry, "event_id"), hb_apply_verdict, result, &v);
+        free(owned);
+    }
+    json_decref(details);
+    if (named == 0) {
+        result->hints |= SK_HINT_POISONED;
+        char what[SK_BATCH_DETAIL_MAX];
+        sk__hb_fmt(what, sizeof what, "bad request naming no event of the batch%s%s",
+                   *server_text ? ": " : "", server_text);
+        hb_detail(result, 400, what);
+    } else {
+        hb_detail(result, 400, server_text);
+    }
+}
+
+/* 412: the server's upgrade guidance, with its error text when both exist. */
+static void hb_map_protocol_mismatch(const json_t *root, sk_batch_result *result,
+                                     const char *server_text)
+{
+    const char *guidance = root ? hb_str(root, "upgrade_guidance") : NULL;
+    const char *error = root ? hb_str(root, "error") : NULL;
+    char what[SK_BATCH_DETAIL_MAX];
+    if (guidance && error)
+        sk__hb_fmt(what, sizeof what, "%s; %s", error, guidance);
+    else
+        sk__hb_fmt(what, sizeof what, "%s",
+                   guidance       ? guidance
+                   : *server_text ? server_text
+                                  : "sync protocol mismatch");
+    result->hints |= SK_HINT_PROTOCOL_MISMATCH;
+    hb_detail(result, 412, what);
+}
+
+/* 408, 429, 5xx: transient; a Retry-After becomes a hint. */
+static void hb_map_retryable(const sk__hb_answer *a, sk_batch_result *result,
+                             const char *server_text)
+{
+    int64_t ms;
+    if (a->retry_after && sk__hb_retry_after_ms(a->retry_after, a->now, &ms) == 0) {
+        result->hints |= SK_HINT_RETRY_AFTER;
+        result->retry_after_ms = ms;
+    }
+    hb_detail(result, a->status, server_text);
+}
+
+static int hb_mentions_too_large(const char *text)
+{
+    return strcasestr(text, "too large") != NULL;
+}
+
+/* SK_TRANSPORT_OK when the answer said something beyond "all transient". */
+static int hb_answer_rc(const sk_batch *batch, const sk_batch_result *result)
+{
+    if (result->hints)
+        return SK_TRANSPORT_OK;
+    for (uint32_t i = 0; i < batch->count; i++)
+        if (result->events[i].outcome != SK_OUTCOME_TRANSIENT)
+            return SK_TRANSPORT_OK;
+    return SK_TRANSPORT_FAILED;
+}
+
+int sk__hb_map_answer(const sk__hb_answer *a, const sk_batch *batch, sk_batch_result *result)
+{
+    hb_result_reset(batch, result, a->status);
+    json_t *root = a->body && a->body_len ? json_loadb(a->body, a->body_len, 0, NULL) : NULL;
+    char text[SK_BATCH_DETAIL_MAX - 32];
+    hb_server_text_of(root, a->body, a->body_len, text, sizeof text);
+    hb_index ix;
+    hb_index_init(&ix, batch);
+    long st = a->status;
+    if (st >= 200 && st < 300) {
+        hb_map_results(root, &ix, st, result, a->body, a->body_len);
+    } else if (st == 413 || (st >= 400 && st < 500 && hb_mentions_too_large(text))) {
+        result->hints |= SK_HINT_TOO_LARGE;
+        hb_detail(result, st, *text ? text : "batch too large");
+    } else if (st == 400) {
+        hb_map_bad_request(root, &ix, result, text);
+    } else if (st == 401) {
+        result->hints |= SK_HINT_REAUTHENTICATE;
+        hb_detail(result, st, *text ? text : "credentials refused");
+    } else if (st == 412) {
+        hb_map_protocol_mismatch(root, result, text);
+    } else if (st == 408 || st == 429 || st >= 500) {
+        hb_map_retryable(a, result, text);
+    } else if (st >= 300 && st < 400 && a->location) {
+        /* Redirects are not followed: the bearer must not travel elsewhere. */
+        char what[SK_BATCH_DETAIL_MAX];
+        sk__hb_fmt(what, sizeof what, "redirected to %s (not followed; check server_url)",
+                   a->location);
+        hb_detail(result, st, what);
+    } else {
+        /* 403 and anything unexpected: keep the events, show the server's words. */
+        hb_detail(result, st, text);
+    }
+    hb_index_free(&ix);
+    json_decref(root);
+    return hb_answer_rc(batch, result);
+}
+
+void sk__hb_redact(char *text, const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    if (n < 8)
+        return; /* too short to tell a token from ordinary words */
+    for (char *hit = strstr(text, secret); hit; hit = strstr(hit + 3, secret)) {
+        memcpy(hit, "***", 3);
+        memmove(hit + 3, hit + n, strlen(hit + n) + 1);
+    }
+}

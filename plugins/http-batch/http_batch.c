@@ -1,0 +1,752 @@
+/*
+ * http-batch: the transport that POSTs each batch as one gzip'd JSON request
+ * to {server_url}/api/v1/events/batch/ (CONTRACT.md §3) over libcurl.
+ *
+ * One easy handle per instance (plus one for probes, which may overlap a
+ * send) inside its own multi handle, so the connection stays alive across
+ * batches and cancel() can wake the poll from any thread at once.
+ */
+#include "hb_wire.h"
+
+#include <spec-kitty/transport.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HB_VERSION "1.0.0"
+#define HB_BATCH_PATH "/api/v1/events/batch/"
+#define HB_HEALTH_PATH "/api/v1/sync/health/"
+#define HB_PROTOCOL_HEADER "X-Spec-Kitty-Sync-Protocol: 2.0"
+/* Answers beyond this are drained but not kept: a results list is ~100 B/event. */
+#define HB_RESPONSE_KEEP_MAX (8u << 20)
+/* Longest single poll wait; cancel() wakes the poll sooner. */
+#define HB_POLL_MAX_MS 1000
+
+/* Every option the plugin reads, with its default and range: parsing and the
+ * unknown-key warning both use this table, and README.md documents it. */
+typedef struct hb_option {
+    const char *key;
+    int64_t dflt, min, max; /* integer options only */
+    const char *help;
+} hb_option;
+
+enum { HB_OPT_GZIP, HB_OPT_CONNECT, HB_OPT_TIMEOUT, HB_OPT_CA, HB_OPT_INSECURE, HB_OPT_COUNT };
+
+static const hb_option hb_options[HB_OPT_COUNT] = {
+    [HB_OPT_GZIP] = {"gzip_level", 6, 0, 9, "zlib level of the request body"},
+    [HB_OPT_CONNECT] = {"connect_timeout_ms", 10000, 1, 86400000, "TCP+TLS connect timeout"},
+    [HB_OPT_TIMEOUT] = {"timeout_ms", 60000, 1, 86400000, "whole request timeout"},
+    [HB_OPT_CA] = {"ca_file", 0, 0, 0, "PEM bundle of a private CA to trust"},
+    [HB_OPT_INSECURE] = {"insecure", 0, 0, 1, "true disables TLS verification (warned)"},
+};
+
+/* One libcurl transfer slot: a multi handle holding one easy handle. */
+typedef struct hb_conn {
+    CURLM *multi;
+    CURL *easy;
+    sk__hb_buf response;    /* body of the last answer (up to HB_RESPONSE_KEEP_MAX) */
+    int response_truncated; /* the answer was longer than we keep */
+    int connected_before;   /* for the reconnects metric */
+    char errbuf[CURL_ERROR_SIZE];
+} hb_conn;
+
+typedef struct hb_plugin {
+    const sk_host_api *host;
+    char *batch_url;
+    char *health_url;
+    char *user_agent;
+    char *ca_file;
+    int gzip_level;
+    long connect_timeout_ms;
+    long timeout_ms;
+    int insecure;
+    /* Set by cancel() from any thread; final for this instance. */
+    atomic_int cancelled;
+    hb_conn send_conn;
+    hb_conn probe_conn;
+    sk__hb_buf body; /* gzip request body, reused across batches */
+} hb_plugin;
+
+/* How a transfer ended, beyond libcurl's own code. */
+typedef enum hb_end { HB_END_DONE, HB_END_CANCELLED, HB_END_DEADLINE } hb_end;
+
+static int64_t hb_now(const hb_plugin *p)
+{
+    return p->host->now_ms(p->host->host_ctx);
+}
+
+static void hb_copy(char *dst, size_t cap, const char *src)
+{
+    if (cap == 0)
+        return;
+    sk__hb_fmt(dst, cap, "%s", src ? src : "");
+}
+
+/* Returns a malloc'd "a" + "b"; NULL on out-of-memory. */
+static char *hb_concat(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = malloc(la + lb + 1);
+    if (s) {
+        memcpy(s, a, la);
+        memcpy(s + la, b, lb + 1);
+    }
+    return s;
+}
+
+/* libcurl write callback: keeps the answer up to the cap, drains the rest. */
+static size_t hb_on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    hb_conn *c = arg;
+    size_t n = size * nmemb;
+    if (c->response.len + n > HB_RESPONSE_KEEP_MAX || sk__hb_buf_append(&c->response, data, n))
+        c->response_truncated = 1;
+    return n;
+}
+
+/* libcurl progress callback: a second way out of a transfer after cancel(). */
+static int hb_on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                          curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return atomic_load(&((hb_plugin *)arg)->cancelled) ? 1 : 0;
+}
+
+/* Sets the options every request of this slot shares. Returns 0 or -1. */
+static int hb_conn_init(hb_plugin *p, hb_conn *c)
+{
+    c->multi = curl_multi_init();
+    c->easy = curl_easy_init();
+    if (!c->multi || !c->easy)
+        return -1;
+    CURL *e = c->easy;
+    int bad = 0;
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    /* Cancel during a slow DNS lookup must not wait for the resolver thread
+     * (libcurl >= 7.87; without it, cancel waits for getaddrinfo). */
+    (void)curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_USERAGENT, p->user_agent);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, p->insecure ? 0L : 1L);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, p->insecure ? 0L : 2L);
+    if (p->ca_file)
+        bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_CAINFO, p->ca_file);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hb_on_body);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, hb_on_progress);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_XFERINFODATA, p);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
+    return bad ? -1 : 0;
+}
+
+static void hb_conn_free(hb_conn *c)
+{
+    if (c->easy)
+        curl_easy_cleanup(c->easy);
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
+    sk__hb_buf_free(&c->response);
+}
+
+/* Overwrites header values before freeing: the list holds the bearer token. */
+static void hb_headers_free(struct curl_slist *list)
+{
+    for (struct curl_slist *n = list; n; n = n->next)
+        explicit_bzero(n->data, strlen(n->data));
+    curl_slist_free_all(list);
+}
+
+/* Wipes and frees a string that may hold the bearer. */
+static void hb_free_secret(char *text)
+{
+    if (text) {
+        explicit_bzero(text, strlen(text));
+        free(text);
+    }
+}
+
+/*
+ * Gets the host's Authorization value as a malloc'd "Authorization: <value>"
+ * line in *out (NULL when there are no credentials). Returns 0, or -1 with
+ * why when the value is unusable.
+ */
+static int hb_auth_line(const hb_plugin *p, char **out, const char **why)
+{
+    static const char prefix[] = "Authorization: ";
+    const size_t off = sizeof prefix - 1;
+    size_t cap = 2048;
+    *out = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char *line = calloc(1, off + cap);
+        if (!line) {
+            *why = "out of memory";
+            return -1;
+        }
+        memcpy(line, prefix, off);
+        size_t n = p->host->auth_header(p->host->host_ctx, line + off, cap);
+        if (n < cap && n > 0 && strpbrk(line + off, "\r\n")) {
+            hb_free_secret(line);
+            *why = "the Authorization header value holds a line break";
+            return -1;
+        }
+        if (n < cap) {
+            if (n > 0)
+                *out = line;
+            else
+                free(line);
+            return 0;
+        }
+        hb_free_secret(line);
+        cap = n + 1; /* the host said how much it needs */
+    }
+    *why = "the Authorization header value keeps growing";
+    return -1;
+}
+
+/* Appends line to *list; on failure frees the whole list, sets it NULL, returns -1. */
+static int hb_append(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *grown = curl_slist_append(*list, line);
+    if (!grown) {
+        hb_headers_free(*list);
+        *list = NULL;
+        return -1;
+    }
+    *list = grown;
+    return 0;
+}
+
+/* The request headers (POST or GET); NULL with why on failure. */
+static struct curl_slist *hb_headers(const hb_plugin *p, int post, const char **why)
+{
+    static const char *const common[] = {HB_PROTOCOL_HEADER, "Accept: application/json"};
+    static const char *const post_only[] = {
+        "Content-Type: application/json", "Content-Encoding: gzip",
+        "Expect:", /* no 100-continue round trip: the body is small and ours */
+    };
+    struct curl_slist *list = NULL;
+    int bad = 0;
+    for (size_t i = 0; !bad && i < sizeof common / sizeof common[0]; i++)
+        bad = hb_append(&list, common[i]);
+    for (size_t i = 0; !bad && post && i < sizeof post_only / sizeof post_only[0]; i++)
+        bad = hb_append(&list, post_only[i]);
+    char *auth = NULL;
+    *why = "out of memory";
+    if (!bad && hb_auth_line(p, &auth, why) != 0)
+        bad = 1;
+    if (!bad && auth)
+        bad = hb_append(&list, auth);
+    hb_free_secret(auth);
+    if (bad) {
+        hb_headers_free(list);
+        return NULL;
+    }
+    return list;
+}
+
+/*
+ * Runs the slot's prepared transfer until done, cancel() or the deadline.
+ * *code gets libcurl's result when it finished.
+ */
+static hb_end hb_run(hb_plugin *p, hb_conn *c, int64_t deadline_ms, CURLcode *code)
+{
+    hb_end end = HB_END_DONE;
+    *code = CURLE_OK;
+    c->response.len = 0;
+    c->response_truncated = 0;
+    c->errbuf[0] = '\0';
+    if (curl_multi_add_handle(c->multi, c->easy) != CURLM_OK) {
+        *code = CURLE_FAILED_INIT;
+        return HB_END_DONE;
+    }
+    for (;;) {
+        int running = 0;
+        CURLMcode mc = curl_multi_perform(c->multi, &running);
+        if (atomic_load(&p->cancelled)) {
+            end = HB_END_CANCELLED;
+            break;
+        }
+        if (mc != CURLM_OK) {
+            *code = CURLE_FAILED_INIT;
+            hb_copy(c->errbuf, sizeof c->errbuf, curl_multi_strerror(mc));
+            break;
+        }
+        if (!running) {
+            int left_msgs;
+            CURLMsg *msg = curl_multi_info_read(c->multi, &left_msgs);
+            if (msg && msg->msg == CURLMSG_DONE)
+                *code = msg->data.result;
+            break;
+        }
+        int64_t left = deadline_ms - hb_now(p);
+        if (left <= 0) {
+            end = HB_END_DEADLINE;
+            break;
+        }
+        int wait = left < HB_POLL_MAX_MS ? (int)left : HB_POLL_MAX_MS;
+        curl_multi_poll(c->multi, NULL, 0, wait, NULL);
+    }
+    /* Removing an unfinished transfer closes its connection; a finished one stays cached. */
+    curl_multi_remove_handle(c->multi, c->easy);
+    return end;
+}
+
+/* Sets the per-request timeouts: the configured ones, never past the deadline. */
+static void hb_set_timeouts(const hb_plugin *p, hb_conn *c, int64_t left_ms)
+{
+    long total = p->timeout_ms < left_ms ? p->timeout_ms : (long)left_ms;
+    long connect = p->connect_timeout_ms < total ? p->connect_timeout_ms : total;
+    curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, total);
+    curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, connect);
+}
+
+/* One line on why a transfer produced no HTTP answer. */
+static void hb_transport_error(const hb_conn *c, hb_end end, CURLcode code, int64_t limit_ms,
+                               int deadline_bound, char *out, size_t cap)
+{
+    if (end == HB_END_CANCELLED)
+        hb_copy(out, cap, "cancelled");
+    else if (end == HB_END_DEADLINE || code == CURLE_OPERATION_TIMEDOUT)
+        sk__hb_fmt(out, cap, "%s after %lld ms%s%s",
+                   deadline_bound ? "batch deadline reached" : "request timed out",
+                   (long long)limit_ms, c->errbuf[0] ? ": " : "", c->errbuf);
+    else
+        sk__hb_fmt(out, cap, "%s%s%s", curl_easy_strerror(code), c->errbuf[0] ? ": " : "",
+                   c->errbuf);
+}
+
+/* Adds the metrics of the transfer just run on the batch slot. */
+static void hb_count(hb_plugin *p, hb_conn *c)
+{
+    const sk_host_api *h = p->host;
+    curl_off_t sent = 0;
+    long connects = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_SIZE_UPLOAD_T, &sent);
+    curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects);
+    h->metric_add(h->host_ctx, "requests", 1);
+    h->metric_add(h->host_ctx, "bytes_sent", (int64_t)sent);
+    if (connects > 0) {
+        h->metric_add(h->host_ctx, "connects", connects);
+        if (c->connected_before)
+            h->metric_add(h->host_ctx, "reconnects", connects);
+        c->connected_before = 1;
+    }
+}
+
+/* A response header's value (last response of the transfer), or NULL. */
+static const char *hb_header(CURL *e, const char *name)
+{
+    struct curl_header *h = NULL;
+    if (curl_easy_header(e, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h)
+        return NULL;
+    return h->value;
+}
+
+/* Fills every event transient with a batch-level detail. Returns rc. */
+static int hb_fail(const sk_batch *batch, sk_batch_result *result, int rc, const char *why)
+{
+    for (uint32_t i = 0; i < result->count && i < batch->count; i++) {
+        result->events[i].outcome = SK_OUTCOME_TRANSIENT;
+        result->events[i].message[0] = '\0';
+    }
+    result->hints = SK_HINT_NONE;
+    result->retry_after_ms = 0;
+    result->status_code = 0;
+    hb_copy(result->detail, sizeof result->detail, why);
+    return rc;
+}
+
+/* The bearer token inside the request headers (for redaction), or NULL. */
+static const char *hb_secret(const struct curl_slist *headers)
+{
+    static const char prefix[] = "Authorization: ";
+    for (; headers; headers = headers->next) {
+        if (strncmp(headers->data, prefix, sizeof prefix - 1) == 0) {
+            const char *value = headers->data + sizeof prefix - 1;
+            const char *space = strrchr(value, ' ');
+            return space ? space + 1 : value;
+        }
+    }
+    return NULL;
+}
+
+/* Removes the token from everything the host may print (servers do echo it). */
+static void hb_redact_result(const struct curl_slist *headers, sk_batch_result *result)
+{
+    const char *secret = hb_secret(headers);
+    sk__hb_redact(result->detail, secret);
+    for (uint32_t i = 0; i < result->count; i++)
+        sk__hb_redact(result->events[i].message, secret);
+}
+
+/*
+ * Turns a finished transfer into the result. An error answer that arrived
+ * while the upload was still running (an early 413, say) still counts.
+ */
+static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *result, hb_end end,
+                          CURLcode code, int64_t started, int64_t left)
+{
+    hb_conn *c = &p->send_conn;
+    long status = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    int answered = end == HB_END_DONE && status != 0 &&
+                   (code == CURLE_OK ||
+                    (status >= 400 && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR)));
+    if (!answered) {
+        char line[SK_BATCH_DETAIL_MAX];
+        hb_transport_error(c, end, code, hb_now(p) - started, left <= p->timeout_ms, line,
+                           sizeof line);
+        return hb_fail(batch, result,
+                       end == HB_END_CANCELLED ? SK_TRANSPORT_CANCELLED : SK_TRANSPORT_FAILED,
+                       line);
+    }
+    const char *location = NULL;
+    curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &location);
+    sk__hb_answer answer = {status,          (const char *)c->response.data,
+                            c->response.len, hb_header(c->easy, "Retry-After"),
+                            location,        time(NULL)};
+    if (c->response_truncated || code != CURLE_OK)
+        answer.body_len = 0; /* half a JSON document is no answer */
+    int rc = sk__hb_map_answer(&answer, batch, result);
+    if (c->response_truncated && status >= 200 && status < 300)
+        sk__hb_fmt(result->detail, sizeof result->detail, "HTTP %ld: answer over %u bytes ignored",
+                   status, HB_RESPONSE_KEEP_MAX);
+    return rc;
+}
+
+/* Sends one batch (see transport.h). rc OK when the answer told something,
+ * FAILED when nothing is known (all transient), CANCELLED after cancel(). */
+static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
+{
+    hb_plugin *p = self;
+    if (result->count != batch->count || batch->count == 0)
+        return hb_fail(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
+    if (atomic_load(&p->cancelled))
+        return hb_fail(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
+    int64_t left = batch->deadline_ms - hb_now(p);
+    if (left <= 0)
+        return hb_fail(batch, result, SK_TRANSPORT_FAILED, "batch deadline passed before sending");
+    if (sk__hb_gzip_events(batch, p->gzip_level, &p->body) != 0)
+        return hb_fail(batch, result, SK_TRANSPORT_FAILED, "could not compress the batch");
+    const char *why = NULL;
+    struct curl_slist *headers = hb_headers(p, 1, &why);
+    if (!headers)
+        return hb_fail(batch, result, SK_TRANSPORT_FAILED, why);
+
+    hb_conn *c = &p->send_conn;
+    curl_easy_setopt(c->easy, CURLOPT_URL, p->batch_url);
+    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (const char *)p->body.data);
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->body.len);
+    hb_set_timeouts(p, c, left);
+    int64_t started = hb_now(p);
+    CURLcode code;
+    hb_end end = hb_run(p, c, batch->deadline_ms, &code);
+    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
+    hb_count(p, c);
+    int rc = hb_send_result(p, batch, result, end, code, started, left);
+    hb_redact_result(headers, result);
+    hb_headers_free(headers);
+    p->host->log(p->host->host_ctx, SK_LOG_DEBUG,
+                 "http-batch: batch %llu, %u events, %zu bytes gzip: HTTP %d in %lld ms (%s)",
+                 (unsigned long long)batch->batch_seq, batch->count, p->body.len,
+                 (int)result->status_code, (long long)(hb_now(p) - started),
+                 result->detail[0] ? result->detail : "ok");
+    return rc;
+}
+
+/* True for libcurl errors that mean the server was never reached. */
+static int hb_unreachable(CURLcode code, hb_conn *c)
+{
+    switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+        return 1;
+    case CURLE_OPERATION_TIMEDOUT: {
+        /* Timed out before the TCP connection stood: unreachable, not slow. */
+        curl_off_t connect_us = 0;
+        curl_easy_getinfo(c->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+        return connect_us == 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* Classifies a finished probe transfer and writes its one-line reason. */
+static int hb_probe_state(hb_plugin *p, hb_end end, CURLcode code, int64_t started, int64_t left,
+                          char *reason, size_t reason_cap)
+{
+    hb_conn *c = &p->probe_conn;
+    long status = 0;
+    curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (end != HB_END_DONE || code != CURLE_OK || status == 0) {
+        char line[SK_BATCH_DETAIL_MAX];
+        hb_transport_error(c, end, code, hb_now(p) - started, left <= p->timeout_ms, line,
+                           sizeof line);
+        hb_copy(reason, reason_cap, line);
+        if (end == HB_END_DONE && code != CURLE_OK && !hb_unreachable(code, c))
+            return SK_PROBE_SERVER_UNAVAILABLE;
+        return SK_PROBE_UNREACHABLE;
+    }
+    char text[256];
+    sk__hb_server_text(c->response_truncated ? NULL : (const char *)c->response.data,
+                       c->response.len, text, sizeof text);
+    sk__hb_fmt(reason, reason_cap, "HTTP %ld from %s%s%s", status, p->health_url,
+               status >= 300 && *text ? ": " : "", status >= 300 ? text : "");
+    if (status >= 200 && status < 300)
+        return SK_PROBE_CONNECTED;
+    if (status == 401 || status == 403)
+        return SK_PROBE_NOT_AUTHENTICATED;
+    return SK_PROBE_SERVER_UNAVAILABLE;
+}
+
+/* Checks GET {server_url}/api/v1/sync/health/ with the bearer (see transport.h). */
+static int hb_probe(void *self, int64_t deadline_ms, char *reason, size_t reason_cap)
+{
+    hb_plugin *p = self;
+    if (atomic_load(&p->cancelled)) {
+        hb_copy(reason, reason_cap, "cancelled");
+        return SK_PROBE_UNREACHABLE;
+    }
+    int64_t left = deadline_ms - hb_now(p);
+    if (left <= 0) {
+        hb_copy(reason, reason_cap, "probe deadline passed before connecting");
+        return SK_PROBE_UNREACHABLE;
+    }
+    const char *why = NULL;
+    struct curl_slist *headers = hb_headers(p, 0, &why);
+    if (!headers) {
+        hb_copy(reason, reason_cap, why);
+        return SK_PROBE_UNREACHABLE;
+    }
+    hb_conn *c = &p->probe_conn;
+    curl_easy_setopt(c->easy, CURLOPT_URL, p->health_url);
+    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(c->easy, CURLOPT_HTTPGET, 1L);
+    hb_set_timeouts(p, c, left);
+    int64_t started = hb_now(p);
+    CURLcode code;
+    hb_end end = hb_run(p, c, deadline_ms, &code);
+    curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
+    int state = hb_probe_state(p, end, code, started, left, reason, reason_cap);
+    if (reason_cap > 0)
+        sk__hb_redact(reason, hb_secret(headers));
+    hb_headers_free(headers);
+    return state;
+}
+
+/* Aborts what is in flight and every later call: sets the flag, wakes both polls. */
+static void hb_cancel(void *self)
+{
+    hb_plugin *p = self;
+    atomic_store(&p->cancelled, 1);
+    curl_multi_wakeup(p->send_conn.multi);
+    curl_multi_wakeup(p->probe_conn.multi);
+}
+
+static void hb_destroy(void *self)
+{
+    hb_plugin *p = self;
+    if (!p)
+        return;
+    hb_conn_free(&p->send_conn);
+    hb_conn_free(&p->probe_conn);
+    sk__hb_buf_free(&p->body);
+    free(p->batch_url);
+    free(p->health_url);
+    free(p->user_agent);
+    free(p->ca_file);
+    free(p);
+    curl_global_cleanup();
+}
+
+/* Logs one warning per options key this plugin does not know (typos). */
+static void hb_warn_unknown_options(const sk_host_api *h)
+{
+    json_t *all = json_loads(h->option_json(h->host_ctx), 0, NULL);
+    const char *key;
+    json_t *value;
+    json_object_foreach(all, key, value)
+    {
+        size_t i = 0;
+        while (i < HB_OPT_COUNT && strcmp(hb_options[i].key, key))
+            i++;
+        if (i == HB_OPT_COUNT)
+            h->log(h->host_ctx, SK_LOG_WARN, "http-batch: unknown option \"%s\" ignored", key);
+    }
+    json_decref(all);
+}
+
+/* Warns when the bearer would cross the network in clear text. */
+static void hb_warn_plain_http(const sk_host_api *h, const char *url)
+{
+    if (strncasecmp(url, "http://", 7) != 0)
+        return;
+    CURLU *u = curl_url();
+    char *host = NULL;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
+        int loopback =
+            !strcasecmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "[::1]");
+        if (!loopback)
+            h->log(h->host_ctx, SK_LOG_WARN,
+                   "http-batch: server_url uses plain http to %s: credentials travel unencrypted",
+                   host);
+    }
+    curl_free(host);
+    curl_url_cleanup(u);
+}
+
+/* Reads integer option which into *out, checking its range. Returns 0, or -1 with err. */
+static int hb_int_option(const sk_host_api *h, int which, int64_t *out, char *err, size_t err_cap)
+{
+    const hb_option *o = &hb_options[which];
+    int64_t v = h->option_int(h->host_ctx, o->key, o->dflt);
+    if (v < o->min || v > o->max) {
+        sk__hb_fmt(err, err_cap, "http-batch: options.%s must be %lld..%lld, not %lld", o->key,
+                   (long long)o->min, (long long)o->max, (long long)v);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Reads and checks the options into p. Returns 0, or -1 with err. */
+static int hb_read_options(hb_plugin *p, char *err, size_t err_cap)
+{
+    const sk_host_api *h = p->host;
+    int64_t level, connect, total;
+    if (hb_int_option(h, HB_OPT_GZIP, &level, err, err_cap) ||
+        hb_int_option(h, HB_OPT_CONNECT, &connect, err, err_cap) ||
+        hb_int_option(h, HB_OPT_TIMEOUT, &total, err, err_cap))
+        return -1;
+    p->gzip_level = (int)level;
+    p->connect_timeout_ms = (long)connect;
+    p->timeout_ms = (long)total;
+    p->insecure = h->option_bool(h->host_ctx, hb_options[HB_OPT_INSECURE].key, 0);
+    const char *ca = h->option_string(h->host_ctx, hb_options[HB_OPT_CA].key, NULL);
+    if (ca && *ca) {
+        if (access(ca, R_OK) != 0) {
+            sk__hb_fmt(err, err_cap, "http-batch: options.ca_file %s is not readable", ca);
+            return -1;
+        }
+        p->ca_file = strdup(ca);
+        if (!p->ca_file) {
+            hb_copy(err, err_cap, "http-batch: out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Builds the endpoint URLs from server_url (trailing slashes dropped). */
+static int hb_read_urls(hb_plugin *p, char *err, size_t err_cap)
+{
+    const sk_host_api *h = p->host;
+    const char *server = h->host_value(h->host_ctx, "server_url");
+    if (!server || !*server) {
+        hb_copy(err, err_cap, "http-batch: server_url is not set");
+        return -1;
+    }
+    if (strncasecmp(server, "http://", 7) && strncasecmp(server, "https://", 8)) {
+        sk__hb_fmt(err, err_cap, "http-batch: server_url must start with http:// or https://: %s",
+                   server);
+        return -1;
+    }
+    char *base = strdup(server);
+    if (!base) {
+        hb_copy(err, err_cap, "http-batch: out of memory");
+        return -1;
+    }
+    size_t n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
+        base[--n] = '\0';
+    p->batch_url = hb_concat(base, HB_BATCH_PATH);
+    p->health_url = hb_concat(base, HB_HEALTH_PATH);
+    free(base);
+    const char *version = h->host_value(h->host_ctx, "version");
+    p->user_agent = hb_concat("spec-kitty-sync/", version && *version ? version : "unknown");
+    if (!p->batch_url || !p->health_url || !p->user_agent) {
+        hb_copy(err, err_cap, "http-batch: out of memory");
+        return -1;
+    }
+    hb_warn_plain_http(h, server);
+    return 0;
+}
+
+static int hb_create(const sk_host_api *host, void **self, char *err, size_t err_cap)
+{
+    *self = NULL;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        hb_copy(err, err_cap, "http-batch: libcurl initialisation failed");
+        return -1;
+    }
+    hb_plugin *p = calloc(1, sizeof *p);
+    if (!p) {
+        curl_global_cleanup();
+        hb_copy(err, err_cap, "http-batch: out of memory");
+        return -1;
+    }
+    p->host = host;
+    atomic_init(&p->cancelled, 0);
+    if (hb_read_urls(p, err, err_cap) || hb_read_options(p, err, err_cap)) {
+        hb_destroy(p);
+        return -1;
+    }
+    if (hb_conn_init(p, &p->send_conn) || hb_conn_init(p, &p->probe_conn)) {
+        hb_copy(err, err_cap, "http-batch: could not set up libcurl handles");
+        hb_destroy(p);
+        return -1;
+    }
+    hb_warn_unknown_options(host);
+    if (p->insecure)
+        host->log(host->host_ctx, SK_LOG_WARN,
+                  "http-batch: options.insecure is true: TLS certificates are NOT verified; "
+                  "anyone on the path can read and alter the sync traffic");
+    *self = p;
+    return 0;
+}
+
+static const sk_transport_desc hb_desc = {
+    .struct_size = sizeof(sk_transport_desc),
+    .abi_major = SK_TRANSPORT_ABI_MAJOR,
+    .abi_minor = SK_TRANSPORT_ABI_MINOR,
+    .name = "http-batch",
+    .version = HB_VERSION,
+    .description = "HTTP(S) batch POST of gzip'd events to the spec-kitty server (libcurl)",
+    .capabilities = SK_CAP_SYNC | SK_CAP_PROBE,
+    .max_in_flight = 1,
+    .create = hb_create,
+    .destroy = hb_destroy,
+    .send = hb_send,
+    .submit = NULL,
+    .cancel = hb_cancel,
+    .probe = hb_probe,
+};
+
+SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor)
+{
+    (void)host_abi_minor;
+    return &hb_desc;
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The main job on a fresh Debian machine (as root): install what is needed,
+# build, start the reference receiver on loopback with a demo user, log in,
+# emit sample events, sync them over http-batch, show status; then start the
+# background service and watch one more event arrive without `sync now`.
+# Everything lives in a temporary state root; nothing of ~/.spec-kitty is touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+
+BUILD=build/demo
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "build (cmake, -Werror) and install into $BUILD/_install"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSK_BUILD_TESTS=OFF -DSK_BUILD_BENCH=OFF >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" >/dev/null
+cmake --install "$BUILD" --prefix "$BUILD/_install" >/dev/null
+export SK_PREFIX="$PWD/$BUILD/_install"
+export PATH="$SK_PREFIX/bin:$PATH"
+spec-kitty --version
+
+DEMO="$(mktemp -d "${TMPDIR:-/tmp}/spec-kitty-demo-XXXXXX")"
+export SPEC_KITTY_HOME="$DEMO/home"
+cleanup() {
+  spec-kitty sync daemon stop >/dev/null 2>&1 || true
+  bash scripts/receiver-down.sh "$DEMO/receiver" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+step "start the reference receiver on loopback with a demo user"
+echo "demo-password" | spec-kitty-receiver --users "$DEMO/users.json" --add-user demo --team demo-team
+bash scripts/receiver-up.sh "$DEMO/receiver" --users "$DEMO/users.json" --quiet | grep -E 'RECEIVER_(URL|TLS_URL)='
+. "$DEMO/receiver/receiver.env"
+stats() { curl -fsS "$RECEIVER_URL/api/v1/receiver/stats" | jq -c '{stored: .events_stored, duplicates: .duplicates, rejected: .rejected, batches: .batches}' 2>/dev/null || curl -fsS "$RECEIVER_URL/api/v1/receiver/stats"; }
+
+step "configure the engine (state root $SPEC_KITTY_HOME) and log in"
+mkdir -p "$SPEC_KITTY_HOME"
+printf '{"server_url": "%s", "transport": {"plugin": "http-batch"}, "schedule": {"min_batch_interval_ms": 0}}\n' \
+  "$RECEIVER_URL" >"$SPEC_KITTY_HOME/sync.json"
+echo "demo-password" | spec-kitty auth login --username demo --password-stdin
+spec-kitty sync plugins
+
+step "emit sample events (a feature with three work packages)"
+spec-kitty sync emit --type FeatureCreated --aggregate-id 042-offline-sync \
+  --payload '{"feature_slug":"042-offline-sync","feature_number":"042","target_branch":"main","wp_count":3}'
+for wp in WP01 WP02 WP03; do
+  spec-kitty sync emit --type WPCreated --aggregate-id $wp \
+    --payload "{\"wp_id\":\"$wp\",\"title\":\"Work package $wp\",\"feature_slug\":\"042-offline-sync\"}"
+done
+spec-kitty sync emit --type WPAssigned --aggregate-id WP01 \
+  --payload '{"wp_id":"WP01","agent_id":"claude","phase":"implementation"}'
+spec-kitty sync emit --type WPStatusChanged --aggregate-id WP01 \
+  --payload '{"wp_id":"WP01","previous_status":"planned","new_status":"doing","feature_slug":"042-offline-sync"}'
+spec-kitty sync status
+
+step "sync now over http-batch"
+spec-kitty sync now
+spec-kitty sync status --check
+echo "receiver: $(stats)"
+
+step "the background service delivers an event without \`sync now\`"
+spec-kitty sync daemon start
+spec-kitty sync emit --type WPStatusChanged --aggregate-id WP01 \
+  --payload '{"wp_id":"WP01","previous_status":"doing","new_status":"for_review","feature_slug":"042-offline-sync"}'
+for _ in $(seq 50); do
+  [ "$(spec-kitty sync status --json | jq .queue.size)" = 0 ] && break
+  sleep 0.1
+done
+spec-kitty sync status
+echo "receiver: $(stats)"
+spec-kitty sync daemon stop
+step "done: every event reached the receiver"

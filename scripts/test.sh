@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine (as root) and runs the whole test suite:
+# a -Werror build with every unit and integration test, then the same suite
+# under AddressSanitizer + UndefinedBehaviorSanitizer.
+#   scripts/test.sh            both builds
+#   SK_SKIP_ASAN=1 scripts/test.sh   the plain build only (quicker, local use)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+
+JOBS="$(nproc)"
+run_suite() {
+  local dir=$1; shift
+  echo "== configure $dir ($*)"
+  cmake -S . -B "$dir" -DSK_WERROR=ON "$@" >/dev/null
+  echo "== build $dir"
+  cmake --build "$dir" -j"$JOBS" >/dev/null
+  echo "== test $dir"
+  ctest --test-dir "$dir" --output-on-failure -j"$JOBS" --timeout 600
+}
+
+run_suite build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ "${SK_SKIP_ASAN:-0}" != 1 ]; then
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_suite build/asan -DCMAKE_BUILD_TYPE=Debug -DSK_SANITIZE=ON -DSK_BUILD_BENCH=OFF
+fi
+echo "== all suites passed"

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The CLI's surface: help, version, exit codes, emit, status, config errors.
+. "$(dirname "$0")/lib.sh"
+
+sk --version;                 expect_rc 0; expect_out "spec-kitty "
+sk --help;                    expect_rc 0; expect_out "sync emit"
+sk;                           expect_rc 2
+sk frobnicate;                expect_rc 2; expect_err 'unknown command "frobnicate"'
+sk sync frobnicate;           expect_rc 2; expect_err 'unknown command "sync frobnicate"'
+for c in emit now status config plugins parked retry; do
+  sk sync $c --help;          expect_rc 0 "sync $c --help"; expect_out "Usage: spec-kitty sync $c"
+done
+
+# emit: prints a ULID, the row is in the spec-kitty table, the state root is owner-only.
+sk sync emit --type WPStatusChanged --aggregate-id WP01 \
+  --payload '{"wp_id":"WP01","previous_status":"planned","new_status":"doing"}'
+expect_rc 0 "emit"
+[[ "$OUT" =~ ^[0-9A-HJKMNP-TV-Z]{26}$ ]] || fail "emit printed '$OUT', not a ULID"; pass
+ID="$OUT"
+expect_eq "$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT event_type FROM queue WHERE event_id='$ID'")" WPStatusChanged
+DATA="$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT data FROM queue WHERE event_id='$ID'")"
+expect_eq "$(jq -r .lamport_clock <<<"$DATA")" 1 "first lamport value"
+expect_eq "$(jq -r .team_slug <<<"$DATA")" local
+expect_eq "$(jq -r .aggregate_type <<<"$DATA")" WorkPackage
+expect_eq "$(stat -c %a "$SPEC_KITTY_HOME")" 700 "state root mode"
+expect_eq "$(stat -c %a "$SPEC_KITTY_HOME/queue.db")" 600 "queue mode"
+
+# An invalid event names the field and queues nothing.
+sk sync emit --type WPStatusChanged --aggregate-id WP01 --payload '{"wp_id":"WP01"}'
+expect_rc 2; expect_err "payload.previous_status: missing"
+sk sync emit --type WPCreated --aggregate-id WP02 --payload 'not json'
+expect_rc 2; expect_err "payload: not valid JSON"
+sk sync emit --type WPCreated;  expect_rc 2; expect_err "give --type and --aggregate-id"
+expect_eq "$(queue_ready)" 1 "queue after refused events"
+
+# NDJSON: all or nothing, bad lines reported by number.
+printf '%s\n' '{"event_type":"FeatureCreated","aggregate_id":"f1","payload":{"feature_slug":"f1","feature_number":"001","target_branch":"main","wp_count":2}}' \
+  '{"event_type":"FeatureCompleted","aggregate_id":"f1"}' '' '{broken' >"$TEST_TMP/mixed.ndjson"
+sk sync emit --file "$TEST_TMP/mixed.ndjson"
+expect_rc 2; expect_err "mixed.ndjson:2: payload.feature_slug: missing"; expect_err "mixed.ndjson:4:"
+expect_err "2 of 3 lines are invalid; nothing queued"
+expect_eq "$(queue_ready)" 1 "nothing queued from a bad file"
+emit_many 250
+expect_eq "$(queue_ready)" 251
+expect_out "queued 250 events"
+sk sync emit --file "$TEST_TMP/missing.ndjson"; expect_rc 2; expect_err "missing.ndjson"
+
+# Lamport values are distinct and contiguous across everything emitted.
+expect_eq "$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT count(DISTINCT json_extract(data,'$.lamport_clock')) FROM queue")" 251
+expect_eq "$(jq -r .value "$SPEC_KITTY_HOME/clock.json")" 251
+
+# status: table and stable JSON keys.
+sk sync status; expect_rc 0
+expect_out "251 events waiting, 0 parked"; expect_out "Last sync    Never"; expect_out "Background   Stopped"
+expect_out "Connection   Offline"
+sk sync status --json; expect_rc 0
+expect_eq "$(jq -r '.queue.size' <<<"$OUT")" 251
+expect_eq "$(jq -r '.queue.parked' <<<"$OUT")" 0
+expect_eq "$(jq -r '.connection' <<<"$OUT")" Offline
+expect_eq "$(jq -r '.last_sync' <<<"$OUT")" null
+expect_eq "$(jq -r '.background.running' <<<"$OUT")" false
+expect_eq "$(jq -r '.transport.plugin' <<<"$OUT")" http-batch
+jq -e '.auth.state and (.server_url != null)' <<<"$OUT" >/dev/null || fail "status --json keys"; pass
+
+# config: sources, environment override, and each kind of error.
+config '{"server_url": "https://sk.example", "schedule": {"interval_s": 60}, "colour": 1}'
+SPEC_KITTY_SAAS_URL=http://127.0.0.1:1 sk sync config --json; expect_rc 0
+expect_eq "$(jq -r '.keys["server_url"].source' <<<"$OUT")" environment
+expect_eq "$(jq -r '.keys["server_url"].value' <<<"$OUT")" http://127.0.0.1:1
+expect_eq "$(jq -r '.keys["schedule.interval_s"].value' <<<"$OUT")" 60
+expect_eq "$(jq -r '.keys["schedule.interval_s"].source' <<<"$OUT")" file
+expect_eq "$(jq -r '.keys["schedule.max_retries"].source' <<<"$OUT")" default
+expect_err 'unknown key "colour"'
+config $'{\n  "server_url": "x",\n  oops\n}'
+sk sync status; expect_rc 2; expect_err "sync.json:3:"
+config '{"queue": {"max_events": "lots"}}'
+sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'
+expect_rc 2; expect_err "queue.max_events: expected integer"
+expect_eq "$(queue_ready)" 251 "a config error queues nothing"
+
+# Capacity: the event beyond max_events is refused with a clear message.
+config '{"queue": {"max_events": 252}}'
+sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'; expect_rc 0
+sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'
+expect_rc 1; expect_err "queue full"
+expect_eq "$(queue_ready)" 252

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `sync now` through the scripted transport: summary, exit codes, parked/retry,
+# --report, --json, plugins listing, and two drainers at once.
+. "$(dirname "$0")/lib.sh"
+: "${SK_TEST_PLUGIN_DIR:?}"
+SCRIPTED="$SK_TEST_PLUGIN_DIR/scripted.so"
+REC="$TEST_TMP/record.txt"
+
+emit_many 2500
+IDS=($(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT event_id FROM queue ORDER BY timestamp, id"))
+config "{\"transport\": {\"plugin\": \"$SCRIPTED\", \"options\": {\"record\": \"$REC\",
+  \"outcomes\": {\"${IDS[5]}\": \"duplicate\", \"${IDS[6]}\": \"rejected\", \"${IDS[7]}\": \"permanent\",
+                 \"${IDS[8]}\": \"pending\"}}},
+  \"schedule\": {\"max_retries\": 1}}"
+sk sync now --report "$TEST_TMP/report.json"
+expect_rc 1 "sync now with a rejected event left"
+expect_out "Synced: 2496  Duplicates: 1  Pending: 1  Rejected: 1  Parked: 1  Remaining: 2"
+expect_out "rejected ${IDS[6]}: scripted rejected"
+expect_out "parked ${IDS[7]}: scripted permanent"
+expect_eq "$(jq length "$TEST_TMP/report.json")" 2 "report entries"
+expect_eq "$(jq -r '.[] | select(.outcome=="parked") | .event_id' "$TEST_TMP/report.json")" "${IDS[7]}"
+expect_eq "$(wc -l <"$REC")" 2500 "events handed to the transport"
+expect_eq "$(queue_ready)" 2; expect_eq "$(queue_parked)" 1
+
+# Second pass: the rejected one passes max_retries (1) and is parked; pending stays.
+sk sync now --json; expect_rc 0 "only pending left"
+expect_eq "$(jq -r .parked <<<"$OUT")" 1
+expect_eq "$(jq -r .pending <<<"$OUT")" 1
+expect_eq "$(jq -r .remaining <<<"$OUT")" 1
+sk sync parked; expect_rc 0; expect_out "2 parked events"; expect_out "${IDS[7]}"
+sk sync parked --json; expect_eq "$(jq length <<<"$OUT")" 2
+expect_eq "$(jq -r ".[] | select(.event_id==\"${IDS[6]}\") | .retry_count" <<<"$OUT")" 2
+
+# retry by id and --all.
+sk sync retry "${IDS[6]}"; expect_rc 0; expect_out "1 event back in the queue"
+sk sync retry 01AAAAAAAAAAAAAAAAAAAAAAAA; expect_rc 1; expect_err "were not parked"
+sk sync retry --all; expect_rc 0; expect_out "1 event back in the queue"
+expect_eq "$(queue_parked)" 0
+sk sync retry; expect_rc 2
+
+# A failing transport: exit 1, the reason shown, nothing lost.
+config "{\"transport\": {\"plugin\": \"$SCRIPTED\", \"options\": {\"steps\": [{\"rc\": \"failed\", \"detail\": \"connection refused\"}]}}}"
+sk sync now; expect_rc 1; expect_err "sync stopped: connection refused"
+expect_eq "$(queue_ready)" 3
+
+# Plugin errors are exit 2 with the file named.
+config '{"transport": {"plugin": "nosuch"}}'
+sk sync now; expect_rc 2; expect_err 'transport plugin "nosuch" not found'
+config "{\"transport\": {\"plugin\": \"$SK_TEST_PLUGIN_DIR/abi_wrong_major.so\"}}"
+sk sync now; expect_rc 2; expect_err "ABI major mismatch"
+expect_eq "$(queue_ready)" 3
+
+# plugins: the installed transports and the fixtures, broken ones with reasons.
+config "{\"plugin_path\": [\"$SK_TEST_PLUGIN_DIR\"]}"
+sk sync plugins --json; expect_rc 0
+expect_eq "$(jq -r '.[] | select(.name=="scripted") | .abi' <<<"$OUT")" 1.1
+expect_eq "$(jq -r '.[] | select(.name=="abi_old_minor") | .abi' <<<"$OUT")" 1.0
+jq -e '[.[] | select(.error != null)] | length >= 5' <<<"$OUT" >/dev/null || fail "broken plugins not listed"; pass
+sk sync plugins; expect_rc 0; expect_out "BROKEN"
+
+# Two `sync now` at once never send the same event twice.
+rm -f "$REC"
+emit_many 3000
+config "{\"transport\": {\"plugin\": \"$SCRIPTED\", \"options\": {\"record\": \"$REC\"}}, \"schedule\": {\"max_batch_events\": 50}}"
+"$SK_BIN" sync now >"$TEST_TMP/a.out" 2>&1 & A=$!
+"$SK_BIN" sync now >"$TEST_TMP/b.out" 2>&1 & B=$!
+wait $A || true; wait $B || true
+expect_eq "$(queue_ready)" 0 "queue drained by two drainers"
+expect_eq "$(cut -d' ' -f2 "$REC" | sort | uniq -d | wc -l)" 0 "events sent twice"
+expect_eq "$(wc -l <"$REC")" 3003
+
+# A `sync now` killed mid-batch loses nothing: the next one takes its rows over at once.
+rm -f "$REC"
+emit_many 20
+config "{\"transport\": {\"plugin\": \"$SCRIPTED\", \"options\": {\"hang_ms\": 60000}}}"
+"$SK_BIN" sync now >/dev/null 2>&1 & K=$!
+sleep 0.3
+kill -9 $K; wait $K 2>/dev/null || true
+expect_eq "$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT count(*) FROM queue WHERE lease_until > 0")" 20 "rows leased by the killed drainer"
+config "{\"transport\": {\"plugin\": \"$SCRIPTED\", \"options\": {\"record\": \"$REC\"}}}"
+sk sync now; expect_rc 0; expect_out "Synced: 20"
+expect_eq "$(queue_ready)" 0

@@ -1,0 +1,210 @@
+/*
+ * A scripted transport for tests: answers each outcome and batch hint on
+ * demand, so every row of the host's delivery policy is testable without a
+ * network. Built against transport.h only, like any third-party plugin.
+ *
+ * options (all optional):
+ *   "steps":  [ {rc, hints, retry_after_ms, detail, outcome}, ... ]  consumed one per send()
+ *             rc: "ok" | "failed" | "cancelled"; hints: ["retry_after", "reauthenticate",
+ *             "too_large", "poisoned", "protocol_mismatch"]; outcome: for every event
+ *   "outcomes": {"<event_id>": "rejected" | "permanent" | "pending" | "duplicate" | "transient"}
+ *   "poison":  ["<event_id>", ...]   a batch holding one answers POISONED (unless alone: rejected)
+ *   "max_events": N                  a batch with more events answers TOO_LARGE
+ *   "too_large_ids": [...]           a batch holding one answers TOO_LARGE
+ *   "record": "/path"                appends "<batch_seq> <event_id>\n" for every event sent
+ *   "hang_ms": N                     each send waits N ms (cancel() cuts it short)
+ */
+#include <spec-kitty/transport.h>
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct scripted {
+    const sk_host_api *host;
+    json_t *opts;
+    size_t step;
+    atomic_int cancelled;
+} scripted;
+
+static int create(const sk_host_api *host, void **self, char *err, size_t cap)
+{
+    scripted *s = calloc(1, sizeof *s);
+    json_error_t jerr;
+    if (!s) {
+        snprintf(err, cap, "out of memory");
+        return 1;
+    }
+    s->host = host;
+    s->opts = json_loads(host->option_json(host->host_ctx), 0, &jerr);
+    if (!s->opts) {
+        snprintf(err, cap, "options: %s", jerr.text);
+        free(s);
+        return 1;
+    }
+    atomic_init(&s->cancelled, 0);
+    *self = s;
+    return 0;
+}
+
+static void destroy(void *self)
+{
+    scripted *s = self;
+    json_decref(s->opts);
+    free(s);
+}
+
+static int outcome_of(const char *name)
+{
+    static const char *names[] = {"delivered", "duplicate", "pending",
+                                  "rejected",  "permanent", "transient"};
+    for (int i = 0; i < 6; i++)
+        if (name && strcmp(name, names[i]) == 0)
+            return i;
+    return SK_OUTCOME_DELIVERED;
+}
+
+static uint32_t hints_of(const json_t *list)
+{
+    static const char *names[] = {"retry_after", "reauthenticate", "too_large", "poisoned",
+                                  "protocol_mismatch"};
+    uint32_t bits = 0;
+    size_t i;
+    json_t *h;
+    json_array_foreach(list, i, h) for (int b = 0; b < 5;
+                                        b++) if (json_is_string(h) &&
+                                                 strcmp(json_string_value(h), names[b]) == 0)
+        bits |= 1u << b;
+    return bits;
+}
+
+static int listed(const json_t *list, const char *id)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i,
+                       v) if (json_is_string(v) && strcmp(json_string_value(v), id) == 0) return 1;
+    return 0;
+}
+
+static void record(scripted *s, const sk_batch *b)
+{
+    const char *path = json_string_value(json_object_get(s->opts, "record"));
+    FILE *f = path ? fopen(path, "a") : NULL;
+    if (!f)
+        return;
+    for (uint32_t i = 0; i < b->count; i++)
+        fprintf(f, "%llu %s\n", (unsigned long long)b->batch_seq, b->events[i].event_id);
+    fclose(f);
+}
+
+static int wait_or_cancel(scripted *s, int64_t ms, int64_t deadline_ms)
+{
+    int64_t until = s->host->now_ms(s->host->host_ctx) + ms;
+    while (!atomic_load(&s->cancelled)) {
+        int64_t now = s->host->now_ms(s->host->host_ctx);
+        if (now >= until || now >= deadline_ms)
+            return 0;
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 1;
+}
+
+/* Applies the next scripted step, if any; returns 1 when it decided the answer. */
+static int apply_step(scripted *s, const sk_batch *b, sk_batch_result *r, int *rc)
+{
+    json_t *step = json_array_get(json_object_get(s->opts, "steps"), s->step);
+    if (!step)
+        return 0;
+    s->step++;
+    const char *rcs = json_string_value(json_object_get(step, "rc"));
+    *rc = rcs && strcmp(rcs, "failed") == 0      ? SK_TRANSPORT_FAILED
+          : rcs && strcmp(rcs, "cancelled") == 0 ? SK_TRANSPORT_CANCELLED
+                                                 : SK_TRANSPORT_OK;
+    r->hints = hints_of(json_object_get(step, "hints"));
+    r->retry_after_ms = json_integer_value(json_object_get(step, "retry_after_ms"));
+    const char *detail = json_string_value(json_object_get(step, "detail"));
+    snprintf(r->detail, sizeof r->detail, "%s", detail ? detail : "");
+    int outcome = outcome_of(json_string_value(json_object_get(step, "outcome")));
+    if (!json_object_get(step, "outcome") && r->hints)
+        outcome = SK_OUTCOME_TRANSIENT;
+    for (uint32_t i = 0; i < b->count; i++)
+        r->events[i].outcome = outcome;
+    return 1;
+}
+
+static int send_batch(void *self, const sk_batch *b, sk_batch_result *r)
+{
+    scripted *s = self;
+    if (atomic_load(&s->cancelled))
+        return SK_TRANSPORT_CANCELLED;
+    record(s, b);
+    int64_t hang = json_integer_value(json_object_get(s->opts, "hang_ms"));
+    if (hang > 0 && wait_or_cancel(s, hang, b->deadline_ms))
+        return SK_TRANSPORT_CANCELLED;
+    s->host->metric_add(s->host->host_ctx, "requests", 1);
+    int rc = SK_TRANSPORT_OK;
+    if (apply_step(s, b, r, &rc))
+        return rc;
+    json_t *max = json_object_get(s->opts, "max_events");
+    int too_large = json_is_integer(max) && b->count > (uint32_t)json_integer_value(max);
+    int poisoned = 0;
+    for (uint32_t i = 0; i < b->count; i++) {
+        const char *id = b->events[i].event_id;
+        too_large |= listed(json_object_get(s->opts, "too_large_ids"), id);
+        poisoned |= listed(json_object_get(s->opts, "poison"), id);
+        const char *o =
+            json_string_value(json_object_get(json_object_get(s->opts, "outcomes"), id));
+        r->events[i].outcome = outcome_of(o);
+        if (o)
+            snprintf(r->events[i].message, sizeof r->events[i].message, "scripted %s", o);
+    }
+    if (too_large) {
+        r->hints = SK_HINT_TOO_LARGE;
+        snprintf(r->detail, sizeof r->detail, "scripted: batch of %u is too large", b->count);
+    } else if (poisoned) {
+        r->hints = SK_HINT_POISONED;
+        snprintf(r->detail, sizeof r->detail, "scripted: bad event in batch");
+    }
+    if (r->hints)
+        for (uint32_t i = 0; i < b->count; i++)
+            r->events[i].outcome = SK_OUTCOME_TRANSIENT;
+    return SK_TRANSPORT_OK;
+}
+
+static void cancel(void *self)
+{
+    atomic_store(&((scripted *)self)->cancelled, 1);
+}
+
+static const sk_option_def OPTIONS[] = {
+    {"steps", "array", "[]", "answers for successive sends"},
+    {"outcomes", "object", "{}", "per-event outcome by event_id"},
+    {"record", "string", "", "file that receives every event sent"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const sk_transport_desc DESC = {
+    .struct_size = sizeof(sk_transport_desc),
+    .abi_major = SK_TRANSPORT_ABI_MAJOR,
+    .abi_minor = SK_TRANSPORT_ABI_MINOR,
+    .name = "scripted",
+    .version = "1.0.0",
+    .description = "answers outcomes and hints on demand (tests)",
+    .capabilities = SK_CAP_SYNC,
+    .create = create,
+    .destroy = destroy,
+    .send = send_batch,
+    .cancel = cancel,
+    .options = OPTIONS,
+};
+
+SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor)
+{
+    (void)host_abi_minor;
+    return &DESC;
+}

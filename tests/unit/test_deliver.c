@@ -1,0 +1,561 @@
+/*
+ * The host delivery policy, row by row (CONTRACT.md §3), with a real SQLite
+ * queue and the scripted transport loaded through the real loader.
+ */
+#include "testutil.h"
+
+#include "deliver.h"
+#include "event.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct fixture {
+    char *dir;
+    char record[1024];
+    sk__queue *q;
+    sk__plugin *p;
+    json_t *options;
+    sk__plugin_host host;
+    char ids[3000][27];
+    size_t n;
+    int reauth_calls;
+    sk_status reauth_result;
+    int64_t waited_ms;
+    int failures_rejected, failures_parked;
+    char last_reason[512];
+    atomic_int cancel;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = sk_test_mkdtemp();
+    snprintf(f->record, sizeof f->record, "%s/record.txt", f->dir);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/queue.db", f->dir);
+    sk__err err = {{0}};
+    sk__queue_opts qo = {.durability = SK__DURABILITY_NORMAL};
+    assert_int_equal(sk__queue_open(path, &qo, &f->q, &err), SK_OK);
+    atomic_init(&f->cancel, 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    sk__plugin_close(f->p);
+    sk__queue_close(f->q);
+    json_decref(f->options);
+    sk_test_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Queues n events with fresh ULIDs (oldest first). */
+static void enqueue(fixture *f, size_t n)
+{
+    sk__queue_item *items = calloc(n, sizeof *items);
+    char(*data)[128] = calloc(n, sizeof *data);
+    sk__err err = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(sk__ulid_new(f->ids[f->n + i], &err), SK_OK);
+        snprintf(data[i], sizeof data[i], "{\"event_id\":\"%s\",\"event_type\":\"T\"}",
+                 f->ids[f->n + i]);
+        items[i] = (sk__queue_item){f->ids[f->n + i], "T", data[i], 1000};
+    }
+    assert_int_equal(sk__queue_enqueue(f->q, items, n, &err), SK_OK);
+    f->n += n;
+    free(items);
+    free(data);
+}
+
+/* Loads the scripted transport with options (a JSON text; "record" is added). */
+static void load(fixture *f, const char *options)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/scripted.so", getenv("SK_TEST_PLUGIN_DIR"));
+    sk__err err = {{0}};
+    assert_int_equal(sk__plugin_open(path, 1, &f->p, &err), SK_OK);
+    json_error_t jerr;
+    f->options = json_loads(options, 0, &jerr);
+    assert_non_null(f->options);
+    json_object_set_new(f->options, "record", json_string(f->record));
+    f->host = (sk__plugin_host){.options = f->options, .state_root = f->dir};
+    assert_int_equal(sk__plugin_start(f->p, &f->host, &err), SK_OK);
+}
+
+static sk_status reauth(void *ctx, sk__err *err)
+{
+    fixture *f = ctx;
+    f->reauth_calls++;
+    if (f->reauth_result != SK_OK)
+        return sk__fail(err, f->reauth_result, "session expired: run spec-kitty auth login");
+    return SK_OK;
+}
+
+static int fake_wait(void *ctx, int64_t ms)
+{
+    ((fixture *)ctx)->waited_ms += ms;
+    return 0;
+}
+
+static void on_failure(void *ctx, const char *id, const char *type, const char *what,
+                       const char *reason)
+{
+    (void)id;
+    (void)type;
+    fixture *f = ctx;
+    if (strcmp(what, "parked") == 0)
+        f->failures_parked++;
+    else
+        f->failures_rejected++;
+    snprintf(f->last_reason, sizeof f->last_reason, "%s", reason);
+}
+
+static sk_status pass(fixture *f, int64_t max_retries, sk_drain_summary *sum, sk__err *err)
+{
+    sk__deliver_opts o;
+    sk__deliver_opts_default(&o);
+    o.max_retries = max_retries;
+    sk__deliver_hooks h = {.reauthenticate = reauth,
+                           .failure = on_failure,
+                           .wait_ms = fake_wait,
+                           .ctx = f,
+                           .cancel = &f->cancel};
+    return sk__deliver_pass(f->q, f->p, &o, &h, sum, err);
+}
+
+static sk__queue_stats stats(fixture *f)
+{
+    sk__queue_stats s;
+    sk__err err;
+    assert_int_equal(sk__queue_stats_get(f->q, &s, &err), SK_OK);
+    return s;
+}
+
+/* Lines in the record file (events handed to the transport), and how many distinct ids. */
+static size_t recorded(fixture *f, size_t *distinct)
+{
+    char cmd[1200], buf[64];
+    snprintf(cmd, sizeof cmd, "cut -d' ' -f2 '%s' 2>/dev/null | sort | uniq | wc -l", f->record);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(fgets(buf, sizeof buf, p));
+    pclose(p);
+    *distinct = (size_t)atol(buf);
+    snprintf(cmd, sizeof cmd, "cat '%s' 2>/dev/null | wc -l", f->record);
+    p = popen(cmd, "r");
+    assert_non_null(fgets(buf, sizeof buf, p));
+    pclose(p);
+    return (size_t)atol(buf);
+}
+
+static void delivered_events_leave_the_queue_in_batches(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 2500);
+    load(f, "{}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 2500);
+    assert_int_equal(sum.batches, 3);
+    assert_int_equal(sum.remaining, 0);
+    assert_int_equal(stats(f).ready, 0);
+    size_t distinct, lines = recorded(f, &distinct);
+    assert_int_equal(lines, 2500);
+    assert_int_equal(distinct, 2500);
+}
+
+static void duplicates_leave_the_queue_and_are_counted(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 10);
+    char opts[512];
+    snprintf(opts, sizeof opts, "{\"outcomes\": {\"%s\": \"duplicate\", \"%s\": \"duplicate\"}}",
+             f->ids[2], f->ids[7]);
+    load(f, opts);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 8);
+    assert_int_equal(sum.duplicates, 2);
+    assert_int_equal(stats(f).ready, 0);
+}
+
+static void pending_stays_without_penalty_and_is_sent_once_per_pass(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 5);
+    char opts[512];
+    snprintf(opts, sizeof opts, "{\"outcomes\": {\"%s\": \"pending\"}}", f->ids[1]);
+    load(f, opts);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 4);
+    assert_int_equal(sum.pending, 1);
+    assert_int_equal(sum.remaining, 1);
+    assert_int_equal(stats(f).leased, 0); /* given back at the end of the pass */
+    size_t distinct, lines = recorded(f, &distinct);
+    assert_int_equal(lines, 5);
+    assert_int_equal(f->failures_rejected + f->failures_parked, 0);
+}
+
+static void rejected_is_retried_then_parked_after_max_retries(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 3);
+    char opts[512];
+    snprintf(opts, sizeof opts, "{\"outcomes\": {\"%s\": \"rejected\"}}", f->ids[0]);
+    load(f, opts);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    for (int i = 0; i < 2; i++) { /* max_retries 2: two rejections keep it queued */
+        assert_int_equal(pass(f, 2, &sum, &err), SK_OK);
+        assert_int_equal(sum.rejected, 1);
+        assert_int_equal(sum.parked, 0);
+        assert_int_equal(stats(f).ready, 1);
+    }
+    assert_int_equal(pass(f, 2, &sum, &err), SK_OK);
+    assert_int_equal(sum.rejected, 0);
+    assert_int_equal(sum.parked, 1);
+    assert_int_equal(stats(f).ready, 0);
+    assert_int_equal(stats(f).parked, 1);
+    assert_string_equal(f->last_reason, "scripted rejected");
+    size_t distinct, lines = recorded(f, &distinct);
+    assert_int_equal(lines, 3 + 2); /* each rejected pass sent it once */
+}
+
+static void permanent_rejection_parks_at_once(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 4);
+    char opts[512];
+    snprintf(opts, sizeof opts, "{\"outcomes\": {\"%s\": \"permanent\"}}", f->ids[3]);
+    load(f, opts);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 3);
+    assert_int_equal(sum.parked, 1);
+    assert_int_equal(stats(f).parked, 1);
+    assert_int_equal(f->failures_parked, 1);
+}
+
+static void transport_failure_stops_the_pass_and_keeps_everything(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 1500);
+    load(f, "{\"steps\": [{\"rc\": \"failed\", \"detail\": \"connection refused\"}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_TRANSPORT);
+    assert_string_equal(sum.stop_reason, "connection refused");
+    assert_int_equal(sum.synced, 0);
+    assert_int_equal(sum.remaining, 1500);
+    assert_int_equal(sum.batches, 1);
+    assert_int_equal(stats(f).leased, 0);
+    /* The next pass delivers everything. */
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 1500);
+}
+
+static void all_transient_answer_stops_the_pass(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 20);
+    load(f, "{\"steps\": [{\"outcome\": \"transient\", \"detail\": \"403 forbidden\"}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_TRANSPORT);
+    assert_string_equal(sum.stop_reason, "403 forbidden");
+    assert_int_equal(stats(f).ready, 20);
+}
+
+static void too_large_batches_are_halved_until_they_fit(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 1000);
+    char opts[512];
+    snprintf(opts, sizeof opts, "{\"max_events\": 300, \"too_large_ids\": [\"%s\"]}", f->ids[600]);
+    load(f, opts);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 999);
+    assert_int_equal(sum.parked, 1); /* still too large alone */
+    assert_non_null(strstr(f->last_reason, "too large"));
+    assert_int_equal(stats(f).parked, 1);
+    assert_true(sum.batches > 4);
+}
+
+static void poisoned_batch_is_bisected_to_the_bad_event(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 1000);
+    char opts[512];
+    snprintf(opts, sizeof opts, "{\"poison\": [\"%s\"]}", f->ids[437]);
+    load(f, opts);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 999);
+    assert_int_equal(sum.rejected, 1);
+    assert_int_equal(stats(f).ready, 1);
+    assert_non_null(strstr(f->last_reason, "400 without details"));
+    /* Bisection: about 2*log2(1000) sends, not 1000. */
+    assert_true(sum.batches <= 25);
+}
+
+static void reauthenticate_refreshes_once_and_resends_once(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 10);
+    load(f, "{\"steps\": [{\"hints\": [\"reauthenticate\"]}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(f->reauth_calls, 1);
+    assert_int_equal(sum.synced, 10);
+}
+
+static void second_401_after_refresh_stops_not_authenticated(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 10);
+    load(f, "{\"steps\": [{\"hints\": [\"reauthenticate\"]}, {\"hints\": [\"reauthenticate\"]}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_AUTH);
+    assert_int_equal(f->reauth_calls, 1);
+    assert_int_equal(stats(f).ready, 10);
+}
+
+static void expired_session_stops_with_the_refresh_error(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 3);
+    f->reauth_result = SK_ERR_SESSION_EXPIRED;
+    load(f, "{\"steps\": [{\"hints\": [\"reauthenticate\"]}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_SESSION_EXPIRED);
+    assert_non_null(strstr(sum.stop_reason, "spec-kitty auth login"));
+    assert_int_equal(stats(f).ready, 3);
+}
+
+static void protocol_mismatch_stops_with_the_server_text(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 3);
+    load(f, "{\"steps\": [{\"hints\": [\"protocol_mismatch\"], \"detail\": \"upgrade to 3.x\"}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_PROTOCOL);
+    assert_non_null(strstr(sum.stop_reason, "upgrade to 3.x"));
+    assert_int_equal(stats(f).ready, 3);
+}
+
+static void retry_after_is_waited_out_then_resent(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 5);
+    load(f, "{\"steps\": [{\"hints\": [\"retry_after\"], \"retry_after_ms\": 1500}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(f->waited_ms, 1500);
+    assert_int_equal(sum.retry_after_ms, 1500);
+    assert_int_equal(sum.synced, 5);
+}
+
+static void long_retry_after_stops_the_pass(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 5);
+    load(f, "{\"steps\": [{\"hints\": [\"retry_after\"], \"retry_after_ms\": 3600000}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_TRANSPORT);
+    assert_int_equal(f->waited_ms, 0);
+    assert_int_equal(sum.retry_after_ms, 3600000);
+    assert_non_null(strstr(sum.stop_reason, "wait 3600 s"));
+    assert_int_equal(stats(f).ready, 5);
+}
+
+static void *cancel_soon(void *arg)
+{
+    fixture *f = arg;
+    usleep(100 * 1000);
+    atomic_store(&f->cancel, 1);
+    sk__plugin_desc(f->p)->cancel(sk__plugin_self(f->p));
+    return NULL;
+}
+
+static void cancel_stops_a_hanging_send_and_keeps_everything(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 5);
+    load(f, "{\"hang_ms\": 60000}");
+    pthread_t t;
+    pthread_create(&t, NULL, cancel_soon, f);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    int64_t t0 = sk__mono_ms();
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_CANCELLED);
+    assert_true(sk__mono_ms() - t0 < 5000);
+    pthread_join(t, NULL);
+    assert_int_equal(stats(f).ready, 5);
+    assert_int_equal(stats(f).leased, 0);
+}
+
+static void two_drainer_processes_never_send_the_same_event(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 3000);
+    char dbpath[1024];
+    snprintf(dbpath, sizeof dbpath, "%s/queue.db", f->dir);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            fixture child = *f;
+            sk__err err;
+            sk__queue_opts qo = {.durability = SK__DURABILITY_NORMAL};
+            if (sk__queue_open(dbpath, &qo, &child.q, &err) != SK_OK)
+                _exit(3);
+            child.p = NULL;
+            child.options = NULL;
+            load(&child, "{}");
+            sk__deliver_opts o;
+            sk__deliver_opts_default(&o);
+            o.max_batch_events = 100;
+            sk_drain_summary sum;
+            sk_status st = sk__deliver_pass(child.q, child.p, &o, NULL, &sum, &err);
+            _exit(st == SK_OK ? 0 : 4);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int ws;
+        waitpid(kids[k], &ws, 0);
+        assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    }
+    size_t distinct, lines = recorded(f, &distinct);
+    assert_int_equal(distinct, 3000);
+    assert_int_equal(lines, 3000); /* nobody sent an event twice */
+    assert_int_equal(stats(f).ready, 0);
+}
+
+static void rows_of_a_drainer_that_died_are_taken_over_at_once(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 40);
+    char dbpath[1024];
+    snprintf(dbpath, sizeof dbpath, "%s/queue.db", f->dir);
+    pid_t kid = fork();
+    if (kid == 0) { /* leases 25 rows for 10 minutes, then dies holding them */
+        sk__queue *q;
+        sk__err err;
+        sk__lease lease = {0};
+        if (sk__queue_open(dbpath, NULL, &q, &err) != SK_OK ||
+            sk__drainer_token(lease.owner, sizeof lease.owner, &err) != SK_OK ||
+            sk__queue_lease(q, 25, 0, 600000, &lease, &err) != SK_OK || lease.count != 25)
+            _exit(2);
+        _exit(0);
+    }
+    int ws;
+    waitpid(kid, &ws, 0);
+    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    assert_int_equal(stats(f).leased, 25);
+    load(f, "{}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 40);
+    assert_int_equal(stats(f).ready, 0);
+}
+
+static void drainer_token_names_a_live_process(void **state)
+{
+    (void)state;
+    char tok[40];
+    sk__err err;
+    assert_int_equal(sk__drainer_token(tok, sizeof tok, &err), SK_OK);
+    assert_true(sk__drainer_alive(tok));
+    assert_true(sk__drainer_alive("not-a-token")); /* not ours to judge */
+}
+
+static void drainer_that_exited_is_dead_even_before_it_is_reaped(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t kid = fork();
+    if (kid == 0) {
+        char t[40];
+        sk__err err;
+        sk__drainer_token(t, sizeof t, &err);
+        ssize_t w = write(p[1], t, sizeof t);
+        _exit(w == (ssize_t)sizeof t ? 0 : 1);
+    }
+    char tok[40];
+    assert_int_equal(read(p[0], tok, sizeof tok), (ssize_t)sizeof tok);
+    close(p[0]);
+    close(p[1]);
+    /* Wait until the child is a zombie (exited, not reaped): kill(pid, 0) still succeeds. */
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)kid);
+    for (int i = 0; i < 500; i++) {
+        FILE *f = fopen(path, "r");
+        int zombie = 0;
+        while (f && fgets(line, sizeof line, f))
+            zombie |= strncmp(line, "State:\tZ", 8) == 0;
+        if (f)
+            fclose(f);
+        if (zombie)
+            break;
+        usleep(2000);
+    }
+    assert_int_equal(kill(kid, 0), 0);
+    assert_false(sk__drainer_alive(tok));
+    int ws;
+    waitpid(kid, &ws, 0);
+    assert_false(sk__drainer_alive(tok)); /* and once reaped */
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(delivered_events_leave_the_queue_in_batches),
+        T(duplicates_leave_the_queue_and_are_counted),
+        T(pending_stays_without_penalty_and_is_sent_once_per_pass),
+        T(rejected_is_retried_then_parked_after_max_retries),
+        T(permanent_rejection_parks_at_once),
+        T(transport_failure_stops_the_pass_and_keeps_everything),
+        T(all_transient_answer_stops_the_pass),
+        T(too_large_batches_are_halved_until_they_fit),
+        T(poisoned_batch_is_bisected_to_the_bad_event),
+        T(reauthenticate_refreshes_once_and_resends_once),
+        T(second_401_after_refresh_stops_not_authenticated),
+        T(expired_session_stops_with_the_refresh_error),
+        T(protocol_mismatch_stops_with_the_server_text),
+        T(retry_after_is_waited_out_then_resent),
+        T(long_retry_after_stops_the_pass),
+        T(cancel_stops_a_hanging_send_and_keeps_everything),
+        T(two_drainer_processes_never_send_the_same_event),
+        T(rows_of_a_drainer_that_died_are_taken_over_at_once),
+        T(drainer_token_names_a_live_process),
+        T(drainer_that_exited_is_dead_even_before_it_is_reaped),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,1052 @@
+/*
+ * http-batch transport: the real plugin .so, loaded through the fake host,
+ * talking to a scripted HTTP/1.1 peer on loopback; plus the pure wire
+ * functions (body, Retry-After, answer mapping) tested in isolation.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "fakehost.h"
+#include "testutil.h"
+
+/* The unit-test glob links each test with testutil.c and fakehost.c only, so
+ * the peer and the plugin's pure wire code are compiled in here. The plugin
+ * .so keeps its own hidden copy of the wire code; these do not clash. */
+#include "http_peer.c"
+#include "../../plugins/http-batch/hb_wire.c"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SECRET "Bearer s3cr3t-t0ken-value"
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------- test batches ---------- */
+
+typedef struct tbatch {
+    uint32_t n;
+    char (*ids)[27];
+    char **json;
+    sk_event *events;
+    sk_event_result *res;
+    sk_batch batch;
+    sk_batch_result result;
+} tbatch;
+
+/* n events with distinct ULID-shaped ids and small envelopes; deadline in_ms from now. */
+static tbatch *tbatch_new(uint32_t n, int64_t in_ms)
+{
+    tbatch *t = calloc(1, sizeof *t);
+    t->n = n;
+    t->ids = calloc(n, sizeof *t->ids);
+    t->json = calloc(n, sizeof *t->json);
+    t->events = calloc(n, sizeof *t->events);
+    t->res = calloc(n, sizeof *t->res);
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(t->ids[i], sizeof t->ids[i], "01JBQ7ZR5N8M0000000000%04u", i % 10000);
+        char buf[512];
+        int len = snprintf(buf, sizeof buf,
+                           "{\"event_id\":\"%s\",\"event_type\":\"WPStatusChanged\","
+                           "\"aggregate_id\":\"WP%02u\",\"aggregate_type\":\"WorkPackage\","
+                           "\"payload\":{\"wp_id\":\"WP%02u\",\"previous_status\":\"planned\","
+                           "\"new_status\":\"doing\",\"note\":\"caf\xc3\xa9 \\u00e9\"},"
+                           "\"node_id\":\"0123456789ab\",\"lamport_clock\":%u,"
+                           "\"causation_id\":null,\"timestamp\":\"2026-11-26T09:00:00Z\","
+                           "\"team_slug\":\"local\"}",
+                           t->ids[i], i % 100, i % 100, i + 1);
+        t->json[i] = strdup(buf);
+        t->events[i] = (sk_event){t->ids[i], t->json[i], (size_t)len};
+        t->res[i].outcome = SK_OUTCOME_TRANSIENT;
+    }
+    t->batch = (sk_batch){sizeof t->batch, n, t->events, mono_ms() + in_ms, 7};
+    t->result = (sk_batch_result){.struct_size = sizeof t->result, .count = n, .events = t->res};
+    return t;
+}
+
+static void tbatch_free(tbatch *t)
+{
+    for (uint32_t i = 0; i < t->n; i++)
+        free(t->json[i]);
+    free(t->ids);
+    free(t->json);
+    free(t->events);
+    free(t->res);
+    free(t);
+}
+
+/* ---------- fixture: peer + fake host + loaded plugin ---------- */
+
+typedef struct fixture {
+    sk_peer *peer;
+    sk_fakehost *fh;
+    const sk_transport_desc *d;
+    void *dl;
+    void *self;
+    char url[128];
+    const char *values[8];
+    char *tmpdir; /* removed by fx_close when set */
+} fixture;
+
+/* Creates the plugin against url with options; asserts create succeeds. */
+static void fx_open_url(fixture *f, const char *url, const char *options)
+{
+    snprintf(f->url, sizeof f->url, "%s", url);
+    const char *values[] = {"server_url", f->url, "version", "9.9.9-test", NULL};
+    memcpy(f->values, values, sizeof values);
+    f->fh = sk_fakehost_new(options, f->values);
+    sk_fakehost_set_auth(f->fh, SECRET);
+    f->d = sk_fakehost_load_plugin("http-batch", &f->dl);
+    char err[256] = "";
+    int rc = f->d->create(sk_fakehost_api(f->fh), &f->self, err, sizeof err);
+    if (rc != 0)
+        fail_msg("create failed: %s", err);
+}
+
+static void fx_open(fixture *f, const sk_peer_reply *script, int n, const char *options)
+{
+    memset(f, 0, sizeof *f);
+    f->peer = sk_peer_start(script, n);
+    char url[128];
+    /* A trailing slash on server_url must not double the path's slash. */
+    snprintf(url, sizeof url, "%s/", sk_peer_url(f->peer));
+    fx_open_url(f, url, options);
+}
+
+static void fx_close(fixture *f)
+{
+    if (f->self)
+        f->d->destroy(f->self);
+    /* Nothing we did may ever put the bearer into a log line. */
+    if (f->fh)
+        assert_false(sk_fakehost_logged(f->fh, "s3cr3t"));
+    sk_fakehost_free(f->fh);
+    sk_peer_stop(f->peer);
+    if (f->tmpdir) {
+        sk_test_rmtree(f->tmpdir);
+        free(f->tmpdir);
+    }
+}
+
+static int fx_send(fixture *f, tbatch *t)
+{
+    return f->d->send(f->self, &t->batch, &t->result);
+}
+
+/* Sends a 2-event batch against a one-reply script; returns the rc. */
+static int send_one_reply(fixture *f, tbatch **t, int status, const char *headers, const char *body)
+{
+    sk_peer_reply r = {SK_PEER_RESPOND, status, headers, body};
+    fx_open(f, &r, 1, NULL);
+    *t = tbatch_new(2, 5000);
+    return fx_send(f, *t);
+}
+
+static void assert_all_transient(const tbatch *t)
+{
+    for (uint32_t i = 0; i < t->n; i++)
+        assert_int_equal(t->res[i].outcome, SK_OUTCOME_TRANSIENT);
+}
+
+/* ---------- success mapping and the request itself ---------- */
+
+static void test_each_per_event_status_maps_to_its_outcome(void **state)
+{
+    (void)state;
+    tbatch *t = tbatch_new(11, 5000);
+    char body[4096];
+    snprintf(body, sizeof body,
+             "{\"results\":["
+             "{\"event_id\":\"%s\",\"status\":\"success\"},"
+             "{\"event_id\":\"%s\",\"status\":\"accepted\"},"
+             "{\"event_id\":\"%s\",\"status\":\"warning\",\"error_message\":\"old schema\"},"
+             "{\"event_id\":\"%s\",\"status\":\"duplicate\"},"
+             "{\"event_id\":\"%s\",\"status\":\"pending\"},"
+             "{\"event_id\":\"%s\",\"status\":\"queued\"},"
+             "{\"event_id\":\"%s\",\"status\":\"rejected\",\"error_message\":\"bad wp_id\"},"
+             "{\"event_id\":\"%s\",\"status\":\"error\",\"error_message\":\"db down\"},"
+             "{\"event_id\":\"%s\",\"status\":\"rejected\",\"error_category\":"
+             "\"project_not_consented\",\"error_message\":\"no consent\"},"
+             "{\"event_id\":\"%s\",\"status\":\"mystery\",\"error_message\":\"huh\"}"
+             "]}",
+             t->ids[0], t->ids[1], t->ids[2], t->ids[3], t->ids[4], t->ids[5], t->ids[6], t->ids[7],
+             t->ids[8], t->ids[9]);
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, body};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
+    assert_int_equal(t->result.status_code, 200);
+    const int want[] = {SK_OUTCOME_DELIVERED, SK_OUTCOME_DELIVERED, SK_OUTCOME_DELIVERED,
+                        SK_OUTCOME_DUPLICATE, SK_OUTCOME_PENDING,   SK_OUTCOME_PENDING,
+                        SK_OUTCOME_REJECTED,  SK_OUTCOME_REJECTED,  SK_OUTCOME_REJECTED_PERMANENT,
+                        SK_OUTCOME_TRANSIENT, SK_OUTCOME_TRANSIENT /* missing from results */};
+    for (uint32_t i = 0; i < t->n; i++)
+        assert_int_equal(t->res[i].outcome, want[i]);
+    assert_string_equal(t->res[6].message, "bad wp_id");
+    assert_string_equal(t->res[7].message, "db down");
+    assert_string_equal(t->res[8].message, "no consent");
+    assert_string_equal(t->res[9].message, "huh");
+    assert_string_equal(t->res[10].message, "");
+    assert_int_equal(t->result.hints, SK_HINT_NONE);
+    assert_non_null(strstr(t->result.detail, "2 of 11 events missing"));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_request_is_gzip_events_with_required_headers(void **state)
+{
+    (void)state;
+    tbatch *t = tbatch_new(3, 5000);
+    char body[1024];
+    snprintf(body, sizeof body, "{\"results\":[{\"event_id\":\"%s\",\"status\":\"success\"}]}",
+             t->ids[0]);
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, body};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
+    const sk_peer_request *q = sk_peer_request_at(f.peer, 0);
+    assert_non_null(q);
+    assert_string_equal(q->method, "POST");
+    assert_string_equal(q->target, "/api/v1/events/batch/");
+    assert_false(q->gunzip_failed);
+    char want[4096];
+    snprintf(want, sizeof want, "{\"events\":[%s,%s,%s]}", t->json[0], t->json[1], t->json[2]);
+    assert_int_equal(q->plain_len, strlen(want));
+    assert_memory_equal(q->plain, want, q->plain_len);
+    char v[256];
+    assert_string_equal(sk_peer_header(q, "Content-Type", v, sizeof v), "application/json");
+    assert_string_equal(sk_peer_header(q, "Content-Encoding", v, sizeof v), "gzip");
+    assert_string_equal(sk_peer_header(q, "X-Spec-Kitty-Sync-Protocol", v, sizeof v), "2.0");
+    assert_string_equal(sk_peer_header(q, "User-Agent", v, sizeof v), "spec-kitty-sync/9.9.9-test");
+    assert_string_equal(sk_peer_header(q, "Authorization", v, sizeof v), SECRET);
+    assert_null(sk_peer_header(q, "Expect", v, sizeof v));
+    assert_int_equal(sk_fakehost_metric(f.fh, "requests"), 1);
+    assert_int_equal(sk_fakehost_metric(f.fh, "bytes_sent"), (long long)q->body_len);
+    assert_true(q->body_len < q->plain_len); /* actually compressed */
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_no_credentials_sends_no_authorization(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 401, NULL, "{\"detail\":\"no token\"}"};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    sk_fakehost_set_auth(f.fh, "");
+    tbatch *t = tbatch_new(1, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
+    assert_true(t->result.hints & SK_HINT_REAUTHENTICATE);
+    char v[64];
+    assert_null(sk_peer_header(sk_peer_request_at(f.peer, 0), "Authorization", v, sizeof v));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_auth_value_with_line_break_is_refused(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    sk_fakehost_set_auth(f.fh, "Bearer abc\r\nX-Injected: 1");
+    tbatch *t = tbatch_new(1, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_non_null(strstr(t->result.detail, "line break"));
+    assert_int_equal(sk_peer_requests(f.peer), 0);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_two_batches_reuse_one_connection(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    for (int i = 0; i < 3; i++) {
+        tbatch *t = tbatch_new(2, 5000);
+        assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED); /* empty results: all transient */
+        assert_int_equal(t->result.status_code, 200);
+        tbatch_free(t);
+    }
+    assert_int_equal(sk_peer_requests(f.peer), 3);
+    assert_int_equal(sk_peer_connections(f.peer), 1);
+    assert_int_equal(sk_fakehost_metric(f.fh, "requests"), 3);
+    assert_int_equal(sk_fakehost_metric(f.fh, "connects"), 1);
+    assert_int_equal(sk_fakehost_metric(f.fh, "reconnects"), 0);
+    fx_close(&f);
+}
+
+static void test_server_closing_the_connection_counts_a_reconnect(void **state)
+{
+    (void)state;
+    sk_peer_reply r[] = {
+        {SK_PEER_RESPOND, 200, "Connection: close\r\n", "{\"results\":[]}"},
+        {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"},
+    };
+    fixture f;
+    fx_open(&f, r, 2, NULL);
+    for (int i = 0; i < 2; i++) {
+        tbatch *t = tbatch_new(1, 5000);
+        fx_send(&f, t);
+        assert_int_equal(t->result.status_code, 200);
+        tbatch_free(t);
+    }
+    assert_int_equal(sk_peer_connections(f.peer), 2);
+    assert_int_equal(sk_fakehost_metric(f.fh, "reconnects"), 1);
+    fx_close(&f);
+}
+
+/* ---------- batch-level answers ---------- */
+
+static void test_400_details_list_rejects_named_events_only(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t = tbatch_new(3, 5000);
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"error\":\"validation failed\",\"details\":["
+             "{\"event_id\":\"%s\",\"error\":\"missing payload.wp_id\"},"
+             "{\"event_id\":\"%s\",\"reason\":\"bad lamport_clock\"}]}",
+             t->ids[0], t->ids[2]);
+    sk_peer_reply r = {SK_PEER_RESPOND, 400, NULL, body};
+    fx_open(&f, &r, 1, NULL);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
+    assert_int_equal(t->result.status_code, 400);
+    assert_int_equal(t->res[0].outcome, SK_OUTCOME_REJECTED);
+    assert_int_equal(t->res[1].outcome, SK_OUTCOME_TRANSIENT);
+    assert_int_equal(t->res[2].outcome, SK_OUTCOME_REJECTED);
+    assert_string_equal(t->res[0].message, "missing payload.wp_id");
+    assert_string_equal(t->res[2].message, "bad lamport_clock");
+    assert_false(t->result.hints & SK_HINT_POISONED);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_400_details_as_json_string_rejects_named_events(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t = tbatch_new(2, 5000);
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"details\":\"[{\\\"event_id\\\": \\\"%s\\\", \\\"error\\\": \\\"bad type\\\"}]\"}",
+             t->ids[1]);
+    sk_peer_reply r = {SK_PEER_RESPOND, 400, NULL, body};
+    fx_open(&f, &r, 1, NULL);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
+    assert_int_equal(t->res[0].outcome, SK_OUTCOME_TRANSIENT);
+    assert_int_equal(t->res[1].outcome, SK_OUTCOME_REJECTED);
+    assert_string_equal(t->res[1].message, "bad type");
+    assert_int_equal(t->result.hints, SK_HINT_NONE);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_400_without_details_is_poisoned(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t;
+    assert_int_equal(send_one_reply(&f, &t, 400, NULL, "{\"error\":\"Invalid JSON\"}"),
+                     SK_TRANSPORT_OK);
+    assert_int_equal(t->result.hints, SK_HINT_POISONED);
+    assert_all_transient(t);
+    assert_non_null(strstr(t->result.detail, "Invalid JSON"));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_401_asks_to_reauthenticate(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t;
+    assert_int_equal(send_one_reply(&f, &t, 401, NULL, "{\"detail\":\"Token expired\"}"),
+                     SK_TRANSPORT_OK);
+    assert_int_equal(t->result.hints, SK_HINT_REAUTHENTICATE);
+    assert_int_equal(t->result.status_code, 401);
+    assert_all_transient(t);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_echoed_token_never_reaches_detail_or_log(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 401, NULL,
+                       "{\"detail\":\"token s3cr3t-t0ken-value is expired\"}"};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    tbatch *t = tbatch_new(1, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
+    assert_string_equal(t->result.detail, "HTTP 401: token *** is expired");
+    char reason[256];
+    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+                     SK_PROBE_NOT_AUTHENTICATED);
+    assert_non_null(strstr(reason, "token *** is expired"));
+    tbatch_free(t);
+    fx_close(&f); /* also asserts nothing logged holds the token */
+}
+
+static void test_403_is_transient_with_server_text(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t;
+    assert_int_equal(send_one_reply(&f, &t, 403, NULL, "{\"error\":\"team acme is not yours\"}"),
+                     SK_TRANSPORT_FAILED);
+    assert_int_equal(t->result.hints, SK_HINT_NONE);
+    assert_int_equal(t->result.status_code, 403);
+    assert_all_transient(t);
+    assert_string_equal(t->result.detail, "HTTP 403: team acme is not yours");
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_408_is_transient(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t;
+    assert_int_equal(send_one_reply(&f, &t, 408, NULL, ""), SK_TRANSPORT_FAILED);
+    assert_int_equal(t->result.status_code, 408);
+    assert_int_equal(t->result.hints, SK_HINT_NONE);
+    assert_all_transient(t);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_412_is_protocol_mismatch_with_guidance(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t;
+    assert_int_equal(send_one_reply(&f, &t, 412, NULL,
+                                    "{\"error\":\"protocol 2.0 unsupported\","
+                                    "\"upgrade_guidance\":\"pip install -U spec-kitty\"}"),
+                     SK_TRANSPORT_OK);
+    assert_int_equal(t->result.hints, SK_HINT_PROTOCOL_MISMATCH);
+    assert_non_null(strstr(t->result.detail, "pip install -U spec-kitty"));
+    assert_non_null(strstr(t->result.detail, "protocol 2.0 unsupported"));
+    assert_all_transient(t);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_413_is_too_large(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t;
+    assert_int_equal(send_one_reply(&f, &t, 413, "Content-Type: text/html\r\n",
+                                    "<html>Request Entity Too Large</html>"),
+                     SK_TRANSPORT_OK);
+    assert_int_equal(t->result.hints, SK_HINT_TOO_LARGE);
+    assert_all_transient(t);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_4xx_saying_too_large_is_too_large(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t;
+    assert_int_equal(
+        send_one_reply(&f, &t, 400, NULL, "{\"error\":\"Batch too large: 1000 > 500 events\"}"),
+        SK_TRANSPORT_OK);
+    assert_int_equal(t->result.hints, SK_HINT_TOO_LARGE);
+    assert_non_null(strstr(t->result.detail, "1000 > 500"));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_429_retry_after_seconds(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t;
+    assert_int_equal(send_one_reply(&f, &t, 429, "Retry-After: 17\r\n", "{\"detail\":\"slow\"}"),
+                     SK_TRANSPORT_OK);
+    assert_int_equal(t->result.hints, SK_HINT_RETRY_AFTER);
+    assert_int_equal(t->result.retry_after_ms, 17000);
+    assert_int_equal(t->result.status_code, 429);
+    assert_all_transient(t);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_429_retry_after_http_date(void **state)
+{
+    (void)state;
+    char header[128], date[64];
+    time_t when = time(NULL) + 120;
+    struct tm tm;
+    gmtime_r(&when, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    snprintf(header, sizeof header, "Retry-After: %s\r\n", date);
+    fixture f;
+    tbatch *t;
+    assert_int_equal(send_one_reply(&f, &t, 429, header, ""), SK_TRANSPORT_OK);
+    assert_int_equal(t->result.hints, SK_HINT_RETRY_AFTER);
+    assert_in_range(t->result.retry_after_ms, 110000, 121000);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_503_with_retry_after_and_500_without(void **state)
+{
+    (void)state;
+    sk_peer_reply r[] = {
+        {SK_PEER_RESPOND, 503, "Retry-After: 99999999\r\n", "maintenance"},
+        {SK_PEER_RESPOND, 500, NULL, "Internal Server Error"},
+    };
+    fixture f;
+    fx_open(&f, r, 2, NULL);
+    tbatch *t = tbatch_new(2, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
+    assert_int_equal(t->result.hints, SK_HINT_RETRY_AFTER);
+    assert_int_equal(t->result.retry_after_ms, SK__HB_RETRY_AFTER_CAP_MS); /* capped at 24 h */
+    assert_int_equal(t->result.status_code, 503);
+    assert_all_transient(t);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_int_equal(t->result.hints, SK_HINT_NONE);
+    assert_int_equal(t->result.status_code, 500);
+    assert_string_equal(t->result.detail, "HTTP 500: Internal Server Error");
+    assert_all_transient(t);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_non_json_and_misshapen_200_are_transient(void **state)
+{
+    (void)state;
+    sk_peer_reply r[] = {
+        {SK_PEER_RESPOND, 200, "Content-Type: text/html\r\n", "<html>captive portal</html>"},
+        {SK_PEER_RESPOND, 200, NULL, "{\"results\":\"all good\"}"},
+        {SK_PEER_RESPOND, 200, NULL, "{\"results\":[{\"event_id\":42,\"status\":\"success\"}]}"},
+    };
+    fixture f;
+    fx_open(&f, r, 3, NULL);
+    tbatch *t = tbatch_new(2, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_all_transient(t);
+    assert_non_null(strstr(t->result.detail, "captive portal"));
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_all_transient(t);
+    assert_non_null(strstr(t->result.detail, "without a results list"));
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_all_transient(t);
+    assert_non_null(strstr(t->result.detail, "2 of 2 events missing"));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_redirect_is_not_followed(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t;
+    assert_int_equal(send_one_reply(&f, &t, 301, "Location: https://elsewhere.example/x\r\n", ""),
+                     SK_TRANSPORT_FAILED);
+    assert_int_equal(t->result.status_code, 301);
+    assert_non_null(strstr(t->result.detail, "https://elsewhere.example/x"));
+    assert_int_equal(sk_peer_requests(f.peer), 1);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+/* ---------- failures without an answer, cancel, deadline ---------- */
+
+static void test_connection_refused_is_transient_with_detail(void **state)
+{
+    (void)state;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", sk_peer_closed_port());
+    fx_open_url(&f, url, NULL);
+    tbatch *t = tbatch_new(2, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_all_transient(t);
+    assert_int_equal(t->result.status_code, 0);
+    assert_non_null(strcasestr(t->result.detail, "connect"));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_server_closing_without_answer_is_transient(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_CLOSE, 0, NULL, NULL};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    tbatch *t = tbatch_new(2, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_all_transient(t);
+    assert_true(strlen(t->result.detail) > 0);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+typedef struct send_job {
+    fixture *f;
+    tbatch *t;
+    int rc;
+    int64_t returned_at;
+} send_job;
+
+static void *send_thread(void *arg)
+{
+    send_job *j = arg;
+    j->rc = fx_send(j->f, j->t);
+    j->returned_at = mono_ms();
+    return NULL;
+}
+
+static void test_cancel_aborts_a_hanging_send_quickly(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    send_job job = {&f, tbatch_new(2, 30000), -1, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, send_thread, &job), 0);
+    assert_int_equal(sk_peer_wait_requests(f.peer, 1, 5000), 1); /* the request is in flight */
+    int64_t t0 = mono_ms();
+    f.d->cancel(f.self);
+    pthread_join(th, NULL);
+    int64_t took = job.returned_at - t0;
+    print_message("cancel -> send returned in %lld ms\n", (long long)took);
+    assert_int_equal(job.rc, SK_TRANSPORT_CANCELLED);
+    assert_in_range(took, 0, 499);
+    assert_all_transient(job.t);
+    /* cancel() is final: a later send returns at once without a request. */
+    assert_int_equal(fx_send(&f, job.t), SK_TRANSPORT_CANCELLED);
+    assert_int_equal(sk_peer_requests(f.peer), 1);
+    tbatch_free(job.t);
+    fx_close(&f);
+}
+
+static void test_send_returns_by_the_batch_deadline(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    tbatch *t = tbatch_new(2, 300);
+    int64_t t0 = mono_ms();
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    int64_t took = mono_ms() - t0;
+    assert_in_range(took, 250, 700);
+    assert_all_transient(t);
+    assert_non_null(strstr(t->result.detail, "deadline"));
+    /* A batch whose deadline already passed is not sent at all. */
+    t->batch.deadline_ms = mono_ms() - 1;
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_int_equal(sk_peer_requests(f.peer), 1);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_timeout_option_bounds_a_request(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL};
+    fixture f;
+    fx_open(&f, &r, 1, "{\"timeout_ms\": 200}");
+    tbatch *t = tbatch_new(1, 10000);
+    int64_t t0 = mono_ms();
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_in_range(mono_ms() - t0, 150, 700);
+    assert_non_null(strstr(t->result.detail, "timed out"));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+/* ---------- TLS ---------- */
+
+typedef enum tls_trust { TRUST_DEFAULT, TRUST_CA_FILE, TRUST_INSECURE } tls_trust;
+
+/* Opens the plugin against a TLS peer with a fresh self-signed certificate. */
+static void fx_open_tls(fixture *f, const sk_peer_reply *r, tls_trust trust)
+{
+    memset(f, 0, sizeof *f);
+    f->tmpdir = sk_test_mkdtemp();
+    char cert[512], options[640] = "{}";
+    snprintf(cert, sizeof cert, "%s/ca.pem", f->tmpdir);
+    f->peer = sk_peer_start_tls(r, 1, cert);
+    if (trust == TRUST_CA_FILE)
+        snprintf(options, sizeof options, "{\"ca_file\": \"%s\"}", cert);
+    else if (trust == TRUST_INSECURE)
+        snprintf(options, sizeof options, "{\"insecure\": true}");
+    fx_open_url(f, sk_peer_url(f->peer), options);
+}
+
+static void test_tls_is_verified_by_default(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
+    fixture f;
+    fx_open_tls(&f, &r, TRUST_DEFAULT);
+    tbatch *t = tbatch_new(1, 5000);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
+    assert_int_equal(t->result.status_code, 0);
+    assert_non_null(strcasestr(t->result.detail, "certificate"));
+    char reason[256];
+    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+                     SK_PROBE_UNREACHABLE);
+    assert_int_equal(sk_peer_requests(f.peer), 0); /* nothing, not even the token, was sent */
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_tls_with_a_private_ca_file(void **state)
+{
+    (void)state;
+    tbatch *t = tbatch_new(1, 5000);
+    char body[256];
+    snprintf(body, sizeof body, "{\"results\":[{\"event_id\":\"%s\",\"status\":\"success\"}]}",
+             t->ids[0]);
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, body};
+    fixture f;
+    fx_open_tls(&f, &r, TRUST_CA_FILE);
+    assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
+    assert_int_equal(t->res[0].outcome, SK_OUTCOME_DELIVERED);
+    char v[128];
+    const sk_peer_request *q = sk_peer_request_at(f.peer, 0);
+    assert_string_equal(sk_peer_header(q, "Authorization", v, sizeof v), SECRET);
+    assert_false(q->gunzip_failed);
+    char reason[256];
+    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+                     SK_PROBE_CONNECTED);
+    assert_false(sk_fakehost_logged(f.fh, "NOT verified"));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_tls_insecure_works_and_warns(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
+    fixture f;
+    fx_open_tls(&f, &r, TRUST_INSECURE);
+    tbatch *t = tbatch_new(1, 5000);
+    fx_send(&f, t);
+    assert_int_equal(t->result.status_code, 200);
+    assert_true(sk_fakehost_logged(f.fh, "NOT verified"));
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+/* ---------- probe ---------- */
+
+static void test_probe_states(void **state)
+{
+    (void)state;
+    sk_peer_reply r[] = {
+        {SK_PEER_RESPOND, 200, NULL, "{\"status\":\"ok\"}"},
+        {SK_PEER_RESPOND, 401, NULL, "{\"detail\":\"expired\"}"},
+        {SK_PEER_RESPOND, 403, NULL, "{\"detail\":\"forbidden\"}"},
+        {SK_PEER_RESPOND, 503, NULL, "down for maintenance"},
+        {SK_PEER_CLOSE, 0, NULL, NULL},
+    };
+    const int want[] = {SK_PROBE_CONNECTED, SK_PROBE_NOT_AUTHENTICATED, SK_PROBE_NOT_AUTHENTICATED,
+                        SK_PROBE_SERVER_UNAVAILABLE, SK_PROBE_SERVER_UNAVAILABLE};
+    fixture f;
+    fx_open(&f, r, 5, NULL);
+    char reason[256];
+    for (int i = 0; i < 5; i++) {
+        reason[0] = '\0';
+        assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason), want[i]);
+        assert_true(strlen(reason) > 0);
+        assert_null(strchr(reason, '\n'));
+    }
+    const sk_peer_request *q = sk_peer_request_at(f.peer, 0);
+    assert_string_equal(q->method, "GET");
+    assert_string_equal(q->target, "/api/v1/sync/health/");
+    char v[128];
+    assert_string_equal(sk_peer_header(q, "Authorization", v, sizeof v), SECRET);
+    fx_close(&f);
+}
+
+static void test_probe_of_a_closed_port_is_unreachable(void **state)
+{
+    (void)state;
+    fixture f;
+    memset(&f, 0, sizeof f);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", sk_peer_closed_port());
+    fx_open_url(&f, url, NULL);
+    char reason[256] = "";
+    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+                     SK_PROBE_UNREACHABLE);
+    assert_true(strlen(reason) > 0);
+    fx_close(&f);
+}
+
+typedef struct probe_job {
+    fixture *f;
+    int state;
+    int64_t returned_at;
+} probe_job;
+
+static void *probe_thread(void *arg)
+{
+    probe_job *j = arg;
+    char reason[128];
+    j->state = j->f->d->probe(j->f->self, mono_ms() + 30000, reason, sizeof reason);
+    j->returned_at = mono_ms();
+    return NULL;
+}
+
+static void test_cancel_aborts_a_hanging_probe(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL};
+    fixture f;
+    fx_open(&f, &r, 1, NULL);
+    probe_job job = {&f, -1, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, probe_thread, &job), 0);
+    assert_int_equal(sk_peer_wait_requests(f.peer, 1, 5000), 1);
+    int64_t t0 = mono_ms();
+    f.d->cancel(f.self);
+    pthread_join(th, NULL);
+    assert_int_equal(job.state, SK_PROBE_UNREACHABLE);
+    assert_in_range(job.returned_at - t0, 0, 499);
+    fx_close(&f);
+}
+
+/* ---------- create and options ---------- */
+
+static void test_create_refuses_bad_configuration(void **state)
+{
+    (void)state;
+    void *dl;
+    const sk_transport_desc *d = sk_fakehost_load_plugin("http-batch", &dl);
+    assert_int_equal(d->capabilities, SK_CAP_SYNC | SK_CAP_PROBE);
+    assert_string_equal(d->name, "http-batch");
+    const char *none[] = {NULL};
+    const char *ftp[] = {"server_url", "ftp://x", NULL};
+    const char *ok[] = {"server_url", "https://sync.example", NULL};
+    struct {
+        const char *const *values;
+        const char *options;
+        const char *needle;
+    } cases[] = {
+        {none, NULL, "server_url"},
+        {ftp, NULL, "http"},
+        {ok, "{\"gzip_level\": 12}", "gzip_level"},
+        {ok, "{\"timeout_ms\": 0}", "timeout_ms"},
+        {ok, "{\"ca_file\": \"/nonexistent/ca.pem\"}", "ca_file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sk_fakehost *fh = sk_fakehost_new(cases[i].options, cases[i].values);
+        void *self = (void *)1;
+        char err[256] = "";
+        assert_int_not_equal(d->create(sk_fakehost_api(fh), &self, err, sizeof err), 0);
+        assert_null(self);
+        assert_non_null(strstr(err, cases[i].needle));
+        sk_fakehost_free(fh);
+    }
+}
+
+static void test_insecure_and_unknown_options_are_warned(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{}"};
+    fixture f;
+    fx_open(&f, &r, 1, "{\"insecure\": true, \"gzip_levle\": 3}");
+    assert_true(sk_fakehost_logged(f.fh, "NOT verified"));
+    assert_true(sk_fakehost_logged(f.fh, "gzip_levle"));
+    fx_close(&f);
+    fx_open(&f, &r, 1, "{\"gzip_level\": 0}");
+    assert_false(sk_fakehost_logged(f.fh, "NOT verified"));
+    assert_false(sk_fakehost_logged(f.fh, "unknown option"));
+    fx_close(&f);
+}
+
+/* ---------- pure wire functions ---------- */
+
+static void test_wire_retry_after_forms(void **state)
+{
+    (void)state;
+    int64_t ms = -1;
+    time_t now = 1764147600; /* Wed, 26 Nov 2025 09:00:00 GMT */
+    assert_int_equal(sk__hb_retry_after_ms("120", now, &ms), 0);
+    assert_int_equal(ms, 120000);
+    assert_int_equal(sk__hb_retry_after_ms("  0 ", now, &ms), 0);
+    assert_int_equal(ms, 0);
+    assert_int_equal(sk__hb_retry_after_ms("Wed, 26 Nov 2025 09:01:30 GMT", now, &ms), 0);
+    assert_int_equal(ms, 90000);
+    assert_int_equal(sk__hb_retry_after_ms("Wed, 26 Nov 2025 08:00:00 GMT", now, &ms), 0);
+    assert_int_equal(ms, 0); /* in the past: retry now */
+    assert_int_equal(sk__hb_retry_after_ms("Sun, 06 Nov 2033 08:49:37 GMT", now, &ms), 0);
+    assert_int_equal(ms, SK__HB_RETRY_AFTER_CAP_MS);
+    assert_int_equal(sk__hb_retry_after_ms("99999999999999999999999", now, &ms), 0);
+    assert_int_equal(ms, SK__HB_RETRY_AFTER_CAP_MS);
+    assert_int_equal(sk__hb_retry_after_ms("soon", now, &ms), -1);
+    assert_int_equal(sk__hb_retry_after_ms("", now, &ms), -1);
+    assert_int_equal(sk__hb_retry_after_ms("-5", now, &ms), -1);
+    assert_int_equal(sk__hb_retry_after_ms(NULL, now, &ms), -1);
+}
+
+static void test_wire_gzip_round_trips_large_batches(void **state)
+{
+    (void)state;
+    tbatch *t = tbatch_new(1000, 5000);
+    sk__hb_buf out = {0};
+    for (int level = 0; level <= 9; level += 9) {
+        assert_int_equal(sk__hb_gzip_events(&t->batch, level, &out), 0);
+        sk_peer_request req = {.body = out.data, .body_len = out.len};
+        peer_decode(&req, 1);
+        assert_false(req.gunzip_failed);
+        json_error_t jerr;
+        json_t *doc = json_loadb(req.plain, req.plain_len, 0, &jerr);
+        assert_non_null(doc);
+        assert_int_equal(json_array_size(json_object_get(doc, "events")), 1000);
+        assert_non_null(memmem(req.plain, req.plain_len, t->json[999], t->events[999].json_len));
+        json_decref(doc);
+        free(req.plain);
+    }
+    sk__hb_buf_free(&out);
+    tbatch_free(t);
+}
+
+static void test_wire_maps_results_in_any_order(void **state)
+{
+    (void)state;
+    tbatch *t = tbatch_new(1000, 5000);
+    sk__hb_buf body = {0};
+    sk__hb_buf_append(&body, "{\"results\":[", 12);
+    for (int i = 999; i >= 0; i--) {
+        char entry[128];
+        int n = snprintf(entry, sizeof entry, "%s{\"event_id\":\"%s\",\"status\":\"%s\"}",
+                         i == 999 ? "" : ",", t->ids[i], i % 2 ? "duplicate" : "success");
+        sk__hb_buf_append(&body, entry, (size_t)n);
+    }
+    sk__hb_buf_append(&body, "]}", 2);
+    sk__hb_answer a = {200, (const char *)body.data, body.len, NULL, NULL, 0};
+    assert_int_equal(sk__hb_map_answer(&a, &t->batch, &t->result), SK_TRANSPORT_OK);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(t->res[i].outcome, i % 2 ? SK_OUTCOME_DUPLICATE : SK_OUTCOME_DELIVERED);
+    assert_string_equal(t->result.detail, "");
+    sk__hb_buf_free(&body);
+    tbatch_free(t);
+}
+
+static void test_wire_messages_are_one_line_and_cut_on_utf8_boundaries(void **state)
+{
+    (void)state;
+    tbatch *t = tbatch_new(1, 5000);
+    /* 300 two-byte characters: the 256-byte message must end on a whole one. */
+    char msg[1024] = "";
+    for (int i = 0; i < 300; i++)
+        strcat(msg, "\xc3\xa9");
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{\"results\":[{\"event_id\":\"%s\",\"status\":\"rejected\","
+             "\"error_message\":\"line1\\nline2 %s\"}]}",
+             t->ids[0], msg);
+    sk__hb_answer a = {200, body, strlen(body), NULL, NULL, 0};
+    assert_int_equal(sk__hb_map_answer(&a, &t->batch, &t->result), SK_TRANSPORT_OK);
+    const char *m = t->res[0].message;
+    assert_int_equal(strncmp(m, "line1 line2 ", 12), 0);
+    assert_null(strchr(m, '\n'));
+    size_t len = strlen(m);
+    assert_true(len < SK_EVENT_MESSAGE_MAX);
+    assert_int_equal((len - 12) % 2, 0); /* whole é characters only */
+    assert_int_equal((unsigned char)m[len - 1], 0xa9);
+    tbatch_free(t);
+}
+
+static void test_wire_redact(void **state)
+{
+    (void)state;
+    char text[128] = "a abcdefgh b abcdefghabcdefgh c";
+    sk__hb_redact(text, "abcdefgh");
+    assert_string_equal(text, "a *** b ****** c");
+    char short_secret[] = "the key is abc";
+    sk__hb_redact(short_secret, "abc");
+    assert_string_equal(short_secret, "the key is abc");
+    sk__hb_redact(short_secret, NULL);
+    assert_string_equal(short_secret, "the key is abc");
+}
+
+static void test_wire_status_table(void **state)
+{
+    (void)state;
+    assert_int_equal(sk__hb_status_outcome("SUCCESS", NULL), SK_OUTCOME_DELIVERED);
+    assert_int_equal(sk__hb_status_outcome("rejected", "project_not_admitted"),
+                     SK_OUTCOME_REJECTED_PERMANENT);
+    assert_int_equal(sk__hb_status_outcome("error", "project_refused"),
+                     SK_OUTCOME_REJECTED_PERMANENT);
+    assert_int_equal(sk__hb_status_outcome("rejected", "schema"), SK_OUTCOME_REJECTED);
+    /* A category alone does not make a delivered event permanent. */
+    assert_int_equal(sk__hb_status_outcome("success", "project_refused"), SK_OUTCOME_DELIVERED);
+    assert_int_equal(sk__hb_status_outcome(NULL, NULL), SK_OUTCOME_TRANSIENT);
+    assert_int_equal(sk__hb_status_outcome("", NULL), SK_OUTCOME_TRANSIENT);
+}
+
+int main(void)
+{
+    /* The peer is on loopback: a proxy from the environment must not intercept it. */
+    setenv("no_proxy", "127.0.0.1,localhost", 1);
+    setenv("NO_PROXY", "127.0.0.1,localhost", 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_each_per_event_status_maps_to_its_outcome),
+        cmocka_unit_test(test_request_is_gzip_events_with_required_headers),
+        cmocka_unit_test(test_no_credentials_sends_no_authorization),
+        cmocka_unit_test(test_auth_value_with_line_break_is_refused),
+        cmocka_unit_test(test_two_batches_reuse_one_connection),
+        cmocka_unit_test(test_server_closing_the_connection_counts_a_reconnect),
+        cmocka_unit_test(test_400_details_list_rejects_named_events_only),
+        cmocka_unit_test(test_400_details_as_json_string_rejects_named_events),
+        cmocka_unit_test(test_400_without_details_is_poisoned),
+        cmocka_unit_test(test_401_asks_to_reauthenticate),
+        cmocka_unit_test(test_echoed_token_never_reaches_detail_or_log),
+        cmocka_unit_test(test_403_is_transient_with_server_text),
+        cmocka_unit_test(test_408_is_transient),
+        cmocka_unit_test(test_412_is_protocol_mismatch_with_guidance),
+        cmocka_unit_test(test_413_is_too_large),
+        cmocka_unit_test(test_4xx_saying_too_large_is_too_large),
+        cmocka_unit_test(test_429_retry_after_seconds),
+        cmocka_unit_test(test_429_retry_after_http_date),
+        cmocka_unit_test(test_503_with_retry_after_and_500_without),
+        cmocka_unit_test(test_non_json_and_misshapen_200_are_transient),
+        cmocka_unit_test(test_redirect_is_not_followed),
+        cmocka_unit_test(test_connection_refused_is_transient_with_detail),
+        cmocka_unit_test(test_server_closing_without_answer_is_transient),
+        cmocka_unit_test(test_cancel_aborts_a_hanging_send_quickly),
+        cmocka_unit_test(test_send_returns_by_the_batch_deadline),
+        cmocka_unit_test(test_timeout_option_bounds_a_request),
+        cmocka_unit_test(test_tls_is_verified_by_default),
+        cmocka_unit_test(test_tls_with_a_private_ca_file),
+        cmocka_unit_test(test_tls_insecure_works_and_warns),
+        cmocka_unit_test(test_probe_states),
+        cmocka_unit_test(test_probe_of_a_closed_port_is_unreachable),
+        cmocka_unit_test(test_cancel_aborts_a_hanging_probe),
+        cmocka_unit_test(test_create_refuses_bad_configuration),
+        cmocka_unit_test(test_insecure_and_unknown_options_are_warned),
+        cmocka_unit_test(test_wire_retry_after_forms),
+        cmocka_unit_test(test_wire_gzip_round_trips_large_batches),
+        cmocka_unit_test(test_wire_maps_results_in_any_order),
+        cmocka_unit_test(test_wire_messages_are_one_line_and_cut_on_utf8_boundaries),
+        cmocka_unit_test(test_wire_redact),
+        cmocka_unit_test(test_wire_status_table),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,901 @@
+/* The durable event queue: spec-kitty compatibility, order, capacity, leases
+   across processes, settlement and parking. */
+#include "queue.h"
+#include "testutil.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* spec-kitty's own SQL, verbatim from CONTRACT.md §2: the fixture. */
+static const char spec_kitty_sql[] =
+    "CREATE TABLE IF NOT EXISTS queue (\n"
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+    "  event_id TEXT UNIQUE NOT NULL,\n"
+    "  event_type TEXT NOT NULL,\n"
+    "  data TEXT NOT NULL,            -- the whole envelope as JSON\n"
+    "  timestamp INTEGER NOT NULL,    -- enqueue time, unix seconds\n"
+    "  retry_count INTEGER DEFAULT 0);\n"
+    "CREATE INDEX IF NOT EXISTS idx_timestamp ON queue(timestamp);\n"
+    "CREATE INDEX IF NOT EXISTS idx_retry ON queue(retry_count);\n";
+
+static const char spec_kitty_insert[] =
+    "INSERT OR REPLACE INTO queue (event_id, event_type, data, timestamp) VALUES (?, ?, ?, ?)";
+
+typedef struct fixture {
+    char *dir;
+    char path[600];
+    int64_t now_ms; /* the injected lease clock */
+} fixture;
+
+static int64_t fake_clock(void *ctx)
+{
+    return ((fixture *)ctx)->now_ms;
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = sk_test_mkdtemp();
+    snprintf(f->path, sizeof f->path, "%s/queue.db", f->dir);
+    f->now_ms = 1795000000000;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    sk_test_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static sk__queue *open_q(fixture *f, int64_t max_events)
+{
+    sk__queue_opts o = {.max_events = max_events,
+                        .durability = SK__DURABILITY_NORMAL,
+                        .clock_ms = fake_clock,
+                        .clock_ctx = f};
+    sk__queue *q = NULL;
+    sk__err err = {{0}};
+    sk_status s = sk__queue_open(f->path, &o, &q, &err);
+    if (s != SK_OK)
+        fail_msg("open: %s", err.msg);
+    return q;
+}
+
+static sk_status enq(sk__queue *q, const char *id, int64_t ts, const char *data, sk__err *err)
+{
+    sk__queue_item it = {.event_id = id, .event_type = "WPCreated", .data = data, .timestamp = ts};
+    return sk__queue_enqueue(q, &it, 1, err);
+}
+
+static void enq_ok(sk__queue *q, const char *id, int64_t ts)
+{
+    sk__err err = {{0}};
+    char data[128];
+    snprintf(data, sizeof data, "{\"event_id\":\"%s\"}", id);
+    if (enq(q, id, ts, data, &err) != SK_OK)
+        fail_msg("enqueue %s: %s", id, err.msg);
+}
+
+static void lease_ok(sk__queue *q, size_t max, size_t max_bytes, int64_t ms, sk__lease *l)
+{
+    sk__err err = {{0}};
+    if (sk__queue_lease(q, max, max_bytes, ms, l, &err) != SK_OK)
+        fail_msg("lease: %s", err.msg);
+}
+
+static sk__queue_stats stats_of(sk__queue *q)
+{
+    sk__queue_stats st;
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_stats_get(q, &st, &err), SK_OK);
+    return st;
+}
+
+static void settle_all(sk__queue *q, sk__lease *l, sk__settle_action a, int64_t max_retries)
+{
+    sk__settlement s[64];
+    assert_true(l->count <= SK__ARRAY_LEN(s));
+    for (size_t i = 0; i < l->count; i++)
+        s[i] = (sk__settlement){.id = l->rows[i].id, .action = a, .reason = "bad payload"};
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_settle(q, l->owner, s, l->count, max_retries, NULL, &err), SK_OK);
+}
+
+/* Runs one SQL statement on a separate raw connection (the way spec-kitty would). */
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("sql: %s", msg);
+    sqlite3_close(db);
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void raw_spec_kitty_insert(const char *path, const char *id, int64_t ts)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, spec_kitty_insert, -1, &st, NULL), SQLITE_OK);
+    char data[96];
+    snprintf(data, sizeof data, "{\"event_id\":\"%s\",\"by\":\"spec-kitty\"}", id);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, "WPStatusChanged", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, data, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, ts);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* ---- order, dedup, capacity ---------------------------------------------- */
+
+static void test_lease_is_fifo_by_timestamp_then_id(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    enq_ok(q, "E-late", 300);
+    enq_ok(q, "E-early-2", 100); /* same timestamp as E-early-1, inserted first */
+    enq_ok(q, "E-early-1", 100);
+    enq_ok(q, "E-mid", 200);
+    sk__lease l = {0};
+    lease_ok(q, 10, 0, 60000, &l);
+    assert_int_equal(l.count, 4);
+    assert_string_equal(l.rows[0].event_id, "E-early-2");
+    assert_string_equal(l.rows[1].event_id, "E-early-1");
+    assert_string_equal(l.rows[2].event_id, "E-mid");
+    assert_string_equal(l.rows[3].event_id, "E-late");
+    assert_string_equal(l.rows[3].event_type, "WPCreated");
+    assert_string_equal(l.rows[3].data, "{\"event_id\":\"E-late\"}");
+    assert_int_equal(l.rows[3].data_len, strlen(l.rows[3].data));
+    assert_true(l.rows[0].id < l.rows[1].id);
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+}
+
+static void test_same_event_id_is_one_row_with_the_latest_data(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    sk__err err = {{0}};
+    assert_int_equal(enq(q, "E1", 100, "{\"v\":1}", &err), SK_OK);
+    assert_int_equal(enq(q, "E1", 100, "{\"v\":2}", &err), SK_OK);
+    sk__queue_item two[2] = {{"E2", "WPCreated", "{\"v\":1}", 101},
+                             {"E2", "WPCreated", "{\"v\":3}", 101}};
+    assert_int_equal(sk__queue_enqueue(q, two, 2, &err), SK_OK);
+    assert_int_equal(stats_of(q).ready, 2);
+    sk__lease l = {0};
+    lease_ok(q, 10, 0, 60000, &l);
+    assert_int_equal(l.count, 2);
+    assert_string_equal(l.rows[0].data, "{\"v\":2}");
+    assert_string_equal(l.rows[1].data, "{\"v\":3}");
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+}
+
+static void test_large_batch_keeps_order_and_the_last_duplicate_wins(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    enum { N = 75 }; /* two multi-row chunks and a remainder */
+    sk__queue_item items[N];
+    char ids[N][16], data[N][32];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "D%02d", i % 50);
+        snprintf(data[i], sizeof data[i], "{\"n\":%d}", i);
+        items[i] = (sk__queue_item){ids[i], "WPCreated", data[i], 1000 + i % 50};
+    }
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_enqueue(q, items, N, &err), SK_OK);
+    assert_int_equal(stats_of(q).ready, 50);
+    sk__lease l = {0};
+    lease_ok(q, 100, 0, 60000, &l);
+    assert_int_equal(l.count, 50);
+    assert_string_equal(l.rows[0].event_id, "D00");
+    assert_string_equal(l.rows[0].data, "{\"n\":50}");  /* replaced by the later copy */
+    assert_string_equal(l.rows[30].data, "{\"n\":30}"); /* no later copy */
+    assert_string_equal(l.rows[49].event_id, "D49");
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+}
+
+static void test_full_queue_refuses_with_message_and_writes_nothing(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 3);
+    enq_ok(q, "E1", 100);
+    enq_ok(q, "E2", 100);
+    sk__queue_item two[2] = {{"E3", "WPCreated", "{}", 101}, {"E4", "WPCreated", "{}", 101}};
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_enqueue(q, two, 2, &err), SK_ERR_QUEUE_FULL);
+    assert_non_null(strstr(err.msg, "queue full: 2 of max 3 events"));
+    assert_non_null(strstr(err.msg, "2 new event(s) refused"));
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), 2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue WHERE event_id = 'E3'"), 0);
+    enq_ok(q, "E3", 101); /* exactly at capacity is fine */
+    err.msg[0] = '\0';
+    assert_int_equal(enq(q, "E4", 102, "{}", &err), SK_ERR_QUEUE_FULL);
+    assert_non_null(strstr(err.msg, "queue full: 3 of max 3 events"));
+    enq_ok(q, "E2", 100); /* replacing a queued event takes no room */
+    assert_int_equal(stats_of(q).ready, 3);
+    sk__queue_close(q);
+}
+
+static void test_invalid_items_are_refused_and_nothing_written(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    sk__queue_item items[2] = {{"E1", "WPCreated", "{}", 1},
+                               {"01234567890123456789012345678901", "WPCreated", "{}", 1}};
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_enqueue(q, items, 2, &err), SK_ERR_INVALID_EVENT);
+    items[1].event_id = "";
+    assert_int_equal(sk__queue_enqueue(q, items, 2, &err), SK_ERR_INVALID_EVENT);
+    items[1].event_id = "E2";
+    items[1].data = NULL;
+    assert_int_equal(sk__queue_enqueue(q, items, 2, &err), SK_ERR_INVALID_EVENT);
+    assert_int_equal(stats_of(q).ready, 0);
+    sk__queue_close(q);
+}
+
+/* ---- spec-kitty compatibility and migration ------------------------------ */
+
+static void test_spec_kitty_file_opens_unchanged_and_its_rows_drain(void **state)
+{
+    fixture *f = *state;
+    raw_exec(f->path, spec_kitty_sql);
+    raw_spec_kitty_insert(f->path, "01JSK00000000000000000002", 200);
+    raw_spec_kitty_insert(f->path, "01JSK00000000000000000001", 100);
+    raw_exec(f->path, "UPDATE queue SET retry_count = 2 WHERE timestamp = 200");
+
+    sk__queue *q = open_q(f, 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_info('queue') WHERE "
+                                      "name IN ('state','lease_owner','lease_until','last_error')"),
+                     4);
+    sk__queue_stats st = stats_of(q);
+    assert_int_equal(st.ready, 2);
+    assert_int_equal(st.oldest_timestamp, 100);
+    sk__lease l = {0};
+    lease_ok(q, 10, 0, 60000, &l);
+    assert_int_equal(l.count, 2);
+    assert_string_equal(l.rows[0].event_id, "01JSK00000000000000000001");
+    assert_string_equal(l.rows[0].data,
+                        "{\"event_id\":\"01JSK00000000000000000001\",\"by\":\"spec-kitty\"}");
+    assert_string_equal(l.rows[1].event_type, "WPStatusChanged");
+    assert_int_equal(l.rows[1].retry_count, 2);
+    settle_all(q, &l, SK__SETTLE_DELETE, 5);
+    sk__lease_free_rows(&l);
+    assert_int_equal(stats_of(q).ready, 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), 0);
+    sk__queue_close(q);
+}
+
+static void test_migration_twice_changes_nothing(void **state)
+{
+    fixture *f = *state;
+    raw_exec(f->path, spec_kitty_sql);
+    sk__queue_close(open_q(f, 0));
+    int64_t version = raw_int(f->path, "PRAGMA schema_version");
+    int64_t objects = raw_int(f->path, "SELECT count(*) FROM sqlite_master");
+    sk__queue_close(open_q(f, 0));
+    assert_int_equal(raw_int(f->path, "PRAGMA schema_version"), version);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master"), objects);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_info('queue')"), 10);
+    /* spec-kitty running its CREATE ... IF NOT EXISTS again is harmless too. */
+    raw_exec(f->path, spec_kitty_sql);
+    assert_int_equal(raw_int(f->path, "PRAGMA schema_version"), version);
+}
+
+static void test_four_column_insert_after_migration_is_leasable(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    enq_ok(q, "E-ours", 150);
+    raw_spec_kitty_insert(f->path, "E-theirs", 100);
+    assert_int_equal(raw_int(f->path, "SELECT state FROM queue WHERE event_id = 'E-theirs'"), 0);
+    sk__queue_stats st = stats_of(q);
+    assert_int_equal(st.ready, 2);
+    assert_int_equal(st.oldest_timestamp, 100);
+    sk__lease l = {0};
+    lease_ok(q, 10, 0, 60000, &l);
+    assert_int_equal(l.count, 2);
+    assert_string_equal(l.rows[0].event_id, "E-theirs");
+    assert_int_equal(l.rows[0].retry_count, 0);
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+}
+
+static void test_created_file_is_owner_only_and_wal(void **state)
+{
+    fixture *f = *state;
+    sk__queue_close(open_q(f, 0));
+    struct stat st;
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+static void test_both_durability_modes_open_and_keep_events(void **state)
+{
+    fixture *f = *state;
+    sk__durability modes[2] = {SK__DURABILITY_FULL, SK__DURABILITY_NORMAL};
+    for (int i = 0; i < 2; i++) {
+        sk__queue_opts o = {.durability = modes[i]};
+        sk__queue *q = NULL;
+        sk__err err = {{0}};
+        assert_int_equal(sk__queue_open(f->path, &o, &q, &err), SK_OK);
+        enq_ok(q, i == 0 ? "E-full" : "E-normal", 100 + i);
+        sk__queue_close(q);
+    }
+    sk__queue *q = NULL;
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_open(f->path, NULL, &q, &err), SK_OK);
+    assert_int_equal(stats_of(q).ready, 2);
+    sk__queue_close(q);
+    sk__queue_opts bad = {.durability = (sk__durability)7};
+    assert_int_equal(sk__queue_open(f->path, &bad, &q, &err), SK_ERR_USAGE);
+    assert_null(q);
+}
+
+static void test_open_reports_a_missing_folder_and_a_file_that_is_no_database(void **state)
+{
+    fixture *f = *state;
+    char bad[700];
+    snprintf(bad, sizeof bad, "%s/no-such-folder/queue.db", f->dir);
+    sk__queue *q = NULL;
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_open(bad, NULL, &q, &err), SK_ERR_IO);
+    assert_non_null(strstr(err.msg, "no-such-folder"));
+    assert_null(q);
+    sk_test_write_file(f->path, "this is not an SQLite database, just some text long enough\n");
+    err.msg[0] = '\0';
+    assert_int_equal(sk__queue_open(f->path, NULL, &q, &err), SK_ERR_DB);
+    assert_non_null(strstr(err.msg, "queue.db"));
+    assert_null(q);
+}
+
+/* ---- several processes ---------------------------------------------------- */
+
+/* Child: opens the (maybe not yet existing) file and enqueues `count` single
+   events, one transaction each. Exit status 0 on success. */
+static int child_enqueue(const char *path, int who, int count)
+{
+    sk__queue_opts o = {.durability = SK__DURABILITY_FULL};
+    sk__queue *q = NULL;
+    sk__err err = {{0}};
+    if (sk__queue_open(path, &o, &q, &err) != SK_OK)
+        return 1;
+    for (int i = 0; i < count; i++) {
+        char id[32], data[64];
+        snprintf(id, sizeof id, "P%d-%04d", who, i);
+        snprintf(data, sizeof data, "{\"n\":%d}", i);
+        sk__queue_item it = {id, "WPCreated", data, 1000 + i};
+        if (sk__queue_enqueue(q, &it, 1, &err) != SK_OK)
+            return 2;
+    }
+    sk__queue_close(q);
+    return 0;
+}
+
+static void wait_children(pid_t *pids, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int st = 0;
+        assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+}
+
+static void test_concurrent_writer_processes_lose_and_duplicate_nothing(void **state)
+{
+    fixture *f = *state;
+    enum { PROCS = 4, EACH = 500 };
+    pid_t pids[PROCS];
+    /* The file does not exist yet: the children also race creation and migration. */
+    for (int i = 0; i < PROCS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0)
+            _exit(child_enqueue(f->path, i, EACH));
+    }
+    wait_children(pids, PROCS);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), PROCS * EACH);
+    assert_int_equal(raw_int(f->path, "SELECT count(DISTINCT event_id) FROM queue"), PROCS * EACH);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue WHERE event_id LIKE 'P3-%'"),
+                     EACH);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_info('queue')"), 10);
+}
+
+/* Child: waits until the parent closes the pipe, then opens (migrates) the file. */
+static int child_open_after(int gate_fd, const char *path)
+{
+    char c;
+    while (read(gate_fd, &c, 1) > 0)
+        ;
+    sk__queue *q = NULL;
+    sk__err err = {{0}};
+    if (sk__queue_open(path, NULL, &q, &err) != SK_OK)
+        return 1;
+    sk__queue_stats st;
+    int ok = sk__queue_stats_get(q, &st, &err) == SK_OK && st.ready == 3;
+    sk__queue_close(q);
+    return ok ? 0 : 2;
+}
+
+static void test_processes_racing_to_migrate_a_spec_kitty_file_all_succeed(void **state)
+{
+    fixture *f = *state;
+    raw_exec(f->path, spec_kitty_sql);
+    for (int i = 0; i < 3; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "E%d", i);
+        raw_spec_kitty_insert(f->path, id, 100 + i);
+    }
+    enum { PROCS = 6 };
+    int gate[2];
+    assert_int_equal(pipe(gate), 0);
+    pid_t pids[PROCS];
+    for (int i = 0; i < PROCS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            close(gate[1]);
+            _exit(child_open_after(gate[0], f->path));
+        }
+    }
+    close(gate[0]);
+    close(gate[1]); /* all children start at once */
+    wait_children(pids, PROCS);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_table_info('queue')"), 10);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                      "AND name LIKE 'sk_idx_%'"),
+                     2);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue WHERE state = 0"), 3);
+}
+
+/* Child: drains in small batches, logging every leased event_id to out. */
+static int child_drain(const char *path, const char *out)
+{
+    FILE *log = fopen(out, "w");
+    sk__queue *q = NULL;
+    sk__err err = {{0}};
+    if (!log || sk__queue_open(path, NULL, &q, &err) != SK_OK)
+        return 1;
+    sk__lease l = {0};
+    sk__settlement s[25];
+    for (;;) {
+        if (sk__queue_lease(q, SK__ARRAY_LEN(s), 0, 600000, &l, &err) != SK_OK)
+            return 2;
+        if (l.count == 0)
+            break;
+        for (size_t i = 0; i < l.count; i++) {
+            fprintf(log, "%s\n", l.rows[i].event_id);
+            s[i] = (sk__settlement){.id = l.rows[i].id, .action = SK__SETTLE_DELETE};
+        }
+        if (sk__queue_settle(q, l.owner, s, l.count, 5, NULL, &err) != SK_OK)
+            return 3;
+    }
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+    return fclose(log) == 0 ? 0 : 4;
+}
+
+static void test_two_drainer_processes_never_lease_the_same_row(void **state)
+{
+    fixture *f = *state;
+    enum { EVENTS = 2000 };
+    sk__queue *q = open_q(f, 0);
+    sk__queue_item items[100];
+    char ids[100][32];
+    for (int b = 0; b < EVENTS / 100; b++) {
+        for (int i = 0; i < 100; i++) {
+            snprintf(ids[i], sizeof ids[i], "E%05d", b * 100 + i);
+            items[i] = (sk__queue_item){ids[i], "WPCreated", "{}", b};
+        }
+        sk__err err = {{0}};
+        assert_int_equal(sk__queue_enqueue(q, items, 100, &err), SK_OK);
+    }
+    sk__queue_close(q);
+    char logs[2][700];
+    pid_t pids[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(logs[i], sizeof logs[i], "%s/drain%d.log", f->dir, i);
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0)
+            _exit(child_drain(f->path, logs[i]));
+    }
+    wait_children(pids, 2);
+    static unsigned char seen[EVENTS];
+    memset(seen, 0, sizeof seen);
+    int total = 0;
+    for (int i = 0; i < 2; i++) {
+        FILE *in = fopen(logs[i], "r");
+        assert_non_null(in);
+        char line[64];
+        while (fgets(line, sizeof line, in)) {
+            int n = atoi(line + 1);
+            assert_true(n >= 0 && n < EVENTS);
+            assert_int_equal(seen[n], 0); /* leased twice would show here */
+            seen[n] = 1;
+            total++;
+        }
+        fclose(in);
+    }
+    assert_int_equal(total, EVENTS);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), 0);
+}
+
+/* ---- leases --------------------------------------------------------------- */
+
+static void test_expired_lease_is_taken_over_and_old_owner_cannot_settle(void **state)
+{
+    fixture *f = *state;
+    sk__queue *a = open_q(f, 0), *b = open_q(f, 0);
+    enq_ok(a, "E1", 100);
+    enq_ok(a, "E2", 101);
+    sk__lease la = {0}, lb = {0};
+    lease_ok(a, 10, 0, 1000, &la);
+    assert_int_equal(la.count, 2);
+    assert_int_equal(stats_of(b).leased, 2);
+
+    f->now_ms += 999; /* still A's */
+    lease_ok(b, 10, 0, 1000, &lb);
+    assert_int_equal(lb.count, 0);
+
+    f->now_ms += 1; /* A's lease ran out: A died, as far as anyone knows */
+    assert_int_equal(stats_of(b).leased, 0);
+    lease_ok(b, 10, 0, 1000, &lb);
+    assert_int_equal(lb.count, 2);
+    assert_string_not_equal(la.owner, lb.owner);
+
+    settle_all(a, &la, SK__SETTLE_DELETE, 5); /* too late: touches nothing */
+    assert_int_equal(stats_of(b).ready, 2);
+    settle_all(b, &lb, SK__SETTLE_DELETE, 5);
+    assert_int_equal(stats_of(b).ready, 0);
+    sk__lease_free_rows(&la);
+    sk__lease_free_rows(&lb);
+    sk__queue_close(a);
+    sk__queue_close(b);
+}
+
+static void test_lease_token_is_kept_and_rows_of_a_live_lease_are_skipped(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    for (int i = 0; i < 5; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "E%d", i);
+        enq_ok(q, id, 100 + i);
+    }
+    sk__lease l = {0};
+    lease_ok(q, 2, 0, 60000, &l);
+    char owner[sizeof l.owner];
+    memcpy(owner, l.owner, sizeof owner);
+    assert_int_equal(strlen(owner), 32);
+    sk__lease l2 = {0};
+    memcpy(l2.owner, owner, sizeof owner); /* a second batch of the same drainer */
+    lease_ok(q, 2, 0, 60000, &l2);
+    assert_string_equal(l2.owner, owner);
+    assert_string_equal(l2.rows[0].event_id, "E2");
+    assert_string_equal(l2.rows[1].event_id, "E3");
+    assert_int_equal(stats_of(q).leased, 4);
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_release_all(q, owner, &err), SK_OK);
+    sk__queue_stats st = stats_of(q);
+    assert_int_equal(st.leased, 0);
+    assert_int_equal(st.ready, 5);
+    lease_ok(q, 10, 0, 60000, &l);
+    assert_int_equal(l.count, 5);
+    sk__lease_free_rows(&l);
+    sk__lease_free_rows(&l2);
+    sk__queue_close(q);
+}
+
+static void test_max_bytes_limits_a_lease_but_one_row_is_always_taken(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    char big[101];
+    memset(big, 'x', 100);
+    big[100] = '\0';
+    sk__err err = {{0}};
+    for (int i = 0; i < 4; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "E%d", i);
+        assert_int_equal(enq(q, id, 100 + i, big, &err), SK_OK);
+    }
+    sk__lease l = {0};
+    lease_ok(q, 10, 250, 60000, &l);
+    assert_int_equal(l.count, 2);
+    assert_string_equal(l.rows[1].event_id, "E1");
+    lease_ok(q, 10, 50, 60000, &l); /* frees the previous rows first */
+    assert_int_equal(l.count, 1);
+    assert_string_equal(l.rows[0].event_id, "E2");
+    assert_int_equal(l.rows[0].data_len, 100);
+    lease_ok(q, 10, 0, 60000, &l);
+    assert_int_equal(l.count, 1);
+    assert_string_equal(l.rows[0].event_id, "E3");
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+}
+
+static void test_foreign_row_with_overlong_event_id_is_parked_not_sent(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    raw_spec_kitty_insert(f->path, "an-event-id-far-longer-than-thirty-one", 100);
+    enq_ok(q, "E1", 200);
+    sk__lease l = {0};
+    lease_ok(q, 10, 0, 60000, &l);
+    assert_int_equal(l.count, 1);
+    assert_string_equal(l.rows[0].event_id, "E1");
+    assert_int_equal(stats_of(q).parked, 1);
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+}
+
+static const char *dead_owner;
+
+static int all_but_dead_alive(const char *owner)
+{
+    return strcmp(owner, dead_owner) != 0;
+}
+
+static void test_release_dead_frees_only_rows_of_dead_drainers(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    for (int i = 0; i < 4; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "E%d", i);
+        enq_ok(q, id, 100 + i);
+    }
+    sk__lease alive = {0}, dead = {0};
+    lease_ok(q, 2, 0, 60000, &alive);
+    lease_ok(q, 2, 0, 60000, &dead);
+    dead_owner = dead.owner;
+    int64_t released = -1;
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_release_dead(q, all_but_dead_alive, &released, &err), SK_OK);
+    assert_int_equal(released, 1);
+    assert_int_equal(stats_of(q).leased, 2);
+    sk__lease again = {0};
+    lease_ok(q, 10, 0, 60000, &again);
+    assert_int_equal(again.count, 2);
+    assert_string_equal(again.rows[0].event_id, "E2");
+    sk__lease_free_rows(&alive);
+    sk__lease_free_rows(&dead);
+    sk__lease_free_rows(&again);
+    sk__queue_close(q);
+}
+
+/* ---- settlement, parking -------------------------------------------------- */
+
+typedef struct parked_list {
+    int n;
+    char ids[8][32];
+    char why[8][64];
+    int64_t retries[8];
+} parked_list;
+
+static int collect_parked(void *ctx, const char *event_id, const char *event_type, int64_t ts,
+                          int64_t retry_count, const char *last_error)
+{
+    parked_list *p = ctx;
+    (void)event_type;
+    (void)ts;
+    snprintf(p->ids[p->n], sizeof p->ids[0], "%s", event_id);
+    snprintf(p->why[p->n], sizeof p->why[0], "%s", last_error ? last_error : "(null)");
+    p->retries[p->n] = retry_count;
+    p->n++;
+    return p->n >= 8;
+}
+
+static void test_settle_deletes_releases_rejects_and_parks(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    const char *ids[4] = {"E-del", "E-rel", "E-rej", "E-park"};
+    for (int i = 0; i < 4; i++)
+        enq_ok(q, ids[i], 100 + i);
+    sk__lease l = {0};
+    lease_ok(q, 10, 0, 60000, &l);
+    assert_int_equal(l.count, 4);
+    sk__settlement s[4] = {{l.rows[0].id, SK__SETTLE_DELETE, NULL},
+                           {l.rows[1].id, SK__SETTLE_RELEASE, NULL},
+                           {l.rows[2].id, SK__SETTLE_REJECT, "schema mismatch"},
+                           {l.rows[3].id, SK__SETTLE_PARK, "project_not_admitted"}};
+    int64_t parked = -1;
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_settle(q, l.owner, s, 4, 3, &parked, &err), SK_OK);
+    assert_int_equal(parked, 1);
+    sk__queue_stats st = stats_of(q);
+    assert_int_equal(st.ready, 2);
+    assert_int_equal(st.parked, 1);
+    assert_int_equal(st.leased, 0);
+    assert_int_equal(st.oldest_timestamp, 101);
+    assert_int_equal(raw_int(f->path, "SELECT retry_count FROM queue WHERE event_id = 'E-rej'"), 1);
+    assert_int_equal(raw_int(f->path, "SELECT retry_count FROM queue WHERE event_id = 'E-rel'"), 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue WHERE event_id = 'E-rej' "
+                                      "AND last_error = 'schema mismatch'"),
+                     1);
+    lease_ok(q, 10, 0, 60000, &l); /* released and rejected rows come back */
+    assert_int_equal(l.count, 2);
+    assert_string_equal(l.rows[0].event_id, "E-rel");
+    assert_int_equal(l.rows[1].retry_count, 1);
+    parked_list p = {0};
+    assert_int_equal(sk__queue_each_parked(q, collect_parked, &p, &err), SK_OK);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.ids[0], "E-park");
+    assert_string_equal(p.why[0], "project_not_admitted");
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+}
+
+static void test_reject_parks_only_after_max_retries_are_used(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    enq_ok(q, "E1", 100);
+    sk__lease l = {0};
+    int64_t parked = 0;
+    sk__err err = {{0}};
+    for (int attempt = 1; attempt <= 4; attempt++) {
+        lease_ok(q, 10, 0, 60000, &l);
+        assert_int_equal(l.count, 1); /* max_retries 3: 3 retries after the first send */
+        assert_int_equal(l.rows[0].retry_count, attempt - 1);
+        sk__settlement s = {l.rows[0].id, SK__SETTLE_REJECT, "rejected"};
+        assert_int_equal(sk__queue_settle(q, l.owner, &s, 1, 3, &parked, &err), SK_OK);
+        assert_int_equal(parked, attempt == 4);
+    }
+    lease_ok(q, 10, 0, 60000, &l);
+    assert_int_equal(l.count, 0);
+    sk__queue_stats st = stats_of(q);
+    assert_int_equal(st.parked, 1);
+    assert_int_equal(st.ready, 0);
+    assert_int_equal(st.oldest_timestamp, 0);
+    parked_list p = {0};
+    assert_int_equal(sk__queue_each_parked(q, collect_parked, &p, &err), SK_OK);
+    assert_int_equal(p.retries[0], 4);
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+}
+
+static void park_all(sk__queue *q, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "E%d", i);
+        enq_ok(q, id, 100 + i);
+    }
+    sk__lease l = {0};
+    lease_ok(q, 64, 0, 60000, &l);
+    assert_int_equal(l.count, (size_t)n);
+    settle_all(q, &l, SK__SETTLE_PARK, 5);
+    sk__lease_free_rows(&l);
+    assert_int_equal(stats_of(q).parked, n);
+}
+
+static void test_unpark_by_id_then_all_resets_retries(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    park_all(q, 3);
+    raw_exec(f->path, "UPDATE queue SET retry_count = 7");
+    const char *one[2] = {"E1", "no-such-event"};
+    int64_t moved = -1;
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_unpark(q, one, 2, &moved, &err), SK_OK);
+    assert_int_equal(moved, 1);
+    sk__lease l = {0};
+    lease_ok(q, 10, 0, 60000, &l);
+    assert_int_equal(l.count, 1);
+    assert_string_equal(l.rows[0].event_id, "E1");
+    assert_int_equal(l.rows[0].retry_count, 0);
+    assert_int_equal(sk__queue_unpark(q, NULL, 0, &moved, &err), SK_OK);
+    assert_int_equal(moved, 2);
+    sk__queue_stats st = stats_of(q);
+    assert_int_equal(st.parked, 0);
+    assert_int_equal(st.ready, 3);
+    assert_int_equal(sk__queue_unpark(q, NULL, 0, &moved, &err), SK_OK);
+    assert_int_equal(moved, 0);
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+}
+
+static void test_each_parked_lists_oldest_first_and_stops_on_request(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    park_all(q, 10);
+    parked_list p = {0};
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_each_parked(q, collect_parked, &p, &err), SK_OK);
+    assert_int_equal(p.n, 8); /* collect_parked asks to stop at 8 */
+    assert_string_equal(p.ids[0], "E0");
+    assert_string_equal(p.ids[7], "E7");
+    assert_string_equal(p.why[3], "bad payload");
+    sk__queue_close(q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_lease_is_fifo_by_timestamp_then_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_event_id_is_one_row_with_the_latest_data, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_large_batch_keeps_order_and_the_last_duplicate_wins,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_queue_refuses_with_message_and_writes_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_items_are_refused_and_nothing_written, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_spec_kitty_file_opens_unchanged_and_its_rows_drain,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_twice_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_four_column_insert_after_migration_is_leasable, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_created_file_is_owner_only_and_wal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_both_durability_modes_open_and_keep_events, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_open_reports_a_missing_folder_and_a_file_that_is_no_database, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writer_processes_lose_and_duplicate_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_processes_racing_to_migrate_a_spec_kitty_file_all_succeed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_drainer_processes_never_lease_the_same_row, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_expired_lease_is_taken_over_and_old_owner_cannot_settle, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_lease_token_is_kept_and_rows_of_a_live_lease_are_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_bytes_limits_a_lease_but_one_row_is_always_taken,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_row_with_overlong_event_id_is_parked_not_sent,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_dead_frees_only_rows_of_dead_drainers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_settle_deletes_releases_rejects_and_parks, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reject_parks_only_after_max_retries_are_used, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unpark_by_id_then_all_resets_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_each_parked_lists_oldest_first_and_stops_on_request,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
