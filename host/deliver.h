@@ -26,6 +26,11 @@ typedef struct sk__deliver_opts {
         max_retry_wait_ms; /* a Retry-After up to this is waited out in the pass; longer stops it */
     int64_t max_batches;   /* 0: until the queue is drained */
     int64_t lease_ms;      /* how long a leased row stays ours if we die */
+    /* When set: the pass holds an exclusive flock on this file and reads rows
+     * without leasing them (sk__queue_peek): one drainer per state root at a
+     * time, and no row is written but the settled ones. NULL: per-row leases,
+     * so several drainers may run at once. */
+    const char *drain_lock_path;
 } sk__deliver_opts;
 
 /* Fills opts with the defaults used by `sync now`. */

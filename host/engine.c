@@ -39,6 +39,8 @@ sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t er
     if (st == SK_OK)
         st = sk__mkdirs_owner(s->root, &err);
     if (st == SK_OK)
+        snprintf(s->drain_lock, sizeof s->drain_lock, "%s/drain.lock", s->root);
+    if (st == SK_OK)
         st = sk__config_load(s->root, &s->cfg, &err);
     if (st == SK_OK)
         st = sk__auth_open(s->root, s->cfg, &s->auth, &err);
@@ -361,6 +363,7 @@ void sk__sync_deliver_opts(const sk_sync *s, sk__deliver_opts *o)
     o->max_batch_events = (size_t)s->cfg->max_batch_events;
     o->max_batch_bytes = (size_t)s->cfg->max_batch_bytes;
     o->max_retries = s->cfg->max_retries;
+    o->drain_lock_path = s->drain_lock;
 }
 
 /* The caller's hooks plus the session refresh: deliver.c calls every hook with one ctx. */

@@ -19,6 +19,7 @@
 
 struct sk_sync {
     char root[PATH_MAX];
+    char drain_lock[PATH_MAX + 16]; /* <root>/drain.lock: one drainer at a time */
     sk__config *cfg;
     sk__queue *q;
     char node_id[13];
