@@ -433,6 +433,12 @@ sk_status sk__queue_open(const char *path, const sk__queue_opts *opts, sk__queue
     return SK_OK;
 }
 
+void sk__queue_release_memory(sk__queue *q)
+{
+    if (q && q->db)
+        sqlite3_db_release_memory(q->db);
+}
+
 void sk__queue_close(sk__queue *q)
 {
     if (!q)
