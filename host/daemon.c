@@ -4,6 +4,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -561,6 +562,14 @@ static int64_t next_due(sk__service *svc, int64_t now)
     return due < svc->quiet_until ? svc->quiet_until : due;
 }
 
+/* Going idle: give the queue caches and freed heap back to the system. */
+static void shrink_when_idle(sk__service *svc)
+{
+    sk__queue_release_memory(svc->status_q);
+    sk__queue_release_memory(svc->s->q);
+    malloc_trim(0);
+}
+
 static int poll_timeout(int64_t due, int64_t now)
 {
     if (due == INT64_MAX)
@@ -630,7 +639,10 @@ sk_status sk__service_run(sk__service *svc, sk__err *err)
         fds[nf++] = (struct pollfd){.fd = svc->inotify_fd, .events = POLLIN};
         for (int i = 0; i < svc->nclients; i++)
             fds[nf++] = (struct pollfd){.fd = svc->clients[i].fd, .events = POLLIN};
-        int pr = poll(fds, (nfds_t)nf, svc->job != JOB_NONE ? -1 : poll_timeout(due, now));
+        int timeout = svc->job != JOB_NONE ? -1 : poll_timeout(due, now);
+        if (timeout < 0 && svc->job == JOB_NONE)
+            shrink_when_idle(svc);
+        int pr = poll(fds, (nfds_t)nf, timeout);
         if (pr < 0 && errno != EINTR)
             slog(svc, SK_LOG_ERROR, "poll: %s", strerror(errno));
         if (pr <= 0)

@@ -140,6 +140,8 @@ static sk_status stop_pass(pass *ps, sk_status st, const char *fmt, ...)
 
 static sk_status stop_pass(pass *ps, sk_status st, const char *fmt, ...)
 {
+    if (ps->stop != SK_OK) /* the first reason is the one the user needs */
+        return sk__fail(ps->err, ps->stop, "%s", ps->sum->stop_reason);
     ps->stop = st;
     va_list ap;
     va_start(ap, fmt);
@@ -364,48 +366,183 @@ static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batc
     return SK_OK;
 }
 
+/* One batch handed to the transport: what was sent and what came back. */
+typedef struct inflight {
+    pass *ps;
+    sk__queue_row *rows;
+    size_t n;
+    sk_event *evs;
+    sk_event_result *res;
+    sk_batch_result *r;
+    sk_batch b;
+    int rc;
+    pthread_t thread;
+} inflight;
+
+static void inflight_free(inflight *f)
+{
+    free(f->evs);
+    free(f->res);
+    free(f->r);
+    f->evs = NULL;
+    f->res = NULL;
+    f->r = NULL;
+}
+
+/* Builds the batch of rows[0..n); every outcome starts transient. */
+static sk_status inflight_prepare(pass *ps, inflight *f, sk__queue_row *rows, size_t n)
+{
+    *f = (inflight){.ps = ps, .rows = rows, .n = n};
+    f->evs = calloc(n, sizeof *f->evs);
+    f->res = calloc(n, sizeof *f->res);
+    f->r = calloc(1, sizeof *f->r);
+    if (!f->evs || !f->res || !f->r) {
+        inflight_free(f);
+        return stop_pass(ps, SK_ERR_NOMEM, "%s", "out of memory building a batch");
+    }
+    for (size_t i = 0; i < n; i++) {
+        f->evs[i] = (sk_event){rows[i].event_id, rows[i].data, rows[i].data_len};
+        f->res[i].outcome = SK_OUTCOME_TRANSIENT;
+    }
+    f->b = (sk_batch){.struct_size = sizeof f->b,
+                      .count = (uint32_t)n,
+                      .events = f->evs,
+                      .deadline_ms = sk__mono_ms() + ps->o->batch_timeout_ms,
+                      .batch_seq = ++ps->seq};
+    f->r->struct_size = sizeof *f->r;
+    f->r->count = (uint32_t)n;
+    f->r->events = f->res;
+    return SK_OK;
+}
+
+/* A plain answer: every outcome can be applied without sending anything again. */
+static int inflight_plain(const inflight *f)
+{
+    return f->rc == SK_TRANSPORT_OK && f->r->hints == SK_HINT_NONE;
+}
+
+/* Applies what came back (may send again: halving, bisection, re-auth, Retry-After). */
+static sk_status inflight_finish(pass *ps, inflight *f)
+{
+    ps->sum->batches++;
+    sk_status st;
+    if (f->rc == SK_TRANSPORT_CANCELLED || (f->rc != SK_TRANSPORT_OK && cancelled(ps)))
+        st = stop_pass(ps, SK_ERR_CANCELLED, "%s", "cancelled");
+    else if (f->rc != SK_TRANSPORT_OK)
+        st = stop_pass(ps, SK_ERR_TRANSPORT, "%s",
+                       f->r->detail[0] ? f->r->detail : "the transport failed without a reason");
+    else if (f->r->hints != SK_HINT_NONE)
+        st = on_hints(ps, f->rows, f->n, f->r);
+    else
+        st = apply_outcomes(ps, f->rows, f->n, f->r);
+    inflight_free(f);
+    return st;
+}
+
 /* Sends rows[0..n) as one batch and applies what came back, splitting as told. */
 static sk_status send_rows(pass *ps, sk__queue_row *rows, size_t n)
 {
     if (cancelled(ps))
         return stop_pass(ps, SK_ERR_CANCELLED, "%s", "cancelled");
-    sk_event *evs = calloc(n, sizeof *evs);
-    sk_event_result *res = calloc(n, sizeof *res);
-    sk_batch_result *r = calloc(1, sizeof *r);
-    if (!evs || !res || !r) {
-        free(evs);
-        free(res);
-        free(r);
-        return stop_pass(ps, SK_ERR_NOMEM, "%s", "out of memory building a batch");
+    inflight f;
+    sk_status st = inflight_prepare(ps, &f, rows, n);
+    if (st != SK_OK)
+        return st;
+    f.rc = call_transport(ps, &f.b, f.r);
+    return inflight_finish(ps, &f);
+}
+
+static void *inflight_thread(void *arg)
+{
+    inflight *f = arg;
+    f->rc = call_transport(f->ps, &f->b, f->r);
+    return NULL;
+}
+
+/* Starts sending f on its own thread; falls back to sending it here. */
+static void inflight_start(inflight *f)
+{
+    if (pthread_create(&f->thread, NULL, inflight_thread, f) != 0) {
+        f->thread = pthread_self();
+        f->rc = call_transport(f->ps, &f->b, f->r);
     }
-    for (size_t i = 0; i < n; i++) {
-        evs[i] = (sk_event){rows[i].event_id, rows[i].data, rows[i].data_len};
-        res[i].outcome = SK_OUTCOME_TRANSIENT;
+}
+
+static void inflight_wait(inflight *f)
+{
+    if (!pthread_equal(f->thread, pthread_self()))
+        pthread_join(f->thread, NULL);
+}
+
+/* Reads the next batch after the cursor and moves the cursor past it. 0: nothing more. */
+static int peek_next(pass *ps, int64_t *cts, int64_t *cid, sk__lease *lease)
+{
+    if (ps->stop != SK_OK || cancelled(ps))
+        return 0;
+    sk_status st = sk__queue_peek(ps->q, *cts, *cid, ps->o->max_batch_events,
+                                  ps->o->max_batch_bytes, lease, ps->err);
+    if (st != SK_OK) {
+        stop_pass(ps, st, "queue: %s", ps->err->msg);
+        return 0;
     }
-    sk_batch b = {.struct_size = sizeof b,
-                  .count = (uint32_t)n,
-                  .events = evs,
-                  .deadline_ms = sk__mono_ms() + ps->o->batch_timeout_ms,
-                  .batch_seq = ++ps->seq};
-    r->struct_size = sizeof *r;
-    r->count = (uint32_t)n;
-    r->events = res;
-    int rc = call_transport(ps, &b, r);
-    ps->sum->batches++;
-    sk_status st;
-    if (rc == SK_TRANSPORT_CANCELLED || (rc != SK_TRANSPORT_OK && cancelled(ps)))
-        st = stop_pass(ps, SK_ERR_CANCELLED, "%s", "cancelled");
-    else if (rc != SK_TRANSPORT_OK)
-        st = stop_pass(ps, SK_ERR_TRANSPORT, "%s",
-                       r->detail[0] ? r->detail : "the transport failed without a reason");
-    else if (r->hints & ~(uint32_t)SK_HINT_NONE)
-        st = on_hints(ps, rows, n, r);
-    else
-        st = apply_outcomes(ps, rows, n, r);
-    free(evs);
-    free(res);
-    free(r);
-    return st;
+    if (lease->count == 0)
+        return 0;
+    *cts = lease->rows[lease->count - 1].timestamp;
+    *cid = lease->rows[lease->count - 1].id;
+    return 1;
+}
+
+static void after_batch(pass *ps, sk__lease *lease)
+{
+    sk__lease_free_rows(lease);
+    if (ps->h && ps->h->progress)
+        ps->h->progress(ps->h->ctx, ps->sum, ps->total);
+}
+
+/*
+ * The drain under the drain lock, two batches deep: while the transport sends
+ * batch k+1 on a thread, this thread settles batch k and reads batch k+2, so
+ * SQLite and the transport work at the same time. A batch whose answer needs
+ * more sending (hints, failures) is handled before the next one starts, so
+ * the transport never sees two calls at once.
+ */
+static void drain_pipelined(pass *ps)
+{
+    sk__lease lz[2] = {{0}};
+    inflight fl[2];
+    int64_t cts = INT64_MIN, cid = INT64_MIN, started = 0, limit = ps->o->max_batches;
+    int cur = 0, busy = peek_next(ps, &cts, &cid, &lz[cur]);
+    if (busy && inflight_prepare(ps, &fl[cur], lz[cur].rows, lz[cur].count) == SK_OK) {
+        inflight_start(&fl[cur]);
+        started++;
+    } else {
+        busy = 0;
+    }
+    while (busy) {
+        int nxt = 1 - cur;
+        int more = (!limit || started < limit) && peek_next(ps, &cts, &cid, &lz[nxt]);
+        inflight_wait(&fl[cur]);
+        int overlap = more && inflight_plain(&fl[cur]);
+        if (overlap && inflight_prepare(ps, &fl[nxt], lz[nxt].rows, lz[nxt].count) == SK_OK) {
+            inflight_start(&fl[nxt]); /* sent while batch `cur` is settled below */
+            started++;
+            inflight_finish(ps, &fl[cur]);
+            after_batch(ps, &lz[cur]);
+            cur = nxt;
+            continue;
+        }
+        inflight_finish(ps, &fl[cur]); /* may send again: nothing else is in flight */
+        after_batch(ps, &lz[cur]);
+        busy = more && ps->stop == SK_OK &&
+               inflight_prepare(ps, &fl[nxt], lz[nxt].rows, lz[nxt].count) == SK_OK;
+        if (busy) {
+            inflight_start(&fl[nxt]);
+            started++;
+            cur = nxt;
+        } else {
+            sk__lease_free_rows(&lz[nxt]);
+        }
+    }
 }
 
 sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *o,
@@ -435,27 +572,20 @@ sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *
     ps.total = qs.ready;
     sk__lease lease = {0};
     snprintf(lease.owner, sizeof lease.owner, "%s", ps.owner);
-    int64_t cursor_ts = INT64_MIN, cursor_id = INT64_MIN;
-    for (int64_t batches = 0; ps.stop == SK_OK && (!o->max_batches || batches < o->max_batches);
+    if (lock_fd >= 0)
+        drain_pipelined(&ps);
+    for (int64_t batches = 0;
+         lock_fd < 0 && ps.stop == SK_OK && (!o->max_batches || batches < o->max_batches);
          batches++) {
-        if (lock_fd >= 0)
-            st = sk__queue_peek(q, cursor_ts, cursor_id, o->max_batch_events, o->max_batch_bytes,
-                                &lease, err);
-        else
-            st = sk__queue_lease(q, o->max_batch_events, o->max_batch_bytes, o->lease_ms, &lease,
-                                 err);
+        st = sk__queue_lease(q, o->max_batch_events, o->max_batch_bytes, o->lease_ms, &lease, err);
         if (st != SK_OK) {
             stop_pass(&ps, st, "queue: %s", err->msg);
             break;
         }
         if (lease.count == 0)
             break;
-        cursor_ts = lease.rows[lease.count - 1].timestamp;
-        cursor_id = lease.rows[lease.count - 1].id;
         send_rows(&ps, lease.rows, lease.count);
-        sk__lease_free_rows(&lease);
-        if (h && h->progress)
-            h->progress(h->ctx, sum, ps.total);
+        after_batch(&ps, &lease);
     }
     sk__lease_free_rows(&lease);
     sk__err rerr;

@@ -419,6 +419,10 @@ sk_status sk__queue_open(const char *path, const sk__queue_opts *opts, sk__queue
         s = sk__fail(err, rc == SQLITE_NOMEM ? SK_ERR_NOMEM : SK_ERR_IO, "cannot open %s: %s", path,
                      q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
     } else {
+        /* The last connection to close would checkpoint the WAL into the file and
+           delete it: several fsyncs that every short-lived `spec-kitty` process
+           (one emit) would pay. The WAL's auto-checkpoint moves pages instead. */
+        sqlite3_db_config(q->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         s = configure(q, o, o->busy_timeout_ms > 0 ? o->busy_timeout_ms : 10000, err);
     }
     if (s != SK_OK) {
@@ -427,6 +431,12 @@ sk_status sk__queue_open(const char *path, const sk__queue_opts *opts, sk__queue
     }
     *out = q;
     return SK_OK;
+}
+
+void sk__queue_release_memory(sk__queue *q)
+{
+    if (q && q->db)
+        sqlite3_db_release_memory(q->db);
 }
 
 void sk__queue_close(sk__queue *q)

@@ -48,6 +48,9 @@ sk_status sk__queue_open(const char *path, const sk__queue_opts *opts, sk__queue
                          sk__err *err);
 void sk__queue_close(sk__queue *q);
 
+/* Gives back the page cache of an idle handle (the service, between flushes). */
+void sk__queue_release_memory(sk__queue *q);
+
 /* One event to enqueue: the envelope JSON and its identity. */
 typedef struct sk__queue_item {
     const char *event_id;

@@ -225,8 +225,13 @@ static void *worker(void *cls)
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-    if (o->h2c)
+    if (o->h2c) {
         curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+        /* libcurl 7.88 (Debian 12) fails the second request on a reused h2c
+         * prior-knowledge connection (curl issue 10634, fixed in 8.0): one
+         * connection per batch instead. */
+        curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
+    }
     if (o->cacert)
         curl_easy_setopt(h, CURLOPT_CAINFO, o->cacert);
     long b;
@@ -236,11 +241,14 @@ static void *worker(void *cls)
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, sh->bodies[b].data);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)sh->bodies[b].len);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
-        if (curl_easy_perform(h) == CURLE_OK &&
-            curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code == 200)
+        CURLcode rc = curl_easy_perform(h);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+        if (rc == CURLE_OK && code == 200) {
             count_results(sh, &r);
-        else
-            sh->http_errors++;
+        } else if (sh->http_errors++ == 0) {
+            fprintf(stderr, "receiver-load: batch %ld: %s, HTTP %ld: %.200s\n", b,
+                    curl_easy_strerror(rc), code, r.data ? r.data : "");
+        }
         free(r.data);
     }
     curl_slist_free_all(hdrs);

@@ -13,7 +13,7 @@ pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 url=""
 for _ in $(seq 1 100); do
-  url=$(grep -o 'http://[^ ]*' "$dir/log" || true)
+  url=$(grep -o 'http://[^ ]*' "$dir/log" 2>/dev/null || true)
   [ -n "$url" ] && break
   sleep 0.05
 done

@@ -2,14 +2,9 @@
 #include "jalloc.h"
 
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Every block handed to Jansson starts with a 16-byte tag saying where it came from. */
-#define TAG_SIZE 16
-#define TAG_HEAP 0x6865617068656170ULL
-#define TAG_ARENA 0x6172656e61726e61ULL
 #define BLOCK_SIZE (1024 * 1024)
 
 typedef struct block {
@@ -78,33 +73,34 @@ static unsigned char *arena_take(arena *a, size_t n)
     return p;
 }
 
+/* True when p lies in one of this thread's arena blocks. Arena values never
+ * leave their thread, so other threads' arenas need no look. */
+static int in_my_arena(const void *p)
+{
+    const unsigned char *q = p;
+    for (const block *b = my ? my->blocks : NULL; b; b = b->next) {
+        if (q >= b->data && q < b->data + b->cap)
+            return 1;
+    }
+    return 0;
+}
+
+/* Outside an arena window this is plain malloc, so free() stays valid on
+ * anything Jansson hands out there (json_dumps text, for instance). */
 static void *hook_malloc(size_t n)
 {
-    size_t total = TAG_SIZE + ((n + 15) & ~(size_t)15);
-    arena *a = my;
-    unsigned char *p = NULL;
-    uint64_t tag = TAG_ARENA;
-    if (a && a->active)
-        p = arena_take(a, total);
-    if (!p) {
-        p = malloc(total);
-        tag = TAG_HEAP;
+    if (my && my->active) {
+        void *p = arena_take(my, ((n ? n : 1) + 15) & ~(size_t)15);
+        if (p)
+            return p;
     }
-    if (!p)
-        return NULL;
-    memcpy(p, &tag, sizeof tag);
-    return p + TAG_SIZE;
+    return malloc(n);
 }
 
 void rcv__jalloc_free(void *ptr)
 {
-    if (!ptr)
-        return;
-    unsigned char *p = (unsigned char *)ptr - TAG_SIZE;
-    uint64_t tag;
-    memcpy(&tag, p, sizeof tag);
-    if (tag == TAG_HEAP)
-        free(p);
+    if (ptr && !in_my_arena(ptr))
+        free(ptr);
     /* Arena memory goes back all at once in rcv__jalloc_reset. */
 }
 

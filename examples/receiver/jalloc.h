@@ -5,9 +5,9 @@
  * calling thread's Jansson allocations come from its arena; freeing them is
  * a no-op and rcv__jalloc_reset() recycles the whole arena at once.
  *
- * Consequence for the whole program: memory Jansson hands out (json_dumps)
- * must be released with rcv__jalloc_free(), never free(). Use rcv__json_text()
- * for text that leaves Jansson.
+ * Outside that window the hooks are plain malloc/free, so free() on what
+ * Jansson returns (json_dumps) stays valid. Inside it, Jansson memory must
+ * not outlive rcv__jalloc_reset() nor be passed to free().
  */
 #ifndef RCV_JALLOC_H
 #define RCV_JALLOC_H
@@ -25,7 +25,7 @@ void rcv__jalloc_leave(void);
 /* Recycles this thread's arena; every value built inside it must be dead. */
 void rcv__jalloc_reset(void);
 
-/* Releases memory Jansson returned (e.g. from json_dumps). */
+/* Jansson's free hook: no-op for this thread's arena memory, free() otherwise. */
 void rcv__jalloc_free(void *p);
 
 /* Compact JSON text of j in plain malloc memory (free() it), or NULL. */

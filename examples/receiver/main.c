@@ -4,6 +4,7 @@
 #include "common.h"
 #include "jalloc.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -85,6 +86,10 @@ static int parse_listen(const char *s, rcv__config *cfg)
         return -1;
     memcpy(cfg->listen_host, host, len);
     cfg->listen_host[len] = '\0';
+    unsigned char addr[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, cfg->listen_host, addr) != 1 &&
+        inet_pton(AF_INET6, cfg->listen_host, addr) != 1)
+        return -1; /* numeric addresses only: no resolver surprises */
     cfg->listen_port = (int)port;
     return 0;
 }
@@ -157,8 +162,9 @@ static int apply_option(int opt, const char *arg, cli *c)
 {
     switch (opt) {
     case OPT_LISTEN:
-        return parse_listen(arg, &c->cfg) ? usage_error("--listen wants HOST:PORT, got '%s'", arg)
-                                          : 0;
+        return parse_listen(arg, &c->cfg)
+                   ? usage_error("--listen wants IP:PORT (numeric IPv4 or [IPv6]), got '%s'", arg)
+                   : 0;
     case OPT_DB:
         c->cfg.db_path = arg;
         return 0;

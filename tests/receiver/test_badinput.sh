@@ -37,7 +37,7 @@ printf '{"events": [{"event_id": "\xff\xfe"}]}' >"$T_DIR/utf8.json"
 make_batch 3 | jq -c '.events[0] = 1 | .events[1] = "x"' >"$T_DIR/scalars.json"
 make_batch 2 | sed 's/"lamport_clock":1,/"lamport_clock":100000000000000000000000,/' >"$T_DIR/bignum.json"
 make_batch 2 | sed 's/"WP01","previous/"WP\\u0000","previous/' >"$T_DIR/nul.json"
-make_batch 2 | sed 's/"planned"/"pl\\u00e9nn\\"ed"/' >"$T_DIR/escapes.json"
+make_batch 2 | sed 's/"001-demo"/"00\\u00e9-d\\"emo"/' >"$T_DIR/escapes.json"
 
 for t in h1 h2c tls; do
   use_transport "$t"
@@ -71,6 +71,56 @@ for t in h1 h2c tls; do
   expect_eq "$t: escaped strings are fine" "success,success" "$(statuses)"
 done
 
+# The receiver's own JSON scanner against RFC 8259 corner cases. One valid
+# event template; each case changes its text. Valid cases: 200 and the event
+# stored ("success"). Invalid syntax: 400. Valid JSON Jansson refuses (lone
+# surrogate): that event "rejected".
+use_transport h1
+ev=$(make_batch 1 | jq -c '.events[0]')
+id_of() { jq -r '.event_id' <<<"$1"; }
+fresh_ev() { jq -c --arg id "$(id_prefix)0000000000" '.event_id = $id' <<<"$ev"; }
+json_case() { # expectation body-file what
+  send identity "$2"
+  case $1 in
+    ok) expect_eq "json: $3 is accepted" "200 success" "$CODE $(jb '.results[0].status')" ;;
+    bad) expect_400 "json: $3" ;;
+    rejected) expect_eq "json: $3 rejects the event" "200 rejected" "$CODE $(jb '.results[0].status')" ;;
+  esac
+}
+c=0
+while IFS='|' read -r expect what sed_expr; do
+  c=$((c + 1))
+  printf '{"events":[%s]}' "$(fresh_ev | sed "$sed_expr")" >"$T_DIR/case$c.json"
+  json_case "$expect" "$T_DIR/case$c.json" "$what"
+done <<'CASES'
+ok|whitespace between tokens|s/^{/{ \t\r\n /; s/,"/ ,\n\t"/g; s/":/" : /g; s/}$/ } /
+ok|escaped member names|s/"event_id"/"event\\u005fid"/; s/"payload"/"pay\\u006coad"/
+ok|surrogate pair and escapes in a payload value|s#"001-demo"#"d\\ud83d\\ude00\\n\\/\\"g"#
+ok|exponents and negatives in the payload|s/"feature_slug"/"n":-0.5e+10,"m":1E-2,"z":-0,"feature_slug"/
+ok|nested payload values|s/"feature_slug"/"deps":[{"a":[[],{}]},null,true,false],"feature_slug"/
+ok|UTF-8 text|s/"001-demo"/"001-dämo ✓"/
+ok|an unknown member at the top|s/^{/{"extra":{"x":[1,2]},/
+rejected|a lone surrogate escape|s/"doing"/"\\ud800"/
+bad|a leading zero|s/"lamport_clock":1/"lamport_clock":01/
+bad|a trailing dot|s/"lamport_clock":1/"lamport_clock":1./
+bad|a plus sign|s/"lamport_clock":1/"lamport_clock":+1/
+bad|NaN|s/"lamport_clock":1/"lamport_clock":NaN/
+bad|a raw tab in a string|s/"planned"/"plan\tned"/
+bad|a bad escape|s/"planned"/"plan\\qned"/
+bad|a short unicode escape|s/"planned"/"plan\\u12"/
+bad|single quotes|s/"planned"/'planned'/
+bad|a trailing comma in an object|s/}$/,}/
+bad|a missing colon|s/"node_id":/"node_id"/
+bad|a truncated literal|s/null/nul/
+bad|an unclosed string|s/"planned"/"planned/
+CASES
+printf '{"events":[%s] , "more": [1, {"a": "b"}] }' "$(fresh_ev)" >"$T_DIR/after.json"
+json_case ok "$T_DIR/after.json" "members after events"
+printf '{"events":[%s],"events":[]}' "$(fresh_ev)" >"$T_DIR/twice.json"
+send identity "$T_DIR/twice.json"
+expect_eq "json: a repeated events member replaces the first (as Jansson)" "200 0" \
+  "$CODE $(jb '.results | length')"
+
 # 100 MB, streamed (chunked, no Content-Length): counted, not kept; 413.
 use_transport h1
 code=$(head -c 100000000 /dev/zero | curl -s -o "$T_DIR/big.out" -w '%{http_code}' -X POST \
@@ -92,6 +142,6 @@ req GET /api/v1/sync/health/
 expect_eq "the receiver still answers" 200 "$CODE"
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
 [ "${hwm:-999999}" -lt 150000 ] && ok "peak memory ${hwm} kB" || fail "peak memory ${hwm} kB >= 150 MB"
-expect_eq "only the valid events were stored" 5 "$(rstat .events_stored)"
+expect_eq "only the valid events were stored" 13 "$(rstat .events_stored)"
 
 t_end

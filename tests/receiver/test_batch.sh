@@ -65,7 +65,7 @@ for t in h1 h2c tls; do
   expect_eq "$t: admin endpoints are off without --faults" 404 "$CODE"
 done
 
-# Stats add up, per transport: 5 + 1 + 2 stored; 5 + 2 duplicates; 2 rejected; three 400s.
+# Stats add up (before the race below), per transport: 5 + 1 + 2 stored; 5 + 2 duplicates; 2 rejected; three 400s.
 expect_eq "stats: events stored" 24 "$(rstat .events_stored)"
 expect_eq "stats: duplicates" 21 "$(rstat .duplicates)"
 expect_eq "stats: rejected" 6 "$(rstat .rejected)"
@@ -81,6 +81,23 @@ expect_eq "db: the stored data is the event as sent" \
   "$(sqlite3 "$main_db" "SELECT data FROM events WHERE event_id = '$first_id'" | jq -c .)"
 grep -q "POST /api/v1/events/batch/ 200 " "$RECEIVER_LOG" && ok "log: one line per request" ||
   fail "log: no request lines in $RECEIVER_LOG"
+
+# Concurrency: the same batch from 8 clients at once is stored once; each
+# event is success exactly once and duplicate for everyone else.
+use_transport h1
+make_batch 50 >"$T_DIR/race.json"
+gzip -c "$T_DIR/race.json" >"$T_DIR/race.gz"
+for i in $(seq 1 8); do
+  curl -s -o "$T_DIR/race.$i" -H 'Content-Type: application/json' -H 'Content-Encoding: gzip' \
+    --data-binary "@$T_DIR/race.gz" "$RECEIVER_URL/api/v1/events/batch/" &
+done
+wait
+expect_eq "race: 50 successes over 8 answers" 50 \
+  "$(cat "$T_DIR"/race.? | jq -s '[.[].results[] | select(.status == "success")] | length')"
+expect_eq "race: 350 duplicates over 8 answers" 350 \
+  "$(cat "$T_DIR"/race.? | jq -s '[.[].results[] | select(.status == "duplicate")] | length')"
+expect_eq "race: stored once" 50 "$(sqlite3 "$main_db" \
+  "SELECT count(*) FROM events WHERE event_id LIKE '$(jq -r '.events[0].event_id[0:16]' "$T_DIR/race.json")%'")"
 
 # --strict: an invalid event fails the batch with details; nothing is stored.
 start_receiver strict --strict

@@ -128,4 +128,19 @@ expect_eq "an invalid rule answers 400" 400 "$code"
 # 19 rules consumed per transport (poison is not a rule).
 expect_eq "stats count injected faults" 57 "$(rstat .faults_injected)"
 
+# A long delay does not hold up shutdown: SIGTERM wakes the waiting answer.
+admin POST /api/v1/receiver/faults '{"delay_ms":60000}'
+curl -s -o /dev/null -H 'Content-Type: application/json' --data-binary "@$T_DIR/b.json" \
+  "$RECEIVER_URL/api/v1/events/batch/" &
+curl_pid=$!
+sleep 0.3
+start=$(date +%s%N)
+bash "$SK_SOURCE_DIR/scripts/receiver-down.sh" "$T_DIR/faults"
+ms=$((($(date +%s%N) - start) / 1000000))
+wait "$curl_pid" 2>/dev/null
+[ "$ms" -lt 5000 ] && ok "shutdown during a 60 s delay took ${ms} ms" ||
+  fail "shutdown during a delay took ${ms} ms"
+grep -q "spec-kitty-receiver stopped" "$RECEIVER_LOG" && ok "clean stop during a delay" ||
+  fail "no clean stop line"
+
 t_end

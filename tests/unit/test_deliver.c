@@ -15,8 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Each test runs twice: with per-row leases, and under the drain lock (pipelined). */
+static int use_drain_lock;
+
 typedef struct fixture {
     char *dir;
+    char lock[1100];
     char record[1024];
     sk__queue *q;
     sk__plugin *p;
@@ -37,6 +41,7 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     f->dir = sk_test_mkdtemp();
     snprintf(f->record, sizeof f->record, "%s/record.txt", f->dir);
+    snprintf(f->lock, sizeof f->lock, "%s/drain.lock", f->dir);
     char path[1024];
     snprintf(path, sizeof path, "%s/queue.db", f->dir);
     sk__err err = {{0}};
@@ -125,6 +130,7 @@ static sk_status pass(fixture *f, int64_t max_retries, sk_drain_summary *sum, sk
     sk__deliver_opts o;
     sk__deliver_opts_default(&o);
     o.max_retries = max_retries;
+    o.drain_lock_path = use_drain_lock ? f->lock : NULL;
     sk__deliver_hooks h = {.reauthenticate = reauth,
                            .failure = on_failure,
                            .wait_ms = fake_wait,
@@ -438,6 +444,7 @@ static void two_drainer_processes_never_send_the_same_event(void **state)
             sk__deliver_opts o;
             sk__deliver_opts_default(&o);
             o.max_batch_events = 100;
+            o.drain_lock_path = use_drain_lock ? child.lock : NULL;
             sk_drain_summary sum;
             sk_status st = sk__deliver_pass(child.q, child.p, &o, NULL, &sum, &err);
             _exit(st == SK_OK ? 0 : 4);
@@ -557,5 +564,8 @@ int main(void)
         T(drainer_token_names_a_live_process),
         T(drainer_that_exited_is_dead_even_before_it_is_reaped),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("per-row leases", tests, NULL, NULL);
+    use_drain_lock = 1;
+    failed += cmocka_run_group_tests_name("drain lock, pipelined", tests, NULL, NULL);
+    return failed;
 }
