@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # RX_* are for the sourcing test
 # Helpers shared by the end-to-end tests (tests/integration/test_e2e_*.sh): the real
 # receiver behind receiver-up.sh, with user alice of team acme, and spec-kitty talking
 # to it through the http-batch plugin. Source after lib.sh.
@@ -18,8 +19,10 @@ rx_start() {
       --team acme >/dev/null || fail "cannot add the receiver user"
   fi
   echo "bash '$SK_SOURCE_DIR/scripts/receiver-down.sh' '$RX_DIR'" >"$TEST_TMP/$(basename "$RX_DIR").cleanup"
+  local quiet=(--quiet)
+  [ "${RX_VERBOSE:-0}" != 1 ] || quiet=()
   bash "$SK_SOURCE_DIR/scripts/receiver-up.sh" "$RX_DIR" --users "$RX_DIR/users.json" --faults \
-    $([ "${RX_VERBOSE:-0}" = 1 ] || echo --quiet) "$@" >/dev/null || fail "receiver-up.sh $* failed"
+    "${quiet[@]}" "$@" >/dev/null || fail "receiver-up.sh $* failed"
   rx_use "$RX_DIR"
 }
 

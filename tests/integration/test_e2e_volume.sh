@@ -59,32 +59,35 @@ expect_eq "$(rx_stats .events_stored)" 10300 "stored once each"
 expect_eq "$(sqlite3 "$RX_DB" "SELECT count(*) - count(DISTINCT event_id) FROM events")" 0 "stored twice"
 
 # ---- 3. an event the server rejects: retried, then parked; the rest delivered --
-# Local validation takes an empty timestamp (any string); the receiver wants it non-empty.
+# `sync emit` validates like the server, so the invalid event comes the way the classic
+# CLI queues (CONTRACT.md §2): the four-column insert, straight into queue.db.
 BAD_ID=01E2E0000000000000000BAD01
-head -n 1 "$TEST_TMP/sent.ndjson" | jq -c --arg id "$BAD_ID" '.event_id = $id | .timestamp = ""' \
-  >"$TEST_TMP/bad.ndjson"
-sk sync emit --file "$TEST_TMP/bad.ndjson"; expect_rc 0 "a full envelope local validation accepts"
+bad=$(head -n 1 "$TEST_TMP/sent.ndjson" | jq -c --arg id "$BAD_ID" '.event_id = $id | del(.payload.wp_id)')
+[[ $bad != *"'"* ]] || fail "the envelope would need SQL quoting"
+sqlite3 "$SPEC_KITTY_HOME/queue.db" "INSERT INTO queue (event_id, event_type, data, timestamp)
+  VALUES ('$BAD_ID', 'WPStatusChanged', '$bad', strftime('%s', 'now'))" ||
+  fail "classic insert into queue.db"
 emit_many 200
 rej0=$(rx_stats .rejected)
 sk sync now --report "$TEST_TMP/report.json"
 expect_rc 1 "a rejected event remains"
 expect_out "Synced: 200  Duplicates: 0  Pending: 0  Rejected: 1  Parked: 0  Remaining: 1"
-expect_out "rejected $BAD_ID: timestamp: missing or not a non-empty string"
+expect_out "rejected $BAD_ID: payload.wp_id: missing"
 expect_eq "$(jq -r '.[0].event_id' "$TEST_TMP/report.json")" "$BAD_ID" "report"
 expect_eq "$(queue_ready)" 1 "the rejected event is kept"
 expect_eq "$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT retry_count FROM queue WHERE event_id='$BAD_ID'")" 1 "retry_count"
 # Retried on the next pass; past max_retries (1) it is parked, not lost.
 sk sync now
 expect_out "Parked: 1"
-expect_out "parked $BAD_ID: timestamp: missing or not a non-empty string"
+expect_out "parked $BAD_ID: payload.wp_id: missing"
 expect_eq "$(queue_ready)" 0 "nothing ready"; expect_eq "$(queue_parked)" 1 "parked"
 expect_eq "$(($(rx_stats .rejected) - rej0))" 2 "the server saw it twice"
 sk sync parked
 expect_rc 0 "sync parked"; expect_out "1 parked event"; expect_out "$BAD_ID"
-expect_out "timestamp: missing or not a non-empty string"
+expect_out "payload.wp_id: missing"
 sk sync parked --json
 expect_eq "$(jq -r '.[0].event_id' <<<"$OUT")" "$BAD_ID"
-jq -r '.[0].reason' <<<"$OUT" | grep -qF "timestamp: missing or not a non-empty string" ||
+jq -r '.[0].reason' <<<"$OUT" | grep -qF "payload.wp_id: missing" ||
   fail "parked --json reason: $OUT"; pass
 expect_eq "$(rx_rows "WHERE event_id='$BAD_ID'")" 0 "the rejected event is not stored"
 expect_eq "$(rx_stats .events_stored)" 10500 "stored after part 3"
