@@ -128,40 +128,10 @@ static sk_status check_private(const char *path, int fd, sk__err *err)
     return SK_OK;
 }
 
-/* Reads the whole of fd into a malloc'd NUL-terminated buffer (at most RESPONSE_MAX). */
+/* Reads the whole of fd (at most about RESPONSE_MAX bytes). */
 static sk_status read_fd(const char *path, int fd, char **out, sk__err *err)
 {
-    size_t cap = 8192, used = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return sk__fail(err, SK_ERR_NOMEM, "out of memory reading %s", path);
-    for (;;) {
-        if (used + 1 >= cap) {
-            char *grown = cap < RESPONSE_MAX ? realloc(buf, cap * 2) : NULL;
-            if (!grown) {
-                explicit_bzero(buf, used);
-                free(buf);
-                return sk__fail(err, SK_ERR_CONFIG, "%s: too large", path);
-            }
-            buf = grown;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + used, cap - used - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int saved = errno;
-            explicit_bzero(buf, used);
-            free(buf);
-            return sk__fail(err, SK_ERR_IO, "cannot read %s: %s", path, strerror(saved));
-        }
-        if (r == 0)
-            break;
-        used += (size_t)r;
-    }
-    buf[used] = '\0';
-    *out = buf;
-    return SK_OK;
+    return sk__read_fd(fd, path, RESPONSE_MAX, out, NULL, err);
 }
 
 sk_status sk__creds_load(const char *path, sk__creds *out, sk__err *err)

@@ -184,28 +184,22 @@ sk_status sk__write_file_atomic(const char *path, const void *data, size_t len, 
     return sync_data ? fsync_dir_of(path, err) : SK_OK;
 }
 
-sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err)
+sk_status sk__read_fd(int fd, const char *path, size_t max, char **out, size_t *len, sk__err *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return sk__fail(err, SK_ERR_NOT_FOUND, "%s: no such file", path);
-        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    }
     size_t cap = 4096, used = 0;
     char *buf = malloc(cap);
+    if (!buf)
+        return sk__fail(err, SK_ERR_NOMEM, "out of memory reading %s", path);
     for (;;) {
-        if (!buf) {
-            close(fd);
-            return sk__fail(err, SK_ERR_NOMEM, "out of memory reading %s", path);
-        }
         if (used + 1 >= cap) {
-            char *grown = realloc(buf, cap * 2);
+            char *grown = !max || cap < max ? realloc(buf, cap * 2) : NULL;
             if (!grown) {
+                explicit_bzero(buf, used);
                 free(buf);
-                buf = NULL;
-                continue;
+                return max && cap >= max
+                           ? sk__fail(err, SK_ERR_CONFIG, "%s: too large", path)
+                           : sk__fail(err, SK_ERR_NOMEM, "out of memory reading %s", path);
             }
             buf = grown;
             cap *= 2;
@@ -215,20 +209,33 @@ sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err)
             continue;
         if (r < 0) {
             int saved = errno;
+            explicit_bzero(buf, used); /* it may hold a secret: leave no copy behind */
             free(buf);
-            close(fd);
             return sk__fail(err, SK_ERR_IO, "cannot read %s: %s", path, strerror(saved));
         }
         if (r == 0)
             break;
         used += (size_t)r;
     }
-    close(fd);
     buf[used] = '\0';
     *out = buf;
     if (len)
         *len = used;
     return SK_OK;
+}
+
+sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return sk__fail(err, SK_ERR_NOT_FOUND, "%s: no such file", path);
+        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    }
+    sk_status st = sk__read_fd(fd, path, 0, out, len, err);
+    close(fd);
+    return st;
 }
 
 const char *sk_strerror(sk_status status)

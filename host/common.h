@@ -51,6 +51,13 @@ sk_status sk__path_join(char *out, size_t cap, const char *dir, const char *name
 sk_status sk__write_file_atomic(const char *path, const void *data, size_t len, int mode,
                                 int sync_data, sk__err *err);
 
+/*
+ * Reads fd to its end into a malloc'd NUL-terminated *out (path names it in
+ * messages). max > 0 refuses more than about max bytes (SK_ERR_CONFIG "too
+ * large"). A failure wipes what was read: credentials go through here.
+ */
+sk_status sk__read_fd(int fd, const char *path, size_t max, char **out, size_t *len, sk__err *err);
+
 /* Reads a whole file (NUL-terminated). *out is malloc'd. SK_ERR_NOT_FOUND if missing. */
 sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err);
 

@@ -7,14 +7,8 @@
 # Prints one line per figure; bench/README.md records them with the machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BUILD="${1:-build/bench}"
-if [ ! -x "$BUILD/_install/bin/spec-kitty" ]; then
-  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$BUILD" -j"$(nproc)" >/dev/null
-  cmake --install "$BUILD" --prefix "$BUILD/_install" >/dev/null
-fi
-PREFIX="$(cd "$BUILD/_install" && pwd)"
-SK="$PREFIX/bin/spec-kitty"
+. bench/lib.sh
+bench_prepare "${1:-}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sk-bench-XXXXXX")"
 trap 'bash scripts/receiver-down.sh "$WORK/rcv" >/dev/null 2>&1 || true; "$SK" sync daemon stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 export SPEC_KITTY_HOME="$WORK/home"

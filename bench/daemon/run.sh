@@ -5,15 +5,9 @@
 #   bench/daemon/run.sh [BUILD_DIR]   (IDLE_S=60 by default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BUILD="${1:-build/bench}"
+. bench/lib.sh
+bench_prepare "${1:-}"
 IDLE_S="${IDLE_S:-60}"
-if [ ! -x "$BUILD/_install/bin/spec-kitty" ]; then
-  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$BUILD" -j"$(nproc)" >/dev/null
-  cmake --install "$BUILD" --prefix "$BUILD/_install" >/dev/null
-fi
-PREFIX="$(cd "$BUILD/_install" && pwd)"
-SK="$PREFIX/bin/spec-kitty"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/sk-bench-daemon-XXXXXX")"
 export SPEC_KITTY_HOME="$WORK/home"
 trap '"$SK" sync daemon stop >/dev/null 2>&1 || true; bash scripts/receiver-down.sh "$WORK/rcv" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT

@@ -115,3 +115,18 @@ void cli_format_age(int64_t s, char *buf, size_t cap)
     else
         snprintf(buf, cap, "%lldd %lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
 }
+
+sk_sync *cli_open_listing(int argc, char **argv, const char *usage, const char *name, int *json,
+                          int *code)
+{
+    *code = EXIT_OK;
+    if (cli_wants_help(argc, argv, usage))
+        return NULL;
+    *json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    if (argc > 1 + *json) {
+        cli_error("sync %s: unexpected argument \"%s\"", name, argv[1 + *json]);
+        *code = EXIT_USAGE;
+        return NULL;
+    }
+    return cli_open(code);
+}

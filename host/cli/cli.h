@@ -26,6 +26,13 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * set. */
 sk_sync *cli_open(int *code);
 
+/*
+ * For commands whose only option is --json: handles --help (NULL, *code 0),
+ * refuses other arguments (NULL, *code 2), else opens the engine like cli_open.
+ */
+sk_sync *cli_open_listing(int argc, char **argv, const char *usage, const char *name, int *json,
+                          int *code);
+
 /* Non-zero when stdout (fd) is a terminal and NO_COLOR is unset. */
 int cli_color(FILE *f);
 

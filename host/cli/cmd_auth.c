@@ -247,18 +247,29 @@ static int auth_login(int argc, char **argv)
     return code;
 }
 
-static int auth_logout(int argc, char **argv)
+/* For subcommands without arguments: --help, refusal of anything else, then open_auth.
+ * *a stays NULL when the caller should just return the code. */
+static int open_no_args(int argc, char **argv, const char *usage, const char *name,
+                        sk__config **cfg, sk__auth **a)
 {
-    if (cli_wants_help(argc, argv, LOGOUT_USAGE))
+    if (cli_wants_help(argc, argv, usage))
         return EXIT_OK;
     if (argc > 1) {
-        cli_error("auth logout: unexpected argument \"%s\"", argv[1]);
+        cli_error("auth %s: unexpected argument \"%s\"", name, argv[1]);
         return EXIT_USAGE;
     }
+    int code = open_auth(0, cfg, a);
+    if (code != EXIT_OK)
+        *a = NULL;
+    return code;
+}
+
+static int auth_logout(int argc, char **argv)
+{
     sk__config *cfg = NULL;
     sk__auth *a = NULL;
-    int code = open_auth(0, &cfg, &a);
-    if (code != EXIT_OK)
+    int code = open_no_args(argc, argv, LOGOUT_USAGE, "logout", &cfg, &a);
+    if (!a)
         return code;
     sk__err err = {{0}};
     int removed = 0;
@@ -397,16 +408,10 @@ static int auth_status(int argc, char **argv)
 
 static int auth_refresh(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, REFRESH_USAGE))
-        return EXIT_OK;
-    if (argc > 1) {
-        cli_error("auth refresh: unexpected argument \"%s\"", argv[1]);
-        return EXIT_USAGE;
-    }
     sk__config *cfg = NULL;
     sk__auth *a = NULL;
-    int code = open_auth(0, &cfg, &a);
-    if (code != EXIT_OK)
+    int code = open_no_args(argc, argv, REFRESH_USAGE, "refresh", &cfg, &a);
+    if (!a)
         return code;
     sk__err err = {{0}};
     sk_status st = sk__auth_refresh(a, &err);

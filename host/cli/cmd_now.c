@@ -251,15 +251,8 @@ static void collect_plugin(void *ctx, const sk__plugin_listing *e)
 
 int cmd_plugins(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, PLUGINS_USAGE))
-        return EXIT_OK;
-    int json = argc > 1 && strcmp(argv[1], "--json") == 0;
-    if (argc > 1 + json) {
-        cli_error("sync plugins: unexpected argument \"%s\"", argv[1 + json]);
-        return EXIT_USAGE;
-    }
-    int code;
-    sk_sync *s = cli_open(&code);
+    int json, code;
+    sk_sync *s = cli_open_listing(argc, argv, PLUGINS_USAGE, "plugins", &json, &code);
     if (!s)
         return code;
     json_t *list = json_array();
@@ -309,15 +302,8 @@ static int collect_parked(void *ctx, const char *event_id, const char *event_typ
 
 int cmd_parked(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, PARKED_USAGE))
-        return EXIT_OK;
-    int json = argc > 1 && strcmp(argv[1], "--json") == 0;
-    if (argc > 1 + json) {
-        cli_error("sync parked: unexpected argument \"%s\"", argv[1 + json]);
-        return EXIT_USAGE;
-    }
-    int code;
-    sk_sync *s = cli_open(&code);
+    int json, code;
+    sk_sync *s = cli_open_listing(argc, argv, PARKED_USAGE, "parked", &json, &code);
     if (!s)
         return code;
     json_t *list = json_array();
