@@ -119,7 +119,7 @@ typedef struct pass {
     sk_drain_summary *sum;
     sk__err *err;
     char owner[40];
-    int reauth_done;
+    int reauth_done; /* this batch was already resent after a refresh */
     int retry_waits; /* Retry-After waits in this pass; a server that never relents stops it */
     uint64_t seq;
     sk_status stop;
@@ -435,6 +435,10 @@ static sk_status inflight_finish(pass *ps, inflight *f)
         st = on_hints(ps, f->rows, f->n, f->r);
     else
         st = apply_outcomes(ps, f->rows, f->n, f->r);
+    /* "Refresh once, resend once" holds per batch: a batch the server took
+     * with the refreshed token earns the next 401 its own refresh. */
+    if (f->rc == SK_TRANSPORT_OK && !(f->r->hints & SK_HINT_REAUTHENTICATE))
+        ps->reauth_done = 0;
     inflight_free(f);
     return st;
 }

@@ -15,7 +15,8 @@ static const char USAGE[] =
     "Options:\n"
     "  --json      machine-readable output (stable keys)\n"
     "  --check     also probe the server through the transport (exit 1 unless Connected)\n"
-    "  -h, --help  this help\n";
+    "  -h, --help  this help\n\n"
+    "Exit status: 0; 1 when the session expired, or --check found no connection.\n";
 
 typedef struct status_view {
     sk_queue_info qi;
@@ -265,5 +266,8 @@ int cmd_status(int argc, char **argv)
     else
         print_table(&v);
     sk_close(s);
+    /* An expired session needs the user: say so in the exit code too. */
+    if (v.auth.state == SK__AUTH_EXPIRED)
+        unhealthy = 1;
     return unhealthy ? EXIT_FAIL : EXIT_OK;
 }
