@@ -1,8 +1,8 @@
 /* Authentication: credentials store, login, logout, single-flight token refresh. */
 #include "auth.h"
+#include "curl_lazy.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -319,14 +319,17 @@ static int host_is_loopback(const char *host)
 /* Checks url; *loopback (may be NULL) says whether its host is a loopback address. */
 static sk_status url_check(const char *url, int *loopback, sk__err *err)
 {
-    CURLU *u = curl_url();
+    const sk__curl_api *C = sk__curl(err);
+    if (!C)
+        return SK_ERR_INTERNAL;
+    CURLU *u = C->url();
     char *scheme = NULL, *host = NULL;
     sk_status st = SK_OK;
     if (!u)
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+    if (C->url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        C->url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        C->url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
         st = sk__fail(err, SK_ERR_CONFIG, "server URL \"%s\" is not a valid http(s) URL", url);
     int lo = st == SK_OK && host_is_loopback(host);
     if (st == SK_OK && strcasecmp(scheme, "https") != 0) {
@@ -341,9 +344,9 @@ static sk_status url_check(const char *url, int *loopback, sk__err *err)
     }
     if (loopback)
         *loopback = lo;
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
+    C->free(scheme);
+    C->free(host);
+    C->url_cleanup(u);
     return st;
 }
 
@@ -375,38 +378,32 @@ static size_t collect_body(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* libcurl (and TLS) is set up on the first request only: `emit` never pays for it. */
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 /* Options of one JSON POST: TLS verified, bounded in time, no redirects, no signals. */
-static void set_post_options(CURL *c, const char *url, const char *ca_file, const char *body,
-                             struct curl_slist *headers, body_buf *out, char *ebuf)
+static void set_post_options(const sk__curl_api *C, CURL *c, const char *url, const char *ca_file,
+                             const char *body, struct curl_slist *headers, body_buf *out,
+                             char *ebuf)
 {
     int loopback = 0;
     url_check(url, &loopback, NULL);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, TOTAL_TIMEOUT_S);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "spec-kitty/" SK_VERSION);
+    C->easy_setopt(c, CURLOPT_URL, url);
+    C->easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    C->easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    C->easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    C->easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    C->easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
+    C->easy_setopt(c, CURLOPT_WRITEDATA, out);
+    C->easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+    C->easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
+    C->easy_setopt(c, CURLOPT_TIMEOUT, TOTAL_TIMEOUT_S);
+    C->easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    C->easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    C->easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    C->easy_setopt(c, CURLOPT_USERAGENT, "spec-kitty/" SK_VERSION);
     /* A proxy cannot reach our loopback, and must not see a plain-http password. */
     if (loopback)
-        curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+        C->easy_setopt(c, CURLOPT_NOPROXY, "*");
     if (ca_file && *ca_file)
-        curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+        C->easy_setopt(c, CURLOPT_CAINFO, ca_file);
 }
 
 static sk_status curl_post_json(void *ctx, const char *url, const char *ca_file, const char *body,
@@ -415,30 +412,32 @@ static sk_status curl_post_json(void *ctx, const char *url, const char *ca_file,
     (void)ctx;
     *response = NULL;
     *http_status = 0;
-    pthread_once(&curl_once, curl_init_once);
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    struct curl_slist *h2 = h ? curl_slist_append(h, "Accept: application/json") : NULL;
+    const sk__curl_api *C = sk__curl(err);
+    if (!C)
+        return SK_ERR_INTERNAL;
+    CURL *c = C->easy_init();
+    struct curl_slist *h = C->slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *h2 = h ? C->slist_append(h, "Accept: application/json") : NULL;
     if (!c || !h2) {
-        curl_slist_free_all(h);
-        curl_easy_cleanup(c);
+        C->slist_free_all(h);
+        C->easy_cleanup(c);
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
     }
     char ebuf[CURL_ERROR_SIZE] = "";
     body_buf out = {0};
-    set_post_options(c, url, ca_file, body, h2, &out, ebuf);
-    CURLcode rc = curl_easy_perform(c);
+    set_post_options(C, c, url, ca_file, body, h2, &out, ebuf);
+    CURLcode rc = C->easy_perform(c);
     sk_status st = SK_OK;
     if (rc != CURLE_OK)
         st = sk__fail(err, SK_ERR_TRANSPORT, "cannot reach %s: %s%s", url,
-                      ebuf[0] ? ebuf : curl_easy_strerror(rc),
+                      ebuf[0] ? ebuf : C->easy_strerror(rc),
                       rc == CURLE_PEER_FAILED_VERIFICATION
                           ? " (a private CA? set transport.options.ca_file in sync.json)"
                           : "");
     else
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http_status);
-    curl_slist_free_all(h2);
-    curl_easy_cleanup(c);
+        C->easy_getinfo(c, CURLINFO_RESPONSE_CODE, http_status);
+    C->slist_free_all(h2);
+    C->easy_cleanup(c);
     if (st != SK_OK) {
         free(out.data);
         return st;
