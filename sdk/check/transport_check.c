@@ -66,12 +66,14 @@ int main(int argc, char **argv)
     if (!json_is_object(options)) {
         fprintf(stderr, "spec-kitty-transport-check: OPTIONS_JSON: %s\n",
                 options ? "expected an object" : jerr.text);
+        json_decref(options);
         return 2;
     }
     sk__plugin *p = NULL;
     sk__err err = {{0}};
     if (sk__plugin_open(argv[1], SK_TRANSPORT_ABI_MAJOR, &p, &err) != SK_OK) {
         fprintf(stderr, "spec-kitty-transport-check: %s\n", err.msg);
+        json_decref(options);
         return 2;
     }
     const sk_transport_desc *d = sk__plugin_desc(p);
@@ -83,14 +85,17 @@ int main(int argc, char **argv)
                             .node_id = "000000000000",
                             .options = options,
                             .log = log_line};
-    if (sk__plugin_start(p, &host, &err) != SK_OK) {
-        fprintf(stderr, "spec-kitty-transport-check: %s\n", err.msg);
-        return 2;
-    }
     sk_event evs[3];
     char ids[3][27], *texts[3] = {0};
-    if (make_events(evs, ids, texts) != 0)
+    if (sk__plugin_start(p, &host, &err) != SK_OK || make_events(evs, ids, texts) != 0) {
+        if (err.msg[0])
+            fprintf(stderr, "spec-kitty-transport-check: %s\n", err.msg);
+        sk__plugin_close(p);
+        json_decref(options);
+        for (int i = 0; i < 3; i++)
+            free(texts[i]);
         return 2;
+    }
     sk_event_result res[3];
     for (int i = 0; i < 3; i++)
         res[i] = (sk_event_result){.outcome = SK_OUTCOME_TRANSIENT};

@@ -11,6 +11,7 @@ export SPEC_KITTY_HOME="$TEST_TMP/home"
 export NO_COLOR=1
 unset SPEC_KITTY_SAAS_URL SPEC_KITTY_ACCESS_TOKEN SPEC_KITTY_PLUGIN_PATH
 CHECKS=0
+OUT="" ERR="" RC=0
 
 cleanup() {
   local rc=$?
