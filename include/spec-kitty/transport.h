@@ -240,6 +240,18 @@ typedef struct sk_transport_desc {
  */
 typedef const sk_transport_desc *(*sk_transport_entry_v1_fn)(uint16_t host_abi_minor);
 
+/*
+ * Defines the entry point of a plugin whose descriptor does not depend on the
+ * host's minor (the usual case: a host reads only up to the plugin's
+ * struct_size): `SK_TRANSPORT_DEFINE_ENTRY_V1(my_desc)` at file scope.
+ */
+#define SK_TRANSPORT_DEFINE_ENTRY_V1(desc)                                                     \
+    SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor) \
+    {                                                                                          \
+        (void)host_abi_minor;                                                                  \
+        return &(desc);                                                                        \
+    }
+
 /* Pin the ABI: changing any of these is a major version bump. */
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 _Static_assert(SK_OUTCOME_DELIVERED == 0 && SK_OUTCOME_DUPLICATE == 1 && SK_OUTCOME_PENDING == 2 &&

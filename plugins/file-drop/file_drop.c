@@ -117,7 +117,6 @@ typedef struct fd_bundle {
     unsigned char sha[32];
 } fd_bundle;
 
-SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor);
 
 /* Writes a one-line message into detail (SK_BATCH_DETAIL_MAX) and returns FD_ERR. */
 __attribute__((format(printf, 2, 3))) static fd_rc fd_fail(char *detail, const char *fmt, ...)
@@ -838,8 +837,5 @@ static const sk_transport_desc fd_desc = {
     .options = fd_options,
 };
 
-SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor)
-{
-    (void)host_abi_minor; /* a 1.0 host reads only up to its struct size: no options table */
-    return &fd_desc;
-}
+/* A 1.0 host reads only up to its struct size: it never sees the options table. */
+SK_TRANSPORT_DEFINE_ENTRY_V1(fd_desc)

@@ -754,8 +754,4 @@ static const sk_transport_desc hb_desc = {
     .probe = hb_probe,
 };
 
-SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor)
-{
-    (void)host_abi_minor;
-    return &hb_desc;
-}
+SK_TRANSPORT_DEFINE_ENTRY_V1(hb_desc)

@@ -81,8 +81,4 @@ static const sk_transport_desc DESC = {
     .options = OPTIONS,
 };
 
-SK_TRANSPORT_EXPORT const sk_transport_desc *SK_TRANSPORT_ENTRY_V1(uint16_t host_abi_minor)
-{
-    (void)host_abi_minor;
-    return &DESC;
-}
+SK_TRANSPORT_DEFINE_ENTRY_V1(DESC)
