@@ -45,7 +45,7 @@ sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t er
     if (st == SK_OK)
         st = sk__auth_open(s->root, s->cfg, &s->auth, &err);
     if (st == SK_OK)
-        st = sk__node_id(s->node_id, &err);
+        st = sk__node_id_cached(s->root, s->node_id, &err);
     if (st == SK_OK) {
         char qpath[PATH_MAX + 16];
         sk__queue_opts qo = {.max_events = s->cfg->queue_max_events,

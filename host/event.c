@@ -177,10 +177,10 @@ void sk__node_id_from(const char *hostname, const char *username, char out[13])
     out[12] = '\0';
 }
 
-sk_status sk__node_id(char out[13], sk__err *err)
+/* "<hostname>:<username>", the text node ids are hashed from. */
+static sk_status node_name(char *buf, size_t cap, sk__err *err)
 {
     char host[256];
-    out[0] = '\0';
     if (gethostname(host, sizeof host) != 0)
         return sk__fail(err, SK_ERR_IO, "node id: gethostname: %s", strerror(errno));
     host[sizeof host - 1] = '\0';
@@ -188,9 +188,49 @@ sk_status sk__node_id(char out[13], sk__err *err)
     const char *user = pw && pw->pw_name && *pw->pw_name ? pw->pw_name : getenv("USER");
     if (!user || !*user)
         return sk__fail(err, SK_ERR_CONFIG, "node id: cannot find the user name (set USER)");
-    sk__node_id_from(host, user, out);
+    if (sk__fmt(buf, cap, "%s:%s", host, user))
+        return sk__fail(err, SK_ERR_INTERNAL, "node id: name too long: %s:%s", host, user);
+    return SK_OK;
+}
+
+sk_status sk__node_id(char out[13], sk__err *err)
+{
+    char name[1024];
+    out[0] = '\0';
+    sk_status st = node_name(name, sizeof name, err);
+    if (st != SK_OK)
+        return st;
+    char *colon = strrchr(name, ':');
+    *colon = '\0';
+    sk__node_id_from(name, colon + 1, out);
     if (!out[0])
-        return sk__fail(err, SK_ERR_INTERNAL, "node id: cannot hash \"%s:%s\"", host, user);
+        return sk__fail(err, SK_ERR_INTERNAL, "node id: cannot hash \"%s:%s\"", name, colon + 1);
+    return SK_OK;
+}
+
+sk_status sk__node_id_cached(const char *state_root, char out[13], sk__err *err)
+{
+    char name[1024], path[4200], *text = NULL;
+    sk_status st = node_name(name, sizeof name, err);
+    if (st != SK_OK || sk__path_join(path, sizeof path, state_root, "node-id", err) != SK_OK)
+        return st != SK_OK ? st : SK_ERR_USAGE;
+    /* "<12 hex> <hostname>:<username>\n": valid while the name is the same. */
+    if (sk__read_file(path, &text, NULL, NULL) == SK_OK && strlen(text) > 13 && text[12] == ' ' &&
+        strcspn(text, " ") == 12 && strncmp(text + 13, name, strlen(name)) == 0 &&
+        text[13 + strlen(name)] == '\n') {
+        memcpy(out, text, 12);
+        out[12] = '\0';
+        free(text);
+        return SK_OK;
+    }
+    free(text);
+    st = sk__node_id(out, err);
+    if (st != SK_OK)
+        return st;
+    char line[1100];
+    int n = snprintf(line, sizeof line, "%s %s\n", out, name);
+    sk__err ignored;
+    sk__write_file_atomic(path, line, (size_t)n, 0600, 0, &ignored); /* a cache: best effort */
     return SK_OK;
 }
 

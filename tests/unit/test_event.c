@@ -859,9 +859,38 @@ static void build_refuses_an_invalid_event(void **state)
     assert_string_equal(err.msg, "aggregate_id: not valid UTF-8");
 }
 
+/* The cached node id equals the computed one, and a stale or damaged cache is recomputed. */
+static void node_id_cache_matches_and_refreshes(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    char want[13], got[13], path[1024];
+    sk__err err = {{0}};
+    assert_int_equal(sk__node_id(want, &err), SK_OK);
+    assert_int_equal(sk__node_id_cached(root, got, &err), SK_OK); /* computes, writes */
+    assert_string_equal(got, want);
+    snprintf(path, sizeof path, "%s/node-id", root);
+    assert_int_equal(access(path, F_OK), 0);
+    assert_int_equal(sk__node_id_cached(root, got, &err), SK_OK); /* reads */
+    assert_string_equal(got, want);
+    sk_test_write_file(path, "aaaaaaaaaaaa otherhost:otheruser\n"); /* another machine's */
+    assert_int_equal(sk__node_id_cached(root, got, &err), SK_OK);
+    assert_string_equal(got, want);
+    sk_test_write_file(path, "garbage");
+    assert_int_equal(sk__node_id_cached(root, got, &err), SK_OK);
+    assert_string_equal(got, want);
+    char *text = NULL;
+    assert_int_equal(sk__read_file(path, &text, NULL, &err), SK_OK);
+    assert_memory_equal(text, want, 12); /* rewritten */
+    free(text);
+    sk_test_rmtree(root);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(node_id_cache_matches_and_refreshes),
         cmocka_unit_test(ulid_new_is_26_crockford_chars),
         cmocka_unit_test(ulid_valid_rejects_other_alphabets_and_lengths),
         cmocka_unit_test(ulid_encodes_known_vectors),
