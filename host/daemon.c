@@ -372,21 +372,24 @@ static void finish_job(sk__service *svc)
              (long long)sum->duplicates, (long long)sum->pending, (long long)sum->rejected,
              (long long)sum->parked, (long long)sum->remaining, svc->wst ? "; stopped: " : "",
              svc->wst ? svc->werr : "");
-    if (svc->job == JOB_NOW && svc->now_fd >= 0) {
-        json_t *msg = json_pack("{s:b, s:s, s:I, s:o, s:O}", "ok", svc->wst == SK_OK, "status",
-                                sk_strerror(svc->wst), "code", (json_int_t)svc->wst, "summary",
-                                summary_json(sum), "failures", svc->failures);
-        if (svc->wst != SK_OK)
-            json_object_set_new(msg, "error", json_string(svc->werr));
-        sk__err err;
-        if (!svc->now_orphan)
+    /* Only a `now` job owns the waiting client: a `now` asked for while a
+     * background batch ran is still waiting for its own job. */
+    if (svc->job == JOB_NOW) {
+        if (svc->now_fd >= 0 && !svc->now_orphan) {
+            json_t *msg = json_pack("{s:b, s:s, s:I, s:o, s:O}", "ok", svc->wst == SK_OK, "status",
+                                    sk_strerror(svc->wst), "code", (json_int_t)svc->wst, "summary",
+                                    summary_json(sum), "failures", svc->failures);
+            if (svc->wst != SK_OK)
+                json_object_set_new(msg, "error", json_string(svc->werr));
+            sk__err err;
             sk__control_send(svc->now_fd, msg, &err);
-        json_decref(msg);
+            json_decref(msg);
+        }
+        if (svc->now_orphan && svc->now_fd >= 0)
+            close(svc->now_fd);
+        svc->now_orphan = 0;
+        svc->now_fd = -1;
     }
-    if (svc->now_orphan && svc->now_fd >= 0)
-        close(svc->now_fd);
-    svc->now_orphan = 0;
-    svc->now_fd = -1;
     if (svc->job == JOB_BACKGROUND && sum->batches == 0)
         svc->quiet_until = sk__wall_ms() + 1000; /* rows leased elsewhere: do not spin */
     svc->job = JOB_NONE;
