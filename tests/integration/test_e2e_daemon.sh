@@ -59,3 +59,22 @@ elapsed=$(($(now_ms) - t0))
 expect_eq "$(queue_ready)" 7 "events kept after a cancelled batch"
 rx_clear
 sk sync now; expect_rc 0; expect_out "Remaining: 0"
+
+# 5. The session ends while the service runs: it stops trying (status says why) until the
+#    credentials file changes; a new login resumes delivery without touching the service.
+sk sync daemon start; expect_rc 0
+rx_admin tokens/expire '{"kind": "all"}'
+emit_many 5
+LOG="$SPEC_KITTY_HOME/sync-daemon.log"
+blocked() { [ "$(status_json .auth.state)" = "Session expired" ]; }
+wait_for 5 blocked || fail "service did not notice the session ended: $(status_json .auth.state)"; pass
+sk sync status; expect_rc 1 "status with an expired session"; expect_out "Session expired — run \`spec-kitty auth login\`"
+attempts=$(grep -c "background pass" "$LOG" || true)
+sleep 1.5
+expect_eq "$(grep -c "background pass" "$LOG" || true)" "$attempts" "attempts while the session is over"
+expect_eq "$(queue_ready)" 5 "events kept while the session is over"
+stored=$(rx_rows)
+login
+wait_for 5 rows_are $((stored + 5)) || fail "not delivered after a new login: $(queue_ready) queued"; pass
+grep -q "credentials changed: resuming" "$LOG" || fail "the service did not log the resume"; pass
+sk sync daemon stop; expect_rc 0
