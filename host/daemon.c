@@ -33,7 +33,6 @@ typedef struct client {
 
 struct sk__service {
     sk__service_opts opts;
-    char root[PATH_MAX];
     sk_sync *s;          /* used by the worker thread only */
     sk__queue *status_q; /* used by the loop thread only */
     int lock_fd, listen_fd, inotify_fd;
@@ -132,18 +131,18 @@ long sk__service_running_pid(const char *root)
 static sk_status take_lock(sk__service *svc, sk__err *err)
 {
     char path[PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s/" LOCK_FILE, svc->root);
+    snprintf(path, sizeof path, "%s/" LOCK_FILE, svc->s->root);
     svc->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (svc->lock_fd < 0)
         return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     if (flock(svc->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        long pid = sk__service_running_pid(svc->root);
-        return sk__fail(err, SK_ERR_BUSY, "a sync service already runs for %s (pid %ld)", svc->root,
+        long pid = sk__service_running_pid(svc->s->root);
+        return sk__fail(err, SK_ERR_BUSY, "a sync service already runs for %s (pid %ld)", svc->s->root,
                         pid);
     }
     char pidtext[32];
     int n = snprintf(pidtext, sizeof pidtext, "%ld\n", (long)getpid());
-    snprintf(path, sizeof path, "%s/" PID_FILE, svc->root);
+    snprintf(path, sizeof path, "%s/" PID_FILE, svc->s->root);
     return sk__write_file_atomic(path, pidtext, (size_t)n, 0600, 0, err);
 }
 
@@ -167,28 +166,23 @@ sk_status sk__service_new(const char *root, const sk__service_opts *opts, sk__se
         sk__fail(err, st, "%s", ebuf);
         goto fail;
     }
-    snprintf(svc->root, sizeof svc->root, "%s", svc->s->root);
     st = take_lock(svc, err);
     if (st != SK_OK)
         goto fail;
-    snprintf(svc->log_path, sizeof svc->log_path, "%s/" LOG_FILE, svc->root);
+    snprintf(svc->log_path, sizeof svc->log_path, "%s/" LOG_FILE, svc->s->root);
     int lfd = open(svc->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     svc->log = lfd >= 0 ? fdopen(lfd, "a") : NULL;
-    char qpath[PATH_MAX + 16];
-    snprintf(qpath, sizeof qpath, "%s/queue.db", svc->root);
-    sk__queue_opts qo = {.max_events = svc->s->cfg->queue_max_events,
-                         .durability = svc->s->cfg->queue_durability};
-    st = sk__queue_open(qpath, &qo, &svc->status_q, err);
+    st = sk__sync_queue_open(svc->s, &svc->status_q, err);
     if (st == SK_OK && pipe2(svc->wake, O_CLOEXEC | O_NONBLOCK) != 0)
         st = sk__fail(err, SK_ERR_IO, "pipe: %s", strerror(errno));
     if (st == SK_OK && opts->control_socket)
-        st = sk__control_listen(svc->root, &svc->listen_fd, err);
+        st = sk__control_listen(svc->s->root, &svc->listen_fd, err);
     if (st != SK_OK)
         goto fail;
     /* Watch the state root for credentials.json being replaced (login, refresh). */
     svc->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (svc->inotify_fd >= 0)
-        inotify_add_watch(svc->inotify_fd, svc->root, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE);
+        inotify_add_watch(svc->inotify_fd, svc->s->root, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE);
     svc->s->log = plugin_log;
     svc->s->log_ctx = svc;
     svc->started_ms = sk__mono_ms();
@@ -208,13 +202,13 @@ void sk__service_free(sk__service *svc)
         close(svc->clients[i].fd);
     if (svc->listen_fd >= 0) {
         char path[PATH_MAX + 16];
-        snprintf(path, sizeof path, "%s/" SK__CONTROL_SOCKET, svc->root);
+        snprintf(path, sizeof path, "%s/" SK__CONTROL_SOCKET, svc->s->root);
         unlink(path);
         close(svc->listen_fd);
     }
     if (svc->lock_fd >= 0) {
         char path[PATH_MAX + 16];
-        snprintf(path, sizeof path, "%s/" PID_FILE, svc->root);
+        snprintf(path, sizeof path, "%s/" PID_FILE, svc->s->root);
         unlink(path);
         close(svc->lock_fd); /* releases the lock */
     }
@@ -280,10 +274,9 @@ static void now_progress(void *ctx, const sk_drain_summary *sum, int64_t total)
     sk__service *svc = ctx;
     if (svc->now_fd < 0)
         return;
-    json_t *msg = json_pack(
-        "{s:{s:I, s:I, s:I, s:I, s:I, s:I}}", "progress", "synced", (json_int_t)sum->synced,
-        "duplicates", (json_int_t)sum->duplicates, "pending", (json_int_t)sum->pending, "rejected",
-        (json_int_t)sum->rejected, "parked", (json_int_t)sum->parked, "total", (json_int_t)total);
+    json_t *prog = sk__drain_summary_json(sum);
+    json_object_set_new(prog, "total", json_integer(total));
+    json_t *msg = json_pack("{s:o}", "progress", prog);
     sk__err err;
     if (sk__control_send(svc->now_fd, msg, &err) != SK_OK)
         svc->now_fd = -1; /* the client went away; the drain goes on */
@@ -294,9 +287,7 @@ static void now_failure(void *ctx, const char *id, const char *type, const char 
                         const char *reason)
 {
     sk__service *svc = ctx;
-    json_array_append_new(svc->failures, json_pack("{s:s, s:s, s:s, s:s}", "event_id", id,
-                                                   "event_type", type ? type : "", "outcome", what,
-                                                   "reason", reason ? reason : ""));
+    json_array_append_new(svc->failures, sk__drain_failure_json(id, type, what, reason));
     slog(svc, SK_LOG_WARN, "event %s %s: %s", id, what, reason ? reason : "");
 }
 
@@ -344,16 +335,6 @@ static void start_job(sk__service *svc, enum job job)
     }
 }
 
-static json_t *summary_json(const sk_drain_summary *sum)
-{
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "synced",
-                     (json_int_t)sum->synced, "duplicates", (json_int_t)sum->duplicates, "pending",
-                     (json_int_t)sum->pending, "rejected", (json_int_t)sum->rejected, "parked",
-                     (json_int_t)sum->parked, "remaining", (json_int_t)sum->remaining, "batches",
-                     (json_int_t)sum->batches, "retry_after_ms", (json_int_t)sum->retry_after_ms,
-                     "stop_reason", sum->stop_reason);
-}
-
 /* The worker finished: fold its result into the scheduler and answer a `now` client. */
 static void finish_job(sk__service *svc)
 {
@@ -378,7 +359,7 @@ static void finish_job(sk__service *svc)
         if (svc->now_fd >= 0 && !svc->now_orphan) {
             json_t *msg = json_pack("{s:b, s:s, s:I, s:o, s:O}", "ok", svc->wst == SK_OK, "status",
                                     sk_strerror(svc->wst), "code", (json_int_t)svc->wst, "summary",
-                                    summary_json(sum), "failures", svc->failures);
+                                    sk__drain_summary_json(sum), "failures", svc->failures);
             if (svc->wst != SK_OK)
                 json_object_set_new(msg, "error", json_string(svc->werr));
             sk__err err;
@@ -545,7 +526,7 @@ static void check_credentials_change(sk__service *svc)
         slog(svc, SK_LOG_INFO, "credentials changed: resuming");
         sk__sched_clear_auth_blocked(&svc->s->sched);
         sk__err err;
-        sk__sched_save(&svc->s->sched, svc->root, &err);
+        sk__sched_save(&svc->s->sched, svc->s->root, &err);
         svc->poked = 1;
     }
 }

@@ -26,31 +26,68 @@ void sk__deliver_opts_default(sk__deliver_opts *o)
 }
 
 /*
- * Takes the drain lock (waiting while another drainer holds it, but not past a
- * cancel). Returns the descriptor to close at the end, or -1 with ps stopped.
+ * Takes the drain lock, waiting while another drainer holds it, but not past a
+ * cancel. *fd_out is the descriptor whose close releases it.
  */
-static int take_drain_lock(const char *path, atomic_int *cancel, sk__err *err)
+static sk_status take_drain_lock(const char *path, atomic_int *cancel, int *fd_out, sk__err *err)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
+    if (fd < 0)
+        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno != EWOULDBLOCK && errno != EINTR) {
-            sk__fail(err, SK_ERR_IO, "cannot lock %s: %s", path, strerror(errno));
+        sk_status st = SK_OK;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            st = sk__fail(err, SK_ERR_IO, "cannot lock %s: %s", path, strerror(errno));
+        else if (cancel && atomic_load(cancel))
+            st = sk__fail(err, SK_ERR_CANCELLED, "cancelled while waiting for another drain");
+        if (st != SK_OK) {
             close(fd);
-            return -1;
-        }
-        if (cancel && atomic_load(cancel)) {
-            sk__fail(err, SK_ERR_CANCELLED, "cancelled while waiting for another drain");
-            close(fd);
-            return -1;
+            return st;
         }
         struct timespec ts = {0, 20 * 1000000L}; /* another drain runs: poll for its end */
         nanosleep(&ts, NULL);
     }
-    return fd;
+    *fd_out = fd;
+    return SK_OK;
+}
+
+/* ---- summaries as JSON --------------------------------------------------- */
+
+json_t *sk__drain_summary_json(const sk_drain_summary *s)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "synced",
+                     (json_int_t)s->synced, "duplicates", (json_int_t)s->duplicates, "pending",
+                     (json_int_t)s->pending, "rejected", (json_int_t)s->rejected, "parked",
+                     (json_int_t)s->parked, "remaining", (json_int_t)s->remaining, "batches",
+                     (json_int_t)s->batches, "retry_after_ms", (json_int_t)s->retry_after_ms,
+                     "stop_reason", s->stop_reason[0] ? s->stop_reason : NULL);
+}
+
+static int64_t int_field(const json_t *o, const char *key)
+{
+    return (int64_t)json_integer_value(json_object_get(o, key));
+}
+
+void sk__drain_summary_from_json(const json_t *o, sk_drain_summary *s)
+{
+    const char *why = json_string_value(json_object_get(o, "stop_reason"));
+    *s = (sk_drain_summary){.synced = int_field(o, "synced"),
+                            .duplicates = int_field(o, "duplicates"),
+                            .pending = int_field(o, "pending"),
+                            .rejected = int_field(o, "rejected"),
+                            .parked = int_field(o, "parked"),
+                            .remaining = int_field(o, "remaining"),
+                            .batches = int_field(o, "batches"),
+                            .retry_after_ms = int_field(o, "retry_after_ms")};
+    snprintf(s->stop_reason, sizeof s->stop_reason, "%s", why ? why : "");
+}
+
+json_t *sk__drain_failure_json(const char *event_id, const char *event_type, const char *what,
+                               const char *reason)
+{
+    return json_pack("{s:s, s:s, s:s, s:s}", "event_id", event_id, "event_type",
+                     event_type ? event_type : "", "outcome", what, "reason",
+                     reason ? reason : "");
 }
 
 /* ---- drainer identity --------------------------------------------------- */
@@ -559,20 +596,21 @@ sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *
         return st;
     int lock_fd = -1;
     if (o->drain_lock_path) {
-        lock_fd = take_drain_lock(o->drain_lock_path, h ? h->cancel : NULL, err);
-        if (lock_fd < 0) {
-            snprintf(sum->stop_reason, sizeof sum->stop_reason, "%.500s", err->msg);
-            return strstr(err->msg, "cancelled") ? SK_ERR_CANCELLED : SK_ERR_IO;
-        }
+        st = take_drain_lock(o->drain_lock_path, h ? h->cancel : NULL, &lock_fd, err);
         ps.owner[0] = '\0'; /* rows are read, not leased: settled as unleased */
     }
     /* Rows leased by a drainer that died (killed mid-pass) come back at once. */
-    st = sk__queue_release_dead(q, sk__drainer_alive, NULL, err);
+    if (st == SK_OK)
+        st = sk__queue_release_dead(q, sk__drainer_alive, NULL, err);
     sk__queue_stats qs;
     if (st == SK_OK)
         st = sk__queue_stats_get(q, &qs, err);
-    if (st != SK_OK)
+    if (st != SK_OK) {
+        snprintf(sum->stop_reason, sizeof sum->stop_reason, "%.500s", err->msg);
+        if (lock_fd >= 0)
+            close(lock_fd);
         return st;
+    }
     ps.total = qs.ready;
     sk__lease lease = {0};
     snprintf(lease.owner, sizeof lease.owner, "%s", ps.owner);

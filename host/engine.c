@@ -28,6 +28,15 @@ static void forward_log(void *ctx, sk_log_level level, const char *plugin, const
         s->log(s->log_ctx, level, plugin, line);
 }
 
+sk_status sk__sync_queue_open(const sk_sync *s, sk__queue **out, sk__err *err)
+{
+    char path[PATH_MAX + 16];
+    sk__queue_opts qo = {.max_events = s->cfg->queue_max_events,
+                         .durability = s->cfg->queue_durability};
+    snprintf(path, sizeof path, "%s/queue.db", s->root);
+    return sk__queue_open(path, &qo, out, err);
+}
+
 sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t err_cap)
 {
     *out = NULL;
@@ -46,13 +55,8 @@ sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t er
         st = sk__auth_open(s->root, s->cfg, &s->auth, &err);
     if (st == SK_OK)
         st = sk__node_id_cached(s->root, s->node_id, &err);
-    if (st == SK_OK) {
-        char qpath[PATH_MAX + 16];
-        sk__queue_opts qo = {.max_events = s->cfg->queue_max_events,
-                             .durability = s->cfg->queue_durability};
-        snprintf(qpath, sizeof qpath, "%s/queue.db", s->root);
-        st = sk__queue_open(qpath, &qo, &s->q, &err);
-    }
+    if (st == SK_OK)
+        st = sk__sync_queue_open(s, &s->q, &err);
     if (st != SK_OK) {
         if (errbuf && err_cap)
             snprintf(errbuf, err_cap, "%s", err.msg);

@@ -38,6 +38,10 @@ struct sk_sync {
     pthread_t service_thread;
 };
 
+/* Opens another handle on the state root's queue, with the config's options
+ * (a handle is for one thread: the service keeps a second one for status). */
+sk_status sk__sync_queue_open(const sk_sync *s, sk__queue **out, sk__err *err);
+
 /* Loads and starts the configured transport (once per handle). */
 sk_status sk__sync_transport(sk_sync *s, sk__plugin **out);
 

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <errno.h>
 
 #define PBKDF2_ITERATIONS 200000
 #define SALT_BYTES 16
@@ -86,9 +88,8 @@ int rcv__users_add(const char *path, const char *name, const char *team, const c
                    char *msg, size_t cap)
 {
     json_t *root = NULL;
-    FILE *probe = fopen(path, "r");
-    if (probe) {
-        fclose(probe);
+    /* Only a file that is really absent starts afresh: one we cannot read is an error. */
+    if (access(path, F_OK) == 0 || errno != ENOENT) {
         if (rcv__users_load(path, &root, msg, cap) != 0)
             return -1;
     } else {
@@ -98,7 +99,7 @@ int rcv__users_add(const char *path, const char *name, const char *team, const c
     int rc = -1;
     if (root && entry && json_object_set_new(json_object_get(root, "users"), name, entry) == 0) {
         entry = NULL;
-        char *text = rcv__json_text(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+        char *text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
         sk__err err;
         if (text && sk__write_file_atomic(path, text, strlen(text), 0600, 1, &err) == SK_OK)
             rc = 0;

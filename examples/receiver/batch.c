@@ -2,7 +2,7 @@
 #include "receiver.h"
 #include "jalloc.h"
 #include "jscan.h"
-#include "validate.h"
+#include "event.h"
 
 #include "common.h"
 
@@ -223,9 +223,9 @@ static int batch_prepare(rcv__app *app, batch *b, const char *body)
         const char *id = json_string_value(json_object_get(ev, "event_id"));
         if (id && rcv__faults_is_poison(app->faults, id))
             b->poison = 1;
-        if (receiver_validate_event(ev, b->errors[i], sizeof b->errors[i]) != 0) {
-            if (!b->errors[i][0])
-                snprintf(b->errors[i], sizeof b->errors[i], "invalid event");
+        sk__err verr;
+        if (sk__event_validate(ev, &verr) != SK_OK) { /* the host's rules: one set for both */
+            snprintf(b->errors[i], sizeof b->errors[i], "%.159s", verr.msg);
             continue;
         }
         rcv__row *row = &b->rows[b->nrows++];

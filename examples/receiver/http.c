@@ -212,7 +212,7 @@ static enum MHD_Result send_reply(rcv__app *app, struct MHD_Connection *c, conn_
         delay(app, rep->delay_ms);
     char *text = rep->raw;
     if (!text)
-        text = rep->body ? rcv__json_text(rep->body, JSON_COMPACT) : strdup("{}");
+        text = rep->body ? json_dumps(rep->body, JSON_COMPACT) : strdup("{}");
     json_decref(rep->body);
     if (!text)
         return MHD_NO;

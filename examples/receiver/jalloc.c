@@ -143,14 +143,3 @@ void rcv__jalloc_reset(void)
     }
     keep->used = 0;
 }
-
-char *rcv__json_text(const json_t *j, size_t flags)
-{
-    size_t n = json_dumpb(j, NULL, 0, flags);
-    char *s = n ? malloc(n + 1) : NULL;
-    if (!s)
-        return NULL;
-    json_dumpb(j, s, n, flags);
-    s[n] = '\0';
-    return s;
-}

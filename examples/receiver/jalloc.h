@@ -28,7 +28,4 @@ void rcv__jalloc_reset(void);
 /* Jansson's free hook: no-op for this thread's arena memory, free() otherwise. */
 void rcv__jalloc_free(void *p);
 
-/* Compact JSON text of j in plain malloc memory (free() it), or NULL. */
-char *rcv__json_text(const json_t *j, size_t flags);
-
 #endif

@@ -277,7 +277,7 @@ static json_t *fault_details(rcv__app *app, const rcv__fault *f, const rcv__requ
     json_decref(root);
     if (f->details == 1)
         return list;
-    char *text = rcv__json_text(list, JSON_COMPACT);
+    char *text = json_dumps(list, JSON_COMPACT);
     json_decref(list);
     json_t *s = json_string(text ? text : "[]");
     free(text);

@@ -30,9 +30,7 @@ static void on_failure(void *ctx, const char *event_id, const char *event_type, 
                        const char *reason)
 {
     now_ctx *n = ctx;
-    json_array_append_new(n->failures, json_pack("{s:s, s:s, s:s, s:s}", "event_id", event_id,
-                                                 "event_type", event_type ? event_type : "",
-                                                 "outcome", what, "reason", reason ? reason : ""));
+    json_array_append_new(n->failures, sk__drain_failure_json(event_id, event_type, what, reason));
 }
 
 static void on_progress(void *ctx, const sk_drain_summary *s, int64_t total)
@@ -70,18 +68,10 @@ static void print_summary(const sk_drain_summary *s, const now_ctx *n)
 
 static json_t *summary_json(const sk_drain_summary *s, sk_status st, const now_ctx *n)
 {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?, s:s, s:O}", "synced",
-                     (json_int_t)s->synced, "duplicates", (json_int_t)s->duplicates, "pending",
-                     (json_int_t)s->pending, "rejected", (json_int_t)s->rejected, "parked",
-                     (json_int_t)s->parked, "remaining", (json_int_t)s->remaining, "batches",
-                     (json_int_t)s->batches, "retry_after_ms", (json_int_t)s->retry_after_ms,
-                     "stop_reason", s->stop_reason[0] ? s->stop_reason : NULL, "status",
-                     sk_strerror(st), "failures", n->failures);
-}
-
-static int64_t int_field(const json_t *o, const char *key)
-{
-    return (int64_t)json_integer_value(json_object_get(o, key));
+    json_t *o = sk__drain_summary_json(s);
+    json_object_set_new(o, "status", json_string(sk_strerror(st)));
+    json_object_set(o, "failures", n->failures);
+    return o;
 }
 
 /*
@@ -106,12 +96,9 @@ static sk_status now_via_service(sk_sync *s, now_ctx *n, sk_drain_summary *sum)
         json_t *prog = json_object_get(msg, "progress");
         if (!prog)
             break;
-        sk_drain_summary so_far = {.synced = int_field(prog, "synced"),
-                                   .duplicates = int_field(prog, "duplicates"),
-                                   .pending = int_field(prog, "pending"),
-                                   .rejected = int_field(prog, "rejected"),
-                                   .parked = int_field(prog, "parked")};
-        on_progress(n, &so_far, int_field(prog, "total"));
+        sk_drain_summary so_far;
+        sk__drain_summary_from_json(prog, &so_far);
+        on_progress(n, &so_far, (int64_t)json_integer_value(json_object_get(prog, "total")));
         json_decref(msg);
         msg = NULL;
     }
@@ -121,27 +108,13 @@ static sk_status now_via_service(sk_sync *s, now_ctx *n, sk_drain_summary *sum)
                  err.msg);
         return SK_ERR_TRANSPORT;
     }
-    json_t *o = json_object_get(msg, "summary");
-    memset(sum, 0, sizeof *sum);
-    if (o) {
-        *sum = (sk_drain_summary){.synced = int_field(o, "synced"),
-                                  .duplicates = int_field(o, "duplicates"),
-                                  .pending = int_field(o, "pending"),
-                                  .rejected = int_field(o, "rejected"),
-                                  .parked = int_field(o, "parked"),
-                                  .remaining = int_field(o, "remaining"),
-                                  .batches = int_field(o, "batches"),
-                                  .retry_after_ms = int_field(o, "retry_after_ms")};
-        const char *why = json_string_value(json_object_get(o, "stop_reason"));
-        snprintf(sum->stop_reason, sizeof sum->stop_reason, "%s", why ? why : "");
-    }
+    sk__drain_summary_from_json(json_object_get(msg, "summary"), sum);
     const char *error = json_string_value(json_object_get(msg, "error"));
     if (!sum->stop_reason[0] && error)
         snprintf(sum->stop_reason, sizeof sum->stop_reason, "%s", error);
     json_array_extend(n->failures, json_object_get(msg, "failures"));
-    st = json_is_true(json_object_get(msg, "ok")) ? SK_OK : (sk_status)int_field(msg, "code");
-    if (st == SK_OK && !json_is_true(json_object_get(msg, "ok")))
-        st = SK_ERR_INTERNAL;
+    sk_status code = (sk_status)json_integer_value(json_object_get(msg, "code"));
+    st = json_is_true(json_object_get(msg, "ok")) ? SK_OK : code != SK_OK ? code : SK_ERR_INTERNAL;
     json_decref(msg);
     return st;
 }
