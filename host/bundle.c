@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,13 +177,9 @@ static sk_status read_data(bundle *b, const sk__bundle_info *info, sk__err *err)
         return sk__fail(err, SK_ERR_INVALID_EVENT,
                         "%s: %zu bytes, manifest says %" PRId64 " (truncated or altered)",
                         b->data_path, b->data_len, info->data_bytes);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    if (!EVP_Digest(b->data, b->data_len, md, &md_len, EVP_sha256(), NULL) || md_len != 32)
-        return sk__fail(err, SK_ERR_INTERNAL, "%s: sha256 failed", b->data_path);
     char hex[65];
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    if (sk__sha256_hex(b->data, b->data_len, hex) != 0)
+        return sk__fail(err, SK_ERR_INTERNAL, "%s: sha256 failed", b->data_path);
     if (strcasecmp(hex, info->data_sha256) != 0)
         return sk__fail(err, SK_ERR_INVALID_EVENT,
                         "%s: sha256 %s does not match the manifest's %s (corrupt or altered)",

@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <pwd.h>
@@ -37,6 +38,28 @@ int sk__fmt(char *buf, size_t cap, const char *fmt, ...)
     int n = vsnprintf(buf, cap, fmt, ap);
     va_end(ap);
     return n < 0 || (size_t)n >= cap;
+}
+
+void sk__hex(const void *data, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+int sk__sha256_hex(const void *data, size_t n, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    out[0] = '\0';
+    if (!EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) || len != 32)
+        return -1;
+    sk__hex(md, 32, out);
+    return 0;
 }
 
 int64_t sk__wall_ms(void)

@@ -61,6 +61,12 @@ sk_status sk__read_fd(int fd, const char *path, size_t max, char **out, size_t *
 /* Reads a whole file (NUL-terminated). *out is malloc'd. SK_ERR_NOT_FOUND if missing. */
 sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err);
 
+/* Writes n bytes as 2n lowercase hex digits and a NUL into out. */
+void sk__hex(const void *data, size_t n, char *out);
+
+/* SHA-256 of data as 64 lowercase hex digits (out: 65 bytes). Non-zero on failure. */
+int sk__sha256_hex(const void *data, size_t n, char out[65]);
+
 /* snprintf into a fixed buffer; returns non-zero when it was truncated. */
 int sk__fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -53,6 +53,19 @@ static const key_def KEYS[] = {
 
 #undef F
 
+/* The durability names, indexed by sk__durability. */
+static const char *const DURABILITY_NAMES[] = {
+    [SK__DURABILITY_FULL] = "full", [SK__DURABILITY_NORMAL] = "normal"};
+
+/* Parses a durability name; -1 when it is neither. */
+static int durability_parse(const char *name)
+{
+    for (size_t i = 0; name && i < SK__ARRAY_LEN(DURABILITY_NAMES); i++)
+        if (strcmp(name, DURABILITY_NAMES[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
 static const char *type_name(key_type t)
 {
     switch (t) {
@@ -120,7 +133,7 @@ static sk_status apply_defaults(sk__config *cfg, sk__err *err)
             *(int64_t *)field(cfg, k) = k->dflt_i;
             break;
         case T_DURABILITY:
-            *(sk__durability *)field(cfg, k) = SK__DURABILITY_FULL;
+            *(sk__durability *)field(cfg, k) = (sk__durability)durability_parse(k->dflt_s);
             break;
         case T_OBJECT:
             bad = !(*(json_t **)field(cfg, k) = json_object());
@@ -165,16 +178,13 @@ static sk_status apply_value(sk__config *cfg, const key_def *k, json_t *v, sk__e
                             (long long)json_integer_value(v), (long long)k->min, (long long)k->max);
         *(int64_t *)field(cfg, k) = json_integer_value(v);
         return SK_OK;
-    case T_DURABILITY:
-        if (!json_is_string(v))
+    case T_DURABILITY: {
+        int d = durability_parse(json_string_value(v));
+        if (d < 0)
             break;
-        if (strcmp(json_string_value(v), "full") == 0)
-            *(sk__durability *)field(cfg, k) = SK__DURABILITY_FULL;
-        else if (strcmp(json_string_value(v), "normal") == 0)
-            *(sk__durability *)field(cfg, k) = SK__DURABILITY_NORMAL;
-        else
-            break;
+        *(sk__durability *)field(cfg, k) = (sk__durability)d;
         return SK_OK;
+    }
     case T_OBJECT:
     case T_STRLIST:
         if (k->type == T_OBJECT ? !json_is_object(v) : !is_string_list(v))
@@ -214,10 +224,14 @@ static const key_def *find_key(const char *section, const char *key, size_t *ind
     return NULL;
 }
 
+/* A section is the part before the dot of some key in the table ("queue" of "queue.durability"). */
 static int is_section(const char *key)
 {
-    return strcmp(key, "transport") == 0 || strcmp(key, "queue") == 0 ||
-           strcmp(key, "schedule") == 0;
+    size_t n = strlen(key);
+    for (size_t i = 0; i < SK__ARRAY_LEN(KEYS); i++)
+        if (strncmp(KEYS[i].name, key, n) == 0 && KEYS[i].name[n] == '.')
+            return 1;
+    return 0;
 }
 
 static sk_status apply_object(sk__config *cfg, const char *section, json_t *obj, sk__err *err)
@@ -358,8 +372,7 @@ json_t *sk__config_value_json(const sk__config *cfg, size_t i, sk__config_source
     case T_INT:
         return json_integer(*(const int64_t *)cfield(cfg, k));
     case T_DURABILITY:
-        return json_string(
-            *(const sk__durability *)cfield(cfg, k) == SK__DURABILITY_NORMAL ? "normal" : "full");
+        return json_string(DURABILITY_NAMES[*(const sk__durability *)cfield(cfg, k)]);
     case T_OBJECT:
     case T_STRLIST:
         return json_deep_copy(*(json_t *const *)cfield(cfg, k));

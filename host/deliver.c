@@ -86,8 +86,7 @@ json_t *sk__drain_failure_json(const char *event_id, const char *event_type, con
                                const char *reason)
 {
     return json_pack("{s:s, s:s, s:s, s:s}", "event_id", event_id, "event_type",
-                     event_type ? event_type : "", "outcome", what, "reason",
-                     reason ? reason : "");
+                     event_type ? event_type : "", "outcome", what, "reason", reason ? reason : "");
 }
 
 /* ---- drainer identity --------------------------------------------------- */

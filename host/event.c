@@ -14,8 +14,6 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 /* ---------------------------------------------------------------- ULID -- */
 
 /* Crockford base32: digits and letters without I, L, O, U. */
@@ -157,24 +155,23 @@ int sk__ulid_valid(const char *s)
 
 /* ------------------------------------------------------------- node id -- */
 
+/* node_id of the text "<hostname>:<username>": the first 12 hex digits of its sha256. */
+static void hash_name(const char *name, char out[13])
+{
+    char hex[65];
+    out[0] = '\0';
+    if (sk__sha256_hex(name, strlen(name), hex) == 0)
+        snprintf(out, 13, "%.12s", hex);
+}
+
 void sk__node_id_from(const char *hostname, const char *username, char out[13])
 {
-    static const char hex[] = "0123456789abcdef";
     char input[1024];
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
     int n = snprintf(input, sizeof input, "%s:%s", hostname, username);
     out[0] = '\0';
     /* A name too long to hash in full would give a wrong id: leave it empty. */
-    if (n < 0 || (size_t)n >= sizeof input)
-        return;
-    if (!EVP_Digest(input, (size_t)n, md, &md_len, EVP_sha256(), NULL) || md_len < 6)
-        return;
-    for (int i = 0; i < 6; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 0xf];
-    }
-    out[12] = '\0';
+    if (n >= 0 && (size_t)n < sizeof input)
+        hash_name(input, out);
 }
 
 /* "<hostname>:<username>", the text node ids are hashed from. */
@@ -200,11 +197,9 @@ sk_status sk__node_id(char out[13], sk__err *err)
     sk_status st = node_name(name, sizeof name, err);
     if (st != SK_OK)
         return st;
-    char *colon = strrchr(name, ':');
-    *colon = '\0';
-    sk__node_id_from(name, colon + 1, out);
+    hash_name(name, out);
     if (!out[0])
-        return sk__fail(err, SK_ERR_INTERNAL, "node id: cannot hash \"%s:%s\"", name, colon + 1);
+        return sk__fail(err, SK_ERR_INTERNAL, "node id: cannot hash \"%s\"", name);
     return SK_OK;
 }
 
@@ -224,9 +219,9 @@ sk_status sk__node_id_cached(const char *state_root, char out[13], sk__err *err)
         return SK_OK;
     }
     free(text);
-    st = sk__node_id(out, err);
-    if (st != SK_OK)
-        return st;
+    hash_name(name, out); /* the name is at hand: no second gethostname/getpwuid */
+    if (!out[0])
+        return sk__fail(err, SK_ERR_INTERNAL, "node id: cannot hash \"%s\"", name);
     char line[1100];
     int n = snprintf(line, sizeof line, "%s %s\n", out, name);
     sk__err ignored;

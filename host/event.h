@@ -13,7 +13,6 @@
 
 /* ULID generator: time in ms + 80 random bits; monotonic within one
  * millisecond in one process (thread-safe). clock_ms/random are injectable. */
-typedef int64_t (*sk__clock_fn)(void *ctx);
 typedef sk_status (*sk__random_fn)(void *ctx, void *buf, size_t n);
 
 /* Writes a new ULID into out (27 bytes) using the wall clock and getrandom. */

@@ -25,6 +25,8 @@ enum {
     Q_BEGIN,
     Q_COMMIT,
     Q_ROLLBACK,
+    Q_SYNC_NORMAL,
+    Q_SYNC_FULL,
     Q_INSERT,
     Q_INSERT_MANY,
     Q_ID_SPAN,
@@ -51,6 +53,8 @@ static const char *const stmt_sql[Q__COUNT] = {
     [Q_BEGIN] = "BEGIN IMMEDIATE",
     [Q_COMMIT] = "COMMIT",
     [Q_ROLLBACK] = "ROLLBACK",
+    [Q_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [Q_SYNC_FULL] = "PRAGMA synchronous=FULL",
     /* spec-kitty's own four-column insert: our columns take their defaults. */
     [Q_INSERT] = "INSERT OR REPLACE INTO queue (event_id, event_type, data, timestamp) "
                  "VALUES (?1, ?2, ?3, ?4)",
@@ -391,9 +395,8 @@ static sk_status configure(sk__queue *q, const sk__queue_opts *o, int timeout_ms
        stays at SQLite's 1000 pages: a larger one measured no faster and would
        make the last closer (one emit, `sync status`) checkpoint more. */
     if (s == SK_OK)
-        s = exec_sql(q,
-                     "PRAGMA cache_size=-8192; PRAGMA journal_size_limit=67108864",
-                     "pragmas", err);
+        s = exec_sql(q, "PRAGMA cache_size=-8192; PRAGMA journal_size_limit=67108864", "pragmas",
+                     err);
     return s == SK_OK ? migrate(q, err) : s;
 }
 
@@ -629,16 +632,10 @@ void sk__lease_free_rows(sk__lease *lease)
 static sk_status owner_make(sk__lease *lease, sk__err *err)
 {
     unsigned char rnd[16];
-    static const char hex[] = "0123456789abcdef";
     sk_status s = sk__random_bytes(rnd, sizeof rnd, err);
-    if (s != SK_OK)
-        return s;
-    for (size_t i = 0; i < sizeof rnd; i++) {
-        lease->owner[2 * i] = hex[rnd[i] >> 4];
-        lease->owner[2 * i + 1] = hex[rnd[i] & 15];
-    }
-    lease->owner[2 * sizeof rnd] = '\0';
-    return SK_OK;
+    if (s == SK_OK)
+        sk__hex(rnd, sizeof rnd, lease->owner);
+    return s;
 }
 
 static char *dup_bytes(const void *p, size_t n)
@@ -724,6 +721,20 @@ static sk_status scan_take(sqlite3_stmt *st, lease_scan *ls, sk__lease *lease, i
     return SK_OK;
 }
 
+/* Steps a bound scan statement, copying the rows that fit; resets it. */
+static sk_status scan_rows(sk__queue *q, sqlite3_stmt *st, lease_scan *ls, sk__lease *lease,
+                           const char *what, sk__err *err)
+{
+    sk_status s = SK_OK;
+    int rc = SQLITE_DONE, stop = 0;
+    while (s == SK_OK && !stop && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        s = scan_take(st, ls, lease, &stop, err);
+    sqlite3_reset(st);
+    if (s == SK_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        s = db_fail(q, err, rc, what);
+    return s;
+}
+
 /* Walks ready, unleased rows oldest first and copies those that fit. */
 static sk_status lease_select(sk__queue *q, int64_t now, lease_scan *ls, sk__lease *lease,
                               sk__err *err)
@@ -733,13 +744,7 @@ static sk_status lease_select(sk__queue *q, int64_t now, lease_scan *ls, sk__lea
     if (s != SK_OK)
         return s;
     sqlite3_bind_int64(st, 1, now);
-    int rc = SQLITE_DONE, stop = 0;
-    while (s == SK_OK && !stop && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        s = scan_take(st, ls, lease, &stop, err);
-    sqlite3_reset(st);
-    if (s == SK_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        s = db_fail(q, err, rc, "lease");
-    return s;
+    return scan_rows(q, st, ls, lease, "lease", err);
 }
 
 /* ---- row id lists (JSON arrays bound to the batch statements) ------------ */
@@ -771,6 +776,20 @@ static sk_status ids_bind(sk__queue *q, sqlite3_stmt *st, sk__err *err)
     return SK_OK;
 }
 
+/* Parks the rows a scan found but cannot carry (event_id too long). */
+static sk_status park_unfit(sk__queue *q, const lease_scan *ls, sk__err *err)
+{
+    sqlite3_stmt *st = NULL;
+    sk_status s = ls->unfit_count ? stmt_get(q, Q_PARK_UNFIT, &st, err) : SK_OK;
+    for (size_t i = 0; s == SK_OK && i < ls->unfit_count; i++) {
+        sqlite3_bind_int64(st, 1, ls->unfit[i]);
+        sqlite3_bind_text(st, 2, "event_id longer than 31 characters: cannot be sent", -1,
+                          SQLITE_STATIC);
+        s = stmt_run(q, st, "park", err);
+    }
+    return s;
+}
+
 /* Marks the selected rows as ours until `until`, and parks the unfit ones. */
 static sk_status lease_mark(sk__queue *q, const lease_scan *ls, const sk__lease *lease,
                             int64_t until, sk__err *err)
@@ -786,15 +805,7 @@ static sk_status lease_mark(sk__queue *q, const lease_scan *ls, const sk__lease 
         sqlite3_bind_int64(st, 3, until);
         s = stmt_run(q, st, "lease", err);
     }
-    if (s == SK_OK && ls->unfit_count)
-        s = stmt_get(q, Q_PARK_UNFIT, &st, err);
-    for (size_t i = 0; s == SK_OK && i < ls->unfit_count; i++) {
-        sqlite3_bind_int64(st, 1, ls->unfit[i]);
-        sqlite3_bind_text(st, 2, "event_id longer than 31 characters: cannot be sent", -1,
-                          SQLITE_STATIC);
-        s = stmt_run(q, st, "park", err);
-    }
-    return s;
+    return s == SK_OK ? park_unfit(q, ls, err) : s;
 }
 
 sk_status sk__queue_lease(sk__queue *q, size_t max_events, size_t max_bytes, int64_t lease_ms,
@@ -833,18 +844,9 @@ sk_status sk__queue_peek(sk__queue *q, int64_t after_timestamp, int64_t after_id
     sqlite3_bind_int64(st, 1, queue_now_ms(q));
     sqlite3_bind_int64(st, 2, after_timestamp);
     sqlite3_bind_int64(st, 3, after_id);
-    int rc = SQLITE_DONE, stop = 0;
-    while (s == SK_OK && !stop && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        s = scan_take(st, &ls, lease, &stop, err);
-    sqlite3_reset(st);
-    if (s == SK_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        s = db_fail(q, err, rc, "peek");
-    if (s == SK_OK && ls.unfit_count) { /* rare: park what cannot be carried */
-        if ((s = tx_begin(q, err)) == SK_OK) {
-            sk__lease none = {0};
-            s = tx_end(q, lease_mark(q, &ls, &none, 0, err), err);
-        }
-    }
+    s = scan_rows(q, st, &ls, lease, "peek", err);
+    if (s == SK_OK && ls.unfit_count && (s = tx_begin(q, err)) == SK_OK)
+        s = tx_end(q, park_unfit(q, &ls, err), err); /* rare: park what cannot be carried */
     free(ls.unfit);
     if (s != SK_OK)
         sk__lease_free_rows(lease);
@@ -930,14 +932,12 @@ sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement
      * delivered events again (the server drops duplicates), and the next
      * enqueue's fsync covers it anyway. A drain saves one fsync per batch. */
     if (q->full_sync)
-        exec_sql(q, "PRAGMA synchronous=NORMAL", "synchronous", NULL);
+        run_cached(q, Q_SYNC_NORMAL, "synchronous", NULL);
     sk_status st = tx_begin(q, err);
     if (st == SK_OK)
         st = tx_end(q, settle_locked(q, owner, s, n, max_retries, &parked, err), err);
     if (q->full_sync)
-        exec_sql(q, "PRAGMA synchronous=FULL", "synchronous", NULL);
-    if (st != SK_OK)
-        return st;
+        run_cached(q, Q_SYNC_FULL, "synchronous", NULL);
     if (st == SK_OK && parked_out)
         *parked_out = parked;
     return st;
