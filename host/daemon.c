@@ -136,9 +136,10 @@ static sk_status take_lock(sk__service *svc, sk__err *err)
     if (svc->lock_fd < 0)
         return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     if (flock(svc->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        long pid = sk__service_running_pid(svc->s->root);
-        return sk__fail(err, SK_ERR_BUSY, "a sync service already runs for %s (pid %ld)",
-                        svc->s->root, pid);
+        /* Not ours: forget the descriptor, so that freeing svc leaves the winner's pid file. */
+        close(svc->lock_fd);
+        svc->lock_fd = -1;
+        return sk__fail(err, SK_ERR_BUSY, "a sync service already runs for %s", svc->s->root);
     }
     char pidtext[32];
     int n = snprintf(pidtext, sizeof pidtext, "%ld\n", (long)getpid());

@@ -58,9 +58,13 @@ static int daemon_run(int verbose)
     sk__service *svc;
     sk__err err = {{0}};
     sk_status st = sk__service_new(root, &o, &svc, &err);
+    if (st == SK_ERR_BUSY) {
+        cli_error("%s (pid %ld)", err.msg, sk__service_running_pid(root));
+        return EXIT_FAIL;
+    }
     if (st != SK_OK) {
         cli_error("%s", err.msg);
-        return st == SK_ERR_BUSY ? EXIT_FAIL : cli_exit_code(st);
+        return cli_exit_code(st);
     }
     sk__service_handle_signals(svc);
     st = sk__service_run(svc, &err);
@@ -137,7 +141,10 @@ static int daemon_start(int verbose)
         return EXIT_OK;
     }
     if (strstr(msg, "already runs")) { /* lost a race with another start: one service */
-        printf("sync service already running (pid %ld)\n", sk__service_running_pid(root));
+        long winner = -1;
+        for (int i = 0; i < 100 && (winner = sk__service_running_pid(root)) < 0; i++)
+            usleep(10 * 1000); /* the winner writes its pid file just after taking the lock */
+        printf("sync service already running (pid %ld)\n", winner);
         return EXIT_OK;
     }
     cli_error("the sync service did not start: %s", n > 4 ? msg + 4 : "it exited at once");

@@ -32,6 +32,16 @@ sk sync daemon start; expect_rc 0; expect_out "already running (pid $PID)"
 expect_eq "$(daemon_pid)" "$PID" "pid after a second start"
 [ "$(stat -c %a "$SPEC_KITTY_HOME/sync.sock")" = 600 ] || fail "socket mode"; pass
 
+# Several starts at once: one service, and the others neither lose its pid nor report a wrong one.
+sk sync daemon stop; expect_rc 0
+for i in 1 2 3 4; do "$SK_BIN" sync daemon start >"$TEST_TMP/start.$i" 2>&1 & done
+wait
+PID="$(daemon_pid)"
+[ -n "$PID" ] && kill -0 "$PID" || fail "no pid file after concurrent starts"; pass
+expect_eq "$(cat "$TEST_TMP"/start.* | grep -c "sync service started")" 1 "services started at once"
+expect_eq "$(cat "$TEST_TMP"/start.* | grep -c "already running (pid $PID)")" 3 "starts that found it running"
+sk sync daemon run; expect_rc 1; expect_err "already runs for $SPEC_KITTY_HOME (pid $PID)"
+
 sk sync status; expect_rc 0; expect_out "Background   Running (pid $PID"
 sk sync status --json; expect_eq "$(jq -r .background.running <<<"$OUT")" true
 expect_eq "$(jq -r .background.pid <<<"$OUT")" "$PID"
