@@ -128,12 +128,6 @@ static sk_status check_private(const char *path, int fd, sk__err *err)
     return SK_OK;
 }
 
-/* Reads the whole of fd (at most about RESPONSE_MAX bytes). */
-static sk_status read_fd(const char *path, int fd, char **out, sk__err *err)
-{
-    return sk__read_fd(fd, path, RESPONSE_MAX, out, NULL, err);
-}
-
 sk_status sk__creds_load(const char *path, sk__creds *out, sk__err *err)
 {
     memset(out, 0, sizeof *out);
@@ -150,7 +144,7 @@ sk_status sk__creds_load(const char *path, sk__creds *out, sk__err *err)
     char *text = NULL;
     sk_status st = check_private(path, fd, err);
     if (st == SK_OK)
-        st = read_fd(path, fd, &text, err);
+        st = sk__read_fd(fd, path, RESPONSE_MAX, &text, NULL, err);
     close(fd);
     if (st != SK_OK)
         return st;
@@ -608,6 +602,33 @@ static sk_status mark_expired_locked(sk__auth *a, sk__err *err)
     return session_expired(err);
 }
 
+/* Frees a string that held a secret (a request or an answer with tokens). */
+static void wipe_free(char *text)
+{
+    if (text) {
+        explicit_bzero(text, strlen(text));
+        free(text);
+    }
+}
+
+/*
+ * POSTs the JSON object o (taken over) to url; the request text is wiped as soon
+ * as it is sent. *resp (wipe_free it) and *code are the answer.
+ */
+static sk_status post_secret(sk__auth *a, const char *url, json_t *o, long *code, char **resp,
+                             sk__err *err)
+{
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    *code = 0;
+    *resp = NULL;
+    if (!body)
+        return sk__fail(err, SK_ERR_NOMEM, "out of memory (or a value that is not valid UTF-8)");
+    sk_status st = a->http(a->http_ctx, url, a->ca_file, body, code, resp, err);
+    wipe_free(body);
+    return st;
+}
+
 /* POSTs the refresh token and applies the answer. Holds a->mu and auth.lock. */
 static sk_status post_refresh_locked(sk__auth *a, sk__err *err)
 {
@@ -615,18 +636,11 @@ static sk_status post_refresh_locked(sk__auth *a, sk__err *err)
     sk_status st = endpoint(a->creds.server_url, "/api/v1/token/refresh/", url, sizeof url, err);
     if (st == SK_OK)
         st = url_check(url, NULL, err);
-    json_t *o = st == SK_OK ? json_pack("{s:s}", "refresh", a->creds.refresh) : NULL;
-    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
     if (st != SK_OK)
         return st;
-    if (!body)
-        return sk__fail(err, SK_ERR_NOMEM, "out of memory");
-    long code = 0;
-    char *resp = NULL;
-    st = a->http(a->http_ctx, url, a->ca_file, body, &code, &resp, err);
-    explicit_bzero(body, strlen(body));
-    free(body);
+    long code;
+    char *resp;
+    st = post_secret(a, url, json_pack("{s:s}", "refresh", a->creds.refresh), &code, &resp, err);
     if (st == SK_OK && code == 401)
         st = mark_expired_locked(a, err);
     else if (st == SK_OK && code != 200)
@@ -638,10 +652,7 @@ static sk_status post_refresh_locked(sk__auth *a, sk__err *err)
             st = store_locked(a, &c, err);
         sk__creds_wipe(&c);
     }
-    if (resp) {
-        explicit_bzero(resp, strlen(resp));
-        free(resp);
-    }
+    wipe_free(resp);
     return st;
 }
 
@@ -849,18 +860,11 @@ static void server_reason(const char *body, const char *password, char *out, siz
 static sk_status post_login(sk__auth *a, const char *url, const char *username,
                             const char *password, sk__creds *c, sk__err *err)
 {
-    json_t *o = json_pack("{s:s, s:s}", "username", username, "password", password);
-    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (!body)
-        return sk__fail(err, SK_ERR_NOMEM,
-                        "out of memory (or a username/password that is not "
-                        "valid UTF-8)");
-    long code = 0;
-    char *resp = NULL;
-    sk_status st = a->http(a->http_ctx, url, a->ca_file, body, &code, &resp, err);
-    explicit_bzero(body, strlen(body));
-    free(body);
+    long code;
+    char *resp;
+    sk_status st =
+        post_secret(a, url, json_pack("{s:s, s:s}", "username", username, "password", password),
+                    &code, &resp, err);
     char reason[256] = "";
     if (st == SK_OK && code != 200)
         server_reason(resp, password, reason, sizeof reason);
@@ -873,10 +877,7 @@ static sk_status post_login(sk__auth *a, const char *url, const char *username,
                       reason);
     else if (st == SK_OK)
         st = sk__auth_apply_token_response(c, resp, now_of(a), err);
-    if (resp) {
-        explicit_bzero(resp, strlen(resp));
-        free(resp);
-    }
+    wipe_free(resp);
     return st;
 }
 

@@ -117,7 +117,6 @@ typedef struct fd_bundle {
     unsigned char sha[32];
 } fd_bundle;
 
-
 /* Writes a one-line message into detail (SK_BATCH_DETAIL_MAX) and returns FD_ERR. */
 __attribute__((format(printf, 2, 3))) static fd_rc fd_fail(char *detail, const char *fmt, ...)
 {
@@ -807,15 +806,20 @@ static int fd_create(const sk_host_api *host, void **self, char *err, size_t err
     return 0;
 }
 
+/* The defaults and limits above, as text: the table cannot drift from the parser. */
+#define FD_STR_(x) #x
+#define FD_STR(x) FD_STR_(x)
+
 /* The option keys (ABI 1.1): what `spec-kitty sync plugins` shows; README.md
  * "Options" says the same at length. fd_read_options parses them. */
 static const sk_option_def fd_options[] = {
     {"outbox", "string", "<state_root>/outbox",
      "folder the bundles go to; relative = under state_root; created 0700 if missing"},
-    {"gzip_level", "integer", "6", "zlib level 0..9 of events.ndjson.gz"},
-    {"fsync", "boolean", "true",
+    {"gzip_level", "integer", FD_STR(FD_DEFAULT_GZIP_LEVEL), "zlib level 0..9 of events.ndjson.gz"},
+    {"fsync", "boolean", FD_DEFAULT_FSYNC ? "true" : "false",
      "sync each bundle before reporting it delivered (false weakens the guarantee)"},
-    {"threads", "integer", "CPUs, at most 4", "threads compressing one batch (1..16)"},
+    {"threads", "integer", "CPUs, at most " FD_STR(FD_DEFAULT_MAX_THREADS),
+     "threads compressing one batch (1.." FD_STR(FD_MAX_THREADS) ")"},
     {NULL, NULL, NULL, NULL},
 };
 

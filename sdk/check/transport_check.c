@@ -30,7 +30,7 @@ static void log_line(void *ctx, sk_log_level level, const char *plugin, const ch
 }
 
 /* Three valid envelopes, built by the host's own event builder. */
-static int make_events(sk_event *evs, char ids[3][27], char *texts[3])
+static int make_events(sk_event *evs, char ids[3][SK__ULID_LEN + 1], char *texts[3])
 {
     sk__err err = {{0}};
     for (int i = 0; i < 3; i++) {
@@ -45,7 +45,7 @@ static int make_events(sk_event *evs, char ids[3][27], char *texts[3])
             return -1;
         }
         texts[i] = json_dumps(env, JSON_COMPACT);
-        snprintf(ids[i], 27, "%s", json_string_value(json_object_get(env, "event_id")));
+        snprintf(ids[i], sizeof ids[i], "%s", json_string_value(json_object_get(env, "event_id")));
         json_decref(env);
         evs[i] = (sk_event){ids[i], texts[i], strlen(texts[i])};
     }
@@ -86,7 +86,7 @@ int main(int argc, char **argv)
                             .options = options,
                             .log = log_line};
     sk_event evs[3];
-    char ids[3][27], *texts[3] = {0};
+    char ids[3][SK__ULID_LEN + 1], *texts[3] = {0};
     if (sk__plugin_start(p, &host, &err) != SK_OK || make_events(evs, ids, texts) != 0) {
         if (err.msg[0])
             fprintf(stderr, "spec-kitty-transport-check: %s\n", err.msg);
