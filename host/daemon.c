@@ -186,6 +186,9 @@ sk_status sk__service_new(const char *root, const sk__service_opts *opts, sk__se
         inotify_add_watch(svc->inotify_fd, svc->s->root, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE);
     svc->s->log = plugin_log;
     svc->s->log_ctx = svc;
+    const char *warning = sk__sync_load_sched(svc->s);
+    if (warning)
+        slog(svc, SK_LOG_WARN, "%s", warning);
     svc->started_ms = sk__mono_ms();
     svc->poked = 1; /* look at the queue once at start */
     *out = svc;

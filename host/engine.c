@@ -66,9 +66,7 @@ sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t er
     sk__auth_team_slug(s->auth, s->team_slug, sizeof s->team_slug);
     atomic_init(&s->cancel, 0);
     sk__sched_policy policy = sk__sync_sched_policy(s);
-    sk__sched_init(&s->sched, &policy, NULL, NULL);
-    if (sk__sched_load(&s->sched, s->root, &err) != SK_OK)
-        snprintf(s->sched_warning, sizeof s->sched_warning, "%s (starting fresh)", err.msg);
+    sk__sched_init(&s->sched, &policy, NULL, NULL); /* loaded when asked for: emit never is */
     *out = s;
     return SK_OK;
 }
@@ -332,6 +330,15 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
     return SK_OK;
 }
 
+const char *sk__sync_load_sched(sk_sync *s)
+{
+    sk__err err;
+    s->sched_warning[0] = '\0';
+    if (sk__sched_load(&s->sched, s->root, &err) != SK_OK)
+        snprintf(s->sched_warning, sizeof s->sched_warning, "%s (starting fresh)", err.msg);
+    return s->sched_warning[0] ? s->sched_warning : NULL;
+}
+
 sk__sched_policy sk__sync_sched_policy(const sk_sync *s)
 {
     sk__sched_policy p = sk__sched_policy_default();
@@ -345,7 +352,7 @@ sk__sched_policy sk__sync_sched_policy(const sk_sync *s)
 void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum)
 {
     sk__err err;
-    sk__sched_load(&s->sched, s->root, &err); /* a corrupt file was reported at open */
+    sk__sync_load_sched(s); /* another process may have written it since */
     int64_t now = sk__sched_now(&s->sched);
     if (st == SK_OK) {
         if (sum->batches > 0)

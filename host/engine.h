@@ -70,6 +70,12 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
  */
 void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum);
 
+/*
+ * Loads the persisted scheduler state (sync-state.json) into s->sched. Returns
+ * a warning line when the file was corrupt and a fresh state is used, else NULL.
+ */
+const char *sk__sync_load_sched(sk_sync *s);
+
 /* The scheduler policy the config asks for. */
 sk__sched_policy sk__sync_sched_policy(const sk_sync *s);
 

@@ -68,8 +68,6 @@ sk_sync *cli_open(int *code)
     }
     for (size_t i = 0; s->cfg->warnings && s->cfg->warnings[i]; i++)
         cli_warn("%s", s->cfg->warnings[i]);
-    if (s->sched_warning[0])
-        cli_warn("%s", s->sched_warning);
     s->log = print_plugin_log;
     *code = EXIT_OK;
     return s;

@@ -238,6 +238,9 @@ int cmd_status(int argc, char **argv)
     sk_sync *s = cli_open(&code);
     if (!s)
         return code;
+    const char *warning = sk__sync_load_sched(s);
+    if (warning)
+        cli_warn("%s", warning);
     status_view v = {.connection = sk__sched_connection_name(s->sched.connection),
                      .failures = s->sched.consecutive_failures,
                      .last_error = s->sched.last_error,
