@@ -84,3 +84,20 @@ sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}';
 sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'
 expect_rc 1; expect_err "queue full"
 expect_eq "$(queue_ready)" 252
+
+# In a fresh state root: --aggregate-type and --causation-id land in the envelope; --file - reads stdin.
+export SPEC_KITTY_HOME="$TEST_TMP/home2"
+CAUSE=01ARZ3NDEKTSV4RRFFQ69G5FAV
+sk sync emit --type FeatureCreated --aggregate-id f9 --aggregate-type Mission --causation-id "$CAUSE" \
+  --payload '{"feature_slug":"f9","feature_number":"009","target_branch":"main","wp_count":1}'
+expect_rc 0 "emit with --aggregate-type and --causation-id"
+DATA="$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT data FROM queue WHERE event_id='$OUT'")"
+expect_eq "$(jq -r .causation_id <<<"$DATA")" "$CAUSE"
+expect_eq "$(jq -r .aggregate_type <<<"$DATA")" Mission "--aggregate-type overrides the default (Feature)"
+set +e
+printf '%s\n' '{"event_type":"FeatureCompleted","aggregate_id":"f9","payload":{"feature_slug":"f9","total_wps":1}}' |
+  "$SK_BIN" sync emit --file - >"$TEST_TMP/out" 2>"$TEST_TMP/err"; RC=$?
+set -e
+expect_rc 0 "emit --file -"
+grep -q "queued 1 event" "$TEST_TMP/out" || fail "emit --file - output: $(cat "$TEST_TMP/out")"; pass
+

@@ -12,6 +12,11 @@ cmake --build "$TEST_TMP/print-build" >>"$TEST_TMP/cmake.log" 2>&1 || fail "temp
 PLUGIN="$TEST_TMP/print-build/print.so"
 [ -f "$PLUGIN" ] || fail "no print.so"; pass
 expect_eq "$(nm -D --defined-only "$PLUGIN" | awk '$2 == "T" {print $3}')" spec_kitty_transport_v1 "exported symbols"
+# The shipped transports export nothing but their entry point either.
+for t in http-batch file-drop; do
+  expect_eq "$(nm -D --defined-only "$SK_PREFIX/lib/spec-kitty/transports/$t.so" | awk '$2 == "T" {print $3}')" \
+    spec_kitty_transport_v1 "symbols exported by $t.so"
+done
 
 set +e; "$CHECK" "$PLUGIN" "{\"path\": \"$TEST_TMP/check.ndjson\"}" >"$TEST_TMP/check.out"; RC=$?; set -e
 expect_rc 0 "conformance check of the template"
