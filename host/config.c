@@ -49,6 +49,14 @@ static const key_def KEYS[] = {
      "rejections of one event before it is parked"},
     {"schedule.shutdown_deadline_ms", T_INT, F(shutdown_deadline_ms), NULL, 5000, 0, 600000,
      "how long a stopping service lets the in-flight batch finish before cancelling it"},
+    {"emit.schema", T_INT, F(emit_schema), NULL, 1, 1, 3,
+     "envelopes `sync emit` builds: 1 the classic vocabulary, 3 the current one (schema_version "
+     "3.0.0)"},
+    {"emit.project_uuid", T_STRING, F(emit_project_uuid), "", 0, 0, 0,
+     "project_uuid of current envelopes (\"\": null, the events stay local)"},
+    {"emit.project_slug", T_STRING, F(emit_project_slug), "", 0, 0, 0,
+     "project_slug of current envelopes (\"\": null)"},
+    {"emit.build_id", T_STRING, F(emit_build_id), "", 0, 0, 0, "build_id of current envelopes"},
 };
 
 #undef F
@@ -286,6 +294,9 @@ static sk_status check_consistency(const sk__config *cfg, sk__err *err)
                         "%s: schedule.backoff_min_ms (%lld) is larger than schedule.backoff_max_ms "
                         "(%lld)",
                         cfg->path, (long long)cfg->backoff_min_ms, (long long)cfg->backoff_max_ms);
+    if (cfg->emit_schema == 2)
+        return sk__fail(err, SK_ERR_CONFIG, "%s: emit.schema: expected 1 (classic) or 3 (current)",
+                        cfg->path);
     if (!*cfg->transport_plugin)
         return sk__fail(err, SK_ERR_CONFIG, "%s: transport.plugin: must not be empty", cfg->path);
     return SK_OK;

@@ -37,6 +37,10 @@ typedef struct sk__config {
     int64_t backoff_max_ms;
     int64_t max_retries;
     int64_t shutdown_deadline_ms;
+    int64_t emit_schema;     /* 1 classic, 3 current envelopes */
+    char *emit_project_uuid; /* "" = null */
+    char *emit_project_slug; /* "" = null */
+    char *emit_build_id;
     sk__config_source *sources; /* one per key, in table order */
     char **warnings;            /* unknown keys etc., NULL-terminated */
 } sk__config;

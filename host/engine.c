@@ -160,14 +160,41 @@ static sk_status stamp_clock(sk_sync *s, json_t **envs, const int *needs, size_t
     return st;
 }
 
-sk_status sk_emit(sk_sync *s, const char *event_type, const char *aggregate_id,
-                  const char *aggregate_type, const char *payload_json, const char *causation_id,
-                  char event_id_out[27])
+/* "" in the config means "not set". */
+static const char *config_or_null(const char *value)
+{
+    return value && *value ? value : NULL;
+}
+
+/* The builder's fields of spec, with sync.json's emit.* for what it leaves out. */
+static sk__event_fields event_fields(const sk_sync *s, const sk_event_spec *spec, json_t *payload)
+{
+    const sk__config *c = s->cfg;
+    return (sk__event_fields){
+        .event_type = spec->event_type,
+        .aggregate_id = spec->aggregate_id,
+        .aggregate_type = spec->aggregate_type,
+        .payload = payload,
+        .causation_id = spec->causation_id,
+        .schema = spec->schema ? spec->schema : (int)c->emit_schema,
+        .correlation_id = spec->correlation_id,
+        .project_uuid = spec->project_uuid ? spec->project_uuid
+                                           : config_or_null(c->emit_project_uuid),
+        .project_slug = spec->project_slug ? spec->project_slug
+                                           : config_or_null(c->emit_project_slug),
+        .build_id = spec->build_id ? spec->build_id : c->emit_build_id,
+    };
+}
+
+sk_status sk_emit_event(sk_sync *s, const sk_event_spec *spec, char event_id_out[27])
 {
     sk__err err = {{0}};
     json_t *payload = NULL, *env = NULL;
-    sk_status st = parse_payload(payload_json, &payload, &err);
-    sk__event_fields f = {event_type, aggregate_id, aggregate_type, payload, causation_id};
+    sk_status st = spec->schema == 0 || spec->schema == 1 || spec->schema == 3
+                       ? parse_payload(spec->payload_json, &payload, &err)
+                       : sk__fail(&err, SK_ERR_USAGE, "schema %d: expected 1 (classic) or 3 (current)",
+                                  spec->schema);
+    sk__event_fields f = event_fields(s, spec, payload);
     if (st == SK_OK) /* validated with a placeholder clock, so a bad event burns no value */
         st = sk__event_build(&f, 0, s->node_id, s->team_slug, &env, &err);
     int needs = 1;
@@ -184,9 +211,33 @@ sk_status sk_emit(sk_sync *s, const char *event_type, const char *aggregate_id,
     return st;
 }
 
-/* One NDJSON line → an envelope (new reference); *needs_clock when we built it. */
-static sk_status line_to_envelope(sk_sync *s, const char *line, json_t **out, int *needs_clock,
-                                  sk__err *err)
+sk_status sk_emit(sk_sync *s, const char *event_type, const char *aggregate_id,
+                  const char *aggregate_type, const char *payload_json, const char *causation_id,
+                  char event_id_out[27])
+{
+    sk_event_spec spec = {.event_type = event_type,
+                          .aggregate_id = aggregate_id,
+                          .aggregate_type = aggregate_type,
+                          .payload_json = payload_json,
+                          .causation_id = causation_id};
+    return sk_emit_event(s, &spec, event_id_out);
+}
+
+/* A string member of a line, or dflt. */
+static const char *line_string_or(const json_t *obj, const char *key, const char *dflt)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    return v ? v : dflt;
+}
+
+/*
+ * One NDJSON line → an envelope (new reference); *needs_clock when we built it.
+ * A full envelope (it has event_id) is taken as it is, ids normalised; a short
+ * one is built like sk_emit_event, with defaults for what the line leaves out
+ * (a line with schema_version builds a current envelope).
+ */
+static sk_status line_to_envelope(sk_sync *s, const char *line, const sk_event_spec *defaults,
+                                  json_t **out, int *needs_clock, sk__err *err)
 {
     *out = NULL;
     *needs_clock = 0;
@@ -201,20 +252,26 @@ static sk_status line_to_envelope(sk_sync *s, const char *line, json_t **out, in
     }
     sk_status st;
     if (json_object_get(obj, "event_id")) {
-        *needs_clock = 0;
-        st = sk__event_validate(obj, err);
+        st = sk__event_normalize_ids(obj, err);
+        if (st == SK_OK)
+            st = sk__event_validate(obj, err);
         if (st == SK_OK)
             *out = json_incref(obj);
     } else {
         *needs_clock = 1;
         json_t *payload = json_object_get(obj, "payload");
-        json_t *type = json_object_get(obj, "event_type");
-        if (!type)
-            type = json_object_get(obj, "type");
-        sk__event_fields f = {json_string_value(type),
-                              json_string_value(json_object_get(obj, "aggregate_id")),
-                              json_string_value(json_object_get(obj, "aggregate_type")), payload,
-                              json_string_value(json_object_get(obj, "causation_id"))};
+        sk_event_spec spec = *defaults;
+        spec.event_type = line_string_or(obj, "event_type", line_string_or(obj, "type", NULL));
+        spec.aggregate_id = line_string_or(obj, "aggregate_id", NULL);
+        spec.aggregate_type = line_string_or(obj, "aggregate_type", NULL);
+        spec.causation_id = line_string_or(obj, "causation_id", NULL);
+        if (json_object_get(obj, "schema_version"))
+            spec.schema = 3;
+        spec.correlation_id = line_string_or(obj, "correlation_id", spec.correlation_id);
+        spec.project_uuid = line_string_or(obj, "project_uuid", spec.project_uuid);
+        spec.project_slug = line_string_or(obj, "project_slug", spec.project_slug);
+        spec.build_id = line_string_or(obj, "build_id", spec.build_id);
+        sk__event_fields f = event_fields(s, &spec, payload);
         if (payload && !json_is_object(payload))
             st = sk__fail(err, SK_ERR_INVALID_EVENT, "payload: expected a JSON object");
         else if (!f.event_type)
@@ -228,8 +285,8 @@ static sk_status line_to_envelope(sk_sync *s, const char *line, json_t **out, in
     return st;
 }
 
-sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, sk__line_error_fn on_error, void *ctx,
-                               size_t *count_out)
+sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, const sk_event_spec *defaults,
+                               sk__line_error_fn on_error, void *ctx, size_t *count_out)
 {
     size_t cap = 64, n = 0, bad = 0, line_no = 0;
     json_t **envs = malloc(cap * sizeof *envs);
@@ -263,7 +320,7 @@ sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, sk__line_error_fn o
             }
         }
         sk__err lerr = {{0}};
-        if (line_to_envelope(s, line, &envs[n], &needs[n], &lerr) == SK_OK) {
+        if (line_to_envelope(s, line, defaults, &envs[n], &needs[n], &lerr) == SK_OK) {
             n++;
         } else {
             bad++;

@@ -52,10 +52,12 @@ typedef void (*sk__line_error_fn)(void *ctx, size_t line_no, const char *message
 /*
  * Enqueues every NDJSON line of text in one transaction, or none: each bad line
  * is reported through on_error (1-based line numbers) and then SK_ERR_INVALID_EVENT
- * is returned. Blank lines are skipped. *count_out = events queued.
+ * is returned. Blank lines are skipped. Short-form lines are built like
+ * sk_emit_event with defaults (schema, project, build) for what they leave out.
+ * *count_out = events queued.
  */
-sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, sk__line_error_fn on_error, void *ctx,
-                               size_t *count_out);
+sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, const sk_event_spec *defaults,
+                               sk__line_error_fn on_error, void *ctx, size_t *count_out);
 
 /* Enqueues validated envelopes in one transaction (all or none) and pokes a running service. */
 sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err);

@@ -336,254 +336,6 @@ sk_status sk__clock_tick(const char *state_root, const char *node_id, int64_t n,
     return s;
 }
 
-/* ---------------------------------------------------------- validation -- */
-
-static const char *const aggregate_types[] = {"WorkPackage", "Feature", "Mission", "Build",
-                                              "MissionDossier"};
-static const char *const wp_statuses[] = {"planned", "doing", "for_review", "done"};
-static const char *const wp_phases[] = {"implementation", "review"};
-
-static int in_set(const char *s, const char *const *set, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(s, set[i]) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-/* Event types look like identifiers: a letter, then letters, digits, '_' or
- * '.' (for namespaced types of newer servers), at most 128 characters. */
-static int type_name_valid(const char *s)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len > 128 || !((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z')))
-        return 0;
-    for (const char *p = s; *p; p++) {
-        int ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-                 *p == '_' || *p == '.';
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
-/* What a field must hold. */
-typedef enum field_kind {
-    FK_STRING,       /* any string */
-    FK_NONEMPTY,     /* non-empty string */
-    FK_STRING_NULL,  /* string or null */
-    FK_COUNT,        /* integer >= 0 */
-    FK_STRING_COUNT, /* non-empty string or integer >= 0 (feature numbers come as both) */
-    FK_ARRAY,
-    FK_STATUS, /* one of wp_statuses */
-    FK_PHASE   /* one of wp_phases */
-} field_kind;
-
-/* Checks one value against its kind; prefix names the containing object ("payload."). */
-static sk_status check_kind(const json_t *v, field_kind kind, const char *prefix, const char *name,
-                            sk__err *err)
-{
-    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
-    int is_count = json_is_integer(v) && json_integer_value(v) >= 0;
-    switch (kind) {
-    case FK_STRING:
-        if (s)
-            return SK_OK;
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected a string", prefix, name);
-    case FK_NONEMPTY:
-        if (s && *s)
-            return SK_OK;
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected a non-empty string", prefix,
-                        name);
-    case FK_STRING_NULL:
-        if (s || json_is_null(v))
-            return SK_OK;
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected a string or null", prefix, name);
-    case FK_COUNT:
-        if (is_count)
-            return SK_OK;
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected an integer >= 0", prefix, name);
-    case FK_STRING_COUNT:
-        if ((s && *s) || is_count)
-            return SK_OK;
-        return sk__fail(err, SK_ERR_INVALID_EVENT,
-                        "%s%s: expected a non-empty string or an integer >= 0", prefix, name);
-    case FK_ARRAY:
-        if (json_is_array(v))
-            return SK_OK;
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected an array", prefix, name);
-    case FK_STATUS:
-    case FK_PHASE: {
-        const char *const *set = kind == FK_STATUS ? wp_statuses : wp_phases;
-        size_t n = kind == FK_STATUS ? SK__ARRAY_LEN(wp_statuses) : SK__ARRAY_LEN(wp_phases);
-        if (!s)
-            return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected a string", prefix, name);
-        if (!in_set(s, set, n))
-            return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: unknown value \"%.64s\"", prefix,
-                            name, s);
-        return SK_OK;
-    }
-    }
-    return sk__fail(err, SK_ERR_INTERNAL, "%s%s: unknown rule", prefix, name);
-}
-
-typedef struct field_rule {
-    const char *name;
-    field_kind kind;
-    int required;
-} field_rule;
-
-/* Checks the fields of obj against rules: required ones must be present. */
-static sk_status check_fields(const json_t *obj, const field_rule *rules, size_t n,
-                              const char *prefix, sk__err *err)
-{
-    for (size_t i = 0; i < n; i++) {
-        const json_t *v = json_object_get(obj, rules[i].name);
-        if (!v) {
-            if (!rules[i].required)
-                continue;
-            return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: missing", prefix, rules[i].name);
-        }
-        sk_status s = check_kind(v, rules[i].kind, prefix, rules[i].name, err);
-        if (s != SK_OK)
-            return s;
-    }
-    return SK_OK;
-}
-
-/* Payload rules of the eight classic types (CONTRACT.md §1, with the optional
- * fields the classic schema types). Newer types pass unchecked. */
-static const field_rule p_status_changed[] = {{"wp_id", FK_NONEMPTY, 1},
-                                              {"previous_status", FK_STATUS, 1},
-                                              {"new_status", FK_STATUS, 1},
-                                              {"changed_by", FK_STRING, 0},
-                                              {"feature_slug", FK_STRING_NULL, 0}};
-static const field_rule p_wp_created[] = {{"wp_id", FK_NONEMPTY, 1},
-                                          {"title", FK_NONEMPTY, 1},
-                                          {"feature_slug", FK_NONEMPTY, 1},
-                                          {"dependencies", FK_ARRAY, 0}};
-static const field_rule p_wp_assigned[] = {{"wp_id", FK_NONEMPTY, 1},
-                                           {"agent_id", FK_NONEMPTY, 1},
-                                           {"phase", FK_PHASE, 1},
-                                           {"retry_count", FK_COUNT, 0}};
-static const field_rule p_feature_created[] = {{"feature_slug", FK_NONEMPTY, 1},
-                                               {"feature_number", FK_STRING_COUNT, 1},
-                                               {"target_branch", FK_NONEMPTY, 1},
-                                               {"wp_count", FK_COUNT, 1}};
-static const field_rule p_feature_completed[] = {{"feature_slug", FK_NONEMPTY, 1},
-                                                 {"total_wps", FK_COUNT, 1},
-                                                 {"total_duration", FK_STRING_NULL, 0}};
-static const field_rule p_history_added[] = {{"wp_id", FK_NONEMPTY, 1},
-                                             {"entry_type", FK_NONEMPTY, 1},
-                                             {"entry_content", FK_NONEMPTY, 1},
-                                             {"author", FK_STRING, 0}};
-static const field_rule p_error_logged[] = {{"error_type", FK_NONEMPTY, 1},
-                                            {"error_message", FK_NONEMPTY, 1},
-                                            {"wp_id", FK_STRING_NULL, 0},
-                                            {"stack_trace", FK_STRING_NULL, 0},
-                                            {"agent_id", FK_STRING_NULL, 0}};
-static const field_rule p_dependency_resolved[] = {{"wp_id", FK_NONEMPTY, 1},
-                                                   {"dependency_wp_id", FK_NONEMPTY, 1},
-                                                   {"resolution_type", FK_NONEMPTY, 1}};
-
-typedef struct payload_rules {
-    const char *event_type;
-    const field_rule *rules;
-    size_t n;
-} payload_rules;
-
-#define RULES(type, arr)                                                                           \
-    {                                                                                              \
-        type, arr, SK__ARRAY_LEN(arr)                                                              \
-    }
-static const payload_rules classic_types[] = {
-    RULES("WPStatusChanged", p_status_changed),
-    RULES("WPCreated", p_wp_created),
-    RULES("WPAssigned", p_wp_assigned),
-    RULES("FeatureCreated", p_feature_created),
-    RULES("FeatureCompleted", p_feature_completed),
-    RULES("HistoryAdded", p_history_added),
-    RULES("ErrorLogged", p_error_logged),
-    RULES("DependencyResolved", p_dependency_resolved),
-};
-#undef RULES
-
-/* Envelope fields with a plain kind rule, in the order they are reported. */
-static const field_rule envelope_simple[] = {
-    {"aggregate_id", FK_NONEMPTY, 1}, {"node_id", FK_NONEMPTY, 1},
-    {"lamport_clock", FK_COUNT, 1},   {"timestamp", FK_STRING, 1},
-    {"team_slug", FK_NONEMPTY, 1},    {"schema_version", FK_STRING, 0},
-    {"project_uuid", FK_STRING, 0},   {"project_slug", FK_STRING, 0},
-    {"build_id", FK_STRING, 0},       {"correlation_id", FK_STRING, 0},
-};
-
-/* event_id must be a ULID; causation_id a ULID or null (present or not). */
-static sk_status check_ids(const json_t *env, sk__err *err)
-{
-    const json_t *id = json_object_get(env, "event_id");
-    if (!id)
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "event_id: missing");
-    if (!sk__ulid_valid(json_string_value(id)))
-        return sk__fail(err, SK_ERR_INVALID_EVENT,
-                        "event_id: expected a ULID (26 Crockford base32 characters)");
-    const json_t *cause = json_object_get(env, "causation_id");
-    if (cause && !json_is_null(cause) && !sk__ulid_valid(json_string_value(cause)))
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "causation_id: expected a ULID or null");
-    return SK_OK;
-}
-
-/* event_type identifier-like, aggregate_type in the known set. */
-static sk_status check_names(const json_t *env, sk__err *err)
-{
-    const json_t *type = json_object_get(env, "event_type");
-    if (!type)
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "event_type: missing");
-    if (!json_is_string(type) || !type_name_valid(json_string_value(type)))
-        return sk__fail(err, SK_ERR_INVALID_EVENT,
-                        "event_type: expected a name (a letter, then letters, digits, '_' or '.')");
-    const json_t *agg = json_object_get(env, "aggregate_type");
-    if (!agg)
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_type: missing");
-    if (!json_is_string(agg))
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_type: expected a string");
-    const char *a = json_string_value(agg);
-    if (!in_set(a, aggregate_types, SK__ARRAY_LEN(aggregate_types)))
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_type: unknown value \"%.64s\"", a);
-    return SK_OK;
-}
-
-/* payload must be an object; the classic types' required fields present. */
-static sk_status check_payload(const json_t *env, sk__err *err)
-{
-    const json_t *payload = json_object_get(env, "payload");
-    if (!payload)
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "payload: missing");
-    if (!json_is_object(payload))
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "payload: expected an object");
-    const char *type = json_string_value(json_object_get(env, "event_type"));
-    for (size_t i = 0; type && i < SK__ARRAY_LEN(classic_types); i++) {
-        if (strcmp(type, classic_types[i].event_type) == 0)
-            return check_fields(payload, classic_types[i].rules, classic_types[i].n, "payload.",
-                                err);
-    }
-    return SK_OK;
-}
-
-sk_status sk__event_validate(const json_t *envelope, sk__err *err)
-{
-    if (!json_is_object(envelope))
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "event: expected a JSON object");
-    sk_status s = check_ids(envelope, err);
-    if (s == SK_OK)
-        s = check_names(envelope, err);
-    if (s == SK_OK)
-        s = check_fields(envelope, envelope_simple, SK__ARRAY_LEN(envelope_simple), "", err);
-    if (s == SK_OK)
-        s = check_payload(envelope, err);
-    return s;
-}
-
 /* ------------------------------------------------------------ building -- */
 
 const char *sk__event_default_aggregate_type(const char *event_type)
@@ -623,6 +375,35 @@ static sk_status set_string(json_t *obj, const char *key, const char *val, sk__e
     return SK_OK;
 }
 
+/* Sets obj[key] to the string val, or to null when val is NULL. */
+static sk_status set_string_or_null(json_t *obj, const char *key, const char *val, sk__err *err)
+{
+    if (val)
+        return set_string(obj, key, val, err);
+    if (json_object_set_new(obj, key, json_null()) != 0)
+        return sk__fail(err, SK_ERR_NOMEM, "%s: out of memory", key);
+    return SK_OK;
+}
+
+/* The fields only a current envelope (§1b) has. */
+static sk_status fill_current(json_t *env, const sk__event_fields *f, const char *event_id,
+                              sk__err *err)
+{
+    const char *correlation = f->correlation_id  ? f->correlation_id
+                              : f->causation_id ? f->causation_id
+                                                : event_id;
+    sk_status s = set_string(env, "schema_version", SK__EVENT_SCHEMA_CURRENT, err);
+    if (s == SK_OK)
+        s = set_string(env, "build_id", f->build_id ? f->build_id : "", err);
+    if (s == SK_OK)
+        s = set_string(env, "correlation_id", correlation, err);
+    if (s == SK_OK)
+        s = set_string_or_null(env, "project_uuid", f->project_uuid, err);
+    if (s == SK_OK)
+        s = set_string_or_null(env, "project_slug", f->project_slug, err);
+    return s;
+}
+
 /* Fills the envelope's fields in CONTRACT.md order. */
 static sk_status fill_envelope(json_t *env, const sk__event_fields *f, const char *event_id,
                                int64_t lamport, const char *node_id, const char *team_slug,
@@ -632,6 +413,8 @@ static sk_status fill_envelope(json_t *env, const sk__event_fields *f, const cha
     sk__iso8601_ms(sk__wall_ms(), now, sizeof now);
     const char *agg =
         f->aggregate_type ? f->aggregate_type : sk__event_default_aggregate_type(f->event_type);
+    if (f->schema == 3 && !f->aggregate_type && strcmp(agg, "Feature") == 0)
+        agg = "Mission"; /* the current vocabulary has missions where features were */
     sk_status s = set_string(env, "event_id", event_id, err);
     if (s == SK_OK)
         s = set_string(env, "event_type", f->event_type, err);
@@ -647,14 +430,16 @@ static sk_status fill_envelope(json_t *env, const sk__event_fields *f, const cha
         s = set_string(env, "node_id", node_id, err);
     if (s == SK_OK && json_object_set_new(env, "lamport_clock", json_integer(lamport)) != 0)
         s = sk__fail(err, SK_ERR_NOMEM, "lamport_clock: out of memory");
-    if (s == SK_OK && !f->causation_id && json_object_set_new(env, "causation_id", json_null()))
-        s = sk__fail(err, SK_ERR_NOMEM, "causation_id: out of memory");
     if (s == SK_OK)
-        s = set_string(env, "causation_id", f->causation_id, err);
+        s = set_string_or_null(env, "causation_id", f->causation_id, err);
     if (s == SK_OK)
         s = set_string(env, "timestamp", now, err);
     if (s == SK_OK)
         s = set_string(env, "team_slug", team_slug ? team_slug : "local", err);
+    if (s == SK_OK && f->schema == 3)
+        s = fill_current(env, f, event_id, err);
+    if (s == SK_OK)
+        s = sk__event_normalize_ids(env, err);
     return s;
 }
 

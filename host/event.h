@@ -55,6 +55,9 @@ sk_status sk__node_id_cached(const char *state_root, char out[13], sk__err *err)
 sk_status sk__clock_tick(const char *state_root, const char *node_id, int64_t n, int sync_data,
                          int64_t *first, sk__err *err);
 
+/* The schema_version current envelopes carry (CONTRACT.md §1b). */
+#define SK__EVENT_SCHEMA_CURRENT "3.0.0"
+
 /* Fields of a new event before it becomes an envelope. */
 typedef struct sk__event_fields {
     const char *event_type;
@@ -62,21 +65,54 @@ typedef struct sk__event_fields {
     const char *aggregate_type; /* NULL: derived from the type */
     json_t *payload;            /* borrowed; NULL = {} */
     const char *causation_id;   /* NULL = null */
+    /* Which vocabulary: 0 or 1 classic (§1), 3 current (§1b). The fields below
+     * go into current envelopes only. */
+    int schema;
+    const char *correlation_id; /* NULL: causation_id, else the new event_id */
+    const char *project_uuid;   /* NULL = null (the event stays local) */
+    const char *project_slug;   /* NULL = null */
+    const char *build_id;       /* NULL = "" */
 } sk__event_fields;
 
 /*
- * Validates an envelope per CONTRACT.md §1 (and the required payload fields of
- * the eight classic types). On failure returns SK_ERR_INVALID_EVENT with a
- * message naming the field, e.g. "payload.new_status: missing".
+ * Validates an envelope: with schema_version 3.x by the current rules
+ * (CONTRACT.md §1b), without it by the classic ones (§1): envelope fields,
+ * the required payload fields of each known type and their value rules.
+ * Types a vocabulary does not know pass when well-formed. Ids may be in any
+ * form sk__event_id_normalize accepts for the vocabulary. On failure returns
+ * SK_ERR_INVALID_EVENT with a message naming the field, e.g.
+ * "payload.new_status: missing".
  */
 sk_status sk__event_validate(const json_t *envelope, sk__err *err);
+
+/* True when the envelope carries schema_version (a current envelope). */
+int sk__event_is_current(const json_t *envelope);
+
+/* Longest normalised id (a hyphenated UUID) with its NUL. */
+#define SK__EVENT_ID_MAX 37
+
+typedef enum sk__id_form { SK__ID_INVALID = 0, SK__ID_ULID, SK__ID_UUID } sk__id_form;
+
+/*
+ * The id forms spec-kitty accepts and how it normalises them: a ULID in either
+ * case (upper-cased; I, L, O and U refused), a hyphenated UUID (lower-cased)
+ * or 32 bare hex digits (hyphenated, lower-cased). out gets the normal form,
+ * or "" for SK__ID_INVALID.
+ */
+sk__id_form sk__event_id_normalize(const char *in, char out[SK__EVENT_ID_MAX]);
+
+/* Rewrites event_id, causation_id and correlation_id in their normal form, so
+ * the queue's dedup by event_id sees one id however it was written. Ids that
+ * cannot be normalised are left for validation to report. */
+sk_status sk__event_normalize_ids(json_t *envelope, sk__err *err);
 
 /* Default aggregate_type for a type (WorkPackage for WP*, Feature otherwise...). */
 const char *sk__event_default_aggregate_type(const char *event_type);
 
 /*
  * Builds a new envelope (new reference) from fields: event_id (ULID),
- * lamport_clock, node_id, team_slug, timestamp now. Validates it.
+ * lamport_clock, node_id, team_slug, timestamp now, and for schema 3 the
+ * current envelope's fields. Normalises the ids given and validates it.
  */
 sk_status sk__event_build(const sk__event_fields *f, int64_t lamport, const char *node_id,
                           const char *team_slug, json_t **out, sk__err *err);

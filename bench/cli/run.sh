@@ -26,7 +26,7 @@ gen_events $N "$WORK/events.ndjson"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(df -T "$WORK" | awk 'NR==2 {print $2}') on $(df "$WORK" | awk 'NR==2 {print $1}')"
 
 # 1. One `sync emit` process, wall time (durability full).
-"$SK" sync emit -t FeatureCreated -a f -p '{"feature_slug":"f","feature_number":"001","target_branch":"main","wp_count":1}' >/dev/null
+"$SK" sync emit -t FeatureCreated -a f -p '{"feature_slug":"001-f","feature_number":"001","target_branch":"main","wp_count":1}' >/dev/null
 RUNS=200; t0=$(now_ns)
 for ((i = 0; i < RUNS; i++)); do
   "$SK" sync emit -t WPStatusChanged -a WP01 -p '{"wp_id":"WP01","previous_status":"planned","new_status":"doing"}' >/dev/null

@@ -186,6 +186,7 @@ typedef struct batch {
     json_t **events;     /* NULL where the event could not be decoded */
     char (*errors)[160]; /* errors[i][0] != 0: event i is invalid */
     rcv__row *rows;
+    char (*ids)[SK__EVENT_ID_MAX]; /* ids[r]: the normal form of rows[r].event_id */
     size_t nrows;
     int poison;
 } batch;
@@ -197,6 +198,7 @@ static void batch_free(batch *b)
     free(b->events);
     free(b->errors);
     free(b->rows);
+    free(b->ids);
     free(b->spans);
     rcv__jalloc_reset(); /* the event trees lived in this thread's arena */
 }
@@ -207,7 +209,8 @@ static int batch_prepare(rcv__app *app, batch *b, const char *body)
     b->events = calloc(b->n + 1, sizeof *b->events);
     b->errors = calloc(b->n + 1, sizeof *b->errors);
     b->rows = calloc(b->n + 1, sizeof *b->rows);
-    if (!b->events || !b->errors || !b->rows)
+    b->ids = calloc(b->n + 1, sizeof *b->ids);
+    if (!b->events || !b->errors || !b->rows || !b->ids)
         return -1;
     /* The trees are read-only until batch_free: build them in the arena. */
     rcv__jalloc_enter();
@@ -228,8 +231,11 @@ static int batch_prepare(rcv__app *app, batch *b, const char *body)
             snprintf(b->errors[i], sizeof b->errors[i], "%.159s", verr.msg);
             continue;
         }
-        rcv__row *row = &b->rows[b->nrows++];
-        row->event_id = id;
+        /* Stored (and deduplicated) by the normal form of the id, as the server does;
+         * the results echo the id as the client sent it. */
+        sk__event_id_normalize(id, b->ids[b->nrows]);
+        rcv__row *row = &b->rows[b->nrows];
+        row->event_id = b->ids[b->nrows++];
         row->event_type = json_string_value(json_object_get(ev, "event_type"));
         row->team_slug = json_string_value(json_object_get(ev, "team_slug"));
         row->data = text;

@@ -7,22 +7,30 @@
 
 static const char USAGE[] =
     "Usage: spec-kitty sync emit --type TYPE --aggregate-id ID [--aggregate-type T]\n"
-    "                            [--payload JSON] [--causation-id ULID]\n"
-    "       spec-kitty sync emit --file FILE   (FILE '-' reads standard input)\n\n"
-    "Builds an event envelope (ULID, Lamport clock, node id), validates it and\n"
-    "queues it durably before returning; prints the new event_id.\n"
+    "                            [--payload JSON] [--causation-id ID] [SCHEMA OPTIONS]\n"
+    "       spec-kitty sync emit --file FILE [SCHEMA OPTIONS]  (FILE '-' reads standard input)\n\n"
+    "Builds an event envelope (ULID, Lamport clock, node id), validates it by the\n"
+    "rules of its vocabulary and queues it durably before returning; prints the\n"
+    "new event_id.\n"
     "With --file, every line is one event: a full envelope (it has \"event_id\") or\n"
-    "{\"event_type\", \"aggregate_id\", \"aggregate_type\"?, \"payload\"?, \"causation_id\"?}.\n"
+    "{\"event_type\", \"aggregate_id\", \"aggregate_type\"?, \"payload\"?, \"causation_id\"?}\n"
+    "(a short line with \"schema_version\", or --schema 3, builds a current envelope).\n"
     "All lines are queued in one transaction, or none: each bad line is reported\n"
     "by number.\n\n"
     "Options:\n"
     "  -t, --type TYPE           event type, e.g. WPStatusChanged\n"
-    "  -a, --aggregate-id ID     e.g. WP01 or a feature slug\n"
-    "      --aggregate-type T    WorkPackage, Feature, ... (default: from the type)\n"
+    "  -a, --aggregate-id ID     e.g. WP01 or a mission slug\n"
+    "      --aggregate-type T    WorkPackage, Mission, ... (default: from the type)\n"
     "  -p, --payload JSON        payload object (default {})\n"
-    "      --causation-id ULID   the action that caused this event\n"
+    "      --causation-id ID     the action that caused this event (ULID or UUID)\n"
     "  -f, --file FILE           NDJSON events\n"
     "  -h, --help                this help\n\n"
+    "Schema options (default: emit.* of sync.json):\n"
+    "      --schema N            1 the classic vocabulary, 3 the current one (3.0.0)\n"
+    "      --correlation-id ID   (current) default: the causation id, else the event id\n"
+    "      --project-uuid UUID   (current) the project; without it the event stays local\n"
+    "      --project-slug SLUG   (current)\n"
+    "      --build-id ID         (current)\n\n"
     "Exit status: 0 queued, 1 not queued (queue full, I/O), 2 invalid event or usage.\n";
 
 static void line_error(void *ctx, size_t line_no, const char *message)
@@ -30,7 +38,7 @@ static void line_error(void *ctx, size_t line_no, const char *message)
     fprintf(stderr, "spec-kitty: %s:%zu: %s\n", (const char *)ctx, line_no, message);
 }
 
-static int emit_file(sk_sync *s, const char *file)
+static int emit_file(sk_sync *s, const char *file, const sk_event_spec *defaults)
 {
     char *text = NULL;
     sk__err err = {{0}};
@@ -45,7 +53,7 @@ static int emit_file(sk_sync *s, const char *file)
     }
     size_t count = 0;
     const char *shown = strcmp(file, "-") == 0 ? "<stdin>" : file;
-    st = sk__sync_emit_ndjson(s, text, line_error, (void *)shown, &count);
+    st = sk__sync_emit_ndjson(s, text, defaults, line_error, (void *)shown, &count);
     free(text);
     if (st != SK_OK) {
         cli_error("%s", sk_last_error(s));
@@ -64,32 +72,56 @@ int cmd_emit(int argc, char **argv)
         {"payload", required_argument, NULL, 'p'},
         {"causation-id", required_argument, NULL, 'c'},
         {"file", required_argument, NULL, 'f'},
+        {"schema", required_argument, NULL, 'S'},
+        {"correlation-id", required_argument, NULL, 'C'},
+        {"project-uuid", required_argument, NULL, 'U'},
+        {"project-slug", required_argument, NULL, 'P'},
+        {"build-id", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *type = NULL, *agg = NULL, *agg_type = NULL, *payload = NULL, *cause = NULL,
-               *file = NULL;
+    sk_event_spec ev = {0};
+    const char *file = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "t:a:p:f:h", opts, NULL)) != -1) {
         switch (c) {
         case 't':
-            type = optarg;
+            ev.event_type = optarg;
             break;
         case 'a':
-            agg = optarg;
+            ev.aggregate_id = optarg;
             break;
         case 'A':
-            agg_type = optarg;
+            ev.aggregate_type = optarg;
             break;
         case 'p':
-            payload = optarg;
+            ev.payload_json = optarg;
             break;
         case 'c':
-            cause = optarg;
+            ev.causation_id = optarg;
             break;
         case 'f':
             file = optarg;
+            break;
+        case 'S':
+            if (strcmp(optarg, "1") != 0 && strcmp(optarg, "3") != 0) {
+                cli_error("sync emit: --schema %s: expected 1 (classic) or 3 (current)", optarg);
+                return EXIT_USAGE;
+            }
+            ev.schema = atoi(optarg);
+            break;
+        case 'C':
+            ev.correlation_id = optarg;
+            break;
+        case 'U':
+            ev.project_uuid = optarg;
+            break;
+        case 'P':
+            ev.project_slug = optarg;
+            break;
+        case 'B':
+            ev.build_id = optarg;
             break;
         case 'h':
             fputs(USAGE, stdout);
@@ -103,7 +135,9 @@ int cmd_emit(int argc, char **argv)
         cli_error("sync emit: unexpected argument \"%s\"", argv[optind]);
         return EXIT_USAGE;
     }
-    if (file ? (type || agg || agg_type || payload || cause) : (!type || !agg)) {
+    if (file ? (ev.event_type || ev.aggregate_id || ev.aggregate_type || ev.payload_json ||
+                ev.causation_id)
+             : (!ev.event_type || !ev.aggregate_id)) {
         cli_error("sync emit: give --type and --aggregate-id, or --file (see --help)");
         return EXIT_USAGE;
     }
@@ -112,10 +146,10 @@ int cmd_emit(int argc, char **argv)
     if (!s)
         return code;
     if (file) {
-        code = emit_file(s, file);
+        code = emit_file(s, file, &ev);
     } else {
         char id[27];
-        sk_status st = sk_emit(s, type, agg, agg_type, payload, cause, id);
+        sk_status st = sk_emit_event(s, &ev, id);
         if (st == SK_OK)
             puts(id);
         else

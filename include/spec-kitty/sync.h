@@ -62,14 +62,40 @@ SK_API void sk_close(sk_sync *sync);
 SK_API const char *sk_last_error(const sk_sync *sync);
 
 /*
- * Builds, validates and durably enqueues one event (committed before return).
- * aggregate_type may be NULL (derived from the type), payload_json NULL means
- * {}, causation_id NULL means null. On success event_id_out (27 bytes) holds
- * the new ULID.
+ * sk_emit_event with the vocabulary and project of sync.json: aggregate_type
+ * may be NULL (derived from the type), payload_json NULL means {},
+ * causation_id NULL means null.
  */
 SK_API sk_status sk_emit(sk_sync *sync, const char *event_type, const char *aggregate_id,
                          const char *aggregate_type, const char *payload_json,
                          const char *causation_id, char event_id_out[27]);
+
+/*
+ * One event for sk_emit_event. Zero-initialise it, then set what you need.
+ * Ids may be written in any form spec-kitty accepts (a ULID in either case;
+ * for current envelopes also a UUID, hyphenated or bare): they are queued in
+ * their normal form.
+ */
+typedef struct sk_event_spec {
+    const char *event_type;     /* required, e.g. "WPStatusChanged" */
+    const char *aggregate_id;   /* required, e.g. "WP01" */
+    const char *aggregate_type; /* NULL: derived from the type */
+    const char *payload_json;   /* NULL: {} */
+    const char *causation_id;   /* NULL: null */
+    int schema;                 /* 0: emit.schema of sync.json; 1 classic; 3 current (3.0.0) */
+    /* Current envelopes only; NULL takes emit.* of sync.json: */
+    const char *correlation_id; /* NULL: the causation id, else the event's own id */
+    const char *project_uuid;
+    const char *project_slug;
+    const char *build_id;
+} sk_event_spec;
+
+/*
+ * Builds, validates (by the rules of the envelope's vocabulary) and durably
+ * enqueues one event, committed before return. On success event_id_out
+ * (27 bytes) holds the new ULID.
+ */
+SK_API sk_status sk_emit_event(sk_sync *sync, const sk_event_spec *event, char event_id_out[27]);
 
 typedef struct sk_queue_info {
     int64_t size;              /* events waiting (not parked) */

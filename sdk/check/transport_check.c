@@ -36,7 +36,8 @@ static int make_events(sk_event *evs, char ids[3][SK__ULID_LEN + 1], char *texts
     for (int i = 0; i < 3; i++) {
         json_t *payload =
             json_pack("{s:s, s:I}", "feature_slug", "conformance", "total_wps", (json_int_t)i);
-        sk__event_fields f = {"FeatureCompleted", "conformance", NULL, payload, NULL};
+        sk__event_fields f = {
+            .event_type = "FeatureCompleted", .aggregate_id = "conformance", .payload = payload};
         json_t *env = NULL;
         sk_status st = sk__event_build(&f, i + 1, "000000000000", "local", &env, &err);
         json_decref(payload);

@@ -34,7 +34,7 @@ sk sync emit --type WPCreated;  expect_rc 2; expect_err "give --type and --aggre
 expect_eq "$(queue_ready)" 1 "queue after refused events"
 
 # NDJSON: all or nothing, bad lines reported by number.
-printf '%s\n' '{"event_type":"FeatureCreated","aggregate_id":"f1","payload":{"feature_slug":"f1","feature_number":"001","target_branch":"main","wp_count":2}}' \
+printf '%s\n' '{"event_type":"FeatureCreated","aggregate_id":"001-f1","payload":{"feature_slug":"001-f1","feature_number":"001","target_branch":"main","wp_count":2}}' \
   '{"event_type":"FeatureCompleted","aggregate_id":"f1"}' '' '{broken' >"$TEST_TMP/mixed.ndjson"
 sk sync emit --file "$TEST_TMP/mixed.ndjson"
 expect_rc 2; expect_err "mixed.ndjson:2: payload.feature_slug: missing"; expect_err "mixed.ndjson:4:"
@@ -88,12 +88,12 @@ expect_eq "$(queue_ready)" 252
 # In a fresh state root: --aggregate-type and --causation-id land in the envelope; --file - reads stdin.
 export SPEC_KITTY_HOME="$TEST_TMP/home2"
 CAUSE=01ARZ3NDEKTSV4RRFFQ69G5FAV
-sk sync emit --type FeatureCreated --aggregate-id f9 --aggregate-type Mission --causation-id "$CAUSE" \
-  --payload '{"feature_slug":"f9","feature_number":"009","target_branch":"main","wp_count":1}'
+sk sync emit --type FeatureCreated --aggregate-id 009-f9 --aggregate-type WorkPackage --causation-id "$CAUSE" \
+  --payload '{"feature_slug":"009-f9","feature_number":"009","target_branch":"main","wp_count":1}'
 expect_rc 0 "emit with --aggregate-type and --causation-id"
 DATA="$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT data FROM queue WHERE event_id='$OUT'")"
 expect_eq "$(jq -r .causation_id <<<"$DATA")" "$CAUSE"
-expect_eq "$(jq -r .aggregate_type <<<"$DATA")" Mission "--aggregate-type overrides the default (Feature)"
+expect_eq "$(jq -r .aggregate_type <<<"$DATA")" WorkPackage "--aggregate-type overrides the default (Feature)"
 set +e
 printf '%s\n' '{"event_type":"FeatureCompleted","aggregate_id":"f9","payload":{"feature_slug":"f9","total_wps":1}}' |
   "$SK_BIN" sync emit --file - >"$TEST_TMP/out" 2>"$TEST_TMP/err"; RC=$?
