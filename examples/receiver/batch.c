@@ -6,6 +6,7 @@
 
 #include "common.h"
 
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,16 +352,35 @@ static void process_body(rcv__app *app, const rcv__request *rq, rcv__reply *rep)
     free(inflated);
 }
 
-/* 412 when the client names a protocol other than 2.x. */
+json_t *rcv__protocol_refusal(const char *error_code, const char *description,
+                              const char *guidance)
+{
+    return json_pack("{s:s, s:s, s:{s:s, s:s}, s:s, s:s}", "error_code", error_code,
+                     "error_description", description, "sync_protocol", "supported", "2.x",
+                     "upgrade_guidance", guidance, "error", description, "upgrade_guidance",
+                     guidance);
+}
+
+/* 412 when the client names a protocol other than 2.x: too old below 2, too
+ * new above, unparseable when the header holds no major version. */
 static int protocol_refused(const rcv__request *rq, rcv__reply *rep)
 {
-    if (!rq->protocol || strncmp(rq->protocol, "2.", 2) == 0 || strcmp(rq->protocol, "2") == 0)
+    const char *p = rq->protocol;
+    if (!p || strncmp(p, "2.", 2) == 0 || strcmp(p, "2") == 0)
         return 0;
+    char *end = NULL;
+    long major = isdigit((unsigned char)*p) ? strtol(p, &end, 10) : -1;
+    int parsed = end && end != p && (*end == '\0' || *end == '.');
+    char description[160];
+    snprintf(description, sizeof description, "client sync protocol \"%.32s\" is %s", p,
+             !parsed ? "not a version" : major < 2 ? "older than 2.0" : "newer than 2.x");
     rep->status = 412;
-    rep->body =
-        json_pack("{s:s, s:s}", "error", "unsupported sync protocol version", "upgrade_guidance",
-                  "this server speaks sync protocol 2.x; install a spec-kitty release "
-                  "that sends X-Spec-Kitty-Sync-Protocol: 2.0");
+    rep->body = rcv__protocol_refusal(!parsed ? "client-protocol-unparseable"
+                                      : major < 2 ? "client-too-old"
+                                                  : "client-too-new",
+                                      description,
+                                      "this server speaks sync protocol 2.x; install a spec-kitty "
+                                      "release that sends X-Spec-Kitty-Sync-Protocol: 2.0");
     return 1;
 }
 

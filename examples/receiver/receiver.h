@@ -94,6 +94,12 @@ int rcv__authenticate(rcv__app *app, const rcv__request *rq, char *user, size_t 
 
 /* POST /api/v1/events/batch/ */
 void rcv__handle_batch(rcv__app *app, const rcv__request *rq, rcv__reply *rep);
+
+/* A 412 body in the current shape (CONTRACT.md §3): error_code,
+ * error_description and sync_protocol.upgrade_guidance, with the older
+ * top-level error and upgrade_guidance kept for older clients. */
+json_t *rcv__protocol_refusal(const char *error_code, const char *description,
+                              const char *guidance);
 /* POST /api/v1/token/ and /api/v1/token/refresh/ */
 void rcv__handle_token(rcv__app *app, const rcv__request *rq, rcv__reply *rep);
 void rcv__handle_refresh(rcv__app *app, const rcv__request *rq, rcv__reply *rep);

@@ -249,13 +249,12 @@ static json_t *fault_body(const rcv__fault *f)
               : f->status == 429 ? "too many requests"
               : f->status >= 500 ? "injected server error"
                                  : "bad request";
-    json_t *o = json_pack("{s:s}", "error", err);
     if (f->status == 412)
-        json_object_set_new(o, "upgrade_guidance",
-                            json_string(f->upgrade_guidance ? f->upgrade_guidance
-                                                            : "upgrade spec-kitty to the latest "
-                                                              "release"));
-    return o;
+        return rcv__protocol_refusal("client-too-old", err,
+                                     f->upgrade_guidance ? f->upgrade_guidance
+                                                         : "upgrade spec-kitty to the latest "
+                                                           "release");
+    return json_pack("{s:s}", "error", err);
 }
 
 /* Details for an injected 400: every event of the batch, as a list or a string. */

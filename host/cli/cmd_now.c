@@ -15,6 +15,8 @@ static const char NOW_USAGE[] =
     "Options:\n"
     "  --json         print the summary as JSON\n"
     "  --report FILE  write every rejected or parked event with its reason as JSON\n"
+    "                 (and, when the server stopped the pass with an error code, a last\n"
+    "                 entry {\"outcome\": \"stopped\", \"reason\", \"error_code\"})\n"
     "  -h, --help     this help\n\n"
     "Exit status: 0 nothing remains undelivered (pending events aside), 1 events\n"
     "remain (server unreachable, rejected, ...), 2 config or plugin error.\n";
@@ -167,6 +169,10 @@ int cmd_now(int argc, char **argv)
         print_summary(&sum, &n);
     if (st != SK_OK)
         cli_error("sync stopped: %s", sum.stop_reason[0] ? sum.stop_reason : sk_last_error(s));
+    if (report && sum.stop_code[0]) /* the server's reason for stopping the pass, for scripts */
+        json_array_append_new(n.failures,
+                              json_pack("{s:s, s:s, s:s}", "outcome", "stopped", "reason",
+                                        sum.stop_reason, "error_code", sum.stop_code));
     if (report) {
         char *text = json_dumps(n.failures, JSON_INDENT(2));
         sk__err err;
@@ -212,13 +218,17 @@ static json_t *caps_json(uint32_t caps)
 static void collect_plugin(void *ctx, const sk__plugin_listing *e)
 {
     json_t *o;
-    if (e->desc)
+    if (e->desc) {
+        char abi[16];
+        snprintf(abi, sizeof abi, "%u.%u", (unsigned)e->desc->abi_major,
+                 (unsigned)e->desc->abi_minor);
         o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s}", "name", e->desc->name, "version",
-                      e->desc->version, "abi", e->desc->abi_minor ? "1.1" : "1.0", "description",
+                      e->desc->version, "abi", abi, "description",
                       e->desc->description ? e->desc->description : "", "capabilities",
                       caps_json(e->desc->capabilities), "file", e->file);
-    else
+    } else {
         o = json_pack("{s:s, s:s}", "file", e->file, "error", e->error);
+    }
     json_array_append_new(ctx, o);
 }
 

@@ -115,6 +115,7 @@ typedef struct sk_drain_summary {
     int64_t batches;
     int64_t retry_after_ms; /* largest server-requested wait seen */
     char stop_reason[512];  /* why the pass stopped early, "" if it did not */
+    char stop_code[64];     /* the server's error code for it (e.g. "client-too-old"), or "" */
 } sk_drain_summary;
 
 /* Progress callback: called after each batch with the running summary. */

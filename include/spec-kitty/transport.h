@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define SK_TRANSPORT_ABI_MAJOR 1
-#define SK_TRANSPORT_ABI_MINOR 1
+#define SK_TRANSPORT_ABI_MINOR 2
 
 /* The one exported symbol of an ABI-1 plugin. */
 #define SK_TRANSPORT_ENTRY_V1 spec_kitty_transport_v1
@@ -114,6 +114,7 @@ typedef enum sk_probe_state {
 
 #define SK_EVENT_MESSAGE_MAX 256
 #define SK_BATCH_DETAIL_MAX 1024
+#define SK_BATCH_CODE_MAX 64
 
 /* One queued event as the plugin sees it: the envelope, already serialised. */
 typedef struct sk_event {
@@ -144,7 +145,18 @@ typedef struct sk_batch_result {
     uint32_t count;              /* == batch->count */
     sk_event_result *events;     /* count entries, host-owned */
     char detail[SK_BATCH_DETAIL_MAX]; /* human text: server guidance, OS error, ... */
+
+    /* --- ABI 1.2 --- (a host of ABI 1.0 or 1.1 allocates less: check with
+     * SK_BATCH_RESULT_HAS(result, error_code) before writing) */
+
+    /* The server's machine-readable error, e.g. "client-too-old" with
+     * SK_HINT_PROTOCOL_MISMATCH; "" when none. The host pre-fills "". */
+    char error_code[SK_BATCH_CODE_MAX];
 } sk_batch_result;
+
+/* True when the host's result (of struct_size bytes) has room for field. */
+#define SK_BATCH_RESULT_HAS(result, field)                                                     \
+    ((result)->struct_size >= offsetof(sk_batch_result, field) + sizeof((result)->field))
 
 /*
  * Upcalls the host offers the plugin. Every function is thread-safe.
@@ -273,6 +285,9 @@ _Static_assert(offsetof(sk_host_api, struct_size) == 0 && offsetof(sk_host_api, 
                    offsetof(sk_host_api, abi_minor) == 6,
                "host table header is ABI");
 _Static_assert(sizeof(sk_event_result) == 4 + SK_EVENT_MESSAGE_MAX, "sk_event_result layout is ABI");
+_Static_assert(offsetof(sk_batch_result, error_code) ==
+                   offsetof(sk_batch_result, detail) + SK_BATCH_DETAIL_MAX,
+               "ABI 1.2 appends error_code after detail");
 #endif
 
 #ifdef __cplusplus

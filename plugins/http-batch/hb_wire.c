@@ -476,22 +476,42 @@ static void hb_map_bad_request(const json_t *root, const hb_index *ix, sk_batch_
     }
 }
 
-/* 412: the server's upgrade guidance, with its error text when both exist. */
+/* The first non-empty string of a JSON body at key, or in its object parent.key. */
+static const char *hb_nonempty(const json_t *root, const char *parent, const char *key)
+{
+    const char *s = hb_str(parent ? json_object_get(root, parent) : root, key);
+    return s && *s ? s : NULL;
+}
+
+/*
+ * 412 (CONTRACT.md §3), in both shapes: the guidance first (the current
+ * shape's sync_protocol.upgrade_guidance, else the older top-level one), then
+ * the description (error_description, else the older error); the current
+ * shape's error_code goes to the host as it is.
+ */
 static void hb_map_protocol_mismatch(const json_t *root, sk_batch_result *result,
                                      const char *server_text)
 {
-    const char *guidance = root ? hb_str(root, "upgrade_guidance") : NULL;
-    const char *error = root ? hb_str(root, "error") : NULL;
+    const char *guidance = hb_nonempty(root, "sync_protocol", "upgrade_guidance");
+    if (!guidance)
+        guidance = hb_nonempty(root, NULL, "upgrade_guidance");
+    const char *description = hb_nonempty(root, NULL, "error_description");
+    if (!description)
+        description = hb_nonempty(root, NULL, "error");
     char what[SK_BATCH_DETAIL_MAX];
-    if (guidance && error)
-        sk__hb_fmt(what, sizeof what, "%s; %s", error, guidance);
+    if (guidance && description && strcmp(guidance, description) != 0)
+        sk__hb_fmt(what, sizeof what, "%s (%s)", guidance, description);
     else
         sk__hb_fmt(what, sizeof what, "%s",
                    guidance       ? guidance
+                   : description  ? description
                    : *server_text ? server_text
                                   : "sync protocol mismatch");
     result->hints |= SK_HINT_PROTOCOL_MISMATCH;
     hb_detail(result, 412, what);
+    const char *code = hb_nonempty(root, NULL, "error_code");
+    if (code && SK_BATCH_RESULT_HAS(result, error_code))
+        hb_copy_cstr(result->error_code, sizeof result->error_code, code);
 }
 
 /* 408, 429, 5xx: transient; a Retry-After becomes a hint. */
