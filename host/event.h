@@ -101,9 +101,9 @@ typedef enum sk__id_form { SK__ID_INVALID = 0, SK__ID_ULID, SK__ID_UUID } sk__id
  */
 sk__id_form sk__event_id_normalize(const char *in, char out[SK__EVENT_ID_MAX]);
 
-/* Rewrites event_id, causation_id and correlation_id in their normal form, so
- * the queue's dedup by event_id sees one id however it was written. Ids that
- * cannot be normalised are left for validation to report. */
+/* Rewrites event_id, causation_id, correlation_id and project_uuid in their
+ * normal form, so the queue's dedup by event_id sees one id however it was
+ * written. Ids that cannot be normalised are left for validation to report. */
 sk_status sk__event_normalize_ids(json_t *envelope, sk__err *err);
 
 /* Default aggregate_type for a type (WorkPackage for WP*, Feature otherwise...). */

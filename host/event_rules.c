@@ -63,8 +63,6 @@ sk__id_form sk__event_id_normalize(const char *in, char out[SK__EVENT_ID_MAX])
         /* Bare hex gets its hyphens after digits 8, 12, 16 and 20. */
         size_t o = 0;
         for (size_t i = 0; i < len; i++) {
-            if (in[i] == '-')
-                continue;
             if (len == 32 && (i == 8 || i == 12 || i == 16 || i == 20))
                 out[o++] = '-';
             out[o++] = (char)tolower((unsigned char)in[i]);
@@ -77,7 +75,8 @@ sk__id_form sk__event_id_normalize(const char *in, char out[SK__EVENT_ID_MAX])
     return SK__ID_INVALID;
 }
 
-static const char *const id_fields[] = {"event_id", "causation_id", "correlation_id"};
+static const char *const id_fields[] = {"event_id", "causation_id", "correlation_id",
+                                        "project_uuid"};
 
 sk_status sk__event_normalize_ids(json_t *env, sk__err *err)
 {

@@ -437,8 +437,30 @@ static void test_412_is_protocol_mismatch_with_guidance(void **state)
                                     "\"upgrade_guidance\":\"pip install -U spec-kitty\"}"),
                      SK_TRANSPORT_OK);
     assert_int_equal(t->result.hints, SK_HINT_PROTOCOL_MISMATCH);
-    assert_non_null(strstr(t->result.detail, "pip install -U spec-kitty"));
-    assert_non_null(strstr(t->result.detail, "protocol 2.0 unsupported"));
+    /* The older shape: guidance first, then the error; no code. */
+    assert_string_equal(t->result.detail,
+                        "HTTP 412: pip install -U spec-kitty (protocol 2.0 unsupported)");
+    assert_string_equal(t->result.error_code, "");
+    assert_all_transient(t);
+    tbatch_free(t);
+    fx_close(&f);
+}
+
+static void test_412_current_shape_prefers_sync_protocol_guidance_and_keeps_the_code(void **state)
+{
+    (void)state;
+    fixture f;
+    tbatch *t;
+    assert_int_equal(send_one_reply(&f, &t, 412, NULL,
+                                    "{\"error_code\":\"client-too-old\","
+                                    "\"error_description\":\"client 1.0 is older than 2.0\","
+                                    "\"sync_protocol\":{\"upgrade_guidance\":\"upgrade to 3.1\"},"
+                                    "\"error\":\"old text\",\"upgrade_guidance\":\"old guidance\"}"),
+                     SK_TRANSPORT_OK);
+    assert_int_equal(t->result.hints, SK_HINT_PROTOCOL_MISMATCH);
+    assert_string_equal(t->result.detail,
+                        "HTTP 412: upgrade to 3.1 (client 1.0 is older than 2.0)");
+    assert_string_equal(t->result.error_code, "client-too-old");
     assert_all_transient(t);
     tbatch_free(t);
     fx_close(&f);
@@ -1023,6 +1045,7 @@ int main(void)
         cmocka_unit_test(test_403_is_transient_with_server_text),
         cmocka_unit_test(test_408_is_transient),
         cmocka_unit_test(test_412_is_protocol_mismatch_with_guidance),
+        cmocka_unit_test(test_412_current_shape_prefers_sync_protocol_guidance_and_keeps_the_code),
         cmocka_unit_test(test_413_is_too_large),
         cmocka_unit_test(test_4xx_saying_too_large_is_too_large),
         cmocka_unit_test(test_429_retry_after_seconds),
