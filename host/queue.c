@@ -490,7 +490,8 @@ static sk_status item_check(const sk__queue_item *it, size_t i, sk__err *err)
                         "event %zu: event_id, event_type and data are required", i);
     size_t len = strlen(it->event_id);
     if (len == 0 || len >= sizeof(((sk__queue_row *)0)->event_id))
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "event %zu: event_id must be 1..31 chars", i);
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "event %zu: event_id must be 1..%d chars", i,
+                        SK__QUEUE_ID_CAP - 1);
     return SK_OK;
 }
 
@@ -783,8 +784,8 @@ static sk_status park_unfit(sk__queue *q, const lease_scan *ls, sk__err *err)
     sk_status s = ls->unfit_count ? stmt_get(q, Q_PARK_UNFIT, &st, err) : SK_OK;
     for (size_t i = 0; s == SK_OK && i < ls->unfit_count; i++) {
         sqlite3_bind_int64(st, 1, ls->unfit[i]);
-        sqlite3_bind_text(st, 2, "event_id longer than 31 characters: cannot be sent", -1,
-                          SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, "event_id longer than 63 characters: cannot be sent",
+                          -1, SQLITE_STATIC);
         s = stmt_run(q, st, "park", err);
     }
     return s;

@@ -64,7 +64,7 @@ typedef struct sk__queue_item {
  * event_id. Refuses with SK_ERR_QUEUE_FULL (nothing written) when the rows in
  * the queue (ready and parked: parked rows still take room until delivered)
  * plus the new ones would exceed max_events; an event_id already queued
- * replaces its row and takes no extra room. event_id must be 1..31 chars
+ * replaces its row and takes no extra room. event_id must be 1..SK__QUEUE_ID_CAP-1 chars
  * (SK_ERR_INVALID_EVENT otherwise). Committed before return.
  */
 sk_status sk__queue_enqueue(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err);
@@ -78,10 +78,14 @@ typedef struct sk__queue_stats {
 
 sk_status sk__queue_stats_get(sk__queue *q, sk__queue_stats *out, sk__err *err);
 
+/* Room for an event_id in a row: a ULID (26), a hyphenated UUID (36), and
+ * some margin for what other writers of queue.db use. */
+#define SK__QUEUE_ID_CAP 64
+
 /* One leased row. Strings are owned by the lease. */
 typedef struct sk__queue_row {
     int64_t id;
-    char event_id[32];
+    char event_id[SK__QUEUE_ID_CAP];
     char *event_type;
     char *data;
     size_t data_len;
@@ -102,7 +106,7 @@ typedef struct sk__lease {
  * fit, so order is kept. Rows under another live lease are skipped; rows whose
  * lease expired (a drainer that died) are taken. Two drainers never hold the
  * same row. Rows of a previous call still in *lease are freed first. A row
- * whose event_id is longer than 31 chars (written by someone else) cannot be
+ * whose event_id is longer than SK__QUEUE_ID_CAP-1 chars (written by someone else) cannot be
  * carried and is parked with a reason instead. The lease's owner token is kept
  * across calls: set lease->owner to "" before the first call and the queue
  * makes one. An empty lease (count 0) means nothing is ready.

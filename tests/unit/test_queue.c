@@ -250,7 +250,8 @@ static void test_invalid_items_are_refused_and_nothing_written(void **state)
     fixture *f = *state;
     sk__queue *q = open_q(f, 0);
     sk__queue_item items[2] = {{"E1", "WPCreated", "{}", 1},
-                               {"01234567890123456789012345678901", "WPCreated", "{}", 1}};
+                               {"0123456789012345678901234567890123456789012345678901234567890123",
+                                "WPCreated", "{}", 1}}; /* 64 characters: one too many */
     sk__err err = {{0}};
     assert_int_equal(sk__queue_enqueue(q, items, 2, &err), SK_ERR_INVALID_EVENT);
     items[1].event_id = "";
@@ -656,7 +657,8 @@ static void test_foreign_row_with_overlong_event_id_is_parked_not_sent(void **st
 {
     fixture *f = *state;
     sk__queue *q = open_q(f, 0);
-    raw_spec_kitty_insert(f->path, "an-event-id-far-longer-than-thirty-one", 100);
+    raw_spec_kitty_insert(
+        f->path, "an-event-id-far-longer-than-sixty-three-characters-which-no-id-form-has", 100);
     enq_ok(q, "E1", 200);
     sk__lease l = {0};
     lease_ok(q, 10, 0, 60000, &l);
