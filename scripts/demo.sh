@@ -51,6 +51,9 @@ spec-kitty sync emit --type WPAssigned --aggregate-id WP01 \
   --payload '{"wp_id":"WP01","agent_id":"claude","phase":"implementation"}'
 spec-kitty sync emit --type WPStatusChanged --aggregate-id WP01 \
   --payload '{"wp_id":"WP01","previous_status":"planned","new_status":"doing","feature_slug":"042-offline-sync"}'
+# Today's spec-kitty speaks the current vocabulary (schema_version 3.0.0): lanes, actors, missions.
+spec-kitty sync emit --schema 3 --project-slug demo --type WPStatusChanged --aggregate-id WP02 \
+  --payload '{"mission_slug":"042-offline-sync","wp_id":"WP02","from_lane":"planned","to_lane":"in_progress","actor":"claude","execution_mode":"worktree"}'
 spec-kitty sync status
 
 step "sync now over http-batch"
