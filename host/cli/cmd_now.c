@@ -18,8 +18,13 @@ static const char NOW_USAGE[] =
     "  --json         print the summary as JSON\n"
     "  --report FILE  write every rejected or parked event with its reason as JSON\n"
     "  -h, --help     this help\n\n"
+    "Ctrl+C (SIGINT) or SIGTERM cancels the transfer in flight at once: what the\n"
+    "server acknowledged is settled, the rest stays queued, and the summary says\n"
+    "\"(interrupted)\". Through the service, only this client's pass is cancelled.\n"
+    "A second signal exits at once.\n\n"
     "Exit status: 0 nothing remains undelivered (pending events aside), 1 events\n"
-    "remain (server unreachable, rejected, ...), 2 config or plugin error.\n";
+    "remain (server unreachable, rejected, ...), 2 config or plugin error,\n"
+    "130 interrupted (SIGINT), 143 terminated (SIGTERM).\n";
 
 #define MAX_SHOWN_FAILURES 20
 

@@ -17,13 +17,25 @@ stored() { [ "$(rx_rows)" -eq "$1" ]; }
 LOG="$SPEC_KITTY_HOME/sync-daemon.log"
 cancels_logged() { [ "$(grep -c 'sync-now pass cancelled by its client' "$LOG" || true)" -ge "$1" ]; }
 
+queued() { [ "$(queue_ready)" -eq "$1" ]; }
+
+# The service's first background batch is answered after 3 s; every later batch hangs.
 emit_many 40
+rx_fault '{"faults": [{"endpoint": "batch", "delay_ms": 3000}, {"endpoint": "batch", "delay_ms": 30000, "count": 10}]}'
 sk sync daemon start; expect_rc 0
 wait_for 10 stored 10 || fail "the service's first background batch was not stored"
 PID="$(cat "$SPEC_KITTY_HOME/daemon.pid")"
 
-# 1. Ctrl+C on the client of a hanging `sync now`.
-rx_fault '{"endpoint": "batch", "delay_ms": 30000, "count": 10}'
+# 1. Ctrl+C on a `sync now` still waiting for the background batch to end: it is
+#    dropped before it starts.
+bg sync now
+sleep 0.3
+interrupt INT
+expect_rc 130 "client waiting behind a background batch, after SIGINT"
+expect_err "sync interrupted by SIGINT"
+wait_for 10 queued 30 || fail "the background batch was not settled: $(queue_ready) queued"; pass
+
+# 2. Ctrl+C on the client of a hanging `sync now`.
 bg sync now
 wait_for 10 stored 20 || fail "the sync-now batch did not reach the server"
 sleep 0.3 # its answer is now awaited
@@ -35,7 +47,7 @@ wait_for 2 cancels_logged 1 || fail "the service did not cancel the client's pas
 [ -e "/proc/$PID" ] || fail "the service stopped"; pass
 expect_eq "$(queue_ready)" 30 "events queued after the interrupt"
 
-# 2. A client that disappears without a word (kill -9): its pass is cancelled at once.
+# 3. A client that disappears without a word (kill -9): its pass is cancelled at once.
 bg sync now
 sleep 1 # the pass resends the same batch: the receiver stores nothing new, its answer hangs
 kill -9 "$BG"; wait "$BG" 2>/dev/null || true
