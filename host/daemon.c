@@ -412,7 +412,8 @@ static void finish_job(sk__service *svc)
 
 static void drop_client(sk__service *svc, int i)
 {
-    if (svc->clients[i].fd == svc->now_fd)
+    /* now_fd < 0 in a `now` job: the worker already found its client gone. */
+    if (svc->clients[i].fd == svc->now_fd || (svc->job == JOB_NOW && svc->now_fd < 0))
         cancel_now(svc);
     /* The worker may still be writing progress to a `now` client: close it after the job. */
     if (svc->clients[i].fd == svc->now_fd && svc->job == JOB_NOW)
