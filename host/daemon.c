@@ -362,6 +362,8 @@ static void answer_now(int fd, sk_status st, const sk_drain_summary *sum, json_t
  */
 static int cancel_now(sk__service *svc)
 {
+    if (svc->now_wanted)
+        slog(svc, SK_LOG_INFO, "sync-now request cancelled by its client before it started");
     svc->now_wanted = 0;
     if (svc->job != JOB_NOW)
         return 0;

@@ -6,9 +6,9 @@
  * Inside one (`sync now`, `status --check`, `import`), the first signal wakes a
  * watcher thread that calls sk_sync_cancel() on the scope's handle, and the
  * command winds down itself: it settles what the server acknowledged, prints
- * its summary and returns. A second signal, or a command still running
- * CLI_CANCEL_GRACE_MS after the first, exits at once. The terminal's echo is
- * put back on every path.
+ * its summary, closes the scope and returns. A second signal, or a scope still
+ * open CLI_CANCEL_GRACE_MS after the first (a transport that ignores cancel),
+ * exits at once. The terminal's echo is put back on every path.
  */
 #include "cli.h"
 
@@ -33,7 +33,9 @@ static int tty_fd = -1;
 static int wake_pipe[2] = {-1, -1}; /* written once by the handler, never drained */
 
 static pthread_mutex_t scope_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t scope_ended; /* on CLOCK_MONOTONIC, set up with the watcher */
 static sk_sync *scope_sync; /* under scope_mu */
+static int scope_open;      /* under scope_mu */
 static int watcher_started;
 
 static void restore_tty(void)
@@ -80,15 +82,25 @@ static void *watch(void *arg)
     struct pollfd p = {.fd = wake_pipe[0], .events = POLLIN};
     while (poll(&p, 1, -1) < 0 && errno == EINTR)
         ;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += CLI_CANCEL_GRACE_MS / 1000;
+    until.tv_nsec += (CLI_CANCEL_GRACE_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&scope_mu);
     if (scope_sync)
         sk_sync_cancel(scope_sync);
+    int rc = 0;
+    while (scope_open && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&scope_ended, &scope_mu, &until);
+    int stuck = scope_open;
     pthread_mutex_unlock(&scope_mu);
-    struct timespec grace = {CLI_CANCEL_GRACE_MS / 1000, (CLI_CANCEL_GRACE_MS % 1000) * 1000000L};
-    while (nanosleep(&grace, &grace) != 0 && errno == EINTR)
-        ;
-    exit_now(caught); /* the command did not wind down in time */
-    return NULL;
+    if (stuck)
+        exit_now(caught); /* the cancelled work did not wind down in time */
+    return NULL; /* it did: the command prints, closes and exits by itself */
 }
 
 /* Starts the watcher with the signals blocked, so the handler never runs on it. */
@@ -101,6 +113,11 @@ static void start_watcher(void)
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &block, &old);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&scope_ended, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_t t;
     if (pthread_create(&t, NULL, watch, NULL) == 0) {
         pthread_detach(t);
@@ -114,6 +131,7 @@ void cli_cancel_scope_begin(sk_sync *s)
     start_watcher();
     pthread_mutex_lock(&scope_mu);
     scope_sync = s;
+    scope_open = 1;
     pthread_mutex_unlock(&scope_mu);
     in_scope = watcher_started;
 }
@@ -123,6 +141,8 @@ void cli_cancel_scope_end(void)
     in_scope = 0;
     pthread_mutex_lock(&scope_mu);
     scope_sync = NULL;
+    scope_open = 0;
+    pthread_cond_signal(&scope_ended);
     pthread_mutex_unlock(&scope_mu);
 }
 

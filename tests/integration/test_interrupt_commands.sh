@@ -54,7 +54,7 @@ e2e_config "$RX_URL"
 login
 rx_fault '{"endpoint": "health", "delay_ms": 30000}'
 bg sync status --check
-sleep 0.5
+bg_waiting
 interrupt INT
 expect_rc 130 "status --check after SIGINT"
 expect_out "Interrupted — probe cancelled by SIGINT"
@@ -67,7 +67,8 @@ mkfifo "$TEST_TMP/fifo"
 exec 7<>"$TEST_TMP/fifo"
 printf '{"event_type":"ErrorLogged","aggregate_id":"x","payload":{"error_type":"runtime","error_message":"m"}}\n' >&7
 BG_STDIN="$TEST_TMP/fifo" bg sync emit --file -
-sleep 0.3
+wait_for 10 bg_catches || fail "emit never took SIGINT"
+sleep 0.2
 interrupt INT
 exec 7>&-
 expect_rc 130 "emit --file - after SIGINT"

@@ -31,14 +31,14 @@ expect_eq "$(rx_rows)" 20 "events the server stored"
 
 # 2. SIGTERM, --json: 143, the JSON says so; then a second signal right after the first.
 bg sync now --json
-sleep 0.5
+bg_waiting
 interrupt TERM
 expect_rc 143 "sync now after SIGTERM"
 expect_eq "$(jq -r .interrupted <<<"$OUT")" SIGTERM "json interrupted"
 expect_eq "$(jq -r .status <<<"$OUT")" cancelled "json status"
 expect_eq "$(queue_ready)" 20 "events queued after SIGTERM"
 bg sync now
-sleep 0.5
+bg_waiting
 interrupt INT INT
 expect_rc 130 "sync now after two SIGINTs"
 expect_eq "$(queue_ready)" 20 "events queued after two SIGINTs"
