@@ -4,6 +4,8 @@
  *   {"cmd":"poke"}    an event was queued: flush soon (no answer)
  *   {"cmd":"status"}  → {"ok":true, "pid":…, "uptime_s":…, "connection":…, …}
  *   {"cmd":"now"}     → {"progress":{…}} lines, then {"ok":…, "summary":{…}, "failures":[…]}
+ *   {"cmd":"cancel"}  from the client of a `now`: cancels that pass, whose last line then
+ *                     comes soon ("status":"cancelled"); a client that hangs up cancels it too
  *   {"cmd":"stop"}    → {"ok":true} and the service shuts down
  * A socket that is not ours (owner, mode, peer uid) is reported and never trusted.
  */

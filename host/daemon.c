@@ -51,6 +51,7 @@ struct sk__service {
     int now_fd;     /* client waiting for a `now` drain, or -1 */
     int now_orphan; /* that client hung up mid-drain: close now_fd when the drain ends */
     int now_wanted;
+    int now_cancelled; /* its client cancelled the `now` pass (or went away): reset the transport */
     int64_t quiet_until; /* wall ms: a background pass found nothing to lease; wait a little */
     int64_t deadline_ms; /* shutdown deadline; < 0: the config's */
     sk_drain_summary wsum;
@@ -339,6 +340,40 @@ static void start_job(sk__service *svc, enum job job)
     }
 }
 
+/* The last line a `now` client gets: how its pass ended. */
+static void answer_now(int fd, sk_status st, const sk_drain_summary *sum, json_t *failures,
+                       const char *error)
+{
+    json_t *msg = json_pack("{s:b, s:s, s:I, s:o, s:O}", "ok", st == SK_OK, "status",
+                            sk_strerror(st), "code", (json_int_t)st, "summary",
+                            sk__drain_summary_json(sum), "failures", failures);
+    if (st != SK_OK)
+        json_object_set_new(msg, "error", json_string(error));
+    sk__err err;
+    sk__control_send(fd, msg, &err);
+    json_decref(msg);
+}
+
+/*
+ * The client of a `now` pass asked to cancel it, or went away (Ctrl+C, kill -9):
+ * a pass nobody waits for stops now, the service's own schedule goes on. A pass
+ * not started yet is dropped. Returns non-zero when a running pass was cancelled
+ * (its answer follows when the worker returns).
+ */
+static int cancel_now(sk__service *svc)
+{
+    if (svc->now_wanted)
+        slog(svc, SK_LOG_INFO, "sync-now request cancelled by its client before it started");
+    svc->now_wanted = 0;
+    if (svc->job != JOB_NOW)
+        return 0;
+    if (!svc->now_cancelled)
+        slog(svc, SK_LOG_INFO, "sync-now pass cancelled by its client");
+    svc->now_cancelled = 1;
+    sk_sync_cancel(svc->s);
+    return 1;
+}
+
 /* The worker finished: fold its result into the scheduler and answer a `now` client. */
 static void finish_job(sk__service *svc)
 {
@@ -360,20 +395,15 @@ static void finish_job(sk__service *svc)
     /* Only a `now` job owns the waiting client: a `now` asked for while a
      * background batch ran is still waiting for its own job. */
     if (svc->job == JOB_NOW) {
-        if (svc->now_fd >= 0 && !svc->now_orphan) {
-            json_t *msg = json_pack("{s:b, s:s, s:I, s:o, s:O}", "ok", svc->wst == SK_OK, "status",
-                                    sk_strerror(svc->wst), "code", (json_int_t)svc->wst, "summary",
-                                    sk__drain_summary_json(sum), "failures", svc->failures);
-            if (svc->wst != SK_OK)
-                json_object_set_new(msg, "error", json_string(svc->werr));
-            sk__err err;
-            sk__control_send(svc->now_fd, msg, &err);
-            json_decref(msg);
-        }
+        if (svc->now_fd >= 0 && !svc->now_orphan)
+            answer_now(svc->now_fd, svc->wst, sum, svc->failures, svc->werr);
         if (svc->now_orphan && svc->now_fd >= 0)
             close(svc->now_fd);
         svc->now_orphan = 0;
         svc->now_fd = -1;
+        if (svc->now_cancelled) /* the transport's cancel is final: the next pass loads it anew */
+            sk__sync_cancel_reset(svc->s);
+        svc->now_cancelled = 0;
     }
     if (svc->job == JOB_BACKGROUND && sum->batches == 0)
         svc->quiet_until = sk__wall_ms() + 1000; /* rows leased elsewhere: do not spin */
@@ -384,6 +414,9 @@ static void finish_job(sk__service *svc)
 
 static void drop_client(sk__service *svc, int i)
 {
+    /* now_fd < 0 in a `now` job: the worker already found its client gone. */
+    if (svc->clients[i].fd == svc->now_fd || (svc->job == JOB_NOW && svc->now_fd < 0))
+        cancel_now(svc);
     /* The worker may still be writing progress to a `now` client: close it after the job. */
     if (svc->clients[i].fd == svc->now_fd && svc->job == JOB_NOW)
         svc->now_orphan = 1;
@@ -441,6 +474,14 @@ static void handle_message(sk__service *svc, int i, json_t *msg)
         } else {
             svc->now_wanted = 1; /* starts when the worker is free: one drainer at a time */
             svc->now_fd = fd;
+        }
+    } else if (strcmp(cmd, "cancel") == 0) {
+        if (fd == svc->now_fd && !cancel_now(svc)) { /* not started: answer at once */
+            sk_drain_summary none = {0};
+            json_t *failures = json_array();
+            answer_now(fd, SK_ERR_CANCELLED, &none, failures, "cancelled before it started");
+            json_decref(failures);
+            svc->now_fd = -1;
         }
     } else if (strcmp(cmd, "stop") == 0) {
         json_t *r = json_pack("{s:b, s:I}", "ok", 1, "pid", (json_int_t)getpid());
@@ -580,9 +621,7 @@ static void shutdown_worker(sk__service *svc)
         int64_t left = deadline - sk__mono_ms();
         if (left <= 0 && !cancelled) {
             slog(svc, SK_LOG_WARN, "shutdown deadline reached: cancelling the batch in flight");
-            atomic_store(&svc->s->cancel, 1);
-            if (svc->s->plugin)
-                sk__plugin_desc(svc->s->plugin)->cancel(sk__plugin_self(svc->s->plugin));
+            sk_sync_cancel(svc->s);
             cancelled = 1;
             deadline = sk__mono_ms() + CANCEL_GRACE_MS;
             continue;

@@ -522,8 +522,12 @@ static void inflight_wait(inflight *f)
 /* Reads the next batch after the cursor and moves the cursor past it. 0: nothing more. */
 static int peek_next(pass *ps, int64_t *cts, int64_t *cid, sk__lease *lease)
 {
-    if (ps->stop != SK_OK || cancelled(ps))
+    if (ps->stop != SK_OK)
         return 0;
+    if (cancelled(ps)) { /* also before the first batch: a cancelled pass never reads "done" */
+        stop_pass(ps, SK_ERR_CANCELLED, "%s", "cancelled");
+        return 0;
+    }
     sk_status st = sk__queue_peek(ps->q, *cts, *cid, ps->o->max_batch_events,
                                   ps->o->max_batch_bytes, lease, ps->err);
     if (st != SK_OK) {

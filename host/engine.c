@@ -44,6 +44,8 @@ sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t er
     sk__err err = {{0}};
     sk_status st = s ? SK_OK : sk__fail(&err, SK_ERR_NOMEM, "out of memory");
     if (st == SK_OK)
+        pthread_mutex_init(&s->plugin_mu, NULL);
+    if (st == SK_OK)
         st = sk__state_root_resolve(state_root, s->root, sizeof s->root, &err);
     if (st == SK_OK)
         st = sk__mkdirs_owner(s->root, &err);
@@ -71,13 +73,24 @@ sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t er
     return SK_OK;
 }
 
+/* Detaches the transport from the handle, so sk_sync_cancel no longer reaches it. */
+static sk__plugin *take_plugin(sk_sync *s)
+{
+    pthread_mutex_lock(&s->plugin_mu);
+    sk__plugin *p = s->plugin;
+    s->plugin = NULL;
+    pthread_mutex_unlock(&s->plugin_mu);
+    return p;
+}
+
 void sk_close(sk_sync *s)
 {
     if (!s)
         return;
     if (s->service)
         sk_service_stop(s, -1);
-    sk__plugin_close(s->plugin);
+    sk__plugin_close(take_plugin(s));
+    pthread_mutex_destroy(&s->plugin_mu);
     sk__queue_close(s->q);
     sk__auth_close(s->auth);
     sk__config_free(s->cfg);
@@ -382,9 +395,31 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
         sk__plugin_close(p);
         return st;
     }
+    pthread_mutex_lock(&s->plugin_mu);
     s->plugin = p;
+    /* A cancel that came while the plugin loaded found nothing to call. */
+    if (atomic_load(&s->cancel))
+        sk__plugin_desc(p)->cancel(sk__plugin_self(p));
+    pthread_mutex_unlock(&s->plugin_mu);
     *out = p;
     return SK_OK;
+}
+
+void sk_sync_cancel(sk_sync *s)
+{
+    if (!s)
+        return;
+    atomic_store(&s->cancel, 1);
+    pthread_mutex_lock(&s->plugin_mu);
+    if (s->plugin)
+        sk__plugin_desc(s->plugin)->cancel(sk__plugin_self(s->plugin));
+    pthread_mutex_unlock(&s->plugin_mu);
+}
+
+void sk__sync_cancel_reset(sk_sync *s)
+{
+    sk__plugin_close(take_plugin(s));
+    atomic_store(&s->cancel, 0);
 }
 
 const char *sk__sync_load_sched(sk_sync *s)

@@ -26,7 +26,8 @@ struct sk_sync {
     char team_slug[128];
     sk__auth *auth; /* credentials.json / SPEC_KITTY_ACCESS_TOKEN */
     sk__err err;
-    sk__plugin *plugin;
+    sk__plugin *plugin;  /* set and cleared under plugin_mu: sk_sync_cancel reads it */
+    pthread_mutex_t plugin_mu;
     sk__plugin_host phost;
     /* Where plugin log lines go (the CLI prints them); NULL: dropped. */
     void (*log)(void *ctx, sk_log_level level, const char *plugin, const char *line);
@@ -44,6 +45,14 @@ sk_status sk__sync_queue_open(const sk_sync *s, sk__queue **out, sk__err *err);
 
 /* Loads and starts the configured transport (once per handle). */
 sk_status sk__sync_transport(sk_sync *s, sk__plugin **out);
+
+/*
+ * Undoes sk_sync_cancel once nothing runs on the handle: a plugin's cancel is
+ * final for its instance, so the transport is closed (the next pass loads it
+ * again) and the cancel flag cleared. The service uses it after a pass its
+ * client cancelled.
+ */
+void sk__sync_cancel_reset(sk_sync *s);
 
 /* Fields of one event line of `emit --file`: a full envelope (has "event_id"),
  * or the short form {event_type, aggregate_id, aggregate_type?, payload?, causation_id?}. */

@@ -45,6 +45,28 @@ void cli_print_json(json_t *v);
 /* Human-readable age, e.g. "3m 12s". */
 void cli_format_age(int64_t seconds, char *buf, size_t cap);
 
+/* ---- signals (signals.c) ----------------------------------------------------------------
+ * SIGINT/SIGTERM end a command with exit status 128+signal (130, 143). Outside a cancel scope
+ * at once; inside one the first signal cancels the scope's work (sk_sync_cancel) and the
+ * command winds down and prints what it did; a second signal exits at once. */
+
+/* Installs the handlers (no SA_RESTART) and ignores SIGPIPE. Called first by main. */
+void cli_signals_init(void);
+/* Opens a cancel scope; s (may be NULL) is the handle whose work a signal cancels. */
+void cli_cancel_scope_begin(sk_sync *s);
+/* Closes it: s may be closed after this returns. */
+void cli_cancel_scope_end(void);
+/* The signal that interrupted the command (SIGINT, SIGTERM), or 0. */
+int cli_interrupted(void);
+/* Readable once a signal arrived (it stays readable): poll it beside a blocking wait. */
+int cli_interrupt_fd(void);
+/* "SIGINT", "SIGTERM". */
+const char *cli_signal_name(int sig);
+/* Turns echo off on the terminal fd until cli_tty_restore(); a signal restores it too.
+ * Returns -1 when fd is not a terminal. */
+int cli_tty_echo_off(int fd);
+void cli_tty_restore(void);
+
 /* Subcommands. */
 int cmd_emit(int argc, char **argv);
 int cmd_status(int argc, char **argv);

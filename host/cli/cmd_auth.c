@@ -5,10 +5,8 @@
 #include "config.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,36 +101,16 @@ static ssize_t read_line(int fd, char *buf, size_t cap)
     return (ssize_t)n;
 }
 
-/* Terminal settings to put back if a signal interrupts the password prompt. */
-static struct termios saved_tty;
-
-static void restore_tty_and_die(int sig)
-{
-    tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-/* Prompts on stderr and reads a line from the terminal on stdin with echo off. */
+/* Prompts on stderr and reads a line from the terminal on stdin with echo off
+ * (a signal meanwhile ends the command with the echo back on: see signals.c). */
 static ssize_t read_secret(const char *prompt, char *buf, size_t cap)
 {
     fputs(prompt, stderr);
     fflush(stderr);
-    int have_tty = tcgetattr(STDIN_FILENO, &saved_tty) == 0;
-    struct sigaction on_signal = {.sa_handler = restore_tty_and_die}, old_int, old_term;
-    if (have_tty) {
-        struct termios quiet = saved_tty;
-        quiet.c_lflag &= ~(tcflag_t)ECHO;
-        sigaction(SIGINT, &on_signal, &old_int);
-        sigaction(SIGTERM, &on_signal, &old_term);
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-    }
+    int quiet = cli_tty_echo_off(STDIN_FILENO) == 0;
     ssize_t n = read_line(STDIN_FILENO, buf, cap);
-    if (have_tty) {
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
-        sigaction(SIGINT, &old_int, NULL);
-        sigaction(SIGTERM, &old_term, NULL);
-    }
+    if (quiet)
+        cli_tty_restore();
     fputc('\n', stderr);
     return n;
 }

@@ -34,6 +34,10 @@ typedef struct import_ctx {
 static sk_status collect(void *vctx, const char *event_id, const char *json, size_t len)
 {
     import_ctx *c = vctx;
+    if (cli_interrupted()) { /* the bundle is dropped whole: nothing of it is queued */
+        snprintf(c->why, sizeof c->why, "interrupted by %s", cli_signal_name(cli_interrupted()));
+        return SK_ERR_CANCELLED;
+    }
     json_error_t jerr;
     json_t *env = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     sk__err err = {{0}};
@@ -88,7 +92,7 @@ static int import_bundle(sk_sync *s, const char *path, int keep, int verify_only
         cli_error("%s: not imported: %s", path, c.why[0] ? c.why : err.msg);
         release(&c);
         free(c.envs);
-        return EXIT_FAIL;
+        return st == SK_ERR_CANCELLED ? EXIT_OK : EXIT_FAIL; /* not damaged: interrupted */
     }
     if (!verify_only)
         st = sk__sync_enqueue_envelopes(s, c.envs, c.n, &err);
@@ -140,7 +144,8 @@ int cmd_import(int argc, char **argv)
         return code;
     size_t events = 0, bundles = 0;
     int failed = 0;
-    for (int i = first; i < argc; i++) {
+    cli_cancel_scope_begin(s); /* a signal stops the import between bundles */
+    for (int i = first; i < argc && !cli_interrupted(); i++) {
         struct stat sb;
         if (stat(argv[i], &sb) != 0 || !S_ISDIR(sb.st_mode)) {
             cli_error("%s: not a bundle or outbox folder", argv[i]);
@@ -160,7 +165,7 @@ int cmd_import(int argc, char **argv)
             failed = 1;
             continue;
         }
-        for (size_t j = 0; j < count; j++) {
+        for (size_t j = 0; j < count && !cli_interrupted(); j++) {
             char path[PATH_MAX * 2];
             snprintf(path, sizeof path, "%s/%s", argv[i], names[j]);
             failed |= import_bundle(s, path, keep, verify_only, &events) != EXIT_OK;
@@ -168,8 +173,10 @@ int cmd_import(int argc, char **argv)
         }
         sk__bundle_list_free(names, count);
     }
-    printf("%s %zu events from %zu bundles%s\n", verify_only ? "verified" : "queued", events,
-           bundles, failed ? " (some bundles failed: see above)" : "");
+    printf("%s %zu events from %zu bundles%s%s\n", verify_only ? "verified" : "queued", events,
+           bundles, failed ? " (some bundles failed: see above)" : "",
+           cli_interrupted() ? " (interrupted: the other bundles were left as they are)" : "");
+    cli_cancel_scope_end();
     sk_close(s);
     return failed ? EXIT_FAIL : EXIT_OK;
 }

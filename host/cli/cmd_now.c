@@ -2,7 +2,9 @@
 #include "cli.h"
 #include "control.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,8 +20,13 @@ static const char NOW_USAGE[] =
     "                 (and, when the server stopped the pass with an error code, a last\n"
     "                 entry {\"outcome\": \"stopped\", \"reason\", \"error_code\"})\n"
     "  -h, --help     this help\n\n"
+    "Ctrl+C (SIGINT) or SIGTERM cancels the transfer in flight at once: what the\n"
+    "server acknowledged is settled, the rest stays queued, and the summary says\n"
+    "\"(interrupted)\". Through the service, only this client's pass is cancelled.\n"
+    "A second signal exits at once.\n\n"
     "Exit status: 0 nothing remains undelivered (pending events aside), 1 events\n"
-    "remain (server unreachable, rejected, ...), 2 config or plugin error.\n";
+    "remain (server unreachable, rejected, ...), 2 config or plugin error,\n"
+    "130 interrupted (SIGINT), 143 terminated (SIGTERM).\n";
 
 #define MAX_SHOWN_FAILURES 20
 
@@ -54,9 +61,10 @@ static void print_summary(const sk_drain_summary *s, const now_ctx *n)
     if (n->tty)
         fputs("\r\033[K", stderr);
     printf("Synced: %lld  Duplicates: %lld  Pending: %lld  Rejected: %lld  Parked: %lld  "
-           "Remaining: %lld\n",
+           "Remaining: %lld%s\n",
            (long long)s->synced, (long long)s->duplicates, (long long)s->pending,
-           (long long)s->rejected, (long long)s->parked, (long long)s->remaining);
+           (long long)s->rejected, (long long)s->parked, (long long)s->remaining,
+           cli_interrupted() ? "  (interrupted)" : "");
     size_t count = json_array_size(n->failures);
     for (size_t i = 0; i < count && i < MAX_SHOWN_FAILURES; i++) {
         json_t *f = json_array_get(n->failures, i);
@@ -72,8 +80,49 @@ static json_t *summary_json(const sk_drain_summary *s, sk_status st, const now_c
 {
     json_t *o = sk__drain_summary_json(s);
     json_object_set_new(o, "status", json_string(sk_strerror(st)));
+    if (cli_interrupted())
+        json_object_set_new(o, "interrupted", json_string(cli_signal_name(cli_interrupted())));
     json_object_set(o, "failures", n->failures);
     return o;
+}
+
+/* How long a client that asked the service to cancel waits for the pass's last line. */
+#define CANCEL_ANSWER_MS 700
+
+/* The state of a `now` relayed by the service. */
+typedef struct service_wait {
+    int fd;
+    sk__line_reader r;
+    int64_t give_up; /* mono ms: after a cancel, stop waiting here; 0 before */
+    sk_drain_summary last; /* the last progress: what was settled so far */
+} service_wait;
+
+/*
+ * Waits for the service's next line, or for a signal: then the service is asked
+ * to cancel this client's pass, and its answer is awaited CANCEL_ANSWER_MS.
+ * SK_ERR_CANCELLED: no answer in time.
+ */
+static sk_status next_line(service_wait *v, json_t **msg, sk__err *err)
+{
+    while (!memchr(v->r.buf, '\n', v->r.len)) {
+        struct pollfd p[2] = {{.fd = v->fd, .events = POLLIN},
+                              {.fd = cli_interrupt_fd(), .events = POLLIN}};
+        int timeout = v->give_up ? (int)(v->give_up - sk__mono_ms()) : -1;
+        if (v->give_up && timeout <= 0)
+            return SK_ERR_CANCELLED;
+        int pr = poll(p, v->give_up || p[1].fd < 0 ? 1 : 2, timeout);
+        if (pr < 0 && errno != EINTR)
+            return sk__fail(err, SK_ERR_IO, "control socket: %s", strerror(errno));
+        if (pr > 0 && !v->give_up && p[1].revents) {
+            json_t *req = json_pack("{s:s}", "cmd", "cancel");
+            sk__control_send(v->fd, req, err); /* a service that is gone cancelled already */
+            json_decref(req);
+            v->give_up = sk__mono_ms() + CANCEL_ANSWER_MS;
+        }
+        if (pr > 0 && p[0].revents)
+            break;
+    }
+    return sk__control_recv(v->fd, &v->r, 2000, msg, err);
 }
 
 /*
@@ -82,29 +131,36 @@ static json_t *summary_json(const sk_drain_summary *s, sk_status st, const now_c
  */
 static sk_status now_via_service(sk_sync *s, now_ctx *n, sk_drain_summary *sum)
 {
-    int fd;
+    service_wait v = {.fd = -1};
     sk__err err;
-    sk_status st = sk__control_connect(s->root, 5000, &fd, &err);
+    sk_status st = sk__control_connect(s->root, 5000, &v.fd, &err);
     if (st == SK_ERR_PERMISSION)
         cli_warn("%s", err.msg);
     if (st != SK_OK)
         return SK_ERR_NOT_FOUND;
     json_t *req = json_pack("{s:s}", "cmd", "now");
-    st = sk__control_send(fd, req, &err);
+    st = sk__control_send(v.fd, req, &err);
     json_decref(req);
-    sk__line_reader r = {.len = 0};
     json_t *msg = NULL;
-    while (st == SK_OK && (st = sk__control_recv(fd, &r, -1, &msg, &err)) == SK_OK) {
+    while (st == SK_OK && (st = next_line(&v, &msg, &err)) == SK_OK) {
         json_t *prog = json_object_get(msg, "progress");
         if (!prog)
             break;
-        sk_drain_summary so_far;
-        sk__drain_summary_from_json(prog, &so_far);
-        on_progress(n, &so_far, (int64_t)json_integer_value(json_object_get(prog, "total")));
+        sk__drain_summary_from_json(prog, &v.last);
+        on_progress(n, &v.last, (int64_t)json_integer_value(json_object_get(prog, "total")));
         json_decref(msg);
         msg = NULL;
     }
-    close(fd);
+    close(v.fd);
+    if (st == SK_ERR_CANCELLED) {
+        *sum = v.last;
+        sk_queue_info qi;
+        if (sk_queue_info_get(s, &qi) == SK_OK)
+            sum->remaining = qi.size;
+        snprintf(sum->stop_reason, sizeof sum->stop_reason, "%s",
+                 "cancelled (the service did not confirm in time)");
+        return st;
+    }
     if (st != SK_OK) {
         snprintf(sum->stop_reason, sizeof sum->stop_reason, "lost the sync service: %.400s",
                  err.msg);
@@ -119,6 +175,15 @@ static sk_status now_via_service(sk_sync *s, now_ctx *n, sk_drain_summary *sum)
     st = json_is_true(json_object_get(msg, "ok")) ? SK_OK : code != SK_OK ? code : SK_ERR_INTERNAL;
     json_decref(msg);
     return st;
+}
+
+/* The line that ends an interrupted `sync now`. */
+static void say_interrupted(int via_service)
+{
+    cli_error("sync interrupted by %s: %s", cli_signal_name(cli_interrupted()),
+              via_service ? "the service cancelled this pass (its own schedule goes on); the "
+                            "rest stays queued"
+                          : "what the server acknowledged is settled, the rest stays queued");
 }
 
 int cmd_now(int argc, char **argv)
@@ -149,7 +214,9 @@ int cmd_now(int argc, char **argv)
         return code;
     now_ctx n = {.tty = !json && isatty(STDERR_FILENO), .failures = json_array()};
     sk_drain_summary sum = {0};
+    cli_cancel_scope_begin(s);
     sk_status st = now_via_service(s, &n, &sum);
+    int via_service = st != SK_ERR_NOT_FOUND;
     if (st == SK_ERR_NOT_FOUND) {
         sk__deliver_opts o;
         sk__sync_deliver_opts(s, &o);
@@ -160,6 +227,7 @@ int cmd_now(int argc, char **argv)
     if (st == SK_ERR_PLUGIN || st == SK_ERR_PERMISSION || st == SK_ERR_CONFIG) {
         cli_error("%s", sum.stop_reason[0] ? sum.stop_reason : sk_last_error(s));
         json_decref(n.failures);
+        cli_cancel_scope_end();
         sk_close(s);
         return EXIT_USAGE;
     }
@@ -167,7 +235,9 @@ int cmd_now(int argc, char **argv)
         cli_print_json(summary_json(&sum, st, &n));
     else
         print_summary(&sum, &n);
-    if (st != SK_OK)
+    if (cli_interrupted())
+        say_interrupted(via_service);
+    else if (st != SK_OK)
         cli_error("sync stopped: %s", sum.stop_reason[0] ? sum.stop_reason : sk_last_error(s));
     if (report && sum.stop_code[0]) /* the server's reason for stopping the pass, for scripts */
         json_array_append_new(n.failures,
@@ -186,6 +256,7 @@ int cmd_now(int argc, char **argv)
     /* Pending events are accepted server-side: they alone do not make the pass a failure. */
     if (st != SK_OK || sum.remaining > sum.pending)
         code = EXIT_FAIL;
+    cli_cancel_scope_end();
     sk_close(s);
     return code;
 }

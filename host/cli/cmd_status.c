@@ -165,6 +165,11 @@ static int probe_server(sk_sync *s, status_view *v)
     int st = d->probe(sk__plugin_self(p), sk__mono_ms() + 10000, v->check_reason,
                       sizeof v->check_reason);
     v->check_state = st >= 0 && st <= SK_PROBE_UNREACHABLE ? names[st] : "Unknown";
+    if (cli_interrupted()) {
+        v->check_state = "Interrupted";
+        snprintf(v->check_reason, sizeof v->check_reason, "probe cancelled by %s",
+                 cli_signal_name(cli_interrupted()));
+    }
     return st != SK_PROBE_CONNECTED;
 }
 
@@ -263,11 +268,13 @@ int cmd_status(int argc, char **argv)
         sk_close(s);
         return cli_exit_code(st);
     }
+    cli_cancel_scope_begin(s); /* a signal cancels the probe; what is known is still shown */
     int unhealthy = check ? probe_server(s, &v) : 0;
     if (json)
         print_json(&v);
     else
         print_table(&v);
+    cli_cancel_scope_end();
     sk_close(s);
     /* An expired session needs the user: say so in the exit code too. */
     if (v.auth.state == SK__AUTH_EXPIRED)

@@ -33,11 +33,12 @@ static void usage(FILE *f)
           "  SPEC_KITTY_ACCESS_TOKEN static bearer token (CI), no refresh\n"
           "  NO_COLOR                no colour even on a terminal\n\n"
           "Exit status: 0 success, 1 operational failure (events remain, server\n"
-          "unreachable, ...), 2 usage, config or plugin error.\n",
+          "unreachable, ...), 2 usage, config or plugin error, 130 interrupted (SIGINT),\n"
+          "143 terminated (SIGTERM).\n",
           f);
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
         printf("spec-kitty %s (transport ABI %d.%d)\n", SK_VERSION, SK_TRANSPORT_ABI_MAJOR,
@@ -64,4 +65,12 @@ int main(int argc, char **argv)
             return SYNC_CMDS[i].run(argc - 2, argv + 2);
     cli_error("unknown command \"sync %s\" (try `spec-kitty sync --help`)", argv[2]);
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    cli_signals_init();
+    int code = run(argc, argv); /* with SIGPIPE ignored, output to a closed pipe fails quietly */
+    int sig = cli_interrupted();
+    return sig ? 128 + sig : code;
 }

@@ -126,6 +126,17 @@ SK_API sk_status sk_sync_now(sk_sync *sync, sk_progress_fn progress, void *progr
                              sk_drain_summary *out);
 
 /*
+ * Asks the work running on this handle (sk_sync_now, a connectivity probe) to
+ * stop soon: the transport's cancel is called at once, so a transfer in flight
+ * is aborted; sk_sync_now then settles what the server already acknowledged
+ * and returns SK_ERR_CANCELLED. Nothing else is lost: the rest stays queued.
+ * Sticky: later delivery on this handle is cancelled too (open a new one).
+ * Thread-safe and meant to be called from another thread while the work runs;
+ * not async-signal-safe (a signal handler wakes a thread that calls it).
+ */
+SK_API void sk_sync_cancel(sk_sync *sync);
+
+/*
  * Runs the background sync service (the same scheduler as `spec-kitty sync
  * daemon`) in a thread of this process: periodic flushes, a flush soon after
  * each sk_emit on this handle, backoff, rate limits. With control_socket the

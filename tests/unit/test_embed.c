@@ -1,12 +1,14 @@
 /*
  * The embedding API (include/spec-kitty/sync.h) as a host program uses it:
  * the service runs in a thread of this process, an sk_emit is delivered
- * without any sync call, and sk_service_stop returns within its deadline.
+ * without any sync call, sk_service_stop returns within its deadline, and
+ * sk_sync_cancel from another thread ends an sk_sync_now stuck in the transport.
  */
 #include "testutil.h"
 
 #include <spec-kitty/sync.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,11 +86,81 @@ static void embedded_service_stops_within_its_deadline_and_keeps_events(void **s
     free(root);
 }
 
+typedef struct canceller {
+    sk_sync *s;
+    int64_t after_ms;
+    int64_t at; /* mono ms when it cancelled */
+} canceller;
+
+static void *cancel_later(void *arg)
+{
+    canceller *c = arg;
+    usleep((useconds_t)c->after_ms * 1000);
+    c->at = mono_ms();
+    sk_sync_cancel(c->s);
+    return NULL;
+}
+
+static void emit_one(sk_sync *s)
+{
+    char id[27];
+    assert_int_equal(sk_emit(s, "FeatureCompleted", "f1", NULL,
+                             "{\"feature_slug\":\"f1\",\"total_wps\":1}", NULL, id),
+                     SK_OK);
+}
+
+static void cancel_from_another_thread_ends_a_hanging_sync_now_and_keeps_events(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    sk_sync *s = open_with_scripted(root, "{\"hang_ms\": 60000}");
+    emit_one(s);
+    canceller c = {.s = s, .after_ms = 300};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cancel_later, &c), 0);
+    sk_drain_summary sum;
+    assert_int_equal(sk_sync_now(s, NULL, NULL, &sum), SK_ERR_CANCELLED);
+    int64_t took = mono_ms() - c.at;
+    pthread_join(t, NULL);
+    assert_true(took < 1000);
+    assert_int_equal(sum.synced, 0);
+    assert_int_equal(sum.remaining, 1);
+    assert_int_equal(queued(s), 1);
+    /* Sticky: the handle delivers nothing more; a new handle does. */
+    assert_int_equal(sk_sync_now(s, NULL, NULL, &sum), SK_ERR_CANCELLED);
+    assert_int_equal(queued(s), 1);
+    sk_close(s);
+    sk_test_rmtree(root);
+    free(root);
+}
+
+static void cancel_before_sync_now_sends_nothing(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    sk_sync *s = open_with_scripted(root, "{}");
+    emit_one(s);
+    sk_sync_cancel(s); /* the transport is not loaded yet: the flag alone must hold */
+    sk_drain_summary sum;
+    assert_int_equal(sk_sync_now(s, NULL, NULL, &sum), SK_ERR_CANCELLED);
+    assert_int_equal(sum.batches, 0);
+    assert_int_equal(queued(s), 1);
+    sk_close(s);
+    s = open_with_scripted(root, "{}");
+    assert_int_equal(sk_sync_now(s, NULL, NULL, &sum), SK_OK);
+    assert_int_equal(queued(s), 0);
+    sk_close(s);
+    sk_test_rmtree(root);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(embedded_service_delivers_an_emit_without_a_sync_call),
         cmocka_unit_test(embedded_service_stops_within_its_deadline_and_keeps_events),
+        cmocka_unit_test(cancel_from_another_thread_ends_a_hanging_sync_now_and_keeps_events),
+        cmocka_unit_test(cancel_before_sync_now_sends_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
