@@ -177,7 +177,9 @@ static sk_status db_fail(sk__queue *q, sk__err *err, int rc, const char *what)
         break;
     }
     const char *detail = q && q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc);
-    return sk__fail(err, st, "queue.db: %s: %s", what, detail);
+    int damaged = (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB;
+    return sk__fail(err, st, "queue.db: %s: %s%s", what, detail,
+                    damaged ? " (run `spec-kitty sync doctor`)" : "");
 }
 
 static int64_t queue_now_ms(const sk__queue *q)
@@ -229,9 +231,26 @@ static sk_status run_cached(sk__queue *q, int which, const char *what, sk__err *
     return s != SK_OK ? s : stmt_run(q, st, what, err);
 }
 
+/* Non-zero when the file this handle opened is no longer queue.db (renamed or
+   unlinked: `sync doctor --repair` put a fresh one in its place). */
+static int file_moved(sk__queue *q)
+{
+    int moved = 0;
+    return sqlite3_file_control(q->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+           moved;
+}
+
+/* Takes the write lock. A handle whose file was replaced writes nothing: its
+   rows would land in the file kept aside, not in the queue. */
 static sk_status tx_begin(sk__queue *q, sk__err *err)
 {
-    return run_cached(q, Q_BEGIN, "begin", err);
+    sk_status s = run_cached(q, Q_BEGIN, "begin", err);
+    if (s != SK_OK || !file_moved(q))
+        return s;
+    run_cached(q, Q_ROLLBACK, "rollback", NULL);
+    return sk__fail(err, SK_ERR_BUSY,
+                    "queue.db was replaced (`spec-kitty sync doctor --repair`) while this "
+                    "process had it open: nothing written, run the command again");
 }
 
 /* Commits; on failure rolls back so the connection is usable again. */
@@ -463,7 +482,7 @@ static void fold_big_wal(sk__queue *q)
     char wal[4200];
     struct stat st;
     if (!db || sk__fmt(wal, sizeof wal, "%s-wal", db) || stat(wal, &st) != 0 ||
-        st.st_size < WAL_FOLD_BYTES)
+        st.st_size < WAL_FOLD_BYTES || file_moved(q)) /* that WAL is another file's now */
         return;
     sqlite3_busy_timeout(q->db, 0);
     sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
