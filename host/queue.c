@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,25 @@ struct sk__queue {
     size_t ids_len, ids_cap;
 };
 
+/* SQLite says "unable to open database file" or "readonly database" whatever
+   the cause: names the file or folder that cannot be written, and why. */
+static void why_unwritable(const char *file, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (!file || !*file)
+        return;
+    if (access(file, W_OK) != 0 && errno != ENOENT) {
+        snprintf(buf, cap, " (%s: %s)", file, strerror(errno));
+        return;
+    }
+    char dir[PATH_MAX];
+    const char *slash = strrchr(file, '/');
+    if (!slash || sk__fmt(dir, sizeof dir, "%.*s", (int)(slash - file), file))
+        return;
+    if (access(dir[0] ? dir : "/", W_OK) != 0)
+        snprintf(buf, cap, " (%s: %s)", dir[0] ? dir : "/", strerror(errno));
+}
+
 /* Maps an SQLite result code to our status and formats one line. */
 static sk_status db_fail(sk__queue *q, sk__err *err, int rc, const char *what)
 {
@@ -177,9 +197,12 @@ static sk_status db_fail(sk__queue *q, sk__err *err, int rc, const char *what)
         break;
     }
     const char *detail = q && q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc);
-    int damaged = (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB;
-    return sk__fail(err, st, "queue.db: %s: %s%s", what, detail,
-                    damaged ? " (run `spec-kitty sync doctor`)" : "");
+    char why[PATH_MAX + 64] = "";
+    if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)
+        snprintf(why, sizeof why, " (run `spec-kitty sync doctor`)");
+    else if (st == SK_ERR_IO && q && q->db)
+        why_unwritable(sqlite3_db_filename(q->db, "main"), why, sizeof why);
+    return sk__fail(err, st, "queue.db: %s: %s%s", what, detail, why);
 }
 
 static int64_t queue_now_ms(const sk__queue *q)
