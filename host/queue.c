@@ -267,6 +267,10 @@ static int file_moved(sk__queue *q)
    rows would land in the file kept aside, not in the queue. */
 static sk_status tx_begin(sk__queue *q, sk__err *err)
 {
+    /* A rollback that failed (out of memory) left a transaction open: end it
+       now, or this handle could never write again. */
+    if (!sqlite3_get_autocommit(q->db))
+        run_cached(q, Q_ROLLBACK, "rollback", NULL);
     sk_status s = run_cached(q, Q_BEGIN, "begin", err);
     if (s != SK_OK || !file_moved(q))
         return s;
@@ -474,6 +478,10 @@ sk_status sk__queue_open(const char *path, const sk__queue_opts *opts, sk__queue
         sqlite3_db_config(q->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         s = configure(q, o, o->busy_timeout_ms > 0 ? o->busy_timeout_ms : 10000, err);
     }
+    /* Prepared now, so a rollback needs no allocation when memory runs out. */
+    sqlite3_stmt *rollback = NULL;
+    if (s == SK_OK)
+        s = stmt_get(q, Q_ROLLBACK, &rollback, err);
     if (s != SK_OK) {
         sk__queue_close(q);
         return s;
