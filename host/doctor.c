@@ -194,23 +194,26 @@ static int probe(salvage *sv, int64_t from, int64_t *id)
 /*
  * A walk from `from` failed before it read a row. Returns where to go on:
  * past the one unreadable row when its key can still be read, else the first
- * key whose page reads again (doubling steps, then halving back), INT64_MAX
- * when none does.
+ * key whose page reads again (steps doubling from the damage, then halving
+ * back), INT64_MAX when none does.
  */
 static int64_t skip_damage(salvage *sv, int64_t from)
 {
     int64_t id;
     if (probe(sv, from, &id))
         return id == INT64_MAX ? INT64_MAX : id + 1;
-    int64_t lo = from, hi = from, step = 1;
-    for (;;) {
+    /* Queue ids are positive (AUTOINCREMENT): a search from below 0 starts at 0,
+       which lands on the same damaged first page. */
+    int64_t lo = from < 0 ? 0 : from, hi = lo;
+    for (int64_t step = 1;; step *= 2) {
         if (lo > INT64_MAX - step)
             return INT64_MAX;
-        hi = from + step;
+        hi = lo + step;
         if (probe(sv, hi, &id))
             break;
         lo = hi;
-        step *= 2;
+        if (step > INT64_MAX / 2)
+            return INT64_MAX;
     }
     while (hi - lo > 1) { /* lo fails, hi reads */
         int64_t mid = lo + (hi - lo) / 2;
