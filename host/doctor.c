@@ -264,7 +264,7 @@ static int cmp_id(const void *a, const void *b)
 
 static int was_read(const salvage *sv, int64_t id)
 {
-    return bsearch(&id, sv->got, sv->got_n, sizeof id, cmp_id) != NULL;
+    return sv->got_n && bsearch(&id, sv->got, sv->got_n, sizeof id, cmp_id) != NULL;
 }
 
 /* Every index (a covering scan reads no table page) names rows; keeps those the
@@ -310,7 +310,8 @@ static int cmp_miss(const void *a, const void *b)
 /* Reads each missed row on its own: what still fails is lost. */
 static sk_status reread_misses(salvage *sv, sk__err *err)
 {
-    qsort(sv->miss, sv->miss_n, sizeof *sv->miss, cmp_miss);
+    if (sv->miss_n)
+        qsort(sv->miss, sv->miss_n, sizeof *sv->miss, cmp_miss);
     sk_status s = SK_OK;
     for (size_t i = 0; s == SK_OK && i < sv->miss_n; i++) {
         const struct miss *m = &sv->miss[i];
