@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,25 @@ struct sk__queue {
     size_t ids_len, ids_cap;
 };
 
+/* SQLite says "unable to open database file" or "readonly database" whatever
+   the cause: names the file or folder that cannot be written, and why. */
+static void why_unwritable(const char *file, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (!file || !*file)
+        return;
+    if (access(file, W_OK) != 0 && errno != ENOENT) {
+        snprintf(buf, cap, " (%s: %s)", file, strerror(errno));
+        return;
+    }
+    char dir[PATH_MAX];
+    const char *slash = strrchr(file, '/');
+    if (!slash || sk__fmt(dir, sizeof dir, "%.*s", (int)(slash - file), file))
+        return;
+    if (access(dir[0] ? dir : "/", W_OK) != 0)
+        snprintf(buf, cap, " (%s: %s)", dir[0] ? dir : "/", strerror(errno));
+}
+
 /* Maps an SQLite result code to our status and formats one line. */
 static sk_status db_fail(sk__queue *q, sk__err *err, int rc, const char *what)
 {
@@ -177,7 +197,12 @@ static sk_status db_fail(sk__queue *q, sk__err *err, int rc, const char *what)
         break;
     }
     const char *detail = q && q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc);
-    return sk__fail(err, st, "queue.db: %s: %s", what, detail);
+    char why[PATH_MAX + 64] = "";
+    if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)
+        snprintf(why, sizeof why, " (run `spec-kitty sync doctor`)");
+    else if (st == SK_ERR_IO && q && q->db)
+        why_unwritable(sqlite3_db_filename(q->db, "main"), why, sizeof why);
+    return sk__fail(err, st, "queue.db: %s: %s%s", what, detail, why);
 }
 
 static int64_t queue_now_ms(const sk__queue *q)
@@ -229,9 +254,30 @@ static sk_status run_cached(sk__queue *q, int which, const char *what, sk__err *
     return s != SK_OK ? s : stmt_run(q, st, what, err);
 }
 
+/* Non-zero when the file this handle opened is no longer queue.db (renamed or
+   unlinked: `sync doctor --repair` put a fresh one in its place). */
+static int file_moved(sk__queue *q)
+{
+    int moved = 0;
+    return sqlite3_file_control(q->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+           moved;
+}
+
+/* Takes the write lock. A handle whose file was replaced writes nothing: its
+   rows would land in the file kept aside, not in the queue. */
 static sk_status tx_begin(sk__queue *q, sk__err *err)
 {
-    return run_cached(q, Q_BEGIN, "begin", err);
+    /* A rollback that failed (out of memory) left a transaction open: end it
+       now, or this handle could never write again. */
+    if (!sqlite3_get_autocommit(q->db))
+        run_cached(q, Q_ROLLBACK, "rollback", NULL);
+    sk_status s = run_cached(q, Q_BEGIN, "begin", err);
+    if (s != SK_OK || !file_moved(q))
+        return s;
+    run_cached(q, Q_ROLLBACK, "rollback", NULL);
+    return sk__fail(err, SK_ERR_BUSY,
+                    "queue.db was replaced (`spec-kitty sync doctor --repair`) while this "
+                    "process had it open: nothing written, run the command again");
 }
 
 /* Commits; on failure rolls back so the connection is usable again. */
@@ -432,6 +478,10 @@ sk_status sk__queue_open(const char *path, const sk__queue_opts *opts, sk__queue
         sqlite3_db_config(q->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         s = configure(q, o, o->busy_timeout_ms > 0 ? o->busy_timeout_ms : 10000, err);
     }
+    /* Prepared now, so a rollback needs no allocation when memory runs out. */
+    sqlite3_stmt *rollback = NULL;
+    if (s == SK_OK)
+        s = stmt_get(q, Q_ROLLBACK, &rollback, err);
     if (s != SK_OK) {
         sk__queue_close(q);
         return s;
@@ -463,7 +513,7 @@ static void fold_big_wal(sk__queue *q)
     char wal[4200];
     struct stat st;
     if (!db || sk__fmt(wal, sizeof wal, "%s-wal", db) || stat(wal, &st) != 0 ||
-        st.st_size < WAL_FOLD_BYTES)
+        st.st_size < WAL_FOLD_BYTES || file_moved(q)) /* that WAL is another file's now */
         return;
     sqlite3_busy_timeout(q->db, 0);
     sqlite3_wal_checkpoint_v2(q->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);

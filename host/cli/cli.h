@@ -77,6 +77,7 @@ int cmd_parked(int argc, char **argv);
 int cmd_retry(int argc, char **argv);
 int cmd_daemon(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 /* `spec-kitty auth SUBCOMMAND` (argv[0] is "auth"). */
 int cmd_auth(int argc, char **argv);
 

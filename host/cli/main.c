@@ -13,6 +13,7 @@ static const cli_cmd SYNC_CMDS[] = {
     {"retry", cmd_retry, "put parked events back in the queue"},
     {"import", cmd_import, "queue the events of file-drop bundles (air-gapped machines)"},
     {"daemon", cmd_daemon, "start, run or stop the background sync service"},
+    {"doctor", cmd_doctor, "check the queue file; --repair salvages a damaged one"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,120 @@
+/* `spec-kitty sync doctor`: checks queue.db and, with --repair, salvages a damaged one. */
+#include "cli.h"
+#include "doctor.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <string.h>
+
+static const char DOCTOR_USAGE[] =
+    "Usage: spec-kitty sync doctor [--repair] [--json]\n\n"
+    "Checks the queue (<state root>/queue.db) with SQLite's integrity check and\n"
+    "reads every event it can, skipping damaged pages: how many events are\n"
+    "readable, and how many the indexes name that cannot be read (lost).\n\n"
+    "With --repair, a damaged queue is replaced by a fresh queue.db holding every\n"
+    "readable event; the damaged file is kept beside it as\n"
+    "queue.db.damaged-<UTC time> (with its -wal), never deleted. The repair refuses\n"
+    "while the sync service runs, a `sync now` drains, or another process has the\n"
+    "queue open. A healthy queue is left as it is.\n\n"
+    "Options:\n"
+    "  --repair    copy the readable events into a fresh queue.db\n"
+    "  --json      print the report as JSON (lost event ids included)\n"
+    "  -h, --help  this help\n\n"
+    "Exit status: 0 healthy or repaired, 1 damage found (without --repair) or the\n"
+    "repair could not be done, 2 usage.\n";
+
+static void format_bytes(int64_t n, char *buf, size_t cap)
+{
+    if (n < 10 * 1024)
+        snprintf(buf, cap, "%lld bytes", (long long)n);
+    else if (n < 10 * 1024 * 1024)
+        snprintf(buf, cap, "%.1f KiB", (double)n / 1024);
+    else
+        snprintf(buf, cap, "%.1f MiB", (double)n / (1024 * 1024));
+}
+
+static json_t *report_json(const sk__doctor_report *r, const char *status, const char *file)
+{
+    json_t *lost = json_array();
+    for (size_t i = 0; i < r->lost_ids_count; i++)
+        json_array_append_new(lost, json_string(r->lost_ids[i]));
+    return json_pack("{s:s, s:s, s:I, s:s?, s:I, s:I, s:I, s:I, s:o, s:s?}", "status", status,
+                     "file", file, "problems", (json_int_t)r->problems, "first_problem",
+                     r->problems ? r->first_problem : NULL, "file_bytes",
+                     (json_int_t)r->file_bytes, "rows_readable", (json_int_t)r->rows_readable,
+                     "bytes_readable", (json_int_t)r->bytes_readable, "rows_lost",
+                     (json_int_t)r->rows_lost, "lost_event_ids", lost, "kept_as",
+                     r->repaired ? r->kept_as : NULL);
+}
+
+static void print_report(const sk__doctor_report *r, int repair)
+{
+    char bytes[32];
+    format_bytes(r->bytes_readable, bytes, sizeof bytes);
+    if (!r->damaged) {
+        printf("queue.db is healthy: %lld events (%s)\n", (long long)r->rows_readable, bytes);
+        return;
+    }
+    printf("queue.db %s damaged: %lld problem%s, the first: %s\n", r->repaired ? "was" : "is",
+           (long long)r->problems, r->problems == 1 ? "" : "s", r->first_problem);
+    printf("  readable  %lld events (%s)%s\n", (long long)r->rows_readable, bytes,
+           r->repaired ? ", copied into a fresh queue.db" : "");
+    printf("  lost      %lld events (named by an index, unreadable%s)\n", (long long)r->rows_lost,
+           r->lost_ids_count ? "; --json lists their ids" : "");
+    if (r->repaired)
+        printf("the damaged file is kept as %s\n", r->kept_as);
+    else if (!repair)
+        printf("run `spec-kitty sync doctor --repair` to copy the readable events into a fresh "
+               "queue.db (the damaged file is kept beside it)\n");
+}
+
+int cmd_doctor(int argc, char **argv)
+{
+    static const struct option opts[] = {{"repair", no_argument, NULL, 'r'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int json = 0, repair = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j' || c == 'r') {
+            *(c == 'j' ? &json : &repair) = 1;
+        } else if (c == 'h') {
+            fputs(DOCTOR_USAGE, stdout);
+            return EXIT_OK;
+        } else {
+            fputs("Try `spec-kitty sync doctor --help`.\n", stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        cli_error("sync doctor: unexpected argument \"%s\"", argv[optind]);
+        return EXIT_USAGE;
+    }
+    char root[PATH_MAX];
+    sk__err err = {{0}};
+    sk__doctor_report r;
+    memset(&r, 0, sizeof r);
+    sk_status st = sk__state_root_resolve(NULL, root, sizeof root, &err);
+    if (st == SK_OK)
+        st = repair ? sk__doctor_repair(root, &r, &err) : sk__doctor_check(root, &r, &err);
+    if (st == SK_ERR_NOT_FOUND) {
+        printf("no queue.db in %s yet: nothing to check\n", root);
+        return EXIT_OK;
+    }
+    if (st != SK_OK) {
+        cli_error("sync doctor: %s", err.msg);
+        sk__doctor_report_free(&r);
+        return cli_exit_code(st);
+    }
+    const char *status = r.repaired ? "repaired" : r.damaged ? "damaged" : "healthy";
+    if (json) {
+        char file[PATH_MAX + 16];
+        snprintf(file, sizeof file, "%s/queue.db", root);
+        cli_print_json(report_json(&r, status, file));
+    } else {
+        print_report(&r, repair);
+    }
+    sk__doctor_report_free(&r);
+    return r.damaged && !r.repaired ? EXIT_FAIL : EXIT_OK;
+}

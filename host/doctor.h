@@ -1,0 +1,55 @@
+/*
+ * `sync doctor`: checks a damaged queue.db and salvages what can be read.
+ *
+ * The check runs SQLite's integrity check, then reads every row it can: the
+ * table is walked by rowid, and a read that fails (a damaged page) is skipped
+ * by seeking past the damaged range, so one bad page does not end the walk.
+ * The indexes name rows the walk could not reach: each is looked up on its
+ * own, and those that still cannot be read are counted as lost (with their
+ * event_id when the event_id index knows it).
+ *
+ * The repair copies every readable row into a fresh file with the normal
+ * schema and puts it in place of queue.db; the damaged file (and its WAL) is
+ * kept beside it as queue.db.damaged-<UTC time>, never deleted. It refuses
+ * while the service runs, a drain holds the drain lock, or another process
+ * has queue.db open; a process that opened the old file meanwhile finds it
+ * moved at its next write (see queue.c) instead of writing into it.
+ */
+#ifndef SK_HOST_DOCTOR_H
+#define SK_HOST_DOCTOR_H
+
+#include "common.h"
+
+#include <limits.h>
+
+typedef struct sk__doctor_report {
+    int damaged;              /* the integrity check found problems */
+    int64_t problems;         /* its problem lines (counted up to 100) */
+    char first_problem[256];  /* the first of them */
+    int64_t file_bytes;       /* queue.db and its WAL */
+    int64_t rows_readable;    /* rows read whole */
+    int64_t bytes_readable;   /* their envelopes' bytes */
+    int64_t rows_lost;        /* rows an index names that could not be read */
+    char (*lost_ids)[32];     /* event_ids of lost rows, where an index knows them */
+    size_t lost_ids_count;
+    int repaired;             /* a fresh queue.db is in place */
+    char kept_as[PATH_MAX + 64]; /* where the damaged file was kept (repair) */
+} sk__doctor_report;
+
+/*
+ * Checks <root>/queue.db without writing to it. SK_OK with report->damaged
+ * set or not; an error only when the check itself could not run (no queue).
+ */
+sk_status sk__doctor_check(const char *root, sk__doctor_report *report, sk__err *err);
+
+/*
+ * Checks, and when damaged, copies every readable row into a fresh queue.db
+ * (see the top of this file). A healthy queue is left as it is. SK_ERR_BUSY
+ * when the service, a drain or another process holds the queue; nothing is
+ * changed on any error.
+ */
+sk_status sk__doctor_repair(const char *root, sk__doctor_report *report, sk__err *err);
+
+void sk__doctor_report_free(sk__doctor_report *report);
+
+#endif
