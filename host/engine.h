@@ -49,13 +49,19 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out);
  * or the short form {event_type, aggregate_id, aggregate_type?, payload?, causation_id?}. */
 typedef void (*sk__line_error_fn)(void *ctx, size_t line_no, const char *message);
 
+/* The longest line `emit --file` takes: the largest envelope the server accepts. */
+#define SK__EMIT_MAX_LINE ((size_t)1 << 20)
+
 /*
- * Enqueues every NDJSON line of text in one transaction, or none: each bad line
- * is reported through on_error (1-based line numbers) and then SK_ERR_INVALID_EVENT
- * is returned. Blank lines are skipped. *count_out = events queued.
+ * Enqueues every NDJSON line read from fd (name names it in messages) in one
+ * transaction, or none: each bad line is reported through on_error (1-based
+ * line numbers) and then SK_ERR_INVALID_EVENT is returned. Blank lines are
+ * skipped. Memory stays bounded whatever the input: reading stops at a line
+ * longer than SK__EMIT_MAX_LINE, and at more events than queue.max_events
+ * (SK_ERR_QUEUE_FULL). *count_out = events queued.
  */
-sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, sk__line_error_fn on_error, void *ctx,
-                               size_t *count_out);
+sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, sk__line_error_fn on_error,
+                               void *ctx, size_t *count_out);
 
 /* Enqueues validated envelopes in one transaction (all or none) and pokes a running service. */
 sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err);
