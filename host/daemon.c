@@ -108,24 +108,35 @@ static void plugin_log(void *ctx, sk_log_level level, const char *plugin, const 
 
 /* ---- lock --------------------------------------------------------------- */
 
-long sk__service_running_pid(const char *root)
+sk_status sk__service_find(const char *root, long *pid_out, sk__err *err)
 {
+    *pid_out = 0;
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/" LOCK_FILE, root);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
+    if (fd < 0 && errno == ENOENT)
+        return SK_OK;
+    if (fd < 0) /* another user's state root: we cannot tell, so do not say "not running" */
+        return sk__fail(err, errno == EACCES || errno == EPERM ? SK_ERR_PERMISSION : SK_ERR_IO,
+                        "cannot check for a sync service: %s: %s", path, strerror(errno));
     int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
     close(fd);
     if (!held)
-        return 0;
+        return SK_OK;
     snprintf(path, sizeof path, "%s/" PID_FILE, root);
     char *text = NULL;
     long pid = 0;
     if (sk__read_file(path, &text, NULL, NULL) == SK_OK)
         pid = strtol(text, NULL, 10);
     free(text);
-    return pid > 0 ? pid : -1;
+    *pid_out = pid > 0 ? pid : -1;
+    return SK_OK;
+}
+
+long sk__service_running_pid(const char *root)
+{
+    long pid;
+    return sk__service_find(root, &pid, NULL) == SK_OK ? pid : 0;
 }
 
 static sk_status take_lock(sk__service *svc, sk__err *err)
