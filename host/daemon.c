@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,14 +43,16 @@ struct sk__service {
     pthread_mutex_t log_mu;
     int64_t started_ms;
     int poked;
-    volatile sig_atomic_t stop;
+    atomic_int stop; /* set by signal handlers, the control socket and sk_service_stop's thread */
     client clients[MAX_CLIENTS];
     int nclients;
     /* the worker */
     pthread_t worker;
     enum job job;
-    int now_fd;     /* client waiting for a `now` drain, or -1 */
+    int now_fd;     /* client waiting for a `now` drain, or -1 (loop thread only) */
     int now_orphan; /* that client hung up mid-drain: close now_fd when the drain ends */
+    int progress_fd; /* the worker's copy of now_fd for its progress lines; -1 once a
+                        send failed. Set before the worker starts, read after it joined. */
     int now_wanted;
     int64_t quiet_until; /* wall ms: a background pass found nothing to lease; wait a little */
     int64_t deadline_ms; /* shutdown deadline; < 0: the config's */
@@ -168,7 +171,7 @@ sk_status sk__service_new(const char *root, const sk__service_opts *opts, sk__se
     if (!svc)
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
     svc->opts = *opts;
-    svc->lock_fd = svc->listen_fd = svc->inotify_fd = svc->now_fd = -1;
+    svc->lock_fd = svc->listen_fd = svc->inotify_fd = svc->now_fd = svc->progress_fd = -1;
     svc->deadline_ms = -1;
     svc->wake[0] = svc->wake[1] = -1;
     pthread_mutex_init(&svc->log_mu, NULL);
@@ -287,14 +290,14 @@ void sk__service_handle_signals(sk__service *svc)
 static void now_progress(void *ctx, const sk_drain_summary *sum, int64_t total)
 {
     sk__service *svc = ctx;
-    if (svc->now_fd < 0)
+    if (svc->progress_fd < 0)
         return;
     json_t *prog = sk__drain_summary_json(sum);
     json_object_set_new(prog, "total", json_integer(total));
     json_t *msg = json_pack("{s:o}", "progress", prog);
     sk__err err;
-    if (sk__control_send(svc->now_fd, msg, &err) != SK_OK)
-        svc->now_fd = -1; /* the client went away; the drain goes on */
+    if (sk__control_send(svc->progress_fd, msg, &err) != SK_OK)
+        svc->progress_fd = -1; /* the client went away; the drain goes on */
     json_decref(msg);
 }
 
@@ -341,6 +344,9 @@ static void *worker_main(void *arg)
 static void start_job(sk__service *svc, enum job job)
 {
     svc->job = job;
+    /* The worker writes to its own copy: now_fd stays the loop thread's, which
+     * closes it (see drop_client and finish_job). */
+    svc->progress_fd = job == JOB_NOW ? svc->now_fd : -1;
     json_decref(svc->failures);
     svc->failures = json_array();
     atomic_store(&svc->s->cancel, 0);
