@@ -54,6 +54,8 @@ struct sk__service {
     int progress_fd; /* the worker's copy of now_fd for its progress lines; -1 once a
                         send failed. Set before the worker starts, read after it joined. */
     int now_wanted;
+    _Atomic(sk__plugin *) live_plugin; /* the worker's transport once loaded: the loop
+                                          thread cancels through it (never svc->s->plugin) */
     int64_t quiet_until; /* wall ms: a background pass found nothing to lease; wait a little */
     int64_t deadline_ms; /* shutdown deadline; < 0: the config's */
     sk_drain_summary wsum;
@@ -333,6 +335,8 @@ static void *worker_main(void *arg)
     memset(&svc->wsum, 0, sizeof svc->wsum);
     svc->wst = sk__sync_transport(svc->s, &p);
     if (svc->wst == SK_OK)
+        atomic_store(&svc->live_plugin, p);
+    if (svc->wst == SK_OK)
         svc->wst = sk__deliver_pass(svc->s->q, p, &o, &h, &svc->wsum, &svc->s->err);
     if (svc->wst != SK_OK)
         snprintf(svc->werr, sizeof svc->werr, "%s",
@@ -598,8 +602,9 @@ static void shutdown_worker(sk__service *svc)
         if (left <= 0 && !cancelled) {
             slog(svc, SK_LOG_WARN, "shutdown deadline reached: cancelling the batch in flight");
             atomic_store(&svc->s->cancel, 1);
-            if (svc->s->plugin)
-                sk__plugin_desc(svc->s->plugin)->cancel(sk__plugin_self(svc->s->plugin));
+            sk__plugin *p = atomic_load(&svc->live_plugin);
+            if (p)
+                sk__plugin_desc(p)->cancel(sk__plugin_self(p));
             cancelled = 1;
             deadline = sk__mono_ms() + CANCEL_GRACE_MS;
             continue;
