@@ -3,12 +3,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* One verified line of the data file. */
@@ -135,12 +137,56 @@ static sk_status manifest_fields(const bundle *b, json_t *m, sk__bundle_info *in
     return st;
 }
 
+/*
+ * Opens a file of the bundle for reading, refusing a symbolic link (whoever
+ * drops a bundle must not make us read, or echo, a file of their choosing)
+ * and anything but a regular file (a FIFO would block the import). *sb gets
+ * its fstat. SK_ERR_NOT_FOUND leaves the message to the caller.
+ */
+static sk_status open_bundle_file(const char *path, int *fd_out, struct stat *sb, sk__err *err)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return SK_ERR_NOT_FOUND;
+    if (fd < 0 && errno == ELOOP)
+        return sk__fail(err, SK_ERR_PERMISSION, "%s: a symbolic link: refused", path);
+    if (fd < 0)
+        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
+        close(fd);
+        return sk__fail(err, SK_ERR_PERMISSION, "%s: not a regular file: refused", path);
+    }
+    *fd_out = fd;
+    return SK_OK;
+}
+
+/* Reads a whole file of the bundle (see open_bundle_file). want_size >= 0:
+ * the size the manifest gives, checked before reading (a damaged bundle
+ * should not make us read a huge file). */
+static sk_status read_bundle_file(const char *path, char **out, size_t *len, int64_t want_size,
+                                  sk__err *err)
+{
+    int fd = -1;
+    struct stat sb;
+    sk_status st = open_bundle_file(path, &fd, &sb, err);
+    if (st != SK_OK)
+        return st;
+    if (want_size >= 0 && sb.st_size != want_size)
+        st = sk__fail(err, SK_ERR_INVALID_EVENT,
+                      "%s: %lld bytes, manifest says %" PRId64 " (truncated or altered)", path,
+                      (long long)sb.st_size, want_size);
+    else
+        st = sk__read_fd(fd, path, 0, out, len, err);
+    close(fd);
+    return st;
+}
+
 /* Reads and checks manifest.json. */
 static sk_status read_manifest(bundle *b, sk__bundle_info *info, sk__err *err)
 {
     char *text = NULL;
     size_t len = 0;
-    sk_status st = sk__read_file(b->manifest_path, &text, &len, err);
+    sk_status st = read_bundle_file(b->manifest_path, &text, &len, -1, err);
     if (st == SK_ERR_NOT_FOUND)
         return sk__fail(err, st, "%s: missing (not a complete bundle)", b->manifest_path);
     if (st != SK_OK)
@@ -162,13 +208,7 @@ static sk_status read_manifest(bundle *b, sk__bundle_info *info, sk__err *err)
 /* Reads the data file and checks its size and sha256 against the manifest. */
 static sk_status read_data(bundle *b, const sk__bundle_info *info, sk__err *err)
 {
-    /* Size first: a damaged bundle should not make us read a huge file. */
-    struct stat sb;
-    if (stat(b->data_path, &sb) == 0 && sb.st_size != info->data_bytes)
-        return sk__fail(err, SK_ERR_INVALID_EVENT,
-                        "%s: %lld bytes, manifest says %" PRId64 " (truncated or altered)",
-                        b->data_path, (long long)sb.st_size, info->data_bytes);
-    sk_status st = sk__read_file(b->data_path, &b->data, &b->data_len, err);
+    sk_status st = read_bundle_file(b->data_path, &b->data, &b->data_len, info->data_bytes, err);
     if (st == SK_ERR_NOT_FOUND)
         return sk__fail(err, st, "%s: missing", b->data_path);
     if (st != SK_OK)
@@ -269,9 +309,16 @@ static sk_status count_lines(bundle *b, const sk__bundle_info *info, sk__err *er
     if (b->text_len > 0 && b->text[b->text_len - 1] != '\n')
         return sk__fail(err, SK_ERR_INVALID_EVENT, "%s: last line is not terminated (truncated)",
                         b->data_path);
+    /* A NUL would cut a line short of its newline for every string function
+     * behind us (the JSON parser, the queue): no envelope holds one. */
+    const char *nul = memchr(b->text, '\0', b->text_len);
     size_t n = 0;
-    for (const char *p = b->text; (p = memchr(p, '\n', b->text_len - (size_t)(p - b->text))); p++)
+    for (const char *p = b->text; (p = memchr(p, '\n', b->text_len - (size_t)(p - b->text))); p++) {
+        if (nul && nul < p)
+            return sk__fail(err, SK_ERR_INVALID_EVENT, "%s: line %zu holds a NUL byte",
+                            b->data_path, n + 1);
         n++;
+    }
     if ((int64_t)n != info->event_count)
         return sk__fail(err, SK_ERR_INVALID_EVENT, "%s: holds %zu events, manifest says %" PRId64,
                         b->data_path, n, info->event_count);
@@ -290,7 +337,7 @@ static sk_status index_lines(bundle *b, const sk__bundle_info *info, sk__err *er
         return sk__fail(err, SK_ERR_NOMEM, "%s: out of memory", b->data_path);
     char *p = b->text;
     for (size_t i = 0; i < n; i++) {
-        char *nl = strchr(p, '\n');
+        char *nl = memchr(p, '\n', b->text_len - (size_t)(p - b->text));
         *nl = '\0';
         b->lines[i].json = p;
         b->lines[i].len = (size_t)(nl - p);
@@ -312,9 +359,11 @@ static sk_status index_lines(bundle *b, const sk__bundle_info *info, sk__err *er
 static sk_status bundle_verify(bundle *b, sk__bundle_info *info, sk__err *err)
 {
     struct stat stb;
-    if (stat(b->path, &stb) != 0)
+    if (lstat(b->path, &stb) != 0)
         return sk__fail(err, errno == ENOENT ? SK_ERR_NOT_FOUND : SK_ERR_IO, "%s: %s", b->path,
                         strerror(errno));
+    if (S_ISLNK(stb.st_mode))
+        return sk__fail(err, SK_ERR_PERMISSION, "%s: a symbolic link: refused", b->path);
     if (!S_ISDIR(stb.st_mode))
         return sk__fail(err, SK_ERR_INVALID_EVENT, "%s: not a bundle folder", b->path);
     if (sk__path_join(b->manifest_path, sizeof b->manifest_path, b->path, SK__BUNDLE_MANIFEST_FILE,

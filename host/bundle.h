@@ -11,7 +11,10 @@
  *   SK_ERR_INVALID_EVENT  the bundle is corrupt: malformed manifest, size or sha256
  *                         mismatch, truncated or damaged gzip, wrong event count,
  *                         first/last id mismatch, a line that is not an envelope
+ *                         or holds a NUL byte
  *   SK_ERR_PROTOCOL       format_version newer than this reader
+ *   SK_ERR_PERMISSION     the bundle folder or one of its files is a symbolic link,
+ *                         or a file is not a regular file (neither is ever followed)
  *   SK_ERR_NOMEM
  * The message names the file and what is wrong, in one line.
  */

@@ -261,6 +261,75 @@ sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err)
     return st;
 }
 
+void sk__line_stream_init(sk__line_stream *ls, int fd, const char *name, size_t max)
+{
+    *ls = (sk__line_stream){.fd = fd, .name = name, .max = max};
+}
+
+/* Hands out buf[start, start+len) as a line and moves past it and its newline. */
+static sk_status line_stream_take(sk__line_stream *ls, size_t len, size_t skip, char **line,
+                                  size_t *out_len, sk__err *err)
+{
+    ls->line_no++;
+    if (len > ls->max && ls->max % (1u << 20) == 0)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "line longer than %zu MiB", ls->max >> 20);
+    if (len > ls->max)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "line longer than %zu bytes", ls->max);
+    *line = ls->buf + ls->start;
+    (*line)[len] = '\0';
+    *out_len = len;
+    ls->start += len + skip;
+    return SK_OK;
+}
+
+/* Makes room for more input: drops what was handed out, grows up to max + 2
+ * bytes (a whole line, its newline and a NUL). */
+static sk_status line_stream_room(sk__line_stream *ls, sk__err *err)
+{
+    memmove(ls->buf, ls->buf + ls->start, ls->end - ls->start);
+    ls->end -= ls->start;
+    ls->start = 0;
+    if (ls->end + 1 < ls->cap)
+        return SK_OK;
+    size_t limit = ls->max + 2, cap = ls->cap ? ls->cap * 2 : 65536;
+    char *grown = realloc(ls->buf, cap < limit ? cap : limit);
+    if (!grown)
+        return sk__fail(err, SK_ERR_NOMEM, "out of memory reading %s", ls->name);
+    ls->buf = grown;
+    ls->cap = cap < limit ? cap : limit;
+    return SK_OK;
+}
+
+sk_status sk__line_stream_next(sk__line_stream *ls, char **line, size_t *len, sk__err *err)
+{
+    for (;;) {
+        size_t pending = ls->end - ls->start;
+        char *nl = pending ? memchr(ls->buf + ls->start, '\n', pending) : NULL;
+        if (nl)
+            return line_stream_take(ls, (size_t)(nl - (ls->buf + ls->start)), 1, line, len, err);
+        if (ls->eof && pending == 0)
+            return SK_ERR_NOT_FOUND;
+        if (ls->eof || pending > ls->max) /* the last line, or one already too long */
+            return line_stream_take(ls, pending, 0, line, len, err);
+        sk_status st = line_stream_room(ls, err);
+        if (st != SK_OK)
+            return st;
+        ssize_t r = read(ls->fd, ls->buf + ls->end, ls->cap - ls->end - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return sk__fail(err, SK_ERR_IO, "cannot read %s: %s", ls->name, strerror(errno));
+        ls->eof = r == 0;
+        ls->end += (size_t)r;
+    }
+}
+
+void sk__line_stream_free(sk__line_stream *ls)
+{
+    free(ls->buf);
+    ls->buf = NULL;
+}
+
 const char *sk_strerror(sk_status status)
 {
     static const char *const names[] = {

@@ -61,6 +61,33 @@ sk_status sk__read_fd(int fd, const char *path, size_t max, char **out, size_t *
 /* Reads a whole file (NUL-terminated). *out is malloc'd. SK_ERR_NOT_FOUND if missing. */
 sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err);
 
+/*
+ * Reads the lines of fd one at a time, holding at most one line (max bytes,
+ * plus its newline) in memory however long the input: a line longer than max
+ * is refused by number without reading the rest of it.
+ */
+typedef struct sk__line_stream {
+    int fd;
+    const char *name; /* names the input in messages */
+    size_t max;       /* longest line accepted, without its newline */
+    char *buf;        /* unread bytes are buf[start, end) */
+    size_t cap, start, end;
+    size_t line_no; /* 1-based number of the line last returned */
+    int eof;
+} sk__line_stream;
+
+/* A stream of fd's lines of at most max bytes; name is kept, not copied. */
+void sk__line_stream_init(sk__line_stream *ls, int fd, const char *name, size_t max);
+
+/*
+ * The next line, NUL-terminated in place and without its newline (the last
+ * line may lack one); it stays valid until the next call. SK_ERR_NOT_FOUND
+ * at the end of the input; SK_ERR_INVALID_EVENT when the line (ls->line_no)
+ * is longer than max ("line longer than ..."); SK_ERR_IO, SK_ERR_NOMEM.
+ */
+sk_status sk__line_stream_next(sk__line_stream *ls, char **line, size_t *len, sk__err *err);
+void sk__line_stream_free(sk__line_stream *ls);
+
 /* Writes n bytes as 2n lowercase hex digits and a NUL into out. */
 void sk__hex(const void *data, size_t n, char *out);
 

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,14 +43,16 @@ struct sk__service {
     pthread_mutex_t log_mu;
     int64_t started_ms;
     int poked;
-    volatile sig_atomic_t stop;
+    atomic_int stop; /* set by signal handlers, the control socket and sk_service_stop's thread */
     client clients[MAX_CLIENTS];
     int nclients;
     /* the worker */
     pthread_t worker;
     enum job job;
-    int now_fd;     /* client waiting for a `now` drain, or -1 */
+    int now_fd;     /* client waiting for a `now` drain, or -1 (loop thread only) */
     int now_orphan; /* that client hung up mid-drain: close now_fd when the drain ends */
+    int progress_fd; /* the worker's copy of now_fd for its progress lines; -1 once a
+                        send failed. Set before the worker starts, read after it joined. */
     int now_wanted;
     int now_cancelled; /* its client cancelled the `now` pass (or went away): reset the transport */
     int64_t quiet_until; /* wall ms: a background pass found nothing to lease; wait a little */
@@ -109,24 +112,35 @@ static void plugin_log(void *ctx, sk_log_level level, const char *plugin, const 
 
 /* ---- lock --------------------------------------------------------------- */
 
-long sk__service_running_pid(const char *root)
+sk_status sk__service_find(const char *root, long *pid_out, sk__err *err)
 {
+    *pid_out = 0;
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/" LOCK_FILE, root);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
+    if (fd < 0 && errno == ENOENT)
+        return SK_OK;
+    if (fd < 0) /* another user's state root: we cannot tell, so do not say "not running" */
+        return sk__fail(err, errno == EACCES || errno == EPERM ? SK_ERR_PERMISSION : SK_ERR_IO,
+                        "cannot check for a sync service: %s: %s", path, strerror(errno));
     int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
     close(fd);
     if (!held)
-        return 0;
+        return SK_OK;
     snprintf(path, sizeof path, "%s/" PID_FILE, root);
     char *text = NULL;
     long pid = 0;
     if (sk__read_file(path, &text, NULL, NULL) == SK_OK)
         pid = strtol(text, NULL, 10);
     free(text);
-    return pid > 0 ? pid : -1;
+    *pid_out = pid > 0 ? pid : -1;
+    return SK_OK;
+}
+
+long sk__service_running_pid(const char *root)
+{
+    long pid;
+    return sk__service_find(root, &pid, NULL) == SK_OK ? pid : 0;
 }
 
 static sk_status take_lock(sk__service *svc, sk__err *err)
@@ -158,7 +172,7 @@ sk_status sk__service_new(const char *root, const sk__service_opts *opts, sk__se
     if (!svc)
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
     svc->opts = *opts;
-    svc->lock_fd = svc->listen_fd = svc->inotify_fd = svc->now_fd = -1;
+    svc->lock_fd = svc->listen_fd = svc->inotify_fd = svc->now_fd = svc->progress_fd = -1;
     svc->deadline_ms = -1;
     svc->wake[0] = svc->wake[1] = -1;
     pthread_mutex_init(&svc->log_mu, NULL);
@@ -277,14 +291,14 @@ void sk__service_handle_signals(sk__service *svc)
 static void now_progress(void *ctx, const sk_drain_summary *sum, int64_t total)
 {
     sk__service *svc = ctx;
-    if (svc->now_fd < 0)
+    if (svc->progress_fd < 0)
         return;
     json_t *prog = sk__drain_summary_json(sum);
     json_object_set_new(prog, "total", json_integer(total));
     json_t *msg = json_pack("{s:o}", "progress", prog);
     sk__err err;
-    if (sk__control_send(svc->now_fd, msg, &err) != SK_OK)
-        svc->now_fd = -1; /* the client went away; the drain goes on */
+    if (sk__control_send(svc->progress_fd, msg, &err) != SK_OK)
+        svc->progress_fd = -1; /* the client went away; the drain goes on */
     json_decref(msg);
 }
 
@@ -331,6 +345,9 @@ static void *worker_main(void *arg)
 static void start_job(sk__service *svc, enum job job)
 {
     svc->job = job;
+    /* The worker writes to its own copy: now_fd stays the loop thread's, which
+     * closes it (see drop_client and finish_job). */
+    svc->progress_fd = job == JOB_NOW ? svc->now_fd : -1;
     json_decref(svc->failures);
     svc->failures = json_array();
     atomic_store(&svc->s->cancel, 0);
@@ -621,7 +638,7 @@ static void shutdown_worker(sk__service *svc)
         int64_t left = deadline - sk__mono_ms();
         if (left <= 0 && !cancelled) {
             slog(svc, SK_LOG_WARN, "shutdown deadline reached: cancelling the batch in flight");
-            sk_sync_cancel(svc->s);
+            sk_sync_cancel(svc->s); /* under the handle's plugin lock: no race with the worker */
             cancelled = 1;
             deadline = sk__mono_ms() + CANCEL_GRACE_MS;
             continue;

@@ -44,7 +44,15 @@ void sk__service_free(sk__service *svc);
 /* Installs SIGTERM/SIGINT handlers: the first stops svc, a second exits at once. */
 void sk__service_handle_signals(sk__service *svc);
 
-/* Reads <root>/daemon.pid: the pid of a service holding the lock, or 0 when none runs. */
+/*
+ * Looks for the service of root: *pid_out is its pid (from <root>/daemon.pid),
+ * -1 when one holds the lock but its pid is unknown yet, 0 when none runs.
+ * SK_ERR_PERMISSION (SK_ERR_IO) when the lock cannot be read: then nobody can
+ * tell, and the caller must not report "not running".
+ */
+sk_status sk__service_find(const char *root, long *pid_out, sk__err *err);
+
+/* sk__service_find for callers that only act on a running service: 0 on errors too. */
 long sk__service_running_pid(const char *root);
 
 #endif

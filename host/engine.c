@@ -249,13 +249,16 @@ static const char *line_string_or(const json_t *obj, const char *key, const char
  * one is built like sk_emit_event, with defaults for what the line leaves out
  * (a line with schema_version builds a current envelope).
  */
-static sk_status line_to_envelope(sk_sync *s, const char *line, const sk_event_spec *defaults,
-                                  json_t **out, int *needs_clock, sk__err *err)
+static sk_status line_to_envelope(sk_sync *s, const char *line, size_t len,
+                                  const sk_event_spec *defaults, json_t **out, int *needs_clock,
+                                  sk__err *err)
 {
     *out = NULL;
     *needs_clock = 0;
+    if (memchr(line, '\0', len))
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "holds a NUL byte");
     json_error_t jerr;
-    json_t *obj = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!obj)
         return sk__fail(err, SK_ERR_INVALID_EVENT, "not valid JSON (column %d: %s)", jerr.column,
                         jerr.text);
@@ -298,53 +301,68 @@ static sk_status line_to_envelope(sk_sync *s, const char *line, const sk_event_s
     return st;
 }
 
-sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, const sk_event_spec *defaults,
+/* Grows the two arrays of sk__sync_emit_ndjson to hold one more event. */
+static sk_status emit_room(json_t ***envs, int **needs, size_t n, size_t *cap, sk__err *err)
+{
+    if (n < *cap)
+        return SK_OK;
+    size_t ncap = *cap ? *cap * 2 : 64;
+    json_t **e2 = realloc(*envs, ncap * sizeof **envs);
+    if (e2)
+        *envs = e2;
+    int *n2 = e2 ? realloc(*needs, ncap * sizeof **needs) : NULL;
+    if (n2)
+        *needs = n2;
+    if (!e2 || !n2)
+        return sk__fail(err, SK_ERR_NOMEM, "out of memory");
+    *cap = ncap;
+    return SK_OK;
+}
+
+sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_event_spec *defaults,
                                sk__line_error_fn on_error, void *ctx, size_t *count_out)
 {
-    size_t cap = 64, n = 0, bad = 0, line_no = 0;
-    json_t **envs = malloc(cap * sizeof *envs);
-    int *needs = calloc(cap, sizeof *needs);
+    size_t cap = 0, n = 0, bad = 0;
+    json_t **envs = NULL;
+    int *needs = NULL;
     sk__err err = {{0}};
-    sk_status st = envs && needs ? SK_OK : sk__fail(&err, SK_ERR_NOMEM, "out of memory");
-    for (const char *p = text; st == SK_OK && p && *p;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        line_no++;
-        char *line = strndup(p, len);
-        p = nl ? nl + 1 : p + len;
-        if (!line) {
-            st = sk__fail(&err, SK_ERR_NOMEM, "out of memory");
+    sk__line_stream ls;
+    sk__line_stream_init(&ls, fd, name, SK__EMIT_MAX_LINE);
+    sk_status st;
+    char *line;
+    size_t len;
+    while ((st = sk__line_stream_next(&ls, &line, &len, &err)) == SK_OK) {
+        if (strspn(line, " \t\r") == len)
+            continue;
+        if (n == (size_t)s->cfg->queue_max_events) {
+            st = sk__fail(&err, SK_ERR_QUEUE_FULL,
+                          "%s: more than queue.max_events (%zu) events; nothing queued", name, n);
             break;
         }
-        if (strspn(line, " \t\r") == len) {
-            free(line);
-            continue;
-        }
-        if (n == cap) {
-            cap *= 2;
-            json_t **e2 = realloc(envs, cap * sizeof *envs);
-            envs = e2 ? e2 : envs;
-            int *n2 = realloc(needs, cap * sizeof *needs);
-            needs = n2 ? n2 : needs;
-            if (!e2 || !n2) {
-                free(line);
-                st = sk__fail(&err, SK_ERR_NOMEM, "out of memory");
-                break;
-            }
-        }
+        if ((st = emit_room(&envs, &needs, n, &cap, &err)) != SK_OK)
+            break;
         sk__err lerr = {{0}};
-        if (line_to_envelope(s, line, defaults, &envs[n], &needs[n], &lerr) == SK_OK) {
+        if (line_to_envelope(s, line, len, defaults, &envs[n], &needs[n], &lerr) == SK_OK) {
             n++;
         } else {
             bad++;
             if (on_error)
-                on_error(ctx, line_no, lerr.msg);
+                on_error(ctx, ls.line_no, lerr.msg);
         }
-        free(line);
     }
-    if (st == SK_OK && bad)
-        st = sk__fail(&err, SK_ERR_INVALID_EVENT, "%zu of %zu lines are invalid; nothing queued",
-                      bad, bad + n);
+    if (st == SK_ERR_INVALID_EVENT) { /* a line too long: reading stopped there */
+        bad++;
+        if (on_error)
+            on_error(ctx, ls.line_no, err.msg);
+        st = sk__fail(&err, SK_ERR_INVALID_EVENT,
+                      "%s: line %zu is too long; nothing queued (reading stopped there)", name,
+                      ls.line_no);
+    } else if (st == SK_ERR_NOT_FOUND) { /* the end of the input */
+        st = bad ? sk__fail(&err, SK_ERR_INVALID_EVENT,
+                            "%zu of %zu lines are invalid; nothing queued", bad, bad + n)
+                 : SK_OK;
+    }
+    sk__line_stream_free(&ls);
     if (st == SK_OK)
         st = stamp_clock(s, envs, needs, n, &err);
     if (st == SK_OK && n)

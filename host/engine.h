@@ -58,14 +58,20 @@ void sk__sync_cancel_reset(sk_sync *s);
  * or the short form {event_type, aggregate_id, aggregate_type?, payload?, causation_id?}. */
 typedef void (*sk__line_error_fn)(void *ctx, size_t line_no, const char *message);
 
+/* The longest line `emit --file` takes: the largest envelope the server accepts. */
+#define SK__EMIT_MAX_LINE ((size_t)1 << 20)
+
 /*
- * Enqueues every NDJSON line of text in one transaction, or none: each bad line
- * is reported through on_error (1-based line numbers) and then SK_ERR_INVALID_EVENT
- * is returned. Blank lines are skipped. Short-form lines are built like
- * sk_emit_event with defaults (schema, project, build) for what they leave out.
+ * Enqueues every NDJSON line read from fd (name names it in messages) in one
+ * transaction, or none: each bad line is reported through on_error (1-based
+ * line numbers) and then SK_ERR_INVALID_EVENT is returned. Blank lines are
+ * skipped. Short-form lines are built like sk_emit_event with defaults
+ * (schema, project, build) for what they leave out. Memory stays bounded
+ * whatever the input: reading stops at a line longer than SK__EMIT_MAX_LINE,
+ * and at more events than queue.max_events (SK_ERR_QUEUE_FULL).
  * *count_out = events queued.
  */
-sk_status sk__sync_emit_ndjson(sk_sync *s, const char *text, const sk_event_spec *defaults,
+sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_event_spec *defaults,
                                sk__line_error_fn on_error, void *ctx, size_t *count_out);
 
 /* Enqueues validated envelopes in one transaction (all or none) and pokes a running service. */

@@ -107,12 +107,20 @@ sk_status sk__plugin_find(const char *name, const json_t *plugin_path, char *out
 
 /* ---- trust and ABI checks ---------------------------------------------- */
 
+/*
+ * Whoever can write the plugin file, or any folder on its way from /, can
+ * swap the code we are about to run, so (as ssh does for its keys) each must
+ * belong to root or to us and be writable by no one else. The one exception
+ * is a root-owned sticky folder like /tmp: others may add entries there but
+ * cannot rename or replace ours.
+ */
 static sk_status check_trusted(const char *what, const char *path, const char *shown, sk__err *err)
 {
     struct stat st;
     if (stat(path, &st) != 0)
         return sk__fail(err, SK_ERR_PLUGIN, "%s: %s", shown, strerror(errno));
-    if (st.st_mode & (S_IWGRP | S_IWOTH))
+    int sticky_root_folder = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX) && st.st_uid == 0;
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !sticky_root_folder)
         return sk__fail(err, SK_ERR_PERMISSION,
                         "%s: refusing to load: %s %s is writable by %s (mode %03o; chmod go-w %s)",
                         shown, what, path, (st.st_mode & S_IWOTH) ? "others" : "group",
@@ -124,17 +132,20 @@ static sk_status check_trusted(const char *what, const char *path, const char *s
     return SK_OK;
 }
 
+/* Checks the file (symbolic links resolved), its folder and every folder above it. */
 static sk_status check_file_trust(const char *path, sk__err *err)
 {
     char real[PATH_MAX];
     if (!realpath(path, real))
         return sk__fail(err, SK_ERR_PLUGIN, "%s: %s", path, strerror(errno));
     sk_status st = check_trusted("file", real, path, err);
-    if (st != SK_OK)
-        return st;
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", real);
-    return check_trusted("folder", dirname(dir), path, err);
+    for (char *slash; st == SK_OK && (slash = strrchr(real, '/')) != NULL;) {
+        slash[slash == real] = '\0'; /* "/x/y" -> "/x", "/x" -> "/" */
+        st = check_trusted("folder", real, path, err);
+        if (slash == real)
+            break;
+    }
+    return st;
 }
 
 /* Size a descriptor of the given minor must have at least. */

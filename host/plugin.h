@@ -40,8 +40,9 @@ sk_status sk__plugin_find(const char *name, const json_t *plugin_path, char *out
                           sk__err *err);
 
 /*
- * Opens the plugin file for ABI major abi_major: trust checks (file and folder
- * not writable by group or others, owned by root or by us), dlopen, entry
+ * Opens the plugin file for ABI major abi_major: trust checks (the file and
+ * every folder above it not writable by group or others unless a root-owned
+ * sticky folder, all owned by root or by us), dlopen, entry
  * symbol, descriptor checks. Every refusal is one line naming the file.
  */
 sk_status sk__plugin_open(const char *path, int abi_major, sk__plugin **out, sk__err *err);

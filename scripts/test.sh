@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine (as root) and runs the whole test suite:
 # a -Werror build with every unit and integration test, then the same suite
-# under AddressSanitizer + UndefinedBehaviorSanitizer.
-#   scripts/test.sh            both builds
-#   SK_SKIP_ASAN=1 scripts/test.sh   the plain build only (quicker, local use)
+# under AddressSanitizer + UndefinedBehaviorSanitizer, then the unit and
+# service tests under ThreadSanitizer (a data race fails the run).
+#   scripts/test.sh            all three builds
+#   SK_SKIP_ASAN=1 scripts/test.sh   skip the ASan+UBSan build (quicker, local use)
+#   SK_SKIP_TSAN=1 scripts/test.sh   skip the ThreadSanitizer build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -16,7 +18,9 @@ run_suite() {
   echo "== build $dir"
   cmake --build "$dir" -j"$JOBS" >/dev/null
   echo "== test $dir"
-  ctest --test-dir "$dir" --output-on-failure -j"$JOBS" --timeout 600
+  # SK_SUITE_TESTS: a ctest -R pattern (default: every test); SK_SUITE_WRAPPER: runs ctest.
+  ${SK_SUITE_WRAPPER:-} ctest --test-dir "$dir" --output-on-failure -j"$JOBS" --timeout 600 \
+    ${SK_SUITE_TESTS:+-R "$SK_SUITE_TESTS"}
 }
 
 run_suite build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -26,5 +30,25 @@ if [ "${SK_SKIP_ASAN:-0}" != 1 ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=64 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build/asan -DCMAKE_BUILD_TYPE=Debug -DSK_SANITIZE=ON -DSK_BUILD_BENCH=OFF
+fi
+if [ "${SK_SKIP_TSAN:-0}" != 1 ]; then
+  # ThreadSanitizer cannot share a build with ASan. It runs where the host's threads
+  # meet: the unit tests and the service ones. Services run detached (stderr is
+  # /dev/null), so every report goes to a file, and any report fails the run.
+  RACES="$PWD/build/tsan/races"
+  rm -rf "$RACES" && mkdir -p "$RACES"
+  trap 'cat "$RACES"/race.* 2>/dev/null || true' EXIT # a failed test: show why
+  # setarch -R: gcc 12's TSan cannot map its shadow under kernels with 32 bits of mmap
+  # randomness; without ASLR it always can. SK_TEST_SLACK_MS: TSan slows timing bounds.
+  TSAN_OPTIONS="halt_on_error=1:log_path=$RACES/race" SK_TEST_SLACK_MS=5000 \
+    SK_SUITE_WRAPPER="setarch $(uname -m) -R" \
+    SK_SUITE_TESTS='^unit\.|^install$|test_daemon|test_e2e_daemon|test_sync_now|test_service_' \
+    run_suite build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSK_TSAN=ON -DSK_BUILD_BENCH=OFF
+  trap - EXIT
+  if compgen -G "$RACES/race.*" >/dev/null; then
+    cat "$RACES"/race.*
+    echo "== ThreadSanitizer reported data races (above)" >&2
+    exit 1
+  fi
 fi
 echo "== all suites passed"

@@ -170,21 +170,27 @@ static int daemon_stop(int argc, char **argv)
     char root[PATH_MAX];
     if (resolve_root(root, sizeof root))
         return EXIT_USAGE;
-    long pid = sk__service_running_pid(root);
+    long pid;
+    sk__err err;
+    if (sk__service_find(root, &pid, &err) != SK_OK) {
+        cli_error("sync daemon stop: %s", err.msg);
+        return EXIT_FAIL;
+    }
     if (pid == 0) {
         printf("sync service not running\n");
         return EXIT_OK;
     }
     int fd;
-    sk__err err;
     int64_t t0 = sk__mono_ms();
     if (sk__control_connect(root, 2000, &fd, &err) == SK_OK) {
         json_t *req = json_pack("{s:s}", "cmd", "stop");
         sk__control_send(fd, req, &err);
         json_decref(req);
         close(fd);
-    } else if (pid > 0) {
-        kill((pid_t)pid, SIGTERM); /* no usable socket: the signal does the same */
+    } else if (pid > 0 && kill((pid_t)pid, SIGTERM) != 0) { /* no usable socket: signal it */
+        cli_error("sync daemon stop: cannot stop the sync service (pid %ld): %s; kill: %s", pid,
+                  err.msg, strerror(errno));
+        return EXIT_FAIL;
     }
     while (sk__service_running_pid(root) != 0) {
         if (sk__mono_ms() - t0 > (int64_t)(timeout_s * 1000)) {

@@ -1,9 +1,12 @@
 /* `spec-kitty sync emit`: queue one event, or NDJSON lines in one transaction. */
 #include "cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char USAGE[] =
     "Usage: spec-kitty sync emit --type TYPE --aggregate-id ID [--aggregate-type T]\n"
@@ -16,7 +19,7 @@ static const char USAGE[] =
     "{\"event_type\", \"aggregate_id\", \"aggregate_type\"?, \"payload\"?, \"causation_id\"?}\n"
     "(a short line with \"schema_version\", or --schema 3, builds a current envelope).\n"
     "All lines are queued in one transaction, or none: each bad line is reported\n"
-    "by number.\n\n"
+    "by number. A line may hold up to 1 MiB (the largest envelope the server takes).\n\n"
     "Options:\n"
     "  -t, --type TYPE           event type, e.g. WPStatusChanged\n"
     "  -a, --aggregate-id ID     e.g. WP01 or a mission slug\n"
@@ -40,21 +43,17 @@ static void line_error(void *ctx, size_t line_no, const char *message)
 
 static int emit_file(sk_sync *s, const char *file, const sk_event_spec *defaults)
 {
-    char *text = NULL;
-    sk__err err = {{0}};
-    sk_status st;
-    if (strcmp(file, "-") == 0)
-        st = sk__read_file("/dev/stdin", &text, NULL, &err);
-    else
-        st = sk__read_file(file, &text, NULL, &err);
-    if (st != SK_OK) {
-        cli_error("%s", err.msg);
-        return st == SK_ERR_NOT_FOUND ? EXIT_USAGE : EXIT_FAIL;
+    int stdin_input = strcmp(file, "-") == 0;
+    int fd = stdin_input ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cli_error("cannot open %s: %s", file, strerror(errno));
+        return errno == ENOENT ? EXIT_USAGE : EXIT_FAIL;
     }
     size_t count = 0;
-    const char *shown = strcmp(file, "-") == 0 ? "<stdin>" : file;
-    st = sk__sync_emit_ndjson(s, text, defaults, line_error, (void *)shown, &count);
-    free(text);
+    const char *shown = stdin_input ? "<stdin>" : file;
+    sk_status st = sk__sync_emit_ndjson(s, fd, shown, defaults, line_error, (void *)shown, &count);
+    if (!stdin_input)
+        close(fd);
     if (st != SK_OK) {
         cli_error("%s", sk_last_error(s));
         return cli_exit_code(st);

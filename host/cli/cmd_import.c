@@ -4,10 +4,13 @@
 #include "event.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char USAGE[] =
     "Usage: spec-kitty sync import [--keep] [--verify-only] PATH...\n\n"
@@ -67,19 +70,38 @@ static void release(import_ctx *c)
     c->n = 0;
 }
 
-/* Moves a bundle folder into imported/ beside it. */
-static int move_aside(const char *bundle)
+/*
+ * Moves a bundle folder into imported/ beside it, through a descriptor of
+ * imported/ opened without following links: an imported/ that is a symbolic
+ * link would send processed bundles wherever it points. On failure, why says
+ * what went wrong.
+ */
+static int move_aside(const char *bundle, char *why, size_t cap)
 {
-    char copy[PATH_MAX], dir[PATH_MAX], target[PATH_MAX * 2];
+    char copy[PATH_MAX], dir[PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", bundle);
+    snprintf(dir, sizeof dir, "%s/imported", dirname(copy));
     snprintf(copy, sizeof copy, "%s", bundle);
     const char *name = basename(copy);
-    char copy2[PATH_MAX];
-    snprintf(copy2, sizeof copy2, "%s", bundle);
-    snprintf(dir, sizeof dir, "%s/imported", dirname(copy2));
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(why, cap, "cannot create %s: %s", dir, strerror(errno));
         return -1;
-    snprintf(target, sizeof target, "%s/%s", dir, name);
-    return rename(bundle, target);
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0) {
+        int saved = errno;
+        snprintf(why, cap, "%s: %s", dir,
+                 lstat(dir, &sb) == 0 && S_ISLNK(sb.st_mode) ? "a symbolic link: refused"
+                 : saved == ENOTDIR                          ? "not a folder"
+                                                             : strerror(saved));
+        return -1;
+    }
+    int rc = renameat(AT_FDCWD, bundle, fd, name);
+    if (rc != 0)
+        snprintf(why, cap, "%s: %s", dir, strerror(errno));
+    close(fd);
+    return rc;
 }
 
 static int import_bundle(sk_sync *s, const char *path, int keep, int verify_only, size_t *events)
@@ -105,8 +127,9 @@ static int import_bundle(sk_sync *s, const char *path, int keep, int verify_only
     *events += (size_t)info.event_count;
     printf("%s %s: %lld events (node %s)\n", verify_only ? "verified" : "imported", info.bundle_id,
            (long long)info.event_count, info.node_id[0] ? info.node_id : "unknown");
-    if (!verify_only && !keep && move_aside(path) != 0)
-        cli_warn("%s: imported, but could not move it into imported/: %s", path, strerror(errno));
+    char why[PATH_MAX + 64];
+    if (!verify_only && !keep && move_aside(path, why, sizeof why) != 0)
+        cli_warn("%s: imported, but not moved into imported/: %s", path, why);
     return EXIT_OK;
 }
 

@@ -177,15 +177,15 @@ static void manifest_match_data(const fixture *fx)
 
 /* Replaces the data file with the gzip of text and fixes the manifest to match
  * it (count, sizes, sha256), so only the content itself can be wrong. */
-static void craft_data(const fixture *fx, const char *text, int count, const char *first,
-                       const char *last)
+static void craft_data_len(const fixture *fx, const char *text, size_t len, int count,
+                           const char *first, const char *last)
 {
-    uLong bound = compressBound((uLong)strlen(text)) + 64;
+    uLong bound = compressBound((uLong)len) + 64;
     unsigned char *out = malloc(bound);
     z_stream zs = {0};
     assert_int_equal(deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
     zs.next_in = (Bytef *)text;
-    zs.avail_in = (uInt)strlen(text);
+    zs.avail_in = (uInt)len;
     zs.next_out = out;
     zs.avail_out = (uInt)bound;
     assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
@@ -193,10 +193,16 @@ static void craft_data(const fixture *fx, const char *text, int count, const cha
     deflateEnd(&zs);
     free(out);
     manifest_set(fx, "event_count", json_integer(count));
-    manifest_set(fx, "uncompressed_bytes", json_integer((json_int_t)strlen(text)));
+    manifest_set(fx, "uncompressed_bytes", json_integer((json_int_t)len));
     manifest_set(fx, "first_event_id", json_string(first));
     manifest_set(fx, "last_event_id", json_string(last));
     manifest_match_data(fx);
+}
+
+static void craft_data(const fixture *fx, const char *text, int count, const char *first,
+                       const char *last)
+{
+    craft_data_len(fx, text, strlen(text), count, first, last);
 }
 
 static void test_good_bundle_reads_every_event_in_order(void **state)
@@ -352,6 +358,78 @@ static void test_unterminated_last_line_is_refused(void **state)
     expect_bad(fx->bundle, SK_ERR_INVALID_EVENT, "events.ndjson.gz", "not terminated");
 }
 
+/* Lines were counted by newline and split at the first NUL or newline: a NUL
+ * before a newline left the split without a newline to cut at (a crash). */
+static void test_nul_byte_in_a_line_is_refused(void **state)
+{
+    fixture *fx = *state;
+    char text[256];
+    int n = snprintf(text, sizeof text, "{\"event_id\":\"%s\"}\n{\"event_id\":\"%s\"}x\n",
+                     fx->ids[0], fx->ids[1]);
+    text[n - 2] = '\0'; /* the x */
+    craft_data_len(fx, text, (size_t)n, 2, fx->ids[0], fx->ids[1]);
+    expect_bad(fx->bundle, SK_ERR_INVALID_EVENT, "events.ndjson.gz", "line 2 holds a NUL byte");
+}
+
+/* Replaces a file of the bundle with a symbolic link to a secret file. */
+static void link_to_secret(const fixture *fx, const char *file, char *secret, size_t cap)
+{
+    snprintf(secret, cap, "%s/secret", fx->root);
+    sk_test_write_file(secret, "hunter2:x:0:0:root:/root:/bin/bash\n");
+    assert_int_equal(unlink(file), 0);
+    assert_int_equal(symlink(secret, file), 0);
+}
+
+static void expect_link_refused(const fixture *fx, const char *file)
+{
+    counter c = {0};
+    sk__err err;
+    assert_int_equal(sk__bundle_read(fx->bundle, count_event, &c, NULL, &err), SK_ERR_PERMISSION);
+    if (!strstr(err.msg, file) || !strstr(err.msg, "symbolic link") || strstr(err.msg, "hunter2"))
+        fail_msg("message \"%s\" should name %s as a symbolic link, and echo nothing of it",
+                 err.msg, file);
+    assert_int_equal(c.n, 0);
+}
+
+static void test_symlinked_manifest_is_refused_unread(void **state)
+{
+    fixture *fx = *state;
+    char secret[1100];
+    link_to_secret(fx, fx->manifest, secret, sizeof secret);
+    expect_link_refused(fx, fx->manifest);
+}
+
+static void test_symlinked_data_file_is_refused(void **state)
+{
+    fixture *fx = *state;
+    size_t len;
+    char *data = slurp(fx->data, &len);
+    char secret[1100];
+    link_to_secret(fx, fx->data, secret, sizeof secret);
+    spill(secret, data, len); /* the real data behind the link: only the link is wrong */
+    free(data);
+    expect_link_refused(fx, fx->data);
+}
+
+static void test_symlinked_bundle_folder_is_refused(void **state)
+{
+    fixture *fx = *state;
+    char moved[1300];
+    snprintf(moved, sizeof moved, "%s/elsewhere", fx->root);
+    assert_int_equal(rename(fx->bundle, moved), 0);
+    assert_int_equal(symlink(moved, fx->bundle), 0);
+    expect_bad(fx->bundle, SK_ERR_PERMISSION, fx->bundle, "a symbolic link: refused");
+}
+
+/* A FIFO would block the reader forever. */
+static void test_manifest_that_is_not_a_regular_file_is_refused(void **state)
+{
+    fixture *fx = *state;
+    assert_int_equal(unlink(fx->manifest), 0);
+    assert_int_equal(mkfifo(fx->manifest, 0600), 0);
+    expect_bad(fx->bundle, SK_ERR_PERMISSION, "manifest.json", "not a regular file");
+}
+
 static void test_uncompressed_size_must_match(void **state)
 {
     fixture *fx = *state;
@@ -436,6 +514,11 @@ int main(void)
         T(test_missing_data_file_is_refused),
         T(test_line_that_is_not_an_envelope_is_refused),
         T(test_unterminated_last_line_is_refused),
+        T(test_nul_byte_in_a_line_is_refused),
+        T(test_symlinked_manifest_is_refused_unread),
+        T(test_symlinked_data_file_is_refused),
+        T(test_symlinked_bundle_folder_is_refused),
+        T(test_manifest_that_is_not_a_regular_file_is_refused),
         T(test_uncompressed_size_must_match),
         T(test_callback_status_stops_the_reading),
         T(test_path_that_is_not_a_bundle),

@@ -4,6 +4,7 @@
 #include "event.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,7 +259,7 @@ static void ulid_forked_child_does_not_repeat_parent_ids(void **state)
         assert_true(fork_ids_differ());
 }
 
-static volatile int hammer_stop;
+static atomic_int hammer_stop; /* read by the hammer thread */
 
 static void *hammer_ids(void *arg)
 {

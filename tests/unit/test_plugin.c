@@ -160,6 +160,46 @@ static void world_writable_folder_is_refused(void **state)
     free(dir);
 }
 
+/* Whoever can write a folder above the plugin's can swap the folder below it. */
+static void writable_ancestor_folder_is_refused_unless_root_sticky(void **state)
+{
+    (void)state;
+    char top[1024], sub[1100], path[1200], src[1024], cmd[3072];
+    char *dir = sk_test_mkdtemp();
+    snprintf(top, sizeof top, "%s/ww", dir);
+    snprintf(sub, sizeof sub, "%s/sub", top);
+    snprintf(path, sizeof path, "%s/scripted.so", sub);
+    assert_int_equal(mkdir(top, 0755), 0);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    fixture_path("scripted", src, sizeof src);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src, path);
+    assert_int_equal(system(cmd), 0);
+    chmod(path, 0755);
+    chmod(top, 0777);
+    expect_refusal(path, SK_ERR_PERMISSION, "folder", "writable by others");
+    sk__err err = {{0}};
+    sk__plugin *p = NULL;
+    char named[1100];
+    snprintf(named, sizeof named, "folder %s is writable", top);
+    assert_int_equal(sk__plugin_open(path, 1, &p, &err), SK_ERR_PERMISSION);
+    if (!strstr(err.msg, named))
+        fail_msg("the refusal should name the writable ancestor %s: %s", top, err.msg);
+    chmod(top, 0775);
+    expect_refusal(path, SK_ERR_PERMISSION, "folder", "writable by group");
+    /* Sticky (like /tmp): others may add entries but cannot replace ours... */
+    chmod(top, 01777);
+    if (geteuid() == 0) {
+        assert_int_equal(sk__plugin_open(path, 1, &p, &err), SK_OK);
+        sk__plugin_close(p);
+    } else {
+        /* ...when root owns the folder: a sticky folder of ours is refused. */
+        expect_refusal(path, SK_ERR_PERMISSION, "folder", "writable by others");
+    }
+    chmod(top, 0755);
+    sk_test_rmtree(dir);
+    free(dir);
+}
+
 static void file_owned_by_another_user_is_refused(void **state)
 {
     (void)state;
@@ -235,6 +275,7 @@ int main(void)
         cmocka_unit_test(not_a_shared_object_reports_dlerror),
         cmocka_unit_test(group_writable_file_is_refused),
         cmocka_unit_test(world_writable_folder_is_refused),
+        cmocka_unit_test(writable_ancestor_folder_is_refused_unless_root_sticky),
         cmocka_unit_test(file_owned_by_another_user_is_refused),
         cmocka_unit_test(bare_name_search_lists_every_place_looked),
         cmocka_unit_test(listing_reports_good_and_broken_plugins),
