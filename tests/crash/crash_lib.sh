@@ -28,8 +28,12 @@ CRASH_KILLS_HIT=0 CRASH_KILLS_LATE=0
 CRASH_SCALE=100
 
 fail() {
-  echo "FAIL [$TEST_NAME] trial $CRASH_TRIAL of $CRASH_TRIALS, seed $CRASH_SEED" \
-    "(replay: SK_CRASH_SEED=$CRASH_SEED SK_CRASH_ONLY=$CRASH_TRIAL SK_TEST_KEEP=1): $*" >&2
+  if [ "$CRASH_TRIAL" = 0 ]; then
+    echo "FAIL [$TEST_NAME] calibration run (no kill): $*" >&2
+  else
+    echo "FAIL [$TEST_NAME] trial $CRASH_TRIAL of $CRASH_TRIALS, seed $CRASH_SEED" \
+      "(replay: SK_CRASH_SEED=$CRASH_SEED SK_CRASH_ONLY=$CRASH_TRIAL SK_TEST_KEEP=1): $*" >&2
+  fi
   exit 1
 }
 
@@ -99,18 +103,33 @@ sqlq() { sqlite3 -bail "$1" "$2" || fail "sqlite3 $1: $2"; }
 # expect_intact DB: PRAGMA integrity_check says ok.
 expect_intact() { expect_eq "$(sqlq "$1" 'PRAGMA integrity_check')" ok "integrity_check of $1"; }
 
-# expect_ids_in DB TABLE IDS_FILE: every id listed in IDS_FILE is a row of TABLE.event_id.
-expect_ids_in() {
-  local want have
-  want=$(sort -u "$3" | wc -l)
-  have=$(sqlq "$1" "CREATE TEMP TABLE want(id TEXT PRIMARY KEY);
-    $(sort -u "$3" | sed "s/.*/INSERT INTO want VALUES('&');/")
-    SELECT count(*) FROM want JOIN $2 ON $2.event_id = want.id;")
-  expect_eq "$have" "$want" "ids of $(basename "$3") found in $(basename "$1") $2"
+# missing FILE COLUMN DB:TABLE...: how many values of FILE (one a line) are the COLUMN
+# (an SQL expression) of a row in none of the tables.
+missing() {
+  local file=$1 column=$2 i=0 spec where=""
+  shift 2
+  {
+    echo "CREATE TABLE want(v TEXT);"
+    echo ".import '$file' want"
+    for spec in "$@"; do
+      echo "ATTACH '${spec%:*}' AS db$i;"
+      where+=" AND v NOT IN (SELECT $column FROM db$i.${spec##*:})"
+      i=$((i + 1))
+    done
+    echo "SELECT count(DISTINCT v) FROM want WHERE 1$where;"
+  } | sqlite3 -bail :memory: 2>&1 || fail "sqlite3: cannot look up the values of $file"
+}
+
+# write_events FILE TAG K: K HistoryAdded lines whose entry_content is TAG#LINE, the
+# key of each event before it has an id (KEY below is that SQL expression).
+KEY="json_extract(data, '\$.payload.entry_content')"
+write_events() {
+  awk -v tag="$2" -v k="$3" 'BEGIN { for (i = 1; i <= k; i++)
+    printf "{\"event_type\":\"HistoryAdded\",\"aggregate_id\":\"WP%02d\",\"payload\":{\"wp_id\":\"WP%02d\",\"entry_type\":\"note\",\"entry_content\":\"%s#%d\"}}\n", i % 100, i % 100, tag, i }' >"$1"
 }
 
 # crash_summary [EXTRA]: one line with the trials, kills and wall time (for README figures).
 crash_summary() {
   echo "$TEST_NAME: $CRASH_TRIALS trials passed, seed $CRASH_SEED, kills: $CRASH_KILLS_HIT" \
-    "mid-run + $CRASH_KILLS_LATE after exit, ${1:+$1, }$(($(elapsed_ms "$CRASH_T0") / 1000)) s"
+    "while work was in flight + $CRASH_KILLS_LATE after it was done, ${1:+$1, }$(($(elapsed_ms "$CRASH_T0") / 1000)) s"
 }

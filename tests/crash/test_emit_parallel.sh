@@ -9,12 +9,6 @@
 ROUNDS=3
 MAX_LINES=1500
 
-# write_events FILE TAG K: K HistoryAdded lines whose entry_content is TAG#LINE.
-write_events() {
-  awk -v tag="$2" -v k="$3" 'BEGIN { for (i = 1; i <= k; i++)
-    printf "{\"event_type\":\"HistoryAdded\",\"aggregate_id\":\"WP%02d\",\"payload\":{\"wp_id\":\"WP%02d\",\"entry_type\":\"note\",\"entry_content\":\"%s#%d\"}}\n", i % 100, i % 100, tag, i }' >"$1"
-}
-
 # start_emitter TAG KIND K: starts one `sync emit` (KIND single, or file with its
 # events written before) in the background, to be killed at a random moment of its
 # run (KILL_AT); its expectation joins TAGS.
@@ -59,7 +53,7 @@ check_queue() {
     expect_intact "$db"
     [ "$(sqlq "$db" "SELECT count(*) FROM sqlite_master WHERE name = 'queue'")" = 0 ] ||
       counts=$(sqlq "$db" "SELECT substr(c, 1, instr(c, '#') - 1), count(*), min(event_id) FROM
-        (SELECT json_extract(data, '$.payload.entry_content') AS c, event_id FROM queue) GROUP BY 1")
+        (SELECT $KEY AS c, event_id FROM queue) GROUP BY 1")
   fi
   while IFS='|' read -r tag n id; do
     [ -n "$tag" ] || continue
