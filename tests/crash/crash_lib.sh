@@ -13,7 +13,7 @@
 if grep -qs '^SK_SANITIZE:BOOL=ON' "${SK_BUILD_DIR:-/nonexistent}/CMakeCache.txt"; then
   CRASH_DEFAULT_TRIALS=2
 else
-  CRASH_DEFAULT_TRIALS=4
+  CRASH_DEFAULT_TRIALS=3
 fi
 CRASH_TRIALS=${SK_CRASH_TRIALS:-$CRASH_DEFAULT_TRIALS}
 CRASH_SEED=${SK_CRASH_SEED:-$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')}

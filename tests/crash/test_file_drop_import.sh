@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Crash suite: `sync now` to a file-drop outbox killed -9 at random moments (one to three
-# times, batches of 20 to 500), run again to completion; then `sync import` of that
+# times, batches of 50 to 500), run again to completion; then `sync import` of that
 # outbox into a second state root, killed too (up to twice), run again to completion.
 # After every kill: every visible bundle is whole (its manifest's count and sha256), and
 # each event is queued or in a bundle. At the end: the second queue holds every event
@@ -122,7 +122,7 @@ take_in() {
 trial() {
   local n batch kills imports
   rand n 1000 3000
-  rand batch 20 500
+  rand batch 50 500
   rand kills 1 3
   rand imports 0 2
   drop "$n" "$batch" "$kills"
