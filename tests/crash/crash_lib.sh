@@ -68,9 +68,21 @@ sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 # elapsed_ms SINCE_US: milliseconds since such a reading.
 elapsed_ms() { echo $(((${EPOCHREALTIME/./} - $1) / 1000)); }
 
-# kill_at DEADLINE_US:PID...: kills -9 each PID at its deadline (a now_us value) unless
-# it ended before, and reaps them all; leaves their exit codes in CRASH_RC (indexed like
-# the arguments) and counts the kills that hit a running process.
+# kill_counts HIT: counts one kill, as one that hit work in flight when HIT is 1, and
+# widens or narrows the range of kill moments accordingly.
+kill_counts() {
+  if [ "$1" = 1 ]; then
+    CRASH_KILLS_HIT=$((CRASH_KILLS_HIT + 1))
+    CRASH_SCALE=$((CRASH_SCALE < 800 ? CRASH_SCALE * 11 / 10 : CRASH_SCALE))
+  else
+    CRASH_KILLS_LATE=$((CRASH_KILLS_LATE + 1))
+    CRASH_SCALE=$((CRASH_SCALE > 20 ? CRASH_SCALE * 9 / 10 : CRASH_SCALE))
+  fi
+}
+
+# kill_at DEADLINE_US:PID...: kills -9 each PID (a child of this shell) at its deadline
+# (a ${EPOCHREALTIME/./} value) unless it ended before, and reaps them all; leaves their
+# exit codes in CRASH_RC (indexed like the arguments) and counts the kills.
 kill_at() {
   local pair at p left i=0
   exec 3>&2 2>/dev/null # bash's own "Killed" job notices: expected here, not news
@@ -85,13 +97,7 @@ kill_at() {
     wait "${pair#*:}"
     CRASH_RC[i]=$?
     set -e
-    if [ "${CRASH_RC[i]}" -eq 137 ]; then
-      CRASH_KILLS_HIT=$((CRASH_KILLS_HIT + 1))
-      CRASH_SCALE=$((CRASH_SCALE < 800 ? CRASH_SCALE * 11 / 10 : CRASH_SCALE))
-    else
-      CRASH_KILLS_LATE=$((CRASH_KILLS_LATE + 1))
-      CRASH_SCALE=$((CRASH_SCALE > 20 ? CRASH_SCALE * 9 / 10 : CRASH_SCALE))
-    fi
+    kill_counts $((CRASH_RC[i] == 137))
     i=$((i + 1))
   done
   exec 2>&3 3>&-
@@ -126,6 +132,17 @@ KEY="json_extract(data, '\$.payload.entry_content')"
 write_events() {
   awk -v tag="$2" -v k="$3" 'BEGIN { for (i = 1; i <= k; i++)
     printf "{\"event_type\":\"HistoryAdded\",\"aggregate_id\":\"WP%02d\",\"payload\":{\"wp_id\":\"WP%02d\",\"entry_type\":\"note\",\"entry_content\":\"%s#%d\"}}\n", i % 100, i % 100, tag, i }' >"$1"
+}
+
+# expect_delivered FILE COLUMN: the receiver ($RX_DB, e2e_lib.sh) stores a row for each
+# value of FILE (COLUMN: event_id, or $KEY), no event twice, and no event but those
+# delivered so far (STORED, which this adds FILE's count to).
+expect_delivered() {
+  expect_eq "$(missing "$1" "$2" "$RX_DB:events")" 0 "events missing at the receiver"
+  expect_eq "$(sqlq "$RX_DB" "SELECT count(*) - count(DISTINCT event_id) FROM events")" 0 \
+    "events stored twice"
+  STORED=$((STORED + $(wc -l <"$1")))
+  expect_eq "$(rx_rows)" "$STORED" "events stored in all (only those emitted)"
 }
 
 # crash_summary [EXTRA]: one line with the trials, kills and wall time (for README figures).
