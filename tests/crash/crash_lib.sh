@@ -49,6 +49,7 @@ crash_trials() {
     TRIAL_DIR="$TEST_TMP/trial-$t"
     mkdir -p "$TRIAL_DIR"
     "$1"
+    echo "trial $t passed ($(($(elapsed_ms "$CRASH_T0") / 1000)) s)"
     [ "${SK_TEST_KEEP:-0}" = 1 ] || rm -rf "$TRIAL_DIR"
   done
 }
