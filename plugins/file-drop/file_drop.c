@@ -4,7 +4,9 @@
  * <outbox>/<bundle-id>.skb/ holding events.ndjson.gz (the envelopes, one per
  * line, gzip) and manifest.json (count, first/last event id, sha256 of the
  * data file). It is built in <outbox>/.tmp-<bundle-id>/, fsynced and renamed,
- * so a reader sees a whole bundle or none. README.md is the format's spec;
+ * so a reader sees a whole bundle or none. The writer holds a lock on its temp
+ * folder, so the temp folder of a killed writer (nobody's lock) is told apart from
+ * one being written, and removed at the next create. README.md is the format's spec;
  * host/bundle.c reads it on the connected machine.
  *
  * Built against include/spec-kitty/transport.h only: the host's helpers are
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -42,7 +45,8 @@
 #define FD_DEFAULT_GZIP_LEVEL 6
 #define FD_DEFAULT_FSYNC 1
 
-/* A temp folder this old is the leftover of a killed writer: removed at create. */
+/* Where the file system has no locks (flock fails), a temp folder this old is taken
+ * for the leftover of a killed writer. */
 #define FD_STALE_TMP_SECONDS 3600
 /* Events written between two looks at cancel() and the deadline. */
 #define FD_CHECK_EVERY 128
@@ -109,6 +113,7 @@ typedef struct fd_bundle {
     char final_name[FD_ID_CAP + 8];
     int64_t created_ms;
     int outbox_fd, data_fd, manifest_fd;
+    int tmp_fd; /* the temp folder, locked (LOCK_EX) from its creation until closed */
     int tmp_made, committed;
     int parts; /* compressed parts (p->parts[0..parts-1]) */
     uint64_t data_bytes, raw_bytes;
@@ -197,20 +202,39 @@ static void fd_remove_tmp(int outbox_fd, const char *tmp_name)
     unlinkat(outbox_fd, tmp_name, AT_REMOVEDIR);
 }
 
+/* True when the temp folder name was left by a writer that died: nobody holds its
+ * lock (the kernel drops a lock with its process). Where locks fail, by age. */
+static int fd_tmp_orphaned(int outbox_fd, const char *name, time_t now)
+{
+    struct stat st;
+    int fd = openat(outbox_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    int orphaned = flock(fd, LOCK_EX | LOCK_NB) == 0 ||
+                   (errno != EWOULDBLOCK && st.st_mtime + FD_STALE_TMP_SECONDS < now);
+    close(fd);
+    return orphaned;
+}
+
 /* At create: learns the newest bundle's time (so ids keep increasing across
- * restarts and clock steps) and removes stale temp folders. Best effort. */
+ * restarts and clock steps) and removes the temp folders of dead writers. Temp
+ * folders are judged only under an exclusive lock on the outbox, which writers
+ * hold shared from mkdir until they hold their folder's lock (fd_bundle_begin):
+ * otherwise a folder just made would look dead. Best effort. */
 static void fd_scan_outbox(fd_plugin *p)
 {
     DIR *d = opendir(p->outbox);
     if (!d)
         return;
     time_t now = time(NULL);
+    int judge = flock(dirfd(d), LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        struct stat st;
         if (strncmp(e->d_name, FD_TMP_PREFIX, strlen(FD_TMP_PREFIX)) == 0) {
-            if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                S_ISDIR(st.st_mode) && st.st_mtime + FD_STALE_TMP_SECONDS < now)
+            if (judge && fd_tmp_orphaned(dirfd(d), e->d_name, now))
                 fd_remove_tmp(dirfd(d), e->d_name);
         } else if (e->d_name[0] != '.' && fd_has_suffix(e->d_name, FD_BUNDLE_SUFFIX)) {
             int64_t ms = fd_id_parse_ms(e->d_name);
@@ -218,7 +242,7 @@ static void fd_scan_outbox(fd_plugin *p)
                 p->last_id_ms = ms;
         }
     }
-    closedir(d);
+    closedir(d); /* drops the outbox lock */
 }
 
 /* Syncs the folder that holds path, so that a new entry there (the outbox
@@ -310,15 +334,27 @@ static fd_rc fd_close_file(fd_plugin *p, int *fd, const fd_bundle *b, const char
     return FD_OK;
 }
 
-/* Creates the temp folder and opens its data file. */
+/* Creates the temp folder, locked as ours (see fd_scan_outbox), and opens its
+ * data file. Lock failures are ignored: then only age marks a folder dead. */
 static fd_rc fd_bundle_begin(fd_plugin *p, fd_bundle *b, char *detail)
 {
     if (fd_open_outbox(p, &b->outbox_fd, detail) != FD_OK)
         return FD_ERR;
     fd_next_id(p, b);
-    if (mkdirat(b->outbox_fd, b->tmp_name, 0700) != 0)
-        return fd_fail(detail, "cannot create %s/%s: %s", p->outbox, b->tmp_name, strerror(errno));
+    (void)flock(b->outbox_fd, LOCK_SH);
+    int made = mkdirat(b->outbox_fd, b->tmp_name, 0700) == 0;
+    int saved = errno;
+    if (made) {
+        b->tmp_fd = openat(b->outbox_fd, b->tmp_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (b->tmp_fd >= 0)
+            (void)flock(b->tmp_fd, LOCK_EX | LOCK_NB);
+    }
+    (void)flock(b->outbox_fd, LOCK_UN);
+    if (!made)
+        return fd_fail(detail, "cannot create %s/%s: %s", p->outbox, b->tmp_name, strerror(saved));
     b->tmp_made = 1;
+    if (b->tmp_fd < 0)
+        return fd_fail(detail, "cannot open %s/%s: %s", p->outbox, b->tmp_name, strerror(errno));
     char path[sizeof b->tmp_name + sizeof FD_DATA_FILE + 1];
     snprintf(path, sizeof path, "%s/" FD_DATA_FILE, b->tmp_name);
     b->data_fd = openat(b->outbox_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -592,16 +628,8 @@ static fd_rc fd_commit(fd_plugin *p, fd_bundle *b, char *detail)
     if (fd_close_file(p, &b->data_fd, b, FD_DATA_FILE, detail) != FD_OK ||
         fd_close_file(p, &b->manifest_fd, b, FD_MANIFEST_FILE, detail) != FD_OK)
         return FD_ERR;
-    if (p->fsync) {
-        int fd = openat(b->outbox_fd, b->tmp_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int rc = fd < 0 ? -1 : fsync(fd);
-        int saved = errno;
-        if (fd >= 0)
-            close(fd);
-        if (rc != 0)
-            return fd_fail(detail, "cannot sync %s/%s: %s", p->outbox, b->tmp_name,
-                           strerror(saved));
-    }
+    if (p->fsync && fsync(b->tmp_fd) != 0)
+        return fd_fail(detail, "cannot sync %s/%s: %s", p->outbox, b->tmp_name, strerror(errno));
     if (renameat(b->outbox_fd, b->tmp_name, b->outbox_fd, b->final_name) != 0)
         return fd_fail(detail, "cannot rename %s/%s to %s: %s", p->outbox, b->tmp_name,
                        b->final_name, strerror(errno));
@@ -623,6 +651,8 @@ static void fd_bundle_end(fd_bundle *b)
         close(b->manifest_fd);
     if (b->tmp_made && !b->committed)
         fd_remove_tmp(b->outbox_fd, b->tmp_name);
+    if (b->tmp_fd >= 0)
+        close(b->tmp_fd); /* after the removal: no scan may take it for a dead writer's */
     if (b->outbox_fd >= 0)
         close(b->outbox_fd);
 }
@@ -663,7 +693,8 @@ static int fd_send(void *self, const sk_batch *batch, sk_batch_result *result)
     result->detail[0] = '\0';
     result->hints = SK_HINT_NONE;
     result->status_code = 0;
-    fd_bundle b = {.outbox = p->outbox, .outbox_fd = -1, .data_fd = -1, .manifest_fd = -1};
+    fd_bundle b = {
+        .outbox = p->outbox, .outbox_fd = -1, .data_fd = -1, .manifest_fd = -1, .tmp_fd = -1};
     fd_rc rc = fd_check(p, batch, result->detail);
     if (rc != FD_OK)
         return fd_finish(p, &b, batch, result, rc);

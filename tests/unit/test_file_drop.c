@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -488,7 +489,9 @@ static void test_envelope_with_line_break_is_parked(void **state)
     batch_free(t);
 }
 
-static void test_stale_temp_folders_removed_fresh_ones_ignored(void **state)
+/* At create, the temp folders of dead writers go (nobody holds their lock, however
+ * young), and one a live writer holds stays. */
+static void test_dead_writers_temp_folders_removed_live_ones_kept(void **state)
 {
     fixture *fx = *state;
     char p[1200];
@@ -500,17 +503,27 @@ static void test_stale_temp_folders_removed_fresh_ones_ignored(void **state)
     snprintf(p, sizeof p, "%s/.tmp-old", fx->outbox);
     struct timespec old[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
     assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
-    snprintf(p, sizeof p, "%s/.tmp-fresh", fx->outbox);
+    snprintf(p, sizeof p, "%s/.tmp-dead", fx->outbox);
     assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(p, sizeof p, "%s/.tmp-dead/manifest.json", fx->outbox);
+    sk_test_write_file(p, "{");
+    snprintf(p, sizeof p, "%s/.tmp-live", fx->outbox);
+    assert_int_equal(mkdir(p, 0700), 0);
+    int live = open(p, O_RDONLY | O_DIRECTORY);
+    assert_true(live >= 0);
+    assert_int_equal(flock(live, LOCK_EX), 0);
     open_plugin(fx, NULL);
     assert_int_equal(count_entries(fx->outbox, ".tmp-old"), 0);
-    assert_int_equal(count_entries(fx->outbox, ".tmp-fresh"), 1);
+    assert_int_equal(count_entries(fx->outbox, ".tmp-dead"), 0);
+    assert_int_equal(count_entries(fx->outbox, ".tmp-live"), 1);
+    close(live);
     collect c = {0};
     assert_int_equal(read_outbox(fx->outbox, &c), 0); /* a temp folder is never a bundle */
 }
 
 /* A writer killed with SIGKILL at any moment leaves whole bundles (which all
- * verify) and at most temp folders the reader ignores. The child announces
+ * verify) and at most temp folders the reader ignores, which the next writer's
+ * create removes. The child announces
  * each send through a pipe; the kill follows after a delay that walks across
  * the duration of one send round by round, so it lands in every phase. */
 static void test_kill_9_leaves_whole_bundles_or_temp_entries(void **state)
@@ -562,6 +575,9 @@ static void test_kill_9_leaves_whole_bundles_or_temp_entries(void **state)
     int tmp = count_entries(fx->outbox, ".tmp-");
     assert_int_equal(count_entries(fx->outbox, ""), (int)bundles + tmp);
     printf("# kill -9 x%d: %zu whole bundles, %d temp folders left\n", ROUNDS, bundles, tmp);
+    open_plugin(fx, "{\"fsync\": false}");
+    assert_int_equal(count_entries(fx->outbox, ".tmp-"), 0);
+    assert_int_equal(count_entries(fx->outbox, ""), (int)bundles);
 }
 
 static void test_relative_outbox_lives_under_state_root(void **state)
@@ -689,8 +705,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_from_another_thread_stops_a_send, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_envelope_with_line_break_is_parked, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stale_temp_folders_removed_fresh_ones_ignored, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_dead_writers_temp_folders_removed_live_ones_kept,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_9_leaves_whole_bundles_or_temp_entries, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_relative_outbox_lives_under_state_root, setup,
