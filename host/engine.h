@@ -50,6 +50,17 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out);
 typedef void (*sk__line_error_fn)(void *ctx, size_t line_no, const char *message);
 
 /*
+ * One line of `emit --file` (NUL-terminated, no newline) → an envelope (new
+ * reference in *out), validated. A full envelope (it has event_id) is taken as
+ * it is, ids normalised; a short one is built like sk_emit_event, with defaults
+ * for what the line leaves out (a line with schema_version builds a current
+ * envelope); *needs_clock then (lamport_clock still 0). SK_ERR_INVALID_EVENT
+ * with a message otherwise.
+ */
+sk_status sk__sync_line_envelope(const sk_sync *s, const char *line, const sk_event_spec *defaults,
+                                 json_t **out, int *needs_clock, sk__err *err);
+
+/*
  * Enqueues every NDJSON line of text in one transaction, or none: each bad line
  * is reported through on_error (1-based line numbers) and then SK_ERR_INVALID_EVENT
  * is returned. Blank lines are skipped. Short-form lines are built like
