@@ -22,8 +22,8 @@ typedef struct fz_answer {
     long status;
     const char *retry_after; /* NULL when absent */
     const char *location;    /* NULL when absent */
-    const char *body; /* NULL when empty; exactly body_len bytes, no NUL after them
-                         (plugins keep the body in a plain byte buffer) */
+    const char *body;        /* NULL when empty; exactly body_len bytes, no NUL after them
+                                (plugins keep the body in a plain byte buffer) */
     size_t body_len;
     char *storage;   /* owned copy of the head the header pointers point into */
     char *body_copy; /* owned */

@@ -100,16 +100,14 @@ static sk_status on_event(void *ctx, const char *event_id, const char *json, siz
     return SK_OK;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Writes the bundle folder's two files from the input (see the top of this file). */
+static void write_bundle(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
-    paths_init();
     int gzip_here = data[0] & 1, fix = data[0] & 2;
     char *rest = fz_cstr(data + 1, size - 1);
     char *split = memmem(rest, size - 1, FZ_SPLIT, strlen(FZ_SPLIT));
     size_t manifest_len = split ? (size_t)(split - rest) : size - 1;
-    const uint8_t *events = (const uint8_t *)rest + size - 1; /* the final NUL: none */
+    const uint8_t *events = (const uint8_t *)rest + size - 1; /* none without FZ_SPLIT */
     if (split) {
         *split = '\0';
         events = (const uint8_t *)split + strlen(FZ_SPLIT);
@@ -128,7 +126,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     else
         fz_write_file(manifest_path, rest, manifest_len);
     fz_write_file(data_path, file, file_len);
+    free(fixed);
+    free(packed);
+    free(rest);
+}
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    paths_init();
+    write_bundle(data, size);
     sk__bundle_info info;
     sk__err err = {{0}};
     size_t seen = 0;
@@ -137,8 +145,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FZ_CHECK((int64_t)seen == info.event_count, "events handed out differ from the manifest");
     else
         FZ_CHECK(seen == 0 && err.msg[0], "a refused bundle must hand out nothing and say why");
-    free(fixed);
-    free(packed);
-    free(rest);
     return 0;
 }

@@ -1,4 +1,5 @@
-/* credentials.json: the parsing half of sk__creds_load, then the state checks `auth status` makes. */
+/* credentials.json: the parsing half of sk__creds_load, then the state checks
+ * that `auth status` makes. */
 #include "auth.h"
 #include "fuzz_util.h"
 

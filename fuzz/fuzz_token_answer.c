@@ -23,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FZ_CHECK(sk__creds_state(&c, now_ms) == SK__AUTH_OK, "a fresh session is not usable");
     } else {
         FZ_CHECK(err.msg[0] != '\0', "a refused answer must come with a message");
-        FZ_CHECK(strcmp(c.refresh, "old-refresh-token") == 0, "a refused answer changed the session");
+        FZ_CHECK(strcmp(c.refresh, "old-refresh-token") == 0,
+                 "a refused answer changed the session");
     }
     sk__creds_wipe(&c);
     free(body);
