@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 #define FZ_SPLIT "\n--events--\n"
 
@@ -35,27 +34,6 @@ static void paths_init(void)
         abort();
     snprintf(manifest_path, sizeof manifest_path, "%s/" SK__BUNDLE_MANIFEST_FILE, bundle_dir);
     snprintf(data_path, sizeof data_path, "%s/" SK__BUNDLE_DATA_FILE, bundle_dir);
-}
-
-/* gzip of in (one member, as the file-drop plugin writes); *out malloc'd. */
-static size_t gzip_bytes(const uint8_t *in, size_t len, uint8_t **out)
-{
-    z_stream z = {0};
-    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        abort();
-    size_t cap = deflateBound(&z, len) + 32;
-    *out = malloc(cap);
-    if (!*out)
-        abort();
-    z.next_in = (Bytef *)(uintptr_t)in;
-    z.avail_in = (uInt)len;
-    z.next_out = *out;
-    z.avail_out = (uInt)cap;
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
-        abort();
-    size_t n = z.total_out;
-    deflateEnd(&z);
-    return n;
 }
 
 static size_t count_newlines(const uint8_t *p, size_t n)
@@ -117,7 +95,7 @@ static void write_bundle(const uint8_t *data, size_t size)
     const uint8_t *file = events;
     size_t file_len = events_len;
     if (gzip_here) {
-        file_len = gzip_bytes(events, events_len, &packed);
+        file_len = fz_gzip(events, events_len, 6, &packed); /* one member, as file-drop writes */
         file = packed;
     }
     char *fixed = fix ? fix_manifest(rest, file, file_len, events, events_len, gzip_here) : NULL;

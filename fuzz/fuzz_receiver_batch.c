@@ -14,7 +14,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -49,25 +48,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* gzip of in; *out malloc'd. */
-static size_t gzip_body(const uint8_t *in, size_t len, uint8_t **out)
-{
-    uLongf cap = compressBound(len) + 32;
-    z_stream z = {0};
-    *out = malloc(cap);
-    if (!*out || deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        abort();
-    z.next_in = (Bytef *)(uintptr_t)in;
-    z.avail_in = (uInt)len;
-    z.next_out = *out;
-    z.avail_out = (uInt)cap;
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
-        abort();
-    size_t n = z.total_out;
-    deflateEnd(&z);
-    return n;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const encodings[] = {NULL, "identity", "gzip", "gzip"};
@@ -86,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     memcpy(body, data + 1, body_len);
     if (enc == 3) {
-        body_len = gzip_body(data + 1, size - 1, &packed);
+        body_len = fz_gzip(data + 1, size - 1, 1, &packed);
         free(body);
         body = packed;
     }

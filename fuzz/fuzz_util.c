@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 char *fz_cstr(const uint8_t *data, size_t size)
 {
@@ -57,4 +58,24 @@ void fz_write_file(const char *path, const void *data, size_t size)
         perror(path);
         abort();
     }
+}
+
+size_t fz_gzip(const uint8_t *in, size_t len, int level, uint8_t **out)
+{
+    z_stream z = {0};
+    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        abort();
+    size_t cap = deflateBound(&z, len) + 32;
+    *out = malloc(cap);
+    if (!*out)
+        abort();
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)len;
+    z.next_out = *out;
+    z.avail_out = (uInt)cap;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
+        abort();
+    size_t n = z.total_out;
+    deflateEnd(&z);
+    return n;
 }

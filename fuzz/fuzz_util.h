@@ -27,6 +27,10 @@ void fz_fail(const char *why, const char *file, int line) __attribute__((noretur
  */
 const char *fz_scratch_dir(void);
 
+/* The gzip (one member, zlib level) of in[0..len) in *out (malloc'd); returns its
+ * size. Aborts on a zlib or memory failure. */
+size_t fz_gzip(const uint8_t *in, size_t len, int level, uint8_t **out);
+
 /* Writes size bytes to path (replacing it); aborts on an I/O error. */
 void fz_write_file(const char *path, const void *data, size_t size);
 
