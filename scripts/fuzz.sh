@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-20}
 BUILD=build/fuzz
-JOBS=${SK_FUZZ_JOBS:-$(nproc)}
-[ "$JOBS" -gt 2 ] && [ -z "${SK_FUZZ_JOBS:-}" ] && JOBS=2
+CORES=$(nproc)
+JOBS=${SK_FUZZ_JOBS:-$((CORES < 2 ? CORES : 2))}
 
 echo "== configure $BUILD (clang, libFuzzer, ASan+UBSan)"
 CC=clang cmake -S . -B "$BUILD" -DSK_FUZZ=ON -DSK_SANITIZE=ON -DSK_WERROR=ON \
