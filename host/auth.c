@@ -148,14 +148,21 @@ sk_status sk__creds_load(const char *path, sk__creds *out, sk__err *err)
     close(fd);
     if (st != SK_OK)
         return st;
-    json_error_t jerr;
-    json_t *root = json_loads(text, 0, &jerr);
+    st = sk__creds_parse(path, text, out, err);
     explicit_bzero(text, strlen(text));
     free(text);
+    return st;
+}
+
+sk_status sk__creds_parse(const char *path, const char *text, sk__creds *out, sk__err *err)
+{
+    memset(out, 0, sizeof *out);
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
     if (!root)
         return sk__fail(err, SK_ERR_CONFIG, "%s:%d:%d: %s (remove it and log in again)", path,
                         jerr.line, jerr.column, jerr.text);
-    st = creds_from_json(path, root, out, err);
+    sk_status st = creds_from_json(path, root, out, err);
     json_decref(root);
     if (st != SK_OK)
         sk__creds_wipe(out);

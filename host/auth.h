@@ -51,6 +51,10 @@ typedef struct sk__creds {
  */
 sk_status sk__creds_load(const char *path, sk__creds *out, sk__err *err);
 
+/* The parsing half of sk__creds_load: text is the file's content, path only
+ * names it in messages. SK_ERR_CONFIG when it is not valid credentials JSON. */
+sk_status sk__creds_parse(const char *path, const char *text, sk__creds *out, sk__err *err);
+
 /* Writes credentials to path atomically with mode 0600 (data and folder fsynced). */
 sk_status sk__creds_save(const char *path, const sk__creds *c, sk__err *err);
 

@@ -243,15 +243,9 @@ static const char *line_string_or(const json_t *obj, const char *key, const char
     return v ? v : dflt;
 }
 
-/*
- * One NDJSON line → an envelope (new reference); *needs_clock when we built it.
- * A full envelope (it has event_id) is taken as it is, ids normalised; a short
- * one is built like sk_emit_event, with defaults for what the line leaves out
- * (a line with schema_version builds a current envelope).
- */
-static sk_status line_to_envelope(sk_sync *s, const char *line, size_t len,
-                                  const sk_event_spec *defaults, json_t **out, int *needs_clock,
-                                  sk__err *err)
+sk_status sk__sync_line_envelope(const sk_sync *s, const char *line, size_t len,
+                                 const sk_event_spec *defaults, json_t **out, int *needs_clock,
+                                 sk__err *err)
 {
     *out = NULL;
     *needs_clock = 0;
@@ -342,7 +336,7 @@ sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_ev
         if ((st = emit_room(&envs, &needs, n, &cap, &err)) != SK_OK)
             break;
         sk__err lerr = {{0}};
-        if (line_to_envelope(s, line, len, defaults, &envs[n], &needs[n], &lerr) == SK_OK) {
+        if (sk__sync_line_envelope(s, line, len, defaults, &envs[n], &needs[n], &lerr) == SK_OK) {
             n++;
         } else {
             bad++;

@@ -62,13 +62,24 @@ typedef void (*sk__line_error_fn)(void *ctx, size_t line_no, const char *message
 #define SK__EMIT_MAX_LINE ((size_t)1 << 20)
 
 /*
+ * One line of `emit --file` (len bytes, no newline) → an envelope (new
+ * reference in *out), validated. A full envelope (it has event_id) is taken as
+ * it is, ids normalised; a short one is built like sk_emit_event, with defaults
+ * for what the line leaves out (a line with schema_version builds a current
+ * envelope); *needs_clock then (lamport_clock still 0). SK_ERR_INVALID_EVENT
+ * with a message otherwise (a NUL byte in the line included).
+ */
+sk_status sk__sync_line_envelope(const sk_sync *s, const char *line, size_t len,
+                                 const sk_event_spec *defaults, json_t **out, int *needs_clock,
+                                 sk__err *err);
+
+/*
  * Enqueues every NDJSON line read from fd (name names it in messages) in one
  * transaction, or none: each bad line is reported through on_error (1-based
  * line numbers) and then SK_ERR_INVALID_EVENT is returned. Blank lines are
- * skipped. Short-form lines are built like sk_emit_event with defaults
- * (schema, project, build) for what they leave out. Memory stays bounded
- * whatever the input: reading stops at a line longer than SK__EMIT_MAX_LINE,
- * and at more events than queue.max_events (SK_ERR_QUEUE_FULL).
+ * skipped. Lines become envelopes as sk__sync_line_envelope makes them. Memory
+ * stays bounded whatever the input: reading stops at a line longer than
+ * SK__EMIT_MAX_LINE, and at more events than queue.max_events (SK_ERR_QUEUE_FULL).
  * *count_out = events queued.
  */
 sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_event_spec *defaults,

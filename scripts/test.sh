@@ -2,10 +2,12 @@
 # Sets up a fresh Debian machine (as root) and runs the whole test suite:
 # a -Werror build with every unit and integration test, then the same suite
 # under AddressSanitizer + UndefinedBehaviorSanitizer, then the unit and
-# service tests under ThreadSanitizer (a data race fails the run).
-#   scripts/test.sh            all three builds
+# service tests under ThreadSanitizer (a data race fails the run), then every
+# fuzz harness for a few seconds (scripts/fuzz.sh).
+#   scripts/test.sh            all of it
 #   SK_SKIP_ASAN=1 scripts/test.sh   skip the ASan+UBSan build (quicker, local use)
 #   SK_SKIP_TSAN=1 scripts/test.sh   skip the ThreadSanitizer build
+#   SK_SKIP_FUZZ=1 scripts/test.sh   without the short fuzz runs (scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -50,5 +52,9 @@ if [ "${SK_SKIP_TSAN:-0}" != 1 ]; then
     echo "== ThreadSanitizer reported data races (above)" >&2
     exit 1
   fi
+fi
+if [ "${SK_SKIP_FUZZ:-0}" != 1 ]; then
+  # Each harness briefly (two at a time): replays the seed corpus, known crashes included.
+  bash scripts/fuzz.sh "${SK_FUZZ_SECONDS:-15}"
 fi
 echo "== all suites passed"

@@ -1,0 +1,96 @@
+/*
+ * The reference receiver's batch endpoint (rcv__handle_batch) on a body from
+ * the input, with the receiver's own allocator hooks and an in-memory store:
+ *
+ *   byte 0   bits 0-1 Content-Encoding: 0 none, 1 "identity", 2 "gzip" with
+ *            the bytes below as is, 3 "gzip" after gzipping them here;
+ *            bit 2 --strict (400 with details instead of per-event results)
+ *   then     the body
+ */
+#include "jalloc.h"
+#include "receiver.h"
+
+#include "fuzz_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Reopen the store now and then: every new valid event adds a row. */
+#define FZ_STORE_INPUTS 4096
+
+static rcv__app app;
+
+static void store_reopen(void)
+{
+    char msg[256];
+    rcv__store_close(app.store);
+    app.store = NULL;
+    if (rcv__store_open(":memory:", &app.store, msg, sizeof msg) != 0)
+        fz_fail(msg, __FILE__, __LINE__);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    rcv__jalloc_install(); /* as the receiver's main does, before any Jansson use */
+    app.cfg.no_auth = 1;
+    app.cfg.max_events = 1000;
+    app.cfg.max_body_bytes = 1 << 20;
+    pthread_mutex_init(&app.stats.lock, NULL);
+    app.faults = rcv__faults_new();
+    app.ratelimit = rcv__ratelimit_new(0);
+    if (!app.faults || !app.ratelimit)
+        abort();
+    store_reopen();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char *const encodings[] = {NULL, "identity", "gzip", "gzip"};
+    static unsigned inputs;
+    if (size < 1)
+        return 0;
+    if (++inputs % FZ_STORE_INPUTS == 0)
+        store_reopen();
+    int enc = data[0] & 3;
+    app.cfg.strict = (data[0] & 4) != 0;
+    uint8_t *packed = NULL;
+    /* An exact-size copy: the server's body buffer has no NUL after it. */
+    size_t body_len = size - 1;
+    uint8_t *body = malloc(body_len ? body_len : 1);
+    if (!body)
+        abort();
+    memcpy(body, data + 1, body_len);
+    if (enc == 3) {
+        body_len = fz_gzip(data + 1, size - 1, 1, &packed);
+        free(body);
+        body = packed;
+    }
+    rcv__request rq = {.method = "POST",
+                       .path = "/api/v1/events/batch/",
+                       .content_type = "application/json",
+                       .content_encoding = encodings[enc],
+                       .protocol = "2.0",
+                       .body = (const char *)body,
+                       .body_len = body_len,
+                       .client = "127.0.0.1",
+                       .loopback = 1};
+    rcv__reply rep = {.retry_after = -1};
+    rcv__handle_batch(&app, &rq, &rep);
+    FZ_CHECK(rep.status == 200 || rep.status == 400 || rep.status == 413,
+             "the batch endpoint answered neither 200, 400 nor 413");
+    FZ_CHECK((rep.status == 200) == (rep.raw != NULL), "a 200 comes with the results text");
+    if (rep.raw) {
+        json_t *doc = json_loads(rep.raw, 0, NULL);
+        FZ_CHECK(json_is_array(json_object_get(doc, "results")), "200 without a results array");
+        json_decref(doc);
+    }
+    json_decref(rep.body);
+    free(rep.raw);
+    free(body);
+    return 0;
+}
