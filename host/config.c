@@ -1,6 +1,7 @@
 /* The sync config: one table of keys drives parsing, defaults and `sync config`. */
 #include "config.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,8 +279,10 @@ static sk_status apply_env(sk__config *cfg, sk__err *err)
 {
     const char *url = getenv("SPEC_KITTY_SAAS_URL");
     if (url && *url) {
-        size_t idx;
-        find_key(NULL, "server_url", &idx);
+        size_t idx = 0;
+        const key_def *k = find_key(NULL, "server_url", &idx);
+        assert(k != NULL); /* a key of the table */
+        (void)k;
         if (set_string(&cfg->server_url, url))
             return sk__fail(err, SK_ERR_NOMEM, "out of memory");
         cfg->sources[idx] = SK__SRC_ENV;

@@ -11,8 +11,8 @@ bash scripts/deps.sh
 BUILD=build/demo
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "build (cmake, -Werror) and install into $BUILD/_install"
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSK_BUILD_TESTS=OFF -DSK_BUILD_BENCH=OFF >/dev/null
+step "build (cmake, Release) and install into $BUILD/_install"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSK_BUILD_TESTS=OFF -DSK_BUILD_BENCH=OFF >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" >/dev/null
 cmake --install "$BUILD" --prefix "$BUILD/_install" >/dev/null
 export SK_PREFIX="$PWD/$BUILD/_install"
