@@ -17,7 +17,7 @@ bundle_events() { cat "$1"/*.skb/manifest.json 2>/dev/null | jq -s 'map(.event_c
 # 1. file-drop: SIGINT in the middle of the drain.
 config "{\"transport\": {\"plugin\": \"file-drop\", \"options\": {\"outbox\": \"$OUTBOX\"}},
   \"schedule\": {\"max_batch_events\": 20}}"
-emit_many 6000
+emit_many 3000
 bg sync now
 wait_for 20 have_bundles || fail "no bundle written"
 paused_interrupt INT
@@ -27,10 +27,10 @@ expect_err "sync interrupted by SIGINT"
 LEFT="$(queue_ready)"
 [ "$LEFT" -gt 0 ] || fail "the drain finished before the signal (make the test bigger)"; pass
 ls -a "$OUTBOX" | grep -q '^\.tmp-' && fail "a temp folder was left in the outbox"; pass
-expect_eq "$(bundle_events "$OUTBOX")" $((6000 - LEFT)) "events in bundles + events queued"
+expect_eq "$(bundle_events "$OUTBOX")" $((3000 - LEFT)) "events in bundles + events queued"
 expect_out "Remaining: $LEFT  (interrupted)"
 sk sync now; expect_rc 0; expect_out "Remaining: 0"
-expect_eq "$(bundle_events "$OUTBOX")" 6000 "events in bundles after the second drain"
+expect_eq "$(bundle_events "$OUTBOX")" 3000 "events in bundles after the second drain"
 ALL_BUNDLES="$(bundles)"
 
 # 2. import of that outbox on a "connected machine": SIGTERM between bundles.
@@ -46,7 +46,7 @@ MOVED="$(ls "$OUTBOX/imported" | wc -l)"
 expect_eq "$(queue_ready)" "$(bundle_events "$OUTBOX/imported")" "events queued = events of the bundles moved aside"
 expect_eq "$(bundles)" $((ALL_BUNDLES - MOVED)) "bundles left in the outbox"
 sk sync import "$OUTBOX"; expect_rc 0
-expect_eq "$(queue_ready)" 6000 "events queued after the second import"
+expect_eq "$(queue_ready)" 3000 "events queued after the second import"
 
 # 3. status --check: the probe waits on a server that does not answer.
 rx_start rx
@@ -96,7 +96,7 @@ echo "auth login prompt: SIGINT -> exit in $ELAPSED ms"
 e2e_config "$RX_URL" '{}' '{"max_retries": 0}'
 rx_fault '{"endpoint": "batch", "status": 400, "details": true, "count": 20}'
 sk sync now; expect_rc 0 "sync now with every event parked"
-expect_ge "$(queue_parked)" 6000 "parked events"
+expect_ge "$(queue_parked)" 3000 "parked events"
 set +e
 "$SK_BIN" sync parked 2>"$TEST_TMP/pipe.err" | head -1 >/dev/null
 rc=${PIPESTATUS[0]}
