@@ -26,6 +26,7 @@ typedef struct salvage {
         char event_id[32];
     } *miss; /* rows an index names that the walk did not read */
     size_t miss_n, miss_cap;
+    size_t lost_cap; /* of r->lost_ids */
     sk__doctor_report *r;
 } salvage;
 
@@ -147,13 +148,10 @@ static sk_status add_lost(salvage *sv, const char *event_id, sk__err *err)
     sv->r->rows_lost++;
     if (!event_id || !*event_id)
         return SK_OK;
-    size_t cap = sv->r->lost_ids_count;
-    char(*ids)[32] = realloc(sv->r->lost_ids, (cap + 1) * sizeof *ids);
-    if (!ids)
+    sk__doctor_report *r = sv->r;
+    if (!grow((void **)&r->lost_ids, &sv->lost_cap, r->lost_ids_count + 1, sizeof *r->lost_ids))
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
-    snprintf(ids[cap], sizeof ids[cap], "%.31s", event_id);
-    sv->r->lost_ids = ids;
-    sv->r->lost_ids_count = cap + 1;
+    snprintf(r->lost_ids[r->lost_ids_count++], sizeof *r->lost_ids, "%.31s", event_id);
     return SK_OK;
 }
 
@@ -168,12 +166,13 @@ static sk_status take_row(salvage *sv, sqlite3_stmt *st, sk__err *err)
     if (sv->ins) {
         for (int i = 0; i < 8; i++)
             sqlite3_bind_value(sv->ins, i + 1, sqlite3_column_value(st, i));
+        sqlite3 *dst = sqlite3_db_handle(sv->ins);
         int rc = sqlite3_step(sv->ins);
         sqlite3_reset(sv->ins);
-        if ((rc & 0xff) == SQLITE_CONSTRAINT) /* an event_id twice: the first one stays */
-            return add_lost(sv, NULL, err);
         if (rc != SQLITE_DONE)
-            return sql_fail(sqlite3_db_handle(sv->ins), err, rc, "the fresh queue.db", "insert");
+            return sql_fail(dst, err, rc, "the fresh queue.db", "insert");
+        if (sqlite3_changes(dst) == 0) /* an event_id twice: the first one stays */
+            return add_lost(sv, eid, err);
     }
     sv->r->rows_readable++;
     sv->r->bytes_readable += sqlite3_column_bytes(st, 3);
