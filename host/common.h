@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* A one-line error message travelling next to an sk_status. */
 typedef struct sk__err {
@@ -27,6 +28,8 @@ void sk__err_clear(sk__err *err);
 int64_t sk__wall_ms(void);
 /* Monotonic clock, milliseconds. */
 int64_t sk__mono_ms(void);
+/* The time ms from now on clock, for pthread_cond_timedwait and the like. */
+struct timespec sk__deadline_in(clockid_t clock, int64_t ms);
 
 /* Writes ISO-8601 UTC with milliseconds, e.g. 2026-11-25T09:18:44.123Z (cap >= 25). */
 void sk__iso8601_ms(int64_t wall_ms, char *buf, size_t cap);

@@ -28,10 +28,11 @@ static int ulid_any_case(const char *s, size_t len)
     return 1;
 }
 
-static int all_hex(const char *s, size_t len)
+/* Every one of the n characters at s is of the class (isdigit, isxdigit). */
+static int all_of(const char *s, size_t n, int (*is_class)(int))
 {
-    for (size_t i = 0; i < len; i++) {
-        if (!isxdigit((unsigned char)s[i]))
+    for (size_t i = 0; i < n; i++) {
+        if (!is_class((unsigned char)s[i]))
             return 0;
     }
     return 1;
@@ -44,7 +45,7 @@ static int uuid_hyphenated(const char *s, size_t len)
     if (len != 36)
         return 0;
     for (size_t g = 0, off = 0; g < SK__ARRAY_LEN(groups); g++) {
-        if (!all_hex(s + off, groups[g]) || (g < 4 && s[off + groups[g]] != '-'))
+        if (!all_of(s + off, groups[g], isxdigit) || (g < 4 && s[off + groups[g]] != '-'))
             return 0;
         off += groups[g] + 1;
     }
@@ -59,7 +60,7 @@ sk__id_form sk__event_id_normalize(const char *in, char out[SK__EVENT_ID_MAX])
             out[i] = (char)toupper((unsigned char)in[i]);
         return SK__ID_ULID;
     }
-    if (uuid_hyphenated(in, len) || (len == 32 && all_hex(in, len))) {
+    if (uuid_hyphenated(in, len) || (len == 32 && all_of(in, len, isxdigit))) {
         /* Bare hex gets its hyphens after digits 8, 12, 16 and 20. */
         size_t o = 0;
         for (size_t i = 0; i < len; i++) {
@@ -153,15 +154,6 @@ static int one_of(const char *s, const char *const *values)
     return 0;
 }
 
-static int digits(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return 0;
-    }
-    return 1;
-}
-
 /* [a-z0-9-]+ over the whole rest of s. */
 static int slug_chars(const char *s)
 {
@@ -176,12 +168,12 @@ static int slug_chars(const char *s)
 
 static int wp_id_ok(const char *s)
 {
-    return s && strlen(s) == 4 && s[0] == 'W' && s[1] == 'P' && digits(s + 2, 2);
+    return s && strlen(s) == 4 && s[0] == 'W' && s[1] == 'P' && all_of(s + 2, 2, isdigit);
 }
 
 static int feature_slug_ok(const char *s)
 {
-    return s && strlen(s) > 4 && digits(s, 3) && s[3] == '-' && slug_chars(s + 4);
+    return s && strlen(s) > 4 && all_of(s, 3, isdigit) && s[3] == '-' && slug_chars(s + 4);
 }
 
 /* "my-mission-01J6XW2Z": kebab words, then '-' and 8 ULID characters. */
@@ -205,7 +197,7 @@ static int ulid_suffixed_slug_ok(const char *s)
 /* Two digits in [lo, hi] at s. */
 static int in_range2(const char *s, int lo, int hi)
 {
-    if (!digits(s, 2))
+    if (!all_of(s, 2, isdigit))
         return 0;
     int v = (s[0] - '0') * 10 + (s[1] - '0');
     return v >= lo && v <= hi;
@@ -215,7 +207,7 @@ static int in_range2(const char *s, int lo, int hi)
  * and the server's parser take. */
 static int datetime_ok(const char *s)
 {
-    if (!s || strlen(s) < 16 || !digits(s, 4) || s[4] != '-' || !in_range2(s + 5, 1, 12) ||
+    if (!s || strlen(s) < 16 || !all_of(s, 4, isdigit) || s[4] != '-' || !in_range2(s + 5, 1, 12) ||
         s[7] != '-' || !in_range2(s + 8, 1, 31) || (s[10] != 'T' && s[10] != ' ') ||
         !in_range2(s + 11, 0, 23) || s[13] != ':' || !in_range2(s + 14, 0, 59))
         return 0;
@@ -363,7 +355,7 @@ static int value_ok(const json_t *v, const field_rule *r)
     case V_FEATURE_SLUG:
         return feature_slug_ok(s);
     case V_FEATURE_NUMBER:
-        return s && strlen(s) == 3 && digits(s, 3);
+        return s && strlen(s) == 3 && all_of(s, 3, isdigit);
     case V_MISSION_SLUG:
         return feature_slug_ok(s) || ulid_suffixed_slug_ok(s);
     case V_SCHEMA_3:

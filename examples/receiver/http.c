@@ -129,14 +129,7 @@ static void req_take_body(conn_req *r, const char *data, size_t n, size_t limit)
 /* Waits ms unless the server is stopping. */
 static void delay(rcv__app *app, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = sk__deadline_in(CLOCK_REALTIME, ms);
     pthread_mutex_lock(&app->stop_lock);
     while (!app->stopping &&
            pthread_cond_timedwait(&app->stop_cond, &app->stop_lock, &until) != ETIMEDOUT)

@@ -1,5 +1,6 @@
 /* SQLite storage for the receiver; see store.h. */
 #include "store.h"
+#include "common.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -94,13 +95,7 @@ static void *checkpointer(void *arg)
     rcv__store *st = arg;
     pthread_mutex_lock(&st->ckpt_lock);
     while (!st->stopping) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 500000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = sk__deadline_in(CLOCK_REALTIME, 500);
         pthread_cond_timedwait(&st->ckpt_cond, &st->ckpt_lock, &until);
         if (st->stopping)
             break;
