@@ -299,9 +299,11 @@ static sk_status line_stream_take(sk__line_stream *ls, size_t len, size_t skip, 
  * bytes (a whole line, its newline and a NUL). */
 static sk_status line_stream_room(sk__line_stream *ls, sk__err *err)
 {
-    memmove(ls->buf, ls->buf + ls->start, ls->end - ls->start);
-    ls->end -= ls->start;
-    ls->start = 0;
+    if (ls->start > 0) { /* buf is NULL before the first read */
+        memmove(ls->buf, ls->buf + ls->start, ls->end - ls->start);
+        ls->end -= ls->start;
+        ls->start = 0;
+    }
     if (ls->end + 1 < ls->cap)
         return SK_OK;
     size_t limit = ls->max + 2, cap = ls->cap ? ls->cap * 2 : 65536;

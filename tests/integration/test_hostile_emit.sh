@@ -10,7 +10,7 @@ LINE='{"event_type":"WPStatusChanged","aggregate_id":"WP01","payload":{"wp_id":"
 # space) the address space is capped too, so a regression fails instead of
 # eating the machine's memory.
 LIMIT=""
-ldd "$SK_BIN" | grep -q libasan || LIMIT="ulimit -v 1048576;"
+case "$(ldd "$SK_BIN")" in *libasan*) ;; *) LIMIT="ulimit -v 1048576;" ;; esac
 set +e
 timeout 20 bash -c "$LIMIT exec /usr/bin/time -f 'peak_kb=%M' \"\$0\" sync emit --file /dev/zero" \
   "$SK_BIN" >"$TEST_TMP/out" 2>"$TEST_TMP/err"
