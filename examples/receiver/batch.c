@@ -145,7 +145,12 @@ static void text_str(textbuf *t, const char *s)
     text_add(t, s, strlen(s));
 }
 
-/* Appends s as a JSON string literal (quotes, escapes). */
+/*
+ * Appends s as a JSON string literal (quotes, escapes). Bytes that are not
+ * UTF-8 become U+FFFD: error texts quote event values cut at a byte count,
+ * possibly inside a character, and one such byte would make the whole
+ * results document unreadable to the client.
+ */
 static void text_json_string(textbuf *t, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -153,11 +158,18 @@ static void text_json_string(textbuf *t, const char *s, size_t n)
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
+        size_t utf8 = ch >= 0x80 ? rcv__utf8_len(s + i, n - i) : 0;
+        if (utf8) {
+            i += utf8 - 1;
+            continue;
+        }
+        if (ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\')
             continue;
         text_add(t, s + run, i - run);
         char esc[7] = {'\\', (char)ch, 0};
-        if (ch < 0x20) {
+        if (ch >= 0x80) {
+            memcpy(esc, "\\ufffd", 7);
+        } else if (ch < 0x20) {
             esc[1] = 'u';
             memcpy(esc + 2, "00", 2);
             esc[4] = hex[ch >> 4];

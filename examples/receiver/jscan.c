@@ -64,6 +64,11 @@ static size_t utf8_seq(const unsigned char *p, size_t avail)
     return n;
 }
 
+size_t rcv__utf8_len(const char *s, size_t avail)
+{
+    return avail ? utf8_seq((const unsigned char *)s, avail) : 0;
+}
+
 static int is_hex(char ch)
 {
     return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');

@@ -29,6 +29,10 @@ enum { RCV_SCAN_OK = 0, RCV_SCAN_SYNTAX = -1, RCV_SCAN_NO_EVENTS = -2, RCV_SCAN_
  */
 int rcv__scan_batch(const char *s, size_t len, rcv__span **spans, size_t *n, char *msg, size_t cap);
 
+/* The length of the valid UTF-8 character at s (at most avail bytes), or 0
+ * when s does not start with one (ASCII included: callers test < 0x80 first). */
+size_t rcv__utf8_len(const char *s, size_t avail);
+
 /*
  * Builds the json_t for the checked JSON value s[0..len) (new reference).
  * Returns NULL when Jansson would refuse a part of it (an integer out of
