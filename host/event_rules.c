@@ -378,6 +378,18 @@ static void list_values(const char *const *values, char *buf, size_t cap)
     }
 }
 
+/* How many bytes of s, at most max, end on a UTF-8 character boundary: a
+ * message quotes that much, so it stays valid UTF-8 (JSON) wherever it goes. */
+static int quoted_len(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    if (n == max) {
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--; /* s[n] continues a character begun before: cut before that one */
+    }
+    return (int)n;
+}
+
 /* Kinds that are a pattern over strings: their message quotes the string. */
 static int shows_value(value_kind kind)
 {
@@ -404,12 +416,12 @@ static sk_status value_error(const json_t *v, const field_rule *r, const char *p
     if (r->kind == V_ONE_OF && s) {
         char values[256];
         list_values(r->values, values, sizeof values);
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: unknown value \"%.64s\" (expected %s)",
-                        prefix, r->name, s, values);
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: unknown value \"%.*s\" (expected %s)",
+                        prefix, r->name, quoted_len(s, 64), s, values);
     }
     if (s && shows_value(r->kind))
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: \"%.64s\" is not %s", prefix, r->name, s,
-                        expectation(r->kind));
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: \"%.*s\" is not %s", prefix, r->name,
+                        quoted_len(s, 64), s, expectation(r->kind));
     return sk__fail(err, SK_ERR_INVALID_EVENT, "%s%s: expected %s", prefix, r->name,
                     expectation(r->kind));
 }
@@ -711,8 +723,8 @@ static sk_status check_names(const json_t *env, const vocabulary *v, const type_
     const char *a = json_string_value(agg);
     const aggregate_set *allowed = known ? v->known_type_aggregates : v->other_aggregates;
     if (!one_of(a, allowed->names))
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_type: \"%.64s\" is not %s", a,
-                        allowed->text);
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_type: \"%.*s\" is not %s",
+                        quoted_len(a, 64), a, allowed->text);
     return SK_OK;
 }
 

@@ -260,6 +260,9 @@ void *sk__plugin_self(const sk__plugin *p)
 /* ---- upcalls ------------------------------------------------------------ */
 
 static void up_log(void *ctx, sk_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void up_log(void *ctx, sk_log_level level, const char *fmt, ...)
 {
     sk__plugin *p = ctx;
     if (!p->host->log)

@@ -47,7 +47,7 @@ static void event_make(bench_event *e, sk__queue_item *it, long i)
 {
     snprintf(e->id, sizeof e->id, "01JBENCH%018ld", i);
     snprintf(e->data, sizeof e->data,
-             "{\"event_id\":\"%s\",\"event_type\":\"WPStatusChanged\",\"aggregate_id\":\"WP%02ld\","
+             "{\"event_id\":\"%.31s\",\"event_type\":\"WPStatusChanged\",\"aggregate_id\":\"WP%02ld\","
              "\"aggregate_type\":\"WorkPackage\",\"payload\":{\"wp_id\":\"WP%02ld\","
              "\"previous_status\":\"doing\",\"new_status\":\"for_review\",\"changed_by\":"
              "\"agent-claude\",\"feature_slug\":\"042-durable-queue-benchmark\"},\"node_id\":"
