@@ -268,6 +268,27 @@ static void current_envelope_fields_are_checked(void **state)
     json_decref(all);
 }
 
+static void a_quoted_value_is_cut_on_a_character_boundary(void **state)
+{
+    (void)state;
+    json_t *all = golden_lines();
+    /* 63 ASCII bytes, then a 4-byte character that a cut at 64 bytes would split. */
+    char value[80];
+    memset(value, 'x', 63);
+    memcpy(value + 63, "\xF0\x9F\x98\x80", 5);
+    json_t *env = current_envelope(golden_of(all, "WPStatusChanged"));
+    json_object_set_new(json_object_get(env, "payload"), "to_lane", json_string(value));
+    sk__err err = {{0}};
+    assert_int_equal(sk__event_validate(env, &err), SK_ERR_INVALID_EVENT);
+    json_t *as_json = json_string(err.msg); /* NULL when the message is not valid UTF-8 */
+    assert_non_null(as_json);
+    assert_non_null(strstr(err.msg, "unknown value \"xxx"));
+    assert_null(strstr(err.msg, "\xF0"));
+    json_decref(as_json);
+    json_decref(env);
+    json_decref(all);
+}
+
 static void ids_are_normalised_as_spec_kitty_does(void **state)
 {
     (void)state;
@@ -440,6 +461,7 @@ int main(void)
         cmocka_unit_test(every_current_type_validates_and_names_each_missing_required_field),
         cmocka_unit_test(current_value_rules_refuse_what_the_server_refuses),
         cmocka_unit_test(current_envelope_fields_are_checked),
+        cmocka_unit_test(a_quoted_value_is_cut_on_a_character_boundary),
         cmocka_unit_test(ids_are_normalised_as_spec_kitty_does),
         cmocka_unit_test(classic_envelopes_take_ulids_in_either_case_but_no_uuid),
         cmocka_unit_test(emit_event_builds_current_envelopes_from_options_and_config),
