@@ -28,6 +28,9 @@ void sk__err_clear(sk__err *err);
 int64_t sk__wall_ms(void);
 /* Monotonic clock, milliseconds. */
 int64_t sk__mono_ms(void);
+/* Makes *arr (of *cap elements of elem bytes) hold at least need elements,
+ * doubling; returns 0 when out of memory (*arr unchanged). */
+int sk__grow(void **arr, size_t *cap, size_t need, size_t elem);
 /* The time ms from now on clock, for pthread_cond_timedwait and the like. */
 struct timespec sk__deadline_in(clockid_t clock, int64_t ms);
 

@@ -23,25 +23,12 @@ typedef struct salvage {
     size_t got_n, got_cap;
     struct miss {
         int64_t id;
-        char event_id[32];
+        char event_id[SK__QUEUE_ID_CAP];
     } *miss; /* rows an index names that the walk did not read */
     size_t miss_n, miss_cap;
     size_t lost_cap; /* of r->lost_ids */
     sk__doctor_report *r;
 } salvage;
-
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 1;
-    size_t ncap = *cap ? *cap * 2 : 256;
-    void *p = realloc(*arr, ncap * elem);
-    if (!p)
-        return 0;
-    *arr = p;
-    *cap = ncap;
-    return 1;
-}
 
 /* A failed read that means damage (skip it), not a failure of the salvage itself. */
 static int is_damage(int rc)
@@ -149,9 +136,9 @@ static sk_status add_lost(salvage *sv, const char *event_id, sk__err *err)
     if (!event_id || !*event_id)
         return SK_OK;
     sk__doctor_report *r = sv->r;
-    if (!grow((void **)&r->lost_ids, &sv->lost_cap, r->lost_ids_count + 1, sizeof *r->lost_ids))
+    if (!sk__grow((void **)&r->lost_ids, &sv->lost_cap, r->lost_ids_count + 1, sizeof *r->lost_ids))
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
-    snprintf(r->lost_ids[r->lost_ids_count++], sizeof *r->lost_ids, "%.31s", event_id);
+    snprintf(r->lost_ids[r->lost_ids_count++], sizeof *r->lost_ids, "%s", event_id);
     return SK_OK;
 }
 
@@ -236,7 +223,7 @@ static sk_status walk_table(salvage *sv, sk__err *err)
         while (s == SK_OK && (rc = sqlite3_step(sv->walk)) == SQLITE_ROW) {
             last = sqlite3_column_int64(sv->walk, 0);
             read_any = 1;
-            if (!grow((void **)&sv->got, &sv->got_cap, sv->got_n + 1, sizeof *sv->got))
+            if (!sk__grow((void **)&sv->got, &sv->got_cap, sv->got_n + 1, sizeof *sv->got))
                 s = sk__fail(err, SK_ERR_NOMEM, "out of memory");
             else
                 sv->got[sv->got_n++] = last;
@@ -286,14 +273,14 @@ static sk_status collect_misses(salvage *sv, sk__err *err)
             int64_t id = sqlite3_column_int64(st, 0);
             if (was_read(sv, id))
                 continue;
-            if (!grow((void **)&sv->miss, &sv->miss_cap, sv->miss_n + 1, sizeof *sv->miss)) {
+            if (!sk__grow((void **)&sv->miss, &sv->miss_cap, sv->miss_n + 1, sizeof *sv->miss)) {
                 sqlite3_finalize(st);
                 return sk__fail(err, SK_ERR_NOMEM, "out of memory");
             }
             struct miss *m = &sv->miss[sv->miss_n++];
             m->id = id;
             const char *eid = (const char *)sqlite3_column_text(st, 1);
-            snprintf(m->event_id, sizeof m->event_id, "%.31s", eid ? eid : "");
+            snprintf(m->event_id, sizeof m->event_id, "%s", eid ? eid : "");
         }
         sqlite3_finalize(st);
     }

@@ -19,6 +19,7 @@
 #define SK_HOST_DOCTOR_H
 
 #include "common.h"
+#include "queue.h"
 
 #include <limits.h>
 
@@ -30,7 +31,7 @@ typedef struct sk__doctor_report {
     int64_t rows_readable;    /* rows read whole */
     int64_t bytes_readable;   /* their envelopes' bytes */
     int64_t rows_lost;        /* rows an index names that could not be read */
-    char (*lost_ids)[32];     /* event_ids of lost rows, where an index knows them */
+    char (*lost_ids)[SK__QUEUE_ID_CAP]; /* event_ids of lost rows, where an index knows them */
     size_t lost_ids_count;
     int repaired;             /* a fresh queue.db is in place */
     char kept_as[PATH_MAX + 64]; /* where the damaged file was kept (repair) */

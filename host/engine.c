@@ -298,18 +298,11 @@ sk_status sk__sync_line_envelope(const sk_sync *s, const char *line, size_t len,
 /* Grows the two arrays of sk__sync_emit_ndjson to hold one more event. */
 static sk_status emit_room(json_t ***envs, int **needs, size_t n, size_t *cap, sk__err *err)
 {
-    if (n < *cap)
-        return SK_OK;
-    size_t ncap = *cap ? *cap * 2 : 64;
-    json_t **e2 = realloc(*envs, ncap * sizeof **envs);
-    if (e2)
-        *envs = e2;
-    int *n2 = e2 ? realloc(*needs, ncap * sizeof **needs) : NULL;
-    if (n2)
-        *needs = n2;
-    if (!e2 || !n2)
+    size_t envs_cap = *cap, needs_cap = *cap; /* both grow alike; *cap moves when both did */
+    if (!sk__grow((void **)envs, &envs_cap, n + 1, sizeof **envs) ||
+        !sk__grow((void **)needs, &needs_cap, n + 1, sizeof **needs))
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
-    *cap = ncap;
+    *cap = envs_cap;
     return SK_OK;
 }
 

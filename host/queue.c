@@ -729,21 +729,6 @@ typedef struct lease_scan {
     size_t unfit_count, unfit_cap;
 } lease_scan;
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 1;
-    size_t ncap = *cap ? *cap * 2 : 64;
-    while (ncap < need)
-        ncap *= 2;
-    void *p = realloc(*arr, ncap * elem);
-    if (!p)
-        return 0;
-    *arr = p;
-    *cap = ncap;
-    return 1;
-}
-
 /* Takes the scan's current row if it fits. *stop is set when the scan should end. */
 static sk_status scan_take(sqlite3_stmt *st, lease_scan *ls, sk__lease *lease, int *stop,
                            sk__err *err)
@@ -751,7 +736,7 @@ static sk_status scan_take(sqlite3_stmt *st, lease_scan *ls, sk__lease *lease, i
     const unsigned char *eid = sqlite3_column_text(st, 1); /* text first, then its length */
     size_t eid_len = (size_t)sqlite3_column_bytes(st, 1);
     if (eid == NULL || eid_len >= sizeof lease->rows[0].event_id) {
-        if (!grow((void **)&ls->unfit, &ls->unfit_cap, ls->unfit_count + 1, sizeof(int64_t)))
+        if (!sk__grow((void **)&ls->unfit, &ls->unfit_cap, ls->unfit_count + 1, sizeof(int64_t)))
             return sk__fail(err, SK_ERR_NOMEM, "out of memory");
         ls->unfit[ls->unfit_count++] = sqlite3_column_int64(st, 0);
         return SK_OK;
@@ -761,7 +746,7 @@ static sk_status scan_take(sqlite3_stmt *st, lease_scan *ls, sk__lease *lease, i
         *stop = 1;
         return SK_OK;
     }
-    if (!grow((void **)&lease->rows, &ls->cap, lease->count + 1, sizeof *lease->rows))
+    if (!sk__grow((void **)&lease->rows, &ls->cap, lease->count + 1, sizeof *lease->rows))
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
     sk_status s = row_copy(st, &lease->rows[lease->count], err);
     if (s != SK_OK)
@@ -808,7 +793,7 @@ static void ids_reset(sk__queue *q)
 /* Appends one id; the array is opened on the first and closed by ids_bind. */
 static sk_status ids_add(sk__queue *q, int64_t id, sk__err *err)
 {
-    if (!grow((void **)&q->ids, &q->ids_cap, q->ids_len + 24, 1))
+    if (!sk__grow((void **)&q->ids, &q->ids_cap, q->ids_len + 24, 1))
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
     q->ids_len +=
         (size_t)snprintf(q->ids + q->ids_len, 24, "%c%lld", q->ids_len ? ',' : '[', (long long)id);
@@ -819,7 +804,7 @@ static sk_status ids_add(sk__queue *q, int64_t id, sk__err *err)
    ids_reset, which is after the statement ran). */
 static sk_status ids_bind(sk__queue *q, sqlite3_stmt *st, sk__err *err)
 {
-    if (!grow((void **)&q->ids, &q->ids_cap, q->ids_len + 2, 1))
+    if (!sk__grow((void **)&q->ids, &q->ids_cap, q->ids_len + 2, 1))
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
     q->ids[q->ids_len] = ']';
     q->ids[q->ids_len + 1] = '\0';

@@ -46,8 +46,9 @@ static int emit_file(sk_sync *s, const char *file, const sk_event_spec *defaults
     int stdin_input = strcmp(file, "-") == 0;
     int fd = stdin_input ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        cli_error("cannot open %s: %s", file, strerror(errno));
-        return errno == ENOENT ? EXIT_USAGE : EXIT_FAIL;
+        int saved = errno; /* cli_error may change errno */
+        cli_error("cannot open %s: %s", file, strerror(saved));
+        return saved == ENOENT ? EXIT_USAGE : EXIT_FAIL;
     }
     size_t count = 0;
     const char *shown = stdin_input ? "<stdin>" : file;
