@@ -104,5 +104,8 @@ int sk__sha256_hex(const void *data, size_t n, char out[65]);
 int sk__fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define SK__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* A macro's value as a string literal: SK__STR(SK__QUEUE_ID_MAX) is "63". */
+#define SK__STR_(x) #x
+#define SK__STR(x) SK__STR_(x)
 
 #endif

@@ -85,9 +85,6 @@ typedef struct sk__event_fields {
  */
 sk_status sk__event_validate(const json_t *envelope, sk__err *err);
 
-/* True when the envelope carries schema_version (a current envelope). */
-int sk__event_is_current(const json_t *envelope);
-
 /* Longest normalised id (a hyphenated UUID) with its NUL. */
 #define SK__EVENT_ID_MAX 37
 

@@ -22,7 +22,7 @@ static int ulid_any_case(const char *s, size_t len)
     if (len != SK__ULID_LEN)
         return 0;
     for (size_t i = 0; i < len; i++) {
-        if (!s[i] || !strchr(crockford, toupper((unsigned char)s[i])))
+        if (!strchr(crockford, toupper((unsigned char)s[i])))
             return 0;
     }
     return 1;
@@ -71,8 +71,7 @@ sk__id_form sk__event_id_normalize(const char *in, char out[SK__EVENT_ID_MAX])
         out[o] = '\0';
         return SK__ID_UUID;
     }
-    if (SK__EVENT_ID_MAX > 0)
-        out[0] = '\0';
+    out[0] = '\0';
     return SK__ID_INVALID;
 }
 
@@ -636,18 +635,18 @@ typedef struct vocabulary {
     size_t n_envelope;
     const aggregate_set *known_type_aggregates; /* aggregate_type of a known type */
     const aggregate_set *other_aggregates;      /* of a type this vocabulary does not know */
-    int uuid_ids;                             /* ids may be UUIDs, not only ULIDs */
-    int correlation_required;
+    int current; /* §1b: ids may be UUIDs, correlation_id is required */
 } vocabulary;
 
 static const vocabulary CLASSIC = {classic_types,      SK__ARRAY_LEN(classic_types),
                                    classic_envelope,   SK__ARRAY_LEN(classic_envelope),
                                    &classic_aggregates, &any_aggregates,
-                                   0,                  0};
-static const vocabulary CURRENT = {current_types,      SK__ARRAY_LEN(current_types),
-                                   current_envelope,   SK__ARRAY_LEN(current_envelope),
-                                   &current_aggregates, &current_aggregates,
-                                   1,                  1};
+                                   0};
+/* Its envelope rules start after schema_version, which validation checks first. */
+static const vocabulary CURRENT = {current_types,        SK__ARRAY_LEN(current_types),
+                                   current_envelope + 1, SK__ARRAY_LEN(current_envelope) - 1,
+                                   &current_aggregates,  &current_aggregates,
+                                   1};
 
 static const type_rules *find_type(const vocabulary *v, const char *event_type)
 {
@@ -687,11 +686,11 @@ static sk_status check_id(const json_t *env, const char *name, int required, int
         return SK_OK;
     char norm[SK__EVENT_ID_MAX];
     sk__id_form form = sk__event_id_normalize(json_string_value(id), norm);
-    if (form == SK__ID_ULID || (form == SK__ID_UUID && v->uuid_ids))
+    if (form == SK__ID_ULID || (form == SK__ID_UUID && v->current))
         return SK_OK;
     return sk__fail(err, SK_ERR_INVALID_EVENT, "%s: expected %s%s", name,
-                    v->uuid_ids ? "a ULID or a UUID" : "a ULID",
-                    may_be_null ? " or null" : v->uuid_ids ? "" : " (26 Crockford base32 characters)");
+                    v->current ? "a ULID or a UUID" : "a ULID",
+                    may_be_null ? " or null" : v->current ? "" : " (26 Crockford base32 characters)");
 }
 
 static sk_status check_ids(const json_t *env, const vocabulary *v, sk__err *err)
@@ -700,7 +699,7 @@ static sk_status check_ids(const json_t *env, const vocabulary *v, sk__err *err)
     if (s == SK_OK)
         s = check_id(env, "causation_id", 0, 1, v, err);
     if (s == SK_OK)
-        s = check_id(env, "correlation_id", v->correlation_required, !v->correlation_required, v,
+        s = check_id(env, "correlation_id", v->current, !v->current, v,
                      err);
     return s;
 }
@@ -738,7 +737,8 @@ static sk_status check_payload(const json_t *env, const type_rules *known, sk__e
     return known ? check_fields(payload, known->fields, known->n, "payload.", err) : SK_OK;
 }
 
-int sk__event_is_current(const json_t *envelope)
+/* A current envelope carries schema_version. */
+static int is_current(const json_t *envelope)
 {
     return json_object_get(envelope, "schema_version") != NULL;
 }
@@ -747,7 +747,7 @@ sk_status sk__event_validate(const json_t *envelope, sk__err *err)
 {
     if (!json_is_object(envelope))
         return sk__fail(err, SK_ERR_INVALID_EVENT, "event: expected a JSON object");
-    const vocabulary *v = sk__event_is_current(envelope) ? &CURRENT : &CLASSIC;
+    const vocabulary *v = is_current(envelope) ? &CURRENT : &CLASSIC;
     const type_rules *known =
         find_type(v, json_string_value(json_object_get(envelope, "event_type")));
     /* The schema version chose the rules: it is checked before them. */

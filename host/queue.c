@@ -541,7 +541,7 @@ static sk_status item_check(const sk__queue_item *it, size_t i, sk__err *err)
     size_t len = strlen(it->event_id);
     if (len == 0 || len >= sizeof(((sk__queue_row *)0)->event_id))
         return sk__fail(err, SK_ERR_INVALID_EVENT, "event %zu: event_id must be 1..%d chars", i,
-                        SK__QUEUE_ID_CAP - 1);
+                        SK__QUEUE_ID_MAX);
     return SK_OK;
 }
 
@@ -819,7 +819,9 @@ static sk_status park_unfit(sk__queue *q, const lease_scan *ls, sk__err *err)
     sk_status s = ls->unfit_count ? stmt_get(q, Q_PARK_UNFIT, &st, err) : SK_OK;
     for (size_t i = 0; s == SK_OK && i < ls->unfit_count; i++) {
         sqlite3_bind_int64(st, 1, ls->unfit[i]);
-        sqlite3_bind_text(st, 2, "event_id longer than 63 characters: cannot be sent",
+        sqlite3_bind_text(st, 2,
+                          "event_id longer than " SK__STR(SK__QUEUE_ID_MAX) " characters: cannot be "
+                          "sent",
                           -1, SQLITE_STATIC);
         s = stmt_run(q, st, "park", err);
     }

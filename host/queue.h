@@ -80,7 +80,8 @@ sk_status sk__queue_stats_get(sk__queue *q, sk__queue_stats *out, sk__err *err);
 
 /* Room for an event_id in a row: a ULID (26), a hyphenated UUID (36), and
  * some margin for what other writers of queue.db use. */
-#define SK__QUEUE_ID_CAP 64
+#define SK__QUEUE_ID_MAX 63
+#define SK__QUEUE_ID_CAP (SK__QUEUE_ID_MAX + 1)
 
 /* One leased row. Strings are owned by the lease. */
 typedef struct sk__queue_row {
