@@ -298,7 +298,7 @@ static void now_progress(void *ctx, const sk_drain_summary *sum, int64_t total)
     json_t *msg = json_pack("{s:o}", "progress", prog);
     sk__err err;
     if (sk__control_send(svc->progress_fd, msg, &err) != SK_OK)
-        svc->progress_fd = -1; /* the client went away; the drain goes on */
+        svc->progress_fd = -1; /* the client went away: the loop thread cancels the pass */
     json_decref(msg);
 }
 
@@ -431,8 +431,7 @@ static void finish_job(sk__service *svc)
 
 static void drop_client(sk__service *svc, int i)
 {
-    /* now_fd < 0 in a `now` job: the worker already found its client gone. */
-    if (svc->clients[i].fd == svc->now_fd || (svc->job == JOB_NOW && svc->now_fd < 0))
+    if (svc->clients[i].fd == svc->now_fd) /* a `now` client that hangs up cancels its pass */
         cancel_now(svc);
     /* The worker may still be writing progress to a `now` client: close it after the job. */
     if (svc->clients[i].fd == svc->now_fd && svc->job == JOB_NOW)

@@ -17,6 +17,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <termios.h>
 #include <time.h>
@@ -25,12 +26,12 @@
 /* How long a cancelled command may take to settle and print before it is ended. */
 #define CLI_CANCEL_GRACE_MS 900
 
-static volatile sig_atomic_t caught;   /* the first signal, 0 before */
+static atomic_int caught;              /* the first signal, 0 before (lock-free: handler-safe) */
 static volatile sig_atomic_t in_scope; /* a cancel scope is open */
 static volatile sig_atomic_t tty_saved;
 static struct termios tty_state;
 static int tty_fd = -1;
-static int wake_pipe[2] = {-1, -1}; /* written once by the handler, never drained */
+static int wake_pipe[2] = {-1, -1}; /* made with the watcher; written once by the handler */
 
 static pthread_mutex_t scope_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t scope_ended; /* on CLOCK_MONOTONIC, set up with the watcher */
@@ -52,10 +53,10 @@ static void exit_now(int sig)
 
 static void on_signal(int sig)
 {
-    if (caught || !in_scope)
+    /* One exchange: of two signals handled at once on two threads, one is second. */
+    if (atomic_exchange(&caught, sig) != 0 || !in_scope)
         exit_now(sig);
     int saved = errno;
-    caught = sig;
     ssize_t w = write(wake_pipe[1], "!", 1);
     (void)w;
     errno = saved;
@@ -63,8 +64,6 @@ static void on_signal(int sig)
 
 void cli_signals_init(void)
 {
-    if (pipe2(wake_pipe, O_CLOEXEC) != 0)
-        wake_pipe[0] = wake_pipe[1] = -1;
     /* No SA_RESTART: a blocking call returns EINTR and the command looks at cli_interrupted().
      * Installed even when the shell started us with SIGINT ignored (a background job), so
      * that `kill -INT` reaches a script's `spec-kitty sync now &` too. */
@@ -92,14 +91,15 @@ static void *watch(void *arg)
     int stuck = scope_open;
     pthread_mutex_unlock(&scope_mu);
     if (stuck)
-        exit_now(caught); /* the cancelled work did not wind down in time */
+        exit_now(atomic_load(&caught)); /* the cancelled work did not wind down in time */
     return NULL; /* it did: the command prints, closes and exits by itself */
 }
 
-/* Starts the watcher with the signals blocked, so the handler never runs on it. */
+/* Starts the watcher (and its pipe: only commands with a cancel scope need them)
+ * with the signals blocked, so the handler never runs on it. */
 static void start_watcher(void)
 {
-    if (watcher_started || wake_pipe[0] < 0)
+    if (watcher_started || (wake_pipe[0] < 0 && pipe2(wake_pipe, O_CLOEXEC) != 0))
         return;
     sigset_t block, old;
     sigemptyset(&block);
@@ -135,13 +135,14 @@ void cli_cancel_scope_end(void)
     pthread_mutex_lock(&scope_mu);
     scope_sync = NULL;
     scope_open = 0;
-    pthread_cond_signal(&scope_ended);
+    if (watcher_started) /* else the condition was never initialised */
+        pthread_cond_signal(&scope_ended);
     pthread_mutex_unlock(&scope_mu);
 }
 
 int cli_interrupted(void)
 {
-    return caught;
+    return atomic_load(&caught);
 }
 
 int cli_interrupt_fd(void)
@@ -161,6 +162,7 @@ int cli_tty_echo_off(int fd)
         return -1;
     tty_state = quiet;
     tty_fd = fd;
+    atomic_signal_fence(memory_order_release); /* the handler sees both before tty_saved */
     tty_saved = 1;
     quiet.c_lflag &= ~(tcflag_t)ECHO;
     return tcsetattr(fd, TCSAFLUSH, &quiet);
