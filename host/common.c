@@ -177,20 +177,25 @@ sk_status sk__mkdirs_owner(const char *dir, sk__err *err)
     return SK_OK;
 }
 
+sk_status sk__fsync_path(const char *path, sk__err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    if (rc != 0)
+        return sk__fail(err, SK_ERR_IO, "fsync %s: %s", path, strerror(saved));
+    return SK_OK;
+}
+
 static sk_status fsync_dir_of(const char *path, sk__err *err)
 {
     char copy[4096];
     if (sk__fmt(copy, sizeof copy, "%s", path))
         return sk__fail(err, SK_ERR_USAGE, "path too long: %s", path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return sk__fail(err, SK_ERR_IO, "cannot open folder of %s: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    if (rc != 0)
-        return sk__fail(err, SK_ERR_IO, "fsync folder of %s: %s", path, strerror(saved));
-    return SK_OK;
+    return sk__fsync_path(dirname(copy), err);
 }
 
 sk_status sk__write_file_atomic(const char *path, const void *data, size_t len, int mode,

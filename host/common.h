@@ -28,6 +28,8 @@ void sk__err_clear(sk__err *err);
 int64_t sk__wall_ms(void);
 /* Monotonic clock, milliseconds. */
 int64_t sk__mono_ms(void);
+/* fsync of a file or folder by its path. */
+sk_status sk__fsync_path(const char *path, sk__err *err);
 /* Makes *arr (of *cap elements of elem bytes) hold at least need elements,
  * doubling; returns 0 when out of memory (*arr unchanged). */
 int sk__grow(void **arr, size_t *cap, size_t need, size_t elem);

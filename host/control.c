@@ -63,11 +63,13 @@ sk_status sk__control_connect(const char *root, int timeout_ms, int *fd_out, sk_
     if (st != SK_OK)
         return st;
     struct stat sb;
-    if (lstat(addr.sun_path, &sb) != 0 && errno == ENOENT)
-        return sk__fail(err, SK_ERR_NOT_FOUND, "no background service (%s absent)", addr.sun_path);
-    if (lstat(addr.sun_path, &sb) != 0) /* e.g. another user's state root */
-        return sk__fail(err, errno == EACCES ? SK_ERR_PERMISSION : SK_ERR_IO,
+    if (lstat(addr.sun_path, &sb) != 0) {
+        if (errno == ENOENT)
+            return sk__fail(err, SK_ERR_NOT_FOUND, "no background service (%s absent)",
+                            addr.sun_path);
+        return sk__fail(err, errno == EACCES ? SK_ERR_PERMISSION : SK_ERR_IO, /* another user's */
                         "cannot reach the control socket %s: %s", addr.sun_path, strerror(errno));
+    }
     if (!S_ISSOCK(sb.st_mode))
         return sk__fail(err, SK_ERR_PERMISSION, "%s is not a socket: not trusted", addr.sun_path);
     if (sb.st_uid != geteuid() || (sb.st_mode & 0077))

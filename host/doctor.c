@@ -444,16 +444,6 @@ static void remove_fresh(const queue_files *f)
     unlink(f->fresh_shm);
 }
 
-static sk_status fsync_path(const char *path, sk__err *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int ok = fd >= 0 && fsync(fd) == 0;
-    int e = errno;
-    if (fd >= 0)
-        close(fd);
-    return ok ? SK_OK : sk__fail(err, SK_ERR_IO, "cannot sync %s: %s", path, strerror(e));
-}
-
 /* No drain may run meanwhile: the drain lock, held until the repair ends. */
 static sk_status lock_drains(const queue_files *f, int *fd, sk__err *err)
 {
@@ -519,7 +509,7 @@ static sk_status build_fresh(sqlite3 *src, const queue_files *f, sk__doctor_repo
     if (s == SK_OK && access(f->fresh_wal, F_OK) == 0)
         s = sk__fail(err, SK_ERR_IO, "%s: its WAL was not folded in", f->fresh);
     if (s == SK_OK)
-        s = fsync_path(f->fresh, err);
+        s = sk__fsync_path(f->fresh, err);
     if (s != SK_OK)
         remove_fresh(f);
     return s;
@@ -572,7 +562,7 @@ static sk_status swap_in(const queue_files *f, const char *root, sk__doctor_repo
         return sk__fail(err, SK_ERR_IO, "cannot move %s to %s: %s", f->fresh, f->db, strerror(e));
     }
     r->repaired = 1;
-    return fsync_path(root, err);
+    return sk__fsync_path(root, err);
 }
 
 sk_status sk__doctor_repair(const char *root, sk__doctor_report *r, sk__err *err)
@@ -582,7 +572,10 @@ sk_status sk__doctor_repair(const char *root, sk__doctor_report *r, sk__err *err
     sk_status s = files_init(root, &f, err);
     if (s != SK_OK)
         return s;
-    long pid = sk__service_running_pid(root);
+    long pid = 0;
+    s = sk__service_find(root, &pid, err); /* unsure whether one runs: no repair */
+    if (s != SK_OK)
+        return s;
     if (pid != 0)
         return sk__fail(err, SK_ERR_BUSY,
                         "the sync service runs (pid %ld): stop it first with "

@@ -77,12 +77,17 @@ int cmd_doctor(int argc, char **argv)
     int json = 0, repair = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'j' || c == 'r') {
-            *(c == 'j' ? &json : &repair) = 1;
-        } else if (c == 'h') {
+        switch (c) {
+        case 'j':
+            json = 1;
+            break;
+        case 'r':
+            repair = 1;
+            break;
+        case 'h':
             fputs(DOCTOR_USAGE, stdout);
             return EXIT_OK;
-        } else {
+        default:
             fputs("Try `spec-kitty sync doctor --help`.\n", stderr);
             return EXIT_USAGE;
         }
