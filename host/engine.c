@@ -262,9 +262,7 @@ sk_status sk__sync_line_envelope(const sk_sync *s, const char *line, size_t len,
     }
     sk_status st;
     if (json_object_get(obj, "event_id")) {
-        st = sk__event_normalize_ids(obj, err);
-        if (st == SK_OK)
-            st = sk__event_validate(obj, err);
+        st = sk__event_accept(obj, err);
         if (st == SK_OK)
             *out = json_incref(obj);
     } else {

@@ -438,8 +438,6 @@ static sk_status fill_envelope(json_t *env, const sk__event_fields *f, const cha
         s = set_string(env, "team_slug", team_slug ? team_slug : "local", err);
     if (s == SK_OK && f->schema == 3)
         s = fill_current(env, f, event_id, err);
-    if (s == SK_OK)
-        s = sk__event_normalize_ids(env, err);
     return s;
 }
 
@@ -456,7 +454,7 @@ sk_status sk__event_build(const sk__event_fields *f, int64_t lamport, const char
         return sk__fail(err, SK_ERR_NOMEM, "event: out of memory");
     s = fill_envelope(env, f, event_id, lamport, node_id, team_slug, err);
     if (s == SK_OK)
-        s = sk__event_validate(env, err);
+        s = sk__event_accept(env, err); /* the ids given (causation, ...) in their normal form */
     if (s != SK_OK) {
         json_decref(env);
         return s;

@@ -103,6 +103,9 @@ sk__id_form sk__event_id_normalize(const char *in, char out[SK__EVENT_ID_MAX]);
  * written. Ids that cannot be normalised are left for validation to report. */
 sk_status sk__event_normalize_ids(json_t *envelope, sk__err *err);
 
+/* What every way in takes an envelope by: its ids normalised, then validated. */
+sk_status sk__event_accept(json_t *envelope, sk__err *err);
+
 /* Default aggregate_type for a type (WorkPackage for WP*, Feature otherwise...). */
 const char *sk__event_default_aggregate_type(const char *event_type);
 

@@ -762,3 +762,9 @@ sk_status sk__event_validate(const json_t *envelope, sk__err *err)
         s = check_payload(envelope, known, err);
     return s;
 }
+
+sk_status sk__event_accept(json_t *envelope, sk__err *err)
+{
+    sk_status s = json_is_object(envelope) ? sk__event_normalize_ids(envelope, err) : SK_OK;
+    return s == SK_OK ? sk__event_validate(envelope, err) : s;
+}

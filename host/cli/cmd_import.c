@@ -44,7 +44,7 @@ static sk_status collect(void *vctx, const char *event_id, const char *json, siz
     json_error_t jerr;
     json_t *env = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     sk__err err = {{0}};
-    if (!env || sk__event_normalize_ids(env, &err) != SK_OK || sk__event_validate(env, &err) != SK_OK) {
+    if (!env || sk__event_accept(env, &err) != SK_OK) {
         snprintf(c->why, sizeof c->why, "event %s: %s", event_id, env ? err.msg : jerr.text);
         json_decref(env);
         return SK_ERR_INVALID_EVENT;
