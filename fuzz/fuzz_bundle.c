@@ -32,8 +32,8 @@ static void paths_init(void)
     snprintf(bundle_dir, sizeof bundle_dir, "%s/01JAAAAAAAAAAAAAAAAAAAAAA1.skb", fz_scratch_dir());
     if (mkdir(bundle_dir, 0700) != 0)
         abort();
-    snprintf(manifest_path, sizeof manifest_path, "%s/" SK__BUNDLE_MANIFEST_FILE, bundle_dir);
-    snprintf(data_path, sizeof data_path, "%s/" SK__BUNDLE_DATA_FILE, bundle_dir);
+    snprintf(manifest_path, sizeof manifest_path, "%s/" SK_BUNDLE_MANIFEST_FILE, bundle_dir);
+    snprintf(data_path, sizeof data_path, "%s/" SK_BUNDLE_DATA_FILE, bundle_dir);
 }
 
 static size_t count_newlines(const uint8_t *p, size_t n)

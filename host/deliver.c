@@ -1,5 +1,6 @@
 /* The host's delivery policy: outcomes and hints → queue changes. */
 #include "deliver.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,9 +15,9 @@
 
 void sk__deliver_opts_default(sk__deliver_opts *o)
 {
-    o->max_batch_events = 1000;
-    o->max_batch_bytes = 900000;
-    o->max_retries = 20;
+    o->max_batch_events = (size_t)sk__config_default_int("schedule.max_batch_events");
+    o->max_batch_bytes = (size_t)sk__config_default_int("schedule.max_batch_bytes");
+    o->max_retries = sk__config_default_int("schedule.max_retries");
     o->batch_timeout_ms = 90000;
     o->max_batches = 0;
     o->wait_first_ms = 0;

@@ -114,8 +114,8 @@ static int is_bundle(const char *path)
     size_t n = strlen(path);
     while (n > 0 && path[n - 1] == '/')
         n--;
-    size_t sl = strlen(SK__BUNDLE_SUFFIX);
-    return n > sl && strncmp(path + n - sl, SK__BUNDLE_SUFFIX, sl) == 0;
+    size_t sl = strlen(SK_BUNDLE_SUFFIX);
+    return n > sl && strncmp(path + n - sl, SK_BUNDLE_SUFFIX, sl) == 0;
 }
 
 sk_status sk__sync_import(sk_sync *s, const char *path, unsigned flags, sk_bundle_fn fn, void *ctx)

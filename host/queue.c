@@ -175,27 +175,28 @@ static void why_unwritable(const char *file, char *buf, size_t cap)
         snprintf(buf, cap, " (%s: %s)", dir[0] ? dir : "/", strerror(errno));
 }
 
-/* Maps an SQLite result code to our status and formats one line. */
-static sk_status db_fail(sk__queue *q, sk__err *err, int rc, const char *what)
+sk_status sk__sqlite_status(int rc)
 {
-    sk_status st = SK_ERR_DB;
     switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-        st = SK_ERR_BUSY;
-        break;
+        return SK_ERR_BUSY;
     case SQLITE_NOMEM:
-        st = SK_ERR_NOMEM;
-        break;
+        return SK_ERR_NOMEM;
     case SQLITE_IOERR:
     case SQLITE_FULL:
     case SQLITE_CANTOPEN:
     case SQLITE_READONLY:
-        st = SK_ERR_IO;
-        break;
+        return SK_ERR_IO;
     default:
-        break;
+        return SK_ERR_DB;
     }
+}
+
+/* Maps an SQLite result code to our status and formats one line. */
+static sk_status db_fail(sk__queue *q, sk__err *err, int rc, const char *what)
+{
+    sk_status st = sk__sqlite_status(rc);
     const char *detail = q && q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc);
     char why[PATH_MAX + 64] = "";
     if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)

@@ -22,6 +22,9 @@
 
 typedef struct sk__queue sk__queue;
 
+/* Our status for an SQLite result code (busy, out of memory, I/O, else SK_ERR_DB). */
+sk_status sk__sqlite_status(int rc);
+
 typedef enum sk__durability {
     SK__DURABILITY_FULL = 0,  /* synchronous=FULL: a committed event survives power loss */
     SK__DURABILITY_NORMAL = 1 /* synchronous=NORMAL: survives a crash of the process, may lose

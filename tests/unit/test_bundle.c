@@ -215,7 +215,7 @@ static void test_good_bundle_reads_every_event_in_order(void **state)
     if (st != SK_OK)
         fail_msg("%s", err.msg);
     assert_int_equal(c.n, EVENTS);
-    assert_int_equal(info.format_version, SK__BUNDLE_FORMAT_VERSION);
+    assert_int_equal(info.format_version, SK_BUNDLE_FORMAT_VERSION);
     assert_int_equal(info.event_count, EVENTS);
     assert_string_equal(info.node_id, NODE_ID);
     assert_string_equal(info.first_event_id, fx->ids[0]);
