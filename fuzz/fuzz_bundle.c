@@ -69,8 +69,10 @@ static char *fix_manifest(const char *text, const uint8_t *file, size_t file_len
     return out;
 }
 
-static sk_status on_event(void *ctx, const char *event_id, const char *json, size_t len)
+static sk_status on_event(void *ctx, const char *event_id, json_t *envelope, const char *json,
+                         size_t len)
 {
+    FZ_CHECK(json_is_object(envelope), "an event handed out unparsed");
     size_t *seen = ctx;
     FZ_CHECK(event_id && *event_id, "an event without an id handed out");
     FZ_CHECK(strlen(json) == len, "an event's length is not its text's");

@@ -17,7 +17,8 @@
 typedef struct bundle_line {
     char *json; /* inside the inflated text, NUL-terminated in place */
     size_t len;
-    char *event_id; /* malloc'd */
+    char *event_id;   /* malloc'd */
+    json_t *envelope; /* the parsed line, kept for the callback (NULL when only verifying) */
 } bundle_line;
 
 /* Everything read from one bundle; released by bundle_free. */
@@ -30,6 +31,7 @@ typedef struct bundle {
     char *text; /* inflated NDJSON */
     size_t text_len;
     bundle_line *lines;
+    int keep_envelopes; /* a callback wants the parsed lines */
     size_t nlines;
 } bundle;
 
@@ -37,8 +39,10 @@ static void bundle_free(bundle *b)
 {
     free(b->data);
     free(b->text);
-    for (size_t i = 0; i < b->nlines; i++)
+    for (size_t i = 0; i < b->nlines; i++) {
         free(b->lines[i].event_id);
+        json_decref(b->lines[i].envelope);
+    }
     free(b->lines);
 }
 
@@ -264,11 +268,12 @@ static sk_status inflate_data(bundle *b, const sk__bundle_info *info, sk__err *e
     return st;
 }
 
-/* Checks one line is a JSON object with a string event_id; keeps the id. */
+/* Checks one line is a JSON object with a string event_id; keeps the id, and
+ * the parsed line when it is to be handed out (so nobody parses it again). */
 static sk_status check_line(bundle *b, bundle_line *line, size_t lineno, sk__err *err)
 {
     json_error_t jerr;
-    json_t *ev = json_loadb(line->json, line->len, 0, &jerr);
+    json_t *ev = json_loadb(line->json, line->len, JSON_REJECT_DUPLICATES, &jerr);
     json_t *id = json_is_object(ev) ? json_object_get(ev, "event_id") : NULL;
     if (!json_is_string(id) || json_string_length(id) == 0) {
         json_decref(ev);
@@ -276,7 +281,10 @@ static sk_status check_line(bundle *b, bundle_line *line, size_t lineno, sk__err
                         b->data_path, lineno, ev ? "no string event_id" : jerr.text);
     }
     line->event_id = strdup(json_string_value(id));
-    json_decref(ev);
+    if (b->keep_envelopes)
+        line->envelope = ev;
+    else
+        json_decref(ev);
     return line->event_id ? SK_OK : sk__fail(err, SK_ERR_NOMEM, "%s: out of memory", b->data_path);
 }
 
@@ -367,10 +375,10 @@ sk_status sk__bundle_read(const char *bundle_path, sk__bundle_event_fn fn, void 
         info = &local;
     memset(info, 0, sizeof *info);
     sk__err_clear(err);
-    bundle b = {.path = bundle_path};
+    bundle b = {.path = bundle_path, .keep_envelopes = fn != NULL};
     sk_status st = bundle_verify(&b, info, err);
     for (size_t i = 0; st == SK_OK && fn && i < b.nlines; i++)
-        st = fn(ctx, b.lines[i].event_id, b.lines[i].json, b.lines[i].len);
+        st = fn(ctx, b.lines[i].event_id, b.lines[i].envelope, b.lines[i].json, b.lines[i].len);
     bundle_free(&b);
     return st;
 }

@@ -22,6 +22,8 @@
 
 #include "common.h"
 
+#include <jansson.h>
+
 #include <spec-kitty/bundle_format.h>
 /* Refuse to inflate more than this (a manifest could claim anything). */
 #define SK__BUNDLE_MAX_UNCOMPRESSED ((int64_t)1 << 30)
@@ -44,11 +46,12 @@ typedef struct sk__bundle_info {
 /*
  * Called once per event, in file (delivery) order, and only after the whole
  * bundle verified. json is one envelope, NUL-terminated, without the newline;
+ * envelope is that line parsed (borrowed: take a reference to keep it);
  * event_id is its "event_id". Returning anything but SK_OK stops the reading;
  * sk__bundle_read then returns that status.
  */
-typedef sk_status (*sk__bundle_event_fn)(void *ctx, const char *event_id, const char *json,
-                                         size_t len);
+typedef sk_status (*sk__bundle_event_fn)(void *ctx, const char *event_id, json_t *envelope,
+                                         const char *json, size_t len);
 
 /*
  * Reads the bundle folder bundle_path (".../<id>.skb"): checks the manifest

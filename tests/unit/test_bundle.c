@@ -104,8 +104,10 @@ typedef struct counter {
     const fixture *fx; /* when set: each event must match what was sent */
 } counter;
 
-static sk_status count_event(void *ctx, const char *id, const char *json, size_t len)
+static sk_status count_event(void *ctx, const char *id, json_t *envelope, const char *json,
+                             size_t len)
 {
+    assert_non_null(json_object_get(envelope, "event_id"));
     counter *c = ctx;
     if (c->fx) {
         assert_string_equal(id, c->fx->ids[c->n]);
