@@ -148,7 +148,7 @@ static void count_settled(pass *ps, const sk__queue_row *row, const sk__settleme
 static sk_status settle(pass *ps, const sk__queue_row *const *rows, const sk__settlement *s,
                         const int *dup, size_t n)
 {
-    if (n && sk__queue_settle(ps->q, "", s, n, ps->o->max_retries, NULL, ps->err) != SK_OK)
+    if (n && sk__queue_settle(ps->q, s, n, ps->o->max_retries, NULL, ps->err) != SK_OK)
         return stop_pass(ps, SK_ERR_DB, "queue: %s", ps->err->msg);
     for (size_t i = 0; i < n; i++)
         count_settled(ps, rows[i], &s[i], dup[i]);
