@@ -141,10 +141,9 @@ static sk_status manifest_fields(const bundle *b, json_t *m, sk__bundle_info *in
     return st;
 }
 
-
-/* Reads a whole file of the bundle (see open_bundle_file). want_size >= 0:
- * the size the manifest gives, checked before reading (a damaged bundle
- * should not make us read a huge file). */
+/* Reads a whole file of the bundle (no link followed, a regular file only:
+ * sk__open_regular). want_size >= 0: the size the manifest gives, checked
+ * before reading (a damaged bundle should not make us read a huge file). */
 static sk_status read_bundle_file(const char *path, char **out, size_t *len, int64_t want_size,
                                   sk__err *err)
 {
