@@ -32,8 +32,8 @@ static void paths_init(void)
     snprintf(bundle_dir, sizeof bundle_dir, "%s/01JAAAAAAAAAAAAAAAAAAAAAA1.skb", fz_scratch_dir());
     if (mkdir(bundle_dir, 0700) != 0)
         abort();
-    snprintf(manifest_path, sizeof manifest_path, "%s/" SK__BUNDLE_MANIFEST_FILE, bundle_dir);
-    snprintf(data_path, sizeof data_path, "%s/" SK__BUNDLE_DATA_FILE, bundle_dir);
+    snprintf(manifest_path, sizeof manifest_path, "%s/" SK_BUNDLE_MANIFEST_FILE, bundle_dir);
+    snprintf(data_path, sizeof data_path, "%s/" SK_BUNDLE_DATA_FILE, bundle_dir);
 }
 
 static size_t count_newlines(const uint8_t *p, size_t n)
@@ -69,8 +69,10 @@ static char *fix_manifest(const char *text, const uint8_t *file, size_t file_len
     return out;
 }
 
-static sk_status on_event(void *ctx, const char *event_id, const char *json, size_t len)
+static sk_status on_event(void *ctx, const char *event_id, json_t *envelope, const char *json,
+                         size_t len)
 {
+    FZ_CHECK(json_is_object(envelope), "an event handed out unparsed");
     size_t *seen = ctx;
     FZ_CHECK(event_id && *event_id, "an event without an id handed out");
     FZ_CHECK(strlen(json) == len, "an event's length is not its text's");

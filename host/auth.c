@@ -131,16 +131,11 @@ static sk_status check_private(const char *path, int fd, sk__err *err)
 sk_status sk__creds_load(const char *path, sk__creds *out, sk__err *err)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return sk__fail(err, SK_ERR_NOT_FOUND, "%s: no such file", path);
-        if (errno == ELOOP)
-            return sk__fail(err, SK_ERR_PERMISSION,
-                            "%s is a symbolic link: credentials must be a private regular file",
-                            path);
-        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    }
+    int fd;
+    struct stat sb;
+    sk_status opened = sk__open_regular(path, &fd, &sb, err);
+    if (opened != SK_OK)
+        return opened;
     char *text = NULL;
     sk_status st = check_private(path, fd, err);
     if (st == SK_OK)

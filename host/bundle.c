@@ -17,7 +17,8 @@
 typedef struct bundle_line {
     char *json; /* inside the inflated text, NUL-terminated in place */
     size_t len;
-    char *event_id; /* malloc'd */
+    char *event_id;   /* malloc'd */
+    json_t *envelope; /* the parsed line, kept for the callback (NULL when only verifying) */
 } bundle_line;
 
 /* Everything read from one bundle; released by bundle_free. */
@@ -30,6 +31,7 @@ typedef struct bundle {
     char *text; /* inflated NDJSON */
     size_t text_len;
     bundle_line *lines;
+    int keep_envelopes; /* a callback wants the parsed lines */
     size_t nlines;
 } bundle;
 
@@ -37,8 +39,10 @@ static void bundle_free(bundle *b)
 {
     free(b->data);
     free(b->text);
-    for (size_t i = 0; i < b->nlines; i++)
+    for (size_t i = 0; i < b->nlines; i++) {
         free(b->lines[i].event_id);
+        json_decref(b->lines[i].envelope);
+    }
     free(b->lines);
 }
 
@@ -76,23 +80,23 @@ static sk_status manifest_check_format(const bundle *b, json_t *m, sk__bundle_in
                                        sk__err *err)
 {
     json_t *fmt = json_object_get(m, "format");
-    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), SK__BUNDLE_FORMAT) != 0)
+    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), SK_BUNDLE_FORMAT) != 0)
         return sk__fail(err, SK_ERR_INVALID_EVENT, "%s: \"format\" is not \"%s\"", b->manifest_path,
-                        SK__BUNDLE_FORMAT);
+                        SK_BUNDLE_FORMAT);
     json_t *ver = json_object_get(m, "format_version");
     if (!json_is_integer(ver) || json_integer_value(ver) < 1)
         return sk__fail(err, SK_ERR_INVALID_EVENT, "%s: \"format_version\" missing or invalid",
                         b->manifest_path);
-    if (json_integer_value(ver) > SK__BUNDLE_FORMAT_VERSION)
+    if (json_integer_value(ver) > SK_BUNDLE_FORMAT_VERSION)
         return sk__fail(err, SK_ERR_PROTOCOL,
                         "%s: format_version %" JSON_INTEGER_FORMAT
                         " is newer than this reader (%d): upgrade spec-kitty",
-                        b->manifest_path, json_integer_value(ver), SK__BUNDLE_FORMAT_VERSION);
+                        b->manifest_path, json_integer_value(ver), SK_BUNDLE_FORMAT_VERSION);
     info->format_version = (int)json_integer_value(ver);
     json_t *file = json_object_get(m, "data_file");
-    if (!json_is_string(file) || strcmp(json_string_value(file), SK__BUNDLE_DATA_FILE) != 0)
+    if (!json_is_string(file) || strcmp(json_string_value(file), SK_BUNDLE_DATA_FILE) != 0)
         return sk__fail(err, SK_ERR_INVALID_EVENT, "%s: \"data_file\" is not \"%s\"",
-                        b->manifest_path, SK__BUNDLE_DATA_FILE);
+                        b->manifest_path, SK_BUNDLE_DATA_FILE);
     return SK_OK;
 }
 
@@ -137,38 +141,15 @@ static sk_status manifest_fields(const bundle *b, json_t *m, sk__bundle_info *in
     return st;
 }
 
-/*
- * Opens a file of the bundle for reading, refusing a symbolic link (whoever
- * drops a bundle must not make us read, or echo, a file of their choosing)
- * and anything but a regular file (a FIFO would block the import). *sb gets
- * its fstat. SK_ERR_NOT_FOUND leaves the message to the caller.
- */
-static sk_status open_bundle_file(const char *path, int *fd_out, struct stat *sb, sk__err *err)
-{
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT)
-        return SK_ERR_NOT_FOUND;
-    if (fd < 0 && errno == ELOOP)
-        return sk__fail(err, SK_ERR_PERMISSION, "%s: a symbolic link: refused", path);
-    if (fd < 0)
-        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
-        close(fd);
-        return sk__fail(err, SK_ERR_PERMISSION, "%s: not a regular file: refused", path);
-    }
-    *fd_out = fd;
-    return SK_OK;
-}
-
-/* Reads a whole file of the bundle (see open_bundle_file). want_size >= 0:
- * the size the manifest gives, checked before reading (a damaged bundle
- * should not make us read a huge file). */
+/* Reads a whole file of the bundle (no link followed, a regular file only:
+ * sk__open_regular). want_size >= 0: the size the manifest gives, checked
+ * before reading (a damaged bundle should not make us read a huge file). */
 static sk_status read_bundle_file(const char *path, char **out, size_t *len, int64_t want_size,
                                   sk__err *err)
 {
     int fd = -1;
     struct stat sb;
-    sk_status st = open_bundle_file(path, &fd, &sb, err);
+    sk_status st = sk__open_regular(path, &fd, &sb, err);
     if (st != SK_OK)
         return st;
     if (want_size >= 0 && sb.st_size != want_size)
@@ -286,11 +267,12 @@ static sk_status inflate_data(bundle *b, const sk__bundle_info *info, sk__err *e
     return st;
 }
 
-/* Checks one line is a JSON object with a string event_id; keeps the id. */
+/* Checks one line is a JSON object with a string event_id; keeps the id, and
+ * the parsed line when it is to be handed out (so nobody parses it again). */
 static sk_status check_line(bundle *b, bundle_line *line, size_t lineno, sk__err *err)
 {
     json_error_t jerr;
-    json_t *ev = json_loadb(line->json, line->len, 0, &jerr);
+    json_t *ev = json_loadb(line->json, line->len, JSON_REJECT_DUPLICATES, &jerr);
     json_t *id = json_is_object(ev) ? json_object_get(ev, "event_id") : NULL;
     if (!json_is_string(id) || json_string_length(id) == 0) {
         json_decref(ev);
@@ -298,7 +280,10 @@ static sk_status check_line(bundle *b, bundle_line *line, size_t lineno, sk__err
                         b->data_path, lineno, ev ? "no string event_id" : jerr.text);
     }
     line->event_id = strdup(json_string_value(id));
-    json_decref(ev);
+    if (b->keep_envelopes)
+        line->envelope = ev;
+    else
+        json_decref(ev);
     return line->event_id ? SK_OK : sk__fail(err, SK_ERR_NOMEM, "%s: out of memory", b->data_path);
 }
 
@@ -366,9 +351,9 @@ static sk_status bundle_verify(bundle *b, sk__bundle_info *info, sk__err *err)
         return sk__fail(err, SK_ERR_PERMISSION, "%s: a symbolic link: refused", b->path);
     if (!S_ISDIR(stb.st_mode))
         return sk__fail(err, SK_ERR_INVALID_EVENT, "%s: not a bundle folder", b->path);
-    if (sk__path_join(b->manifest_path, sizeof b->manifest_path, b->path, SK__BUNDLE_MANIFEST_FILE,
+    if (sk__path_join(b->manifest_path, sizeof b->manifest_path, b->path, SK_BUNDLE_MANIFEST_FILE,
                       err) != SK_OK ||
-        sk__path_join(b->data_path, sizeof b->data_path, b->path, SK__BUNDLE_DATA_FILE, err) !=
+        sk__path_join(b->data_path, sizeof b->data_path, b->path, SK_BUNDLE_DATA_FILE, err) !=
             SK_OK)
         return SK_ERR_USAGE;
     sk_status st = read_manifest(b, info, err);
@@ -389,10 +374,10 @@ sk_status sk__bundle_read(const char *bundle_path, sk__bundle_event_fn fn, void 
         info = &local;
     memset(info, 0, sizeof *info);
     sk__err_clear(err);
-    bundle b = {.path = bundle_path};
+    bundle b = {.path = bundle_path, .keep_envelopes = fn != NULL};
     sk_status st = bundle_verify(&b, info, err);
     for (size_t i = 0; st == SK_OK && fn && i < b.nlines; i++)
-        st = fn(ctx, b.lines[i].event_id, b.lines[i].json, b.lines[i].len);
+        st = fn(ctx, b.lines[i].event_id, b.lines[i].envelope, b.lines[i].json, b.lines[i].len);
     bundle_free(&b);
     return st;
 }
@@ -405,8 +390,8 @@ static int cmp_names(const void *a, const void *b)
 /* True for "<something>.skb" not starting with '.' (temp folders do). */
 static int is_bundle_name(const char *name)
 {
-    size_t n = strlen(name), k = strlen(SK__BUNDLE_SUFFIX);
-    return name[0] != '.' && n > k && strcmp(name + n - k, SK__BUNDLE_SUFFIX) == 0;
+    size_t n = strlen(name), k = strlen(SK_BUNDLE_SUFFIX);
+    return name[0] != '.' && n > k && strcmp(name + n - k, SK_BUNDLE_SUFFIX) == 0;
 }
 
 /* Appends a copy of name to the growing list. */

@@ -1,9 +1,8 @@
 /*
  * File-drop bundles on the connected machine: list the complete bundles of an
  * outbox in delivery order, and read one, verifying all of it against its
- * manifest before a single event is handed out. plugins/file-drop/README.md
- * is the format's spec (the plugin cannot include this header: it is built
- * against transport.h only, so the names below are repeated there).
+ * manifest before a single event is handed out. The format's names are in
+ * <spec-kitty/bundle_format.h>, shared with the file-drop plugin.
  *
  * Status codes of sk__bundle_read:
  *   SK_ERR_NOT_FOUND      the bundle folder, its manifest or its data file is missing
@@ -23,11 +22,9 @@
 
 #include "common.h"
 
-#define SK__BUNDLE_FORMAT "spec-kitty-bundle"
-#define SK__BUNDLE_FORMAT_VERSION 1
-#define SK__BUNDLE_SUFFIX ".skb"
-#define SK__BUNDLE_DATA_FILE "events.ndjson.gz"
-#define SK__BUNDLE_MANIFEST_FILE "manifest.json"
+#include <jansson.h>
+
+#include <spec-kitty/bundle_format.h>
 /* Refuse to inflate more than this (a manifest could claim anything). */
 #define SK__BUNDLE_MAX_UNCOMPRESSED ((int64_t)1 << 30)
 
@@ -49,11 +46,12 @@ typedef struct sk__bundle_info {
 /*
  * Called once per event, in file (delivery) order, and only after the whole
  * bundle verified. json is one envelope, NUL-terminated, without the newline;
+ * envelope is that line parsed (borrowed: take a reference to keep it);
  * event_id is its "event_id". Returning anything but SK_OK stops the reading;
  * sk__bundle_read then returns that status.
  */
-typedef sk_status (*sk__bundle_event_fn)(void *ctx, const char *event_id, const char *json,
-                                         size_t len);
+typedef sk_status (*sk__bundle_event_fn)(void *ctx, const char *event_id, json_t *envelope,
+                                         const char *json, size_t len);
 
 /*
  * Reads the bundle folder bundle_path (".../<id>.skb"): checks the manifest

@@ -391,3 +391,20 @@ const char *sk_strerror(sk_status status)
         return names[status];
     return "unknown status";
 }
+
+sk_status sk__open_regular(const char *path, int *fd_out, struct stat *sb, sk__err *err)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return sk__fail(err, SK_ERR_NOT_FOUND, "%s: no such file", path);
+    if (fd < 0 && errno == ELOOP)
+        return sk__fail(err, SK_ERR_PERMISSION, "%s: a symbolic link: refused", path);
+    if (fd < 0)
+        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
+        close(fd);
+        return sk__fail(err, SK_ERR_PERMISSION, "%s: not a regular file: refused", path);
+    }
+    *fd_out = fd;
+    return SK_OK;
+}

@@ -36,6 +36,15 @@ int sk__grow(void **arr, size_t *cap, size_t need, size_t elem);
 /* The time ms from now on clock, for pthread_cond_timedwait and the like. */
 struct timespec sk__deadline_in(clockid_t clock, int64_t ms);
 
+/*
+ * Opens a file for reading that someone else may have planted: a symbolic
+ * link is refused (we must not read, or echo, a file of their choosing), and
+ * so is anything but a regular file (a FIFO would block). *sb gets its fstat.
+ * SK_ERR_NOT_FOUND when it is missing; every refusal is one line naming path.
+ */
+struct stat;
+sk_status sk__open_regular(const char *path, int *fd_out, struct stat *sb, sk__err *err);
+
 /* Writes ISO-8601 UTC with milliseconds, e.g. 2026-11-25T09:18:44.123Z (cap >= 25). */
 void sk__iso8601_ms(int64_t wall_ms, char *buf, size_t cap);
 

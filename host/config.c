@@ -97,6 +97,15 @@ size_t sk__config_key_count(void)
     return SK__ARRAY_LEN(KEYS);
 }
 
+int64_t sk__config_default_int(const char *key)
+{
+    for (size_t i = 0; i < SK__ARRAY_LEN(KEYS); i++)
+        if (KEYS[i].type == T_INT && strcmp(KEYS[i].name, key) == 0)
+            return KEYS[i].dflt_i;
+    assert(!"an integer key of the table");
+    return 0;
+}
+
 void sk__config_key_describe(size_t i, sk__config_key_info *info)
 {
     info->name = KEYS[i].name;

@@ -57,6 +57,9 @@ void sk__config_free(sk__config *cfg);
 /* Same, from a text (tests); path is only used in messages. */
 sk_status sk__config_parse(const char *path, const char *text, sk__config **out, sk__err *err);
 
+/* The default of an integer key ("schedule.max_retries"): the one place host defaults live. */
+int64_t sk__config_default_int(const char *key);
+
 /* Number of keys in the table. */
 size_t sk__config_key_count(void);
 

@@ -318,7 +318,7 @@ static void *worker_main(void *arg)
     svc->wst = sk__sync_deliver(svc->s, &svc->wopts, &h, &svc->wsum, &svc->winfo);
     if (svc->wst != SK_OK)
         snprintf(svc->werr, sizeof svc->werr, "%s",
-                 svc->wsum.stop_reason[0] ? svc->wsum.stop_reason : sk_last_error(svc->s));
+                 svc->wsum.stop_reason[0] ? svc->wsum.stop_reason : svc->s->err.msg);
     wake(svc, 'w');
     return NULL;
 }

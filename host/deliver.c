@@ -1,5 +1,6 @@
 /* The host's delivery policy: outcomes and hints → queue changes. */
 #include "deliver.h"
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,9 +15,9 @@
 
 void sk__deliver_opts_default(sk__deliver_opts *o)
 {
-    o->max_batch_events = 1000;
-    o->max_batch_bytes = 900000;
-    o->max_retries = 20;
+    o->max_batch_events = (size_t)sk__config_default_int("schedule.max_batch_events");
+    o->max_batch_bytes = (size_t)sk__config_default_int("schedule.max_batch_bytes");
+    o->max_retries = sk__config_default_int("schedule.max_retries");
     o->batch_timeout_ms = 90000;
     o->max_batches = 0;
     o->wait_first_ms = 0;
@@ -147,7 +148,7 @@ static void count_settled(pass *ps, const sk__queue_row *row, const sk__settleme
 static sk_status settle(pass *ps, const sk__queue_row *const *rows, const sk__settlement *s,
                         const int *dup, size_t n)
 {
-    if (n && sk__queue_settle(ps->q, "", s, n, ps->o->max_retries, NULL, ps->err) != SK_OK)
+    if (n && sk__queue_settle(ps->q, s, n, ps->o->max_retries, NULL, ps->err) != SK_OK)
         return stop_pass(ps, SK_ERR_DB, "queue: %s", ps->err->msg);
     for (size_t i = 0; i < n; i++)
         count_settled(ps, rows[i], &s[i], dup[i]);

@@ -46,10 +46,7 @@ static int is_damage(int rc)
 
 static sk_status sql_fail(sqlite3 *db, sk__err *err, int rc, const char *file, const char *what)
 {
-    sk_status st = (rc & 0xff) == SQLITE_NOMEM  ? SK_ERR_NOMEM
-                   : (rc & 0xff) == SQLITE_BUSY ? SK_ERR_BUSY
-                                                : SK_ERR_IO;
-    return sk__fail(err, st, "%s: %s: %s", file, what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    return sk__fail(err, sk__sqlite_status(rc), "%s: %s: %s", file, what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 }
 
 /* ---- the integrity check --------------------------------------------------- */

@@ -19,9 +19,12 @@ typedef struct import_ctx {
     char why[1024];
 } import_ctx;
 
-/* One verified bundle line: an envelope, accepted as `emit --file` accepts a full one. */
-static sk_status collect(void *vctx, const char *event_id, const char *json, size_t len)
+/* One verified bundle line: an envelope, accepted as `emit --file` accepts a full one
+ * (sk__event_accept: ids normalised, then validated). */
+static sk_status collect(void *vctx, const char *event_id, json_t *envelope, const char *json,
+                         size_t len)
 {
+    (void)json, (void)len; /* the bundle parsed the line already */
     import_ctx *c = vctx;
     if (atomic_load(&c->s->cancel)) { /* the bundle is dropped whole: nothing of it is queued */
         snprintf(c->why, sizeof c->why, "cancelled");
@@ -32,12 +35,12 @@ static sk_status collect(void *vctx, const char *event_id, const char *json, siz
         return SK_ERR_NOMEM;
     c->cap = cap;
     sk__err err = {{0}};
-    sk_status st = sk__event_from_line(json, len, NULL, &c->envs[c->n], NULL, &err);
+    sk_status st = sk__event_accept(envelope, &err);
     if (st != SK_OK) {
         snprintf(c->why, sizeof c->why, "event %s: %s", event_id, err.msg);
         return st;
     }
-    c->n++;
+    c->envs[c->n++] = json_incref(envelope);
     return SK_OK;
 }
 
@@ -114,8 +117,8 @@ static int is_bundle(const char *path)
     size_t n = strlen(path);
     while (n > 0 && path[n - 1] == '/')
         n--;
-    size_t sl = strlen(SK__BUNDLE_SUFFIX);
-    return n > sl && strncmp(path + n - sl, SK__BUNDLE_SUFFIX, sl) == 0;
+    size_t sl = strlen(SK_BUNDLE_SUFFIX);
+    return n > sl && strncmp(path + n - sl, SK_BUNDLE_SUFFIX, sl) == 0;
 }
 
 sk_status sk__sync_import(sk_sync *s, const char *path, unsigned flags, sk_bundle_fn fn, void *ctx)

@@ -33,16 +33,12 @@ enum {
     Q_ID_SPAN,
     Q_COUNT,
     Q_PARKED_COUNT,
-    Q_LEASE_SCAN,
     Q_PEEK_SCAN,
-    Q_LEASE_MARK,
     Q_PARK_UNFIT,
     Q_DELETE,
     Q_RELEASE,
     Q_REJECT,
     Q_PARK,
-    Q_RELEASE_ALL,
-    Q_LEASE_OWNERS,
     Q_STATS,
     Q_PARKED_EACH,
     Q_UNPARK_ALL,
@@ -63,17 +59,14 @@ static const char *const stmt_sql[Q__COUNT] = {
     [Q_ID_SPAN] = "SELECT (SELECT min(id) FROM queue), (SELECT max(id) FROM queue)",
     [Q_COUNT] = "SELECT count(*) FROM queue",
     [Q_PARKED_COUNT] = "SELECT count(*) FROM queue WHERE state = 1",
-    [Q_LEASE_SCAN] = "SELECT id, event_id, event_type, data, retry_count FROM queue "
-                     "WHERE state = 0 AND lease_until <= ?1 ORDER BY timestamp, id",
-    /* The same walk for a drainer holding the drain lock: from a cursor, no marks. */
+    /* The walk of a drainer holding the drain lock: from a cursor, no marks. Rows
+       under a live lease (of an earlier engine's drainer) are left to it. */
     [Q_PEEK_SCAN] = "SELECT id, event_id, event_type, data, retry_count, timestamp FROM queue "
                     "WHERE state = 0 AND lease_until <= ?1 AND (timestamp, id) > (?2, ?3) "
                     "ORDER BY timestamp, id",
     /* Batch statements take their row ids as one JSON array (?1): one
        statement per batch instead of one per row (cursors are opened once
        and stay positioned; ~10% faster drains, measured). */
-    [Q_LEASE_MARK] = "UPDATE queue SET lease_owner = ?2, lease_until = ?3 "
-                     "WHERE id IN (SELECT value FROM json_each(?1))",
     [Q_PARK_UNFIT] = "UPDATE queue SET state = 1, last_error = ?2, lease_owner = '', "
                      "lease_until = 0 WHERE id = ?1",
     [Q_DELETE] = "DELETE FROM queue WHERE id IN (SELECT value FROM json_each(?1)) "
@@ -87,11 +80,6 @@ static const char *const stmt_sql[Q__COUNT] = {
                  "WHERE id = ?1 AND lease_owner = ?2 RETURNING state",
     [Q_PARK] = "UPDATE queue SET state = 1, last_error = ?3, lease_owner = '', lease_until = 0 "
                "WHERE id = ?1 AND lease_owner = ?2",
-    /* "lease_until > 0" matches sk_idx_lease's WHERE, so the partial index is used. */
-    [Q_LEASE_OWNERS] = "SELECT DISTINCT lease_owner FROM queue WHERE lease_until > 0 "
-                       "AND lease_until > ?1 AND lease_owner != ''",
-    [Q_RELEASE_ALL] = "UPDATE queue SET lease_owner = '', lease_until = 0 "
-                      "WHERE lease_until > 0 AND lease_owner = ?1",
     /* One statement, so one snapshot; count(*) without WHERE counts b-tree
        pages, not rows. Parked rows never hold a lease (parking clears it). */
     [Q_STATS] = "SELECT (SELECT count(*) FROM queue), "
@@ -175,27 +163,28 @@ static void why_unwritable(const char *file, char *buf, size_t cap)
         snprintf(buf, cap, " (%s: %s)", dir[0] ? dir : "/", strerror(errno));
 }
 
-/* Maps an SQLite result code to our status and formats one line. */
-static sk_status db_fail(sk__queue *q, sk__err *err, int rc, const char *what)
+sk_status sk__sqlite_status(int rc)
 {
-    sk_status st = SK_ERR_DB;
     switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-        st = SK_ERR_BUSY;
-        break;
+        return SK_ERR_BUSY;
     case SQLITE_NOMEM:
-        st = SK_ERR_NOMEM;
-        break;
+        return SK_ERR_NOMEM;
     case SQLITE_IOERR:
     case SQLITE_FULL:
     case SQLITE_CANTOPEN:
     case SQLITE_READONLY:
-        st = SK_ERR_IO;
-        break;
+        return SK_ERR_IO;
     default:
-        break;
+        return SK_ERR_DB;
     }
+}
+
+/* Maps an SQLite result code to our status and formats one line. */
+static sk_status db_fail(sk__queue *q, sk__err *err, int rc, const char *what)
+{
+    sk_status st = sk__sqlite_status(rc);
     const char *detail = q && q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc);
     char why[PATH_MAX + 64] = "";
     if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)
@@ -680,15 +669,6 @@ void sk__lease_free_rows(sk__lease *lease)
     lease->count = 0;
 }
 
-static sk_status owner_make(sk__lease *lease, sk__err *err)
-{
-    unsigned char rnd[16];
-    sk_status s = sk__random_bytes(rnd, sizeof rnd, err);
-    if (s == SK_OK)
-        sk__hex(rnd, sizeof rnd, lease->owner);
-    return s;
-}
-
 static char *dup_bytes(const void *p, size_t n)
 {
     char *c = malloc(n + 1);
@@ -771,18 +751,6 @@ static sk_status scan_rows(sk__queue *q, sqlite3_stmt *st, lease_scan *ls, sk__l
     return s;
 }
 
-/* Walks ready, unleased rows oldest first and copies those that fit. */
-static sk_status lease_select(sk__queue *q, int64_t now, lease_scan *ls, sk__lease *lease,
-                              sk__err *err)
-{
-    sqlite3_stmt *st = NULL;
-    sk_status s = stmt_get(q, Q_LEASE_SCAN, &st, err);
-    if (s != SK_OK)
-        return s;
-    sqlite3_bind_int64(st, 1, now);
-    return scan_rows(q, st, ls, lease, "lease", err);
-}
-
 /* ---- row id lists (JSON arrays bound to the batch statements) ------------ */
 
 static void ids_reset(sk__queue *q)
@@ -828,50 +796,10 @@ static sk_status park_unfit(sk__queue *q, const lease_scan *ls, sk__err *err)
     return s;
 }
 
-/* Marks the selected rows as ours until `until`, and parks the unfit ones. */
-static sk_status lease_mark(sk__queue *q, const lease_scan *ls, const sk__lease *lease,
-                            int64_t until, sk__err *err)
-{
-    sqlite3_stmt *st = NULL;
-    sk_status s = SK_OK;
-    ids_reset(q);
-    for (size_t i = 0; s == SK_OK && i < lease->count; i++)
-        s = ids_add(q, lease->rows[i].id, err);
-    if (s == SK_OK && lease->count && (s = stmt_get(q, Q_LEASE_MARK, &st, err)) == SK_OK &&
-        (s = ids_bind(q, st, err)) == SK_OK) {
-        sqlite3_bind_text(st, 2, lease->owner, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, until);
-        s = stmt_run(q, st, "lease", err);
-    }
-    return s == SK_OK ? park_unfit(q, ls, err) : s;
-}
-
-sk_status sk__queue_lease(sk__queue *q, size_t max_events, size_t max_bytes, int64_t lease_ms,
-                          sk__lease *lease, sk__err *err)
-{
-    sk__lease_free_rows(lease);
-    if (max_events == 0 || lease_ms < 0)
-        return sk__fail(err, SK_ERR_USAGE, "lease: max_events must be > 0, lease_ms >= 0");
-    sk_status s = lease->owner[0] ? SK_OK : owner_make(lease, err);
-    if (s != SK_OK || (s = tx_begin(q, err)) != SK_OK)
-        return s;
-    int64_t now = queue_now_ms(q);
-    lease_scan ls = {.max_events = max_events, .max_bytes = max_bytes};
-    s = lease_select(q, now, &ls, lease, err);
-    if (s == SK_OK)
-        s = lease_mark(q, &ls, lease, now + lease_ms, err);
-    free(ls.unfit);
-    s = tx_end(q, s, err);
-    if (s != SK_OK)
-        sk__lease_free_rows(lease);
-    return s;
-}
-
 sk_status sk__queue_peek(sk__queue *q, int64_t after_timestamp, int64_t after_id, size_t max_events,
                          size_t max_bytes, sk__lease *lease, sk__err *err)
 {
     sk__lease_free_rows(lease);
-    lease->owner[0] = '\0';
     if (max_events == 0)
         return sk__fail(err, SK_ERR_USAGE, "peek: max_events must be > 0");
     lease_scan ls = {.max_events = max_events, .max_bytes = max_bytes};
@@ -953,14 +881,13 @@ static sk_status settle_locked(sk__queue *q, const char *owner, const sk__settle
     return s;
 }
 
-sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement *s, size_t n,
+sk_status sk__queue_settle(sk__queue *q, const sk__settlement *s, size_t n,
                            int64_t max_retries, int64_t *parked_out, sk__err *err)
 {
     int64_t parked = 0;
     if (parked_out)
         *parked_out = 0;
-    if (!owner)
-        return sk__fail(err, SK_ERR_USAGE, "settle: no lease owner");
+    const char *owner = ""; /* rows read under the drain lock carry no lease */
     for (size_t i = 0; i < n; i++)
         if ((unsigned)s[i].action > SK__SETTLE_PARK)
             return sk__fail(err, SK_ERR_USAGE, "settle: unknown action %d", (int)s[i].action);
@@ -979,50 +906,6 @@ sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement
     if (st == SK_OK && parked_out)
         *parked_out = parked;
     return st;
-}
-
-sk_status sk__queue_release_all(sk__queue *q, const char *owner, sk__err *err)
-{
-    if (!owner || !*owner)
-        return SK_OK; /* a lease that never leased holds nothing */
-    sqlite3_stmt *st = NULL;
-    sk_status s = tx_begin(q, err);
-    if (s != SK_OK)
-        return s;
-    s = stmt_get(q, Q_RELEASE_ALL, &st, err);
-    if (s == SK_OK) {
-        sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-        s = stmt_run(q, st, "release", err);
-    }
-    return tx_end(q, s, err);
-}
-
-sk_status sk__queue_release_dead(sk__queue *q, int (*alive)(const char *owner), int64_t *released,
-                                 sk__err *err)
-{
-    char owners[16][64];
-    int n = 0;
-    if (released)
-        *released = 0;
-    sqlite3_stmt *st = NULL;
-    sk_status s = stmt_get(q, Q_LEASE_OWNERS, &st, err);
-    if (s != SK_OK)
-        return s;
-    sqlite3_bind_int64(st, 1, queue_now_ms(q));
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 16) {
-        const char *o = (const char *)sqlite3_column_text(st, 0);
-        if (o && strlen(o) < sizeof owners[0] && !alive(o))
-            snprintf(owners[n++], sizeof owners[0], "%s", o);
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return db_fail(q, err, rc, "lease owners");
-    for (int i = 0; i < n && s == SK_OK; i++)
-        s = sk__queue_release_all(q, owners[i], err);
-    if (released)
-        *released = n;
-    return s;
 }
 
 /* ---- parked rows --------------------------------------------------------- */

@@ -6,8 +6,9 @@
  * later with spec-kitty's four-column insert stay valid. The engine adds its
  * columns with defaults (migration in place, idempotent):
  *   state       0 = ready, 1 = parked (not retried automatically)
- *   lease_owner which drainer holds the row ('' = nobody)
- *   lease_until unix ms until which the lease holds (0 = not leased)
+ *   lease_owner, lease_until  a per-row lease of earlier engines' drainers ('' / 0 = none):
+ *               this one drains under the drain lock and never leases, but leaves
+ *               a row under a live lease to its holder
  *   last_error  the last reason it was rejected or parked
  *
  * Delivery order is (timestamp, id). Many processes may use one file at once:
@@ -21,6 +22,9 @@
 #include "common.h"
 
 typedef struct sk__queue sk__queue;
+
+/* Our status for an SQLite result code (busy, out of memory, I/O, else SK_ERR_DB). */
+sk_status sk__sqlite_status(int rc);
 
 typedef enum sk__durability {
     SK__DURABILITY_FULL = 0,  /* synchronous=FULL: a committed event survives power loss */
@@ -83,7 +87,7 @@ sk_status sk__queue_stats_get(sk__queue *q, sk__queue_stats *out, sk__err *err);
 #define SK__QUEUE_ID_MAX 63
 #define SK__QUEUE_ID_CAP (SK__QUEUE_ID_MAX + 1)
 
-/* One leased row. Strings are owned by the lease. */
+/* One row read for delivery. Strings are owned by the sk__lease holding it. */
 typedef struct sk__queue_row {
     int64_t id;
     char event_id[SK__QUEUE_ID_CAP];
@@ -94,39 +98,27 @@ typedef struct sk__queue_row {
     int64_t timestamp; /* enqueue time (filled by sk__queue_peek) */
 } sk__queue_row;
 
+/* The rows of one batch, as sk__queue_peek read them. */
 typedef struct sk__lease {
     sk__queue_row *rows;
     size_t count;
-    char owner[40]; /* random lease token of this drainer */
 } sk__lease;
-
-/*
- * Leases up to max_events ready rows, oldest first, whose data adds up to at
- * most max_bytes (at least one row is always taken, even if larger; 0 means no
- * byte limit), for lease_ms. The scan stops at the first row that does not
- * fit, so order is kept. Rows under another live lease are skipped; rows whose
- * lease expired (a drainer that died) are taken. Two drainers never hold the
- * same row. Rows of a previous call still in *lease are freed first. A row
- * whose event_id is longer than SK__QUEUE_ID_CAP-1 chars (written by someone else) cannot be
- * carried and is parked with a reason instead. The lease's owner token is kept
- * across calls: set lease->owner to "" before the first call and the queue
- * makes one. An empty lease (count 0) means nothing is ready.
- */
-sk_status sk__queue_lease(sk__queue *q, size_t max_events, size_t max_bytes, int64_t lease_ms,
-                          sk__lease *lease, sk__err *err);
 
 /*
  * For a drainer that holds the drain lock (so no other drainer runs): reads up
  * to max_events ready rows after the cursor (timestamp, id), oldest first,
- * within max_bytes, WITHOUT marking them — no row is written, which makes a
- * drain about twice as fast. lease->owner becomes "": settle such rows with
- * owner "" (they are matched as unleased). Rows under another live lease are
- * skipped; unfit rows are parked as by sk__queue_lease.
+ * whose data adds up to at most max_bytes (at least one row is always taken,
+ * even if larger; 0 means no byte limit), WITHOUT marking them: no row is
+ * written. The scan stops at the first row that does not fit, so order is
+ * kept. Rows of a previous call still in *rows are freed first. A row whose
+ * event_id is longer than SK__QUEUE_ID_MAX chars (written by someone else)
+ * cannot be carried and is parked with a reason instead. An empty result
+ * (count 0) means nothing more is ready.
  */
 sk_status sk__queue_peek(sk__queue *q, int64_t after_timestamp, int64_t after_id, size_t max_events,
                          size_t max_bytes, sk__lease *lease, sk__err *err);
 
-/* Frees the rows of a lease (not the owner token); count becomes 0. */
+/* Frees the rows; count becomes 0. */
 void sk__lease_free_rows(sk__lease *lease);
 
 typedef enum sk__settle_action {
@@ -145,24 +137,13 @@ typedef struct sk__settlement {
 } sk__settlement;
 
 /*
- * Applies the outcomes of one batch in one transaction. Only rows still held
- * by `owner` are touched (a row taken over after its lease expired, or
- * replaced by a new enqueue of its event_id, is left alone). *parked_out (may
- * be NULL) receives how many rows were parked by this call (PARK, or REJECT
- * past max_retries).
+ * Applies the outcomes of one batch in one transaction (deletes, releases,
+ * rejections and parking together). Rows under another drainer's live lease
+ * are left alone. *parked_out (may be NULL) receives how many rows were
+ * parked by this call (PARK, or REJECT past max_retries).
  */
-sk_status sk__queue_settle(sk__queue *q, const char *owner, const sk__settlement *s, size_t n,
-                           int64_t max_retries, int64_t *parked_out, sk__err *err);
-
-/* Gives back every row still leased by owner (no penalty). */
-sk_status sk__queue_release_all(sk__queue *q, const char *owner, sk__err *err);
-
-/*
- * Gives back the rows of drainers that died: every owner holding a live lease
- * for which alive(owner) returns 0. *released (may be NULL) = owners freed.
- */
-sk_status sk__queue_release_dead(sk__queue *q, int (*alive)(const char *owner), int64_t *released,
-                                 sk__err *err);
+sk_status sk__queue_settle(sk__queue *q, const sk__settlement *s, size_t n, int64_t max_retries,
+                           int64_t *parked_out, sk__err *err);
 
 /* Parked rows, for `sync parked`. Calls fn for each (oldest first); stops if fn returns non-zero.
  * fn must not call back into q. last_error may be NULL. */

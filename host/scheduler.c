@@ -1,5 +1,6 @@
 /* Scheduler: when to attempt a flush (see scheduler.h for the rules). */
 #include "scheduler.h"
+#include "config.h"
 
 #include <assert.h>
 #include <jansson.h>
@@ -41,10 +42,10 @@ static void copy_text(char *dst, size_t cap, const char *src)
 sk__sched_policy sk__sched_policy_default(void)
 {
     sk__sched_policy p = {
-        .interval_ms = 300000,
-        .backoff_min_ms = 500,
-        .backoff_max_ms = 30000,
-        .min_batch_interval_ms = 5000,
+        .interval_ms = sk__config_default_int("schedule.interval_s") * 1000,
+        .backoff_min_ms = sk__config_default_int("schedule.backoff_min_ms"),
+        .backoff_max_ms = sk__config_default_int("schedule.backoff_max_ms"),
+        .min_batch_interval_ms = sk__config_default_int("schedule.min_batch_interval_ms"),
         .retry_after_max_ms = 3600000,
         .reconnect_attempts_max = 10,
         .retry_wait_max_ms = 120000,

@@ -202,9 +202,15 @@ static void collect_plugin(void *ctx, const sk_plugin_info *e)
     if (!e->error) {
         char abi[16];
         snprintf(abi, sizeof abi, "%u.%u", e->abi_major, e->abi_minor);
-        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s}", "name", e->name, "version", e->version,
-                      "abi", abi, "description", e->description, "capabilities",
-                      caps_json(e->capabilities), "file", e->file);
+        json_t *options = json_array();
+        for (const sk_option_def *d = e->options; d && d->name; d++)
+            json_array_append_new(options, json_pack("{s:s, s:s, s:s, s:s}", "name", d->name,
+                                                     "type", d->type ? d->type : "", "default",
+                                                     d->dflt ? d->dflt : "", "help",
+                                                     d->help ? d->help : ""));
+        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o}", "name", e->name, "version",
+                      e->version, "abi", abi, "description", e->description, "capabilities",
+                      caps_json(e->capabilities), "file", e->file, "options", options);
     } else {
         o = json_pack("{s:s, s:s}", "file", e->file, "error", e->error);
     }

@@ -12,6 +12,7 @@
  * Built against include/spec-kitty/transport.h only: the host's helpers are
  * not reachable from here, which is why this file has its own small ones.
  */
+#include <spec-kitty/bundle_format.h>
 #include <spec-kitty/transport.h>
 
 #include <dirent.h>
@@ -35,11 +36,6 @@
 
 #define FD_NAME "file-drop"
 #define FD_VERSION "1.0.0"
-#define FD_FORMAT_VERSION 1
-#define FD_BUNDLE_SUFFIX ".skb"
-#define FD_TMP_PREFIX ".tmp-"
-#define FD_DATA_FILE "events.ndjson.gz"
-#define FD_MANIFEST_FILE "manifest.json"
 
 /* Option defaults; README.md "Options" documents each key. */
 #define FD_DEFAULT_GZIP_LEVEL 6
@@ -181,8 +177,8 @@ static void fd_next_id(fd_plugin *p, fd_bundle *b)
     char t[FD_ID_CAP];
     fd_id_time(ms, t);
     snprintf(b->id, sizeof b->id, "%.19s-%08x", t, (unsigned)rnd);
-    snprintf(b->tmp_name, sizeof b->tmp_name, FD_TMP_PREFIX "%s", b->id);
-    snprintf(b->final_name, sizeof b->final_name, "%s" FD_BUNDLE_SUFFIX, b->id);
+    snprintf(b->tmp_name, sizeof b->tmp_name, SK_BUNDLE_TMP_PREFIX "%s", b->id);
+    snprintf(b->final_name, sizeof b->final_name, "%s" SK_BUNDLE_SUFFIX, b->id);
 }
 
 static int fd_has_suffix(const char *s, const char *suffix)
@@ -195,9 +191,9 @@ static int fd_has_suffix(const char *s, const char *suffix)
 static void fd_remove_tmp(int outbox_fd, const char *tmp_name)
 {
     char path[FD_ID_CAP + 64 + 256];
-    snprintf(path, sizeof path, "%s/" FD_DATA_FILE, tmp_name);
+    snprintf(path, sizeof path, "%s/" SK_BUNDLE_DATA_FILE, tmp_name);
     unlinkat(outbox_fd, path, 0);
-    snprintf(path, sizeof path, "%s/" FD_MANIFEST_FILE, tmp_name);
+    snprintf(path, sizeof path, "%s/" SK_BUNDLE_MANIFEST_FILE, tmp_name);
     unlinkat(outbox_fd, path, 0);
     unlinkat(outbox_fd, tmp_name, AT_REMOVEDIR);
 }
@@ -233,10 +229,10 @@ static void fd_scan_outbox(fd_plugin *p)
     int judge = flock(dirfd(d), LOCK_EX | LOCK_NB) == 0 || errno != EWOULDBLOCK;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strncmp(e->d_name, FD_TMP_PREFIX, strlen(FD_TMP_PREFIX)) == 0) {
+        if (strncmp(e->d_name, SK_BUNDLE_TMP_PREFIX, strlen(SK_BUNDLE_TMP_PREFIX)) == 0) {
             if (judge && fd_tmp_orphaned(dirfd(d), e->d_name, now))
                 fd_remove_tmp(dirfd(d), e->d_name);
-        } else if (e->d_name[0] != '.' && fd_has_suffix(e->d_name, FD_BUNDLE_SUFFIX)) {
+        } else if (e->d_name[0] != '.' && fd_has_suffix(e->d_name, SK_BUNDLE_SUFFIX)) {
             int64_t ms = fd_id_parse_ms(e->d_name);
             if (ms > p->last_id_ms)
                 p->last_id_ms = ms;
@@ -355,8 +351,8 @@ static fd_rc fd_bundle_begin(fd_plugin *p, fd_bundle *b, char *detail)
     b->tmp_made = 1;
     if (b->tmp_fd < 0)
         return fd_fail(detail, "cannot open %s/%s: %s", p->outbox, b->tmp_name, strerror(errno));
-    char path[sizeof b->tmp_name + sizeof FD_DATA_FILE + 1];
-    snprintf(path, sizeof path, "%s/" FD_DATA_FILE, b->tmp_name);
+    char path[sizeof b->tmp_name + sizeof SK_BUNDLE_DATA_FILE + 1];
+    snprintf(path, sizeof path, "%s/" SK_BUNDLE_DATA_FILE, b->tmp_name);
     b->data_fd = openat(b->outbox_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (b->data_fd < 0)
         return fd_fail(detail, "cannot create %s/%s: %s", p->outbox, path, strerror(errno));
@@ -520,7 +516,7 @@ static fd_rc fd_write_events(fd_plugin *p, fd_bundle *b, const sk_batch *batch,
     EVP_DigestInit_ex(p->md, EVP_sha256(), NULL);
     for (int j = 0; j < b->parts; j++) {
         const fd_part *pt = &p->parts[j];
-        if (fd_write_all(b->data_fd, pt->out, pt->out_len, b, FD_DATA_FILE, detail) != FD_OK)
+        if (fd_write_all(b->data_fd, pt->out, pt->out_len, b, SK_BUNDLE_DATA_FILE, detail) != FD_OK)
             return FD_ERR;
         EVP_DigestUpdate(p->md, pt->out, pt->out_len);
         b->data_bytes += pt->out_len;
@@ -586,7 +582,7 @@ static fd_rc fd_render_manifest(const fd_plugin *p, const fd_bundle *b, char *te
     snprintf(created + cn, sizeof created - cn, ".%03dZ", (int)(b->created_ms % 1000));
     int n = snprintf(text, cap,
                      "{\n"
-                     "  \"format\": \"spec-kitty-bundle\",\n"
+                     "  \"format\": \"" SK_BUNDLE_FORMAT "\",\n"
                      "  \"format_version\": %d,\n"
                      "  \"bundle_id\": \"%s\",\n"
                      "  \"node_id\": %s,\n"
@@ -595,12 +591,12 @@ static fd_rc fd_render_manifest(const fd_plugin *p, const fd_bundle *b, char *te
                      "  \"event_count\": %u,\n"
                      "  \"first_event_id\": %s,\n"
                      "  \"last_event_id\": %s,\n"
-                     "  \"data_file\": \"" FD_DATA_FILE "\",\n"
+                     "  \"data_file\": \"" SK_BUNDLE_DATA_FILE "\",\n"
                      "  \"data_bytes\": %llu,\n"
                      "  \"data_sha256\": \"%s\",\n"
                      "  \"uncompressed_bytes\": %llu\n"
                      "}\n",
-                     FD_FORMAT_VERSION, b->id, node, created, (unsigned)b->count, first, last,
+                     SK_BUNDLE_FORMAT_VERSION, b->id, node, created, (unsigned)b->count, first, last,
                      (unsigned long long)b->data_bytes, hex, (unsigned long long)b->raw_bytes);
     if (n < 0 || (size_t)n >= cap)
         return fd_fail(detail, "manifest of %s does not fit", b->id);
@@ -612,12 +608,12 @@ static fd_rc fd_write_manifest(fd_plugin *p, fd_bundle *b, char *detail)
     char text[4096]; /* fits the widest fields (FD_JSON_CAP) with room to spare */
     if (fd_render_manifest(p, b, text, sizeof text, detail) != FD_OK)
         return FD_ERR;
-    char path[sizeof b->tmp_name + sizeof FD_MANIFEST_FILE + 1];
-    snprintf(path, sizeof path, "%s/" FD_MANIFEST_FILE, b->tmp_name);
+    char path[sizeof b->tmp_name + sizeof SK_BUNDLE_MANIFEST_FILE + 1];
+    snprintf(path, sizeof path, "%s/" SK_BUNDLE_MANIFEST_FILE, b->tmp_name);
     b->manifest_fd = openat(b->outbox_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (b->manifest_fd < 0)
         return fd_fail(detail, "cannot create %s/%s: %s", p->outbox, path, strerror(errno));
-    return fd_write_all(b->manifest_fd, text, strlen(text), b, FD_MANIFEST_FILE, detail);
+    return fd_write_all(b->manifest_fd, text, strlen(text), b, SK_BUNDLE_MANIFEST_FILE, detail);
 }
 
 /* Makes the bundle visible and durable: sync both files (together, so one
@@ -625,8 +621,8 @@ static fd_rc fd_write_manifest(fd_plugin *p, fd_bundle *b, char *detail)
  * it to its final name, sync the outbox (the rename). */
 static fd_rc fd_commit(fd_plugin *p, fd_bundle *b, char *detail)
 {
-    if (fd_close_file(p, &b->data_fd, b, FD_DATA_FILE, detail) != FD_OK ||
-        fd_close_file(p, &b->manifest_fd, b, FD_MANIFEST_FILE, detail) != FD_OK)
+    if (fd_close_file(p, &b->data_fd, b, SK_BUNDLE_DATA_FILE, detail) != FD_OK ||
+        fd_close_file(p, &b->manifest_fd, b, SK_BUNDLE_MANIFEST_FILE, detail) != FD_OK)
         return FD_ERR;
     if (p->fsync && fsync(b->tmp_fd) != 0)
         return fd_fail(detail, "cannot sync %s/%s: %s", p->outbox, b->tmp_name, strerror(errno));

@@ -30,22 +30,39 @@
 /* Longest single poll wait; cancel() wakes the poll sooner. */
 #define HB_POLL_MAX_MS 1000
 
-/* Every option the plugin reads, with its default and range: parsing and the
- * unknown-key warning both use this table, and README.md documents it. */
-typedef struct hb_option {
-    const char *key;
-    int64_t dflt, min, max; /* integer options only */
-    const char *help;
-} hb_option;
-
+/* Every option the plugin reads: hb_option_defs is what the host shows (ABI 1.1,
+ * `spec-kitty sync plugins`), hb_limits the integer defaults and ranges the parser
+ * checks, in the same order; the unknown-key warning uses the names. README.md
+ * documents them. */
 enum { HB_OPT_GZIP, HB_OPT_CONNECT, HB_OPT_TIMEOUT, HB_OPT_CA, HB_OPT_INSECURE, HB_OPT_COUNT };
 
-static const hb_option hb_options[HB_OPT_COUNT] = {
-    [HB_OPT_GZIP] = {"gzip_level", 6, 0, 9, "zlib level of the request body"},
-    [HB_OPT_CONNECT] = {"connect_timeout_ms", 10000, 1, 86400000, "TCP+TLS connect timeout"},
-    [HB_OPT_TIMEOUT] = {"timeout_ms", 60000, 1, 86400000, "whole request timeout"},
-    [HB_OPT_CA] = {"ca_file", 0, 0, 0, "PEM bundle of a private CA to trust"},
-    [HB_OPT_INSECURE] = {"insecure", 0, 0, 1, "true disables TLS verification (warned)"},
+#define HB_STR_(x) #x
+#define HB_STR(x) HB_STR_(x)
+#define HB_GZIP_DEFAULT 6
+#define HB_CONNECT_DEFAULT 10000
+#define HB_TIMEOUT_DEFAULT 60000
+
+static const sk_option_def hb_option_defs[HB_OPT_COUNT + 1] = {
+    [HB_OPT_GZIP] = {"gzip_level", "integer", HB_STR(HB_GZIP_DEFAULT),
+                     "zlib level of the request body (0..9)"},
+    [HB_OPT_CONNECT] = {"connect_timeout_ms", "integer", HB_STR(HB_CONNECT_DEFAULT),
+                        "TCP+TLS connect timeout"},
+    [HB_OPT_TIMEOUT] = {"timeout_ms", "integer", HB_STR(HB_TIMEOUT_DEFAULT),
+                        "whole request timeout"},
+    [HB_OPT_CA] = {"ca_file", "string", "", "PEM bundle of a private CA to trust"},
+    [HB_OPT_INSECURE] = {"insecure", "boolean", "false",
+                         "true disables TLS verification (warned)"},
+    [HB_OPT_COUNT] = {NULL, NULL, NULL, NULL},
+};
+
+typedef struct hb_option {
+    int64_t dflt, min, max; /* integer options only */
+} hb_option;
+
+static const hb_option hb_limits[HB_OPT_COUNT] = {
+    [HB_OPT_GZIP] = {HB_GZIP_DEFAULT, 0, 9},
+    [HB_OPT_CONNECT] = {HB_CONNECT_DEFAULT, 1, 86400000},
+    [HB_OPT_TIMEOUT] = {HB_TIMEOUT_DEFAULT, 1, 86400000},
 };
 
 /* One libcurl transfer slot: a multi handle holding one easy handle. */
@@ -599,7 +616,7 @@ static void hb_warn_unknown_options(const sk_host_api *h)
     json_object_foreach(all, key, value)
     {
         size_t i = 0;
-        while (i < HB_OPT_COUNT && strcmp(hb_options[i].key, key))
+        while (i < HB_OPT_COUNT && strcmp(hb_option_defs[i].name, key))
             i++;
         if (i == HB_OPT_COUNT)
             h->log(h->host_ctx, SK_LOG_WARN, "http-batch: unknown option \"%s\" ignored", key);
@@ -630,10 +647,11 @@ static void hb_warn_plain_http(const sk_host_api *h, const char *url)
 /* Reads integer option which into *out, checking its range. Returns 0, or -1 with err. */
 static int hb_int_option(const sk_host_api *h, int which, int64_t *out, char *err, size_t err_cap)
 {
-    const hb_option *o = &hb_options[which];
-    int64_t v = h->option_int(h->host_ctx, o->key, o->dflt);
+    const hb_option *o = &hb_limits[which];
+    const char *key = hb_option_defs[which].name;
+    int64_t v = h->option_int(h->host_ctx, key, o->dflt);
     if (v < o->min || v > o->max) {
-        hc_fmt(err, err_cap, "http-batch: options.%s must be %lld..%lld, not %lld", o->key,
+        hc_fmt(err, err_cap, "http-batch: options.%s must be %lld..%lld, not %lld", key,
                    (long long)o->min, (long long)o->max, (long long)v);
         return -1;
     }
@@ -653,8 +671,8 @@ static int hb_read_options(hb_plugin *p, char *err, size_t err_cap)
     p->gzip_level = (int)level;
     p->connect_timeout_ms = (long)connect;
     p->timeout_ms = (long)total;
-    p->insecure = h->option_bool(h->host_ctx, hb_options[HB_OPT_INSECURE].key, 0);
-    const char *ca = h->option_string(h->host_ctx, hb_options[HB_OPT_CA].key, NULL);
+    p->insecure = h->option_bool(h->host_ctx, hb_option_defs[HB_OPT_INSECURE].name, 0);
+    const char *ca = h->option_string(h->host_ctx, hb_option_defs[HB_OPT_CA].name, NULL);
     if (ca && *ca) {
         if (access(ca, R_OK) != 0) {
             hc_fmt(err, err_cap, "http-batch: options.ca_file %s is not readable", ca);
@@ -752,6 +770,7 @@ static const sk_transport_desc hb_desc = {
     .submit = NULL,
     .cancel = hb_cancel,
     .probe = hb_probe,
+    .options = hb_option_defs,
 };
 
 SK_TRANSPORT_DEFINE_ENTRY_V1(hb_desc)

@@ -104,8 +104,10 @@ typedef struct counter {
     const fixture *fx; /* when set: each event must match what was sent */
 } counter;
 
-static sk_status count_event(void *ctx, const char *id, const char *json, size_t len)
+static sk_status count_event(void *ctx, const char *id, json_t *envelope, const char *json,
+                             size_t len)
 {
+    assert_non_null(json_object_get(envelope, "event_id"));
     counter *c = ctx;
     if (c->fx) {
         assert_string_equal(id, c->fx->ids[c->n]);
@@ -215,7 +217,7 @@ static void test_good_bundle_reads_every_event_in_order(void **state)
     if (st != SK_OK)
         fail_msg("%s", err.msg);
     assert_int_equal(c.n, EVENTS);
-    assert_int_equal(info.format_version, SK__BUNDLE_FORMAT_VERSION);
+    assert_int_equal(info.format_version, SK_BUNDLE_FORMAT_VERSION);
     assert_int_equal(info.event_count, EVENTS);
     assert_string_equal(info.node_id, NODE_ID);
     assert_string_equal(info.first_event_id, fx->ids[0]);

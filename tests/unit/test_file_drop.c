@@ -165,8 +165,10 @@ typedef struct collect {
     tbatch *want; /* when set: the exact envelope bytes expected, in order */
 } collect;
 
-static sk_status on_event(void *ctx, const char *id, const char *json, size_t len)
+static sk_status on_event(void *ctx, const char *id, json_t *envelope, const char *json,
+                          size_t len)
 {
+    (void)envelope;
     collect *c = ctx;
     char want_id[27];
     event_id(want_id, c->next);

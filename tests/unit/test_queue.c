@@ -85,11 +85,17 @@ static void enq_ok(sk__queue *q, const char *id, int64_t ts)
         fail_msg("enqueue %s: %s", id, err.msg);
 }
 
-static void lease_ok(sk__queue *q, size_t max, size_t max_bytes, int64_t ms, sk__lease *l)
+/* Reads up to max rows within max_bytes after the cursor (NULL: from the start) and moves it on. */
+static void read_ok(sk__queue *q, size_t max, size_t max_bytes, int64_t *cursor, sk__lease *l)
 {
     sk__err err = {{0}};
-    if (sk__queue_lease(q, max, max_bytes, ms, l, &err) != SK_OK)
-        fail_msg("lease: %s", err.msg);
+    int64_t start[2] = {INT64_MIN, INT64_MIN}, *at = cursor ? cursor : start;
+    if (sk__queue_peek(q, at[0], at[1], max, max_bytes, l, &err) != SK_OK)
+        fail_msg("read: %s", err.msg);
+    if (l->count) {
+        at[0] = l->rows[l->count - 1].timestamp;
+        at[1] = l->rows[l->count - 1].id;
+    }
 }
 
 static sk__queue_stats stats_of(sk__queue *q)
@@ -107,7 +113,7 @@ static void settle_all(sk__queue *q, sk__lease *l, sk__settle_action a, int64_t 
     for (size_t i = 0; i < l->count; i++)
         s[i] = (sk__settlement){.id = l->rows[i].id, .action = a, .reason = "bad payload"};
     sk__err err = {{0}};
-    assert_int_equal(sk__queue_settle(q, l->owner, s, l->count, max_retries, NULL, &err), SK_OK);
+    assert_int_equal(sk__queue_settle(q, s, l->count, max_retries, NULL, &err), SK_OK);
 }
 
 /* Runs one SQL statement on a separate raw connection (the way spec-kitty would). */
@@ -154,7 +160,7 @@ static void raw_spec_kitty_insert(const char *path, const char *id, int64_t ts)
 
 /* ---- order, dedup, capacity ---------------------------------------------- */
 
-static void test_lease_is_fifo_by_timestamp_then_id(void **state)
+static void test_rows_are_read_fifo_by_timestamp_then_id(void **state)
 {
     fixture *f = *state;
     sk__queue *q = open_q(f, 0);
@@ -163,7 +169,7 @@ static void test_lease_is_fifo_by_timestamp_then_id(void **state)
     enq_ok(q, "E-early-1", 100);
     enq_ok(q, "E-mid", 200);
     sk__lease l = {0};
-    lease_ok(q, 10, 0, 60000, &l);
+    read_ok(q, 10, 0, NULL, &l);
     assert_int_equal(l.count, 4);
     assert_string_equal(l.rows[0].event_id, "E-early-2");
     assert_string_equal(l.rows[1].event_id, "E-early-1");
@@ -189,7 +195,7 @@ static void test_same_event_id_is_one_row_with_the_latest_data(void **state)
     assert_int_equal(sk__queue_enqueue(q, two, 2, &err), SK_OK);
     assert_int_equal(stats_of(q).ready, 2);
     sk__lease l = {0};
-    lease_ok(q, 10, 0, 60000, &l);
+    read_ok(q, 10, 0, NULL, &l);
     assert_int_equal(l.count, 2);
     assert_string_equal(l.rows[0].data, "{\"v\":2}");
     assert_string_equal(l.rows[1].data, "{\"v\":3}");
@@ -213,7 +219,7 @@ static void test_large_batch_keeps_order_and_the_last_duplicate_wins(void **stat
     assert_int_equal(sk__queue_enqueue(q, items, N, &err), SK_OK);
     assert_int_equal(stats_of(q).ready, 50);
     sk__lease l = {0};
-    lease_ok(q, 100, 0, 60000, &l);
+    read_ok(q, 100, 0, NULL, &l);
     assert_int_equal(l.count, 50);
     assert_string_equal(l.rows[0].event_id, "D00");
     assert_string_equal(l.rows[0].data, "{\"n\":50}");  /* replaced by the later copy */
@@ -281,7 +287,7 @@ static void test_spec_kitty_file_opens_unchanged_and_its_rows_drain(void **state
     assert_int_equal(st.ready, 2);
     assert_int_equal(st.oldest_timestamp, 100);
     sk__lease l = {0};
-    lease_ok(q, 10, 0, 60000, &l);
+    read_ok(q, 10, 0, NULL, &l);
     assert_int_equal(l.count, 2);
     assert_string_equal(l.rows[0].event_id, "01JSK00000000000000000001");
     assert_string_equal(l.rows[0].data,
@@ -311,7 +317,7 @@ static void test_migration_twice_changes_nothing(void **state)
     assert_int_equal(raw_int(f->path, "PRAGMA schema_version"), version);
 }
 
-static void test_four_column_insert_after_migration_is_leasable(void **state)
+static void test_four_column_insert_after_migration_is_read(void **state)
 {
     fixture *f = *state;
     sk__queue *q = open_q(f, 0);
@@ -322,7 +328,7 @@ static void test_four_column_insert_after_migration_is_leasable(void **state)
     assert_int_equal(st.ready, 2);
     assert_int_equal(st.oldest_timestamp, 100);
     sk__lease l = {0};
-    lease_ok(q, 10, 0, 60000, &l);
+    read_ok(q, 10, 0, NULL, &l);
     assert_int_equal(l.count, 2);
     assert_string_equal(l.rows[0].event_id, "E-theirs");
     assert_int_equal(l.rows[0].retry_count, 0);
@@ -487,145 +493,7 @@ static void test_processes_racing_to_migrate_a_spec_kitty_file_all_succeed(void 
 }
 
 /* Child: drains in small batches, logging every leased event_id to out. */
-static int child_drain(const char *path, const char *out)
-{
-    FILE *log = fopen(out, "w");
-    sk__queue *q = NULL;
-    sk__err err = {{0}};
-    if (!log || sk__queue_open(path, NULL, &q, &err) != SK_OK)
-        return 1;
-    sk__lease l = {0};
-    sk__settlement s[25];
-    for (;;) {
-        if (sk__queue_lease(q, SK__ARRAY_LEN(s), 0, 600000, &l, &err) != SK_OK)
-            return 2;
-        if (l.count == 0)
-            break;
-        for (size_t i = 0; i < l.count; i++) {
-            fprintf(log, "%s\n", l.rows[i].event_id);
-            s[i] = (sk__settlement){.id = l.rows[i].id, .action = SK__SETTLE_DELETE};
-        }
-        if (sk__queue_settle(q, l.owner, s, l.count, 5, NULL, &err) != SK_OK)
-            return 3;
-    }
-    sk__lease_free_rows(&l);
-    sk__queue_close(q);
-    return fclose(log) == 0 ? 0 : 4;
-}
-
-static void test_two_drainer_processes_never_lease_the_same_row(void **state)
-{
-    fixture *f = *state;
-    enum { EVENTS = 2000 };
-    sk__queue *q = open_q(f, 0);
-    sk__queue_item items[100];
-    char ids[100][32];
-    for (int b = 0; b < EVENTS / 100; b++) {
-        for (int i = 0; i < 100; i++) {
-            snprintf(ids[i], sizeof ids[i], "E%05d", b * 100 + i);
-            items[i] = (sk__queue_item){ids[i], "WPCreated", "{}", b};
-        }
-        sk__err err = {{0}};
-        assert_int_equal(sk__queue_enqueue(q, items, 100, &err), SK_OK);
-    }
-    sk__queue_close(q);
-    char logs[2][700];
-    pid_t pids[2];
-    for (int i = 0; i < 2; i++) {
-        snprintf(logs[i], sizeof logs[i], "%s/drain%d.log", f->dir, i);
-        pids[i] = fork();
-        assert_true(pids[i] >= 0);
-        if (pids[i] == 0)
-            _exit(child_drain(f->path, logs[i]));
-    }
-    wait_children(pids, 2);
-    static unsigned char seen[EVENTS];
-    memset(seen, 0, sizeof seen);
-    int total = 0;
-    for (int i = 0; i < 2; i++) {
-        FILE *in = fopen(logs[i], "r");
-        assert_non_null(in);
-        char line[64];
-        while (fgets(line, sizeof line, in)) {
-            int n = atoi(line + 1);
-            assert_true(n >= 0 && n < EVENTS);
-            assert_int_equal(seen[n], 0); /* leased twice would show here */
-            seen[n] = 1;
-            total++;
-        }
-        fclose(in);
-    }
-    assert_int_equal(total, EVENTS);
-    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), 0);
-}
-
-/* ---- leases --------------------------------------------------------------- */
-
-static void test_expired_lease_is_taken_over_and_old_owner_cannot_settle(void **state)
-{
-    fixture *f = *state;
-    sk__queue *a = open_q(f, 0), *b = open_q(f, 0);
-    enq_ok(a, "E1", 100);
-    enq_ok(a, "E2", 101);
-    sk__lease la = {0}, lb = {0};
-    lease_ok(a, 10, 0, 1000, &la);
-    assert_int_equal(la.count, 2);
-    assert_int_equal(stats_of(b).leased, 2);
-
-    f->now_ms += 999; /* still A's */
-    lease_ok(b, 10, 0, 1000, &lb);
-    assert_int_equal(lb.count, 0);
-
-    f->now_ms += 1; /* A's lease ran out: A died, as far as anyone knows */
-    assert_int_equal(stats_of(b).leased, 0);
-    lease_ok(b, 10, 0, 1000, &lb);
-    assert_int_equal(lb.count, 2);
-    assert_string_not_equal(la.owner, lb.owner);
-
-    settle_all(a, &la, SK__SETTLE_DELETE, 5); /* too late: touches nothing */
-    assert_int_equal(stats_of(b).ready, 2);
-    settle_all(b, &lb, SK__SETTLE_DELETE, 5);
-    assert_int_equal(stats_of(b).ready, 0);
-    sk__lease_free_rows(&la);
-    sk__lease_free_rows(&lb);
-    sk__queue_close(a);
-    sk__queue_close(b);
-}
-
-static void test_lease_token_is_kept_and_rows_of_a_live_lease_are_skipped(void **state)
-{
-    fixture *f = *state;
-    sk__queue *q = open_q(f, 0);
-    for (int i = 0; i < 5; i++) {
-        char id[8];
-        snprintf(id, sizeof id, "E%d", i);
-        enq_ok(q, id, 100 + i);
-    }
-    sk__lease l = {0};
-    lease_ok(q, 2, 0, 60000, &l);
-    char owner[sizeof l.owner];
-    memcpy(owner, l.owner, sizeof owner);
-    assert_int_equal(strlen(owner), 32);
-    sk__lease l2 = {0};
-    memcpy(l2.owner, owner, sizeof owner); /* a second batch of the same drainer */
-    lease_ok(q, 2, 0, 60000, &l2);
-    assert_string_equal(l2.owner, owner);
-    assert_string_equal(l2.rows[0].event_id, "E2");
-    assert_string_equal(l2.rows[1].event_id, "E3");
-    assert_int_equal(stats_of(q).leased, 4);
-    sk__err err = {{0}};
-    assert_int_equal(sk__queue_release_all(q, owner, &err), SK_OK);
-    sk__queue_stats st = stats_of(q);
-    assert_int_equal(st.leased, 0);
-    assert_int_equal(st.ready, 5);
-    lease_ok(q, 10, 0, 60000, &l);
-    assert_int_equal(l.count, 5);
-    sk__lease_free_rows(&l);
-    sk__lease_free_rows(&l2);
-    sk__queue_close(q);
-}
-
-static void test_max_bytes_limits_a_lease_but_one_row_is_always_taken(void **state)
+static void test_max_bytes_limits_a_read_but_one_row_is_always_taken(void **state)
 {
     fixture *f = *state;
     sk__queue *q = open_q(f, 0);
@@ -639,14 +507,15 @@ static void test_max_bytes_limits_a_lease_but_one_row_is_always_taken(void **sta
         assert_int_equal(enq(q, id, 100 + i, big, &err), SK_OK);
     }
     sk__lease l = {0};
-    lease_ok(q, 10, 250, 60000, &l);
+    int64_t cursor[2] = {INT64_MIN, INT64_MIN};
+    read_ok(q, 10, 250, cursor, &l);
     assert_int_equal(l.count, 2);
     assert_string_equal(l.rows[1].event_id, "E1");
-    lease_ok(q, 10, 50, 60000, &l); /* frees the previous rows first */
+    read_ok(q, 10, 50, cursor, &l); /* frees the previous rows first */
     assert_int_equal(l.count, 1);
     assert_string_equal(l.rows[0].event_id, "E2");
     assert_int_equal(l.rows[0].data_len, 100);
-    lease_ok(q, 10, 0, 60000, &l);
+    read_ok(q, 10, 0, cursor, &l);
     assert_int_equal(l.count, 1);
     assert_string_equal(l.rows[0].event_id, "E3");
     sk__lease_free_rows(&l);
@@ -661,46 +530,11 @@ static void test_foreign_row_with_overlong_event_id_is_parked_not_sent(void **st
         f->path, "an-event-id-far-longer-than-sixty-three-characters-which-no-id-form-has", 100);
     enq_ok(q, "E1", 200);
     sk__lease l = {0};
-    lease_ok(q, 10, 0, 60000, &l);
+    read_ok(q, 10, 0, NULL, &l);
     assert_int_equal(l.count, 1);
     assert_string_equal(l.rows[0].event_id, "E1");
     assert_int_equal(stats_of(q).parked, 1);
     sk__lease_free_rows(&l);
-    sk__queue_close(q);
-}
-
-static const char *dead_owner;
-
-static int all_but_dead_alive(const char *owner)
-{
-    return strcmp(owner, dead_owner) != 0;
-}
-
-static void test_release_dead_frees_only_rows_of_dead_drainers(void **state)
-{
-    fixture *f = *state;
-    sk__queue *q = open_q(f, 0);
-    for (int i = 0; i < 4; i++) {
-        char id[8];
-        snprintf(id, sizeof id, "E%d", i);
-        enq_ok(q, id, 100 + i);
-    }
-    sk__lease alive = {0}, dead = {0};
-    lease_ok(q, 2, 0, 60000, &alive);
-    lease_ok(q, 2, 0, 60000, &dead);
-    dead_owner = dead.owner;
-    int64_t released = -1;
-    sk__err err = {{0}};
-    assert_int_equal(sk__queue_release_dead(q, all_but_dead_alive, &released, &err), SK_OK);
-    assert_int_equal(released, 1);
-    assert_int_equal(stats_of(q).leased, 2);
-    sk__lease again = {0};
-    lease_ok(q, 10, 0, 60000, &again);
-    assert_int_equal(again.count, 2);
-    assert_string_equal(again.rows[0].event_id, "E2");
-    sk__lease_free_rows(&alive);
-    sk__lease_free_rows(&dead);
-    sk__lease_free_rows(&again);
     sk__queue_close(q);
 }
 
@@ -734,7 +568,7 @@ static void test_settle_deletes_releases_rejects_and_parks(void **state)
     for (int i = 0; i < 4; i++)
         enq_ok(q, ids[i], 100 + i);
     sk__lease l = {0};
-    lease_ok(q, 10, 0, 60000, &l);
+    read_ok(q, 10, 0, NULL, &l);
     assert_int_equal(l.count, 4);
     sk__settlement s[4] = {{l.rows[0].id, SK__SETTLE_DELETE, NULL},
                            {l.rows[1].id, SK__SETTLE_RELEASE, NULL},
@@ -742,7 +576,7 @@ static void test_settle_deletes_releases_rejects_and_parks(void **state)
                            {l.rows[3].id, SK__SETTLE_PARK, "project_not_admitted"}};
     int64_t parked = -1;
     sk__err err = {{0}};
-    assert_int_equal(sk__queue_settle(q, l.owner, s, 4, 3, &parked, &err), SK_OK);
+    assert_int_equal(sk__queue_settle(q, s, 4, 3, &parked, &err), SK_OK);
     assert_int_equal(parked, 1);
     sk__queue_stats st = stats_of(q);
     assert_int_equal(st.ready, 2);
@@ -754,7 +588,7 @@ static void test_settle_deletes_releases_rejects_and_parks(void **state)
     assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue WHERE event_id = 'E-rej' "
                                       "AND last_error = 'schema mismatch'"),
                      1);
-    lease_ok(q, 10, 0, 60000, &l); /* released and rejected rows come back */
+    read_ok(q, 10, 0, NULL, &l); /* released and rejected rows come back */
     assert_int_equal(l.count, 2);
     assert_string_equal(l.rows[0].event_id, "E-rel");
     assert_int_equal(l.rows[1].retry_count, 1);
@@ -776,14 +610,14 @@ static void test_reject_parks_only_after_max_retries_are_used(void **state)
     int64_t parked = 0;
     sk__err err = {{0}};
     for (int attempt = 1; attempt <= 4; attempt++) {
-        lease_ok(q, 10, 0, 60000, &l);
+        read_ok(q, 10, 0, NULL, &l);
         assert_int_equal(l.count, 1); /* max_retries 3: 3 retries after the first send */
         assert_int_equal(l.rows[0].retry_count, attempt - 1);
         sk__settlement s = {l.rows[0].id, SK__SETTLE_REJECT, "rejected"};
-        assert_int_equal(sk__queue_settle(q, l.owner, &s, 1, 3, &parked, &err), SK_OK);
+        assert_int_equal(sk__queue_settle(q, &s, 1, 3, &parked, &err), SK_OK);
         assert_int_equal(parked, attempt == 4);
     }
-    lease_ok(q, 10, 0, 60000, &l);
+    read_ok(q, 10, 0, NULL, &l);
     assert_int_equal(l.count, 0);
     sk__queue_stats st = stats_of(q);
     assert_int_equal(st.parked, 1);
@@ -804,7 +638,7 @@ static void park_all(sk__queue *q, int n)
         enq_ok(q, id, 100 + i);
     }
     sk__lease l = {0};
-    lease_ok(q, 64, 0, 60000, &l);
+    read_ok(q, 64, 0, NULL, &l);
     assert_int_equal(l.count, (size_t)n);
     settle_all(q, &l, SK__SETTLE_PARK, 5);
     sk__lease_free_rows(&l);
@@ -823,7 +657,7 @@ static void test_unpark_by_id_then_all_resets_retries(void **state)
     assert_int_equal(sk__queue_unpark(q, one, 2, &moved, &err), SK_OK);
     assert_int_equal(moved, 1);
     sk__lease l = {0};
-    lease_ok(q, 10, 0, 60000, &l);
+    read_ok(q, 10, 0, NULL, &l);
     assert_int_equal(l.count, 1);
     assert_string_equal(l.rows[0].event_id, "E1");
     assert_int_equal(l.rows[0].retry_count, 0);
@@ -856,7 +690,7 @@ static void test_each_parked_lists_oldest_first_and_stops_on_request(void **stat
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_lease_is_fifo_by_timestamp_then_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rows_are_read_fifo_by_timestamp_then_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_event_id_is_one_row_with_the_latest_data, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_large_batch_keeps_order_and_the_last_duplicate_wins,
@@ -868,7 +702,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spec_kitty_file_opens_unchanged_and_its_rows_drain,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_twice_changes_nothing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_four_column_insert_after_migration_is_leasable, setup,
+        cmocka_unit_test_setup_teardown(test_four_column_insert_after_migration_is_read, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_created_file_is_owner_only_and_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_both_durability_modes_open_and_keep_events, setup,
@@ -879,18 +713,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_processes_racing_to_migrate_a_spec_kitty_file_all_succeed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_two_drainer_processes_never_lease_the_same_row, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(
-            test_expired_lease_is_taken_over_and_old_owner_cannot_settle, setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_lease_token_is_kept_and_rows_of_a_live_lease_are_skipped, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_max_bytes_limits_a_lease_but_one_row_is_always_taken,
+        cmocka_unit_test_setup_teardown(test_max_bytes_limits_a_read_but_one_row_is_always_taken,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_row_with_overlong_event_id_is_parked_not_sent,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_release_dead_frees_only_rows_of_dead_drainers, setup,
-                                        teardown),
         cmocka_unit_test_setup_teardown(test_settle_deletes_releases_rejects_and_parks, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reject_parks_only_after_max_retries_are_used, setup,
