@@ -639,3 +639,62 @@ void hc_redact(char *text, const char *secret)
         memmove(hit + 3, hit + n, strlen(hit + n) + 1);
     }
 }
+
+void hc_redact_result(sk_batch_result *result, const char *secret)
+{
+    hc_redact(result->detail, secret);
+    for (uint32_t i = 0; i < result->count; i++)
+        hc_redact(result->events[i].message, secret);
+}
+
+void hc_free_secret(char *text)
+{
+    if (text) {
+        explicit_bzero(text, strlen(text));
+        free(text);
+    }
+}
+
+const char *hc_auth_secret(const char *auth_value)
+{
+    if (!auth_value)
+        return NULL;
+    const char *space = strrchr(auth_value, ' ');
+    return space ? space + 1 : auth_value;
+}
+
+int hc_auth_value(const sk_host_api *host, char **out, const char **why)
+{
+    size_t cap = 2048;
+    *out = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char *value = calloc(1, cap);
+        if (!value) {
+            *why = "out of memory";
+            return -1;
+        }
+        size_t n = host->auth_header(host->host_ctx, value, cap);
+        if (n < cap && n > 0 && strpbrk(value, "\r\n")) {
+            hc_free_secret(value);
+            *why = "the Authorization header value holds a line break";
+            return -1;
+        }
+        if (n < cap) {
+            if (n > 0)
+                *out = value;
+            else
+                free(value);
+            return 0;
+        }
+        hc_free_secret(value);
+        cap = n + 1; /* the host said how much it needs */
+    }
+    *why = "the Authorization header value keeps growing";
+    return -1;
+}
+
+int hc_is_loopback(const char *host)
+{
+    return !strcasecmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1") ||
+           !strcmp(host, "[::1]");
+}
