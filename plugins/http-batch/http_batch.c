@@ -337,14 +337,7 @@ static const char *hb_header(CURL *e, const char *name)
 /* Fills every event transient with a batch-level detail. Returns rc. */
 static int hb_fail(const sk_batch *batch, sk_batch_result *result, int rc, const char *why)
 {
-    for (uint32_t i = 0; i < result->count && i < batch->count; i++) {
-        result->events[i].outcome = SK_OUTCOME_TRANSIENT;
-        result->events[i].message[0] = '\0';
-    }
-    result->hints = SK_HINT_NONE;
-    result->retry_after_ms = 0;
-    result->status_code = 0;
-    hb_copy(result->detail, sizeof result->detail, why);
+    hc_result_transient(batch, result, why);
     return rc;
 }
 

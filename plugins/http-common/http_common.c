@@ -698,3 +698,9 @@ int hc_is_loopback(const char *host)
     return !strcasecmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1") ||
            !strcmp(host, "[::1]");
 }
+
+void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const char *why)
+{
+    hc_result_reset(batch, result, 0);
+    hc_fmt(result->detail, sizeof result->detail, "%s", why ? why : "");
+}

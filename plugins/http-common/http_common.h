@@ -108,6 +108,10 @@ const char *hc_auth_secret(const char *auth_value);
 /* Redacts secret from the result's detail and every event message. */
 void hc_redact_result(sk_batch_result *result, const char *secret);
 
+/* Every event transient with no message, no hints, status 0, detail why:
+ * nothing is known about the batch. */
+void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const char *why);
+
 /* True for a loopback host name or address: localhost, 127.x.y.z, ::1 or [::1]. */
 int hc_is_loopback(const char *host);
 
