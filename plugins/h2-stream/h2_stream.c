@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -825,6 +826,12 @@ static int h2_turn(h2_plugin *p)
 static void *h2_io_main(void *arg)
 {
     h2_plugin *p = arg;
+    /* A write to a closed TLS socket must fail with EPIPE, not kill the host:
+     * SIGPIPE from a write goes to the writing thread, here held back. */
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
     while (h2_turn(p) == 0)
         ;
     return NULL;
