@@ -25,6 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* The one line for a server that does not select h2 by ALPN. */
+#define H2_NO_H2 "server does not speak HTTP/2; use http-batch"
 /* Longest proxy answer head we read before giving up on it. */
 #define H2_PROXY_HEAD_MAX 8192
 
@@ -367,6 +369,10 @@ static int h2_tls(h2_pipe *pp, const h2_url *target, const h2_net_opts *o, char 
         }
         if (SSL_get_verify_result(pp->ssl) != X509_V_OK) {
             h2_verify_error(pp->ssl, err, err_cap);
+        } else if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL) {
+            /* RFC 7301 §3.2: a server with no protocol in common ends the handshake. */
+            ERR_clear_error();
+            hc_fmt(err, err_cap, "%s", H2_NO_H2);
         } else {
             char why[256];
             h2_ssl_error(why, sizeof why, "connection closed during the handshake");
@@ -378,7 +384,7 @@ static int h2_tls(h2_pipe *pp, const h2_url *target, const h2_net_opts *o, char 
     unsigned int proto_len = 0;
     SSL_get0_alpn_selected(pp->ssl, &proto, &proto_len);
     if (proto_len != 2 || memcmp(proto, "h2", 2) != 0) {
-        hc_fmt(err, err_cap, "server does not speak HTTP/2; use http-batch");
+        hc_fmt(err, err_cap, "%s", H2_NO_H2);
         return -1;
     }
     return 0;

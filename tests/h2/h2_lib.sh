@@ -60,3 +60,12 @@ backend_restart() {
   done
   fail "the receiver did not come back behind nghttpx (last answer $code)"
 }
+
+# free_tcp_port: a loopback port nobody listens on now.
+free_tcp_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}

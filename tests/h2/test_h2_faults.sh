@@ -91,3 +91,35 @@ expect_eq "$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT max(retry_count) FROM q
   "a 5xx of the front costs no retry"
 backend_restart
 sk sync now; expect_rc 0 "backend back"; expect_out "Synced: 20 "; delivered 20
+
+# ---- a stalled stream is reset at its deadline (timeout_ms) -------------------------
+. "$(dirname "$0")/../integration/interrupt_lib.sh"
+h2_config "$RX_TLS" '{"timeout_ms": 1000}' '{"max_batch_events": 10}'
+emit_many 10
+rx_fault '{"endpoint": "batch", "delay_ms": 2500}'
+t0=$(now_ms)
+sk sync now
+elapsed=$(($(now_ms) - t0))
+expect_rc 1 "sync now with a stalled stream"
+expect_err "batch deadline reached after"; expect_err "stream reset"
+expect_ge 2400 "$elapsed" "the stalled stream ended at its 1 s deadline, not the answer"
+expect_eq "$(queue_ready)" 10 "the stalled batch is kept"
+# The server stores it when its answer is finally written; the resend is a duplicate.
+rows_at_least() { [ "$(rx_rows)" -ge "$1" ]; }
+wait_for 10 rows_at_least $((total + 10)) || fail "the stalled batch never landed"
+sk sync now; expect_rc 0 "after the stall"; expect_out "Duplicates: 10"; delivered 10
+
+# ---- SIGINT with streams in flight: cancelled at once, nothing lost ---------------
+h2_config "$RX_TLS" '{}' '{"max_batch_events": 10}'
+emit_many 30
+rx_fault '{"endpoint": "batch", "delay_ms": 2500, "count": 3}'
+bg sync now
+bg_waiting
+interrupt INT
+expect_rc 130 "sync now after SIGINT"
+expect_err "sync interrupted by SIGINT"
+expect_eq "$(queue_ready)" 30 "events queued after the interrupt"
+sleep 2.5 # the stalled answer lands server-side
+rx_clear
+sk sync now; expect_rc 0 "after the interrupt"; expect_out "Remaining: 0"
+delivered 30
