@@ -404,6 +404,7 @@ static void test_server_without_h2_is_refused_with_one_line(void **state)
     sk_tbatch_free(t);
     sk_peer_stop(peer);
     sk_test_rmtree(dir);
+    free(dir);
 }
 
 /* A one-connection-at-a-time HTTP CONNECT proxy on loopback. */
