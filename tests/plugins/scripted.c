@@ -17,8 +17,8 @@
  * Built a second time as scripted_async (SCRIPTED_ASYNC): SK_CAP_ASYNC, submit()
  * answers like send() but holds the completion for a worker thread, which
  * completes held batches in REVERSE submit order once "slots" (default 4) are
- * held or 20 ms pass without a submit; beyond "slots" in flight submit answers
- * BUSY (metric "busy"). "hold": true keeps every completion until cancel(),
+ * held and one more submit was answered BUSY (metric "busy"), or 20 ms pass
+ * without a submit. "hold": true keeps every completion until cancel(),
  * which completes them all CANCELLED at once.
  */
 #include <spec-kitty/transport.h>
@@ -57,6 +57,7 @@ typedef struct scripted {
     int nheld;
     int stop;
     int64_t last_submit_ms;
+    int busy_seen; /* a submit was answered BUSY since the last release */
 #endif
 } scripted;
 
@@ -252,7 +253,9 @@ static int release_due(scripted *s, int64_t now)
         return 1;
     if (json_is_true(json_object_get(s->opts, "hold")))
         return 0;
-    return s->nheld >= opt_int(s, "slots", 4) || now - s->last_submit_ms >= 20;
+    /* A full set goes once a submit was refused BUSY, so that a host filling its
+     * slots always meets BUSY; a quiet moment releases whatever is held. */
+    return (s->nheld >= opt_int(s, "slots", 4) && s->busy_seen) || now - s->last_submit_ms >= 20;
 }
 
 static void *async_worker(void *arg)
@@ -273,6 +276,7 @@ static void *async_worker(void *arg)
         held *list = s->held;
         s->held = NULL;
         s->nheld = 0;
+        s->busy_seen = 0;
         int cancelled = atomic_load(&s->cancelled);
         pthread_mutex_unlock(&s->mu);
         while (list) { /* newest first: the reverse of the submit order */
@@ -295,6 +299,8 @@ static int submit_batch(void *self, const sk_batch *b, sk_batch_result *r, sk_co
         return SK_TRANSPORT_CANCELLED;
     pthread_mutex_lock(&s->mu);
     int busy = s->nheld >= opt_int(s, "slots", 4);
+    s->busy_seen |= busy;
+    pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (busy) {
         s->host->metric_add(s->host->host_ctx, "busy", 1);
