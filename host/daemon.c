@@ -424,6 +424,11 @@ static void drop_client(sk__service *svc, int i)
     svc->clients[i] = svc->clients[--svc->nclients];
 }
 
+static void add_metric(void *ctx, const char *name, int64_t value)
+{
+    json_object_set_new(ctx, name, json_integer((json_int_t)value));
+}
+
 static json_t *status_json(sk__service *svc)
 {
     sk__queue_stats qs = {0};
@@ -435,7 +440,11 @@ static json_t *status_json(sk__service *svc)
         sk__iso8601_ms(sc->last_success_wall_ms, last, sizeof last);
     if (sc->next_attempt_wall_ms > 0)
         sk__iso8601_ms(sc->next_attempt_wall_ms, next, sizeof next);
-    return json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:s?, s:s?, s:b, s:b, s:s?, s:I, s:I}", "ok",
+    /* The transport's own counters (bytes, requests, reconnects, streams in flight). */
+    json_t *metrics = json_object();
+    sk__sync_transport_metrics(svc->s, add_metric, metrics);
+    return json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:s?, s:s?, s:b, s:b, s:s?, s:I, s:I, s:o}",
+                     "ok",
                      1, "pid", (json_int_t)getpid(), "uptime_s",
                      (json_int_t)((sk__mono_ms() - svc->started_ms) / 1000), "connection",
                      sk__sched_connection_name(sc->connection), "last_sync", last[0] ? last : NULL,
@@ -443,7 +452,8 @@ static json_t *status_json(sk__service *svc)
                      sc->last_error[0] ? sc->last_error : NULL, "next_attempt",
                      next[0] ? next : NULL, "busy", svc->job != JOB_NONE, "auth_blocked",
                      sc->auth_blocked, "auth_reason", sc->auth_reason[0] ? sc->auth_reason : NULL,
-                     "queue_size", (json_int_t)qs.ready, "queue_parked", (json_int_t)qs.parked);
+                     "queue_size", (json_int_t)qs.ready, "queue_parked", (json_int_t)qs.parked,
+                     "transport_metrics", metrics);
 }
 
 static void handle_message(sk__service *svc, int i, json_t *msg)

@@ -408,6 +408,15 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
     return SK_OK;
 }
 
+void sk__sync_transport_metrics(sk_sync *s, void (*fn)(void *ctx, const char *name, int64_t value),
+                                void *ctx)
+{
+    pthread_mutex_lock(&s->plugin_mu);
+    if (s->plugin)
+        sk__plugin_each_metric(s->plugin, fn, ctx);
+    pthread_mutex_unlock(&s->plugin_mu);
+}
+
 void sk_sync_cancel(sk_sync *s)
 {
     if (!s)
@@ -490,7 +499,9 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     h.reauthenticate = reauthenticate;
     h.auth_ctx = s;
     /* Known once the transport is loaded: a streaming one drains every pass. */
-    s->sched.streaming = (sk__plugin_caps(p) & SK_CAP_STREAMING) != 0;
+    int streaming = (sk__plugin_caps(p) & SK_CAP_STREAMING) != 0;
+    if (s->sched.streaming != streaming)
+        s->sched.streaming = streaming;
     sk__deliver_opts o = *opts;
     if (s->sched.streaming)
         o.max_batches = 0;

@@ -45,6 +45,9 @@ sk_status sk__sync_queue_open(const sk_sync *s, sk__queue **out, sk__err *err);
 
 /* Loads and starts the configured transport (once per handle). */
 sk_status sk__sync_transport(sk_sync *s, sk__plugin **out);
+/* Calls fn for each metric of the loaded transport (none before it loads). Any thread. */
+void sk__sync_transport_metrics(sk_sync *s, void (*fn)(void *ctx, const char *name, int64_t value),
+                                void *ctx);
 
 /*
  * Undoes sk_sync_cancel once nothing runs on the handle: a plugin's cancel is

@@ -38,7 +38,27 @@ typedef struct status_view {
     int64_t abi;
     const char *config_file;
     int config_exists;
+    json_t *metrics; /* the running service's transport counters, or NULL */
 } status_view;
+
+/* A counter of the service's transport, -1 when it has none of that name. */
+static int64_t metric(const status_view *v, const char *name)
+{
+    json_t *m = v->metrics ? json_object_get(v->metrics, name) : NULL;
+    return json_is_integer(m) ? (int64_t)json_integer_value(m) : -1;
+}
+
+/* "Connected (HTTP/2, 3 streams in flight)": the live connection of a streaming
+ * transport (one that reports connections_open and streams_in_flight). */
+static void connection_text(const status_view *v, char *out, size_t cap)
+{
+    int64_t open = metric(v, "connections_open"), streams = metric(v, "streams_in_flight");
+    if (strcmp(v->connection, "Connected") == 0 && open > 0 && streams >= 0)
+        snprintf(out, cap, "%s (HTTP/2, %lld stream%s in flight)", v->connection,
+                 (long long)streams, streams == 1 ? "" : "s");
+    else
+        snprintf(out, cap, "%s", v->connection);
+}
 
 /* The session state ("Authenticated", "Session expired", ...); an unusable
  * credentials file reads "Not authenticated" here (`auth status` explains it). */
@@ -73,8 +93,13 @@ static void print_json(const status_view *v)
                                   v->auth.username[0] ? v->auth.username : NULL, "team_slug",
                                   v->auth.team_slug[0] ? v->auth.team_slug : NULL));
     json_object_set_new(o, "server_url", json_string(v->server_url));
-    json_object_set_new(o, "transport",
-                        json_pack("{s:s, s:I}", "plugin", v->plugin, "abi", (json_int_t)v->abi));
+    json_t *transport = json_pack("{s:s, s:I}", "plugin", v->plugin, "abi", (json_int_t)v->abi);
+    if (v->metrics)
+        json_object_set(transport, "metrics", v->metrics);
+    json_object_set_new(o, "transport", transport);
+    char detail[128];
+    connection_text(v, detail, sizeof detail);
+    json_object_set_new(o, "connection_detail", json_string(detail));
     json_object_set_new(o, "config_file", json_string(v->config_file));
     if (v->check_state)
         json_object_set_new(
@@ -104,7 +129,8 @@ static void print_table(const status_view *v)
                  (long long)v->qi.parked);
     }
     row(color, "Queue", buf);
-    row(color, "Connection", v->connection);
+    connection_text(v, buf, sizeof buf);
+    row(color, "Connection", buf);
     row(color, "Last sync", v->last_sync[0] ? v->last_sync : "Never");
     if (v->failures > 0) {
         snprintf(buf, sizeof buf, "%lld in a row; last: %s", (long long)v->failures, v->last_error);
@@ -133,6 +159,9 @@ static void print_table(const status_view *v)
     }
     row(color, "Server", *v->server_url ? v->server_url : "(not set)");
     snprintf(buf, sizeof buf, "%s (ABI %lld)", v->plugin, (long long)v->abi);
+    if (metric(v, "reconnects") > 0)
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ", %lld reconnect%s",
+                 (long long)metric(v, "reconnects"), metric(v, "reconnects") == 1 ? "" : "s");
     row(color, "Transport", buf);
     snprintf(buf, sizeof buf, "%s%s", v->config_file,
              v->config_exists ? "" : " (not found: defaults)");
@@ -202,6 +231,8 @@ static void ask_service(sk_sync *s, status_view *v, char *note, size_t note_cap)
         const char *next = json_string_value(json_object_get(msg, "next_attempt"));
         snprintf(v->next_attempt, sizeof v->next_attempt, "%s",
                  next && v->failures > 0 ? next : "");
+        json_t *m = json_object_get(msg, "transport_metrics");
+        v->metrics = json_is_object(m) ? json_incref(m) : NULL;
     } else {
         snprintf(note, note_cap, "the service did not answer: %s", err.msg);
         v->background_note = note;
@@ -262,6 +293,7 @@ int cmd_status(int argc, char **argv)
     sk_status st = sk_queue_info_get(s, &v.qi);
     if (st != SK_OK) {
         cli_error("%s", sk_last_error(s));
+        json_decref(v.metrics);
         sk_close(s);
         return cli_exit_code(st);
     }
@@ -271,6 +303,7 @@ int cmd_status(int argc, char **argv)
         print_json(&v);
     else
         print_table(&v);
+    json_decref(v.metrics);
     cli_cancel_scope_end();
     sk_close(s);
     /* An expired session needs the user: say so in the exit code too. */

@@ -224,6 +224,8 @@ static void h2_fail(h2_plugin *p, h2_job *j, int rc, const char *fmt, ...)
 /* Detaches j from its stream (nothing nghttp2 calls later reaches it). */
 static void h2_detach(h2_plugin *p, h2_job *j)
 {
+    if (j->conn)
+        h2_metric(p, "streams_in_flight", -1);
     h2_unlink(&p->active, j);
     if (j->conn && j->conn->session)
         nghttp2_session_set_stream_user_data(j->conn->session, j->stream_id, NULL);
@@ -512,6 +514,7 @@ static h2_conn *h2_conn_open(h2_plugin *p, int64_t deadline_ms, int *woken, char
     }
     c->last_read_ms = h2_now(p);
     h2_metric(p, "connects", 1);
+    h2_metric(p, "connections_open", 1);
     if (p->connects++ > 0)
         h2_metric(p, "reconnects", 1);
     p->host->log(p->host->host_ctx, SK_LOG_DEBUG, "h2-stream: connected to %s (%s)",
@@ -535,6 +538,7 @@ static void h2_conn_free(h2_plugin *p, h2_conn *c, int rc)
     if (c->session)
         nghttp2_session_del(c->session);
     h2_pipe_close(&c->pipe);
+    h2_metric(p, "connections_open", -1);
     hc_buf_free(&c->out);
     free(c);
 }
@@ -635,6 +639,7 @@ static void h2_start(h2_plugin *p, h2_conn *c, h2_job *j)
     j->stream_id = id;
     h2_push(&p->active, j);
     h2_metric(p, "requests", 1);
+    h2_metric(p, "streams_in_flight", 1);
 }
 
 /* Ends the queued jobs with why (the connection could not be made). */

@@ -17,8 +17,8 @@
  * Built a second time as scripted_async (SCRIPTED_ASYNC): SK_CAP_ASYNC, submit()
  * answers like send() but holds the completion for a worker thread, which
  * completes held batches in REVERSE submit order once "slots" (default 4) are
- * held and one more submit was answered BUSY (metric "busy"), or 20 ms pass
- * without a submit. "hold": true keeps every completion until cancel(),
+ * held and one more submit was answered BUSY (metric "busy"), or 300 ms pass
+ * without a submit (the tail of a drain; long enough for a loaded machine). "hold": true keeps every completion until cancel(),
  * which completes them all CANCELLED at once.
  */
 #include <spec-kitty/transport.h>
@@ -255,7 +255,7 @@ static int release_due(scripted *s, int64_t now)
         return 0;
     /* A full set goes once a submit was refused BUSY, so that a host filling its
      * slots always meets BUSY; a quiet moment releases whatever is held. */
-    return (s->nheld >= opt_int(s, "slots", 4) && s->busy_seen) || now - s->last_submit_ms >= 20;
+    return (s->nheld >= opt_int(s, "slots", 4) && s->busy_seen) || now - s->last_submit_ms >= 300;
 }
 
 static void *async_worker(void *arg)

@@ -625,9 +625,9 @@ static void max_events_per_s_paces_the_batches(void **state)
     assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
     assert_int_equal(sum.synced, 30);
     /* Batch k may leave k seconds after the first. The fake wait lets no time pass,
-     * so the waits before batches 2 and 3 are 1 s and 2 s (real time in between
-     * only shortens them). */
-    assert_in_range(f->waited_ms, 2800, 3000);
+     * so the waits before batches 2 and 3 are 1 s and 2 s; real time in between
+     * (a loaded machine) only shortens them. */
+    assert_in_range(f->waited_ms, 1500, 3000);
 }
 
 static void *cancel_when_in_flight(void *arg)

@@ -274,6 +274,9 @@ static void test_batches_in_flight_together_and_busy_beyond_the_slots(void **sta
     assert_int_equal(c[4].rc, SK_TRANSPORT_OK);
     assert_int_equal(sk_fakehost_metric(f.fh, "connects"), 1);
     assert_int_equal(sk_fakehost_metric(f.fh, "requests"), 5);
+    /* The gauges `sync status` shows: one connection up, nothing in flight now. */
+    assert_int_equal(sk_fakehost_metric(f.fh, "connections_open"), 1);
+    assert_int_equal(sk_fakehost_metric(f.fh, "streams_in_flight"), 0);
     fx_close(&f);
     assert_int_equal(rx_stat(r, ".events_stored"), stored0 + 50);
     for (int i = 0; i < 5; i++)
