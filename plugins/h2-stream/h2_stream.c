@@ -1091,17 +1091,8 @@ static int h2_read_options(h2_plugin *p, char *err, size_t err_cap)
         }
     }
     p->insecure = (int)p->opt[O_INSECURE];
-    const char *ca = h->option_string(h->host_ctx, h2_options[O_CA].name, NULL);
-    if (ca && *ca) {
-        if (access(ca, R_OK) != 0) {
-            hc_fmt(err, err_cap, "h2-stream: options.ca_file %s is not readable", ca);
-            return -1;
-        }
-        if (!(p->ca_file = strdup(ca))) {
-            hc_fmt(err, err_cap, "h2-stream: out of memory");
-            return -1;
-        }
-    }
+    if (hc_ca_file_option(h, "h2-stream", &p->ca_file, err, err_cap) != 0)
+        return -1;
     return 0;
 }
 

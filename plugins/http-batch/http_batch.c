@@ -603,18 +603,8 @@ static int hb_read_options(hb_plugin *p, char *err, size_t err_cap)
     p->connect_timeout_ms = (long)connect;
     p->timeout_ms = (long)total;
     p->insecure = h->option_bool(h->host_ctx, hb_options[HB_OPT_INSECURE].key, 0);
-    const char *ca = h->option_string(h->host_ctx, hb_options[HB_OPT_CA].key, NULL);
-    if (ca && *ca) {
-        if (access(ca, R_OK) != 0) {
-            hc_fmt(err, err_cap, "http-batch: options.ca_file %s is not readable", ca);
-            return -1;
-        }
-        p->ca_file = strdup(ca);
-        if (!p->ca_file) {
-            hb_copy(err, err_cap, "http-batch: out of memory");
-            return -1;
-        }
-    }
+    if (hc_ca_file_option(h, "http-batch", &p->ca_file, err, err_cap) != 0)
+        return -1;
     return 0;
 }
 

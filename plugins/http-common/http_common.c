@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* Rejection categories that will not change on a retry (CONTRACT.md §3). */
 static const char *const hc_permanent_categories[] = {
@@ -703,4 +704,22 @@ void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const c
 {
     hc_result_reset(batch, result, 0);
     hc_fmt(result->detail, sizeof result->detail, "%s", why ? why : "");
+}
+
+int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, char *err,
+                      size_t err_cap)
+{
+    const char *ca = host->option_string(host->host_ctx, "ca_file", NULL);
+    *out = NULL;
+    if (!ca || !*ca)
+        return 0;
+    if (access(ca, R_OK) != 0) {
+        hc_fmt(err, err_cap, "%s: options.ca_file %s is not readable", plugin, ca);
+        return -1;
+    }
+    if (!(*out = strdup(ca))) {
+        hc_fmt(err, err_cap, "%s: out of memory", plugin);
+        return -1;
+    }
+    return 0;
 }

@@ -112,6 +112,14 @@ void hc_redact_result(sk_batch_result *result, const char *secret);
  * nothing is known about the batch. */
 void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const char *why);
 
+/*
+ * Reads options.ca_file (a private CA's PEM bundle) into *out (malloc'd, NULL
+ * when unset or ""). Returns 0, or -1 with one line in err naming the plugin
+ * when the file is not readable or memory runs out.
+ */
+int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, char *err,
+                      size_t err_cap);
+
 /* True for a loopback host name or address: localhost, 127.x.y.z, ::1 or [::1]. */
 int hc_is_loopback(const char *host);
 
