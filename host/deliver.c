@@ -338,7 +338,7 @@ typedef struct inflight {
     int rc;   /* an sk_transport_rc, once done */
     int threaded;
     pthread_t thread;
-    struct completions *all; /* async: also signalled here (NULL when sent on a thread) */
+    struct completions *all; /* async: the drain's lock and signal (NULL on the sync path) */
 } inflight;
 
 /* The async drain's meeting point: completions from the plugin's threads. */
@@ -389,27 +389,40 @@ static sk_status inflight_prepare(pass *ps, inflight *f, sk__queue_row *rows, si
     return SK_OK;
 }
 
-/* The completion of one batch (an sk_completion_fn): once per batch, from any thread. */
+/* Records a completion in f: the first one counts; a second is a plugin bug, not an answer. */
+static int inflight_mark_done(inflight *f, int rc)
+{
+    int again = f->done;
+    if (!again) {
+        f->rc = rc;
+        f->done = 1;
+    }
+    return again;
+}
+
+/*
+ * The completion of one batch (an sk_completion_fn): once per batch, from any
+ * thread. On the async path everything happens under the drain's lock, and
+ * nothing of f or the drain is touched after it is released: the drain may
+ * settle, reuse or leave as soon as it sees the batch done.
+ */
 static void inflight_complete(void *ctx, int rc, sk_batch_result *result)
 {
     (void)result; /* always f->r: the host's own */
     inflight *f = ctx;
-    pthread_mutex_lock(&f->mu);
-    int again = f->done;
-    if (!again) { /* exactly once: a second completion must not overwrite the answer */
-        f->rc = rc;
-        f->done = 1;
-    }
-    pthread_cond_signal(&f->cv);
     completions *all = f->all;
-    pthread_mutex_unlock(&f->mu);
     if (all) {
         pthread_mutex_lock(&all->mu);
+        all->extra += inflight_mark_done(f, rc);
         all->count++;
-        all->extra += again;
         pthread_cond_broadcast(&all->cv);
         pthread_mutex_unlock(&all->mu);
+        return;
     }
+    pthread_mutex_lock(&f->mu);
+    inflight_mark_done(f, rc);
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
 }
 
 /* Sends f on the calling thread and completes it. */
@@ -583,11 +596,12 @@ typedef struct async_slot {
     inflight f;
 } async_slot;
 
-static int slot_done(async_slot *sl)
+/* Whether the plugin completed the slot's batch (its completion writes under all->mu). */
+static int slot_done(async_slot *sl, completions *all)
 {
-    pthread_mutex_lock(&sl->f.mu);
+    pthread_mutex_lock(&all->mu);
     int done = sl->f.done;
-    pthread_mutex_unlock(&sl->f.mu);
+    pthread_mutex_unlock(&all->mu);
     return done;
 }
 
@@ -625,14 +639,14 @@ static void async_release(pass *ps, async_slot *sl, int settled)
  * pass stopped, only plain answers are settled (their events are delivered);
  * the rest stay queued.
  */
-static void async_settle(pass *ps, async_slot *sl, uint32_t n, int *held)
+static void async_settle(pass *ps, async_slot *sl, uint32_t n, completions *all, int *held)
 {
     int flying = 0;
     *held = 0;
     for (uint32_t k = 0; k < n; k++) {
         if (sl[k].state != SLOT_SENT)
             continue;
-        if (!slot_done(&sl[k]))
+        if (!slot_done(&sl[k], all))
             flying++;
         else if (inflight_plain(&sl[k].f)) {
             inflight_finish(ps, &sl[k].f);
@@ -698,7 +712,7 @@ static void drain_async(pass *ps, uint32_t slots)
         int64_t seen = all.count;
         pthread_mutex_unlock(&all.mu);
         int held;
-        async_settle(ps, sl, n, &held);
+        async_settle(ps, sl, n, &all, &held);
         if (!held)
             async_fill(ps, sl, n, &all, &cts, &cid, &started);
         int flying = 0;
