@@ -42,6 +42,8 @@ static const key_def KEYS[] = {
      "uncompressed JSON bytes per batch"},
     {"schedule.min_batch_interval_ms", T_INT, F(min_batch_interval_ms), NULL, 5000, 0, 3600000,
      "background flushes send at most one batch per this interval"},
+    {"schedule.max_events_per_s", T_INT, F(max_events_per_s), NULL, 0, 0, 100000000,
+     "events sent per second at most, a token bucket of one batch (0: no limit)"},
     {"schedule.backoff_min_ms", T_INT, F(backoff_min_ms), NULL, 500, 1, 3600000,
      "first delay after a failure; doubles on each further failure"},
     {"schedule.backoff_max_ms", T_INT, F(backoff_max_ms), NULL, 30000, 1, 86400000,

@@ -33,6 +33,7 @@ typedef struct sk__config {
     int64_t max_batch_events;
     int64_t max_batch_bytes;
     int64_t min_batch_interval_ms;
+    int64_t max_events_per_s; /* 0: no limit */
     int64_t backoff_min_ms;
     int64_t backoff_max_ms;
     int64_t max_retries;

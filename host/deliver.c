@@ -20,6 +20,7 @@ void sk__deliver_opts_default(sk__deliver_opts *o)
     o->max_retries = sk__config_default_int("schedule.max_retries");
     o->batch_timeout_ms = 90000;
     o->max_batches = 0;
+    o->max_events_per_s = 0;
     o->wait_first_ms = 0;
     o->sched = sk__sched_policy_default();
     o->drain_lock_path = NULL;
@@ -64,6 +65,7 @@ typedef struct pass {
     int reauth_done;     /* this batch was already resent after a refresh */
     int64_t retry_waits; /* Retry-After waits in this pass; a server that never relents stops it */
     uint64_t seq;
+    int64_t pace_next_ms; /* the rate limit: the next batch may leave then (monotonic) */
     sk_status stop;
     int64_t total;
 } pass;
@@ -264,6 +266,23 @@ static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batc
     return SK_OK;
 }
 
+/*
+ * schedule.max_events_per_s, a token bucket holding one batch: a batch of n
+ * events leaves no earlier than the previous one's time plus n / rate, so the
+ * rate holds over any stretch longer than one batch.
+ */
+static void pace(pass *ps, size_t n)
+{
+    int64_t rate = ps->o->max_events_per_s;
+    if (rate <= 0)
+        return;
+    int64_t now = sk__mono_ms();
+    if (ps->pace_next_ms > now)
+        wait_ms(ps, ps->pace_next_ms - now);
+    int64_t from = ps->pace_next_ms > now ? ps->pace_next_ms : now;
+    ps->pace_next_ms = from + (int64_t)n * 1000 / rate;
+}
+
 /* One batch handed to the transport: what was sent, and the answer once completed. */
 typedef struct inflight {
     pass *ps;
@@ -279,7 +298,16 @@ typedef struct inflight {
     int rc;   /* an sk_transport_rc, once done */
     int threaded;
     pthread_t thread;
+    struct completions *all; /* async: the drain's lock and signal (NULL on the sync path) */
 } inflight;
+
+/* The async drain's meeting point: completions from the plugin's threads. */
+typedef struct completions {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int64_t count;   /* completions so far */
+    int64_t extra;   /* completions of a batch that was already complete: a plugin bug */
+} completions;
 
 static void inflight_free(inflight *f)
 {
@@ -321,14 +349,38 @@ static sk_status inflight_prepare(pass *ps, inflight *f, sk__queue_row *rows, si
     return SK_OK;
 }
 
-/* The completion of one batch (an sk_completion_fn): once per batch, from any thread. */
+/* Records a completion in f: the first one counts; a second is a plugin bug, not an answer. */
+static int inflight_mark_done(inflight *f, int rc)
+{
+    int again = f->done;
+    if (!again) {
+        f->rc = rc;
+        f->done = 1;
+    }
+    return again;
+}
+
+/*
+ * The completion of one batch (an sk_completion_fn): once per batch, from any
+ * thread. On the async path everything happens under the drain's lock, and
+ * nothing of f or the drain is touched after it is released: the drain may
+ * settle, reuse or leave as soon as it sees the batch done.
+ */
 static void inflight_complete(void *ctx, int rc, sk_batch_result *result)
 {
     (void)result; /* always f->r: the host's own */
     inflight *f = ctx;
+    completions *all = f->all;
+    if (all) {
+        pthread_mutex_lock(&all->mu);
+        all->extra += inflight_mark_done(f, rc);
+        all->count++;
+        pthread_cond_broadcast(&all->cv);
+        pthread_mutex_unlock(&all->mu);
+        return;
+    }
     pthread_mutex_lock(&f->mu);
-    f->rc = rc;
-    f->done = 1;
+    inflight_mark_done(f, rc);
     pthread_cond_signal(&f->cv);
     pthread_mutex_unlock(&f->mu);
 }
@@ -348,6 +400,7 @@ static void *inflight_thread(void *arg)
 /* Starts sending f on its own thread; falls back to sending it here. */
 static void inflight_start(inflight *f)
 {
+    pace(f->ps, f->n);
     f->threaded = pthread_create(&f->thread, NULL, inflight_thread, f) == 0;
     if (!f->threaded)
         inflight_run(f);
@@ -489,6 +542,166 @@ static void drain(pass *ps)
     sk__lease_free_rows(&lz[cur]);
 }
 
+/* ---- the async drain (SK_CAP_ASYNC) -------------------------------------- */
+
+/* Batches the host keeps in flight at most; the plugin may take fewer (BUSY). */
+#define SK__DELIVER_MAX_INFLIGHT 16
+
+typedef enum slot_state { SLOT_FREE, SLOT_READY, SLOT_SENT } slot_state;
+
+/* One batch of the async drain: its rows and its flight. */
+typedef struct async_slot {
+    slot_state state;
+    sk__lease rows;
+    inflight f;
+} async_slot;
+
+/* Whether the plugin completed the slot's batch (its completion writes under all->mu). */
+static int slot_done(async_slot *sl, completions *all)
+{
+    pthread_mutex_lock(&all->mu);
+    int done = sl->f.done;
+    pthread_mutex_unlock(&all->mu);
+    return done;
+}
+
+/* Hands a prepared batch to the plugin: 1 when it is on its way (or refused,
+ * which completes it at once), 0 when the plugin is BUSY (retried after a completion). */
+static int async_submit(pass *ps, async_slot *sl, completions *all)
+{
+    pace(ps, sl->f.n);
+    sl->f.all = all;
+    int rc = sk__plugin_submit(ps->p, &sl->f.b, sl->f.r, inflight_complete, &sl->f);
+    if (rc == SK_TRANSPORT_BUSY)
+        return 0;
+    sl->state = SLOT_SENT;
+    if (rc != SK_TRANSPORT_OK)
+        inflight_complete(&sl->f, rc, sl->f.r); /* no completion follows: this is it */
+    return 1;
+}
+
+/* Frees a slot; a batch never settled leaves its rows queued, as they are. */
+static void async_release(pass *ps, async_slot *sl, int settled)
+{
+    if (!settled)
+        inflight_free(&sl->f);
+    if (settled)
+        after_batch(ps, &sl->rows);
+    else
+        sk__lease_free_rows(&sl->rows);
+    sl->state = SLOT_FREE;
+}
+
+/*
+ * Settles what completed, in any order: a plain answer at once; an answer that
+ * needs more sending (hints, failures) only once nothing else is in flight, as
+ * the synchronous drain does (*held counts those still waiting). After the
+ * pass stopped, only plain answers are settled (their events are delivered);
+ * the rest stay queued.
+ */
+static void async_settle(pass *ps, async_slot *sl, uint32_t n, completions *all, int *held)
+{
+    int flying = 0;
+    *held = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        if (sl[k].state != SLOT_SENT)
+            continue;
+        if (!slot_done(&sl[k], all))
+            flying++;
+        else if (inflight_plain(&sl[k].f)) {
+            inflight_finish(ps, &sl[k].f);
+            async_release(ps, &sl[k], 1);
+        } else if (ps->stop != SK_OK) {
+            async_release(ps, &sl[k], 0);
+        } else {
+            (*held)++;
+        }
+    }
+    for (uint32_t k = 0; k < n && *held && !flying; k++)
+        if (sl[k].state == SLOT_SENT) {
+            inflight_finish(ps, &sl[k].f); /* may send again: nothing else is in flight */
+            async_release(ps, &sl[k], 1);
+            (*held)--;
+        }
+}
+
+/* Submits the batch refused as BUSY first, then reads and submits new ones into free
+ * slots, until the plugin is full or nothing waits. */
+static void async_fill(pass *ps, async_slot *sl, uint32_t n, completions *all, int64_t *cts,
+                       int64_t *cid, int64_t *started)
+{
+    for (uint32_t k = 0; k < n && ps->stop == SK_OK; k++)
+        if (sl[k].state == SLOT_READY && !async_submit(ps, &sl[k], all))
+            return; /* still BUSY: the rest waits for a completion */
+    for (uint32_t k = 0; k < n && ps->stop == SK_OK; k++) {
+        if (sl[k].state != SLOT_FREE)
+            continue;
+        if (ps->o->max_batches && *started >= ps->o->max_batches)
+            return;
+        if (!peek_next(ps, cts, cid, &sl[k].rows))
+            return;
+        if (inflight_prepare(ps, &sl[k].f, sl[k].rows.rows, sl[k].rows.count) != SK_OK) {
+            sk__lease_free_rows(&sl[k].rows);
+            return;
+        }
+        sl[k].state = SLOT_READY;
+        (*started)++;
+        if (!async_submit(ps, &sl[k], all))
+            return;
+    }
+}
+
+/*
+ * The drain of an async transport: several batches in flight through
+ * sk__plugin_submit, completions from the plugin's threads, each settled
+ * exactly once on this thread in whatever order they come. Rows emitted while
+ * the pass runs are read after the cursor, so a streaming transport sends
+ * them in the same pass.
+ */
+static void drain_async(pass *ps, uint32_t slots)
+{
+    uint32_t n = slots < SK__DELIVER_MAX_INFLIGHT ? slots : SK__DELIVER_MAX_INFLIGHT;
+    async_slot sl[SK__DELIVER_MAX_INFLIGHT];
+    memset(sl, 0, sizeof sl);
+    completions all = {.count = 0};
+    pthread_mutex_init(&all.mu, NULL);
+    pthread_cond_init(&all.cv, NULL);
+    int64_t cts = INT64_MIN, cid = INT64_MIN, started = 0;
+    for (;;) {
+        pthread_mutex_lock(&all.mu);
+        int64_t seen = all.count;
+        pthread_mutex_unlock(&all.mu);
+        int held;
+        async_settle(ps, sl, n, &all, &held);
+        if (!held)
+            async_fill(ps, sl, n, &all, &cts, &cid, &started);
+        int flying = 0;
+        int ready = 0;
+        for (uint32_t k = 0; k < n; k++) {
+            flying += sl[k].state == SLOT_SENT;
+            ready += sl[k].state == SLOT_READY;
+        }
+        if (!flying) {
+            if (ready) /* BUSY with nothing in flight: it would never end */
+                stop_pass(ps, SK_ERR_TRANSPORT, "%s",
+                          "the transport refused a batch as busy with nothing in flight");
+            break;
+        }
+        pthread_mutex_lock(&all.mu);
+        while (all.count == seen)
+            pthread_cond_wait(&all.cv, &all.mu);
+        pthread_mutex_unlock(&all.mu);
+    }
+    for (uint32_t k = 0; k < n; k++)
+        if (sl[k].state == SLOT_READY)
+            async_release(ps, &sl[k], 0);
+    if (all.extra)
+        stop_pass(ps, SK_ERR_TRANSPORT, "the transport completed a batch %lld extra time(s)",
+                  (long long)all.extra);
+    pthread_cond_destroy(&all.cv);
+    pthread_mutex_destroy(&all.mu);
+}
+
 /* Holds the drain lock, reads what waits, and drains it. */
 static void drain_locked(pass *ps)
 {
@@ -502,7 +715,11 @@ static void drain_locked(pass *ps)
         stop_pass(ps, st, "%.500s", ps->err->msg);
     else {
         ps->total = qs.ready;
-        drain(ps);
+        uint32_t slots = sk__plugin_async_slots(ps->p);
+        if (slots > 0)
+            drain_async(ps, slots);
+        else
+            drain(ps);
     }
     if (lock_fd >= 0)
         close(lock_fd); /* releases the drain lock */

@@ -34,6 +34,7 @@ typedef struct sk__deliver_opts {
     int64_t max_retries;
     int64_t batch_timeout_ms; /* deadline of one send */
     int64_t max_batches;      /* 0: until the queue is drained */
+    int64_t max_events_per_s; /* 0: no limit; else batches are paced to this rate */
     int64_t wait_first_ms;    /* an earlier Retry-After still running: waited out before the
                                  first batch, or the pass stops unsent (see the scheduler) */
     sk__sched_policy sched;   /* the Retry-After rules */

@@ -385,7 +385,8 @@ void sk__sync_deliver_opts(const sk_sync *s, int explicit_pass, sk__deliver_opts
     o->max_retries = s->cfg->max_retries;
     o->drain_lock_path = s->drain_lock;
     o->sched = s->sched.policy;
-    o->max_batches = sk__sched_pass_batches(explicit_pass);
+    o->max_batches = sk__sched_pass_batches(explicit_pass, s->sched.streaming);
+    o->max_events_per_s = s->cfg->max_events_per_s;
     int64_t now = sk__sched_now(&s->sched);
     if (explicit_pass) /* background passes are due only once it passed */
         o->wait_first_ms = sk__sched_explicit_due(&s->sched, now) - now;
@@ -412,7 +413,14 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     sk__deliver_hooks h = hooks ? *hooks : (sk__deliver_hooks){0};
     h.reauthenticate = reauthenticate;
     h.auth_ctx = s;
-    return sk__deliver_pass(s->q, p, opts, &h, out, info, &s->err);
+    /* Known once the transport is loaded: a streaming one drains every pass. */
+    int streaming = (sk__plugin_caps(p) & SK_CAP_STREAMING) != 0;
+    if (s->sched.streaming != streaming)
+        s->sched.streaming = streaming;
+    sk__deliver_opts o = *opts;
+    if (s->sched.streaming)
+        o.max_batches = 0;
+    return sk__deliver_pass(s->q, p, &o, &h, out, info, &s->err);
 }
 
 sk_status sk__sync_drain(sk_sync *s, const sk__deliver_hooks *hooks, sk_drain_summary *out)

@@ -262,7 +262,8 @@ int64_t sk__sched_next_due(const sk__sched *s, int64_t now, int queue_nonempty, 
         due = now;
     else
         due = bounded(s->next_attempt_wall_ms, now, p->interval_ms);
-    due = max64(due, bounded(sk__sched_batch_allowed_at(s), now, p->min_batch_interval_ms));
+    if (!s->streaming)
+        due = max64(due, bounded(sk__sched_batch_allowed_at(s), now, p->min_batch_interval_ms));
     due = max64(due, retry_after_floor(s, now));
     due = max64(due, bounded(s->paused_until_wall_ms, now, p->empty_pass_pause_ms));
     return max64(due, now);
@@ -273,9 +274,9 @@ int64_t sk__sched_explicit_due(const sk__sched *s, int64_t now)
     return max64(now, retry_after_floor(s, now));
 }
 
-int64_t sk__sched_pass_batches(int explicit_pass)
+int64_t sk__sched_pass_batches(int explicit_pass, int streaming)
 {
-    return explicit_pass ? 0 : 1;
+    return explicit_pass || streaming ? 0 : 1;
 }
 
 int sk__sched_waits_in_pass(const sk__sched_policy *p, int64_t ms, int64_t waits)

@@ -33,7 +33,9 @@
  *     nothing was ever attempted;
  *   - then floored by Retry-After and by batch spacing: at most one attempt
  *     per min_batch_interval_ms (so background retries are spaced at least
- *     that far apart even while the backoff is still shorter).
+ *     that far apart even while the backoff is still shorter). A streaming
+ *     transport has no batch spacing: an emitted event leaves at once, bounded
+ *     by the transport's slots, max_events_per_s and the server's Retry-After.
  * Explicit `sync now`: due now, floored only by Retry-After (a wait up to
  * retry_wait_max_ms is waited out first; a longer one stops it unsent).
  *
@@ -43,7 +45,7 @@
  * every server-given wait.
  *
  * A background pass sends one batch (batch spacing paces the rest); an
- * explicit one drains the queue.
+ * explicit one, or any pass of a streaming transport, drains the queue.
  *
  * A due time is never earlier than now, and no stored time delays an attempt
  * longer than its own maximum wait beyond now (so a wall clock that jumped
@@ -111,6 +113,7 @@ typedef struct sk__sched {
     int auth_blocked;
     char auth_reason[512];
     int64_t paused_until_wall_ms; /* a background pass found nothing to send (not persisted) */
+    int streaming; /* the transport streams (SK_CAP_STREAMING): no batch spacing (not persisted) */
 } sk__sched;
 
 /* The documented defaults (CONTRACT.md section 5). */
@@ -182,8 +185,9 @@ int64_t sk__sched_next_due(const sk__sched *s, int64_t now, int queue_nonempty, 
 /* Explicit `sync now`: wall time (>= now) it may start; bypasses backoff and spacing. */
 int64_t sk__sched_explicit_due(const sk__sched *s, int64_t now);
 
-/* Batches one pass may send: 0 (until drained) when explicit, 1 for a background one. */
-int64_t sk__sched_pass_batches(int explicit_pass);
+/* Batches one pass may send: 0 (until drained) when explicit or streaming, 1 for a
+ * background one. */
+int64_t sk__sched_pass_batches(int explicit_pass, int streaming);
 
 /*
  * Inside a pass: non-zero when the server's wait of ms, the waits-th of the

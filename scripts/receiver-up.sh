@@ -9,6 +9,17 @@
 # --no-auth (when neither --users nor --no-auth is given).
 # The receiver is $SK_PREFIX/bin/spec-kitty-receiver, else the one on PATH.
 # Stop everything with scripts/receiver-down.sh DIR.
+#
+# receiver-up.sh --front DIR
+#   (Re)starts only nghttpx, on the ports DIR/receiver.env names (after its front
+#   end was killed), and updates NGHTTPX_PID there.
+#
+# nghttpx is set up as an HTTP/2 front for h2-stream: backend connections kept
+# alive for a minute (steady latency), no cap on backend connections per
+# client connection (one per concurrent stream), 1 MiB stream and 16 MiB
+# connection windows (a 1000-event batch uploads without waiting for
+# WINDOW_UPDATE), and the h2c listener on loopback. RECEIVER_NGHTTPX_FLAGS adds
+# flags (split on spaces), e.g. --frontend-max-requests=3 for GOAWAY tests.
 set -euo pipefail
 
 die() {
@@ -16,7 +27,12 @@ die() {
   exit 1
 }
 
-[ $# -ge 1 ] || { echo "usage: receiver-up.sh DIR [receiver flags...]" >&2; exit 2; }
+front_only=0
+if [ "${1:-}" = --front ]; then
+  front_only=1
+  shift
+fi
+[ $# -ge 1 ] || { echo "usage: receiver-up.sh [--front] DIR [receiver flags...]" >&2; exit 2; }
 mkdir -p "$1"
 dir=$(cd "$1" && pwd)
 shift
@@ -71,6 +87,44 @@ wait_http() { # pid url [curl options...]
   return 1
 }
 
+# start_front H2C_PORT TLS_PORT: nghttpx in front of the receiver at $rport; sets npid,
+# or returns 1 when it does not answer on both ports.
+start_front() {
+  local extra=()
+  # shellcheck disable=SC2206  # split on spaces on purpose
+  [ -z "${RECEIVER_NGHTTPX_FLAGS:-}" ] || extra=($RECEIVER_NGHTTPX_FLAGS)
+  nghttpx --conf=/dev/null --workers=1 --no-ocsp \
+    --frontend="127.0.0.1,$1;no-tls" --frontend="127.0.0.1,$2" \
+    --backend="127.0.0.1,$rport;;proto=http/1.1" --backend-read-timeout=5m \
+    --backend-keep-alive-timeout=60s --backend-connections-per-frontend=0 \
+    --frontend-http2-window-size=1048576 --frontend-http2-connection-window-size=16777216 \
+    --errorlog-file="$dir/nghttpx.log" "${extra[@]}" \
+    "$dir/server.key" "$dir/server.pem" >/dev/null 2>&1 &
+  npid=$!
+  if wait_http "$npid" "http://127.0.0.1:$1/api/v1/sync/health/" --http2-prior-knowledge &&
+    wait_http "$npid" "https://127.0.0.1:$2/api/v1/sync/health/" --http2 --cacert "$dir/ca.pem"; then
+    return 0
+  fi
+  kill "$npid" 2>/dev/null || true
+  wait "$npid" 2>/dev/null || true
+  npid=""
+  return 1
+}
+
+if [ $front_only = 1 ]; then
+  # shellcheck disable=SC1091
+  . "$dir/receiver.env"
+  rport=${RECEIVER_URL##*:}
+  for _ in $(seq 1 40); do # the old front's ports may linger a moment
+    start_front "${RECEIVER_H2C_URL##*:}" "${RECEIVER_TLS_URL##*:}" && break
+    sleep 0.1
+  done
+  [ -n "$npid" ] || die "nghttpx did not restart (see $dir/nghttpx.log)"
+  sed -i "s/^NGHTTPX_PID=.*/NGHTTPX_PID=$npid/" "$dir/receiver.env"
+  cat "$dir/receiver.env"
+  exit 0
+fi
+
 "$bin" "${flags[@]}" >"$dir/receiver.log" 2>&1 &
 rpid=$!
 url=""
@@ -98,19 +152,7 @@ for _ in 1 2 3 4 5; do
   h2c_port=$(free_port)
   tls_port=$(free_port)
   [ "$h2c_port" != "$tls_port" ] || continue
-  nghttpx --conf=/dev/null --workers=1 --no-ocsp \
-    --frontend="127.0.0.1,$h2c_port;no-tls" --frontend="127.0.0.1,$tls_port" \
-    --backend="127.0.0.1,$rport;;proto=http/1.1" --backend-read-timeout=5m \
-    --errorlog-file="$dir/nghttpx.log" \
-    "$dir/server.key" "$dir/server.pem" >/dev/null 2>&1 &
-  npid=$!
-  if wait_http "$npid" "http://127.0.0.1:$h2c_port/api/v1/sync/health/" --http2-prior-knowledge &&
-    wait_http "$npid" "https://127.0.0.1:$tls_port/api/v1/sync/health/" --http2 --cacert "$dir/ca.pem"; then
-    break
-  fi
-  kill "$npid" 2>/dev/null || true
-  wait "$npid" 2>/dev/null || true
-  npid=""
+  start_front "$h2c_port" "$tls_port" && break
 done
 [ -n "$npid" ] || { kill "$rpid"; die "nghttpx did not start (see $dir/nghttpx.log)"; }
 

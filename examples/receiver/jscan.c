@@ -364,6 +364,9 @@ static int scan_members(scanner *c, rcv__span **spans, size_t *n, int *found)
 
 int rcv__scan_batch(const char *s, size_t len, rcv__span **spans, size_t *n, char *msg, size_t cap)
 {
+    /* The string scan reads the table too: concurrent batches (HTTP/2 streams
+     * through nghttpx) raced its first fill with a read. */
+    pthread_once(&tables_once, init_tables);
     scanner c = {.s = s, .len = len};
     int found = 0, rc;
     *spans = NULL;

@@ -30,6 +30,27 @@ static json_t *text_or_null(const char *text)
     return text[0] ? json_string(text) : json_null();
 }
 
+/* A counter of the service's transport, -1 when it reported none of that name. */
+static int64_t metric(const sk_sync_state *st, const char *name)
+{
+    for (int i = 0; i < st->metric_count; i++)
+        if (strcmp(st->metrics[i].name, name) == 0)
+            return st->metrics[i].value;
+    return -1;
+}
+
+/* "Connected (HTTP/2, 3 streams in flight)": the live connection of a streaming
+ * transport (one that reports connections_open and streams_in_flight). */
+static void connection_text(const sk_sync_state *st, char *out, size_t cap)
+{
+    int64_t open = metric(st, "connections_open"), streams = metric(st, "streams_in_flight");
+    if (strcmp(st->connection, "Connected") == 0 && open > 0 && streams >= 0)
+        snprintf(out, cap, "%s (HTTP/2, %lld stream%s in flight)", st->connection,
+                 (long long)streams, streams == 1 ? "" : "s");
+    else
+        snprintf(out, cap, "%s", st->connection);
+}
+
 static json_t *metrics_json(const sk_sync_state *st)
 {
     json_t *m = json_object();
@@ -68,6 +89,9 @@ static void print_json(const status_view *v)
     json_object_set_new(o, "server_url", json_string(st->server_url));
     json_object_set_new(o, "transport", json_pack("{s:s, s:I}", "plugin", st->transport_plugin,
                                                   "abi", (json_int_t)st->transport_abi));
+    char detail[128];
+    connection_text(st, detail, sizeof detail);
+    json_object_set_new(o, "connection_detail", json_string(detail));
     json_object_set_new(o, "config_file", json_string(st->config_file));
     if (v->checked)
         json_object_set_new(o, "check", json_pack("{s:s, s:s}", "state", v->check.state,
@@ -121,7 +145,8 @@ static void print_table(const status_view *v)
     int color = cli_color(stdout);
     char buf[2400];
     print_queue(color, &st->queue);
-    row(color, "Connection", st->connection);
+    connection_text(st, buf, sizeof buf);
+    row(color, "Connection", buf);
     row(color, "Last sync", st->last_sync[0] ? st->last_sync : "Never");
     if (st->consecutive_failures > 0) {
         snprintf(buf, sizeof buf, "%lld in a row; last: %s", (long long)st->consecutive_failures,
@@ -142,6 +167,10 @@ static void print_table(const status_view *v)
     }
     row(color, "Server", st->server_url[0] ? st->server_url : "(not set)");
     snprintf(buf, sizeof buf, "%s (ABI %lld)", st->transport_plugin, (long long)st->transport_abi);
+    int64_t reconnects = metric(st, "reconnects");
+    if (reconnects > 0)
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ", %lld reconnect%s",
+                 (long long)reconnects, reconnects == 1 ? "" : "s");
     row(color, "Transport", buf);
     snprintf(buf, sizeof buf, "%s%s", st->config_file,
              st->config_exists ? "" : " (not found: defaults)");

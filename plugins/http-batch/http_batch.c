@@ -22,11 +22,7 @@
 #include <unistd.h>
 
 #define HB_VERSION "1.0.0"
-#define HB_BATCH_PATH "/api/v1/events/batch/"
-#define HB_HEALTH_PATH "/api/v1/sync/health/"
-#define HB_PROTOCOL_HEADER "X-Spec-Kitty-Sync-Protocol: 2.0"
-/* Answers beyond this are drained but not kept: a results list is ~100 B/event. */
-#define HB_RESPONSE_KEEP_MAX (8u << 20)
+#define HB_PROTOCOL_HEADER HC_PROTOCOL_HEADER ": " HC_PROTOCOL_VERSION
 /* Longest single poll wait; cancel() wakes the poll sooner. */
 #define HB_POLL_MAX_MS 1000
 
@@ -69,7 +65,7 @@ static const hb_option hb_limits[HB_OPT_COUNT] = {
 typedef struct hb_conn {
     CURLM *multi;
     CURL *easy;
-    hc_buf response;    /* body of the last answer (up to HB_RESPONSE_KEEP_MAX) */
+    hc_buf response;    /* body of the last answer (up to HC_RESPONSE_KEEP_MAX) */
     int response_truncated; /* the answer was longer than we keep */
     int connected_before;   /* for the reconnects metric */
     char errbuf[CURL_ERROR_SIZE];
@@ -124,7 +120,7 @@ static size_t hb_on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     hb_conn *c = arg;
     size_t n = size * nmemb;
-    if (c->response.len + n > HB_RESPONSE_KEEP_MAX || hc_buf_append(&c->response, data, n))
+    if (c->response.len + n > HC_RESPONSE_KEEP_MAX || hc_buf_append(&c->response, data, n))
         c->response_truncated = 1;
     return n;
 }
@@ -185,15 +181,6 @@ static void hb_headers_free(struct curl_slist *list)
     curl_slist_free_all(list);
 }
 
-/* Wipes and frees a string that may hold the bearer. */
-static void hb_free_secret(char *text)
-{
-    if (text) {
-        explicit_bzero(text, strlen(text));
-        free(text);
-    }
-}
-
 /*
  * Gets the host's Authorization value as a malloc'd "Authorization: <value>"
  * line in *out (NULL when there are no credentials). Returns 0, or -1 with
@@ -201,35 +188,19 @@ static void hb_free_secret(char *text)
  */
 static int hb_auth_line(const hb_plugin *p, char **out, const char **why)
 {
-    static const char prefix[] = "Authorization: ";
-    const size_t off = sizeof prefix - 1;
-    size_t cap = 2048;
+    char *value = NULL;
     *out = NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        char *line = calloc(1, off + cap);
-        if (!line) {
+    if (hc_auth_value(p->host, &value, why) != 0)
+        return -1;
+    if (value) {
+        *out = hb_concat("Authorization: ", value);
+        hc_free_secret(value);
+        if (!*out) {
             *why = "out of memory";
             return -1;
         }
-        memcpy(line, prefix, off);
-        size_t n = p->host->auth_header(p->host->host_ctx, line + off, cap);
-        if (n < cap && n > 0 && strpbrk(line + off, "\r\n")) {
-            hb_free_secret(line);
-            *why = "the Authorization header value holds a line break";
-            return -1;
-        }
-        if (n < cap) {
-            if (n > 0)
-                *out = line;
-            else
-                free(line);
-            return 0;
-        }
-        hb_free_secret(line);
-        cap = n + 1; /* the host said how much it needs */
     }
-    *why = "the Authorization header value keeps growing";
-    return -1;
+    return 0;
 }
 
 /* Appends line to *list; on failure frees the whole list, sets it NULL, returns -1. */
@@ -265,7 +236,7 @@ static struct curl_slist *hb_headers(const hb_plugin *p, int post, const char **
         bad = 1;
     if (!bad && auth)
         bad = hb_append(&list, auth);
-    hb_free_secret(auth);
+    hc_free_secret(auth);
     if (bad) {
         hb_headers_free(list);
         return NULL;
@@ -383,14 +354,7 @@ static const char *hb_header(CURL *e, const char *name)
 /* Fills every event transient with a batch-level detail. Returns rc. */
 static int hb_fail(const sk_batch *batch, sk_batch_result *result, int rc, const char *why)
 {
-    for (uint32_t i = 0; i < result->count && i < batch->count; i++) {
-        result->events[i].outcome = SK_OUTCOME_TRANSIENT;
-        result->events[i].message[0] = '\0';
-    }
-    result->hints = SK_HINT_NONE;
-    result->retry_after_ms = 0;
-    result->status_code = 0;
-    hb_copy(result->detail, sizeof result->detail, why);
+    hc_result_transient(batch, result, why);
     return rc;
 }
 
@@ -398,23 +362,10 @@ static int hb_fail(const sk_batch *batch, sk_batch_result *result, int rc, const
 static const char *hb_secret(const struct curl_slist *headers)
 {
     static const char prefix[] = "Authorization: ";
-    for (; headers; headers = headers->next) {
-        if (strncmp(headers->data, prefix, sizeof prefix - 1) == 0) {
-            const char *value = headers->data + sizeof prefix - 1;
-            const char *space = strrchr(value, ' ');
-            return space ? space + 1 : value;
-        }
-    }
+    for (; headers; headers = headers->next)
+        if (strncmp(headers->data, prefix, sizeof prefix - 1) == 0)
+            return hc_auth_secret(headers->data + sizeof prefix - 1);
     return NULL;
-}
-
-/* Removes the token from everything the host may print (servers do echo it). */
-static void hb_redact_result(const struct curl_slist *headers, sk_batch_result *result)
-{
-    const char *secret = hb_secret(headers);
-    hc_redact(result->detail, secret);
-    for (uint32_t i = 0; i < result->count; i++)
-        hc_redact(result->events[i].message, secret);
 }
 
 /*
@@ -448,7 +399,7 @@ static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *
     int rc = hc_map_answer(&answer, batch, result);
     if (c->response_truncated && status >= 200 && status < 300)
         hc_fmt(result->detail, sizeof result->detail, "HTTP %ld: answer over %u bytes ignored",
-                   status, HB_RESPONSE_KEEP_MAX);
+                   status, HC_RESPONSE_KEEP_MAX);
     return rc;
 }
 
@@ -483,7 +434,7 @@ static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
     hb_count(p, c);
     int rc = hb_send_result(p, batch, result, end, code, started, left);
-    hb_redact_result(headers, result);
+    hc_redact_result(result, hb_secret(headers));
     hb_headers_free(headers);
     p->host->log(p->host->host_ctx, SK_LOG_DEBUG,
                  "http-batch: batch %llu, %u events, %zu bytes gzip: HTTP %d in %lld ms (%s)",
@@ -633,9 +584,7 @@ static void hb_warn_plain_http(const sk_host_api *h, const char *url)
     char *host = NULL;
     if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
-        int loopback =
-            !strcasecmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "[::1]");
-        if (!loopback)
+        if (!hc_is_loopback(host))
             h->log(h->host_ctx, SK_LOG_WARN,
                    "http-batch: server_url uses plain http to %s: credentials travel unencrypted",
                    host);
@@ -672,18 +621,8 @@ static int hb_read_options(hb_plugin *p, char *err, size_t err_cap)
     p->connect_timeout_ms = (long)connect;
     p->timeout_ms = (long)total;
     p->insecure = h->option_bool(h->host_ctx, hb_option_defs[HB_OPT_INSECURE].name, 0);
-    const char *ca = h->option_string(h->host_ctx, hb_option_defs[HB_OPT_CA].name, NULL);
-    if (ca && *ca) {
-        if (access(ca, R_OK) != 0) {
-            hc_fmt(err, err_cap, "http-batch: options.ca_file %s is not readable", ca);
-            return -1;
-        }
-        p->ca_file = strdup(ca);
-        if (!p->ca_file) {
-            hb_copy(err, err_cap, "http-batch: out of memory");
-            return -1;
-        }
-    }
+    if (hc_ca_file_option(h, "http-batch", &p->ca_file, err, err_cap) != 0)
+        return -1;
     return 0;
 }
 
@@ -709,8 +648,8 @@ static int hb_read_urls(hb_plugin *p, char *err, size_t err_cap)
     size_t n = strlen(base);
     while (n > 0 && base[n - 1] == '/')
         base[--n] = '\0';
-    p->batch_url = hb_concat(base, HB_BATCH_PATH);
-    p->health_url = hb_concat(base, HB_HEALTH_PATH);
+    p->batch_url = hb_concat(base, HC_BATCH_PATH);
+    p->health_url = hb_concat(base, HC_HEALTH_PATH);
     free(base);
     const char *version = h->host_value(h->host_ctx, "version");
     p->user_agent = hb_concat("spec-kitty-sync/", version && *version ? version : "unknown");

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* Rejection categories that will not change on a retry (CONTRACT.md §3). */
 static const char *const hc_permanent_categories[] = {
@@ -638,4 +639,87 @@ void hc_redact(char *text, const char *secret)
         memcpy(hit, "***", 3);
         memmove(hit + 3, hit + n, strlen(hit + n) + 1);
     }
+}
+
+void hc_redact_result(sk_batch_result *result, const char *secret)
+{
+    hc_redact(result->detail, secret);
+    for (uint32_t i = 0; i < result->count; i++)
+        hc_redact(result->events[i].message, secret);
+}
+
+void hc_free_secret(char *text)
+{
+    if (text) {
+        explicit_bzero(text, strlen(text));
+        free(text);
+    }
+}
+
+const char *hc_auth_secret(const char *auth_value)
+{
+    if (!auth_value)
+        return NULL;
+    const char *space = strrchr(auth_value, ' ');
+    return space ? space + 1 : auth_value;
+}
+
+int hc_auth_value(const sk_host_api *host, char **out, const char **why)
+{
+    size_t cap = 2048;
+    *out = NULL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char *value = calloc(1, cap);
+        if (!value) {
+            *why = "out of memory";
+            return -1;
+        }
+        size_t n = host->auth_header(host->host_ctx, value, cap);
+        if (n < cap && n > 0 && strpbrk(value, "\r\n")) {
+            hc_free_secret(value);
+            *why = "the Authorization header value holds a line break";
+            return -1;
+        }
+        if (n < cap) {
+            if (n > 0)
+                *out = value;
+            else
+                free(value);
+            return 0;
+        }
+        hc_free_secret(value);
+        cap = n + 1; /* the host said how much it needs */
+    }
+    *why = "the Authorization header value keeps growing";
+    return -1;
+}
+
+int hc_is_loopback(const char *host)
+{
+    return !strcasecmp(host, "localhost") || !strncmp(host, "127.", 4) || !strcmp(host, "::1") ||
+           !strcmp(host, "[::1]");
+}
+
+void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const char *why)
+{
+    hc_result_reset(batch, result, 0);
+    hc_fmt(result->detail, sizeof result->detail, "%s", why ? why : "");
+}
+
+int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, char *err,
+                      size_t err_cap)
+{
+    const char *ca = host->option_string(host->host_ctx, "ca_file", NULL);
+    *out = NULL;
+    if (!ca || !*ca)
+        return 0;
+    if (access(ca, R_OK) != 0) {
+        hc_fmt(err, err_cap, "%s: options.ca_file %s is not readable", plugin, ca);
+        return -1;
+    }
+    if (!(*out = strdup(ca))) {
+        hc_fmt(err, err_cap, "%s: out of memory", plugin);
+        return -1;
+    }
+    return 0;
 }

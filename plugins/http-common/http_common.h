@@ -14,6 +14,14 @@
 #include <stdint.h>
 #include <time.h>
 
+/* The endpoints and the protocol header of CONTRACT.md §3, relative to server_url. */
+#define HC_BATCH_PATH "/api/v1/events/batch/"
+#define HC_HEALTH_PATH "/api/v1/sync/health/"
+#define HC_PROTOCOL_HEADER "X-Spec-Kitty-Sync-Protocol"
+#define HC_PROTOCOL_VERSION "2.0"
+/* Answers beyond this are drained but not kept: a results list is ~100 B/event. */
+#define HC_RESPONSE_KEEP_MAX (8u << 20)
+
 /* Retry-After values beyond this are clamped: a day is already "come back later". */
 #define HC_RETRY_AFTER_CAP_MS (24LL * 3600 * 1000)
 
@@ -85,5 +93,34 @@ void hc_server_text(const char *body, size_t len, char *out, size_t cap);
  * shrinks). Secrets shorter than 8 bytes are left alone.
  */
 void hc_redact(char *text, const char *secret);
+
+/*
+ * Gets the host's Authorization header value (auth_header upcall) as a
+ * malloc'd string in *out, NULL when there are no credentials. Returns 0, or
+ * -1 with why when the value is unusable (a line break) or memory runs out.
+ * Free it with hc_free_secret.
+ */
+int hc_auth_value(const sk_host_api *host, char **out, const char **why);
+/* Wipes and frees a string that may hold the bearer (NULL is fine). */
+void hc_free_secret(char *text);
+/* The token inside an Authorization value ("Bearer abc" -> "abc"), or NULL. */
+const char *hc_auth_secret(const char *auth_value);
+/* Redacts secret from the result's detail and every event message. */
+void hc_redact_result(sk_batch_result *result, const char *secret);
+
+/* Every event transient with no message, no hints, status 0, detail why:
+ * nothing is known about the batch. */
+void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const char *why);
+
+/*
+ * Reads options.ca_file (a private CA's PEM bundle) into *out (malloc'd, NULL
+ * when unset or ""). Returns 0, or -1 with one line in err naming the plugin
+ * when the file is not readable or memory runs out.
+ */
+int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, char *err,
+                      size_t err_cap);
+
+/* True for a loopback host name or address: localhost, 127.x.y.z, ::1 or [::1]. */
+int hc_is_loopback(const char *host);
 
 #endif

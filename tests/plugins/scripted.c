@@ -13,6 +13,13 @@
  *   "too_large_ids": [...]           a batch holding one answers TOO_LARGE
  *   "record": "/path"                appends "<batch_seq> <event_id>\n" for every event sent
  *   "hang_ms": N                     each send waits N ms (cancel() cuts it short)
+ *
+ * Built a second time as scripted_async (SCRIPTED_ASYNC): SK_CAP_ASYNC, submit()
+ * answers like send() but holds the completion for a worker thread, which
+ * completes held batches in REVERSE submit order once "slots" (default 4) are
+ * held and one more submit was answered BUSY (metric "busy"), or 300 ms pass
+ * without a submit (the tail of a drain; long enough for a loaded machine). "hold": true keeps every completion until cancel(),
+ * which completes them all CANCELLED at once.
  */
 #include <spec-kitty/transport.h>
 
@@ -22,13 +29,41 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef SCRIPTED_ASYNC
+#include <pthread.h>
+#endif
+
+#ifdef SCRIPTED_ASYNC
+/* A submitted batch whose completion is held back. */
+typedef struct held {
+    struct held *next;
+    sk_batch_result *r;
+    sk_completion_fn done;
+    void *ctx;
+    int rc;
+} held;
+#endif
 
 typedef struct scripted {
     const sk_host_api *host;
     json_t *opts;
     size_t step;
     atomic_int cancelled;
+#ifdef SCRIPTED_ASYNC
+    pthread_t worker;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    held *held; /* newest first: completing from the head reverses the order */
+    int nheld;
+    int stop;
+    int64_t last_submit_ms;
+    int busy_seen; /* a submit was answered BUSY since the last release */
+#endif
 } scripted;
+
+#ifdef SCRIPTED_ASYNC
+static void *async_worker(void *arg);
+#endif
 
 static int create(const sk_host_api *host, void **self, char *err, size_t cap)
 {
@@ -46,6 +81,11 @@ static int create(const sk_host_api *host, void **self, char *err, size_t cap)
         return 1;
     }
     atomic_init(&s->cancelled, 0);
+#ifdef SCRIPTED_ASYNC
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_create(&s->worker, NULL, async_worker, s);
+#endif
     *self = s;
     return 0;
 }
@@ -53,6 +93,15 @@ static int create(const sk_host_api *host, void **self, char *err, size_t cap)
 static void destroy(void *self)
 {
     scripted *s = self;
+#ifdef SCRIPTED_ASYNC
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->worker, NULL);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+#endif
     json_decref(s->opts);
     free(s);
 }
@@ -179,8 +228,98 @@ static int send_batch(void *self, const sk_batch *b, sk_batch_result *r)
 
 static void cancel(void *self)
 {
-    atomic_store(&((scripted *)self)->cancelled, 1);
+    scripted *s = self;
+    atomic_store(&s->cancelled, 1);
+#ifdef SCRIPTED_ASYNC
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+#endif
 }
+
+#ifdef SCRIPTED_ASYNC
+static int64_t opt_int(const scripted *s, const char *key, int64_t dflt)
+{
+    json_t *v = json_object_get(s->opts, key);
+    return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
+/* Time to complete what is held: cancel, a full set, or a quiet moment. */
+static int release_due(scripted *s, int64_t now)
+{
+    if (!s->nheld)
+        return 0;
+    if (atomic_load(&s->cancelled))
+        return 1;
+    if (json_is_true(json_object_get(s->opts, "hold")))
+        return 0;
+    /* A full set goes once a submit was refused BUSY, so that a host filling its
+     * slots always meets BUSY; a quiet moment releases whatever is held. */
+    return (s->nheld >= opt_int(s, "slots", 4) && s->busy_seen) || now - s->last_submit_ms >= 300;
+}
+
+static void *async_worker(void *arg)
+{
+    scripted *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        int64_t now = s->host->now_ms(s->host->host_ctx);
+        if (!release_due(s, now)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 5 * 1000000L;
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+            continue;
+        }
+        held *list = s->held;
+        s->held = NULL;
+        s->nheld = 0;
+        s->busy_seen = 0;
+        int cancelled = atomic_load(&s->cancelled);
+        pthread_mutex_unlock(&s->mu);
+        while (list) { /* newest first: the reverse of the submit order */
+            held *h = list;
+            list = h->next;
+            h->done(h->ctx, cancelled ? SK_TRANSPORT_CANCELLED : h->rc, h->r);
+            free(h);
+        }
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+static int submit_batch(void *self, const sk_batch *b, sk_batch_result *r, sk_completion_fn done,
+                        void *ctx)
+{
+    scripted *s = self;
+    if (atomic_load(&s->cancelled))
+        return SK_TRANSPORT_CANCELLED;
+    pthread_mutex_lock(&s->mu);
+    int busy = s->nheld >= opt_int(s, "slots", 4);
+    s->busy_seen |= busy;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (busy) {
+        s->host->metric_add(s->host->host_ctx, "busy", 1);
+        return SK_TRANSPORT_BUSY;
+    }
+    held *h = calloc(1, sizeof *h);
+    if (!h)
+        return SK_TRANSPORT_FAILED;
+    *h = (held){.r = r, .done = done, .ctx = ctx, .rc = send_batch(self, b, r)};
+    pthread_mutex_lock(&s->mu);
+    h->next = s->held;
+    s->held = h;
+    s->nheld++;
+    s->last_submit_ms = s->host->now_ms(s->host->host_ctx);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return SK_TRANSPORT_OK;
+}
+#endif
 
 static const sk_option_def OPTIONS[] = {
     {"steps", "array", "[]", "answers for successive sends"},
@@ -193,10 +332,17 @@ static const sk_transport_desc DESC = {
     .struct_size = sizeof(sk_transport_desc),
     .abi_major = SK_TRANSPORT_ABI_MAJOR,
     .abi_minor = SK_TRANSPORT_ABI_MINOR,
+#ifdef SCRIPTED_ASYNC
+    .name = "scripted_async",
+    .capabilities = SK_CAP_SYNC | SK_CAP_ASYNC,
+    .max_in_flight = 8,
+    .submit = submit_batch,
+#else
     .name = "scripted",
+    .capabilities = SK_CAP_SYNC,
+#endif
     .version = "1.0.0",
     .description = "answers outcomes and hints on demand (tests)",
-    .capabilities = SK_CAP_SYNC,
     .create = create,
     .destroy = destroy,
     .send = send_batch,

@@ -213,6 +213,11 @@ int64_t sk_test_now_ms(void)
 
 sk_tbatch *sk_tbatch_new(uint32_t n, int64_t in_ms)
 {
+    return sk_tbatch_new_from(0, n, in_ms);
+}
+
+sk_tbatch *sk_tbatch_new_from(uint32_t first, uint32_t n, int64_t in_ms)
+{
     sk_tbatch *t = calloc(1, sizeof *t);
     t->n = n;
     t->ids = calloc(n, sizeof *t->ids);
@@ -220,7 +225,7 @@ sk_tbatch *sk_tbatch_new(uint32_t n, int64_t in_ms)
     t->events = calloc(n, sizeof *t->events);
     t->res = calloc(n, sizeof *t->res);
     for (uint32_t i = 0; i < n; i++) {
-        snprintf(t->ids[i], sizeof t->ids[i], "01JBQ7ZR5N8M0000000000%04u", i % 10000);
+        snprintf(t->ids[i], sizeof t->ids[i], "01JBQ7ZR5N8M0000000000%04u", (first + i) % 10000);
         char buf[512];
         int len = snprintf(buf, sizeof buf,
                            "{\"event_id\":\"%s\",\"event_type\":\"WPStatusChanged\","
@@ -230,7 +235,7 @@ sk_tbatch *sk_tbatch_new(uint32_t n, int64_t in_ms)
                            "\"node_id\":\"0123456789ab\",\"lamport_clock\":%u,"
                            "\"causation_id\":null,\"timestamp\":\"2026-11-26T09:00:00Z\","
                            "\"team_slug\":\"local\"}",
-                           t->ids[i], i % 100, i % 100, i + 1);
+                           t->ids[i], i % 100, i % 100, first + i + 1);
         t->json[i] = strdup(buf);
         t->events[i] = (sk_event){t->ids[i], t->json[i], (size_t)len};
         t->res[i].outcome = SK_OUTCOME_TRANSIENT;

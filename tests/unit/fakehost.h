@@ -43,6 +43,8 @@ typedef struct sk_tbatch {
 
 /* n events with distinct ULID-shaped ids and small envelopes; deadline in_ms from now. */
 sk_tbatch *sk_tbatch_new(uint32_t n, int64_t in_ms);
+/* The same with ids and lamport clocks numbered from first (distinct batches). */
+sk_tbatch *sk_tbatch_new_from(uint32_t first, uint32_t n, int64_t in_ms);
 void sk_tbatch_free(sk_tbatch *t);
 
 #endif

@@ -32,6 +32,8 @@ typedef struct fixture {
     char last_reason[512];
     atomic_int cancel;
     int64_t wait_first_ms; /* a Retry-After left by an earlier pass */
+    size_t max_batch_events; /* 0: the default */
+    int64_t max_events_per_s;
     sk__pass_info info;    /* what the last pass told the scheduler */
 } fixture;
 
@@ -81,11 +83,12 @@ static void enqueue(fixture *f, size_t n)
     free(data);
 }
 
-/* Loads the scripted transport with options (a JSON text; "record" is added). */
-static void load(fixture *f, const char *options)
+/* Loads a test transport (scripted, scripted_async) with options (a JSON text;
+ * "record" is added). */
+static void load_named(fixture *f, const char *name, const char *options)
 {
     char path[1024];
-    snprintf(path, sizeof path, "%s/scripted.so", getenv("SK_TEST_PLUGIN_DIR"));
+    snprintf(path, sizeof path, "%s/%s.so", getenv("SK_TEST_PLUGIN_DIR"), name);
     sk__err err = {{0}};
     assert_int_equal(sk__plugin_open(path, 1, &f->p, &err), SK_OK);
     json_error_t jerr;
@@ -94,6 +97,11 @@ static void load(fixture *f, const char *options)
     json_object_set_new(f->options, "record", json_string(f->record));
     f->host = (sk__plugin_host){.options = f->options, .state_root = f->dir};
     assert_int_equal(sk__plugin_start(f->p, &f->host, &err), SK_OK);
+}
+
+static void load(fixture *f, const char *options)
+{
+    load_named(f, "scripted", options);
 }
 
 static sk_status reauth(void *ctx, sk__err *err)
@@ -131,6 +139,9 @@ static sk_status pass(fixture *f, int64_t max_retries, sk_drain_summary *sum, sk
     o.max_retries = max_retries;
     o.drain_lock_path = f->lock;
     o.wait_first_ms = f->wait_first_ms;
+    if (f->max_batch_events)
+        o.max_batch_events = f->max_batch_events;
+    o.max_events_per_s = f->max_events_per_s;
     sk__deliver_hooks h = {.reauthenticate = reauth,
                            .auth_ctx = f,
                            .failure = on_failure,
@@ -533,6 +544,121 @@ static void two_drainer_processes_never_send_the_same_event(void **state)
     assert_int_equal(stats(f).ready, 0);
 }
 
+
+/* ---- the async path (scripted_async: completions held, given back in reverse) ---- */
+
+static void metric_of(void *ctx, const char *name, int64_t value)
+{
+    int64_t *want = ctx;
+    if (strcmp(name, "busy") == 0)
+        *want = value;
+}
+
+static void async_completions_out_of_order_settle_each_batch_once(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 40);
+    f->max_batch_events = 5;
+    load_named(f, "scripted_async", "{\"slots\": 4}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 40);
+    assert_int_equal(sum.batches, 8);
+    assert_int_equal(stats(f).ready, 0);
+    size_t distinct, lines = recorded(f, &distinct);
+    assert_int_equal(lines, 40); /* each event sent once */
+    assert_int_equal(distinct, 40);
+    /* Four in flight filled the plugin: the host heard BUSY and waited for a completion. */
+    int64_t busy = 0;
+    sk__plugin_each_metric(f->p, metric_of, &busy);
+    assert_true(busy >= 1);
+}
+
+static void async_failed_batch_stops_the_pass_and_the_others_still_settle(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 40);
+    f->max_batch_events = 5;
+    /* The second of four batches in flight fails; the other three were delivered. */
+    load_named(f, "scripted_async",
+               "{\"slots\": 4, \"steps\": [{}, {\"rc\": \"failed\", \"detail\": \"boom\"}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_TRANSPORT);
+    assert_string_equal(sum.stop_reason, "boom");
+    assert_int_equal(sum.synced, 15);
+    assert_int_equal(stats(f).ready, 25); /* the failed batch and the unsent ones */
+    size_t distinct, lines = recorded(f, &distinct);
+    assert_int_equal(lines, 20);
+}
+
+static void async_poisoned_batch_is_bisected_beside_the_others(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 40);
+    f->max_batch_events = 8;
+    char opts[256];
+    snprintf(opts, sizeof opts, "{\"slots\": 3, \"poison\": [\"%s\"]}", f->ids[13]);
+    load_named(f, "scripted_async", opts);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 39);
+    assert_int_equal(sum.rejected, 1);
+    sk__queue_stats qs = stats(f);
+    assert_int_equal(qs.ready, 1);
+    size_t distinct;
+    recorded(f, &distinct);
+    assert_int_equal(distinct, 40);
+}
+
+static void max_events_per_s_paces_the_batches(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 30);
+    f->max_batch_events = 10;
+    f->max_events_per_s = 10; /* a batch of 10 per second */
+    load_named(f, "scripted_async", "{\"slots\": 4}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 30);
+    /* Batch k may leave k seconds after the first. The fake wait lets no time pass,
+     * so the waits before batches 2 and 3 are 1 s and 2 s; real time in between
+     * (a loaded machine) only shortens them. */
+    assert_in_range(f->waited_ms, 1500, 3000);
+}
+
+static void *cancel_when_in_flight(void *arg)
+{
+    fixture *f = arg;
+    size_t distinct;
+    for (int i = 0; i < 500 && recorded(f, &distinct) < 20; i++)
+        usleep(10 * 1000);
+    atomic_store(&f->cancel, 1);
+    sk__plugin_cancel(f->p);
+    return NULL;
+}
+
+static void async_cancel_completes_the_batches_in_flight_and_keeps_them(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 40);
+    f->max_batch_events = 5;
+    load_named(f, "scripted_async", "{\"slots\": 4, \"hold\": true}");
+    pthread_t t;
+    pthread_create(&t, NULL, cancel_when_in_flight, f);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_CANCELLED);
+    pthread_join(t, NULL);
+    assert_int_equal(sum.synced, 0);
+    assert_int_equal(stats(f).ready, 40);
+    size_t distinct, lines = recorded(f, &distinct);
+    assert_int_equal(lines, 20); /* four batches were in flight, no more were handed over */
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -559,6 +685,11 @@ int main(void)
         T(earlier_retry_after_beyond_what_a_pass_waits_defers_it_unsent),
         T(one_answer_settles_deletes_rejections_and_parking_together),
         T(two_drainer_processes_never_send_the_same_event),
+        T(async_completions_out_of_order_settle_each_batch_once),
+        T(async_failed_batch_stops_the_pass_and_the_others_still_settle),
+        T(async_poisoned_batch_is_bisected_beside_the_others),
+        T(async_cancel_completes_the_batches_in_flight_and_keeps_them),
+        T(max_events_per_s_paces_the_batches),
     };
     return cmocka_run_group_tests_name("delivery under the drain lock, pipelined", tests, NULL,
                                        NULL);

@@ -265,6 +265,23 @@ static void test_background_batches_are_spaced(void **state)
     assert_int_equal(sk__sched_next_due(&s, f.now + 6000, 1, 0), f.now + 11000);
 }
 
+static void test_a_streaming_transport_sends_an_emitted_event_at_once(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fake(&s, &f, 0);
+    s.streaming = 1;
+    sk__sched_on_success(&s, f.now, 0);
+    /* No batch spacing: the poke of an emit is due at once... */
+    assert_int_equal(sk__sched_next_due(&s, f.now + 1, 1, 1), f.now + 1);
+    /* ...still floored by the server's Retry-After and by the backoff. */
+    sk__sched_note_retry_after(&s, f.now + 1, 3000);
+    assert_int_equal(sk__sched_next_due(&s, f.now + 2, 1, 1), f.now + 3001);
+    sk__sched_on_failure(&s, f.now + 4000, 0, "HTTP 503", 0);
+    assert_true(sk__sched_next_due(&s, f.now + 4001, 1, 1) >= f.now + 4000 + 250);
+}
+
 static void test_idle_queue_has_no_due_time(void **state)
 {
     (void)state;
@@ -605,8 +622,9 @@ static void test_in_pass_waits_follow_one_cap_and_a_count(void **state)
     assert_false(sk__sched_waits_in_pass(&p, 2000, p.retry_waits_max + 1));
     p.retry_after_max_ms = 60000; /* the cap on server waits bounds in-pass waits too */
     assert_true(sk__sched_waits_in_pass(&p, 24LL * 3600 * 1000, 1));
-    assert_int_equal(sk__sched_pass_batches(1), 0);
-    assert_int_equal(sk__sched_pass_batches(0), 1);
+    assert_int_equal(sk__sched_pass_batches(1, 0), 0);
+    assert_int_equal(sk__sched_pass_batches(0, 0), 1);
+    assert_int_equal(sk__sched_pass_batches(0, 1), 0); /* a streaming transport drains */
 }
 
 static void test_empty_background_pass_pauses_the_next_one_briefly(void **state)
@@ -654,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_retry_after_seen_without_failure_is_kept),
         cmocka_unit_test(test_retry_after_is_capped),
         cmocka_unit_test(test_background_batches_are_spaced),
+        cmocka_unit_test(test_a_streaming_transport_sends_an_emitted_event_at_once),
         cmocka_unit_test(test_idle_queue_has_no_due_time),
         cmocka_unit_test(test_periodic_flush_follows_the_interval),
         cmocka_unit_test(test_poke_makes_flush_due_now),
