@@ -102,6 +102,8 @@ void sk__config_key_describe(size_t i, sk__config_key_info *info)
     info->name = KEYS[i].name;
     info->type = type_name(KEYS[i].type);
     info->help = KEYS[i].help;
+    info->min = KEYS[i].min;
+    info->max = KEYS[i].max;
 }
 
 const char *sk__config_source_name(sk__config_source src)

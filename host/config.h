@@ -60,11 +60,12 @@ sk_status sk__config_parse(const char *path, const char *text, sk__config **out,
 /* Number of keys in the table. */
 size_t sk__config_key_count(void);
 
-/* Describes key i: name ("schedule.interval_s"), type name, help text. */
+/* Describes key i: name ("schedule.interval_s"), type name, help text, range. */
 typedef struct sk__config_key_info {
     const char *name;
     const char *type;
     const char *help;
+    int64_t min, max; /* range of an integer key (equal to 0 otherwise) */
 } sk__config_key_info;
 void sk__config_key_describe(size_t i, sk__config_key_info *info);
 
