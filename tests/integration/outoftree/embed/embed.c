@@ -13,10 +13,11 @@ int main(int argc, char **argv)
         return 2;
     }
     sk_queue_info q;
-    int ok = sk_emit(s, "WPStatusChanged", "WP01", NULL,
-                     "{\"wp_id\":\"WP01\",\"previous_status\":\"planned\",\"new_status\":\"doing\"}",
-                     NULL, id) == SK_OK &&
-             sk_queue_info_get(s, &q) == SK_OK;
+    int ok =
+        sk_emit(s, "WPStatusChanged", "WP01", NULL,
+                "{\"wp_id\":\"WP01\",\"previous_status\":\"planned\",\"new_status\":\"doing\"}",
+                NULL, id) == SK_OK &&
+        sk_queue_info_get(s, &q) == SK_OK;
     if (ok)
         printf("queued %s, queue size %lld\n", id, (long long)q.size);
     else
