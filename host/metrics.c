@@ -13,6 +13,8 @@ const int64_t sk__metrics_latency_le_s[SK__METRICS_LATENCY_BUCKETS] = {
 struct sk__metrics {
     sqlite3 *db;
     char path[PATH_MAX];
+    sk__metrics_transport *seen; /* the transport running totals already added (owned strings) */
+    size_t nseen, seen_cap;
 };
 
 static const char SCHEMA[] =
@@ -52,12 +54,49 @@ sk_status sk__metrics_open(const char *state_root, sk__metrics **out, sk__err *e
     return SK_OK;
 }
 
+static void transport_free(sk__metrics_transport *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *)t[i].transport);
+        free((char *)t[i].name);
+    }
+    free(t);
+}
+
 void sk__metrics_close(sk__metrics *m)
 {
     if (!m)
         return;
     sqlite3_close(m->db);
+    transport_free(m->seen, m->nseen);
     free(m);
+}
+
+/* The running total of (transport, name) already added, creating it at 0; NULL: no memory. */
+static sk__metrics_transport *seen(sk__metrics *m, const sk__metrics_transport *t)
+{
+    for (size_t i = 0; i < m->nseen; i++)
+        if (strcmp(m->seen[i].transport, t->transport) == 0 &&
+            strcmp(m->seen[i].name, t->name) == 0)
+            return &m->seen[i];
+    if (!sk__grow((void **)&m->seen, &m->seen_cap, m->nseen + 1, sizeof *m->seen))
+        return NULL;
+    sk__metrics_transport *n = &m->seen[m->nseen];
+    *n = (sk__metrics_transport){strdup(t->transport), strdup(t->name), 0};
+    if (!n->transport || !n->name) {
+        free((char *)n->transport);
+        free((char *)n->name);
+        return NULL;
+    }
+    m->nseen++;
+    return n;
+}
+
+/* Growth of a running total since the last record; a total that fell (the plugin was
+ * loaded again) counts from 0. */
+static int64_t growth(int64_t now, int64_t before)
+{
+    return now >= before ? now - before : now;
 }
 
 /* Runs one statement with a name and a number: add (sum) or raise (max) a counter. */
@@ -83,7 +122,7 @@ static int add(sqlite3 *db, const char *name, int64_t delta)
     return delta == 0 ? 0 : put(db, ADD, name, delta);
 }
 
-static int add_transport(sqlite3 *db, const sk__metrics_transport *t)
+static int add_transport(sqlite3 *db, const sk__metrics_transport *t, int64_t delta)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
@@ -94,7 +133,7 @@ static int add_transport(sqlite3 *db, const sk__metrics_transport *t)
         return -1;
     sqlite3_bind_text(st, 1, t->transport, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, t->delta);
+    sqlite3_bind_int64(st, 3, delta);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : -1;
@@ -109,9 +148,10 @@ static int bucket_of(int64_t age_ms)
     return i;
 }
 
-static int record_locked(sqlite3 *db, const sk__metrics_batch *b, const sk__metrics_transport *t,
-                         size_t nt)
+static int record_locked(sk__metrics *m, const sk__metrics_batch *b, const sk__metrics_transport *t,
+                         size_t nt, sk__metrics_transport **was)
 {
+    sqlite3 *db = m->db;
     int64_t buckets[SK__METRICS_LATENCY_BUCKETS + 1] = {0}, sum_ms = 0;
     for (size_t i = 0; i < b->acknowledged; i++) {
         int64_t age = b->now_ms - b->enqueued_s[i] * 1000;
@@ -129,8 +169,11 @@ static int record_locked(sqlite3 *db, const sk__metrics_batch *b, const sk__metr
         snprintf(name, sizeof name, "latency_bucket_%d", i);
         bad = add(db, name, buckets[i]);
     }
-    for (size_t i = 0; !bad && i < nt; i++)
-        bad = t[i].delta != 0 && add_transport(db, &t[i]);
+    for (size_t i = 0; !bad && i < nt; i++) {
+        bad = !(was[i] = seen(m, &t[i]));
+        int64_t delta = bad ? 0 : growth(t[i].value, was[i]->value);
+        bad = bad || (delta != 0 && add_transport(db, &t[i], delta));
+    }
     return bad;
 }
 
@@ -159,8 +202,16 @@ static sk_status tx_begin(sk__metrics *m, sk__err *err)
 sk_status sk__metrics_record(sk__metrics *m, const sk__metrics_batch *b,
                              const sk__metrics_transport *t, size_t nt, sk__err *err)
 {
+    sk__metrics_transport **was = calloc(nt ? nt : 1, sizeof *was);
+    if (!was)
+        return sk__fail(err, SK_ERR_NOMEM, "out of memory");
     sk_status s = tx_begin(m, err);
-    return s == SK_OK ? tx_end(m, record_locked(m->db, b, t, nt), err) : s;
+    if (s == SK_OK)
+        s = tx_end(m, record_locked(m, b, t, nt, was), err);
+    for (size_t i = 0; s == SK_OK && i < nt; i++)
+        was[i]->value = t[i].value; /* added for good only once committed */
+    free(was);
+    return s;
 }
 
 sk_status sk__metrics_refused_full(sk__metrics *m, int64_t n, int64_t now_ms, sk__err *err)
@@ -249,11 +300,7 @@ sk_status sk__metrics_load(sk__metrics *m, sk__metrics_counts *out, sk__err *err
 
 void sk__metrics_counts_free(sk__metrics_counts *c)
 {
-    for (size_t i = 0; i < c->ntransport; i++) {
-        free((char *)c->transport[i].transport);
-        free((char *)c->transport[i].name);
-    }
-    free(c->transport);
+    transport_free(c->transport, c->ntransport);
     c->transport = NULL;
     c->ntransport = 0;
 }
@@ -306,7 +353,7 @@ static int64_t transport_sum(const sk__metrics_counts *c, const char *name)
     int64_t v = 0;
     for (size_t i = 0; i < c->ntransport; i++)
         if (strcmp(c->transport[i].name, name) == 0)
-            v += c->transport[i].delta;
+            v += c->transport[i].value;
     return v;
 }
 
@@ -346,7 +393,7 @@ static void render_transport(FILE *f, const sk__metrics_counts *c)
         }
         fprintf(f, PREFIX "%s{transport=\"", name);
         escaped(f, c->transport[i].transport, 1);
-        fprintf(f, "\"} %lld\n", (long long)c->transport[i].delta);
+        fprintf(f, "\"} %lld\n", (long long)c->transport[i].value);
     }
 }
 

@@ -32,14 +32,18 @@ typedef struct sk__metrics_batch {
     int64_t now_ms;            /* when the answer came */
 } sk__metrics_batch;
 
-/* A transport's own counter (metric_add), as a delta since the last record. */
+/* A transport's own counter (metric_add). */
 typedef struct sk__metrics_transport {
     const char *transport; /* plugin name */
     const char *name;      /* counter name as the plugin gave it */
-    int64_t delta;
+    int64_t value;
 } sk__metrics_transport;
 
-/* Adds one batch and the transport counters' deltas, in one transaction. */
+/*
+ * Adds one batch, in one transaction, with the transport's counters as the plugin
+ * instance reports them (running totals since it was loaded): the handle remembers
+ * what it already added, so only the growth since its last record is counted.
+ */
 sk_status sk__metrics_record(sk__metrics *m, const sk__metrics_batch *b,
                              const sk__metrics_transport *t, size_t nt, sk__err *err);
 

@@ -127,6 +127,28 @@ static void test_refused_full_counts_and_keeps_the_last_time(void **state)
     free(text);
 }
 
+static void test_transport_running_totals_count_their_growth_once(void **state)
+{
+    const char *root = *state;
+    sk__metrics *m = open_in(root);
+    sk__metrics_batch b = {.now_ms = T0};
+    sk__err err = {{0}};
+    sk__metrics_transport t = {"http-batch", "bytes_sent", 1000};
+    assert_int_equal(sk__metrics_record(m, &b, &t, 1, &err), SK_OK);
+    t.value = 1500; /* the same plugin instance, 500 more */
+    assert_int_equal(sk__metrics_record(m, &b, &t, 1, &err), SK_OK);
+    assert_int_equal(sk__metrics_record(m, &b, &t, 1, &err), SK_OK); /* nothing new */
+    t.value = 200; /* loaded again: counts from 0 */
+    assert_int_equal(sk__metrics_record(m, &b, &t, 1, &err), SK_OK);
+    sk__metrics_counts c;
+    assert_int_equal(sk__metrics_load(m, &c, &err), SK_OK);
+    assert_int_equal(c.ntransport, 1);
+    assert_int_equal(c.transport[0].value, 1700);
+    assert_int_equal(c.batches, 4);
+    sk__metrics_counts_free(&c);
+    sk__metrics_close(m);
+}
+
 static void test_transport_names_and_labels_are_escaped(void **state)
 {
     const char *root = *state;
@@ -170,6 +192,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batches_add_up_across_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_full_counts_and_keeps_the_last_time, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_transport_running_totals_count_their_growth_once,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_transport_names_and_labels_are_escaped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_textfile_is_replaced_whole_and_world_readable, setup,
