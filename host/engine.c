@@ -482,7 +482,7 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     *info = (sk__pass_info){0};
     sk_status st = sk__sync_transport(s, &p);
     if (st != SK_OK) {
-        snprintf(out->stop_reason, sizeof out->stop_reason, "%s", s->err.msg);
+        snprintf(out->stop_reason, sizeof out->stop_reason, "%.500s", s->err.msg);
         return st;
     }
     sk__deliver_hooks h = hooks ? *hooks : (sk__deliver_hooks){0};
