@@ -41,6 +41,8 @@ typedef struct sk__config {
     char *emit_project_uuid; /* "" = null */
     char *emit_project_slug; /* "" = null */
     char *emit_build_id;
+    char *metrics_textfile; /* "" = none */
+    int64_t metrics_interval_s;
     sk__config_source *sources; /* one per key, in table order */
     char **warnings;            /* unknown keys etc., NULL-terminated */
 } sk__config;

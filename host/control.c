@@ -186,3 +186,21 @@ void sk__control_poke(const char *root)
     }
     close(fd);
 }
+
+sk_status sk__control_status(const char *root, int timeout_ms, json_t **answer, sk__err *err)
+{
+    *answer = NULL;
+    int fd;
+    sk_status st = sk__control_connect(root, timeout_ms, &fd, err);
+    if (st != SK_OK)
+        return st;
+    json_t *req = json_pack("{s:s}", "cmd", "status");
+    sk__line_reader *r = calloc(1, sizeof *r); /* 64 KiB: not on a thread's stack */
+    st = req && r ? sk__control_send(fd, req, err) : sk__fail(err, SK_ERR_NOMEM, "out of memory");
+    if (st == SK_OK)
+        st = sk__control_recv(fd, r, timeout_ms, answer, err);
+    free(r);
+    json_decref(req);
+    close(fd);
+    return st;
+}

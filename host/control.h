@@ -38,6 +38,10 @@ typedef struct sk__line_reader {
 } sk__line_reader;
 sk_status sk__control_recv(int fd, sk__line_reader *r, int timeout_ms, json_t **out, sk__err *err);
 
+/* {"cmd":"status"} to the service of root: its answer (new reference) when it runs and
+ * answers within timeout_ms; SK_ERR_NOT_FOUND when none runs. */
+sk_status sk__control_status(const char *root, int timeout_ms, json_t **answer, sk__err *err);
+
 /* Fire-and-forget {"cmd":"poke"}; silent when no service runs. */
 void sk__control_poke(const char *root);
 

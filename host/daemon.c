@@ -61,6 +61,10 @@ struct sk__service {
     sk_status wst;
     char werr[768];
     json_t *failures;
+
+    /* The loop thread's metrics handle, to write metrics.textfile (NULL: not configured). */
+    sk__metrics *metrics;
+    int64_t metrics_due_ms;
 };
 
 static sk__service *signal_target;
@@ -189,6 +193,8 @@ sk_status sk__service_new(const char *root, const sk__service_opts *opts, sk__se
     int lfd = open(svc->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     svc->log = lfd >= 0 ? fdopen(lfd, "a") : NULL;
     st = sk__sync_queue_open(svc->s, &svc->status_q, err);
+    if (st == SK_OK && svc->s->cfg->metrics_textfile[0])
+        st = sk__metrics_open(svc->s->root, &svc->metrics, err);
     if (st == SK_OK && pipe2(svc->wake, O_CLOEXEC | O_NONBLOCK) != 0)
         st = sk__fail(err, SK_ERR_IO, "pipe: %s", strerror(errno));
     if (st == SK_OK && opts->control_socket)
@@ -237,6 +243,7 @@ void sk__service_free(sk__service *svc)
         if (svc->wake[i] >= 0)
             close(svc->wake[i]);
     sk__queue_close(svc->status_q);
+    sk__metrics_close(svc->metrics);
     sk_close(svc->s);
     if (svc->log)
         fclose(svc->log);
@@ -259,6 +266,27 @@ void sk__service_request_stop(sk__service *svc)
 {
     svc->stop = 1;
     wake(svc, 's');
+}
+
+int64_t sk__service_uptime_s(const sk__service *svc)
+{
+    return (sk__mono_ms() - svc->started_ms) / 1000;
+}
+
+/* Rewrites metrics.textfile (when configured) and schedules the next time. */
+static void write_textfile(sk__service *svc)
+{
+    if (!svc->metrics)
+        return;
+    svc->metrics_due_ms = sk__wall_ms() + svc->s->cfg->metrics_interval_s * 1000;
+    char *text = NULL;
+    sk__err err;
+    const char *file = svc->s->cfg->metrics_textfile;
+    if (sk__metrics_text(svc->metrics, svc->status_q, 1, sk__service_uptime_s(svc), sk__wall_ms(),
+                         &text, &err) != SK_OK ||
+        sk__metrics_write_textfile(file, text, &err) != SK_OK)
+        slog(svc, SK_LOG_WARN, "metrics.textfile %s: %s", file, err.msg);
+    free(text);
 }
 
 void sk__service_poke(sk__service *svc)
@@ -382,6 +410,7 @@ static void finish_job(sk__service *svc)
     pthread_join(svc->worker, NULL);
     const sk_drain_summary *sum = &svc->wsum;
     sk__sync_record_pass(svc->s, svc->wst, sum, &svc->winfo);
+    write_textfile(svc); /* after each pass */
     if (sum->batches > 0 || svc->wst != SK_OK)
         slog(svc, svc->wst == SK_OK ? SK_LOG_INFO : SK_LOG_WARN,
              "%s pass: synced %lld, duplicates %lld, pending %lld, rejected %lld, parked %lld, "
@@ -437,7 +466,7 @@ static json_t *status_json(sk__service *svc)
         sk__iso8601_ms(sc->next_attempt_wall_ms, next, sizeof next);
     return json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:s?, s:s?, s:b, s:b, s:s?, s:I, s:I}", "ok",
                      1, "pid", (json_int_t)getpid(), "uptime_s",
-                     (json_int_t)((sk__mono_ms() - svc->started_ms) / 1000), "connection",
+                     (json_int_t)sk__service_uptime_s(svc), "connection",
                      sk__sched_connection_name(sc->connection), "last_sync", last[0] ? last : NULL,
                      "consecutive_failures", (json_int_t)sc->consecutive_failures, "last_error",
                      sc->last_error[0] ? sc->last_error : NULL, "next_attempt",
@@ -639,9 +668,12 @@ sk_status sk__service_run(sk__service *svc, sk__err *err)
     slog(svc, SK_LOG_INFO, "service started (pid %ld, transport %s, server %s)", (long)getpid(),
          svc->s->cfg->transport_plugin,
          svc->s->cfg->server_url[0] ? svc->s->cfg->server_url : "(not set)");
+    write_textfile(svc);
     while (!svc->stop) {
         int64_t now = sk__wall_ms();
         int64_t due = INT64_MAX;
+        if (svc->metrics && svc->metrics_due_ms <= now)
+            write_textfile(svc); /* every metrics.interval_s, a pass running or not */
         if (svc->job == JOB_NONE) {
             if (svc->now_wanted) {
                 svc->now_wanted = 0;
@@ -663,6 +695,8 @@ sk_status sk__service_run(sk__service *svc, sk__err *err)
         for (int i = 0; i < svc->nclients; i++)
             fds[nf++] = (struct pollfd){.fd = svc->clients[i].fd, .events = POLLIN};
         int timeout = svc->job != JOB_NONE ? -1 : poll_timeout(due, now);
+        if (svc->metrics && (timeout < 0 || svc->metrics_due_ms - now < timeout))
+            timeout = poll_timeout(svc->metrics_due_ms, now);
         if (timeout < 0 && svc->job == JOB_NONE)
             shrink_when_idle(svc);
         int pr = poll(fds, (nfds_t)nf, timeout);

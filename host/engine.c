@@ -90,6 +90,7 @@ void sk_close(sk_sync *s)
     if (s->service)
         sk_service_stop(s, -1);
     sk__plugin_close(take_plugin(s));
+    sk__metrics_close(s->metrics);
     pthread_mutex_destroy(&s->plugin_mu);
     sk__queue_close(s->q);
     sk__auth_close(s->auth);
@@ -118,6 +119,62 @@ static sk_status parse_payload(const char *payload_json, json_t **out, sk__err *
         return sk__fail(err, SK_ERR_INVALID_EVENT, "payload: expected a JSON object");
     }
     return SK_OK;
+}
+
+sk__metrics *sk__sync_metrics(sk_sync *s, sk__err *err)
+{
+    pthread_mutex_lock(&s->plugin_mu);
+    sk__err ignored;
+    if (!s->metrics && sk__metrics_open(s->root, &s->metrics, err ? err : &ignored) != SK_OK)
+        s->metrics = NULL;
+    sk__metrics *m = s->metrics;
+    pthread_mutex_unlock(&s->plugin_mu);
+    return m;
+}
+
+/* Whether a service runs for the state root (in this process or another), and its uptime. */
+static int service_uptime(sk_sync *s, int64_t *uptime_s)
+{
+    *uptime_s = 0;
+    if (s->service) {
+        *uptime_s = sk__service_uptime_s(s->service);
+        return 1;
+    }
+    json_t *answer;
+    sk__err ignored;
+    if (sk__control_status(s->root, 2000, &answer, &ignored) != SK_OK)
+        return 0;
+    int up = json_is_true(json_object_get(answer, "ok"));
+    *uptime_s = up ? json_integer_value(json_object_get(answer, "uptime_s")) : 0;
+    json_decref(answer);
+    return up;
+}
+
+sk_status sk_metrics_text(sk_sync *s, char **text_out)
+{
+    *text_out = NULL;
+    sk__metrics *m = sk__sync_metrics(s, &s->err);
+    if (!m)
+        return SK_ERR_IO;
+    int64_t uptime;
+    int up = service_uptime(s, &uptime);
+    return sk__metrics_text(m, s->q, up, uptime, sk__wall_ms(), text_out, &s->err);
+}
+
+sk_status sk_refused_full_get(sk_sync *s, int64_t *count, int64_t *last_ms)
+{
+    *count = *last_ms = 0;
+    sk__metrics *m = sk__sync_metrics(s, &s->err);
+    sk__metrics_counts c;
+    if (!m)
+        return SK_ERR_IO;
+    sk_status st = sk__metrics_load(m, &c, &s->err);
+    if (st == SK_OK) {
+        *count = c.refused_full;
+        *last_ms = c.refused_full_last_ms;
+        sk__metrics_counts_free(&c);
+    }
+    return st;
 }
 
 /* Tells a running service that events wait: in this process directly, else over its socket. */
@@ -149,6 +206,10 @@ sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__er
         st = sk__queue_enqueue(s->q, items, n, err);
     if (st == SK_OK)
         poke_service(s);
+    sk__metrics *m;
+    sk__err ignored;
+    if (st == SK_ERR_QUEUE_FULL && (m = sk__sync_metrics(s, NULL))) /* never dropped silently */
+        sk__metrics_refused_full(m, (int64_t)n, sk__wall_ms(), &ignored);
     for (size_t i = 0; texts && i < n; i++)
         free(texts[i]);
     free(texts);
@@ -488,6 +549,7 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     sk__deliver_hooks h = hooks ? *hooks : (sk__deliver_hooks){0};
     h.reauthenticate = reauthenticate;
     h.auth_ctx = s;
+    h.metrics = sk__sync_metrics(s, NULL); /* best effort: delivery never depends on it */
     return sk__deliver_pass(s->q, p, opts, &h, out, info, &s->err);
 }
 

@@ -37,7 +37,12 @@ struct sk_sync {
     char sched_warning[800];     /* why a corrupt sync-state.json was ignored, or "" */
     struct sk__service *service; /* the embedded service, if sk_service_start ran */
     pthread_t service_thread;
+    sk__metrics *metrics; /* metrics.db, opened when first needed (under plugin_mu) */
 };
+
+/* The handle's metrics (opened on first use); NULL (and why in err, may be NULL) when
+ * metrics.db cannot be opened. */
+sk__metrics *sk__sync_metrics(sk_sync *s, sk__err *err);
 
 /* Opens another handle on the state root's queue, with the config's options
  * (a handle is for one thread: the service keeps a second one for status). */

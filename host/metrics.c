@@ -441,6 +441,22 @@ char *sk__metrics_render(const sk__metrics_counts *c, const sk__metrics_gauges *
     return text;
 }
 
+sk_status sk__metrics_text(sk__metrics *m, sk__queue *q, int service_up, int64_t uptime_s,
+                           int64_t now_ms, char **out, sk__err *err)
+{
+    *out = NULL;
+    sk__queue_stats qs;
+    sk__metrics_counts c;
+    sk_status s = sk__queue_stats_get(q, &qs, err);
+    if (s != SK_OK || (s = sk__metrics_load(m, &c, err)) != SK_OK)
+        return s;
+    int64_t age = qs.oldest_timestamp > 0 ? now_ms / 1000 - qs.oldest_timestamp : 0;
+    sk__metrics_gauges g = {qs.ready, qs.parked, age < 0 ? 0 : age, service_up, uptime_s};
+    *out = sk__metrics_render(&c, &g);
+    sk__metrics_counts_free(&c);
+    return *out ? SK_OK : sk__fail(err, SK_ERR_NOMEM, "out of memory");
+}
+
 sk_status sk__metrics_write_textfile(const char *path, const char *text, sk__err *err)
 {
     /* node_exporter reads a whole file or nothing: a rename never shows half of one. */

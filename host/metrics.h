@@ -11,6 +11,7 @@
 #define SK_HOST_METRICS_H
 
 #include "common.h"
+#include "queue.h"
 
 typedef struct sk__metrics sk__metrics;
 
@@ -72,6 +73,13 @@ typedef struct sk__metrics_gauges {
 
 /* The Prometheus text exposition (version 0.0.4), malloc'd; NULL when out of memory. */
 char *sk__metrics_render(const sk__metrics_counts *c, const sk__metrics_gauges *g);
+
+/*
+ * The exposition of everything at now_ms: the counters of m, the queue's gauges from q
+ * and the service's state (service_up, its uptime). *out is malloc'd.
+ */
+sk_status sk__metrics_text(sk__metrics *m, sk__queue *q, int service_up, int64_t uptime_s,
+                           int64_t now_ms, char **out, sk__err *err);
 
 /* Writes text to path atomically (readable by others: node_exporter runs as its own user). */
 sk_status sk__metrics_write_textfile(const char *path, const char *text, sk__err *err);

@@ -21,6 +21,8 @@ static const char USAGE[] =
 
 typedef struct status_view {
     sk_queue_info qi;
+    int64_t refused_full;       /* events refused because the queue was full */
+    char refused_full_last[32]; /* ISO-8601 of the last one, "" for never */
     const char *connection;
     char last_sync[32]; /* ISO-8601, "" for never */
     int64_t failures;
@@ -56,6 +58,9 @@ static void print_json(const status_view *v)
                         json_pack("{s:I, s:I, s:I}", "size", (json_int_t)v->qi.size, "parked",
                                   (json_int_t)v->qi.parked, "oldest_timestamp",
                                   (json_int_t)v->qi.oldest_timestamp));
+    json_object_set_new(o, "refused_full",
+                        json_pack("{s:I, s:s?}", "count", (json_int_t)v->refused_full, "last",
+                                  v->refused_full_last[0] ? v->refused_full_last : NULL));
     json_object_set_new(o, "connection", json_string(v->connection));
     json_object_set_new(o, "last_sync", v->last_sync[0] ? json_string(v->last_sync) : json_null());
     json_object_set_new(o, "failures",
@@ -131,6 +136,11 @@ static void print_table(const status_view *v)
                  (long long)v->qi.parked);
     }
     row(color, "Queue", buf);
+    if (v->refused_full > 0) { /* nothing is dropped silently */
+        snprintf(buf, sizeof buf, "%lld event%s (queue full), last %s", (long long)v->refused_full,
+                 v->refused_full == 1 ? "" : "s", v->refused_full_last);
+        row(color, "Refused", buf);
+    }
     row(color, "Connection", v->connection);
     row(color, "Last sync", v->last_sync[0] ? v->last_sync : "Never");
     if (v->failures > 0) {
@@ -287,6 +297,10 @@ int cmd_status(int argc, char **argv)
     char note[1024];
     ask_service(s, &v, note, sizeof note);
     sk_status st = sk_queue_info_get(s, &v.qi);
+    int64_t refused_last_ms = 0;
+    if (st == SK_OK && (st = sk_refused_full_get(s, &v.refused_full, &refused_last_ms)) == SK_OK &&
+        refused_last_ms > 0)
+        sk__iso8601_ms(refused_last_ms, v.refused_full_last, sizeof v.refused_full_last);
     if (st != SK_OK) {
         cli_error("%s", sk_last_error(s));
         sk_close(s);

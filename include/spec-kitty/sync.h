@@ -105,6 +105,16 @@ typedef struct sk_queue_info {
 
 SK_API sk_status sk_queue_info_get(sk_sync *sync, sk_queue_info *out);
 
+/*
+ * The metrics in the Prometheus text format (queue gauges, delivery counters kept in
+ * <state root>/metrics.db by every process that delivers, the latency histogram, the
+ * service's state): *text_out is malloc'd, free() it.
+ */
+SK_API sk_status sk_metrics_text(sk_sync *sync, char **text_out);
+
+/* Events refused because the queue was full: how many, and when last (unix ms; 0: never). */
+SK_API sk_status sk_refused_full_get(sk_sync *sync, int64_t *count, int64_t *last_ms);
+
 typedef struct sk_drain_summary {
     int64_t synced;      /* delivered */
     int64_t duplicates;  /* server already had them */
