@@ -298,7 +298,8 @@ int cmd_status(int argc, char **argv)
     ask_service(s, &v, note, sizeof note);
     sk_status st = sk_queue_info_get(s, &v.qi);
     int64_t refused_last_ms = 0;
-    if (st == SK_OK && (st = sk_refused_full_get(s, &v.refused_full, &refused_last_ms)) == SK_OK &&
+    /* Unreadable counters (metrics.db) hide the Refused row; they never fail the status. */
+    if (st == SK_OK && sk_refused_full_get(s, &v.refused_full, &refused_last_ms) == SK_OK &&
         refused_last_ms > 0)
         sk__iso8601_ms(refused_last_ms, v.refused_full_last, sizeof v.refused_full_last);
     if (st != SK_OK) {
