@@ -52,7 +52,7 @@ static const hb_option hb_options[HB_OPT_COUNT] = {
 typedef struct hb_conn {
     CURLM *multi;
     CURL *easy;
-    hc_buf response;        /* body of the last answer (up to HB_RESPONSE_KEEP_MAX) */
+    hc_buf response;    /* body of the last answer (up to HB_RESPONSE_KEEP_MAX) */
     int response_truncated; /* the answer was longer than we keep */
     int connected_before;   /* for the reconnects metric */
     char errbuf[CURL_ERROR_SIZE];
@@ -324,13 +324,13 @@ static void hb_transport_error(const hb_conn *c, const char *ca_file, hb_end end
         hb_copy(out, cap, "cancelled");
     else if (code == CURLE_PEER_FAILED_VERIFICATION)
         hc_fmt(out, cap, "TLS: %s%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(code),
-               ca_file ? " (did the CA in transport.options.ca_file sign the server's "
-                         "certificate?)"
-                       : " (a private CA? set transport.options.ca_file in sync.json)");
+                   ca_file ? " (did the CA in transport.options.ca_file sign the server's "
+                             "certificate?)"
+                           : " (a private CA? set transport.options.ca_file in sync.json)");
     else if (end == HB_END_DEADLINE || code == CURLE_OPERATION_TIMEDOUT)
         hc_fmt(out, cap, "%s after %lld ms%s%s",
-               deadline_bound ? "batch deadline reached" : "request timed out", (long long)limit_ms,
-               c->errbuf[0] ? ": " : "", c->errbuf);
+                   deadline_bound ? "batch deadline reached" : "request timed out",
+                   (long long)limit_ms, c->errbuf[0] ? ": " : "", c->errbuf);
     else if (curl_easy_getinfo(c->easy, CURLINFO_HTTP_CONNECTCODE, &proxy_status) == CURLE_OK &&
              proxy_status >= 300 &&
              curl_easy_getinfo(c->easy, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK)
@@ -340,7 +340,8 @@ static void hb_transport_error(const hb_conn *c, const char *ca_file, hb_end end
     else if (c->errbuf[0] && strstr(c->errbuf, curl_easy_strerror(code)))
         hb_copy(out, cap, c->errbuf); /* already says it: no "X: ... X" */
     else
-        hc_fmt(out, cap, "%s%s%s", curl_easy_strerror(code), c->errbuf[0] ? ": " : "", c->errbuf);
+        hc_fmt(out, cap, "%s%s%s", curl_easy_strerror(code), c->errbuf[0] ? ": " : "",
+                   c->errbuf);
 }
 
 /* Adds the metrics of the transfer just run on the batch slot. */
@@ -431,14 +432,14 @@ static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *
     const char *location = NULL;
     curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &location);
     hc_answer answer = {status,          (const char *)c->response.data,
-                        c->response.len, hb_header(c->easy, "Retry-After"),
-                        location,        time(NULL)};
+                            c->response.len, hb_header(c->easy, "Retry-After"),
+                            location,        time(NULL)};
     if (c->response_truncated || code != CURLE_OK)
         answer.body_len = 0; /* half a JSON document is no answer */
     int rc = hc_map_answer(&answer, batch, result);
     if (c->response_truncated && status >= 200 && status < 300)
         hc_fmt(result->detail, sizeof result->detail, "HTTP %ld: answer over %u bytes ignored",
-               status, HB_RESPONSE_KEEP_MAX);
+                   status, HB_RESPONSE_KEEP_MAX);
     return rc;
 }
 
@@ -526,10 +527,10 @@ static int hb_probe_state(hb_plugin *p, hb_end end, CURLcode code, int64_t start
         return SK_PROBE_UNREACHABLE;
     }
     char text[256];
-    hc_server_text(c->response_truncated ? NULL : (const char *)c->response.data, c->response.len,
-                   text, sizeof text);
+    hc_server_text(c->response_truncated ? NULL : (const char *)c->response.data,
+                       c->response.len, text, sizeof text);
     hc_fmt(reason, reason_cap, "HTTP %ld from %s%s%s", status, p->health_url,
-           status >= 300 && *text ? ": " : "", status >= 300 ? text : "");
+               status >= 300 && *text ? ": " : "", status >= 300 ? text : "");
     if (status >= 200 && status < 300)
         return SK_PROBE_CONNECTED;
     if (status == 401 || status == 403)
@@ -641,7 +642,7 @@ static int hb_int_option(const sk_host_api *h, int which, int64_t *out, char *er
     int64_t v = h->option_int(h->host_ctx, o->key, o->dflt);
     if (v < o->min || v > o->max) {
         hc_fmt(err, err_cap, "http-batch: options.%s must be %lld..%lld, not %lld", o->key,
-               (long long)o->min, (long long)o->max, (long long)v);
+                   (long long)o->min, (long long)o->max, (long long)v);
         return -1;
     }
     *out = v;
@@ -687,7 +688,7 @@ static int hb_read_urls(hb_plugin *p, char *err, size_t err_cap)
     }
     if (strncasecmp(server, "http://", 7) && strncasecmp(server, "https://", 8)) {
         hc_fmt(err, err_cap, "http-batch: server_url must start with http:// or https://: %s",
-               server);
+                   server);
         return -1;
     }
     char *base = strdup(server);
