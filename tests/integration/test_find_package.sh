@@ -4,6 +4,9 @@
 # find_package(SpecKittyTransport); each result runs against the real queue or checker.
 . "$(dirname "$0")/lib.sh"
 SRC="$(dirname "$0")/outoftree"
+# Against an ASan+UBSan library the program must carry the same runtime (it comes first).
+SAN=()
+if ldd "$SK_PREFIX/lib/libspec-kitty-sync.so.0" | grep -q libasan; then SAN=(-fsanitize=address,undefined); fi
 build() { # build NAME SOURCE_DIR [cmake args]
   local name=$1 src=$2; shift 2
   cmake -S "$src" -B "$TEST_TMP/$name" -DCMAKE_PREFIX_PATH="$SK_PREFIX" "$@" >"$TEST_TMP/$name.log" 2>&1 ||
@@ -17,7 +20,7 @@ queued_by() { # queued_by PROGRAM: runs it on the state root, checks the CLI see
 }
 
 # find_package(SpecKittySync): linked against the installed shared library.
-build embed-cmake "$SRC/embed"
+build embed-cmake "$SRC/embed" ${SAN:+-DCMAKE_C_FLAGS="${SAN[*]}"}
 readelf -d "$TEST_TMP/embed-cmake/embed" | grep -q "NEEDED.*libspec-kitty-sync.so.0" || fail "embed does not link libspec-kitty-sync.so.0"; pass
 # A version the package does not satisfy is refused.
 mkdir -p "$TEST_TMP/embed-v9-src" && cp "$SRC/embed/embed.c" "$TEST_TMP/embed-v9-src/"
@@ -31,7 +34,7 @@ queued_by "$TEST_TMP/embed-cmake/embed" 1
 export PKG_CONFIG_PATH="$SK_PREFIX/lib/pkgconfig"
 expect_eq "$(pkg-config --modversion spec-kitty-sync)" "$("$SK_BIN" --version | awk '{print $2}')" "pkg-config version"
 # shellcheck disable=SC2046
-cc -o "$TEST_TMP/embed-pc" "$SRC/embed/embed.c" $(pkg-config --cflags --libs spec-kitty-sync) ||
+cc "${SAN[@]}" -o "$TEST_TMP/embed-pc" "$SRC/embed/embed.c" $(pkg-config --cflags --libs spec-kitty-sync) ||
   fail "cc with pkg-config spec-kitty-sync"; pass
 LD_LIBRARY_PATH="$SK_PREFIX/lib" queued_by "$TEST_TMP/embed-pc" 2
 sk sync status --json; expect_rc 0
