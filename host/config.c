@@ -60,6 +60,11 @@ static const key_def KEYS[] = {
     {"emit.project_slug", T_STRING, F(emit_project_slug), "", 0, 0, 0,
      "project_slug of current envelopes (\"\": null)"},
     {"emit.build_id", T_STRING, F(emit_build_id), "", 0, 0, 0, "build_id of current envelopes"},
+    {"metrics.textfile", T_STRING, F(metrics_textfile), "", 0, 0, 0,
+     "file the service keeps the Prometheus metrics in, for node_exporter's textfile collector "
+     "(\"\": none)"},
+    {"metrics.interval_s", T_INT, F(metrics_interval_s), NULL, 60, 1, 86400,
+     "how often the service rewrites metrics.textfile (it also does after each pass)"},
 };
 
 #undef F
@@ -113,6 +118,8 @@ void sk__config_key_describe(size_t i, sk__config_key_info *info)
     info->name = KEYS[i].name;
     info->type = type_name(KEYS[i].type);
     info->help = KEYS[i].help;
+    info->min = KEYS[i].min;
+    info->max = KEYS[i].max;
 }
 
 const char *sk__config_source_name(sk__config_source src)

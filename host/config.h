@@ -42,6 +42,8 @@ typedef struct sk__config {
     char *emit_project_uuid; /* "" = null */
     char *emit_project_slug; /* "" = null */
     char *emit_build_id;
+    char *metrics_textfile; /* "" = none */
+    int64_t metrics_interval_s;
     sk__config_source *sources; /* one per key, in table order */
     char **warnings;            /* unknown keys etc., NULL-terminated */
 } sk__config;
@@ -64,11 +66,12 @@ int64_t sk__config_default_int(const char *key);
 /* Number of keys in the table. */
 size_t sk__config_key_count(void);
 
-/* Describes key i: name ("schedule.interval_s"), type name, help text. */
+/* Describes key i: name ("schedule.interval_s"), type name, help text, range. */
 typedef struct sk__config_key_info {
     const char *name;
     const char *type;
     const char *help;
+    int64_t min, max; /* range of an integer key (equal to 0 otherwise) */
 } sk__config_key_info;
 void sk__config_key_describe(size_t i, sk__config_key_info *info);
 

@@ -61,6 +61,10 @@ struct sk__service {
     sk_status wst;
     char werr[768];
     json_t *failures;
+
+    /* The loop thread's metrics handle, to write metrics.textfile (NULL: not configured). */
+    sk__metrics *metrics;
+    int64_t metrics_due_ms;
 };
 
 static sk__service *signal_target;
@@ -186,6 +190,8 @@ sk_status sk__service_new(const char *root, const sk__service_opts *opts, sk__se
     int lfd = open(svc->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     svc->log = lfd >= 0 ? fdopen(lfd, "a") : NULL;
     st = sk__sync_queue_open(svc->s, &svc->status_q, err);
+    if (st == SK_OK && svc->s->cfg->metrics_textfile[0])
+        st = sk__metrics_open(svc->s->root, &svc->metrics, err);
     if (st == SK_OK && pipe2(svc->wake, O_CLOEXEC | O_NONBLOCK) != 0)
         st = sk__fail(err, SK_ERR_IO, "pipe: %s", strerror(errno));
     if (st == SK_OK && opts->control_socket)
@@ -234,6 +240,7 @@ void sk__service_free(sk__service *svc)
         if (svc->wake[i] >= 0)
             close(svc->wake[i]);
     sk__queue_close(svc->status_q);
+    sk__metrics_close(svc->metrics);
     sk__sync_close(svc->s);
     if (svc->log)
         fclose(svc->log);
@@ -262,6 +269,27 @@ void sk__service_stop(sk__service *svc, int64_t deadline_ms)
 {
     svc->deadline_ms = deadline_ms;
     sk__service_request_stop(svc);
+}
+
+int64_t sk__service_uptime_s(const sk__service *svc)
+{
+    return (sk__mono_ms() - svc->started_ms) / 1000;
+}
+
+/* Rewrites metrics.textfile (when configured) and schedules the next time. */
+static void write_textfile(sk__service *svc)
+{
+    if (!svc->metrics)
+        return;
+    svc->metrics_due_ms = sk__wall_ms() + svc->s->cfg->metrics_interval_s * 1000;
+    char *text = NULL;
+    sk__err err;
+    const char *file = svc->s->cfg->metrics_textfile;
+    if (sk__metrics_text(svc->metrics, svc->status_q, 1, sk__service_uptime_s(svc), sk__wall_ms(),
+                         &text, &err) != SK_OK ||
+        sk__metrics_write_textfile(file, text, &err) != SK_OK)
+        slog(svc, SK_LOG_WARN, "metrics.textfile %s: %s", file, err.msg);
+    free(text);
 }
 
 void sk__service_poke(sk__service *svc)
@@ -373,6 +401,7 @@ static void finish_job(sk__service *svc)
     pthread_join(svc->worker, NULL);
     const sk_drain_summary *sum = &svc->wsum;
     sk__sync_record_pass(svc->s, svc->wst, sum, &svc->winfo);
+    write_textfile(svc); /* after each pass */
     if (sum->batches > 0 || svc->wst != SK_OK)
         slog(svc, svc->wst == SK_OK ? SK_LOG_INFO : SK_LOG_WARN,
              "%s pass: synced %lld, duplicates %lld, pending %lld, rejected %lld, parked %lld, "
@@ -432,7 +461,7 @@ static void answer_status(sk__service *svc, int fd)
     const sk__sched *sc = &svc->s->sched;
     sk__service_status st = {
         .pid = (int64_t)getpid(),
-        .uptime_s = (sk__mono_ms() - svc->started_ms) / 1000,
+        .uptime_s = sk__service_uptime_s(svc),
         .consecutive_failures = sc->consecutive_failures,
         .busy = svc->job != JOB_NONE,
         .auth_blocked = sc->auth_blocked,
@@ -637,9 +666,12 @@ sk_status sk__service_run(sk__service *svc, sk__err *err)
     slog(svc, SK_LOG_INFO, "service started (pid %ld, transport %s, server %s)", (long)getpid(),
          svc->s->cfg->transport_plugin,
          svc->s->cfg->server_url[0] ? svc->s->cfg->server_url : "(not set)");
+    write_textfile(svc);
     while (!svc->stop) {
         int64_t now = sk__wall_ms();
         int64_t due = INT64_MAX;
+        if (svc->metrics && svc->metrics_due_ms <= now)
+            write_textfile(svc); /* every metrics.interval_s, a pass running or not */
         if (svc->job == JOB_NONE) {
             if (svc->now_wanted) {
                 svc->now_wanted = 0;
@@ -661,6 +693,8 @@ sk_status sk__service_run(sk__service *svc, sk__err *err)
         for (int i = 0; i < svc->nclients; i++)
             fds[nf++] = (struct pollfd){.fd = svc->clients[i].fd, .events = POLLIN};
         int timeout = svc->job != JOB_NONE ? -1 : poll_timeout(due, now);
+        if (svc->metrics && (timeout < 0 || svc->metrics_due_ms - now < timeout))
+            timeout = poll_timeout(svc->metrics_due_ms, now);
         if (timeout < 0 && svc->job == JOB_NONE)
             shrink_when_idle(svc);
         int pr = poll(fds, (nfds_t)nf, timeout);

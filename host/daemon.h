@@ -43,6 +43,9 @@ void sk__service_stop(sk__service *svc, int64_t deadline_ms);
 /* Asks for a flush soon (an event was queued in this process). Thread-safe. */
 void sk__service_poke(sk__service *svc);
 
+/* Seconds since the service started. */
+int64_t sk__service_uptime_s(const sk__service *svc);
+
 void sk__service_free(sk__service *svc);
 
 /* Installs SIGTERM/SIGINT handlers: the first stops svc, a second exits at once. */

@@ -68,6 +68,9 @@ typedef struct pass {
     int64_t pace_next_ms; /* the rate limit: the next batch may leave then (monotonic) */
     sk_status stop;
     int64_t total;
+    sk_drain_summary counted; /* the part of *sum already added to the metrics */
+    int64_t *acked;           /* enqueue times of the acknowledged rows not yet added */
+    size_t nacked, acked_cap;
 } pass;
 
 static int cancelled(const pass *ps)
@@ -154,6 +157,12 @@ static sk_status settle(pass *ps, const sk__queue_row *const *rows, const sk__se
         return stop_pass(ps, SK_ERR_DB, "queue: %s", ps->err->msg);
     for (size_t i = 0; i < n; i++)
         count_settled(ps, rows[i], &s[i], dup[i]);
+    /* For the latency histogram; without memory the metrics lack these few, nothing else. */
+    if (ps->h && ps->h->metrics &&
+        sk__grow((void **)&ps->acked, &ps->acked_cap, ps->nacked + n, sizeof *ps->acked))
+        for (size_t i = 0; i < n; i++)
+            if (s[i].action == SK__SETTLE_DELETE)
+                ps->acked[ps->nacked++] = rows[i]->timestamp;
     return SK_OK;
 }
 
@@ -424,6 +433,43 @@ static int inflight_plain(const inflight *f)
     return f->rc == SK_TRANSPORT_OK && f->r->hints == SK_HINT_NONE;
 }
 
+typedef struct transport_totals {
+    const char *transport;
+    sk__metrics_transport *t;
+    size_t n, cap;
+} transport_totals;
+
+static void collect_total(void *ctx, const char *name, int64_t value)
+{
+    transport_totals *tt = ctx;
+    if (sk__grow((void **)&tt->t, &tt->cap, tt->n + 1, sizeof *tt->t))
+        tt->t[tt->n++] = (sk__metrics_transport){tt->transport, name, value};
+}
+
+/* Adds what one batch did to the metrics (a split batch's halves were added by their
+ * own finish). A failure to count is not the pass's: the queue is settled either way. */
+static void count_batch(pass *ps, int failed)
+{
+    if (!ps->h || !ps->h->metrics)
+        return;
+    const sk_drain_summary *before = &ps->counted;
+    sk__metrics_batch b = {.delivered = ps->sum->synced - before->synced,
+                           .duplicates = ps->sum->duplicates - before->duplicates,
+                           .rejected = ps->sum->rejected - before->rejected,
+                           .parked = ps->sum->parked - before->parked,
+                           .failed = failed,
+                           .enqueued_s = ps->acked,
+                           .acknowledged = ps->nacked,
+                           .now_ms = sk__wall_ms()};
+    transport_totals tt = {.transport = sk__plugin_name(ps->p)};
+    sk__plugin_each_metric(ps->p, collect_total, &tt);
+    sk__err ignored;
+    sk__metrics_record(ps->h->metrics, &b, tt.t, tt.n, &ignored);
+    free(tt.t);
+    ps->nacked = 0;
+    ps->counted = *ps->sum;
+}
+
 /*
  * Settles one completed batch on the pass's thread (may send again: halving,
  * bisection, re-auth, Retry-After). A transport failure without a
@@ -449,6 +495,7 @@ static sk_status inflight_finish(pass *ps, inflight *f)
      * with the refreshed token earns the next 401 its own refresh. */
     if (f->rc == SK_TRANSPORT_OK && !(f->r->hints & SK_HINT_REAUTHENTICATE))
         ps->reauth_done = 0;
+    count_batch(ps, f->rc != SK_TRANSPORT_OK && st == SK_ERR_TRANSPORT);
     inflight_free(f);
     return st;
 }
@@ -744,6 +791,7 @@ sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *
     sk__err rerr;
     if (sk__queue_stats_get(q, &qs, &rerr) == SK_OK)
         sum->remaining = qs.ready;
+    free(ps.acked);
     if (ps.stop != SK_OK)
         sk__fail(err, ps.stop, "%s", sum->stop_reason);
     return ps.stop;

@@ -22,6 +22,7 @@
 #define SK_HOST_DELIVER_H
 
 #include "common.h"
+#include "metrics.h"
 #include "plugin.h"
 #include "queue.h"
 #include "scheduler.h"
@@ -58,7 +59,8 @@ typedef struct sk__deliver_hooks {
     /* Sleeps ms (for Retry-After); returns non-zero when cancelled meanwhile. NULL: nanosleep. */
     int (*wait_ms)(void *ctx, int64_t ms);
     void *ctx;
-    atomic_int *cancel; /* set to non-zero (and cancel the plugin) to stop; may be NULL */
+    atomic_int *cancel;   /* set to non-zero (and cancel the plugin) to stop; may be NULL */
+    sk__metrics *metrics; /* counts what each batch did (sync metrics); may be NULL */
 } sk__deliver_hooks;
 
 /*

@@ -89,6 +89,7 @@ void sk__sync_close(sk_sync *s)
     if (!s)
         return;
     sk__plugin_close(take_plugin(s));
+    sk__metrics_close(s->metrics);
     pthread_mutex_destroy(&s->plugin_mu);
     for (int i = 0; i < 2; i++)
         if (s->cancel_pipe[i] >= 0)
@@ -115,6 +116,17 @@ static sk_status parse_payload(const char *payload_json, json_t **out, sk__err *
         return sk__fail(err, SK_ERR_INVALID_EVENT, "payload: expected a JSON object");
     }
     return SK_OK;
+}
+
+sk__metrics *sk__sync_metrics(sk_sync *s, sk__err *err)
+{
+    pthread_mutex_lock(&s->plugin_mu);
+    sk__err ignored;
+    if (!s->metrics && sk__metrics_open(s->root, &s->metrics, err ? err : &ignored) != SK_OK)
+        s->metrics = NULL;
+    sk__metrics *m = s->metrics;
+    pthread_mutex_unlock(&s->plugin_mu);
+    return m;
 }
 
 /* Tells a running service that events wait: its callback in this process, else its socket. */
@@ -146,6 +158,10 @@ sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__er
         st = sk__queue_enqueue(s->q, items, n, err);
     if (st == SK_OK)
         notify_service(s);
+    sk__metrics *m;
+    sk__err ignored;
+    if (st == SK_ERR_QUEUE_FULL && (m = sk__sync_metrics(s, NULL))) /* never dropped silently */
+        sk__metrics_refused_full(m, (int64_t)n, sk__wall_ms(), &ignored);
     for (size_t i = 0; texts && i < n; i++)
         free(texts[i]);
     free(texts);
@@ -413,10 +429,9 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     sk__deliver_hooks h = hooks ? *hooks : (sk__deliver_hooks){0};
     h.reauthenticate = reauthenticate;
     h.auth_ctx = s;
+    h.metrics = sk__sync_metrics(s, NULL); /* best effort: delivery never depends on it */
     /* Known once the transport is loaded: a streaming one drains every pass. */
-    int streaming = (sk__plugin_caps(p) & SK_CAP_STREAMING) != 0;
-    if (s->sched.streaming != streaming)
-        s->sched.streaming = streaming;
+    s->sched.streaming = (sk__plugin_caps(p) & SK_CAP_STREAMING) != 0;
     sk__deliver_opts o = *opts;
     if (s->sched.streaming)
         o.max_batches = 0;

@@ -44,6 +44,7 @@ struct sk_sync {
     char sched_warning[800];     /* why a corrupt sync-state.json was ignored, or "" */
     struct sk__service *service; /* the embedded service, if sk_service_start ran */
     pthread_t service_thread;
+    sk__metrics *metrics; /* metrics.db, opened when first needed (under plugin_mu) */
 };
 
 /* Opens a handle on a state root (NULL: the default); one line in err on failure. */
@@ -60,6 +61,10 @@ void sk__sync_each_metric(sk_sync *s, void (*fn)(void *ctx, const char *name, in
 
 /* Cancels the work on the handle (sk_sync_cancel): flag, cancel pipe, the transport's cancel. */
 void sk__sync_cancel(sk_sync *s);
+
+/* The handle's metrics (opened on first use); NULL (and why in err, may be NULL) when
+ * metrics.db cannot be opened. */
+sk__metrics *sk__sync_metrics(sk_sync *s, sk__err *err);
 
 /* Opens another handle on the state root's queue, with the config's options
  * (a handle is for one thread: the service keeps a second one for status). */

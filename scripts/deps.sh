@@ -9,6 +9,8 @@ SK_PACKAGES=(
   libcmocka-dev libmicrohttpd-dev
   clang libclang-rt-14-dev
   nghttp2-proxy nghttp2-client openssl curl sqlite3 jq procps psmisc bc time
+  scdoc man-db bash-completion dpkg-dev file lintian util-linux tmux tinyproxy
+  prometheus prometheus-node-exporter
 )
 
 missing=()

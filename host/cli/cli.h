@@ -85,6 +85,7 @@ int cmd_retry(int argc, char **argv);
 int cmd_daemon(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
 /* `spec-kitty auth SUBCOMMAND` (argv[0] is "auth"). */
 int cmd_auth(int argc, char **argv);
 

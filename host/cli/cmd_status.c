@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,6 +68,9 @@ static void print_json(const status_view *v)
                         json_pack("{s:I, s:I, s:I}", "size", (json_int_t)st->queue.size, "parked",
                                   (json_int_t)st->queue.parked, "oldest_timestamp",
                                   (json_int_t)st->queue.oldest_timestamp));
+    json_object_set_new(o, "refused_full",
+                        json_pack("{s:I, s:o}", "count", (json_int_t)st->refused_full, "last",
+                                  text_or_null(st->refused_full_last)));
     json_object_set_new(o, "connection", json_string(st->connection));
     json_object_set_new(o, "last_sync", text_or_null(st->last_sync));
     json_object_set_new(o, "failures",
@@ -99,12 +103,38 @@ static void print_json(const status_view *v)
     cli_print_json(o);
 }
 
+#define KEY_COLS 13 /* "%-12s " */
+
+/* Columns of the terminal on stdout; 0 when it is not one (output to a file or a
+ * pipe keeps one line per row, for scripts). */
+static int term_columns(void)
+{
+    struct winsize ws;
+    if (!isatty(STDOUT_FILENO))
+        return 0;
+    return ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
+}
+
+/* Prints "Key         value". On a terminal a long value (an error message) wraps at
+ * spaces with its continuation lines under the value, not under the key. */
 static void row(int color, const char *key, const char *value)
 {
-    if (color)
-        printf("\033[1m%-12s\033[0m %s\n", key, value);
-    else
-        printf("%-12s %s\n", key, value);
+    printf(color ? "\033[1m%-12s\033[0m " : "%-12s ", key);
+    int cols = term_columns();
+    size_t avail = cols > KEY_COLS + 20 ? (size_t)(cols - KEY_COLS) : 0;
+    while (avail && strlen(value) > avail) {
+        size_t cut = avail;
+        while (cut > 0 && value[cut] != ' ')
+            cut--;
+        if (cut == 0) /* one long word: break it, but never inside a UTF-8 character */
+            for (cut = avail; cut > 1 && ((unsigned char)value[cut] & 0xC0) == 0x80;)
+                cut--;
+        printf("%.*s\n%*s", (int)cut, value, KEY_COLS, "");
+        value += cut;
+        while (*value == ' ')
+            value++;
+    }
+    printf("%s\n", value);
 }
 
 static void print_queue(int color, const sk_queue_info *qi)
@@ -145,6 +175,11 @@ static void print_table(const status_view *v)
     int color = cli_color(stdout);
     char buf[2400];
     print_queue(color, &st->queue);
+    if (st->refused_full > 0) { /* nothing is dropped silently */
+        snprintf(buf, sizeof buf, "%lld event%s (queue full), last %s", (long long)st->refused_full,
+                 st->refused_full == 1 ? "" : "s", st->refused_full_last);
+        row(color, "Refused", buf);
+    }
     connection_text(st, buf, sizeof buf);
     row(color, "Connection", buf);
     row(color, "Last sync", st->last_sync[0] ? st->last_sync : "Never");

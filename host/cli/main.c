@@ -14,6 +14,7 @@ static const cli_cmd SYNC_CMDS[] = {
     {"import", cmd_import, "queue the events of file-drop bundles (air-gapped machines)"},
     {"daemon", cmd_daemon, "start, run or stop the background sync service"},
     {"doctor", cmd_doctor, "check the queue file; --repair salvages a damaged one"},
+    {"metrics", cmd_metrics, "print the metrics in the Prometheus text format"},
 };
 
 static void usage(FILE *f)

@@ -105,6 +105,13 @@ typedef struct sk_queue_info {
 
 SK_API sk_status sk_queue_info_get(sk_sync *sync, sk_queue_info *out);
 
+/*
+ * The metrics in the Prometheus text format (queue gauges, delivery counters kept in
+ * <state root>/metrics.db by every process that delivers, the latency histogram, the
+ * service's state): *text_out is malloc'd, free() it.
+ */
+SK_API sk_status sk_metrics_text(sk_sync *sync, char **text_out);
+
 typedef struct sk_drain_summary {
     int64_t synced;      /* delivered */
     int64_t duplicates;  /* server already had them */
@@ -228,6 +235,8 @@ typedef struct sk_sync_state {
         char name[48];
         int64_t value;
     } metrics[SK_METRICS_MAX];
+    int64_t refused_full;       /* events refused because the queue was full (metrics.db) */
+    char refused_full_last[32]; /* ISO-8601 of the last refusal; "": never */
 } sk_sync_state;
 
 /*

@@ -306,6 +306,8 @@ static void hb_set_timeouts(const hb_plugin *p, hb_conn *c, int64_t left_ms)
 static void hb_transport_error(const hb_conn *c, const char *ca_file, hb_end end, CURLcode code,
                                int64_t limit_ms, int deadline_bound, char *out, size_t cap)
 {
+    long proxy_status = 0;
+    char *url = NULL;
     if (end == HB_END_CANCELLED)
         hb_copy(out, cap, "cancelled");
     else if (code == CURLE_PEER_FAILED_VERIFICATION)
@@ -317,6 +319,12 @@ static void hb_transport_error(const hb_conn *c, const char *ca_file, hb_end end
         hc_fmt(out, cap, "%s after %lld ms%s%s",
                    deadline_bound ? "batch deadline reached" : "request timed out",
                    (long long)limit_ms, c->errbuf[0] ? ": " : "", c->errbuf);
+    else if (curl_easy_getinfo(c->easy, CURLINFO_HTTP_CONNECTCODE, &proxy_status) == CURLE_OK &&
+             proxy_status >= 300 &&
+             curl_easy_getinfo(c->easy, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK)
+        /* curl's own words ("Failure when receiving data from the peer") hide who refused. */
+        hc_fmt(out, cap, "proxy refused CONNECT to %s (HTTP %ld): check https_proxy and no_proxy",
+               url ? url : "the server", proxy_status);
     else if (c->errbuf[0] && strstr(c->errbuf, curl_easy_strerror(code)))
         hb_copy(out, cap, c->errbuf); /* already says it: no "X: ... X" */
     else

@@ -35,6 +35,7 @@ typedef struct fixture {
     size_t max_batch_events; /* 0: the default */
     int64_t max_events_per_s;
     sk__pass_info info;    /* what the last pass told the scheduler */
+    sk__metrics *metrics;  /* counts the passes when set */
 } fixture;
 
 static int setup(void **state)
@@ -57,6 +58,7 @@ static int teardown(void **state)
 {
     fixture *f = *state;
     sk__plugin_close(f->p);
+    sk__metrics_close(f->metrics);
     sk__queue_close(f->q);
     json_decref(f->options);
     sk_test_rmtree(f->dir);
@@ -147,7 +149,8 @@ static sk_status pass(fixture *f, int64_t max_retries, sk_drain_summary *sum, sk
                            .failure = on_failure,
                            .wait_ms = fake_wait,
                            .ctx = f,
-                           .cancel = &f->cancel};
+                           .cancel = &f->cancel,
+                           .metrics = f->metrics};
     return sk__deliver_pass(f->q, f->p, &o, &h, sum, &f->info, err);
 }
 
@@ -313,6 +316,55 @@ static void too_large_batches_are_halved_until_they_fit(void **state)
     assert_non_null(strstr(f->last_reason, "too large"));
     assert_int_equal(stats(f).parked, 1);
     assert_true(sum.batches > 4);
+}
+
+static sk__metrics_counts counted(fixture *f)
+{
+    sk__metrics_counts c;
+    sk__err err = {{0}};
+    assert_int_equal(sk__metrics_load(f->metrics, &c, &err), SK_OK);
+    return c;
+}
+
+static void metrics_count_each_batch_once_splits_and_failures_included(void **state)
+{
+    fixture *f = *state;
+    sk__err err = {{0}};
+    assert_int_equal(sk__metrics_open(f->dir, &f->metrics, &err), SK_OK);
+    enqueue(f, 1000);
+    char opts[512];
+    snprintf(opts, sizeof opts,
+             "{\"max_events\": 300, \"too_large_ids\": [\"%s\"], \"outcomes\": {\"%s\": "
+             "\"duplicate\"}}",
+             f->ids[600], f->ids[10]);
+    load(f, opts);
+    sk_drain_summary sum;
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    sk__metrics_counts c = counted(f);
+    /* The halves of a batch too large are counted by their own answers, once. */
+    assert_int_equal(c.delivered, sum.synced);
+    assert_int_equal(c.duplicates, sum.duplicates);
+    assert_int_equal(c.delivered + c.duplicates, 999);
+    assert_int_equal(c.parked, 1);
+    assert_int_equal(c.batches, sum.batches);
+    assert_int_equal(c.retries, 0);
+    assert_int_equal(c.latency_count, 999);
+    int64_t in_buckets = 0;
+    for (int i = 0; i <= SK__METRICS_LATENCY_BUCKETS; i++)
+        in_buckets += c.latency_bucket[i];
+    assert_int_equal(in_buckets, 999);
+    sk__metrics_counts_free(&c);
+
+    /* A batch that fails as a whole is a retry, and delivers nothing. */
+    enqueue(f, 10);
+    sk__plugin_close(f->p);
+    json_decref(f->options);
+    load(f, "{\"steps\": [{\"rc\": \"failed\", \"detail\": \"connection refused\"}]}");
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_TRANSPORT);
+    c = counted(f);
+    assert_int_equal(c.retries, 1);
+    assert_int_equal(c.delivered + c.duplicates, 999);
+    sk__metrics_counts_free(&c);
 }
 
 static void poisoned_batch_is_bisected_to_the_bad_event(void **state)
@@ -672,6 +724,7 @@ int main(void)
         T(transport_failure_stops_the_pass_and_keeps_everything),
         T(all_transient_answer_stops_the_pass),
         T(too_large_batches_are_halved_until_they_fit),
+        T(metrics_count_each_batch_once_splits_and_failures_included),
         T(poisoned_batch_is_bisected_to_the_bad_event),
         T(reauthenticate_refreshes_once_and_resends_once),
         T(second_401_after_refresh_stops_not_authenticated),
