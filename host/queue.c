@@ -1,12 +1,13 @@
 /*
  * The durable event queue on SQLite (see queue.h and CONTRACT.md §2).
  *
- * Layout: spec-kitty's `queue` table, plus four columns and two indexes of
- * ours. sk_idx_ready (state, timestamp) gives FIFO order (the rowid, = id,
- * ends every index entry, so it orders by timestamp, id) and the parked
- * count; sk_idx_lease is partial (only rows under a lease have an entry), so
- * counting live leases and releasing one drainer's rows stay cheap however
- * many rows wait.
+ * Layout: spec-kitty's `queue` table, plus four columns and two partial
+ * indexes of ours. Every index costs every insert and every delete of a
+ * drain, so ours hold only the rows their queries look for: sk_idx_parked
+ * the parked rows (few), sk_idx_lease the rows under a lease (none outside
+ * a drain). Ready rows are walked oldest first on spec-kitty's own
+ * idx_timestamp (the rowid, = id, ends every index entry, so it orders by
+ * timestamp, id), skipping the few parked ones.
  */
 #include "queue.h"
 
@@ -132,18 +133,23 @@ static const struct {
     {"last_error", "ALTER TABLE queue ADD COLUMN last_error TEXT"},
 };
 
+/* Older engines kept sk_idx_ready (state, timestamp), an entry for every
+   row: idx_timestamp gives the same order, and without it a drain deletes
+   ~20 % faster (bench/floor), so opening drops it. */
 static const char engine_indexes[] =
-    "CREATE INDEX IF NOT EXISTS sk_idx_ready ON queue(state, timestamp);\n"
+    "DROP INDEX IF EXISTS sk_idx_ready;\n"
+    "CREATE INDEX IF NOT EXISTS sk_idx_parked ON queue(timestamp) WHERE state = 1;\n"
     "CREATE INDEX IF NOT EXISTS sk_idx_lease ON queue(lease_until, lease_owner) "
     "WHERE lease_until > 0;\n";
 
-/* 4 columns + 4 indexes: when all are there, opening writes nothing. */
+/* 4 columns + 4 indexes, and no retired index: when so, opening writes nothing. */
 static const char schema_probe[] =
     "SELECT (SELECT count(*) FROM pragma_table_info('queue') WHERE name IN "
     "('state', 'lease_owner', 'lease_until', 'last_error')) + "
     "(SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'queue' AND name IN "
-    "('idx_timestamp', 'idx_retry', 'sk_idx_ready', 'sk_idx_lease'))";
-#define SCHEMA_PROBE_EXPECTED 8
+    "('idx_timestamp', 'idx_retry', 'sk_idx_parked', 'sk_idx_lease')) + "
+    "(SELECT count(*) = 0 FROM sqlite_master WHERE name = 'sk_idx_ready')";
+#define SCHEMA_PROBE_EXPECTED 9
 
 struct sk__queue {
     sqlite3 *db;

@@ -162,24 +162,31 @@ static void remove_db(const char *path)
     unlink(p);
 }
 
-/* The number of b-trees (the table and its indexes; sqlite_sequence aside). */
-static int btrees(const char *path)
+/* The queue's b-trees (the table and its indexes; sqlite_sequence aside),
+   as "N b-trees" or "N b-trees, P of them partial". */
+static void btrees(const char *path, char *out, size_t cap)
 {
     sqlite3 *db = NULL;
     check(db, sqlite3_open(path, &db), path);
-    sqlite3_stmt *st = prepare(db, "SELECT count(*) FROM sqlite_master WHERE tbl_name = 'queue' "
-                                   "AND type IN ('table', 'index')");
-    int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_stmt *st = prepare(db, "SELECT count(*), sum(sql LIKE '%WHERE%') FROM sqlite_master "
+                                   "WHERE tbl_name = 'queue' AND type IN ('table', 'index')");
+    check(db, sqlite3_step(st), "sqlite_master");
+    int n = sqlite3_column_int(st, 0), partial = sqlite3_column_int(st, 1);
+    if (partial)
+        snprintf(out, cap, "%d b-trees, %d of them partial", n, partial);
+    else
+        snprintf(out, cap, "%d b-trees", n);
     sqlite3_finalize(st);
     sqlite3_close(db);
-    return n;
 }
 
 static void report(const char *name, const char *path, const rates *r, const rates *floor)
 {
-    printf("%-10s (%d b-trees): insert %.0f/s (%.1f us CPU each, %.0f%% of floor), "
+    char trees[64];
+    btrees(path, trees, sizeof trees);
+    printf("%-10s (%s): insert %.0f/s (%.1f us CPU each, %.0f%% of floor), "
            "read+delete %.0f/s (%.1f us CPU each, %.0f%% of floor)\n",
-           name, btrees(path), r->insert, r->insert_cpu, 100 * r->insert / floor->insert,
+           name, trees, r->insert, r->insert_cpu, 100 * r->insert / floor->insert,
            r->read_delete, r->read_delete_cpu, 100 * r->read_delete / floor->read_delete);
 }
 
