@@ -86,3 +86,21 @@ if [ -x "$PREFIX/bin/spec-kitty-receiver" ]; then
     echo "sync now -> receiver (http-batch, gzip $level): $N events in $wall s = $rate events/s ($(pct "$rate" "$FLOOR_DEL") of the read+delete floor), client CPU $(echo "scale=1; $cpu * 1000000 / $N" | bc) us/event, peak RSS $((kb / 1024)) MB (target <= 5 us/event)"
   done
 fi
+
+# 6. The same drain against a server with Nagle's algorithm on (receiver --nagle:
+#    every response in two writes), 20 000 events, against the plain receiver above.
+if [ -x "$PREFIX/bin/spec-kitty-receiver" ]; then
+  SK_PREFIX="$PREFIX" bash scripts/receiver-up.sh "$WORK/rcv-nagle" --no-auth --quiet --nagle >/dev/null
+  NAGLE_URL=$(. "$WORK/rcv-nagle/receiver.env" && echo "$RECEIVER_URL")
+  head -20000 "$WORK/events.ndjson" >"$WORK/20k.ndjson"
+  for url in "$RECEIVER_URL" "$NAGLE_URL"; do
+    rm -f "$SPEC_KITTY_HOME/queue.db"*
+    "$SK" sync emit --file "$WORK/20k.ndjson" >/dev/null
+    printf '{"server_url": "%s", "transport": {"plugin": "http-batch"}}\n' "$url" >"$SPEC_KITTY_HOME/sync.json"
+    SPEC_KITTY_ACCESS_TOKEN=bench timed "$WORK/r" "$SK" sync now
+    read -r wall cpu kb <"$WORK/r"
+    echo "$wall" >>"$WORK/nagle"
+  done
+  bash scripts/receiver-down.sh "$WORK/rcv-nagle" >/dev/null
+  echo "sync now of 20000 events: $(sed -n 1p "$WORK/nagle") s to the receiver, $(sed -n 2p "$WORK/nagle") s to the receiver with --nagle (target: not slower)"
+fi
