@@ -42,13 +42,14 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* Sends what the server wrote in two writes: up to the end of the header
-   block when it is in this chunk (else half), then the rest. */
+/* Forwards what the server wrote, splitting it after the header block when
+   the body came along in the same read: headers and body leave in separate
+   writes, as from http.server (a header block read alone is written alone). */
 static int write_split(int fd, const char *p, size_t n)
 {
     const char *end = memmem(p, n, "\r\n\r\n", 4);
-    size_t first = end && (size_t)(end - p) + 4 < n ? (size_t)(end - p) + 4 : n / 2;
-    return first && write_all(fd, p, first) != 0 ? -1 : write_all(fd, p + first, n - first);
+    size_t first = end ? (size_t)(end - p) + 4 : n;
+    return write_all(fd, p, first) != 0 ? -1 : write_all(fd, p + first, n - first);
 }
 
 static void *relay_run(void *arg)
