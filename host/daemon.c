@@ -23,7 +23,6 @@
 #define LOG_FILE "sync-daemon.log"
 #define LOCK_FILE "daemon.lock"
 #define PID_FILE "daemon.pid"
-#define CANCEL_GRACE_MS 1000 /* after cancel(), how long a worker may take to return */
 
 enum job { JOB_NONE, JOB_BACKGROUND, JOB_NOW };
 
@@ -55,9 +54,10 @@ struct sk__service {
                         send failed. Set before the worker starts, read after it joined. */
     int now_wanted;
     int now_cancelled; /* its client cancelled the `now` pass (or went away): reset the transport */
-    int64_t quiet_until; /* wall ms: a background pass found nothing to lease; wait a little */
     int64_t deadline_ms; /* shutdown deadline; < 0: the config's */
+    sk__deliver_opts wopts; /* set by the loop thread before the worker starts */
     sk_drain_summary wsum;
+    sk__pass_info winfo;
     sk_status wst;
     char werr[768];
     json_t *failures;
@@ -310,31 +310,15 @@ static void now_failure(void *ctx, const char *id, const char *type, const char 
     slog(svc, SK_LOG_WARN, "event %s %s: %s", id, what, reason ? reason : "");
 }
 
-/* On a 401: refresh the session (single-flight with every other drainer). */
-static sk_status now_reauthenticate(void *ctx, sk__err *err)
-{
-    sk__service *svc = ctx;
-    return sk__auth_refresh(svc->s->auth, err);
-}
-
 static void *worker_main(void *arg)
 {
     sk__service *svc = arg;
-    sk__deliver_opts o;
-    sk__sync_deliver_opts(svc->s, &o);
-    if (svc->job == JOB_BACKGROUND)
-        o.max_batches = 1; /* background rate limit: one batch, then the scheduler spaces them */
-    sk__deliver_hooks h = {.reauthenticate = now_reauthenticate,
-                           .failure = now_failure,
+    sk__deliver_hooks h = {.failure = now_failure,
                            .progress = svc->job == JOB_NOW ? now_progress : NULL,
                            .ctx = svc,
                            .cancel = &svc->s->cancel};
-    sk__plugin *p;
     svc->werr[0] = '\0';
-    memset(&svc->wsum, 0, sizeof svc->wsum);
-    svc->wst = sk__sync_transport(svc->s, &p);
-    if (svc->wst == SK_OK)
-        svc->wst = sk__deliver_pass(svc->s->q, p, &o, &h, &svc->wsum, &svc->s->err);
+    svc->wst = sk__sync_deliver(svc->s, &svc->wopts, &h, &svc->wsum, &svc->winfo);
     if (svc->wst != SK_OK)
         snprintf(svc->werr, sizeof svc->werr, "%s",
                  svc->wsum.stop_reason[0] ? svc->wsum.stop_reason : sk_last_error(svc->s));
@@ -351,6 +335,7 @@ static void start_job(sk__service *svc, enum job job)
     json_decref(svc->failures);
     svc->failures = json_array();
     atomic_store(&svc->s->cancel, 0);
+    sk__sync_deliver_opts(svc->s, job == JOB_NOW, &svc->wopts);
     if (pthread_create(&svc->worker, NULL, worker_main, svc) != 0) {
         slog(svc, SK_LOG_ERROR, "cannot start a worker thread: %s", strerror(errno));
         svc->job = JOB_NONE;
@@ -396,11 +381,7 @@ static void finish_job(sk__service *svc)
 {
     pthread_join(svc->worker, NULL);
     const sk_drain_summary *sum = &svc->wsum;
-    if (svc->wst == SK_OK && sum->batches == 0) {
-        /* nothing was sent: nothing to record */
-    } else {
-        sk__sync_record_pass(svc->s, svc->wst, sum);
-    }
+    sk__sync_record_pass(svc->s, svc->wst, sum, &svc->winfo);
     if (sum->batches > 0 || svc->wst != SK_OK)
         slog(svc, svc->wst == SK_OK ? SK_LOG_INFO : SK_LOG_WARN,
              "%s pass: synced %lld, duplicates %lld, pending %lld, rejected %lld, parked %lld, "
@@ -423,7 +404,7 @@ static void finish_job(sk__service *svc)
         svc->now_cancelled = 0;
     }
     if (svc->job == JOB_BACKGROUND && sum->batches == 0)
-        svc->quiet_until = sk__wall_ms() + 1000; /* rows leased elsewhere: do not spin */
+        sk__sched_on_empty_pass(&svc->s->sched, sk__sched_now(&svc->s->sched)); /* do not spin */
     svc->job = JOB_NONE;
 }
 
@@ -603,8 +584,7 @@ static int64_t next_due(sk__service *svc, int64_t now)
         slog(svc, SK_LOG_ERROR, "%s", err.msg);
         return now + 5000;
     }
-    int64_t due = sk__sched_next_due(&svc->s->sched, now, qs.ready - qs.leased > 0, svc->poked);
-    return due < svc->quiet_until ? svc->quiet_until : due;
+    return sk__sched_next_due(&svc->s->sched, now, qs.ready - qs.leased > 0, svc->poked);
 }
 
 /* Going idle: give the queue caches and freed heap back to the system. */
@@ -629,25 +609,25 @@ static void shutdown_worker(sk__service *svc)
     if (svc->job == JOB_NONE)
         return;
     int64_t grace = svc->deadline_ms >= 0 ? svc->deadline_ms : svc->s->cfg->shutdown_deadline_ms;
-    int64_t deadline = sk__mono_ms() + grace;
-    int cancelled = 0, done = 0;
+    sk__shutdown sd;
+    sk__shutdown_begin(&sd, sk__mono_ms(), grace);
     slog(svc, SK_LOG_INFO, "stopping: letting the batch in flight finish (up to %lld ms)",
          (long long)grace);
-    while (!done) {
-        int64_t left = deadline - sk__mono_ms();
-        if (left <= 0 && !cancelled) {
+    for (int done = 0; !done;) {
+        int64_t wait;
+        switch (sk__shutdown_next(&sd, sk__mono_ms(), &wait)) {
+        case SK__SHUTDOWN_CANCEL:
             slog(svc, SK_LOG_WARN, "shutdown deadline reached: cancelling the batch in flight");
             sk_sync_cancel(svc->s); /* under the handle's plugin lock: no race with the worker */
-            cancelled = 1;
-            deadline = sk__mono_ms() + CANCEL_GRACE_MS;
-            continue;
-        }
-        if (left <= 0 && cancelled) {
+            break;
+        case SK__SHUTDOWN_ABANDON:
             slog(svc, SK_LOG_ERROR, "the transport ignored cancel: exiting without it");
-            return; /* never hang: the process exits and its leased rows return to the queue */
+            return; /* never hang: the process exits; nothing it read is lost */
+        case SK__SHUTDOWN_WAIT:
+            break;
         }
         struct pollfd pfd = {.fd = svc->wake[0], .events = POLLIN};
-        poll(&pfd, 1, (int)left);
+        poll(&pfd, 1, (int)wait);
         drain_wake_pipe(svc, &done);
     }
     finish_job(svc);

@@ -402,7 +402,7 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
     s->plugin = p;
     /* A cancel that came while the plugin loaded found nothing to call. */
     if (atomic_load(&s->cancel))
-        sk__plugin_desc(p)->cancel(sk__plugin_self(p));
+        sk__plugin_cancel(p);
     pthread_mutex_unlock(&s->plugin_mu);
     *out = p;
     return SK_OK;
@@ -415,7 +415,7 @@ void sk_sync_cancel(sk_sync *s)
     atomic_store(&s->cancel, 1);
     pthread_mutex_lock(&s->plugin_mu);
     if (s->plugin)
-        sk__plugin_desc(s->plugin)->cancel(sk__plugin_self(s->plugin));
+        sk__plugin_cancel(s->plugin);
     pthread_mutex_unlock(&s->plugin_mu);
 }
 
@@ -444,84 +444,63 @@ sk__sched_policy sk__sync_sched_policy(const sk_sync *s)
     return p;
 }
 
-void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum)
+void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum,
+                          const sk__pass_info *info)
 {
     sk__err err;
-    sk__sync_load_sched(s); /* another process may have written it since */
-    int64_t now = sk__sched_now(&s->sched);
-    if (st == SK_OK) {
-        if (sum->batches > 0)
-            sk__sched_on_success(&s->sched, now, sum->remaining > sum->pending);
-        if (sum->retry_after_ms > 0)
-            sk__sched_note_retry_after(&s->sched, now, sum->retry_after_ms);
-    } else if (st == SK_ERR_AUTH || st == SK_ERR_SESSION_EXPIRED) {
-        sk__sched_on_auth_blocked(&s->sched, sum->stop_reason);
-    } else if (st != SK_ERR_CANCELLED) {
-        sk__sched_on_failure(&s->sched, now, sum->retry_after_ms, sum->stop_reason,
-                             sum->batches == 0 || strstr(sum->stop_reason, "connect") != NULL);
-    }
-    sk__sched_save(&s->sched, s->root, &err); /* best effort: status only */
+    s->sched_warning[0] = '\0'; /* best effort: the state only feeds status and timing */
+    if (sk__sched_record_pass_file(&s->sched, s->root, st, sum, info, &err) == SK_ERR_IO)
+        snprintf(s->sched_warning, sizeof s->sched_warning, "%s (starting fresh)", err.msg);
 }
 
-void sk__sync_deliver_opts(const sk_sync *s, sk__deliver_opts *o)
+void sk__sync_deliver_opts(const sk_sync *s, int explicit_pass, sk__deliver_opts *o)
 {
     sk__deliver_opts_default(o);
     o->max_batch_events = (size_t)s->cfg->max_batch_events;
     o->max_batch_bytes = (size_t)s->cfg->max_batch_bytes;
     o->max_retries = s->cfg->max_retries;
     o->drain_lock_path = s->drain_lock;
+    o->sched = s->sched.policy;
+    o->max_batches = sk__sched_pass_batches(explicit_pass);
+    int64_t now = sk__sched_now(&s->sched);
+    if (explicit_pass) /* background passes are due only once it passed */
+        o->wait_first_ms = sk__sched_explicit_due(&s->sched, now) - now;
 }
 
-/* The caller's hooks plus the session refresh: deliver.c calls every hook with one ctx. */
-typedef struct auth_hooks {
-    sk_sync *s;
-    const sk__deliver_hooks *inner;
-} auth_hooks;
-
-static sk_status hook_reauthenticate(void *ctx, sk__err *err)
+/* On a 401: refresh the session (single-flight with every other drainer). */
+static sk_status reauthenticate(void *ctx, sk__err *err)
 {
-    auth_hooks *w = ctx;
-    return sk__auth_refresh(w->s->auth, err);
-}
-
-static void hook_progress(void *ctx, const sk_drain_summary *so_far, int64_t total)
-{
-    auth_hooks *w = ctx;
-    w->inner->progress(w->inner->ctx, so_far, total);
-}
-
-static void hook_failure(void *ctx, const char *event_id, const char *event_type, const char *what,
-                         const char *reason)
-{
-    auth_hooks *w = ctx;
-    w->inner->failure(w->inner->ctx, event_id, event_type, what, reason);
-}
-
-static int hook_wait(void *ctx, int64_t ms)
-{
-    auth_hooks *w = ctx;
-    return w->inner->wait_ms(w->inner->ctx, ms);
+    sk_sync *s = ctx;
+    return sk__auth_refresh(s->auth, err);
 }
 
 sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__deliver_hooks *hooks,
-                           sk_drain_summary *out)
+                           sk_drain_summary *out, sk__pass_info *info)
 {
     sk__plugin *p;
     memset(out, 0, sizeof *out);
+    *info = (sk__pass_info){0};
     sk_status st = sk__sync_transport(s, &p);
-    if (st != SK_OK)
+    if (st != SK_OK) {
+        snprintf(out->stop_reason, sizeof out->stop_reason, "%s", s->err.msg);
         return st;
-    sk__deliver_hooks none = {0};
-    const sk__deliver_hooks *in = hooks ? hooks : &none;
-    auth_hooks w = {s, in};
-    sk__deliver_hooks h = {.reauthenticate = hook_reauthenticate,
-                           .progress = in->progress ? hook_progress : NULL,
-                           .failure = in->failure ? hook_failure : NULL,
-                           .wait_ms = in->wait_ms ? hook_wait : NULL,
-                           .ctx = &w,
-                           .cancel = in->cancel};
-    st = sk__deliver_pass(s->q, p, opts, in->reauthenticate ? in : &h, out, &s->err);
-    sk__sync_record_pass(s, st, out);
+    }
+    sk__deliver_hooks h = hooks ? *hooks : (sk__deliver_hooks){0};
+    h.reauthenticate = reauthenticate;
+    h.auth_ctx = s;
+    return sk__deliver_pass(s->q, p, opts, &h, out, info, &s->err);
+}
+
+sk_status sk__sync_drain(sk_sync *s, const sk__deliver_hooks *hooks, sk_drain_summary *out)
+{
+    sk__sync_load_sched(s);
+    sk__deliver_opts o;
+    sk__sync_deliver_opts(s, 1, &o);
+    sk__deliver_hooks h = hooks ? *hooks : (sk__deliver_hooks){0};
+    h.cancel = &s->cancel;
+    sk__pass_info info;
+    sk_status st = sk__sync_deliver(s, &o, &h, out, &info);
+    sk__sync_record_pass(s, st, out, &info);
     return st;
 }
 
@@ -539,10 +518,7 @@ static void adapt_progress(void *ctx, const sk_drain_summary *so_far, int64_t to
 sk_status sk_sync_now(sk_sync *s, sk_progress_fn progress, void *progress_ctx,
                       sk_drain_summary *out)
 {
-    sk__deliver_opts o;
-    sk__sync_deliver_opts(s, &o);
     progress_adapter a = {progress, progress_ctx};
-    sk__deliver_hooks h = {
-        .progress = progress ? adapt_progress : NULL, .ctx = &a, .cancel = &s->cancel};
-    return sk__sync_deliver(s, &o, &h, out);
+    sk__deliver_hooks h = {.progress = progress ? adapt_progress : NULL, .ctx = &a};
+    return sk__sync_drain(s, &h, out);
 }

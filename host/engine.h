@@ -88,15 +88,27 @@ sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_ev
 /* Enqueues validated envelopes in one transaction (all or none) and pokes a running service. */
 sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err);
 
-/* Runs a delivery pass with hooks (sync now, daemon). */
+/*
+ * Runs a delivery pass through the handle's transport, refreshing the session
+ * on a 401. Records nothing: the caller folds the result into the scheduler
+ * (sk__sync_record_pass) on the thread that owns s->sched.
+ */
 sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__deliver_hooks *hooks,
-                           sk_drain_summary *out);
+                           sk_drain_summary *out, sk__pass_info *info);
 
 /*
- * Records the outcome of a delivery pass in <root>/sync-state.json (re-read
- * first, so a concurrent writer's newer state is not rolled back).
+ * An explicit pass (`sync now` without a service): the persisted scheduler
+ * state is read first (a running Retry-After is honoured), the whole queue is
+ * drained, and the pass is recorded. Cancelled by sk_sync_cancel.
  */
-void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum);
+sk_status sk__sync_drain(sk_sync *s, const sk__deliver_hooks *hooks, sk_drain_summary *out);
+
+/*
+ * Records the outcome of a delivery pass in s->sched and <root>/sync-state.json
+ * (re-read first, so a concurrent writer's newer state is not rolled back).
+ */
+void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum,
+                          const sk__pass_info *info);
 
 /*
  * Loads the persisted scheduler state (sync-state.json) into s->sched. Returns
@@ -107,7 +119,11 @@ const char *sk__sync_load_sched(sk_sync *s);
 /* The scheduler policy the config asks for. */
 sk__sched_policy sk__sync_sched_policy(const sk_sync *s);
 
-/* Delivery options derived from the config. */
-void sk__sync_deliver_opts(const sk_sync *s, sk__deliver_opts *opts);
+/*
+ * Delivery options derived from the config and the scheduler: an explicit
+ * pass drains the queue after a running Retry-After, a background one sends
+ * one batch.
+ */
+void sk__sync_deliver_opts(const sk_sync *s, int explicit_pass, sk__deliver_opts *opts);
 
 #endif

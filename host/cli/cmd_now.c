@@ -218,11 +218,8 @@ int cmd_now(int argc, char **argv)
     sk_status st = now_via_service(s, &n, &sum);
     int via_service = st != SK_ERR_NOT_FOUND;
     if (st == SK_ERR_NOT_FOUND) {
-        sk__deliver_opts o;
-        sk__sync_deliver_opts(s, &o);
-        sk__deliver_hooks h = {
-            .progress = on_progress, .failure = on_failure, .ctx = &n, .cancel = &s->cancel};
-        st = sk__sync_deliver(s, &o, &h, &sum);
+        sk__deliver_hooks h = {.progress = on_progress, .failure = on_failure, .ctx = &n};
+        st = sk__sync_drain(s, &h, &sum);
     }
     if (st == SK_ERR_PLUGIN || st == SK_ERR_PERMISSION || st == SK_ERR_CONFIG) {
         cli_error("%s", sum.stop_reason[0] ? sum.stop_reason : sk_last_error(s));
@@ -286,17 +283,15 @@ static json_t *caps_json(uint32_t caps)
     return a;
 }
 
-static void collect_plugin(void *ctx, const sk__plugin_listing *e)
+static void collect_plugin(void *ctx, const sk__plugin_info *e)
 {
     json_t *o;
-    if (e->desc) {
+    if (!e->error) {
         char abi[16];
-        snprintf(abi, sizeof abi, "%u.%u", (unsigned)e->desc->abi_major,
-                 (unsigned)e->desc->abi_minor);
-        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s}", "name", e->desc->name, "version",
-                      e->desc->version, "abi", abi, "description",
-                      e->desc->description ? e->desc->description : "", "capabilities",
-                      caps_json(e->desc->capabilities), "file", e->file);
+        snprintf(abi, sizeof abi, "%u.%u", e->abi_major, e->abi_minor);
+        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s}", "name", e->name, "version", e->version,
+                      "abi", abi, "description", e->description, "capabilities",
+                      caps_json(e->capabilities), "file", e->file);
     } else {
         o = json_pack("{s:s, s:s}", "file", e->file, "error", e->error);
     }

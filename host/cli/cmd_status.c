@@ -155,15 +155,12 @@ static int probe_server(sk_sync *s, status_view *v)
         snprintf(v->check_reason, sizeof v->check_reason, "%s", sk_last_error(s));
         return 1;
     }
-    const sk_transport_desc *d = sk__plugin_desc(p);
-    if (!(d->capabilities & SK_CAP_PROBE)) {
-        v->check_state = (d->capabilities & SK_CAP_OFFLINE) ? "OfflineBatchMode" : "Unknown";
-        snprintf(v->check_reason, sizeof v->check_reason, "transport %s cannot probe a server",
-                 d->name);
-        return d->capabilities & SK_CAP_OFFLINE ? 0 : 1;
+    int st = sk__plugin_probe(p, sk__mono_ms() + 10000, v->check_reason, sizeof v->check_reason);
+    if (st == SK__PROBE_NONE) {
+        int offline = (sk__plugin_caps(p) & SK_CAP_OFFLINE) != 0;
+        v->check_state = offline ? "OfflineBatchMode" : "Unknown";
+        return !offline;
     }
-    int st = d->probe(sk__plugin_self(p), sk__mono_ms() + 10000, v->check_reason,
-                      sizeof v->check_reason);
     v->check_state = st >= 0 && st <= SK_PROBE_UNREACHABLE ? names[st] : "Unknown";
     if (cli_interrupted()) {
         v->check_state = "Interrupted";

@@ -77,10 +77,11 @@ int main(int argc, char **argv)
         json_decref(options);
         return 2;
     }
-    const sk_transport_desc *d = sk__plugin_desc(p);
-    printf("%s %s (ABI %u.%u), capabilities 0x%x\n", d->name, d->version, d->abi_major,
-           d->abi_minor, d->capabilities);
-    check(d->description && *d->description, "has a description");
+    sk__plugin_info d;
+    sk__plugin_describe(p, &d);
+    printf("%s %s (ABI %u.%u), capabilities 0x%x\n", d.name, d.version, d.abi_major, d.abi_minor,
+           d.capabilities);
+    check(*d.description, "has a description");
     sk__plugin_host host = {.server_url = getenv("SPEC_KITTY_SAAS_URL"),
                             .state_root = "/tmp",
                             .node_id = "000000000000",
@@ -106,10 +107,8 @@ int main(int argc, char **argv)
                   .events = evs,
                   .deadline_ms = sk__mono_ms() + 30000,
                   .batch_seq = 1};
-    int rc = SK_TRANSPORT_UNSUPPORTED;
     int64_t t0 = sk__mono_ms();
-    if (d->capabilities & SK_CAP_SYNC)
-        rc = d->send(sk__plugin_self(p), &b, &r);
+    int rc = sk__plugin_send(p, &b, &r);
     printf("     send returned %d in %lld ms: %s\n", rc, (long long)(sk__mono_ms() - t0),
            r.detail[0] ? r.detail : "(no detail)");
     check(rc >= SK_TRANSPORT_OK && rc <= SK_TRANSPORT_UNSUPPORTED, "send returns a known code");
@@ -124,7 +123,7 @@ int main(int argc, char **argv)
     check(rc == SK_TRANSPORT_OK || delivered == 0, "a failed send reports nothing delivered");
     check(memchr(r.detail, '\0', sizeof r.detail) != NULL, "detail is terminated");
     t0 = sk__mono_ms();
-    d->cancel(sk__plugin_self(p));
+    sk__plugin_cancel(p);
     check(sk__mono_ms() - t0 < 100, "cancel returns at once");
     sk__plugin_close(p); /* destroy: must join the plugin's threads */
     check(1, "destroy returns");
