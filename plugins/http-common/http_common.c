@@ -6,7 +6,7 @@
 #include "http_common.h"
 
 #include <jansson.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include <limits.h>
 #include <stdarg.h>
@@ -69,65 +69,39 @@ void hc_buf_free(hc_buf *buf)
 }
 
 /*
- * Feeds n bytes to the deflate stream, growing out as needed. With Z_FINISH
- * it returns only once the gzip trailer is written.
+ * The body {"events":[...]} gathered into one buffer, then gzip'd in one
+ * libdeflate call: ~2x zlib's streaming deflate at level 1 and 1.5x at 6,
+ * and smaller from level 3 up (bench/gzip).
  */
-static int hc_deflate(z_stream *zs, hc_buf *out, const void *in, size_t n, int flush)
-{
-    const unsigned char *next = in;
-    do {
-        uInt chunk = n > UINT_MAX ? UINT_MAX : (uInt)n;
-        int last = flush == Z_FINISH && chunk == n;
-        zs->next_in = (Bytef *)next;
-        zs->avail_in = chunk;
-        for (;;) {
-            if (out->len == out->cap && hc_buf_reserve(out, out->cap ? out->cap : 4096) != 0)
-                return -1;
-            size_t room = out->cap - out->len;
-            uInt avail = room > UINT_MAX ? UINT_MAX : (uInt)room;
-            zs->next_out = out->data + out->len;
-            zs->avail_out = avail;
-            int zr = deflate(zs, last ? Z_FINISH : Z_NO_FLUSH);
-            out->len += avail - zs->avail_out;
-            if (zr == Z_STREAM_ERROR)
-                return -1;
-            if (last ? zr == Z_STREAM_END : zs->avail_in == 0)
-                break;
-        }
-        next += chunk;
-        n -= chunk;
-    } while (n > 0);
-    return 0;
-}
-
 int hc_gzip_events(const sk_batch *batch, int level, hc_buf *out)
 {
     static const char head[] = "{\"events\":[";
     static const char tail[] = "]}";
-    z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    /* 15 + 16: the largest window, wrapped as gzip rather than zlib. */
-    if (deflateInit2(&zs, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        return -1;
     size_t raw = sizeof head + sizeof tail + batch->count;
     for (uint32_t i = 0; i < batch->count; i++)
         raw += batch->events[i].json_len;
-    out->len = 0;
-    int rc = 0;
-    /* One allocation in the usual case: deflateBound covers the whole stream. */
-    if (hc_buf_reserve(out, deflateBound(&zs, (uLong)raw)) != 0)
-        rc = -1;
-    if (rc == 0)
-        rc = hc_deflate(&zs, out, head, sizeof head - 1, Z_NO_FLUSH);
-    for (uint32_t i = 0; rc == 0 && i < batch->count; i++) {
-        if (i > 0)
-            rc = hc_deflate(&zs, out, ",", 1, Z_NO_FLUSH);
-        if (rc == 0)
-            rc = hc_deflate(&zs, out, batch->events[i].json, batch->events[i].json_len, Z_NO_FLUSH);
+    unsigned char *text = malloc(raw);
+    struct libdeflate_compressor *c = text ? libdeflate_alloc_compressor(level) : NULL;
+    int rc = -1;
+    if (c) {
+        size_t n = sizeof head - 1;
+        memcpy(text, head, n);
+        for (uint32_t i = 0; i < batch->count; i++) {
+            if (i > 0)
+                text[n++] = ',';
+            memcpy(text + n, batch->events[i].json, batch->events[i].json_len);
+            n += batch->events[i].json_len;
+        }
+        memcpy(text + n, tail, sizeof tail - 1);
+        n += sizeof tail - 1;
+        out->len = 0;
+        if (hc_buf_reserve(out, libdeflate_gzip_compress_bound(c, n)) == 0) {
+            out->len = libdeflate_gzip_compress(c, text, n, out->data, out->cap);
+            rc = out->len ? 0 : -1;
+        }
     }
-    if (rc == 0)
-        rc = hc_deflate(&zs, out, tail, sizeof tail - 1, Z_FINISH);
-    deflateEnd(&zs);
+    libdeflate_free_compressor(c);
+    free(text);
     return rc;
 }
 
