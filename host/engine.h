@@ -78,9 +78,12 @@ sk_status sk__sync_line_envelope(const sk_sync *s, const char *line, size_t len,
  * transaction, or none: each bad line is reported through on_error (1-based
  * line numbers) and then SK_ERR_INVALID_EVENT is returned. Blank lines are
  * skipped. Lines become envelopes as sk__sync_line_envelope makes them. Memory
- * stays bounded whatever the input: reading stops at a line longer than
- * SK__EMIT_MAX_LINE, and at more events than queue.max_events (SK_ERR_QUEUE_FULL).
- * *count_out = events queued.
+ * stays bounded whatever the input: the input is read twice (checked and
+ * counted, then enqueued in chunks; a pipe is copied to an unlinked file in the
+ * state root for that), the clock values are reserved once for all events in
+ * between; reading stops at a line longer than SK__EMIT_MAX_LINE, and at more
+ * events than queue.max_events (SK_ERR_QUEUE_FULL). The second reading holds
+ * the queue's write lock. *count_out = events queued.
  */
 sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_event_spec *defaults,
                                sk__line_error_fn on_error, void *ctx, size_t *count_out);

@@ -160,6 +160,10 @@ struct sk__queue {
     sqlite3_stmt *stmt[Q__COUNT];
     char *ids; /* JSON array of row ids for the batch statements, reused */
     size_t ids_len, ids_cap;
+    /* An enqueue in progress (room_start .. room_end): the rows before it
+       (an upper bound unless exact) and whether the end must count. */
+    int64_t room_before;
+    int room_exact_needed;
 };
 
 /* SQLite says "unable to open database file" or "readonly database" whatever
@@ -615,22 +619,35 @@ static sk_status refuse_full(sk__queue *q, int64_t rows, size_t n, sk__err *err)
                     (long long)rows, (long long)q->max_events, (long long)parked, n);
 }
 
-/* The inserts and the capacity check; the caller holds the write lock. When
-   the quick bounds cannot prove there is room, the rows are inserted and
-   counted exactly (replacements take no room); too many means roll back. */
-static sk_status enqueue_locked(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err)
+/* Capacity, first half: n events are coming; the caller holds the write
+   lock. When the quick bound cannot prove there is room, the rows are
+   counted exactly now and again once inserted (room_end). */
+static sk_status room_start(sk__queue *q, size_t n, sk__err *err)
 {
-    int64_t before = 0;
-    sk_status s = rows_upper_bound(q, &before, err);
-    if (s == SK_OK && before + (int64_t)n > q->max_events)
-        s = query_int(q, Q_COUNT, &before, err);
-    int exact_needed = s == SK_OK && before + (int64_t)n > q->max_events;
-    if (s == SK_OK)
-        s = insert_items(q, items, n, err);
+    sk_status s = rows_upper_bound(q, &q->room_before, err);
+    if (s == SK_OK && q->room_before + (int64_t)n > q->max_events)
+        s = query_int(q, Q_COUNT, &q->room_before, err);
+    q->room_exact_needed = s == SK_OK && q->room_before + (int64_t)n > q->max_events;
+    return s;
+}
+
+/* Capacity, second half, after the inserts (replacements take no room): too
+   many rows means the caller rolls back. */
+static sk_status room_end(sk__queue *q, size_t n, sk__err *err)
+{
     int64_t after = 0;
-    if (s == SK_OK && exact_needed && (s = query_int(q, Q_COUNT, &after, err)) == SK_OK &&
+    sk_status s = SK_OK;
+    if (q->room_exact_needed && (s = query_int(q, Q_COUNT, &after, err)) == SK_OK &&
         after > q->max_events)
-        s = refuse_full(q, before, n, err);
+        s = refuse_full(q, q->room_before, n, err);
+    return s;
+}
+
+static sk_status items_check(const sk__queue_item *items, size_t n, sk__err *err)
+{
+    sk_status s = SK_OK;
+    for (size_t i = 0; s == SK_OK && i < n; i++)
+        s = item_check(&items[i], i, err);
     return s;
 }
 
@@ -638,15 +655,33 @@ sk_status sk__queue_enqueue(sk__queue *q, const sk__queue_item *items, size_t n,
 {
     if (n == 0)
         return SK_OK;
-    for (size_t i = 0; i < n; i++) {
-        sk_status s = item_check(&items[i], i, err);
-        if (s != SK_OK)
-            return s;
-    }
+    sk_status s = sk__queue_enqueue_begin(q, n, err);
+    if (s == SK_OK)
+        s = sk__queue_enqueue_add(q, items, n, err);
+    return sk__queue_enqueue_end(q, s, n, err);
+}
+
+sk_status sk__queue_enqueue_begin(sk__queue *q, size_t n, sk__err *err)
+{
     sk_status s = tx_begin(q, err);
-    if (s != SK_OK)
-        return s;
-    return tx_end(q, enqueue_locked(q, items, n, err), err);
+    if (s == SK_OK && (s = room_start(q, n, err)) != SK_OK)
+        tx_end(q, s, NULL);
+    return s;
+}
+
+sk_status sk__queue_enqueue_add(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err)
+{
+    sk_status s = items_check(items, n, err);
+    return s == SK_OK ? insert_items(q, items, n, err) : s;
+}
+
+sk_status sk__queue_enqueue_end(sk__queue *q, sk_status s, size_t n, sk__err *err)
+{
+    if (sqlite3_get_autocommit(q->db))
+        return s; /* begin failed: nothing open */
+    if (s == SK_OK)
+        s = room_end(q, n, err);
+    return tx_end(q, s, err);
 }
 
 /* ---- stats --------------------------------------------------------------- */

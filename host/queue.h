@@ -69,6 +69,18 @@ typedef struct sk__queue_item {
  */
 sk_status sk__queue_enqueue(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err);
 
+/*
+ * The same in steps, for more events than fit in memory at once: begin (n:
+ * the events that will come, for the capacity check; takes the write lock),
+ * add them in any number of calls, then end with the status so far: commits
+ * when it and the capacity check are SK_OK, else rolls back and returns the
+ * failure. end must follow a begin that succeeded; after a failed begin it
+ * returns s unchanged.
+ */
+sk_status sk__queue_enqueue_begin(sk__queue *q, size_t n, sk__err *err);
+sk_status sk__queue_enqueue_add(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err);
+sk_status sk__queue_enqueue_end(sk__queue *q, sk_status s, size_t n, sk__err *err);
+
 typedef struct sk__queue_stats {
     int64_t ready; /* waiting to be sent (leased ones included) */
     int64_t parked;
