@@ -111,7 +111,7 @@ static const char *const stmt_sql[Q__COUNT] = {
 #define INSERT_CHUNK 32
 
 /* spec-kitty's schema, verbatim (CONTRACT.md §2): a no-op on its files. */
-static const char spec_kitty_schema[] =
+const char sk__queue_spec_kitty_schema[] =
     "CREATE TABLE IF NOT EXISTS queue (\n"
     "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
     "  event_id TEXT UNIQUE NOT NULL,\n"
@@ -412,7 +412,7 @@ static sk_status column_exists(sk__queue *q, const char *name, int *exists, sk__
    first, so a file another opener already migrated is left as it is. */
 static sk_status migrate_locked(sk__queue *q, sk__err *err)
 {
-    sk_status s = exec_sql(q, spec_kitty_schema, "create table", err);
+    sk_status s = exec_sql(q, sk__queue_spec_kitty_schema, "create table", err);
     for (size_t i = 0; s == SK_OK && i < SK__ARRAY_LEN(engine_columns); i++) {
         int exists = 0;
         s = column_exists(q, engine_columns[i].name, &exists, err);

@@ -51,6 +51,9 @@ void sk__queue_close(sk__queue *q);
 /* Gives back the page cache of an idle handle (the service, between flushes). */
 void sk__queue_release_memory(sk__queue *q);
 
+/* spec-kitty's own schema of the file, verbatim (CONTRACT.md §2). */
+extern const char sk__queue_spec_kitty_schema[];
+
 /* One event to enqueue: the envelope JSON and its identity. */
 typedef struct sk__queue_item {
     const char *event_id;

@@ -7,15 +7,16 @@
  * engine settles): N envelopes inserted with spec-kitty's four-column insert
  * in one transaction, then read oldest first and deleted in transactions of
  * 1000 rows (one SELECT ... LIMIT 1000, one DELETE by id per row). Schemas:
- *   spec-kitty  CONTRACT.md §2 verbatim: the table, its unique event_id
- *               index, idx_timestamp and idx_retry (four b-trees);
+ *   spec-kitty  CONTRACT.md §2 verbatim (sk__queue_spec_kitty_schema): the
+ *               table, its unique event_id index, idx_timestamp and idx_retry
+ *               (four b-trees);
  *   engine      the file sk__queue_open makes (host/queue.c as built), read
  *               and written with the same plain statements, so the difference
  *               is the engine's columns and indexes alone.
  * Usage: bench_floor [N] (default 100000). Prints one line per schema and a
  * last line "floor: insert=R read_delete=R" (spec-kitty's rates, events/s).
  */
-#include "envelope.h"
+#include "bench.h"
 #include "queue.h"
 
 #include <sqlite3.h>
@@ -26,17 +27,6 @@
 #include <unistd.h>
 
 #define BATCH 1000
-
-static const char spec_kitty_schema[] =
-    "CREATE TABLE IF NOT EXISTS queue (\n"
-    "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
-    "  event_id TEXT UNIQUE NOT NULL,\n"
-    "  event_type TEXT NOT NULL,\n"
-    "  data TEXT NOT NULL,\n"
-    "  timestamp INTEGER NOT NULL,\n"
-    "  retry_count INTEGER DEFAULT 0);\n"
-    "CREATE INDEX IF NOT EXISTS idx_timestamp ON queue(timestamp);\n"
-    "CREATE INDEX IF NOT EXISTS idx_retry ON queue(retry_count);\n";
 
 typedef struct rates {
     double insert, read_delete;         /* events per wall second */
@@ -124,7 +114,7 @@ static rates measure(const char *path, long n)
     sqlite3 *db = NULL;
     check(db, sqlite3_open(path, &db), path);
     exec(db, "PRAGMA journal_mode=WAL; PRAGMA cache_size=-8192");
-    exec(db, spec_kitty_schema); /* a no-op on the engine's file */
+    exec(db, sk__queue_spec_kitty_schema); /* a no-op on the engine's file */
     rates r;
     double w0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
     insert_all(db, n);
@@ -150,16 +140,6 @@ static rates measure(const char *path, long n)
     sqlite3_finalize(del);
     sqlite3_close(db);
     return r;
-}
-
-static void remove_db(const char *path)
-{
-    char p[4200];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
 }
 
 /* The queue's b-trees (the table and its indexes; sqlite_sequence aside),
@@ -206,7 +186,7 @@ int main(int argc, char **argv)
 
     rates spec = measure(path, n);
     report("spec-kitty", path, &spec, &spec);
-    remove_db(path);
+    bench_remove_db(path);
 
     sk__queue *q = NULL;
     sk__err err = {{0}};
@@ -217,7 +197,7 @@ int main(int argc, char **argv)
     sk__queue_close(q);
     rates eng = measure(path, n);
     report("engine", path, &eng, &spec);
-    remove_db(path);
+    bench_remove_db(path);
     rmdir(dir);
     printf("floor: insert=%.0f read_delete=%.0f\n", spec.insert, spec.read_delete);
     return 0;

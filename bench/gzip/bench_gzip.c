@@ -8,7 +8,7 @@
  * the rounds.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "envelope.h"
+#include "bench.h"
 
 #include <libdeflate.h>
 #include <stdint.h>

@@ -5,7 +5,7 @@
  * (default: a fresh folder under $TMPDIR or /tmp, removed afterwards).
  */
 #include "queue.h"
-#include "envelope.h"
+#include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,16 +207,6 @@ static void bench_drain(const char *path, sk__durability d, const char *name)
     sk__queue_close(q);
 }
 
-static void reset_file(const char *path)
-{
-    char p[4200];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-}
-
 int main(int argc, char **argv)
 {
     char dir[4096], path[4200];
@@ -228,11 +218,11 @@ int main(int argc, char **argv)
         return perror("mkdtemp"), 1;
     snprintf(path, sizeof path, "%s/queue.db", dir);
 
-    reset_file(path);
+    bench_remove_db(path);
     bench_single(path, SK__DURABILITY_FULL, "full", 5000);
     bench_single(path, SK__DURABILITY_NORMAL, "normal", 5000);
     bench_open_enqueue_close(path, 200);
-    reset_file(path);
+    bench_remove_db(path);
 
     sk__queue *q = open_queue(path, SK__DURABILITY_FULL, 1000000);
     double c0 = cpu_s();
@@ -253,7 +243,7 @@ int main(int argc, char **argv)
     sk__queue_close(q);
     bench_drain(path, SK__DURABILITY_NORMAL, "normal");
 
-    reset_file(path);
+    bench_remove_db(path);
     if (argc <= 1)
         rmdir(dir);
     return 0;
