@@ -50,47 +50,6 @@ static sk_status take_drain_lock(const char *path, atomic_int *cancel, int *fd_o
     return SK_OK;
 }
 
-/* ---- summaries as JSON --------------------------------------------------- */
-
-json_t *sk__drain_summary_json(const sk_drain_summary *s)
-{
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?, s:s?}", "synced",
-                     (json_int_t)s->synced, "duplicates", (json_int_t)s->duplicates, "pending",
-                     (json_int_t)s->pending, "rejected", (json_int_t)s->rejected, "parked",
-                     (json_int_t)s->parked, "remaining", (json_int_t)s->remaining, "batches",
-                     (json_int_t)s->batches, "retry_after_ms", (json_int_t)s->retry_after_ms,
-                     "stop_reason", s->stop_reason[0] ? s->stop_reason : NULL, "stop_code",
-                     s->stop_code[0] ? s->stop_code : NULL);
-}
-
-static int64_t int_field(const json_t *o, const char *key)
-{
-    return (int64_t)json_integer_value(json_object_get(o, key));
-}
-
-void sk__drain_summary_from_json(const json_t *o, sk_drain_summary *s)
-{
-    const char *why = json_string_value(json_object_get(o, "stop_reason"));
-    const char *code = json_string_value(json_object_get(o, "stop_code"));
-    *s = (sk_drain_summary){.synced = int_field(o, "synced"),
-                            .duplicates = int_field(o, "duplicates"),
-                            .pending = int_field(o, "pending"),
-                            .rejected = int_field(o, "rejected"),
-                            .parked = int_field(o, "parked"),
-                            .remaining = int_field(o, "remaining"),
-                            .batches = int_field(o, "batches"),
-                            .retry_after_ms = int_field(o, "retry_after_ms")};
-    snprintf(s->stop_reason, sizeof s->stop_reason, "%s", why ? why : "");
-    snprintf(s->stop_code, sizeof s->stop_code, "%s", code ? code : "");
-}
-
-json_t *sk__drain_failure_json(const char *event_id, const char *event_type, const char *what,
-                               const char *reason)
-{
-    return json_pack("{s:s, s:s, s:s, s:s}", "event_id", event_id, "event_type",
-                     event_type ? event_type : "", "outcome", what, "reason", reason ? reason : "");
-}
-
 /* ---- one pass ----------------------------------------------------------- */
 
 typedef struct pass {

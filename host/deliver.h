@@ -73,15 +73,4 @@ sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *
                            const sk__deliver_hooks *hooks, sk_drain_summary *sum,
                            sk__pass_info *info, sk__err *err);
 
-/*
- * The summary as a JSON object, in the key order `sync now --json` prints
- * (stop_reason null when empty); the control socket carries the same object.
- */
-json_t *sk__drain_summary_json(const sk_drain_summary *sum);
-/* Reads such an object back (missing keys read as 0 / ""). */
-void sk__drain_summary_from_json(const json_t *o, sk_drain_summary *sum);
-/* One rejected or parked event, as `--report` and the control socket list it. */
-json_t *sk__drain_failure_json(const char *event_id, const char *event_type, const char *what,
-                               const char *reason);
-
 #endif

@@ -387,10 +387,10 @@ void sk__plugin_close(sk__plugin *p)
 
 /* ---- verbs ------------------------------------------------------------- */
 
-void sk__plugin_describe(const sk__plugin *p, sk__plugin_info *out)
+void sk__plugin_describe(const sk__plugin *p, sk_plugin_info *out)
 {
     const sk_transport_desc *d = &p->desc;
-    *out = (sk__plugin_info){.file = p->path,
+    *out = (sk_plugin_info){.file = p->path,
                              .name = d->name,
                              .version = d->version,
                              .description = d->description ? d->description : "",
@@ -512,7 +512,7 @@ static int list_dir(void *vctx, const char *dir)
             snprintf(path, sizeof path, "%s/%s", dir, f);
             sk__plugin *p = NULL;
             sk__err err = {{0}};
-            sk__plugin_info e = {.file = path, .error = err.msg};
+            sk_plugin_info e = {.file = path, .error = err.msg};
             if (sk__plugin_open(path, l->abi_major, &p, &err) == SK_OK)
                 sk__plugin_describe(p, &e);
             l->fn(l->ctx, &e);

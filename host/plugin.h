@@ -56,19 +56,7 @@ sk_status sk__plugin_start(sk__plugin *p, const sk__plugin_host *host, sk__err *
  */
 
 /* What a plugin says of itself (its negotiated descriptor), for listings and checks. */
-typedef struct sk__plugin_info {
-    const char *file;
-    const char *error; /* a listing entry that cannot be loaded: why; the rest is then 0 */
-    const char *name;
-    const char *version;
-    const char *description; /* "" when the plugin gives none */
-    unsigned abi_major, abi_minor;
-    size_t struct_size; /* of the descriptor the plugin was built with */
-    uint32_t capabilities;
-    const sk_option_def *options; /* NULL-name terminated, or NULL (ABI 1.0) */
-} sk__plugin_info;
-
-void sk__plugin_describe(const sk__plugin *p, sk__plugin_info *out);
+void sk__plugin_describe(const sk__plugin *p, sk_plugin_info *out);
 
 /* The plugin's short name ("http-batch") and its sk_transport_capability bits. */
 const char *sk__plugin_name(const sk__plugin *p);
@@ -117,7 +105,7 @@ void sk__plugin_each_metric(sk__plugin *p, void (*fn)(void *ctx, const char *nam
 /* Destroys the instance (joins its threads) and frees the loader state. */
 void sk__plugin_close(sk__plugin *p);
 
-typedef void (*sk__plugin_list_fn)(void *ctx, const sk__plugin_info *entry);
+typedef void (*sk__plugin_list_fn)(void *ctx, const sk_plugin_info *entry);
 
 /* Calls fn for every *.so in the search folders (first occurrence of a name wins). */
 void sk__plugin_list(const json_t *plugin_path, int abi_major, sk__plugin_list_fn fn, void *ctx);

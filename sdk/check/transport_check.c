@@ -77,7 +77,7 @@ int main(int argc, char **argv)
         json_decref(options);
         return 2;
     }
-    sk__plugin_info d;
+    sk_plugin_info d;
     sk__plugin_describe(p, &d);
     printf("%s %s (ABI %u.%u), capabilities 0x%x\n", d.name, d.version, d.abi_major, d.abi_minor,
            d.capabilities);

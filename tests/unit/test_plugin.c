@@ -43,7 +43,7 @@ static void current_plugin_loads_with_its_option_table(void **state)
     sk__plugin *p = NULL;
     sk__err err = {{0}};
     assert_int_equal(sk__plugin_open(path, 1, &p, &err), SK_OK);
-    sk__plugin_info d;
+    sk_plugin_info d;
     sk__plugin_describe(p, &d);
     assert_string_equal(d.name, "scripted");
     assert_int_equal(d.abi_minor, SK_TRANSPORT_ABI_MINOR);
@@ -60,7 +60,7 @@ static void plugin_built_for_older_minor_loads_and_reads_as_zero_past_its_size(v
     sk__plugin *p = NULL;
     sk__err err = {{0}};
     assert_int_equal(sk__plugin_open(path, 1, &p, &err), SK_OK);
-    sk__plugin_info d;
+    sk_plugin_info d;
     sk__plugin_describe(p, &d);
     assert_int_equal(d.abi_minor, 0);
     assert_int_equal(d.struct_size, SK_TRANSPORT_DESC_SIZE_1_0);
@@ -241,7 +241,7 @@ typedef struct listing {
     int good, broken;
 } listing;
 
-static void count_listing(void *ctx, const sk__plugin_info *e)
+static void count_listing(void *ctx, const sk_plugin_info *e)
 {
     listing *l = ctx;
     if (!e->error) {
