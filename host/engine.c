@@ -138,7 +138,8 @@ static void notify_service(sk_sync *s)
         sk__control_poke(s->root);
 }
 
-sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err)
+/* Adds validated envelopes to the enqueue in progress (serialised here). */
+static sk_status enqueue_add_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err)
 {
     sk__queue_item *items = calloc(n ? n : 1, sizeof *items);
     char **texts = calloc(n ? n : 1, sizeof *texts);
@@ -155,18 +156,36 @@ sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__er
                                     texts[i], now_s};
     }
     if (st == SK_OK)
-        st = sk__queue_enqueue(s->q, items, n, err);
-    if (st == SK_OK)
-        notify_service(s);
-    sk__metrics *m;
-    sk__err ignored;
-    if (st == SK_ERR_QUEUE_FULL && (m = sk__sync_metrics(s, NULL))) /* never dropped silently */
-        sk__metrics_refused_full(m, (int64_t)n, sk__wall_ms(), &ignored);
+        st = sk__queue_enqueue_add(s->q, items, n, err);
     for (size_t i = 0; texts && i < n; i++)
         free(texts[i]);
     free(texts);
     free(items);
     return st;
+}
+
+/* Ends the enqueue of n events begun with sk__queue_enqueue_begin: the service is told
+ * of what was queued, and a refusal for a full queue is counted (never dropped silently). */
+static sk_status enqueue_end(sk_sync *s, sk_status st, size_t n, sk__err *err)
+{
+    st = sk__queue_enqueue_end(s->q, st, n, err);
+    if (st == SK_OK)
+        notify_service(s);
+    sk__metrics *m;
+    sk__err ignored;
+    if (st == SK_ERR_QUEUE_FULL && (m = sk__sync_metrics(s, NULL)))
+        sk__metrics_refused_full(m, (int64_t)n, sk__wall_ms(), &ignored);
+    return st;
+}
+
+sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err)
+{
+    if (n == 0)
+        return SK_OK;
+    sk_status st = sk__queue_enqueue_begin(s->q, n, err);
+    if (st == SK_OK)
+        st = enqueue_add_envelopes(s, envs, n, err);
+    return enqueue_end(s, st, n, err);
 }
 
 /* "" in the config means "not set". */
@@ -228,71 +247,180 @@ sk_status sk__sync_emit(sk_sync *s, const sk_event_spec *spec, char event_id_out
     return st;
 }
 
-/* Grows the two arrays of sk__sync_emit_ndjson to hold one more event. */
-static sk_status emit_room(json_t ***envs, int **needs, size_t n, size_t *cap, sk__err *err)
+/*
+ * `emit --file` reads its input twice, so that memory stays bounded whatever
+ * its size: the first pass checks every line and counts the events (nothing
+ * kept), the clock values are reserved for all of them at once, and the
+ * second pass builds the envelopes again and enqueues them in chunks, all in
+ * one transaction. Input that cannot be read twice (a pipe) is copied to an
+ * unlinked file in the state root during the first pass.
+ */
+#define EMIT_CHUNK 1000
+
+typedef struct emit_pass {
+    sk_sync *s;
+    const char *name;
+    sk__line_defaults d; /* what short lines leave out */
+    size_t n, want; /* events, and those that need a clock value */
+    size_t bad;
+    FILE *copy;     /* first pass: where the lines are copied, or NULL */
+    int second;     /* the enqueue pass */
+    int64_t clock;  /* the next reserved value (second pass) */
+    json_t *chunk[EMIT_CHUNK];
+    size_t chunk_n;
+} emit_pass;
+
+static sk_status emit_flush(emit_pass *e, sk__err *err)
 {
-    size_t envs_cap = *cap, needs_cap = *cap; /* both grow alike; *cap moves when both did */
-    if (!sk__grow((void **)envs, &envs_cap, n + 1, sizeof **envs) ||
-        !sk__grow((void **)needs, &needs_cap, n + 1, sizeof **needs))
-        return sk__fail(err, SK_ERR_NOMEM, "out of memory");
-    *cap = envs_cap;
+    sk_status st = enqueue_add_envelopes(e->s, e->chunk, e->chunk_n, err);
+    for (size_t i = 0; i < e->chunk_n; i++)
+        json_decref(e->chunk[i]);
+    e->chunk_n = 0;
+    return st;
+}
+
+static sk_status emit_copy(FILE *copy, const char *line, size_t len, sk__err *err)
+{
+    if (fwrite(line, 1, len, copy) != len || putc('\n', copy) == EOF)
+        return sk__fail(err, SK_ERR_IO, "cannot copy the input aside: %s", strerror(errno));
     return SK_OK;
+}
+
+/* One non-blank line: counted (first pass) or enqueued (second pass). */
+static sk_status emit_line(emit_pass *e, const char *line, size_t len, size_t line_no,
+                           sk_line_error_fn on_error, void *ctx, sk__err *err)
+{
+    if (e->n == (size_t)e->s->cfg->queue_max_events)
+        return sk__fail(err, SK_ERR_QUEUE_FULL,
+                        "%s: more than queue.max_events (%zu) events; nothing queued", e->name,
+                        e->n);
+    if (e->copy && emit_copy(e->copy, line, len, err) != SK_OK)
+        return SK_ERR_IO;
+    json_t *env = NULL;
+    int needs = 0;
+    sk__err lerr = {{0}};
+    if (sk__event_from_line(line, len, &e->d, &env, &needs, &lerr) != SK_OK) {
+        if (e->second) /* valid on the first reading */
+            return sk__fail(err, SK_ERR_IO, "%s changed while it was read; nothing queued", e->name);
+        e->bad++;
+        if (on_error)
+            on_error(ctx, line_no, lerr.msg);
+        return SK_OK;
+    }
+    e->n++;
+    e->want += needs != 0;
+    if (!e->second) {
+        json_decref(env);
+        return SK_OK;
+    }
+    if (needs)
+        json_object_set_new(env, "lamport_clock", json_integer(e->clock++));
+    e->chunk[e->chunk_n++] = env;
+    return e->chunk_n == EMIT_CHUNK ? emit_flush(e, err) : SK_OK;
+}
+
+/* Reads every line of fd through emit_line; the end of the input is SK_OK. */
+static sk_status emit_read(emit_pass *e, int fd, sk_line_error_fn on_error, void *ctx,
+                           sk__err *err)
+{
+    sk__line_stream ls;
+    sk__line_stream_init(&ls, fd, e->name, SK__EVENT_MAX_LINE);
+    sk_status st;
+    char *line;
+    size_t len;
+    while ((st = sk__line_stream_next(&ls, &line, &len, err)) == SK_OK)
+        if (strspn(line, " \t\r") != len &&
+            (st = emit_line(e, line, len, ls.line_no, on_error, ctx, err)) != SK_OK)
+            break;
+    if (st == SK_ERR_INVALID_EVENT) { /* a line too long: reading stopped there */
+        e->bad++;
+        if (on_error)
+            on_error(ctx, ls.line_no, err->msg);
+        st = sk__fail(err, SK_ERR_INVALID_EVENT,
+                      "%s: line %zu is too long; nothing queued (reading stopped there)", e->name,
+                      ls.line_no);
+    } else if (st == SK_ERR_NOT_FOUND) { /* the end of the input */
+        st = SK_OK;
+    }
+    sk__line_stream_free(&ls);
+    return st;
+}
+
+/* The second reading's input: fd again from where it started, else the copy. */
+static sk_status emit_rewind(int fd, off_t start, FILE *copy, const char *name, int *out,
+                             sk__err *err)
+{
+    *out = copy ? fileno(copy) : fd;
+    if ((copy && fflush(copy) != 0) || lseek(*out, copy ? 0 : start, SEEK_SET) < 0)
+        return sk__fail(err, SK_ERR_IO, "%s: cannot read it again: %s", name, strerror(errno));
+    return SK_OK;
+}
+
+/* An unlinked file in the state root to hold input that cannot be read twice. */
+static sk_status emit_copy_open(emit_pass *e, const char *root, sk__err *err)
+{
+    int fd = open(root, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    e->copy = fd >= 0 ? fdopen(fd, "w+") : NULL;
+    if (e->copy)
+        return SK_OK;
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    return sk__fail(err, SK_ERR_IO, "cannot make a file in %s to hold %s: %s", root, e->name,
+                    strerror(saved));
+}
+
+/* The second pass: reserves the clock values, then enqueues in one transaction. */
+static sk_status emit_enqueue(emit_pass *e, int fd, sk__err *err)
+{
+    size_t n = e->n, want = e->want;
+    int64_t first = 0;
+    sk_status st = want ? sk__clock_tick(e->s->root, e->s->node_id, (int64_t)want,
+                                         e->s->cfg->queue_durability == SK__DURABILITY_FULL,
+                                         &first, err)
+                        : SK_OK;
+    if (st != SK_OK)
+        return st;
+    *e = (emit_pass){.s = e->s, .name = e->name, .d = e->d, .second = 1, .clock = first};
+    st = sk__queue_enqueue_begin(e->s->q, n, err);
+    if (st == SK_OK)
+        st = emit_read(e, fd, NULL, NULL, err);
+    if (st == SK_OK && e->chunk_n)
+        st = emit_flush(e, err);
+    if (st == SK_OK && (e->n != n || e->want != want))
+        st = sk__fail(err, SK_ERR_IO, "%s changed while it was read; nothing queued", e->name);
+    for (size_t i = 0; i < e->chunk_n; i++)
+        json_decref(e->chunk[i]);
+    return enqueue_end(e->s, st, n, err);
 }
 
 sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_event_spec *defaults,
                                sk_line_error_fn on_error, void *ctx, size_t *count_out)
 {
-    size_t cap = 0, n = 0, bad = 0;
-    json_t **envs = NULL;
-    int *needs = NULL;
     sk__err err = {{0}};
-    sk__line_defaults d;
-    sk__sync_line_defaults(s, defaults, &d);
-    sk__line_stream ls;
-    sk__line_stream_init(&ls, fd, name, SK__EVENT_MAX_LINE);
-    sk_status st;
-    char *line;
-    size_t len;
-    while ((st = sk__line_stream_next(&ls, &line, &len, &err)) == SK_OK) {
-        if (strspn(line, " \t\r") == len)
-            continue;
-        if (n == (size_t)s->cfg->queue_max_events) {
-            st = sk__fail(&err, SK_ERR_QUEUE_FULL,
-                          "%s: more than queue.max_events (%zu) events; nothing queued", name, n);
-            break;
-        }
-        if ((st = emit_room(&envs, &needs, n, &cap, &err)) != SK_OK)
-            break;
-        sk__err lerr = {{0}};
-        if (sk__event_from_line(line, len, &d, &envs[n], &needs[n], &lerr) == SK_OK) {
-            n++;
-        } else {
-            bad++;
-            if (on_error)
-                on_error(ctx, ls.line_no, lerr.msg);
-        }
+    emit_pass *e = calloc(1, sizeof *e);
+    if (!e) {
+        sk__fail(&err, SK_ERR_NOMEM, "out of memory");
+        set_error(s, &err);
+        return SK_ERR_NOMEM;
     }
-    if (st == SK_ERR_INVALID_EVENT) { /* a line too long: reading stopped there */
-        bad++;
-        if (on_error)
-            on_error(ctx, ls.line_no, err.msg);
-        st = sk__fail(&err, SK_ERR_INVALID_EVENT,
-                      "%s: line %zu is too long; nothing queued (reading stopped there)", name,
-                      ls.line_no);
-    } else if (st == SK_ERR_NOT_FOUND) { /* the end of the input */
-        st = bad ? sk__fail(&err, SK_ERR_INVALID_EVENT,
-                            "%zu of %zu lines are invalid; nothing queued", bad, bad + n)
-                 : SK_OK;
-    }
-    sk__line_stream_free(&ls);
+    *e = (emit_pass){.s = s, .name = name};
+    sk__sync_line_defaults(s, defaults, &e->d);
+    off_t start = lseek(fd, 0, SEEK_CUR);
+    sk_status st = start >= 0 ? SK_OK : emit_copy_open(e, s->root, &err);
     if (st == SK_OK)
-        st = stamp_clock(s, envs, needs, n, &err);
-    if (st == SK_OK && n)
-        st = sk__sync_enqueue_envelopes(s, envs, n, &err);
-    for (size_t i = 0; i < n; i++)
-        json_decref(envs[i]);
-    free(envs);
-    free(needs);
+        st = emit_read(e, fd, on_error, ctx, &err);
+    if (st == SK_OK && e->bad)
+        st = sk__fail(&err, SK_ERR_INVALID_EVENT, "%zu of %zu lines are invalid; nothing queued",
+                      e->bad, e->bad + e->n);
+    int again = -1;
+    size_t n = e->n;
+    FILE *copy = e->copy;
+    if (st == SK_OK && n && (st = emit_rewind(fd, start, copy, name, &again, &err)) == SK_OK)
+        st = emit_enqueue(e, again, &err);
+    if (copy)
+        fclose(copy);
+    free(e);
     if (count_out)
         *count_out = st == SK_OK ? n : 0;
     if (st != SK_OK)

@@ -90,9 +90,12 @@ void sk__sync_line_defaults(const sk_sync *s, const sk_event_spec *defaults, sk_
  * line numbers) and then SK_ERR_INVALID_EVENT is returned. Blank lines are
  * skipped. Lines become envelopes as sk__event_from_line makes them (defaults
  * may be NULL; sync.json's emit.* fill what they leave out). Memory stays
- * bounded whatever the input: reading stops at a line longer than
- * SK__EVENT_MAX_LINE, and at more events than queue.max_events
- * (SK_ERR_QUEUE_FULL). *count_out = events queued.
+ * bounded whatever the input: the input is read twice (checked and counted,
+ * then enqueued in chunks; a pipe is copied to an unlinked file in the state
+ * root for that), the clock values reserved once for all events in between;
+ * reading stops at a line longer than SK__EVENT_MAX_LINE, and at more events
+ * than queue.max_events (SK_ERR_QUEUE_FULL). The second reading holds the
+ * queue's write lock. *count_out = events queued.
  */
 sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_event_spec *defaults,
                                sk_line_error_fn on_error, void *ctx, size_t *count_out);

@@ -55,6 +55,9 @@ void sk__queue_close(sk__queue *q);
 /* Gives back the page cache of an idle handle (the service, between flushes). */
 void sk__queue_release_memory(sk__queue *q);
 
+/* spec-kitty's own schema of the file, verbatim (CONTRACT.md §2). */
+extern const char sk__queue_spec_kitty_schema[];
+
 /* One event to enqueue: the envelope JSON and its identity. */
 typedef struct sk__queue_item {
     const char *event_id;
@@ -72,6 +75,18 @@ typedef struct sk__queue_item {
  * (SK_ERR_INVALID_EVENT otherwise). Committed before return.
  */
 sk_status sk__queue_enqueue(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err);
+
+/*
+ * The same in steps, for more events than fit in memory at once: begin (n:
+ * the events that will come, for the capacity check; takes the write lock),
+ * add them in any number of calls, then end with the status so far: commits
+ * when it and the capacity check are SK_OK, else rolls back and returns the
+ * failure. end must follow a begin that succeeded; after a failed begin it
+ * returns s unchanged.
+ */
+sk_status sk__queue_enqueue_begin(sk__queue *q, size_t n, sk__err *err);
+sk_status sk__queue_enqueue_add(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err);
+sk_status sk__queue_enqueue_end(sk__queue *q, sk_status s, size_t n, sk__err *err);
 
 typedef struct sk__queue_stats {
     int64_t ready; /* waiting to be sent (leased ones included) */

@@ -5,6 +5,7 @@
  * (default: a fresh folder under $TMPDIR or /tmp, removed afterwards).
  */
 #include "queue.h"
+#include "bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,27 +38,14 @@ static void die(const char *what, sk_status s, const sk__err *err)
     exit(1);
 }
 
-/* A realistic envelope (~450 bytes) for event number i. */
-typedef struct bench_event {
-    char id[32];
-    char data[640];
-} bench_event;
-
-static void event_make(bench_event *e, sk__queue_item *it, long i)
+/* Event number i as a queue item (e keeps its strings). */
+static void event_make(bench_envelope *e, sk__queue_item *it, long i)
 {
-    snprintf(e->id, sizeof e->id, "01JBENCH%018ld", i);
-    snprintf(e->data, sizeof e->data,
-             "{\"event_id\":\"%.31s\",\"event_type\":\"WPStatusChanged\",\"aggregate_id\":\"WP%02ld\","
-             "\"aggregate_type\":\"WorkPackage\",\"payload\":{\"wp_id\":\"WP%02ld\","
-             "\"previous_status\":\"doing\",\"new_status\":\"for_review\",\"changed_by\":"
-             "\"agent-claude\",\"feature_slug\":\"042-durable-queue-benchmark\"},\"node_id\":"
-             "\"a1b2c3d4e5f6\",\"lamport_clock\":%ld,\"causation_id\":null,\"timestamp\":"
-             "\"2026-11-26T10:00:00.000Z\",\"team_slug\":\"local\",\"schema_version\":\"3.0.0\"}",
-             e->id, i % 100, i % 100, i + 1);
+    bench_envelope_make(e, i);
     it->event_id = e->id;
     it->event_type = "WPStatusChanged";
     it->data = e->data;
-    it->timestamp = 1795000000 + i / 1000;
+    it->timestamp = e->timestamp;
 }
 
 static sk__queue *open_queue(const char *path, sk__durability d, int64_t max)
@@ -74,7 +62,7 @@ static sk__queue *open_queue(const char *path, sk__durability d, int64_t max)
 /* Fills q with events [first, first + count) in transactions of BATCH. */
 static double fill(sk__queue *q, long first, long count)
 {
-    static bench_event ev[BATCH];
+    static bench_envelope ev[BATCH];
     static sk__queue_item it[BATCH];
     sk__err err = {{0}};
     double t0 = now_s();
@@ -96,7 +84,7 @@ static void bench_single(const char *path, sk__durability d, const char *name, l
     sk__err serr = {{0}};
     if (sk__queue_stats_get(q, &before, &serr) != SK_OK)
         die("stats", SK_ERR_DB, &serr);
-    bench_event ev;
+    bench_envelope ev;
     sk__queue_item it;
     sk__err err = {{0}};
     double t0 = now_s();
@@ -116,7 +104,7 @@ static void bench_single(const char *path, sk__durability d, const char *name, l
 /* What one `spec-kitty` command pays to emit: open, enqueue one, close. */
 static void bench_open_enqueue_close(const char *path, long count)
 {
-    bench_event ev;
+    bench_envelope ev;
     sk__queue_item it;
     sk__err err = {{0}};
     double t0 = now_s();
@@ -161,7 +149,7 @@ static void bench_stats(const char *path)
 static void bench_full_refusal(const char *path)
 {
     sk__queue *q = open_queue(path, SK__DURABILITY_FULL, FILL);
-    bench_event ev;
+    bench_envelope ev;
     sk__queue_item it;
     sk__err err = {{0}};
     const int rounds = 200;
@@ -219,16 +207,6 @@ static void bench_drain(const char *path, sk__durability d, const char *name)
     sk__queue_close(q);
 }
 
-static void reset_file(const char *path)
-{
-    char p[4200];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-}
-
 int main(int argc, char **argv)
 {
     char dir[4096], path[4200];
@@ -240,11 +218,11 @@ int main(int argc, char **argv)
         return perror("mkdtemp"), 1;
     snprintf(path, sizeof path, "%s/queue.db", dir);
 
-    reset_file(path);
+    bench_remove_db(path);
     bench_single(path, SK__DURABILITY_FULL, "full", 5000);
     bench_single(path, SK__DURABILITY_NORMAL, "normal", 5000);
     bench_open_enqueue_close(path, 200);
-    reset_file(path);
+    bench_remove_db(path);
 
     sk__queue *q = open_queue(path, SK__DURABILITY_FULL, 1000000);
     double c0 = cpu_s();
@@ -265,7 +243,7 @@ int main(int argc, char **argv)
     sk__queue_close(q);
     bench_drain(path, SK__DURABILITY_NORMAL, "normal");
 
-    reset_file(path);
+    bench_remove_db(path);
     if (argc <= 1)
         rmdir(dir);
     return 0;

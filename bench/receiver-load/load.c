@@ -79,7 +79,7 @@ static char *batch_json(const opts *o, const char run[11], long b, size_t *len)
             "\"previous_status\":\"planned\",\"new_status\":\"doing\",\"changed_by\":"
             "\"load-client\",\"feature_slug\":\"042-load-test\"},\"node_id\":\"0123456789ab\","
             "\"lamport_clock\":%ld,\"causation_id\":null,\"timestamp\":"
-            "\"2026-11-26T10:00:00.000Z\",\"team_slug\":\"local\",\"schema_version\":\"3.0.0\"}",
+            "\"2026-11-26T10:00:00.000Z\",\"team_slug\":\"local\"}",
             i ? "," : "", id, i % 100, i % 100, b * o->per_batch + i + 1);
     }
     n += (size_t)snprintf(s + n, cap - n, "]}");

@@ -12,61 +12,45 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 enum { INFLATE_OK = 0, INFLATE_TOO_LARGE = 1, INFLATE_BAD = 2 };
 
 /*
  * Gunzips in[0..len) into a new buffer of at most limit bytes (*out, *out_len,
  * NUL-terminated). Truncated or corrupt input, or bytes after the gzip stream,
- * are INFLATE_BAD.
+ * are INFLATE_BAD. Whole-buffer libdeflate (~2x zlib's inflate on a batch,
+ * bench/gzip): the trailer states the size, so one allocation, of that size
+ * when it is within the limit (a truncated body's "trailer" is noise, so a
+ * size past the limit is only believed once the output really passes it).
  */
 static int gunzip(const char *in, size_t len, size_t limit, char **out, size_t *out_len)
 {
-    z_stream z = {0};
-    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
-        return INFLATE_BAD;
-    size_t cap = len * 8 + 1024 < limit + 1 ? len * 8 + 1024 : limit + 1;
-    char *buf = malloc(cap);
-    int rc = buf ? Z_OK : Z_MEM_ERROR;
-    z.next_in = (Bytef *)(uintptr_t)in;
-    z.avail_in = (uInt)len;
-    while (rc == Z_OK) {
-        if (z.total_out == cap - 1) {
-            if (cap > limit) {
-                rc = Z_BUF_ERROR;
-                break;
-            }
-            size_t ncap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
-            char *nbuf = realloc(buf, ncap);
-            if (!nbuf) {
-                rc = Z_MEM_ERROR;
-                break;
-            }
-            buf = nbuf;
-            cap = ncap;
-        }
-        z.next_out = (Bytef *)buf + z.total_out;
-        z.avail_out = (uInt)(cap - 1 - z.total_out);
-        rc = inflate(&z, Z_NO_FLUSH);
-        if (rc == Z_BUF_ERROR && z.avail_in == 0)
-            break; /* input ended before the stream did */
-        if (rc == Z_BUF_ERROR)
-            rc = Z_OK;
+    size_t cap = limit;
+    if (len >= 4) {
+        const unsigned char *t = (const unsigned char *)in + len - 4;
+        size_t size = (size_t)t[0] | (size_t)t[1] << 8 | (size_t)t[2] << 16 | (size_t)t[3] << 24;
+        cap = size < limit ? size : limit;
     }
-    int result = INFLATE_BAD;
-    if (rc == Z_STREAM_END && z.avail_in == 0) {
-        result = INFLATE_OK;
-        buf[z.total_out] = '\0';
-        *out_len = z.total_out;
-        *out = buf;
-        buf = NULL;
-    } else if (rc == Z_BUF_ERROR && z.total_out >= limit) {
-        result = INFLATE_TOO_LARGE;
+    struct libdeflate_decompressor *d = libdeflate_alloc_decompressor();
+    char *buf = d ? malloc(cap + 1) : NULL;
+    size_t used = 0, got = 0;
+    enum libdeflate_result rc =
+        buf ? libdeflate_gzip_decompress_ex(d, in, len, buf, cap, &used, &got) : LIBDEFLATE_BAD_DATA;
+    libdeflate_free_decompressor(d);
+    /* Out of room below the limit: more output than the trailer states, a
+       corrupt stream (or one past 4 GiB, refused either way). */
+    int result = rc == LIBDEFLATE_SUCCESS && used == len                   ? INFLATE_OK
+                 : rc == LIBDEFLATE_INSUFFICIENT_SPACE && buf && cap == limit ? INFLATE_TOO_LARGE
+                                                                        : INFLATE_BAD;
+    if (result != INFLATE_OK) {
+        free(buf);
+        return result;
     }
-    inflateEnd(&z);
-    free(buf);
-    return result;
+    buf[got] = '\0';
+    *out = buf;
+    *out_len = got;
+    return INFLATE_OK;
 }
 
 /* True when the Content-Type names JSON (parameters such as charset allowed). */

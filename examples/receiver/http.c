@@ -336,6 +336,20 @@ static int make_addr(const char *host, int port, struct sockaddr_storage *addr, 
     return -1;
 }
 
+/* Starts the --nagle relay on the public address in front of the HTTP
+   server's private port (*port: in, the server's; out, the public one). */
+static int nagle_front(const struct sockaddr_storage *pub, struct sockaddr_storage *http, int v6,
+                       int *port)
+{
+    socklen_t len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (v6)
+        ((struct sockaddr_in6 *)http)->sin6_port = htons((uint16_t)*port);
+    else
+        ((struct sockaddr_in *)http)->sin_port = htons((uint16_t)*port);
+    return rcv__nagle_relay_start((const struct sockaddr *)pub, len, (struct sockaddr *)http, len,
+                                  port);
+}
+
 /* Blocks until SIGINT or SIGTERM (blocked in every thread beforehand). */
 static void wait_for_signal(const sigset_t *set)
 {
@@ -360,8 +374,12 @@ int rcv__serve(rcv__app *app, char *msg, size_t cap)
     signal(SIGPIPE, SIG_IGN);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_AUTO | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    /* --nagle: the HTTP server moves to a private loopback port behind the relay. */
+    struct sockaddr_storage http_addr = addr;
+    if (app->cfg.nagle)
+        make_addr(v6 ? "::1" : "127.0.0.1", 0, &http_addr, &v6);
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        flags, 0, NULL, NULL, on_access, app, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&http_addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, app, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)512, MHD_OPTION_END);
@@ -372,6 +390,12 @@ int rcv__serve(rcv__app *app, char *msg, size_t cap)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     int port = info ? info->port : app->cfg.listen_port;
+    if (app->cfg.nagle && nagle_front(&addr, &http_addr, v6, &port) != 0) {
+        snprintf(msg, cap, "cannot listen on %s:%d: %s", app->cfg.listen_host, app->cfg.listen_port,
+                 strerror(errno));
+        MHD_stop_daemon(d);
+        return -1;
+    }
     printf("spec-kitty-receiver listening on http://%s%s%s:%d\n", v6 ? "[" : "",
            app->cfg.listen_host, v6 ? "]" : "", port);
     fflush(stdout);

@@ -42,6 +42,8 @@ static const char usage_text[] =
     "                              (default: it is answered rejected, the rest is stored)\n"
     "  --faults                    enable the fault-injection admin endpoints\n"
     "  --quiet                     no per-request log lines\n"
+    "  --nagle                     answer like a server with Nagle's algorithm on: no\n"
+    "                              TCP_NODELAY, header and body in two writes (tests)\n"
     "  --help                      show this help\n";
 
 /* Prints a one-line usage error and returns the usage exit code. */
@@ -116,6 +118,7 @@ enum {
     OPT_STRICT,
     OPT_FAULTS,
     OPT_QUIET,
+    OPT_NAGLE,
     OPT_HELP,
 };
 
@@ -134,6 +137,7 @@ static const struct option options[] = {
     {"strict", no_argument, NULL, OPT_STRICT},
     {"faults", no_argument, NULL, OPT_FAULTS},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"nagle", no_argument, NULL, OPT_NAGLE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -188,6 +192,9 @@ static int apply_option(int opt, const char *arg, cli *c)
         return 0;
     case OPT_QUIET:
         c->cfg.quiet = 1;
+        return 0;
+    case OPT_NAGLE:
+        c->cfg.nagle = 1;
         return 0;
     case OPT_HELP:
         c->help = 1;

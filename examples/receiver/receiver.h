@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 /* Everything the command line sets. */
 typedef struct rcv__config {
@@ -30,6 +31,7 @@ typedef struct rcv__config {
     int64_t max_events;
     int64_t max_body_bytes;
     int64_t rate_limit_ms;
+    int nagle; /* --nagle: answer as a server with Nagle's algorithm on (nagle.c) */
 } rcv__config;
 
 /* Counters since start (the stats endpoint). */
@@ -130,5 +132,11 @@ json_t *rcv__stats_json(rcv__app *app);
 
 /* Runs the HTTP server until SIGINT/SIGTERM. Returns 0, or -1 with msg. */
 int rcv__serve(rcv__app *app, char *msg, size_t cap);
+
+/* --nagle: listens on public_addr and relays each client to server, Nagle's
+   algorithm on towards the client and every response in two writes. Sets
+   *port to the port listened on. Returns 0, or -1 with errno. */
+int rcv__nagle_relay_start(const struct sockaddr *public_addr, socklen_t public_len,
+                           const struct sockaddr *server, socklen_t server_len, int *port);
 
 #endif

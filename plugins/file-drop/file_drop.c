@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #define FD_NAME "file-drop"
 #define FD_VERSION "1.0.0"
@@ -46,17 +46,16 @@
 #define FD_STALE_TMP_SECONDS 3600
 /* Events written between two looks at cancel() and the deadline. */
 #define FD_CHECK_EVERY 128
-/* Envelopes larger than this are refused (zlib counts input in uInt). */
+/* Envelopes larger than this are refused. */
 #define FD_MAX_EVENT_BYTES (256u * 1024 * 1024)
 #define FD_MAX_EVENT_ID 128
 /* host/bundle.h sk__bundle_info holds up to this many chars of node_id. */
 #define FD_MAX_NODE_ID 64
 /* A JSON string literal of n chars takes at most 6n + 3 bytes (\u00XX escapes). */
 #define FD_JSON_CAP(n) (6 * (n) + 3)
-#define FD_IN_CAP (64 * 1024)
-#define FD_OUT_CAP (256 * 1024)
-/* Room deflate gets per call; the part's buffer grows to keep it. */
-#define FD_OUT_SLACK (64 * 1024)
+/* First sizes of a part's buffers; both grow to what a batch needs. */
+#define FD_IN_CAP (256 * 1024)
+#define FD_OUT_CAP (64 * 1024)
 #define FD_MAX_THREADS 16
 #define FD_DEFAULT_MAX_THREADS 4
 /* Below this many events per part a thread costs more than it saves. */
@@ -71,16 +70,17 @@ typedef enum fd_rc { FD_OK = 0, FD_ERR, FD_CANCELLED, FD_LATE } fd_rc;
 typedef struct fd_plugin fd_plugin;
 
 /* One slice of a batch, compressed into its own gzip member (on its own
- * thread when there are several). The buffers live as long as the plugin. */
+ * thread when there are several). The buffers live as long as the plugin.
+ * Whole-buffer libdeflate: the slice's lines are gathered, then compressed in
+ * one call, ~1.5-2x faster than zlib's deflate at the same level (bench/gzip). */
 typedef struct fd_part {
     fd_plugin *p;
     const sk_batch *batch;
     const sk_batch_result *result;
     uint32_t from, to; /* events [from, to) */
-    z_stream zs;
-    int zs_ready;
-    unsigned char *in; /* staging for envelopes + '\n' before deflate */
-    size_t in_len;
+    struct libdeflate_compressor *zc;
+    unsigned char *in; /* the slice's envelopes, each + '\n' */
+    size_t in_len, in_cap;
     unsigned char *out; /* the finished gzip member */
     size_t out_len, out_cap;
     uint64_t raw_bytes;
@@ -359,53 +359,45 @@ static fd_rc fd_bundle_begin(fd_plugin *p, fd_bundle *b, char *detail)
     return FD_OK;
 }
 
-/* Runs deflate over data (may be empty), appending to the part's buffer. */
-static fd_rc fd_part_deflate(fd_part *pt, const void *data, size_t len, int flush)
+/* Grows *buf (capacity *cap) to hold at least need bytes. */
+static int fd_reserve(unsigned char **buf, size_t *cap, size_t need)
 {
-    pt->zs.next_in = (Bytef *)data;
-    pt->zs.avail_in = (uInt)len;
-    for (;;) {
-        if (pt->out_cap - pt->out_len < FD_OUT_SLACK) {
-            unsigned char *grown = realloc(pt->out, pt->out_cap * 2);
-            if (!grown)
-                return fd_fail(pt->detail, "out of memory compressing the batch");
-            pt->out = grown;
-            pt->out_cap *= 2;
-        }
-        uInt room = (uInt)(pt->out_cap - pt->out_len);
-        pt->zs.next_out = pt->out + pt->out_len;
-        pt->zs.avail_out = room;
-        int zrc = deflate(&pt->zs, flush);
-        pt->out_len += room - pt->zs.avail_out;
-        if (zrc == Z_STREAM_ERROR)
-            return fd_fail(pt->detail, "gzip failed (zlib state error)");
-        if (flush == Z_FINISH ? zrc == Z_STREAM_END : pt->zs.avail_out != 0)
-            return FD_OK;
-    }
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap * 2 > need ? *cap * 2 : need;
+    unsigned char *grown = realloc(*buf, ncap);
+    if (!grown)
+        return -1;
+    *buf = grown;
+    *cap = ncap;
+    return 0;
 }
 
-/* Appends bytes to the part's stream through the staging buffer, so deflate
- * sees large chunks instead of one call per envelope and newline. */
+/* Appends bytes to the part's input. */
 static fd_rc fd_part_feed(fd_part *pt, const void *data, size_t len)
 {
-    pt->raw_bytes += len;
-    if (pt->in_len + len > FD_IN_CAP) {
-        if (fd_part_deflate(pt, pt->in, pt->in_len, Z_NO_FLUSH) != FD_OK)
-            return FD_ERR;
-        pt->in_len = 0;
-    }
-    if (len >= FD_IN_CAP)
-        return fd_part_deflate(pt, data, len, Z_NO_FLUSH);
+    if (fd_reserve(&pt->in, &pt->in_cap, pt->in_len + len) != 0)
+        return fd_fail(pt->detail, "out of memory compressing the batch");
     memcpy(pt->in + pt->in_len, data, len);
     pt->in_len += len;
+    pt->raw_bytes += len;
     return FD_OK;
+}
+
+/* Compresses the part's input into one gzip member in pt->out. */
+static fd_rc fd_part_compress(fd_part *pt)
+{
+    size_t bound = libdeflate_gzip_compress_bound(pt->zc, pt->in_len);
+    if (fd_reserve(&pt->out, &pt->out_cap, bound) != 0)
+        return fd_fail(pt->detail, "out of memory compressing the batch");
+    pt->out_len = libdeflate_gzip_compress(pt->zc, pt->in, pt->in_len, pt->out, pt->out_cap);
+    return pt->out_len ? FD_OK : fd_fail(pt->detail, "gzip failed (output past its bound)");
 }
 
 /* Compresses the part's screened-in envelopes, each plus '\n', into one
  * gzip member; sets pt->rc. Looks at cancel/deadline now and then. */
 static void fd_part_run(fd_part *pt)
 {
-    deflateReset(&pt->zs);
     pt->in_len = pt->out_len = 0;
     pt->raw_bytes = 0;
     pt->rc = FD_OK;
@@ -421,7 +413,7 @@ static void fd_part_run(fd_part *pt)
             pt->rc = fd_part_feed(pt, "\n", 1);
     }
     if (pt->rc == FD_OK)
-        pt->rc = fd_part_deflate(pt, pt->in, pt->in_len, Z_FINISH);
+        pt->rc = fd_part_compress(pt);
 }
 
 static void *fd_part_thread(void *arg)
@@ -727,8 +719,7 @@ static void fd_destroy(void *self)
         return;
     for (int j = 0; j < FD_MAX_THREADS; j++) {
         fd_part *pt = &p->parts[j];
-        if (pt->zs_ready)
-            deflateEnd(&pt->zs);
+        libdeflate_free_compressor(pt->zc);
         free(pt->in);
         free(pt->out);
     }
@@ -795,11 +786,11 @@ static int fd_parts_init(fd_plugin *p)
         fd_part *pt = &p->parts[j];
         pt->p = p;
         pt->in = malloc(FD_IN_CAP);
+        pt->in_cap = FD_IN_CAP;
         pt->out = malloc(FD_OUT_CAP);
         pt->out_cap = FD_OUT_CAP;
-        pt->zs_ready = deflateInit2(&pt->zs, p->gzip_level, Z_DEFLATED, 15 + 16, 8,
-                                    Z_DEFAULT_STRATEGY) == Z_OK;
-        if (!pt->in || !pt->out || !pt->zs_ready)
+        pt->zc = libdeflate_alloc_compressor(p->gzip_level);
+        if (!pt->in || !pt->out || !pt->zc)
             return -1;
     }
     return 0;
@@ -842,7 +833,7 @@ static int fd_create(const sk_host_api *host, void **self, char *err, size_t err
 static const sk_option_def fd_options[] = {
     {"outbox", "string", "<state_root>/outbox",
      "folder the bundles go to; relative = under state_root; created 0700 if missing"},
-    {"gzip_level", "integer", FD_STR(FD_DEFAULT_GZIP_LEVEL), "zlib level 0..9 of events.ndjson.gz"},
+    {"gzip_level", "integer", FD_STR(FD_DEFAULT_GZIP_LEVEL), "gzip level 0..9 of events.ndjson.gz"},
     {"fsync", "boolean", FD_DEFAULT_FSYNC ? "true" : "false",
      "sync each bundle before reporting it delivered (false weakens the guarantee)"},
     {"threads", "integer", "CPUs, at most " FD_STR(FD_DEFAULT_MAX_THREADS),

@@ -12,6 +12,9 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -68,6 +71,7 @@ typedef struct hb_conn {
     hc_buf response;    /* body of the last answer (up to HC_RESPONSE_KEEP_MAX) */
     int response_truncated; /* the answer was longer than we keep */
     int connected_before;   /* for the reconnects metric */
+    curl_socket_t sock;     /* the last socket libcurl opened for this slot */
     char errbuf[CURL_ERROR_SIZE];
 } hb_conn;
 
@@ -125,6 +129,36 @@ static size_t hb_on_body(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* libcurl socket callback: remembers the socket, for hb_on_header. */
+static int hb_on_socket(void *arg, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)purpose;
+    ((hb_conn *)arg)->sock = fd;
+    return CURL_SOCKOPT_OK;
+}
+
+/*
+ * libcurl header callback: at the blank line ending the header block, ACK at
+ * once. A server with Nagle's algorithm on (a plain Python http.server)
+ * writes the body after the headers and holds it until they are ACKed, and
+ * on a kept-alive connection Linux delays that ACK by ~40 ms: per batch
+ * (bench/README.md, "Nagle"). TCP_QUICKACK sends the pending ACK now.
+ */
+static size_t hb_on_header(char *line, size_t size, size_t nmemb, void *arg)
+{
+    size_t n = size * nmemb;
+#ifdef TCP_QUICKACK
+    hb_conn *c = arg;
+    if ((n == 2 && line[0] == '\r') || (n == 1 && line[0] == '\n')) {
+        int one = 1;
+        (void)setsockopt(c->sock, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    }
+#else
+    (void)line, (void)arg;
+#endif
+    return n;
+}
+
 /* libcurl progress callback: a second way out of a transfer after cancel(). */
 static int hb_on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                           curl_off_t ulnow)
@@ -157,6 +191,11 @@ static int hb_conn_init(hb_plugin *p, hb_conn *c)
         bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_CAINFO, p->ca_file);
     bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hb_on_body);
     bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    c->sock = CURL_SOCKET_BAD;
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, hb_on_socket);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, c);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, hb_on_header);
+    bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, hb_on_progress);
     bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_XFERINFODATA, p);
     bad += CURLE_OK != curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);

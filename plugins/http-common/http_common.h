@@ -44,8 +44,8 @@ void hc_buf_free(hc_buf *buf);
 /*
  * Writes the gzip of {"events":[<json 0>,<json 1>,...]} into out (replacing
  * its contents). The envelopes are copied byte for byte: they are compact
- * JSON already. level is a zlib level 0..9. Returns 0, or -1 on a zlib or
- * memory failure.
+ * JSON already. level is a gzip level 0..9 (libdeflate's, which compare with
+ * zlib's). Returns 0, or -1 on a compression or memory failure.
  */
 int hc_gzip_events(const sk_batch *batch, int level, hc_buf *out);
 

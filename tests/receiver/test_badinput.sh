@@ -24,6 +24,11 @@ expect_400() { # what
 head -c 65536 /dev/urandom >"$T_DIR/random.bin"
 make_batch 50 | gzip -c >"$T_DIR/good.gz"
 head -c $(($(stat -c %s "$T_DIR/good.gz") / 2)) "$T_DIR/good.gz" >"$T_DIR/truncated.gz"
+# Bytes after the gzip stream, a second gzip member, a trailer stating too small a size.
+{ cat "$T_DIR/good.gz"; printf 'junk'; } >"$T_DIR/junk-after.gz"
+{ cat "$T_DIR/good.gz"; printf '{}' | gzip -c; } >"$T_DIR/two-members.gz"
+{ head -c $(($(stat -c %s "$T_DIR/good.gz") - 4)) "$T_DIR/good.gz"; printf '\x10\x00\x00\x00'; } \
+  >"$T_DIR/short-size.gz"
 printf '' >"$T_DIR/empty"
 printf '{}' >"$T_DIR/noevents.json"
 printf '{"events": 5}' >"$T_DIR/notarray.json"
@@ -48,6 +53,10 @@ for t in h1 h2c tls; do
   send gzip "$T_DIR/truncated.gz"
   expect_400 "truncated gzip"
   expect_eq "$t: the error names gzip" true "$(jb '.error | test("gzip")')"
+  for f in junk-after two-members short-size; do
+    send gzip "$T_DIR/$f.gz"
+    expect_400 "gzip: $f"
+  done
   send identity "$T_DIR/empty"
   expect_400 "an empty body"
   for f in noevents notarray trailing comma utf8 nested-top nested; do

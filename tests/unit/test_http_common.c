@@ -104,6 +104,43 @@ static void test_wire_maps_results_in_any_order(void **state)
     sk_tbatch_free(t);
 }
 
+/* A 200 whose body is one JSON object or array in valid UTF-8 maps entry by
+   entry; anything else (bad UTF-8, bytes after the value, a bare string) is
+   no answer: every event stays transient, the detail says non-JSON. */
+static void test_wire_only_a_whole_valid_json_body_is_an_answer(void **state)
+{
+    (void)state;
+    sk_tbatch *t = sk_tbatch_new(2, 5000);
+    char ok[512], bad[4][600];
+#define ENTRIES "[{\"event_id\":\"%s\",\"status\":\"success\",\"error_message\":\"%s\"}," \
+                "{\"event_id\":\"%s\",\"status\":\"duplicate\"}]"
+    snprintf(ok, sizeof ok, ENTRIES, t->ids[0], "caf\xc3\xa9", t->ids[1]);
+    snprintf(bad[0], sizeof bad[0], ENTRIES, t->ids[0], "caf\xe9", t->ids[1]); /* Latin-1 */
+    snprintf(bad[1], sizeof bad[1], ENTRIES, t->ids[0], "\xed\xa0\x80", t->ids[1]); /* surrogate */
+#undef ENTRIES
+    snprintf(bad[2], sizeof bad[2], "%s]", ok);
+    snprintf(bad[3], sizeof bad[3], "\"%s\"", t->ids[0]);
+    hc_answer a = {200, ok, strlen(ok), NULL, NULL, 0};
+    assert_int_equal(hc_map_answer(&a, &t->batch, &t->result), SK_TRANSPORT_OK);
+    assert_int_equal(t->res[0].outcome, SK_OUTCOME_DELIVERED);
+    assert_int_equal(t->res[1].outcome, SK_OUTCOME_DUPLICATE);
+    for (int i = 0; i < 4; i++) {
+        a.body = bad[i];
+        a.body_len = strlen(bad[i]);
+        assert_int_equal(hc_map_answer(&a, &t->batch, &t->result), SK_TRANSPORT_FAILED);
+        assert_int_equal(t->res[0].outcome, SK_OUTCOME_TRANSIENT);
+        assert_int_equal(t->res[1].outcome, SK_OUTCOME_TRANSIENT);
+        assert_non_null(strstr(t->result.detail, "non-JSON answer without a results list"));
+    }
+    /* Whitespace after the value is still one value. */
+    snprintf(bad[0], sizeof bad[0], "%s \r\n", ok);
+    a.body = bad[0];
+    a.body_len = strlen(bad[0]);
+    assert_int_equal(hc_map_answer(&a, &t->batch, &t->result), SK_TRANSPORT_OK);
+    assert_int_equal(t->res[1].outcome, SK_OUTCOME_DUPLICATE);
+    sk_tbatch_free(t);
+}
+
 static void test_wire_messages_are_one_line_and_cut_on_utf8_boundaries(void **state)
 {
     (void)state;
@@ -164,6 +201,7 @@ int main(void)
         cmocka_unit_test(test_wire_retry_after_obsolete_date_forms),
         cmocka_unit_test(test_wire_gzip_round_trips_large_batches),
         cmocka_unit_test(test_wire_maps_results_in_any_order),
+        cmocka_unit_test(test_wire_only_a_whole_valid_json_body_is_an_answer),
         cmocka_unit_test(test_wire_messages_are_one_line_and_cut_on_utf8_boundaries),
         cmocka_unit_test(test_wire_redact),
         cmocka_unit_test(test_wire_status_table),

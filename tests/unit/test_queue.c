@@ -317,6 +317,80 @@ static void test_migration_twice_changes_nothing(void **state)
     assert_int_equal(raw_int(f->path, "PRAGMA schema_version"), version);
 }
 
+/* A queue.db as engines before 2026-12 left it: sk_idx_ready on every row. */
+static const char old_engine_sql[] =
+    "ALTER TABLE queue ADD COLUMN state INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE queue ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE queue ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE queue ADD COLUMN last_error TEXT;"
+    "CREATE INDEX sk_idx_ready ON queue(state, timestamp);"
+    "CREATE INDEX sk_idx_lease ON queue(lease_until, lease_owner) WHERE lease_until > 0;";
+
+/* The event_ids in spec-kitty's drain order, joined by spaces. */
+static void spec_kitty_order(const char *path, char *out, size_t cap)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT event_id FROM queue ORDER BY timestamp, id",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    size_t len = 0;
+    out[0] = '\0';
+    while (sqlite3_step(st) == SQLITE_ROW)
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", len ? " " : "",
+                                (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void test_old_engine_file_loses_its_full_index_and_keeps_rows_and_order(void **state)
+{
+    fixture *f = *state;
+    raw_exec(f->path, spec_kitty_sql);
+    raw_exec(f->path, old_engine_sql);
+    raw_spec_kitty_insert(f->path, "E3", 300);
+    raw_spec_kitty_insert(f->path, "E1", 100);
+    raw_spec_kitty_insert(f->path, "E2b", 200);
+    raw_spec_kitty_insert(f->path, "E2a", 200);
+    raw_spec_kitty_insert(f->path, "P", 50);
+    raw_exec(f->path, "UPDATE queue SET state = 1, last_error = 'refused' WHERE event_id = 'P'");
+    char before[128], after[128];
+    spec_kitty_order(f->path, before, sizeof before);
+
+    sk__queue *q = open_q(f, 0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                      "AND name = 'sk_idx_ready'"),
+                     0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                      "AND name LIKE 'sk_idx_%' AND sql LIKE '%WHERE%'"),
+                     2); /* the engine's indexes are both partial */
+    spec_kitty_order(f->path, after, sizeof after);
+    assert_string_equal(after, before);
+    assert_string_equal(after, "P E1 E2b E2a E3");
+    sk__queue_stats st = stats_of(q);
+    assert_int_equal(st.ready, 4);
+    assert_int_equal(st.parked, 1);
+    assert_int_equal(st.oldest_timestamp, 100);
+    sk__lease l = {0};
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_peek(q, 0, 0, 10, 0, &l, &err), SK_OK);
+    assert_int_equal(l.count, 4);
+    assert_string_equal(l.rows[0].event_id, "E1");
+    assert_string_equal(l.rows[1].event_id, "E2b");
+    assert_string_equal(l.rows[2].event_id, "E2a");
+    assert_string_equal(l.rows[3].event_id, "E3");
+    sk__lease_free_rows(&l);
+    sk__queue_close(q);
+    /* An engine from before (sk_idx_ready again) and this one can take turns. */
+    raw_exec(f->path, "CREATE INDEX sk_idx_ready ON queue(state, timestamp)");
+    sk__queue_close(open_q(f, 0));
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = "
+                                      "'sk_idx_ready'"),
+                     0);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), 5);
+}
+
 static void test_four_column_insert_after_migration_is_read(void **state)
 {
     fixture *f = *state;
@@ -702,6 +776,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spec_kitty_file_opens_unchanged_and_its_rows_drain,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_twice_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_old_engine_file_loses_its_full_index_and_keeps_rows_and_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_four_column_insert_after_migration_is_read, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_created_file_is_owner_only_and_wal, setup, teardown),
