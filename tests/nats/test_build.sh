@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The NATS JetStream example as a third party builds it: out of tree, against the
+# installed SDK only (pkg-config), into $SK_BUILD_DIR/nats-example for the other
+# nats.* tests; it exports only its entry point, shows its options, and passes the
+# SDK's conformance checker against a real nats-server.
+. "$(dirname "$0")/../integration/lib.sh"
+. "$(dirname "$0")/nats_lib.sh"
+rm -rf "$NJ_BUILD"
+cmake -S "$SK_SOURCE_DIR/examples/nats-jetstream" -B "$NJ_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_PREFIX_PATH="$SK_PREFIX" >"$TEST_TMP/cmake.log" 2>&1 || fail "configure: $(tail -5 "$TEST_TMP/cmake.log")"
+cmake --build "$NJ_BUILD" -j2 >>"$TEST_TMP/cmake.log" 2>&1 || fail "build: $(tail -5 "$TEST_TMP/cmake.log")"
+# Nothing of the source tree: the compiler saw the installed header only.
+grep -rq "$SK_SOURCE_DIR/include" "$NJ_BUILD/CMakeFiles" && fail "the build used the source tree's headers"; pass
+[ -x "$NJ_CONSUMER" ] || fail "no consumer built"; pass
+expect_eq "$(nm -D --defined-only "$NJ_SO" | awk '$2 == "T" {print $3}')" spec_kitty_transport_v1 "exported symbols"
+
+port=$(nats_free_port)
+nats_start n1 "$port"
+URL="nats://127.0.0.1:$port"
+sk_run "$SK_PREFIX/bin/spec-kitty-transport-check" "$NJ_SO" "{\"servers\": [\"$URL\"], \"create_stream\": true}"
+expect_rc 0 "conformance check: $OUT"
+grep -q "^conformant" <<<"$OUT" || fail "checker verdict: $OUT"; pass
+grep -q "capabilities 0xf" <<<"$OUT" || fail "capabilities: $OUT"; pass
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS
+expect_out "received 3 messages: 3 events stored, 0 duplicates dropped"
+# The checker's events are routed by their team_slug ("local").
+expect_eq "$(sqlite3 "$TEST_TMP/c.db" "SELECT DISTINCT subject FROM events")" spec-kitty.events.local "subject"
+
+# Found by name in plugin_path, the host lists it (the host does not show option tables yet).
+config "{\"plugin_path\": [\"$NJ_BUILD\"], \"transport\": {\"plugin\": \"nats-jetstream\",
+  \"options\": {\"servers\": [\"$URL\"]}}}"
+sk sync plugins --json; expect_rc 0
+jq -e '.. | objects | select(.name? == "nats-jetstream")' <<<"$OUT" >/dev/null ||
+  fail "sync plugins does not list the transport: $OUT"; pass
+sk sync now; expect_rc 0 "sync now through the plugin found by name"
+# A bad option is one clear line naming it, exit 2; a secret file must be owner-only.
+nj_config '{"servers": [1]}'
+sk sync now; expect_rc 2 "servers with a number"; expect_err "options.servers[0] is not a string"
+echo secret >"$TEST_TMP/token"; chmod 644 "$TEST_TMP/token"
+nj_config "{\"token_file\": \"$TEST_TMP/token\"}"
+sk sync now; expect_rc 2 "token file readable by others"; expect_err "must be owner-only"
+grep -q secret <<<"$OUT$ERR" && fail "the token was printed"; pass

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One nats-server -js on loopback: 10 000 events through `sync now` and 10 000 through
+# the service end in the stream once each; a resend inside the duplicate window is
+# dropped by the server, outside it by the consumer; with the server down the events
+# stay queued (transient) and arrive once it is back, the service reconnecting by itself.
+. "$(dirname "$0")/../integration/lib.sh"
+. "$(dirname "$0")/nats_lib.sh"
+echo "\"$SK_BIN\" sync daemon stop --timeout 10" >"$TEST_TMP/a-daemon.cleanup"
+port=$(nats_free_port)
+nats_start n1 "$port"
+URL="nats://127.0.0.1:$port"
+OPTS="{\"servers\": [\"$URL\"], \"create_stream\": true}"
+SCHED='{"interval_s": 1, "min_batch_interval_ms": 0, "backoff_min_ms": 100, "backoff_max_ms": 500}'
+nj_config "$OPTS" "$SCHED"
+
+# 1. 10 000 events through `sync now`: each stored once, the same ids.
+emit_many 10000
+queued_ids "$TEST_TMP/ids1"
+sqlite3 "$SPEC_KITTY_HOME/queue.db" ".mode insert queue" "SELECT * FROM queue LIMIT 500" >"$TEST_TMP/resend.sql"
+sk sync now; expect_rc 0; expect_out "Synced: 10000  Duplicates: 0"; expect_out "Remaining: 0"
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS
+expect_out "received 10000 messages: 10000 events stored, 0 duplicates dropped"
+diff <(stored_ids "$TEST_TMP/c.db") "$TEST_TMP/ids1" >/dev/null || fail "stored ids differ from the queued ones"; pass
+
+# 2. Resent inside the duplicate window (120 s): JetStream drops them, the host hears Duplicate.
+sqlite3 "$SPEC_KITTY_HOME/queue.db" <"$TEST_TMP/resend.sql"
+expect_eq "$(queue_ready)" 500 "re-queued events"
+sk sync now; expect_rc 0; expect_out "Synced: 0  Duplicates: 500"
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS
+expect_out "received 0 messages"
+
+# 3. 10 000 events through the service.
+sk sync daemon start; expect_rc 0
+emit_many 10000
+wait_for 60 queue_is 0 || fail "the service left $(queue_ready) events queued"; pass
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS
+expect_out "received 10000 messages: 10000 events stored, 0 duplicates dropped"
+expect_eq "$(sqlite3 "$TEST_TMP/c.db" "SELECT count(*) FROM events")" 20000 "events stored in all"
+
+# 4. Server down: the service keeps the events (transient), and delivers them once the
+#    server is back on the same port with the same store, reconnecting by itself.
+nats_stop n1
+emit_many 300
+sleep 1.5
+expect_eq "$(queue_ready)" 300 "events queued while the server is down"
+expect_eq "$(queue_parked)" 0 "parked while the server is down"
+nats_start n1 "$port"
+wait_for 30 queue_is 0 || fail "not delivered after the server came back: $(queue_ready) queued"; pass
+sk sync daemon stop; expect_rc 0
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS
+expect_out "received 300 messages: 300 events stored, 0 duplicates dropped"
+
+# 5. `sync now` with the server down: exit 1, one line naming why, nothing lost.
+nats_stop n1
+emit_many 200
+sk sync now; expect_rc 1 "sync now with the server down"; expect_err "cannot connect to NATS"
+expect_eq "$(queue_ready)" 200 "events kept"
+nats_start n1 "$port"
+sk sync now; expect_rc 0; expect_out "Synced: 200  Duplicates: 0"
+
+# 6. A stream with a 1 s duplicate window: a resend after it is stored again, and the
+#    consumer (dedup by event_id) drops it.
+nj_config "{\"servers\": [\"$URL\"], \"create_stream\": true, \"stream\": \"SHORT\",
+  \"subject\": \"spec-kitty.short.{team_slug}\", \"duplicate_window_s\": 1}"
+emit_many 200
+sqlite3 "$SPEC_KITTY_HOME/queue.db" ".mode insert queue" "SELECT * FROM queue" >"$TEST_TMP/resend2.sql"
+sk sync now; expect_rc 0; expect_out "Synced: 200  Duplicates: 0"
+sqlite3 "$SPEC_KITTY_HOME/queue.db" <"$TEST_TMP/resend2.sql"
+sk sync now; expect_rc 0; expect_out "Synced: 0  Duplicates: 200" # inside the window
+sleep 3 # JetStream forgets ids between one and two windows later
+sqlite3 "$SPEC_KITTY_HOME/queue.db" <"$TEST_TMP/resend2.sql"
+sk sync now; expect_rc 0; expect_out "Synced: 200  Duplicates: 0" # outside: stored again
+nj_consume "$TEST_TMP/short.db" "$URL" SHORT short spec-kitty.short.*
+expect_out "received 400 messages: 200 events stored, 200 duplicates dropped"
