@@ -9,6 +9,7 @@ SK_PACKAGES=(
   libcmocka-dev libmicrohttpd-dev
   clang libclang-rt-14-dev
   nghttp2-proxy nghttp2-client openssl curl sqlite3 jq procps psmisc bc time
+  libnats-dev nats-server
 )
 
 missing=()

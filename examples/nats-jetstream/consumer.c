@@ -205,9 +205,14 @@ static natsStatus open_connection(const consumer_args *a, natsConnection **nc)
 {
     natsOptions *o = NULL;
     natsStatus s = natsOptions_Create(&o);
-    /* SetURL takes a comma-separated list of servers. */
+    char *list = strdup(a->servers);
+    const char *urls[16];
+    int n = 0;
+    for (char *save = NULL, *u = list ? strtok_r(list, ",", &save) : NULL; u && n < 16;
+         u = strtok_r(NULL, ",", &save))
+        urls[n++] = u;
     if (s == NATS_OK)
-        s = natsOptions_SetURL(o, a->servers);
+        s = n ? natsOptions_SetServers(o, urls, n) : NATS_INVALID_ARG;
     if (s == NATS_OK)
         s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK)
@@ -227,6 +232,7 @@ static natsStatus open_connection(const consumer_args *a, natsConnection **nc)
     if (s == NATS_OK)
         s = natsConnection_Connect(nc, o);
     natsOptions_Destroy(o);
+    free(list);
     return s;
 }
 

@@ -350,8 +350,10 @@ static void record_ack(nj_transport *t, nj_job *j, uint32_t i, const jsPubAck *p
         nj_fmt(e->message, sizeof e->message, "JetStream error %d: %s", (int)pae->ErrCode, text);
         j->answered++;
     } else {
-        nj_fmt(j->note, sizeof j->note, "%s%s",
-               pae->Err == NATS_NO_RESPONDERS ? "no stream listens on the subject: " : "", text);
+        nj_fmt(j->note, sizeof j->note, "%s%s", text,
+               pae->Err == NATS_NO_RESPONDERS
+                   ? " (no stream on the subject, or its leader is being elected)"
+                   : "");
     }
 }
 
