@@ -17,22 +17,30 @@ nats_free_port() {
 }
 
 # nats_start NAME PORT [nats-server flags...]: starts nats-server -js in $TEST_TMP/NAME
-# (store kept across restarts of NAME) and waits until it accepts clients.
+# (store kept across restarts of NAME) and waits until it is ready; PORT -1 lets the
+# server pick a free one. Sets NATS_PORT. Returns 1 when a port it was given is
+# taken (another process won the race: pick others); any other failure fails the test.
 nats_start() {
   local name=$1 port=$2 dir="$TEST_TMP/$1" pid
   shift 2
   mkdir -p "$dir"
-  nats-server -js -a 127.0.0.1 -p "$port" -sd "$dir/store" "$@" >>"$dir/log" 2>&1 &
+  nats-server -js -a 127.0.0.1 -p "$port" -sd "$dir/store" "$@" >"$dir/log" 2>&1 &
   pid=$!
   echo "$pid" >"$dir/pid"
   # Only the process we started, and only while it still is nats-server.
   echo "grep -qa nats-server /proc/$pid/cmdline && kill -KILL $pid" >"$TEST_TMP/nats-$name.cleanup"
-  for _ in $(seq 1 200); do
-    kill -0 "$pid" 2>/dev/null || fail "nats-server $name exited: $(tail -n 3 "$dir/log")"
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+  for _ in $(seq 1 400); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      grep -q "address already in use" "$dir/log" && return 1
+      fail "nats-server $name exited: $(tail -n 3 "$dir/log")"
+    fi
+    if grep -q "Server is ready" "$dir/log"; then
+      NATS_PORT=$(grep -m1 -o 'Listening for client connections on [0-9.]*:[0-9]*' "$dir/log" | sed 's/.*://')
+      return 0
+    fi
     sleep 0.05
   done
-  fail "nats-server $name does not accept clients on $port"
+  fail "nats-server $name is not ready: $(tail -n 3 "$dir/log")"
 }
 
 # nats_stop NAME [SIGNAL]: stops the server started as NAME (TERM by default) and waits.

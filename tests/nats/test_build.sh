@@ -14,17 +14,27 @@ grep -rq "$SK_SOURCE_DIR/include" "$NJ_BUILD/CMakeFiles" && fail "the build used
 [ -x "$NJ_CONSUMER" ] || fail "no consumer built"; pass
 expect_eq "$(nm -D --defined-only "$NJ_SO" | awk '$2 == "T" {print $3}')" spec_kitty_transport_v1 "exported symbols"
 
-port=$(nats_free_port)
-nats_start n1 "$port"
+nats_start n1 -1 || fail "nats-server did not start"
+port=$NATS_PORT
 URL="nats://127.0.0.1:$port"
 sk_run "$SK_PREFIX/bin/spec-kitty-transport-check" "$NJ_SO" "{\"servers\": [\"$URL\"], \"create_stream\": true}"
 expect_rc 0 "conformance check: $OUT"
 grep -q "^conformant" <<<"$OUT" || fail "checker verdict: $OUT"; pass
 grep -q "capabilities 0xf" <<<"$OUT" || fail "capabilities: $OUT"; pass
+# Asynchronous and probing: the checker submitted a batch and probed too.
+grep -q "^ok   the completion comes by the batch deadline" <<<"$OUT" || fail "submit not checked: $OUT"; pass
+grep -q "probe returned 0 .*stream SPEC_KITTY_EVENTS holds" <<<"$OUT" || fail "probe: $OUT"; pass
 nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS
-expect_out "received 3 messages: 3 events stored, 0 duplicates dropped"
+expect_out "received 6 messages: 6 events stored, 0 duplicates dropped"
 # The checker's events are routed by their team_slug ("local").
 expect_eq "$(sqlite3 "$TEST_TMP/c.db" "SELECT DISTINCT subject FROM events")" spec-kitty.events.local "subject"
+
+# With the server gone, every call still keeps the contract (nothing delivered, all prompt).
+nats_stop n1
+sk_run "$SK_PREFIX/bin/spec-kitty-transport-check" "$NJ_SO" "{\"servers\": [\"$URL\"]}"
+expect_rc 0 "conformance check with the server down: $OUT"
+grep -q "probe returned 3 " <<<"$OUT" || fail "probe with the server down: $OUT"; pass
+nats_start n1 "$port" || fail "port $port was taken while the server was down"
 
 # Found by name in plugin_path, the host lists it (the host does not show option tables yet).
 config "{\"plugin_path\": [\"$NJ_BUILD\"], \"transport\": {\"plugin\": \"nats-jetstream\",

@@ -8,17 +8,28 @@
 echo "\"$SK_BIN\" sync daemon stop --timeout 10" >"$TEST_TMP/a-daemon.cleanup"
 N=6000
 declare -A CLIENT MON ROUTE
-for n in n1 n2 n3; do CLIENT[$n]=$(nats_free_port); MON[$n]=$(nats_free_port); ROUTE[$n]=$(nats_free_port); done
-routes="nats://127.0.0.1:${ROUTE[n1]}, nats://127.0.0.1:${ROUTE[n2]}, nats://127.0.0.1:${ROUTE[n3]}"
-for n in n1 n2 n3; do
-  mkdir -p "$TEST_TMP/$n"
-  cat >"$TEST_TMP/$n/server.conf" <<CONF
-server_name: $n
-http: 127.0.0.1:${MON[$n]}
-cluster { name: sk, listen: 127.0.0.1:${ROUTE[$n]}, routes: [$routes] }
-CONF
-done
-for n in n1 n2 n3; do nats_start "$n" "${CLIENT[$n]}" -c "$TEST_TMP/$n/server.conf"; done
+# cluster_up: three nodes routed to each other; 1 when a chosen port was taken meanwhile.
+cluster_up() {
+  local n routes
+  for n in n1 n2 n3; do MON[$n]=$(nats_free_port); ROUTE[$n]=$(nats_free_port); done
+  routes="nats://127.0.0.1:${ROUTE[n1]}, nats://127.0.0.1:${ROUTE[n2]}, nats://127.0.0.1:${ROUTE[n3]}"
+  for n in n1 n2 n3; do
+    rm -rf "${TEST_TMP:?}/$n"
+    mkdir -p "$TEST_TMP/$n"
+    printf 'server_name: %s\nhttp: 127.0.0.1:%s\ncluster { name: sk, listen: 127.0.0.1:%s, routes: [%s] }\n' \
+      "$n" "${MON[$n]}" "${ROUTE[$n]}" "$routes" >"$TEST_TMP/$n/server.conf"
+  done
+  for n in n1 n2 n3; do
+    if ! nats_start "$n" -1 -c "$TEST_TMP/$n/server.conf"; then
+      for n in n1 n2 n3; do [ ! -f "$TEST_TMP/$n/pid" ] || nats_stop "$n" KILL; done
+      return 1
+    fi
+    CLIENT[$n]=$NATS_PORT
+  done
+}
+up=0
+for _ in 1 2 3 4 5; do cluster_up && { up=1; break; }; done
+[ $up = 1 ] || fail "no free ports for the cluster after 5 tries"; pass
 ALL="[\"nats://127.0.0.1:${CLIENT[n1]}\", \"nats://127.0.0.1:${CLIENT[n2]}\", \"nats://127.0.0.1:${CLIENT[n3]}\"]"
 # Small batches paced 40 ms apart: delivery lasts long enough to kill a node during it.
 nj_config "{\"servers\": $ALL, \"create_stream\": true, \"replicas\": 3, \"publish_timeout_ms\": 2000}" \

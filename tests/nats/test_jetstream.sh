@@ -6,8 +6,8 @@
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/nats_lib.sh"
 echo "\"$SK_BIN\" sync daemon stop --timeout 10" >"$TEST_TMP/a-daemon.cleanup"
-port=$(nats_free_port)
-nats_start n1 "$port"
+nats_start n1 -1 || fail "nats-server did not start"
+port=$NATS_PORT
 URL="nats://127.0.0.1:$port"
 OPTS="{\"servers\": [\"$URL\"], \"create_stream\": true}"
 SCHED='{"interval_s": 1, "min_batch_interval_ms": 0, "backoff_min_ms": 100, "backoff_max_ms": 500}'
@@ -44,7 +44,7 @@ emit_many 300
 sleep 1.5
 expect_eq "$(queue_ready)" 300 "events queued while the server is down"
 expect_eq "$(queue_parked)" 0 "parked while the server is down"
-nats_start n1 "$port"
+nats_start n1 "$port" || fail "port $port was taken while the server was down"
 wait_for 30 queue_is 0 || fail "not delivered after the server came back: $(queue_ready) queued"; pass
 sk sync daemon stop; expect_rc 0
 nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS
@@ -55,7 +55,7 @@ nats_stop n1
 emit_many 200
 sk sync now; expect_rc 1 "sync now with the server down"; expect_err "cannot connect to NATS"
 expect_eq "$(queue_ready)" 200 "events kept"
-nats_start n1 "$port"
+nats_start n1 "$port" || fail "port $port was taken while the server was down"
 sk sync now; expect_rc 0; expect_out "Synced: 200  Duplicates: 0"
 
 # 6. A stream with a 1 s duplicate window: a resend after it is stored again, and the
