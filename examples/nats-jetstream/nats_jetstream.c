@@ -205,16 +205,21 @@ static void job_release_locked(nj_job *j)
         free(j);
 }
 
+static void job_unlink_locked(nj_transport *t, nj_job *j)
+{
+    for (nj_job **p = &t->active; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            return;
+        }
+}
+
 /* Makes j's outcome final and queues its completion (under mu). */
 static void job_finish_locked(nj_transport *t, nj_job *j, int rc)
 {
     if (j->finished)
         return;
-    for (nj_job **p = &t->active; *p; p = &(*p)->next)
-        if (*p == j) {
-            *p = j->next;
-            break;
-        }
+    job_unlink_locked(t, j);
     j->finished = 1;
     j->rc = rc;
     sk_batch_result *r = j->result;
@@ -405,10 +410,13 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
 
 /* ---- connecting ---- */
 
+/* "what: libnats' last error", without the "(file.c:123): " it starts with. */
 static void nats_text(char *buf, size_t cap, natsStatus s, const char *what)
 {
     natsStatus last = NATS_OK;
     const char *text = nats_GetLastError(&last);
+    if (text && *text == '(' && strstr(text, "): "))
+        text = strstr(text, "): ") + 3;
     nj_fmt(buf, cap, "%s: %s", what, text && *text ? text : natsStatus_GetText(s));
 }
 
@@ -616,11 +624,7 @@ static int nj_submit(void *self, const sk_batch *batch, sk_batch_result *result,
     j->publishing = 0;
     if (sent == 0) {
         /* Nothing left this process: no completion, the host keeps the batch. */
-        for (nj_job **p = &t->active; *p; p = &(*p)->next)
-            if (*p == j) {
-                *p = j->next;
-                break;
-            }
+        job_unlink_locked(t, j);
         pthread_mutex_unlock(&t->mu);
         rc = atomic_load(&t->cancelled) ? refuse(result, SK_TRANSPORT_CANCELLED, "cancelled")
                                         : refuse(result, SK_TRANSPORT_FAILED, j->note);
