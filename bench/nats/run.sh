@@ -17,7 +17,7 @@ trap 'bash scripts/receiver-down.sh "$WORK/rcv" >/dev/null 2>&1 || true
   [ -z "$NATS_PID" ] || kill "$NATS_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export SPEC_KITTY_HOME="$WORK/home"
 
-NJ="$BUILD/nats-example"
+NJ="$(cd "$BUILD" && pwd)/nats-example"
 cmake -S examples/nats-jetstream -B "$NJ" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_PREFIX_PATH="$PREFIX" >/dev/null
 cmake --build "$NJ" -j"$(nproc)" >/dev/null

@@ -72,30 +72,55 @@ static void usage(FILE *to)
 
 static int parse_args(int argc, char **argv, consumer_args *a)
 {
-    static const struct option longs[] = {
-        {"servers", required_argument, NULL, 's'},   {"stream", required_argument, NULL, 'S'},
-        {"subject", required_argument, NULL, 'j'},   {"durable", required_argument, NULL, 'd'},
-        {"db", required_argument, NULL, 'b'},        {"idle-exit", required_argument, NULL, 'i'},
-        {"credentials-file", required_argument, NULL, 'c'},
-        {"token-file", required_argument, NULL, 't'}, {"tls-ca", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {{"servers", required_argument, NULL, 's'},
+                                          {"stream", required_argument, NULL, 'S'},
+                                          {"subject", required_argument, NULL, 'j'},
+                                          {"durable", required_argument, NULL, 'd'},
+                                          {"db", required_argument, NULL, 'b'},
+                                          {"idle-exit", required_argument, NULL, 'i'},
+                                          {"credentials-file", required_argument, NULL, 'c'},
+                                          {"token-file", required_argument, NULL, 't'},
+                                          {"tls-ca", required_argument, NULL, 'a'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
     *a = (consumer_args){.servers = "nats://127.0.0.1:4222",
                          .subject = "spec-kitty.events.*",
                          .durable = "spec-kitty-consumer"};
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
-        case 's': a->servers = optarg; break;
-        case 'S': a->stream = optarg; break;
-        case 'j': a->subject = optarg; break;
-        case 'd': a->durable = optarg; break;
-        case 'b': a->db = optarg; break;
-        case 'i': a->idle_exit_ms = strtol(optarg, NULL, 10); break;
-        case 'c': a->credentials_file = optarg; break;
-        case 't': a->token_file = optarg; break;
-        case 'a': a->tls_ca = optarg; break;
-        case 'h': usage(stdout); exit(0);
-        default: return -1;
+        case 's':
+            a->servers = optarg;
+            break;
+        case 'S':
+            a->stream = optarg;
+            break;
+        case 'j':
+            a->subject = optarg;
+            break;
+        case 'd':
+            a->durable = optarg;
+            break;
+        case 'b':
+            a->db = optarg;
+            break;
+        case 'i':
+            a->idle_exit_ms = strtol(optarg, NULL, 10);
+            break;
+        case 'c':
+            a->credentials_file = optarg;
+            break;
+        case 't':
+            a->token_file = optarg;
+            break;
+        case 'a':
+            a->tls_ca = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            return -1;
         }
     }
     if (optind != argc || !a->stream || !a->db || a->idle_exit_ms < 0) {

@@ -68,8 +68,8 @@ static void check_outcomes(const sk_event_result *res, int n, int rc, const char
         delivered += res[i].outcome == SK_OUTCOME_DELIVERED;
         known &= memchr(res[i].message, '\0', sizeof res[i].message) != NULL;
     }
-    snprintf(what, sizeof what, "%s: every outcome is a known value and every message is terminated",
-             call);
+    snprintf(what, sizeof what,
+             "%s: every outcome is a known value and every message is terminated", call);
     check(known, what);
     snprintf(what, sizeof what, "%s: a failed batch reports nothing delivered", call);
     check(rc == SK_TRANSPORT_OK || delivered == 0, what);
@@ -154,7 +154,7 @@ static void check_submit(const sk_transport_desc *d, void *self, const sk_event 
     }
     nanosleep(&(struct timespec){.tv_nsec = 200000000L}, NULL); /* a second call would show */
     check(completion_calls(&c) == (rc == SK_TRANSPORT_OK), "the completion comes at most once, "
-                                                          "and only for an accepted batch");
+                                                           "and only for an accepted batch");
 }
 
 /* SK_CAP_PROBE: a known state by the deadline, the reason terminated. */
@@ -167,7 +167,8 @@ static void check_probe(const sk_transport_desc *d, void *self)
     int terminated = memchr(reason, '\0', sizeof reason) != NULL;
     printf("     probe returned %d in %lld ms: %s\n", state, (long long)(sk__mono_ms() - t0),
            terminated ? reason : "(unterminated)");
-    check(state >= SK_PROBE_CONNECTED && state <= SK_PROBE_UNREACHABLE, "probe returns a known state");
+    check(state >= SK_PROBE_CONNECTED && state <= SK_PROBE_UNREACHABLE,
+          "probe returns a known state");
     check(terminated, "the probe's reason is terminated");
     check(sk__mono_ms() - t0 <= 11000, "probe returns by its deadline");
 }

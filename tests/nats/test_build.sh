@@ -42,7 +42,15 @@ config "{\"plugin_path\": [\"$NJ_BUILD\"], \"transport\": {\"plugin\": \"nats-je
 sk sync plugins --json; expect_rc 0
 jq -e '.. | objects | select(.name? == "nats-jetstream")' <<<"$OUT" >/dev/null ||
   fail "sync plugins does not list the transport: $OUT"; pass
-sk sync now; expect_rc 0 "sync now through the plugin found by name"
+# Each event goes to spec-kitty.events.<its team_slug>, made one subject token.
+emit_many 3
+sqlite3 "$SPEC_KITTY_HOME/queue.db" "UPDATE queue SET data = json_set(data, '$.team_slug', 'ac.me')
+  WHERE id = (SELECT min(id) FROM queue); UPDATE queue SET data = json_set(data, '$.team_slug',
+  'q\"t') WHERE id = (SELECT max(id) FROM queue)"
+sk sync now; expect_rc 0 "sync now through the plugin found by name"; expect_out "Synced: 3 "
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS
+expect_eq "$(sqlite3 "$TEST_TMP/c.db" "SELECT subject FROM events ORDER BY stream_seq DESC LIMIT 3" | sort | paste -sd' ')" \
+  'spec-kitty.events.ac_me spec-kitty.events.local spec-kitty.events.q"t' "subjects by team"
 # A bad option is one clear line naming it, exit 2; a secret file must be owner-only.
 nj_config '{"servers": [1]}'
 sk sync now; expect_rc 2 "servers with a number"; expect_err "options.servers[0] is not a string"
