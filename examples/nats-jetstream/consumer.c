@@ -261,6 +261,26 @@ static natsStatus open_connection(const consumer_args *a, natsConnection **nc)
     return s;
 }
 
+/* Binds the durable pull consumer (created on first use). A cluster may still be
+ * electing the stream's or its own leader: other errors than a missing stream are
+ * retried for 30 s. */
+static natsStatus subscribe(const consumer_args *a, jsCtx *js, natsSubscription **sub)
+{
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = a->stream;
+    so.Config.AckPolicy = js_AckExplicit;
+    so.Config.AckWait = 30LL * 1000000000LL; /* nanoseconds */
+    long long give_up = mono_ms() + 30000;
+    for (;;) {
+        jsErrCode jerr = 0;
+        natsStatus s = js_PullSubscribe(sub, js, a->subject, a->durable, NULL, &so, &jerr);
+        if (s == NATS_OK || jerr == JSStreamNotFoundErr || stop || mono_ms() >= give_up)
+            return s;
+        nats_Sleep(250);
+    }
+}
+
 /* Fetches, stores and acks until a signal, or until idle for --idle-exit. */
 static int consume(const consumer_args *a, natsSubscription *sub, sqlite3 *db, counts *n)
 {
@@ -314,16 +334,12 @@ int main(int argc, char **argv)
     natsStatus s = open_connection(&a, &nc);
     if (s == NATS_OK)
         s = natsConnection_JetStream(&js, nc, NULL);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = a.stream;
-    so.Config.AckPolicy = js_AckExplicit;
-    so.Config.AckWait = 30LL * 1000000000LL; /* nanoseconds */
-    jsErrCode jerr = 0;
     if (s == NATS_OK)
-        s = js_PullSubscribe(&sub, js, a.subject, a.durable, NULL, &so, &jerr);
+        s = subscribe(&a, js, &sub);
     if (s != NATS_OK) {
-        fprintf(stderr, "sk-nats-consumer: %s: %s\n", a.servers, nats_GetLastError(NULL));
+        const char *why = nats_GetLastError(NULL);
+        fprintf(stderr, "sk-nats-consumer: %s: %s\n", a.servers,
+                why && *why ? why : natsStatus_GetText(s));
         goto out;
     }
     if (consume(&a, sub, db, &n) == 0)

@@ -314,6 +314,10 @@ static void *completer_main(void *arg)
         }
         if (t->stopping && !t->active)
             break;
+        if (!t->active) { /* idle: no deadline to watch, no wake-ups */
+            pthread_cond_wait(&t->wake, &t->mu);
+            continue;
+        }
         int64_t wait = nj_next_deadline_locked(t) - now;
         cond_wait_ms(&t->wake, &t->mu, wait < 1 ? 1 : wait > NJ_TICK_MS ? NJ_TICK_MS : wait);
     }

@@ -62,10 +62,11 @@ nj_config() {
 }
 
 # nj_consume DB URLS STREAM [DURABLE] [SUBJECT]: drains the stream into DB with the
-# example consumer (stops after 1.5 s without messages); its summary is in $OUT.
+# example consumer (stops after NJ_IDLE_MS, default 1.5 s, without messages); its
+# summary is in $OUT.
 nj_consume() {
   sk_run "$NJ_CONSUMER" --db "$1" --servers "$2" --stream "$3" --durable "${4:-test}" \
-    --subject "${5:-spec-kitty.events.*}" --idle-exit 1500
+    --subject "${5:-spec-kitty.events.*}" --idle-exit "${NJ_IDLE_MS:-1500}"
   expect_rc 0 "consumer"
 }
 
