@@ -27,68 +27,24 @@
  * host's completion outside our lock. send() is submit() plus a wait, so both
  * paths share every line of the outcome logic.
  */
-#include <spec-kitty/transport.h>
+#include "nj_config.h"
 
 #include <jansson.h>
 #include <nats/nats.h>
 
-#include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
-#define NJ_NAME "nats-jetstream"
 #define NJ_VERSION "1.0.0"
 #define NJ_MSG_ID "Nats-Msg-Id"
-#define NJ_SLUG_FIELD "{team_slug}"
 #define NJ_MAX_IN_FLIGHT 4
 /* Longest sleep of the completer: deadlines are checked at least this often. */
 #define NJ_TICK_MS 200
-
-/* The option table the host shows (`spec-kitty sync plugins`); README.md repeats it. */
-static const sk_option_def nj_options[] = {
-    {"servers", "list", "[\"nats://127.0.0.1:4222\"]",
-     "NATS server URLs (a JSON list, or one comma-separated string); a cluster takes several"},
-    {"subject", "string", "spec-kitty.events.{team_slug}",
-     "subject of each event; {team_slug} is replaced by the envelope's team_slug"},
-    {"stream", "string", "SPEC_KITTY_EVENTS",
-     "stream expected to store the subject (a message stored elsewhere is rejected)"},
-    {"credentials_file", "string", "", "NATS .creds file (JWT + NKey seed); owner-only"},
-    {"token_file", "string", "", "file holding a NATS auth token; owner-only"},
-    {"tls_ca", "string", "", "PEM CA bundle; setting it requires TLS"},
-    {"publish_timeout_ms", "integer", "5000",
-     "wait for one message's ack (capped by the batch deadline)"},
-    {"connect_timeout_ms", "integer", "2000", "connect timeout per server"},
-    {"max_pending", "integer", "4000",
-     "published messages awaiting their ack; beyond it submit is BUSY"},
-    {"create_stream", "boolean", "false", "create the stream when it does not exist"},
-    {"duplicate_window_s", "integer", "120", "create_stream: JetStream duplicate window"},
-    {"replicas", "integer", "1", "create_stream: replica count (1..5; a cluster for more than 1)"},
-    {NULL, NULL, NULL, NULL},
-};
-
-typedef struct nj_config {
-    char **servers;
-    int nservers;
-    char *subject;
-    char *stream;
-    char *credentials_file;
-    char *token;
-    char *tls_ca;
-    int64_t publish_timeout_ms;
-    int64_t connect_timeout_ms;
-    int64_t max_pending;
-    int create_stream;
-    int64_t duplicate_window_s;
-    int64_t replicas;
-} nj_config;
 
 /* One accepted batch, from submit until its last message left libnats. */
 typedef struct nj_job {
@@ -141,18 +97,6 @@ typedef struct nj_transport {
 
 /* Live instances: the last one to go closes libnats and joins its threads. */
 static atomic_int nj_instances;
-
-static void nj_fmt(char *buf, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void nj_fmt(char *buf, size_t cap, const char *fmt, ...)
-{
-    if (!cap)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, cap, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- the message table (open addressing, backward-shift deletion) ---- */
 
@@ -765,162 +709,6 @@ static void nj_cancel(void *self)
     pthread_cond_broadcast(&t->wake);
 }
 
-/* ---- options ---- */
-
-static void config_free(nj_config *c)
-{
-    for (int i = 0; i < c->nservers; i++)
-        free(c->servers[i]);
-    free(c->servers);
-    free(c->subject);
-    free(c->stream);
-    free(c->credentials_file);
-    if (c->token)
-        memset(c->token, 0, strlen(c->token));
-    free(c->token);
-    free(c->tls_ca);
-}
-
-static int add_server(nj_config *c, const char *url, size_t len)
-{
-    while (len && (*url == ' ' || *url == '\t'))
-        url++, len--;
-    while (len && (url[len - 1] == ' ' || url[len - 1] == '\t'))
-        len--;
-    if (!len)
-        return 0;
-    char **grown = realloc(c->servers, (size_t)(c->nservers + 1) * sizeof *grown);
-    if (!grown)
-        return -1;
-    c->servers = grown;
-    if (!(c->servers[c->nservers] = strndup(url, len)))
-        return -1;
-    c->nservers++;
-    return 0;
-}
-
-/* servers: a JSON list of URLs, or one string of comma-separated URLs. */
-static int read_servers(const sk_host_api *h, nj_config *c, char *err, size_t cap)
-{
-    json_t *all = json_loads(h->option_json(h->host_ctx), 0, NULL);
-    json_t *v = json_object_get(all, "servers");
-    int rc = 0;
-    if (json_is_array(v)) {
-        size_t i;
-        json_t *item;
-        json_array_foreach(v, i, item)
-        {
-            if (!json_is_string(item)) {
-                nj_fmt(err, cap, NJ_NAME ": options.servers[%zu] is not a string", i);
-                rc = -1;
-                break;
-            }
-            rc = add_server(c, json_string_value(item), json_string_length(item));
-            if (rc)
-                break;
-        }
-    } else if (json_is_string(v)) {
-        for (const char *p = json_string_value(v); rc == 0;) {
-            const char *comma = strchr(p, ',');
-            rc = add_server(c, p, comma ? (size_t)(comma - p) : strlen(p));
-            if (!comma)
-                break;
-            p = comma + 1;
-        }
-    } else if (v) {
-        nj_fmt(err, cap, NJ_NAME ": options.servers must be a list of URLs or a string");
-        rc = -1;
-    }
-    json_decref(all);
-    if (rc == 0 && c->nservers == 0)
-        rc = add_server(c, "nats://127.0.0.1:4222", strlen("nats://127.0.0.1:4222"));
-    if (rc && !err[0])
-        nj_fmt(err, cap, NJ_NAME ": out of memory");
-    return rc;
-}
-
-/* A secret file must be ours (or root's) and closed to group and others. */
-static int check_owner_only(const char *path, const char *key, char *err, size_t cap)
-{
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        nj_fmt(err, cap, NJ_NAME ": options.%s %s: %s", key, path, strerror(errno));
-        return -1;
-    }
-    if ((st.st_mode & 077) || (st.st_uid != geteuid() && st.st_uid != 0)) {
-        nj_fmt(err, cap, NJ_NAME ": options.%s %s must be owner-only (chmod 600)", key, path);
-        return -1;
-    }
-    return 0;
-}
-
-static int read_token(const char *path, nj_config *c, char *err, size_t cap)
-{
-    if (check_owner_only(path, "token_file", err, cap))
-        return -1;
-    FILE *f = fopen(path, "r");
-    char buf[4096];
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    if (!n) {
-        nj_fmt(err, cap, NJ_NAME ": options.token_file %s is empty or unreadable", path);
-        return -1;
-    }
-    c->token = strdup(buf);
-    memset(buf, 0, sizeof buf);
-    return c->token ? 0 : -1;
-}
-
-static int int_option(const sk_host_api *h, const char *key, int64_t dflt, int64_t lo, int64_t hi,
-                      int64_t *out, char *err, size_t cap)
-{
-    *out = h->option_int(h->host_ctx, key, dflt);
-    if (*out < lo || *out > hi) {
-        nj_fmt(err, cap, NJ_NAME ": options.%s must be %lld..%lld, not %lld", key, (long long)lo,
-               (long long)hi, (long long)*out);
-        return -1;
-    }
-    return 0;
-}
-
-static char *string_option(const sk_host_api *h, const char *key, const char *dflt)
-{
-    const char *v = h->option_string(h->host_ctx, key, dflt);
-    return v && *v ? strdup(v) : NULL;
-}
-
-static int read_config(const sk_host_api *h, nj_config *c, char *err, size_t cap)
-{
-    if (read_servers(h, c, err, cap) ||
-        int_option(h, "publish_timeout_ms", 5000, 1, 3600000, &c->publish_timeout_ms, err, cap) ||
-        int_option(h, "connect_timeout_ms", 2000, 1, 600000, &c->connect_timeout_ms, err, cap) ||
-        int_option(h, "max_pending", 4000, 1, 1000000, &c->max_pending, err, cap) ||
-        int_option(h, "duplicate_window_s", 120, 1, 86400 * 7, &c->duplicate_window_s, err, cap) ||
-        int_option(h, "replicas", 1, 1, 5, &c->replicas, err, cap))
-        return -1;
-    c->create_stream = h->option_bool(h->host_ctx, "create_stream", 0);
-    c->subject = string_option(h, "subject", "spec-kitty.events." NJ_SLUG_FIELD);
-    c->stream = string_option(h, "stream", "SPEC_KITTY_EVENTS");
-    c->credentials_file = string_option(h, "credentials_file", NULL);
-    c->tls_ca = string_option(h, "tls_ca", NULL);
-    if (!c->subject || !c->stream || strlen(c->subject) > 256) {
-        nj_fmt(err, cap,
-               NJ_NAME ": options.subject (at most 256 bytes) and options.stream "
-                       "must not be empty");
-        return -1;
-    }
-    if (c->credentials_file && check_owner_only(c->credentials_file, "credentials_file", err, cap))
-        return -1;
-    const char *token_file = h->option_string(h->host_ctx, "token_file", NULL);
-    if (token_file && *token_file && read_token(token_file, c, err, cap))
-        return -1;
-    return 0;
-}
-
 /* libnats options from the config. 0, or -1 with err. */
 static int build_nats_options(nj_transport *t, char *err, size_t cap)
 {
@@ -984,7 +772,7 @@ static void nj_destroy(void *self)
             free(s->job);
     }
     free(t->slots);
-    config_free(&t->cfg);
+    nj_config_free(&t->cfg);
     pthread_mutex_destroy(&t->conn_mu);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->wake);
@@ -1010,7 +798,7 @@ static int nj_create(const sk_host_api *host, void **self, char *err, size_t err
     pthread_cond_init(&t->wake, &ca);
     pthread_condattr_destroy(&ca);
     t->ready_tail = &t->ready;
-    if (read_config(host, &t->cfg, err, err_cap) || build_nats_options(t, err, err_cap)) {
+    if (nj_config_read(host, &t->cfg, err, err_cap) || build_nats_options(t, err, err_cap)) {
         nj_destroy(t);
         return -1;
     }

@@ -92,3 +92,19 @@ wait_for() { # wait_for SECONDS CONDITION...
   until "$@"; do [ "$(date +%s%N)" -lt $end ] || return 1; sleep 0.05; done
 }
 queue_is() { [ "$(queue_ready)" -eq "$1" ]; }
+
+# js_api PORT SUBJECT JSON: one JetStream API request over the plain NATS protocol (no
+# client tool in Debian); prints the answer's JSON.
+js_api() {
+  local line
+  exec 3<>"/dev/tcp/127.0.0.1/$1"
+  printf 'CONNECT {"verbose":false}\r\nSUB _resp 1\r\nPUB %s _resp %d\r\n%s\r\n' "$2" "${#3}" "$3" >&3
+  while IFS= read -r -t 5 line <&3; do
+    if [[ $line == MSG\ _resp* ]]; then
+      IFS= read -r -t 5 line <&3
+      echo "${line%$'\r'}"
+      break
+    fi
+  done
+  exec 3<&-
+}

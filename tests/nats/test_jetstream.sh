@@ -70,3 +70,22 @@ sqlite3 "$SPEC_KITTY_HOME/queue.db" <"$TEST_TMP/resend2.sql"
 sk sync now; expect_rc 0; expect_out "Synced: 200  Duplicates: 0" # outside: stored again
 nj_consume "$TEST_TMP/short.db" "$URL" SHORT short spec-kitty.short.*
 expect_out "received 400 messages: 200 events stored, 200 duplicates dropped"
+
+# 7. Refusals: a message larger than the stream allows is parked at once (it never
+#    fits); a stream full with discard-new rejects (retried, a retry counted), and the
+#    stored part is delivered.
+small=$(js_api "$port" '$JS.API.STREAM.CREATE.SMALL' \
+  '{"name":"SMALL","subjects":["spec-kitty.small.*"],"max_msg_size":300,"storage":"memory"}')
+jq -e '.config.max_msg_size == 300' <<<"$small" >/dev/null || fail "stream SMALL not created: $small"; pass
+full=$(js_api "$port" '$JS.API.STREAM.CREATE.FULL' \
+  '{"name":"FULL","subjects":["spec-kitty.full.*"],"max_msgs":2,"discard":"new","storage":"memory"}')
+jq -e '.config.max_msgs == 2' <<<"$full" >/dev/null || fail "stream FULL not created: $full"; pass
+rm -f "$SPEC_KITTY_HOME"/queue.db*
+emit_many 3
+nj_config "{\"servers\": [\"$URL\"], \"stream\": \"SMALL\", \"subject\": \"spec-kitty.small.{team_slug}\"}"
+sk sync now; expect_rc 0; expect_out "Parked: 3"
+sk sync parked; expect_out "JetStream error 10054: message size exceeds maximum allowed"
+sk sync retry --all; expect_rc 0
+nj_config "{\"servers\": [\"$URL\"], \"stream\": \"FULL\", \"subject\": \"spec-kitty.full.{team_slug}\"}"
+sk sync now; expect_out "Synced: 2  Duplicates: 0  Pending: 0  Rejected: 1  Parked: 0  Remaining: 1"
+expect_eq "$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT retry_count FROM queue")" 1 "retries of the refused event"
