@@ -58,3 +58,17 @@ echo secret >"$TEST_TMP/token"; chmod 644 "$TEST_TMP/token"
 nj_config "{\"token_file\": \"$TEST_TMP/token\"}"
 sk sync now; expect_rc 2 "token file readable by others"; expect_err "must be owner-only"
 grep -q secret <<<"$OUT$ERR" && fail "the token was printed"; pass
+
+# Token authentication from an owner-only file; a wrong token is refused, never printed.
+TOKEN="tok-$RANDOM$RANDOM"
+nats_start auth -1 --auth "$TOKEN" || fail "nats-server with --auth did not start"
+AUTH_URL="nats://127.0.0.1:$NATS_PORT"
+printf '%s\n' "$TOKEN" >"$TEST_TMP/good-token"
+echo "wrong-$TOKEN" >"$TEST_TMP/bad-token"
+chmod 600 "$TEST_TMP/good-token" "$TEST_TMP/bad-token"
+emit_many 2
+nj_config "{\"servers\": [\"$AUTH_URL\"], \"create_stream\": true, \"token_file\": \"$TEST_TMP/bad-token\"}"
+sk sync now; expect_rc 1 "a wrong token"; expect_err "cannot connect to NATS: Authorization Violation"
+grep -q "$TOKEN" <<<"$OUT$ERR" && fail "the token was printed"; pass
+nj_config "{\"servers\": [\"$AUTH_URL\"], \"create_stream\": true, \"token_file\": \"$TEST_TMP/good-token\"}"
+sk sync now; expect_rc 0 "the right token"; expect_out "Synced: 2 "
