@@ -8,8 +8,8 @@
  * relies on: outcomes are known values, the result is filled as the return
  * code says, an accepted submit completes exactly once by its deadline, a
  * probe answers a known state in time, cancel() returns at once, destroy()
- * returns. It delivers
- * real events to wherever the plugin sends them: point it at a test server.
+ * returns. It delivers real events to wherever the plugin sends them: point it
+ * at a test server.
  */
 #include "event.h"
 #include "plugin.h"
