@@ -604,7 +604,8 @@ static int nj_submit(void *self, const sk_batch *batch, sk_batch_result *result,
     uint32_t sent = 0;
     while (sent < batch->count && !atomic_load(&t->cancelled) && publish_one(t, j, sent) == 0)
         sent++;
-    natsConnection_Flush(t->nc); /* best effort: acks come back through on_ack */
+    /* No flush here: libnats' flusher thread writes at once, and a flush would wait for
+     * the server's PONG, which a hung server never sends. */
     pthread_mutex_lock(&t->mu);
     j->unanswered -= batch->count - sent; /* never sent: stay transient */
     j->publishing = 0;
