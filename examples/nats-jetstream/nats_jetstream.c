@@ -349,19 +349,23 @@ static void on_disconnected(natsConnection *nc, void *closure)
     pthread_mutex_unlock(&t->mu);
 }
 
+/* Asynchronous errors of the connection. A publish permission violation comes once
+ * per message: it is kept for the outcome of the messages it drops, logged once. */
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
 {
     (void)sub;
     nj_transport *t = closure;
     const char *text = NULL;
     natsConnection_GetLastError(nc, &text);
+    int repeated = 0;
     if (err == NATS_NOT_PERMITTED && text && strstr(text, "Publish")) {
         pthread_mutex_lock(&t->mu);
+        repeated = strncmp(t->permission_error, text, sizeof t->permission_error - 1) == 0;
         nj_fmt(t->permission_error, sizeof t->permission_error, "%s", text);
         pthread_mutex_unlock(&t->mu);
     }
-    t->host->log(t->host->host_ctx, SK_LOG_WARN, NJ_NAME ": %s",
-                 text ? text : natsStatus_GetText(err));
+    if (!repeated)
+        t->host->log(t->host->host_ctx, SK_LOG_WARN, "%s", text ? text : natsStatus_GetText(err));
 }
 
 /* ---- connecting ---- */
@@ -763,7 +767,7 @@ static void nj_destroy(void *self)
      * no other instance uses the library. Should they not end, t stays allocated:
      * a late callback must not find it freed. */
     if (atomic_fetch_sub(&nj_instances, 1) == 1 && nats_CloseAndWait(5000) != NATS_OK) {
-        t->host->log(t->host->host_ctx, SK_LOG_WARN, NJ_NAME ": libnats threads did not end");
+        t->host->log(t->host->host_ctx, SK_LOG_WARN, "libnats threads did not end");
         return;
     }
     /* Jobs whose messages libnats still held are ours again. */

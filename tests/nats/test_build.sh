@@ -72,3 +72,16 @@ sk sync now; expect_rc 1 "a wrong token"; expect_err "cannot connect to NATS: Au
 grep -q "$TOKEN" <<<"$OUT$ERR" && fail "the token was printed"; pass
 nj_config "{\"servers\": [\"$AUTH_URL\"], \"create_stream\": true, \"token_file\": \"$TEST_TMP/good-token\"}"
 sk sync now; expect_rc 0 "the right token"; expect_out "Synced: 2 "
+
+# A user the server does not let publish on the subject: each event is rejected with the
+# server's reason (a retry counted, parked after the host's limit), the reason logged once.
+printf 'authorization { users = [ {user: alice, password: pw,\n  permissions: {publish: {deny: ["spec-kitty.events.>"]}}} ] }\n' >"$TEST_TMP/perm.conf"
+nats_start perm -1 -c "$TEST_TMP/perm.conf" || fail "nats-server with permissions did not start"
+rm -f "$SPEC_KITTY_HOME"/queue.db*
+emit_many 3
+nj_config "{\"servers\": [\"nats://alice:pw@127.0.0.1:$NATS_PORT\"], \"create_stream\": true, \"publish_timeout_ms\": 1000}"
+sk sync now; expect_rc 1 "publish not permitted"
+expect_out "Rejected: 3  Parked: 0  Remaining: 3"
+expect_out 'Permissions Violation for Publish to "spec-kitty.events.local"'
+expect_eq "$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT sum(retry_count) FROM queue")" 3 "retries counted"
+expect_eq "$(grep -c "Permissions Violation" <<<"$ERR")" 1 "warnings logged"
