@@ -1,8 +1,8 @@
 /*
  * `spec-kitty sync emit --file`: each NDJSON line → an envelope, validated
- * (sk__sync_line_envelope, the function sk__sync_emit_ndjson calls per line,
- * on a handle opened on a scratch state root, with the CLI's defaults when no
- * option is given). What is accepted must still validate after the trip
+ * (sk__event_from_line, the function sk__sync_emit_ndjson calls per line,
+ * with the defaults of a handle opened on a scratch state root, as the CLI
+ * has them when no option is given). What is accepted must still validate after the trip
  * through text that the queue and the server give it.
  */
 #include "engine.h"
@@ -15,14 +15,16 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static sk_sync *sync_handle;
+static sk__line_defaults defaults;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    char msg[512];
-    if (sk_open(fz_scratch_dir(), &sync_handle, msg, sizeof msg) != SK_OK)
-        fz_fail(msg, __FILE__, __LINE__);
+    sk_sync *s;
+    sk__err err = {{0}};
+    if (sk__sync_open(fz_scratch_dir(), &s, &err) != SK_OK)
+        fz_fail(err.msg, __FILE__, __LINE__);
+    sk__sync_line_defaults(s, NULL, &defaults); /* the handle stays open: defaults borrow it */
     return 0;
 }
 
@@ -31,9 +33,7 @@ static void one_line(const char *line, size_t len)
     json_t *env = NULL;
     int needs_clock = 0;
     sk__err err = {{0}};
-    static const sk_event_spec defaults = {0};
-    if (sk__sync_line_envelope(sync_handle, line, len, &defaults, &env, &needs_clock, &err) !=
-        SK_OK) {
+    if (sk__event_from_line(line, len, &defaults, &env, &needs_clock, &err) != SK_OK) {
         FZ_CHECK(env == NULL && err.msg[0], "a refused line must come with a message");
         return;
     }

@@ -23,7 +23,6 @@
 #define LOG_FILE "sync-daemon.log"
 #define LOCK_FILE "daemon.lock"
 #define PID_FILE "daemon.pid"
-#define CANCEL_GRACE_MS 1000 /* after cancel(), how long a worker may take to return */
 
 enum job { JOB_NONE, JOB_BACKGROUND, JOB_NOW };
 
@@ -55,9 +54,10 @@ struct sk__service {
                         send failed. Set before the worker starts, read after it joined. */
     int now_wanted;
     int now_cancelled; /* its client cancelled the `now` pass (or went away): reset the transport */
-    int64_t quiet_until; /* wall ms: a background pass found nothing to lease; wait a little */
     int64_t deadline_ms; /* shutdown deadline; < 0: the config's */
+    sk__deliver_opts wopts; /* set by the loop thread before the worker starts */
     sk_drain_summary wsum;
+    sk__pass_info winfo;
     sk_status wst;
     char werr[768];
     json_t *failures;
@@ -105,9 +105,9 @@ static void slog(sk__service *svc, sk_log_level level, const char *fmt, ...)
     pthread_mutex_unlock(&svc->log_mu);
 }
 
-static void plugin_log(void *ctx, sk_log_level level, const char *plugin, const char *line)
+static void plugin_log(void *ctx, int level, const char *plugin, const char *line)
 {
-    slog(ctx, level, "%s: %s", plugin, line);
+    slog(ctx, (sk_log_level)level, "%s: %s", plugin, line);
 }
 
 /* ---- lock --------------------------------------------------------------- */
@@ -176,12 +176,9 @@ sk_status sk__service_new(const char *root, const sk__service_opts *opts, sk__se
     svc->deadline_ms = -1;
     svc->wake[0] = svc->wake[1] = -1;
     pthread_mutex_init(&svc->log_mu, NULL);
-    char ebuf[800] = "";
-    sk_status st = sk_open(root, &svc->s, ebuf, sizeof ebuf);
-    if (st != SK_OK) {
-        sk__fail(err, st, "%s", ebuf);
+    sk_status st = sk__sync_open(root, &svc->s, err);
+    if (st != SK_OK)
         goto fail;
-    }
     st = take_lock(svc, err);
     if (st != SK_OK)
         goto fail;
@@ -237,7 +234,7 @@ void sk__service_free(sk__service *svc)
         if (svc->wake[i] >= 0)
             close(svc->wake[i]);
     sk__queue_close(svc->status_q);
-    sk_close(svc->s);
+    sk__sync_close(svc->s);
     if (svc->log)
         fclose(svc->log);
     json_decref(svc->failures);
@@ -259,6 +256,12 @@ void sk__service_request_stop(sk__service *svc)
 {
     svc->stop = 1;
     wake(svc, 's');
+}
+
+void sk__service_stop(sk__service *svc, int64_t deadline_ms)
+{
+    svc->deadline_ms = deadline_ms;
+    sk__service_request_stop(svc);
 }
 
 void sk__service_poke(sk__service *svc)
@@ -291,50 +294,28 @@ void sk__service_handle_signals(sk__service *svc)
 static void now_progress(void *ctx, const sk_drain_summary *sum, int64_t total)
 {
     sk__service *svc = ctx;
-    if (svc->progress_fd < 0)
-        return;
-    json_t *prog = sk__drain_summary_json(sum);
-    json_object_set_new(prog, "total", json_integer(total));
-    json_t *msg = json_pack("{s:o}", "progress", prog);
     sk__err err;
-    if (sk__control_send(svc->progress_fd, msg, &err) != SK_OK)
+    if (svc->progress_fd >= 0 && sk__control_progress(svc->progress_fd, sum, total, &err) != SK_OK)
         svc->progress_fd = -1; /* the client went away: the loop thread cancels the pass */
-    json_decref(msg);
 }
 
 static void now_failure(void *ctx, const char *id, const char *type, const char *what,
                         const char *reason)
 {
     sk__service *svc = ctx;
-    json_array_append_new(svc->failures, sk__drain_failure_json(id, type, what, reason));
+    json_array_append_new(svc->failures, sk__control_failure_json(id, type, what, reason));
     slog(svc, SK_LOG_WARN, "event %s %s: %s", id, what, reason ? reason : "");
-}
-
-/* On a 401: refresh the session (single-flight with every other drainer). */
-static sk_status now_reauthenticate(void *ctx, sk__err *err)
-{
-    sk__service *svc = ctx;
-    return sk__auth_refresh(svc->s->auth, err);
 }
 
 static void *worker_main(void *arg)
 {
     sk__service *svc = arg;
-    sk__deliver_opts o;
-    sk__sync_deliver_opts(svc->s, &o);
-    if (svc->job == JOB_BACKGROUND)
-        o.max_batches = 1; /* background rate limit: one batch, then the scheduler spaces them */
-    sk__deliver_hooks h = {.reauthenticate = now_reauthenticate,
-                           .failure = now_failure,
+    sk__deliver_hooks h = {.failure = now_failure,
                            .progress = svc->job == JOB_NOW ? now_progress : NULL,
                            .ctx = svc,
                            .cancel = &svc->s->cancel};
-    sk__plugin *p;
     svc->werr[0] = '\0';
-    memset(&svc->wsum, 0, sizeof svc->wsum);
-    svc->wst = sk__sync_transport(svc->s, &p);
-    if (svc->wst == SK_OK)
-        svc->wst = sk__deliver_pass(svc->s->q, p, &o, &h, &svc->wsum, &svc->s->err);
+    svc->wst = sk__sync_deliver(svc->s, &svc->wopts, &h, &svc->wsum, &svc->winfo);
     if (svc->wst != SK_OK)
         snprintf(svc->werr, sizeof svc->werr, "%s",
                  svc->wsum.stop_reason[0] ? svc->wsum.stop_reason : sk_last_error(svc->s));
@@ -351,6 +332,7 @@ static void start_job(sk__service *svc, enum job job)
     json_decref(svc->failures);
     svc->failures = json_array();
     atomic_store(&svc->s->cancel, 0);
+    sk__sync_deliver_opts(svc->s, job == JOB_NOW, &svc->wopts);
     if (pthread_create(&svc->worker, NULL, worker_main, svc) != 0) {
         slog(svc, SK_LOG_ERROR, "cannot start a worker thread: %s", strerror(errno));
         svc->job = JOB_NONE;
@@ -361,14 +343,8 @@ static void start_job(sk__service *svc, enum job job)
 static void answer_now(int fd, sk_status st, const sk_drain_summary *sum, json_t *failures,
                        const char *error)
 {
-    json_t *msg = json_pack("{s:b, s:s, s:I, s:o, s:O}", "ok", st == SK_OK, "status",
-                            sk_strerror(st), "code", (json_int_t)st, "summary",
-                            sk__drain_summary_json(sum), "failures", failures);
-    if (st != SK_OK)
-        json_object_set_new(msg, "error", json_string(error));
     sk__err err;
-    sk__control_send(fd, msg, &err);
-    json_decref(msg);
+    sk__control_answer_now(fd, st, sum, failures, error, &err);
 }
 
 /*
@@ -387,7 +363,7 @@ static int cancel_now(sk__service *svc)
     if (!svc->now_cancelled)
         slog(svc, SK_LOG_INFO, "sync-now pass cancelled by its client");
     svc->now_cancelled = 1;
-    sk_sync_cancel(svc->s);
+    sk__sync_cancel(svc->s);
     return 1;
 }
 
@@ -396,11 +372,7 @@ static void finish_job(sk__service *svc)
 {
     pthread_join(svc->worker, NULL);
     const sk_drain_summary *sum = &svc->wsum;
-    if (svc->wst == SK_OK && sum->batches == 0) {
-        /* nothing was sent: nothing to record */
-    } else {
-        sk__sync_record_pass(svc->s, svc->wst, sum);
-    }
+    sk__sync_record_pass(svc->s, svc->wst, sum, &svc->winfo);
     if (sum->batches > 0 || svc->wst != SK_OK)
         slog(svc, svc->wst == SK_OK ? SK_LOG_INFO : SK_LOG_WARN,
              "%s pass: synced %lld, duplicates %lld, pending %lld, rejected %lld, parked %lld, "
@@ -423,7 +395,7 @@ static void finish_job(sk__service *svc)
         svc->now_cancelled = 0;
     }
     if (svc->job == JOB_BACKGROUND && sum->batches == 0)
-        svc->quiet_until = sk__wall_ms() + 1000; /* rows leased elsewhere: do not spin */
+        sk__sched_on_empty_pass(&svc->s->sched, sk__sched_now(&svc->s->sched)); /* do not spin */
     svc->job = JOB_NONE;
 }
 
@@ -443,55 +415,63 @@ static void drop_client(sk__service *svc, int i)
     svc->clients[i] = svc->clients[--svc->nclients];
 }
 
-static json_t *status_json(sk__service *svc)
+static void add_metric(void *ctx, const char *name, int64_t value)
+{
+    sk__service_status *st = ctx;
+    if (st->metric_count == SK_METRICS_MAX)
+        return;
+    snprintf(st->metrics[st->metric_count].name, sizeof st->metrics[0].name, "%s", name);
+    st->metrics[st->metric_count++].value = value;
+}
+
+static void answer_status(sk__service *svc, int fd)
 {
     sk__queue_stats qs = {0};
     sk__err err;
     sk__queue_stats_get(svc->status_q, &qs, &err);
-    sk__sched *sc = &svc->s->sched;
-    char last[32] = "", next[32] = "";
+    const sk__sched *sc = &svc->s->sched;
+    sk__service_status st = {
+        .pid = (int64_t)getpid(),
+        .uptime_s = (sk__mono_ms() - svc->started_ms) / 1000,
+        .consecutive_failures = sc->consecutive_failures,
+        .busy = svc->job != JOB_NONE,
+        .auth_blocked = sc->auth_blocked,
+        .queue_size = qs.ready,
+        .queue_parked = qs.parked,
+    };
+    snprintf(st.connection, sizeof st.connection, "%s", sk__sched_connection_name(sc->connection));
     if (sc->last_success_wall_ms > 0)
-        sk__iso8601_ms(sc->last_success_wall_ms, last, sizeof last);
+        sk__iso8601_ms(sc->last_success_wall_ms, st.last_sync, sizeof st.last_sync);
     if (sc->next_attempt_wall_ms > 0)
-        sk__iso8601_ms(sc->next_attempt_wall_ms, next, sizeof next);
-    return json_pack("{s:b, s:I, s:I, s:s, s:s?, s:I, s:s?, s:s?, s:b, s:b, s:s?, s:I, s:I}", "ok",
-                     1, "pid", (json_int_t)getpid(), "uptime_s",
-                     (json_int_t)((sk__mono_ms() - svc->started_ms) / 1000), "connection",
-                     sk__sched_connection_name(sc->connection), "last_sync", last[0] ? last : NULL,
-                     "consecutive_failures", (json_int_t)sc->consecutive_failures, "last_error",
-                     sc->last_error[0] ? sc->last_error : NULL, "next_attempt",
-                     next[0] ? next : NULL, "busy", svc->job != JOB_NONE, "auth_blocked",
-                     sc->auth_blocked, "auth_reason", sc->auth_reason[0] ? sc->auth_reason : NULL,
-                     "queue_size", (json_int_t)qs.ready, "queue_parked", (json_int_t)qs.parked);
+        sk__iso8601_ms(sc->next_attempt_wall_ms, st.next_attempt, sizeof st.next_attempt);
+    snprintf(st.last_error, sizeof st.last_error, "%s", sc->last_error);
+    snprintf(st.auth_reason, sizeof st.auth_reason, "%s", sc->auth_reason);
+    sk__sync_each_metric(svc->s, add_metric, &st);
+    sk__control_answer_status(fd, &st, &err);
 }
 
 static void handle_message(sk__service *svc, int i, json_t *msg)
 {
-    const char *cmd = json_string_value(json_object_get(msg, "cmd"));
     int fd = svc->clients[i].fd;
     sk__err err;
-    if (!cmd) {
-        json_t *r = json_pack("{s:b, s:s}", "ok", 0, "error", "missing cmd");
-        sk__control_send(fd, r, &err);
-        json_decref(r);
-    } else if (strcmp(cmd, "poke") == 0) {
+    switch (sk__control_verb_of(msg)) {
+    case SK__VERB_POKE:
         svc->poked = 1;
-    } else if (strcmp(cmd, "status") == 0) {
-        json_t *r = status_json(svc);
-        sk__control_send(fd, r, &err);
-        json_decref(r);
-    } else if (strcmp(cmd, "now") == 0) {
-        if (svc->now_wanted || (svc->job == JOB_NOW)) {
-            json_t *r = json_pack("{s:b, s:s, s:I, s:s}", "ok", 0, "status", "busy", "code",
-                                  (json_int_t)SK_ERR_BUSY, "error",
-                                  "another `sync now` is already draining through the service");
-            sk__control_send(fd, r, &err);
-            json_decref(r);
+        break;
+    case SK__VERB_STATUS:
+        answer_status(svc, fd);
+        break;
+    case SK__VERB_NOW:
+        if (svc->now_wanted || svc->job == JOB_NOW) {
+            sk__control_answer_error(fd, SK_ERR_BUSY,
+                                     "another `sync now` is already draining through the service",
+                                     &err);
         } else {
             svc->now_wanted = 1; /* starts when the worker is free: one drainer at a time */
             svc->now_fd = fd;
         }
-    } else if (strcmp(cmd, "cancel") == 0) {
+        break;
+    case SK__VERB_CANCEL:
         if (fd == svc->now_fd && !cancel_now(svc)) { /* not started: answer at once */
             sk_drain_summary none = {0};
             json_t *failures = json_array();
@@ -499,16 +479,15 @@ static void handle_message(sk__service *svc, int i, json_t *msg)
             json_decref(failures);
             svc->now_fd = -1;
         }
-    } else if (strcmp(cmd, "stop") == 0) {
-        json_t *r = json_pack("{s:b, s:I}", "ok", 1, "pid", (json_int_t)getpid());
-        sk__control_send(fd, r, &err);
-        json_decref(r);
+        break;
+    case SK__VERB_STOP:
+        sk__control_answer_stop(fd, (long)getpid(), &err);
         slog(svc, SK_LOG_INFO, "stop requested over the control socket");
         svc->stop = 1;
-    } else {
-        json_t *r = json_pack("{s:b, s:s}", "ok", 0, "error", "unknown cmd");
-        sk__control_send(fd, r, &err);
-        json_decref(r);
+        break;
+    case SK__VERB_UNKNOWN:
+        sk__control_answer_error(fd, SK_ERR_USAGE, "unknown or missing cmd", &err);
+        break;
     }
 }
 
@@ -531,7 +510,7 @@ static void read_client(sk__service *svc, int i)
         }
         json_t *msg = NULL;
         sk__err err;
-        if (sk__control_recv(c->fd, &c->reader, 0, &msg, &err) != SK_OK) {
+        if (sk__control_recv(c->fd, &c->reader, 0, -1, &msg, &err) != SK_OK) {
             drop_client(svc, i);
             return;
         }
@@ -603,8 +582,7 @@ static int64_t next_due(sk__service *svc, int64_t now)
         slog(svc, SK_LOG_ERROR, "%s", err.msg);
         return now + 5000;
     }
-    int64_t due = sk__sched_next_due(&svc->s->sched, now, qs.ready - qs.leased > 0, svc->poked);
-    return due < svc->quiet_until ? svc->quiet_until : due;
+    return sk__sched_next_due(&svc->s->sched, now, qs.ready - qs.leased > 0, svc->poked);
 }
 
 /* Going idle: give the queue caches and freed heap back to the system. */
@@ -629,25 +607,25 @@ static void shutdown_worker(sk__service *svc)
     if (svc->job == JOB_NONE)
         return;
     int64_t grace = svc->deadline_ms >= 0 ? svc->deadline_ms : svc->s->cfg->shutdown_deadline_ms;
-    int64_t deadline = sk__mono_ms() + grace;
-    int cancelled = 0, done = 0;
+    sk__shutdown sd;
+    sk__shutdown_begin(&sd, sk__mono_ms(), grace);
     slog(svc, SK_LOG_INFO, "stopping: letting the batch in flight finish (up to %lld ms)",
          (long long)grace);
-    while (!done) {
-        int64_t left = deadline - sk__mono_ms();
-        if (left <= 0 && !cancelled) {
+    for (int done = 0; !done;) {
+        int64_t wait;
+        switch (sk__shutdown_next(&sd, sk__mono_ms(), &wait)) {
+        case SK__SHUTDOWN_CANCEL:
             slog(svc, SK_LOG_WARN, "shutdown deadline reached: cancelling the batch in flight");
-            sk_sync_cancel(svc->s); /* under the handle's plugin lock: no race with the worker */
-            cancelled = 1;
-            deadline = sk__mono_ms() + CANCEL_GRACE_MS;
-            continue;
-        }
-        if (left <= 0 && cancelled) {
+            sk__sync_cancel(svc->s); /* under the handle's plugin lock: no race with the worker */
+            break;
+        case SK__SHUTDOWN_ABANDON:
             slog(svc, SK_LOG_ERROR, "the transport ignored cancel: exiting without it");
-            return; /* never hang: the process exits and its leased rows return to the queue */
+            return; /* never hang: the process exits; nothing it read is lost */
+        case SK__SHUTDOWN_WAIT:
+            break;
         }
         struct pollfd pfd = {.fd = svc->wake[0], .events = POLLIN};
-        poll(&pfd, 1, (int)left);
+        poll(&pfd, 1, (int)wait);
         drain_wake_pipe(svc, &done);
     }
     finish_job(svc);
@@ -708,42 +686,3 @@ sk_status sk__service_run(sk__service *svc, sk__err *err)
     return SK_OK;
 }
 
-/* ---- embedding ---------------------------------------------------------- */
-
-static void *service_thread(void *arg)
-{
-    sk__service *svc = arg;
-    sk__err err;
-    sk__service_run(svc, &err);
-    return NULL;
-}
-
-sk_status sk_service_start(sk_sync *sync, int control_socket)
-{
-    if (sync->service)
-        return sk__fail(&sync->err, SK_ERR_BUSY, "the service already runs in this process");
-    sk__service_opts o = {.control_socket = control_socket};
-    sk__service *svc;
-    sk_status st = sk__service_new(sync->root, &o, &svc, &sync->err);
-    if (st != SK_OK)
-        return st;
-    if (pthread_create(&sync->service_thread, NULL, service_thread, svc) != 0) {
-        sk__service_free(svc);
-        return sk__fail(&sync->err, SK_ERR_INTERNAL, "cannot start the service thread");
-    }
-    sync->service = svc;
-    return SK_OK;
-}
-
-sk_status sk_service_stop(sk_sync *sync, int64_t deadline_ms)
-{
-    sk__service *svc = sync->service;
-    if (!svc)
-        return SK_OK;
-    svc->deadline_ms = deadline_ms;
-    sk__service_request_stop(svc);
-    pthread_join(sync->service_thread, NULL);
-    sk__service_free(svc);
-    sync->service = NULL;
-    return SK_OK;
-}

@@ -2,7 +2,8 @@
  * The background sync service: the scheduler loop that flushes the queue
  * periodically and soon after each emit, backs off on failures, answers the
  * control socket, and stops within its deadline. Used by `spec-kitty sync
- * daemon` and, in a thread, by the embedding API (sk_service_start).
+ * daemon` and, in a thread, by the embedding API (sk_service_start), both
+ * through api.c. It opens its own handle (sk__sync_open) on the state root.
  *
  * Threads: the loop runs in the caller's thread; each delivery pass runs in a
  * worker thread so that status and stop stay responsive while a batch is in
@@ -35,6 +36,9 @@ sk_status sk__service_run(sk__service *svc, sk__err *err);
 
 /* Asks the loop to stop (async-signal-safe). */
 void sk__service_request_stop(sk__service *svc);
+
+/* Asks the loop to stop, giving the batch in flight deadline_ms (< 0: the config's). */
+void sk__service_stop(sk__service *svc, int64_t deadline_ms);
 
 /* Asks for a flush soon (an event was queued in this process). Thread-safe. */
 void sk__service_poke(sk__service *svc);

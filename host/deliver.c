@@ -6,7 +6,6 @@
 #include <limits.h>
 #include <sys/file.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +18,9 @@ void sk__deliver_opts_default(sk__deliver_opts *o)
     o->max_batch_bytes = 900000;
     o->max_retries = 20;
     o->batch_timeout_ms = 90000;
-    o->max_retry_wait_ms = 120000;
     o->max_batches = 0;
-    o->lease_ms = 600000;
+    o->wait_first_ms = 0;
+    o->sched = sk__sched_policy_default();
     o->drain_lock_path = NULL;
 }
 
@@ -51,103 +50,6 @@ static sk_status take_drain_lock(const char *path, atomic_int *cancel, int *fd_o
     return SK_OK;
 }
 
-/* ---- summaries as JSON --------------------------------------------------- */
-
-json_t *sk__drain_summary_json(const sk_drain_summary *s)
-{
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?, s:s?}", "synced",
-                     (json_int_t)s->synced, "duplicates", (json_int_t)s->duplicates, "pending",
-                     (json_int_t)s->pending, "rejected", (json_int_t)s->rejected, "parked",
-                     (json_int_t)s->parked, "remaining", (json_int_t)s->remaining, "batches",
-                     (json_int_t)s->batches, "retry_after_ms", (json_int_t)s->retry_after_ms,
-                     "stop_reason", s->stop_reason[0] ? s->stop_reason : NULL, "stop_code",
-                     s->stop_code[0] ? s->stop_code : NULL);
-}
-
-static int64_t int_field(const json_t *o, const char *key)
-{
-    return (int64_t)json_integer_value(json_object_get(o, key));
-}
-
-void sk__drain_summary_from_json(const json_t *o, sk_drain_summary *s)
-{
-    const char *why = json_string_value(json_object_get(o, "stop_reason"));
-    const char *code = json_string_value(json_object_get(o, "stop_code"));
-    *s = (sk_drain_summary){.synced = int_field(o, "synced"),
-                            .duplicates = int_field(o, "duplicates"),
-                            .pending = int_field(o, "pending"),
-                            .rejected = int_field(o, "rejected"),
-                            .parked = int_field(o, "parked"),
-                            .remaining = int_field(o, "remaining"),
-                            .batches = int_field(o, "batches"),
-                            .retry_after_ms = int_field(o, "retry_after_ms")};
-    snprintf(s->stop_reason, sizeof s->stop_reason, "%s", why ? why : "");
-    snprintf(s->stop_code, sizeof s->stop_code, "%s", code ? code : "");
-}
-
-json_t *sk__drain_failure_json(const char *event_id, const char *event_type, const char *what,
-                               const char *reason)
-{
-    return json_pack("{s:s, s:s, s:s, s:s}", "event_id", event_id, "event_type",
-                     event_type ? event_type : "", "outcome", what, "reason", reason ? reason : "");
-}
-
-/* ---- drainer identity --------------------------------------------------- */
-
-/*
- * Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat),
- * 0 if unknown; *state gets its state letter ('Z' for a zombie nobody reaped).
- */
-static unsigned long long proc_start_time(long pid, char *state)
-{
-    char path[64], buf[1024];
-    *state = '?';
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long long start = 0;
-    if (p && sscanf(p + 2,
-                    "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-                    "%*d %*d %llu",
-                    state, &start) == 2)
-        return start;
-    return 0;
-}
-
-sk_status sk__drainer_token(char *out, size_t cap, sk__err *err)
-{
-    unsigned char rnd[4];
-    sk_status st = sk__random_bytes(rnd, sizeof rnd, err);
-    if (st != SK_OK)
-        return st;
-    long pid = (long)getpid();
-    char state;
-    if (sk__fmt(out, cap, "%ld.%llu.%02x%02x%02x%02x", pid, proc_start_time(pid, &state), rnd[0],
-                rnd[1], rnd[2], rnd[3]))
-        return sk__fail(err, SK_ERR_INTERNAL, "drainer token does not fit");
-    return SK_OK;
-}
-
-int sk__drainer_alive(const char *token)
-{
-    long pid;
-    unsigned long long start;
-    if (sscanf(token, "%ld.%llu.", &pid, &start) != 2 || pid <= 0)
-        return 1; /* not ours to judge: wait for the lease to expire */
-    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
-        return 0;
-    char state;
-    unsigned long long now_start = proc_start_time(pid, &state);
-    if (state == 'Z' || state == 'X')
-        return 0;                                /* exited, not yet reaped */
-    return now_start == 0 || now_start == start; /* a reused pid is another process */
-}
-
 /* ---- one pass ----------------------------------------------------------- */
 
 typedef struct pass {
@@ -156,17 +58,13 @@ typedef struct pass {
     const sk__deliver_opts *o;
     const sk__deliver_hooks *h;
     sk_drain_summary *sum;
+    sk__pass_info *info;
     sk__err *err;
-    char owner[40];
-    int reauth_done; /* this batch was already resent after a refresh */
-    int retry_waits; /* Retry-After waits in this pass; a server that never relents stops it */
+    int reauth_done;     /* this batch was already resent after a refresh */
+    int64_t retry_waits; /* Retry-After waits in this pass; a server that never relents stops it */
     uint64_t seq;
     sk_status stop;
     int64_t total;
-    /* Rejections are applied when the pass ends: until then the rows stay leased,
-     * so the pass does not send them again. */
-    sk__settlement *rejects;
-    size_t nrejects, cap_rejects;
 } pass;
 
 static int cancelled(const pass *ps)
@@ -204,40 +102,17 @@ static int wait_ms(pass *ps, int64_t ms)
     return 1;
 }
 
-/* Completion rendezvous for transports that only implement submit(). */
-typedef struct async_wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;
-    int rc;
-} async_wait;
-
-static void async_done(void *ctx, int rc, sk_batch_result *result)
+/* A server's wait of ms: waited out (SK_OK: send again) or the pass stops, by the scheduler's rules. */
+static sk_status retry_after(pass *ps, int64_t ms)
 {
-    (void)result;
-    async_wait *w = ctx;
-    pthread_mutex_lock(&w->mu);
-    w->done = 1;
-    w->rc = rc;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
-static int call_transport(pass *ps, const sk_batch *b, sk_batch_result *r)
-{
-    const sk_transport_desc *d = sk__plugin_desc(ps->p);
-    void *self = sk__plugin_self(ps->p);
-    if (d->capabilities & SK_CAP_SYNC)
-        return d->send(self, b, r);
-    async_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-    int rc = d->submit(self, b, r, async_done, &w);
-    if (rc != SK_TRANSPORT_OK)
-        return rc;
-    pthread_mutex_lock(&w.mu);
-    while (!w.done)
-        pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-    return w.rc;
+    if (ms > ps->sum->retry_after_ms)
+        ps->sum->retry_after_ms = ms;
+    if (!sk__sched_waits_in_pass(&ps->o->sched, ms, ++ps->retry_waits))
+        return stop_pass(ps, SK_ERR_TRANSPORT, "the server asked to wait %lld s before retrying",
+                         (long long)((ms + 999) / 1000));
+    if (wait_ms(ps, ms))
+        return stop_pass(ps, SK_ERR_CANCELLED, "%s", "cancelled");
+    return SK_OK;
 }
 
 static void report(pass *ps, const sk__queue_row *row, const char *what, const char *reason)
@@ -246,102 +121,91 @@ static void report(pass *ps, const sk__queue_row *row, const char *what, const c
         ps->h->failure(ps->h->ctx, row->event_id, row->event_type, what, reason);
 }
 
-/* Keeps a rejection for the end of the pass (the reason is copied). */
-static int defer_reject(pass *ps, int64_t id, const char *reason)
+/* Counts and reports one settled row. */
+static void count_settled(pass *ps, const sk__queue_row *row, const sk__settlement *s, int dup)
 {
-    if (ps->nrejects == ps->cap_rejects) {
-        size_t cap = ps->cap_rejects ? ps->cap_rejects * 2 : 16;
-        sk__settlement *grown = realloc(ps->rejects, cap * sizeof *grown);
-        if (!grown)
-            return -1;
-        ps->rejects = grown;
-        ps->cap_rejects = cap;
+    if (s->action == SK__SETTLE_DELETE) {
+        if (dup)
+            ps->sum->duplicates++;
+        else
+            ps->sum->synced++;
+        return;
     }
-    char *copy = strdup(reason);
-    if (!copy)
-        return -1;
-    ps->rejects[ps->nrejects++] = (sk__settlement){id, SK__SETTLE_REJECT, copy};
-    return 0;
-}
-
-/* Applies the deferred rejections in one transaction and frees them. */
-static sk_status flush_rejects(pass *ps, sk__err *err)
-{
-    sk_status st = ps->nrejects ? sk__queue_settle(ps->q, ps->owner, ps->rejects, ps->nrejects,
-                                                   ps->o->max_retries, NULL, err)
-                                : SK_OK;
-    for (size_t i = 0; i < ps->nrejects; i++)
-        free((char *)ps->rejects[i].reason);
-    free(ps->rejects);
-    ps->rejects = NULL;
-    ps->nrejects = ps->cap_rejects = 0;
-    return st;
-}
-
-/*
- * A row the server refused: counted, reported, and either parked now (PARK)
- * or kept for the end of the pass (REJECT). The queue parks a rejected row once
- * its retry count passes max_retries, so the count is known here already.
- */
-static sk_status refuse_row(pass *ps, const sk__queue_row *row, sk__settle_action action,
-                            const char *reason)
-{
-    int parked = action == SK__SETTLE_PARK || row->retry_count + 1 > ps->o->max_retries;
-    if (action == SK__SETTLE_PARK) {
-        sk__settlement s = {.id = row->id, .action = SK__SETTLE_PARK, .reason = reason};
-        if (sk__queue_settle(ps->q, ps->owner, &s, 1, ps->o->max_retries, NULL, ps->err) != SK_OK)
-            return stop_pass(ps, SK_ERR_DB, "queue: %s", ps->err->msg);
-    } else if (defer_reject(ps, row->id, reason) != 0) {
-        return stop_pass(ps, SK_ERR_NOMEM, "%s", "out of memory");
-    }
+    /* The queue parks a rejected row once its retry count passes max_retries. */
+    int parked = s->action == SK__SETTLE_PARK || row->retry_count + 1 > ps->o->max_retries;
     if (parked)
         ps->sum->parked++;
     else
         ps->sum->rejected++;
-    report(ps, row, parked ? "parked" : "rejected", reason);
+    report(ps, row, parked ? "parked" : "rejected", s->reason);
+}
+
+/*
+ * Applies what the server said of n rows (rows[i] becomes s[i]; dup[i]: a
+ * deletion of a duplicate) in one transaction, then counts and reports them.
+ */
+static sk_status settle(pass *ps, const sk__queue_row *const *rows, const sk__settlement *s,
+                        const int *dup, size_t n)
+{
+    if (n && sk__queue_settle(ps->q, "", s, n, ps->o->max_retries, NULL, ps->err) != SK_OK)
+        return stop_pass(ps, SK_ERR_DB, "queue: %s", ps->err->msg);
+    for (size_t i = 0; i < n; i++)
+        count_settled(ps, rows[i], &s[i], dup[i]);
     return SK_OK;
 }
 
-/* Applies per-event outcomes of a batch the transport answered. */
+/* One row refused on its own (too large alone, the poisoned one). */
+static sk_status refuse_row(pass *ps, const sk__queue_row *row, sk__settle_action action,
+                            const char *reason)
+{
+    sk__settlement s = {row->id, action, reason};
+    int dup = 0;
+    return settle(ps, &row, &s, &dup, 1);
+}
+
+/* Applies the per-event outcomes of a batch the transport answered, in one transaction. */
 static sk_status apply_outcomes(pass *ps, const sk__queue_row *rows, size_t n,
                                 const sk_batch_result *r)
 {
     sk__settlement *s = calloc(n, sizeof *s);
-    if (!s)
-        return stop_pass(ps, SK_ERR_NOMEM, "%s", "out of memory settling a batch");
+    const sk__queue_row **which = calloc(n, sizeof *which);
+    int *dup = calloc(n, sizeof *dup);
     size_t ns = 0, transient = 0;
-    sk_status st = SK_OK;
+    sk_status st = s && which && dup ? SK_OK
+                                     : stop_pass(ps, SK_ERR_NOMEM, "%s",
+                                                 "out of memory settling a batch");
     for (size_t i = 0; i < n && st == SK_OK; i++) {
         const sk_event_result *e = &r->events[i];
+        sk__settlement x = {rows[i].id, SK__SETTLE_DELETE, NULL};
         switch (e->outcome) {
         case SK_OUTCOME_DELIVERED:
+            break;
         case SK_OUTCOME_DUPLICATE:
-            if (e->outcome == SK_OUTCOME_DELIVERED)
-                ps->sum->synced++;
-            else
-                ps->sum->duplicates++;
-            s[ns++] = (sk__settlement){rows[i].id, SK__SETTLE_DELETE, NULL};
+            dup[ns] = 1;
             break;
         case SK_OUTCOME_PENDING:
-            ps->sum->pending++; /* held until the pass ends, then retried later */
-            break;
+            ps->sum->pending++; /* the cursor moves past it: retried by a later pass */
+            continue;
         case SK_OUTCOME_REJECTED:
-            st = refuse_row(ps, &rows[i], SK__SETTLE_REJECT,
-                            e->message[0] ? e->message : "rejected by the server");
+            x.action = SK__SETTLE_REJECT;
+            x.reason = e->message[0] ? e->message : "rejected by the server";
             break;
         case SK_OUTCOME_REJECTED_PERMANENT:
-            st = refuse_row(ps, &rows[i], SK__SETTLE_PARK,
-                            e->message[0] ? e->message : "refused for good by the server");
+            x.action = SK__SETTLE_PARK;
+            x.reason = e->message[0] ? e->message : "refused for good by the server";
             break;
         default:
             transient++;
-            break;
+            continue;
         }
+        which[ns] = &rows[i];
+        s[ns++] = x;
     }
-    if (st == SK_OK && ns &&
-        sk__queue_settle(ps->q, ps->owner, s, ns, ps->o->max_retries, NULL, ps->err) != SK_OK)
-        st = stop_pass(ps, SK_ERR_DB, "queue: %s", ps->err->msg);
+    if (st == SK_OK)
+        st = settle(ps, which, s, dup, ns);
     free(s);
+    free(which);
+    free(dup);
     if (st == SK_OK && transient == n && n > 0)
         return stop_pass(ps, SK_ERR_TRANSPORT, "%s",
                          r->detail[0] ? r->detail : "the transport delivered nothing");
@@ -372,7 +236,7 @@ static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batc
                              "login`");
         ps->reauth_done = 1;
         sk__err aerr = {{0}};
-        sk_status st = ps->h->reauthenticate(ps->h->ctx, &aerr);
+        sk_status st = ps->h->reauthenticate(ps->h->auth_ctx, &aerr);
         if (st != SK_OK)
             return stop_pass(ps, st, "%s", aerr.msg);
         return send_rows(ps, rows, n);
@@ -393,21 +257,13 @@ static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batc
                           "details)");
     }
     if (r->hints & SK_HINT_RETRY_AFTER) {
-        int64_t ms = r->retry_after_ms > 0 ? r->retry_after_ms : 0;
-        if (ms > ps->sum->retry_after_ms)
-            ps->sum->retry_after_ms = ms;
-        if (ms > ps->o->max_retry_wait_ms || ++ps->retry_waits > 10)
-            return stop_pass(ps, SK_ERR_TRANSPORT,
-                             "the server asked to wait %lld s before retrying",
-                             (long long)((ms + 999) / 1000));
-        if (wait_ms(ps, ms))
-            return stop_pass(ps, SK_ERR_CANCELLED, "%s", "cancelled");
-        return send_rows(ps, rows, n);
+        sk_status st = retry_after(ps, r->retry_after_ms > 0 ? r->retry_after_ms : 0);
+        return st == SK_OK ? send_rows(ps, rows, n) : st;
     }
     return SK_OK;
 }
 
-/* One batch handed to the transport: what was sent and what came back. */
+/* One batch handed to the transport: what was sent, and the answer once completed. */
 typedef struct inflight {
     pass *ps;
     sk__queue_row *rows;
@@ -416,7 +272,11 @@ typedef struct inflight {
     sk_event_result *res;
     sk_batch_result *r;
     sk_batch b;
-    int rc;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done; /* under mu: the completion came */
+    int rc;   /* an sk_transport_rc, once done */
+    int threaded;
     pthread_t thread;
 } inflight;
 
@@ -428,12 +288,16 @@ static void inflight_free(inflight *f)
     f->evs = NULL;
     f->res = NULL;
     f->r = NULL;
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
 }
 
 /* Builds the batch of rows[0..n); every outcome starts transient. */
 static sk_status inflight_prepare(pass *ps, inflight *f, sk__queue_row *rows, size_t n)
 {
     *f = (inflight){.ps = ps, .rows = rows, .n = n};
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
     f->evs = calloc(n, sizeof *f->evs);
     f->res = calloc(n, sizeof *f->res);
     f->r = calloc(1, sizeof *f->r);
@@ -456,26 +320,77 @@ static sk_status inflight_prepare(pass *ps, inflight *f, sk__queue_row *rows, si
     return SK_OK;
 }
 
+/* The completion of one batch (an sk_completion_fn): once per batch, from any thread. */
+static void inflight_complete(void *ctx, int rc, sk_batch_result *result)
+{
+    (void)result; /* always f->r: the host's own */
+    inflight *f = ctx;
+    pthread_mutex_lock(&f->mu);
+    f->rc = rc;
+    f->done = 1;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Sends f on the calling thread and completes it. */
+static void inflight_run(inflight *f)
+{
+    inflight_complete(f, sk__plugin_send(f->ps->p, &f->b, f->r), f->r);
+}
+
+static void *inflight_thread(void *arg)
+{
+    inflight_run(arg);
+    return NULL;
+}
+
+/* Starts sending f on its own thread; falls back to sending it here. */
+static void inflight_start(inflight *f)
+{
+    f->threaded = pthread_create(&f->thread, NULL, inflight_thread, f) == 0;
+    if (!f->threaded)
+        inflight_run(f);
+}
+
+/* Waits for f's completion. */
+static void inflight_wait(inflight *f)
+{
+    pthread_mutex_lock(&f->mu);
+    while (!f->done)
+        pthread_cond_wait(&f->cv, &f->mu);
+    pthread_mutex_unlock(&f->mu);
+    if (f->threaded)
+        pthread_join(f->thread, NULL);
+    f->threaded = 0;
+}
+
 /* A plain answer: every outcome can be applied without sending anything again. */
 static int inflight_plain(const inflight *f)
 {
     return f->rc == SK_TRANSPORT_OK && f->r->hints == SK_HINT_NONE;
 }
 
-/* Applies what came back (may send again: halving, bisection, re-auth, Retry-After). */
+/*
+ * Settles one completed batch on the pass's thread (may send again: halving,
+ * bisection, re-auth, Retry-After). A transport failure without a
+ * transport-level status means no server answered: the scheduler's
+ * "unreachable".
+ */
 static sk_status inflight_finish(pass *ps, inflight *f)
 {
     ps->sum->batches++;
     sk_status st;
-    if (f->rc == SK_TRANSPORT_CANCELLED || (f->rc != SK_TRANSPORT_OK && cancelled(ps)))
+    if (f->rc == SK_TRANSPORT_CANCELLED || (f->rc != SK_TRANSPORT_OK && cancelled(ps))) {
         st = stop_pass(ps, SK_ERR_CANCELLED, "%s", "cancelled");
-    else if (f->rc != SK_TRANSPORT_OK)
+    } else if (f->rc != SK_TRANSPORT_OK) {
+        ps->info->unreachable = f->r->status_code == 0;
         st = stop_pass(ps, SK_ERR_TRANSPORT, "%s",
                        f->r->detail[0] ? f->r->detail : "the transport failed without a reason");
-    else if (f->r->hints != SK_HINT_NONE)
+    } else if (f->r->hints != SK_HINT_NONE) {
         st = on_hints(ps, f->rows, f->n, f->r);
-    else
+    } else {
         st = apply_outcomes(ps, f->rows, f->n, f->r);
+    }
     /* "Refresh once, resend once" holds per batch: a batch the server took
      * with the refreshed token earns the next 401 its own refresh. */
     if (f->rc == SK_TRANSPORT_OK && !(f->r->hints & SK_HINT_REAUTHENTICATE))
@@ -493,34 +408,12 @@ static sk_status send_rows(pass *ps, sk__queue_row *rows, size_t n)
     sk_status st = inflight_prepare(ps, &f, rows, n);
     if (st != SK_OK)
         return st;
-    f.rc = call_transport(ps, &f.b, f.r);
+    inflight_run(&f);
     return inflight_finish(ps, &f);
 }
 
-static void *inflight_thread(void *arg)
-{
-    inflight *f = arg;
-    f->rc = call_transport(f->ps, &f->b, f->r);
-    return NULL;
-}
-
-/* Starts sending f on its own thread; falls back to sending it here. */
-static void inflight_start(inflight *f)
-{
-    if (pthread_create(&f->thread, NULL, inflight_thread, f) != 0) {
-        f->thread = pthread_self();
-        f->rc = call_transport(f->ps, &f->b, f->r);
-    }
-}
-
-static void inflight_wait(inflight *f)
-{
-    if (!pthread_equal(f->thread, pthread_self()))
-        pthread_join(f->thread, NULL);
-}
-
 /* Reads the next batch after the cursor and moves the cursor past it. 0: nothing more. */
-static int peek_next(pass *ps, int64_t *cts, int64_t *cid, sk__lease *lease)
+static int peek_next(pass *ps, int64_t *cts, int64_t *cid, sk__lease *rows)
 {
     if (ps->stop != SK_OK)
         return 0;
@@ -529,33 +422,33 @@ static int peek_next(pass *ps, int64_t *cts, int64_t *cid, sk__lease *lease)
         return 0;
     }
     sk_status st = sk__queue_peek(ps->q, *cts, *cid, ps->o->max_batch_events,
-                                  ps->o->max_batch_bytes, lease, ps->err);
+                                  ps->o->max_batch_bytes, rows, ps->err);
     if (st != SK_OK) {
         stop_pass(ps, st, "queue: %s", ps->err->msg);
         return 0;
     }
-    if (lease->count == 0)
+    if (rows->count == 0)
         return 0;
-    *cts = lease->rows[lease->count - 1].timestamp;
-    *cid = lease->rows[lease->count - 1].id;
+    *cts = rows->rows[rows->count - 1].timestamp;
+    *cid = rows->rows[rows->count - 1].id;
     return 1;
 }
 
-static void after_batch(pass *ps, sk__lease *lease)
+static void after_batch(pass *ps, sk__lease *rows)
 {
-    sk__lease_free_rows(lease);
+    sk__lease_free_rows(rows);
     if (ps->h && ps->h->progress)
         ps->h->progress(ps->h->ctx, ps->sum, ps->total);
 }
 
 /*
- * The drain under the drain lock, two batches deep: while the transport sends
- * batch k+1 on a thread, this thread settles batch k and reads batch k+2, so
- * SQLite and the transport work at the same time. A batch whose answer needs
- * more sending (hints, failures) is handled before the next one starts, so
- * the transport never sees two calls at once.
+ * The drain, two batches deep: while the transport sends batch k+1 on a
+ * thread, this thread settles batch k and reads batch k+2, so SQLite and the
+ * transport work at the same time. A batch whose answer needs more sending
+ * (hints, failures) is handled before the next one starts, so the transport
+ * never sees two calls at once.
  */
-static void drain_pipelined(pass *ps)
+static void drain(pass *ps)
 {
     sk__lease lz[2] = {{0}};
     inflight fl[2];
@@ -592,61 +485,47 @@ static void drain_pipelined(pass *ps)
             sk__lease_free_rows(&lz[nxt]);
         }
     }
+    sk__lease_free_rows(&lz[cur]);
+}
+
+/* Holds the drain lock, reads what waits, and drains it. */
+static void drain_locked(pass *ps)
+{
+    int lock_fd = -1;
+    sk_status st = take_drain_lock(ps->o->drain_lock_path, ps->h ? ps->h->cancel : NULL, &lock_fd,
+                                   ps->err);
+    sk__queue_stats qs;
+    if (st == SK_OK)
+        st = sk__queue_stats_get(ps->q, &qs, ps->err);
+    if (st != SK_OK)
+        stop_pass(ps, st, "%.500s", ps->err->msg);
+    else {
+        ps->total = qs.ready;
+        drain(ps);
+    }
+    if (lock_fd >= 0)
+        close(lock_fd); /* releases the drain lock */
 }
 
 sk_status sk__deliver_pass(sk__queue *q, sk__plugin *p, const sk__deliver_opts *o,
-                           const sk__deliver_hooks *h, sk_drain_summary *sum, sk__err *err)
+                           const sk__deliver_hooks *h, sk_drain_summary *sum, sk__pass_info *info,
+                           sk__err *err)
 {
     memset(sum, 0, sizeof *sum);
-    pass ps = {.q = q, .p = p, .o = o, .h = h, .sum = sum, .err = err, .stop = SK_OK};
-    sk_status st = sk__drainer_token(ps.owner, sizeof ps.owner, err);
-    if (st != SK_OK)
-        return st;
-    int lock_fd = -1;
-    if (o->drain_lock_path) {
-        st = take_drain_lock(o->drain_lock_path, h ? h->cancel : NULL, &lock_fd, err);
-        ps.owner[0] = '\0'; /* rows are read, not leased: settled as unleased */
-    }
-    /* Rows leased by a drainer that died (killed mid-pass) come back at once. */
-    if (st == SK_OK)
-        st = sk__queue_release_dead(q, sk__drainer_alive, NULL, err);
+    sk__pass_info none;
+    pass ps = {.q = q, .p = p, .o = o, .h = h, .sum = sum, .info = info ? info : &none,
+               .err = err, .stop = SK_OK};
+    *ps.info = (sk__pass_info){0};
+    if (!o->drain_lock_path)
+        stop_pass(&ps, SK_ERR_INTERNAL, "%s", "a delivery pass needs the drain lock");
+    else if (o->wait_first_ms > 0 && retry_after(&ps, o->wait_first_ms) != SK_OK)
+        ps.info->deferred = ps.stop != SK_ERR_CANCELLED; /* nothing was attempted */
+    else
+        drain_locked(&ps);
     sk__queue_stats qs;
-    if (st == SK_OK)
-        st = sk__queue_stats_get(q, &qs, err);
-    if (st != SK_OK) {
-        snprintf(sum->stop_reason, sizeof sum->stop_reason, "%.500s", err->msg);
-        if (lock_fd >= 0)
-            close(lock_fd);
-        return st;
-    }
-    ps.total = qs.ready;
-    sk__lease lease = {0};
-    snprintf(lease.owner, sizeof lease.owner, "%s", ps.owner);
-    if (lock_fd >= 0)
-        drain_pipelined(&ps);
-    for (int64_t batches = 0;
-         lock_fd < 0 && ps.stop == SK_OK && (!o->max_batches || batches < o->max_batches);
-         batches++) {
-        st = sk__queue_lease(q, o->max_batch_events, o->max_batch_bytes, o->lease_ms, &lease, err);
-        if (st != SK_OK) {
-            stop_pass(&ps, st, "queue: %s", err->msg);
-            break;
-        }
-        if (lease.count == 0)
-            break;
-        send_rows(&ps, lease.rows, lease.count);
-        after_batch(&ps, &lease);
-    }
-    sk__lease_free_rows(&lease);
     sk__err rerr;
-    if (flush_rejects(&ps, &rerr) != SK_OK && ps.stop == SK_OK)
-        stop_pass(&ps, SK_ERR_DB, "queue: %s", rerr.msg);
-    if (sk__queue_release_all(q, ps.owner, &rerr) != SK_OK && ps.stop == SK_OK)
-        stop_pass(&ps, SK_ERR_DB, "queue: %s", rerr.msg);
     if (sk__queue_stats_get(q, &qs, &rerr) == SK_OK)
         sum->remaining = qs.ready;
-    if (lock_fd >= 0)
-        close(lock_fd); /* releases the drain lock */
     if (ps.stop != SK_OK)
         sk__fail(err, ps.stop, "%s", sum->stop_reason);
     return ps.stop;

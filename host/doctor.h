@@ -23,19 +23,10 @@
 
 #include <limits.h>
 
-typedef struct sk__doctor_report {
-    int damaged;              /* the integrity check found problems */
-    int64_t problems;         /* its problem lines (counted up to 100) */
-    char first_problem[256];  /* the first of them */
-    int64_t file_bytes;       /* queue.db and its WAL */
-    int64_t rows_readable;    /* rows read whole */
-    int64_t bytes_readable;   /* their envelopes' bytes */
-    int64_t rows_lost;        /* rows an index names that could not be read */
-    char (*lost_ids)[SK__QUEUE_ID_CAP]; /* event_ids of lost rows, where an index knows them */
-    size_t lost_ids_count;
-    int repaired;             /* a fresh queue.db is in place */
-    char kept_as[PATH_MAX + 64]; /* where the damaged file was kept (repair) */
-} sk__doctor_report;
+/* The public report (sync.h); its lost ids have room for any queued id. */
+typedef sk_doctor_report sk__doctor_report;
+_Static_assert(sizeof *((sk__doctor_report *)0)->lost_ids == SK__QUEUE_ID_CAP,
+               "a lost id holds any queued id");
 
 /*
  * Checks <root>/queue.db without writing to it. SK_OK with report->damaged

@@ -1,9 +1,11 @@
-/* The public embedding API (include/spec-kitty/sync.h) over the host modules. */
+/* The sync handle: config, queue, credentials, transport, delivery and enqueueing. */
 #include "engine.h"
 #include "control.h"
-#include "daemon.h"
 #include "event.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,7 @@ static void forward_log(void *ctx, sk_log_level level, const char *plugin, const
 {
     sk_sync *s = ctx;
     if (s->log)
-        s->log(s->log_ctx, level, plugin, line);
+        s->log(s->log_ctx, (int)level, plugin, line);
 }
 
 sk_status sk__sync_queue_open(const sk_sync *s, sk__queue **out, sk__err *err)
@@ -37,43 +39,42 @@ sk_status sk__sync_queue_open(const sk_sync *s, sk__queue **out, sk__err *err)
     return sk__queue_open(path, &qo, out, err);
 }
 
-sk_status sk_open(const char *state_root, sk_sync **out, char *errbuf, size_t err_cap)
+sk_status sk__sync_open(const char *state_root, sk_sync **out, sk__err *err)
 {
     *out = NULL;
     sk_sync *s = calloc(1, sizeof *s);
-    sk__err err = {{0}};
-    sk_status st = s ? SK_OK : sk__fail(&err, SK_ERR_NOMEM, "out of memory");
+    if (!s)
+        return sk__fail(err, SK_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&s->plugin_mu, NULL);
+    atomic_init(&s->cancel, 0);
+    s->cancel_pipe[0] = s->cancel_pipe[1] = -1;
+    sk_status st = sk__state_root_resolve(state_root, s->root, sizeof s->root, err);
     if (st == SK_OK)
-        pthread_mutex_init(&s->plugin_mu, NULL);
-    if (st == SK_OK)
-        st = sk__state_root_resolve(state_root, s->root, sizeof s->root, &err);
-    if (st == SK_OK)
-        st = sk__mkdirs_owner(s->root, &err);
+        st = sk__mkdirs_owner(s->root, err);
     if (st == SK_OK)
         snprintf(s->drain_lock, sizeof s->drain_lock, "%s/drain.lock", s->root);
+    if (st == SK_OK && pipe2(s->cancel_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        st = sk__fail(err, SK_ERR_IO, "pipe: %s", strerror(errno));
     if (st == SK_OK)
-        st = sk__config_load(s->root, &s->cfg, &err);
+        st = sk__config_load(s->root, &s->cfg, err);
     if (st == SK_OK)
-        st = sk__auth_open(s->root, s->cfg, &s->auth, &err);
+        st = sk__auth_open(s->root, s->cfg, &s->auth, err);
     if (st == SK_OK)
-        st = sk__node_id_cached(s->root, s->node_id, &err);
+        st = sk__node_id_cached(s->root, s->node_id, err);
     if (st == SK_OK)
-        st = sk__sync_queue_open(s, &s->q, &err);
+        st = sk__sync_queue_open(s, &s->q, err);
     if (st != SK_OK) {
-        if (errbuf && err_cap)
-            snprintf(errbuf, err_cap, "%s", err.msg);
-        sk_close(s);
+        sk__sync_close(s);
         return st;
     }
     sk__auth_team_slug(s->auth, s->team_slug, sizeof s->team_slug);
-    atomic_init(&s->cancel, 0);
     sk__sched_policy policy = sk__sync_sched_policy(s);
     sk__sched_init(&s->sched, &policy, NULL, NULL); /* loaded when asked for: emit never is */
     *out = s;
     return SK_OK;
 }
 
-/* Detaches the transport from the handle, so sk_sync_cancel no longer reaches it. */
+/* Detaches the transport from the handle, so sk__sync_cancel no longer reaches it. */
 static sk__plugin *take_plugin(sk_sync *s)
 {
     pthread_mutex_lock(&s->plugin_mu);
@@ -83,23 +84,19 @@ static sk__plugin *take_plugin(sk_sync *s)
     return p;
 }
 
-void sk_close(sk_sync *s)
+void sk__sync_close(sk_sync *s)
 {
     if (!s)
         return;
-    if (s->service)
-        sk_service_stop(s, -1);
     sk__plugin_close(take_plugin(s));
     pthread_mutex_destroy(&s->plugin_mu);
+    for (int i = 0; i < 2; i++)
+        if (s->cancel_pipe[i] >= 0)
+            close(s->cancel_pipe[i]);
     sk__queue_close(s->q);
     sk__auth_close(s->auth);
     sk__config_free(s->cfg);
     free(s);
-}
-
-const char *sk_last_error(const sk_sync *s)
-{
-    return s ? s->err.msg : "";
 }
 
 static sk_status parse_payload(const char *payload_json, json_t **out, sk__err *err)
@@ -120,11 +117,11 @@ static sk_status parse_payload(const char *payload_json, json_t **out, sk__err *
     return SK_OK;
 }
 
-/* Tells a running service that events wait: in this process directly, else over its socket. */
-static void poke_service(sk_sync *s)
+/* Tells a running service that events wait: its callback in this process, else its socket. */
+static void notify_service(sk_sync *s)
 {
-    if (s->service)
-        sk__service_poke(s->service);
+    if (s->on_enqueue)
+        s->on_enqueue(s->on_enqueue_ctx);
     else
         sk__control_poke(s->root);
 }
@@ -148,28 +145,11 @@ sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__er
     if (st == SK_OK)
         st = sk__queue_enqueue(s->q, items, n, err);
     if (st == SK_OK)
-        poke_service(s);
+        notify_service(s);
     for (size_t i = 0; texts && i < n; i++)
         free(texts[i]);
     free(texts);
     free(items);
-    return st;
-}
-
-/* Reserves n Lamport values and stamps the envelopes that need one (built ones). */
-static sk_status stamp_clock(sk_sync *s, json_t **envs, const int *needs, size_t n, sk__err *err)
-{
-    size_t want = 0;
-    for (size_t i = 0; i < n; i++)
-        want += needs[i] != 0;
-    if (want == 0)
-        return SK_OK;
-    int64_t first = 0;
-    sk_status st = sk__clock_tick(s->root, s->node_id, (int64_t)want,
-                                  s->cfg->queue_durability == SK__DURABILITY_FULL, &first, err);
-    for (size_t i = 0; st == SK_OK && i < n; i++)
-        if (needs[i])
-            json_object_set_new(envs[i], "lamport_clock", json_integer(first++));
     return st;
 }
 
@@ -179,27 +159,34 @@ static const char *config_or_null(const char *value)
     return value && *value ? value : NULL;
 }
 
-/* The builder's fields of spec, with sync.json's emit.* for what it leaves out. */
-static sk__event_fields event_fields(const sk_sync *s, const sk_event_spec *spec, json_t *payload)
+/* spec with sync.json's emit.* for what it leaves out. */
+static sk_event_spec spec_with_config(const sk_sync *s, const sk_event_spec *spec)
 {
     const sk__config *c = s->cfg;
-    return (sk__event_fields){
-        .event_type = spec->event_type,
-        .aggregate_id = spec->aggregate_id,
-        .aggregate_type = spec->aggregate_type,
-        .payload = payload,
-        .causation_id = spec->causation_id,
-        .schema = spec->schema ? spec->schema : (int)c->emit_schema,
-        .correlation_id = spec->correlation_id,
-        .project_uuid = spec->project_uuid ? spec->project_uuid
-                                           : config_or_null(c->emit_project_uuid),
-        .project_slug = spec->project_slug ? spec->project_slug
-                                           : config_or_null(c->emit_project_slug),
-        .build_id = spec->build_id ? spec->build_id : c->emit_build_id,
-    };
+    sk_event_spec r = *spec;
+    r.schema = spec->schema ? spec->schema : (int)c->emit_schema;
+    r.project_uuid = spec->project_uuid ? spec->project_uuid : config_or_null(c->emit_project_uuid);
+    r.project_slug = spec->project_slug ? spec->project_slug : config_or_null(c->emit_project_slug);
+    r.build_id = spec->build_id ? spec->build_id : c->emit_build_id;
+    return r;
 }
 
-sk_status sk_emit_event(sk_sync *s, const sk_event_spec *spec, char event_id_out[27])
+void sk__sync_line_defaults(const sk_sync *s, const sk_event_spec *defaults, sk__line_defaults *out)
+{
+    sk_event_spec none = {0};
+    *out = (sk__line_defaults){spec_with_config(s, defaults ? defaults : &none), s->node_id,
+                               s->team_slug};
+}
+
+/* Stamps the envelopes that need a Lamport value (built ones), in order. */
+static sk_status stamp_clock(sk_sync *s, json_t **envs, const int *needs, size_t n, sk__err *err)
+{
+    return sk__event_stamp_clock(s->root, s->node_id,
+                                 s->cfg->queue_durability == SK__DURABILITY_FULL, envs, needs, n,
+                                 err);
+}
+
+sk_status sk__sync_emit(sk_sync *s, const sk_event_spec *spec, char event_id_out[27])
 {
     sk__err err = {{0}};
     json_t *payload = NULL, *env = NULL;
@@ -207,7 +194,8 @@ sk_status sk_emit_event(sk_sync *s, const sk_event_spec *spec, char event_id_out
                        ? parse_payload(spec->payload_json, &payload, &err)
                        : sk__fail(&err, SK_ERR_USAGE, "schema %d: expected 1 (classic) or 3 (current)",
                                   spec->schema);
-    sk__event_fields f = event_fields(s, spec, payload);
+    sk_event_spec full = spec_with_config(s, spec);
+    sk__event_fields f = sk__event_fields_of(&full, payload);
     if (st == SK_OK) /* validated with a placeholder clock, so a bad event burns no value */
         st = sk__event_build(&f, 0, s->node_id, s->team_slug, &env, &err);
     int needs = 1;
@@ -224,75 +212,6 @@ sk_status sk_emit_event(sk_sync *s, const sk_event_spec *spec, char event_id_out
     return st;
 }
 
-sk_status sk_emit(sk_sync *s, const char *event_type, const char *aggregate_id,
-                  const char *aggregate_type, const char *payload_json, const char *causation_id,
-                  char event_id_out[27])
-{
-    sk_event_spec spec = {.event_type = event_type,
-                          .aggregate_id = aggregate_id,
-                          .aggregate_type = aggregate_type,
-                          .payload_json = payload_json,
-                          .causation_id = causation_id};
-    return sk_emit_event(s, &spec, event_id_out);
-}
-
-/* A string member of a line, or dflt. */
-static const char *line_string_or(const json_t *obj, const char *key, const char *dflt)
-{
-    const char *v = json_string_value(json_object_get(obj, key));
-    return v ? v : dflt;
-}
-
-sk_status sk__sync_line_envelope(const sk_sync *s, const char *line, size_t len,
-                                 const sk_event_spec *defaults, json_t **out, int *needs_clock,
-                                 sk__err *err)
-{
-    *out = NULL;
-    *needs_clock = 0;
-    if (memchr(line, '\0', len))
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "holds a NUL byte");
-    json_error_t jerr;
-    json_t *obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!obj)
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "not valid JSON (column %d: %s)", jerr.column,
-                        jerr.text);
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        return sk__fail(err, SK_ERR_INVALID_EVENT, "expected a JSON object");
-    }
-    sk_status st;
-    if (json_object_get(obj, "event_id")) {
-        st = sk__event_accept(obj, err);
-        if (st == SK_OK)
-            *out = json_incref(obj);
-    } else {
-        *needs_clock = 1;
-        json_t *payload = json_object_get(obj, "payload");
-        sk_event_spec spec = *defaults;
-        spec.event_type = line_string_or(obj, "event_type", line_string_or(obj, "type", NULL));
-        spec.aggregate_id = line_string_or(obj, "aggregate_id", NULL);
-        spec.aggregate_type = line_string_or(obj, "aggregate_type", NULL);
-        spec.causation_id = line_string_or(obj, "causation_id", NULL);
-        if (json_object_get(obj, "schema_version"))
-            spec.schema = 3;
-        spec.correlation_id = line_string_or(obj, "correlation_id", spec.correlation_id);
-        spec.project_uuid = line_string_or(obj, "project_uuid", spec.project_uuid);
-        spec.project_slug = line_string_or(obj, "project_slug", spec.project_slug);
-        spec.build_id = line_string_or(obj, "build_id", spec.build_id);
-        sk__event_fields f = event_fields(s, &spec, payload);
-        if (payload && !json_is_object(payload))
-            st = sk__fail(err, SK_ERR_INVALID_EVENT, "payload: expected a JSON object");
-        else if (!f.event_type)
-            st = sk__fail(err, SK_ERR_INVALID_EVENT, "event_type: missing");
-        else if (!f.aggregate_id)
-            st = sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_id: missing");
-        else
-            st = sk__event_build(&f, 0, s->node_id, s->team_slug, out, err);
-    }
-    json_decref(obj);
-    return st;
-}
-
 /* Grows the two arrays of sk__sync_emit_ndjson to hold one more event. */
 static sk_status emit_room(json_t ***envs, int **needs, size_t n, size_t *cap, sk__err *err)
 {
@@ -305,14 +224,16 @@ static sk_status emit_room(json_t ***envs, int **needs, size_t n, size_t *cap, s
 }
 
 sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_event_spec *defaults,
-                               sk__line_error_fn on_error, void *ctx, size_t *count_out)
+                               sk_line_error_fn on_error, void *ctx, size_t *count_out)
 {
     size_t cap = 0, n = 0, bad = 0;
     json_t **envs = NULL;
     int *needs = NULL;
     sk__err err = {{0}};
+    sk__line_defaults d;
+    sk__sync_line_defaults(s, defaults, &d);
     sk__line_stream ls;
-    sk__line_stream_init(&ls, fd, name, SK__EMIT_MAX_LINE);
+    sk__line_stream_init(&ls, fd, name, SK__EVENT_MAX_LINE);
     sk_status st;
     char *line;
     size_t len;
@@ -327,7 +248,7 @@ sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_ev
         if ((st = emit_room(&envs, &needs, n, &cap, &err)) != SK_OK)
             break;
         sk__err lerr = {{0}};
-        if (sk__sync_line_envelope(s, line, len, defaults, &envs[n], &needs[n], &lerr) == SK_OK) {
+        if (sk__event_from_line(line, len, &d, &envs[n], &needs[n], &lerr) == SK_OK) {
             n++;
         } else {
             bad++;
@@ -363,15 +284,6 @@ sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_ev
     return st;
 }
 
-sk_status sk_queue_info_get(sk_sync *s, sk_queue_info *out)
-{
-    sk__queue_stats qs;
-    sk_status st = sk__queue_stats_get(s->q, &qs, &s->err);
-    if (st == SK_OK)
-        *out = (sk_queue_info){qs.ready, qs.parked, qs.oldest_timestamp};
-    return st;
-}
-
 sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
 {
     if (s->plugin) {
@@ -402,26 +314,38 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
     s->plugin = p;
     /* A cancel that came while the plugin loaded found nothing to call. */
     if (atomic_load(&s->cancel))
-        sk__plugin_desc(p)->cancel(sk__plugin_self(p));
+        sk__plugin_cancel(p);
     pthread_mutex_unlock(&s->plugin_mu);
     *out = p;
     return SK_OK;
 }
 
-void sk_sync_cancel(sk_sync *s)
+void sk__sync_each_metric(sk_sync *s, void (*fn)(void *ctx, const char *name, int64_t value),
+                          void *ctx)
 {
-    if (!s)
-        return;
-    atomic_store(&s->cancel, 1);
     pthread_mutex_lock(&s->plugin_mu);
     if (s->plugin)
-        sk__plugin_desc(s->plugin)->cancel(sk__plugin_self(s->plugin));
+        sk__plugin_each_metric(s->plugin, fn, ctx);
+    pthread_mutex_unlock(&s->plugin_mu);
+}
+
+void sk__sync_cancel(sk_sync *s)
+{
+    atomic_store(&s->cancel, 1);
+    ssize_t w = write(s->cancel_pipe[1], "c", 1);
+    (void)w; /* a full pipe is readable already */
+    pthread_mutex_lock(&s->plugin_mu);
+    if (s->plugin)
+        sk__plugin_cancel(s->plugin);
     pthread_mutex_unlock(&s->plugin_mu);
 }
 
 void sk__sync_cancel_reset(sk_sync *s)
 {
     sk__plugin_close(take_plugin(s));
+    char buf[64];
+    while (read(s->cancel_pipe[0], buf, sizeof buf) > 0)
+        ;
     atomic_store(&s->cancel, 0);
 }
 
@@ -444,105 +368,63 @@ sk__sched_policy sk__sync_sched_policy(const sk_sync *s)
     return p;
 }
 
-void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum)
+void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum,
+                          const sk__pass_info *info)
 {
     sk__err err;
-    sk__sync_load_sched(s); /* another process may have written it since */
-    int64_t now = sk__sched_now(&s->sched);
-    if (st == SK_OK) {
-        if (sum->batches > 0)
-            sk__sched_on_success(&s->sched, now, sum->remaining > sum->pending);
-        if (sum->retry_after_ms > 0)
-            sk__sched_note_retry_after(&s->sched, now, sum->retry_after_ms);
-    } else if (st == SK_ERR_AUTH || st == SK_ERR_SESSION_EXPIRED) {
-        sk__sched_on_auth_blocked(&s->sched, sum->stop_reason);
-    } else if (st != SK_ERR_CANCELLED) {
-        sk__sched_on_failure(&s->sched, now, sum->retry_after_ms, sum->stop_reason,
-                             sum->batches == 0 || strstr(sum->stop_reason, "connect") != NULL);
-    }
-    sk__sched_save(&s->sched, s->root, &err); /* best effort: status only */
+    s->sched_warning[0] = '\0'; /* best effort: the state only feeds status and timing */
+    if (sk__sched_record_pass_file(&s->sched, s->root, st, sum, info, &err) == SK_ERR_IO)
+        snprintf(s->sched_warning, sizeof s->sched_warning, "%s (starting fresh)", err.msg);
 }
 
-void sk__sync_deliver_opts(const sk_sync *s, sk__deliver_opts *o)
+void sk__sync_deliver_opts(const sk_sync *s, int explicit_pass, sk__deliver_opts *o)
 {
     sk__deliver_opts_default(o);
     o->max_batch_events = (size_t)s->cfg->max_batch_events;
     o->max_batch_bytes = (size_t)s->cfg->max_batch_bytes;
     o->max_retries = s->cfg->max_retries;
     o->drain_lock_path = s->drain_lock;
+    o->sched = s->sched.policy;
+    o->max_batches = sk__sched_pass_batches(explicit_pass);
+    int64_t now = sk__sched_now(&s->sched);
+    if (explicit_pass) /* background passes are due only once it passed */
+        o->wait_first_ms = sk__sched_explicit_due(&s->sched, now) - now;
 }
 
-/* The caller's hooks plus the session refresh: deliver.c calls every hook with one ctx. */
-typedef struct auth_hooks {
-    sk_sync *s;
-    const sk__deliver_hooks *inner;
-} auth_hooks;
-
-static sk_status hook_reauthenticate(void *ctx, sk__err *err)
+/* On a 401: refresh the session (single-flight with every other drainer). */
+static sk_status reauthenticate(void *ctx, sk__err *err)
 {
-    auth_hooks *w = ctx;
-    return sk__auth_refresh(w->s->auth, err);
-}
-
-static void hook_progress(void *ctx, const sk_drain_summary *so_far, int64_t total)
-{
-    auth_hooks *w = ctx;
-    w->inner->progress(w->inner->ctx, so_far, total);
-}
-
-static void hook_failure(void *ctx, const char *event_id, const char *event_type, const char *what,
-                         const char *reason)
-{
-    auth_hooks *w = ctx;
-    w->inner->failure(w->inner->ctx, event_id, event_type, what, reason);
-}
-
-static int hook_wait(void *ctx, int64_t ms)
-{
-    auth_hooks *w = ctx;
-    return w->inner->wait_ms(w->inner->ctx, ms);
+    sk_sync *s = ctx;
+    return sk__auth_refresh(s->auth, err);
 }
 
 sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__deliver_hooks *hooks,
-                           sk_drain_summary *out)
+                           sk_drain_summary *out, sk__pass_info *info)
 {
     sk__plugin *p;
     memset(out, 0, sizeof *out);
+    *info = (sk__pass_info){0};
     sk_status st = sk__sync_transport(s, &p);
-    if (st != SK_OK)
+    if (st != SK_OK) {
+        snprintf(out->stop_reason, sizeof out->stop_reason, "%s", s->err.msg);
         return st;
-    sk__deliver_hooks none = {0};
-    const sk__deliver_hooks *in = hooks ? hooks : &none;
-    auth_hooks w = {s, in};
-    sk__deliver_hooks h = {.reauthenticate = hook_reauthenticate,
-                           .progress = in->progress ? hook_progress : NULL,
-                           .failure = in->failure ? hook_failure : NULL,
-                           .wait_ms = in->wait_ms ? hook_wait : NULL,
-                           .ctx = &w,
-                           .cancel = in->cancel};
-    st = sk__deliver_pass(s->q, p, opts, in->reauthenticate ? in : &h, out, &s->err);
-    sk__sync_record_pass(s, st, out);
+    }
+    sk__deliver_hooks h = hooks ? *hooks : (sk__deliver_hooks){0};
+    h.reauthenticate = reauthenticate;
+    h.auth_ctx = s;
+    return sk__deliver_pass(s->q, p, opts, &h, out, info, &s->err);
+}
+
+sk_status sk__sync_drain(sk_sync *s, const sk__deliver_hooks *hooks, sk_drain_summary *out)
+{
+    sk__sync_load_sched(s);
+    sk__deliver_opts o;
+    sk__sync_deliver_opts(s, 1, &o);
+    sk__deliver_hooks h = hooks ? *hooks : (sk__deliver_hooks){0};
+    h.cancel = &s->cancel;
+    sk__pass_info info;
+    sk_status st = sk__sync_deliver(s, &o, &h, out, &info);
+    sk__sync_record_pass(s, st, out, &info);
     return st;
 }
 
-typedef struct progress_adapter {
-    sk_progress_fn fn;
-    void *ctx;
-} progress_adapter;
-
-static void adapt_progress(void *ctx, const sk_drain_summary *so_far, int64_t total)
-{
-    progress_adapter *a = ctx;
-    a->fn(a->ctx, so_far, total);
-}
-
-sk_status sk_sync_now(sk_sync *s, sk_progress_fn progress, void *progress_ctx,
-                      sk_drain_summary *out)
-{
-    sk__deliver_opts o;
-    sk__sync_deliver_opts(s, &o);
-    progress_adapter a = {progress, progress_ctx};
-    sk__deliver_hooks h = {
-        .progress = progress ? adapt_progress : NULL, .ctx = &a, .cancel = &s->cancel};
-    return sk__sync_deliver(s, &o, &h, out);
-}

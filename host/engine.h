@@ -1,7 +1,9 @@
 /*
- * The sk_sync handle behind the public API: one state root, its config, its
- * queue, the node identity and (loaded on first use) the transport plugin.
- * The CLI reaches these internals through the accessors below.
+ * The sk_sync handle behind the public API (api.c): one state root, its
+ * config, its queue, the node identity and (loaded on first use) the
+ * transport plugin. The service (daemon.c) opens its own handle with
+ * sk__sync_open; nothing here calls into the service: an enqueue tells it
+ * through the on_enqueue callback.
  */
 #ifndef SK_HOST_ENGINE_H
 #define SK_HOST_ENGINE_H
@@ -10,6 +12,7 @@
 #include "common.h"
 #include "config.h"
 #include "deliver.h"
+#include "event.h"
 #include "plugin.h"
 #include "queue.h"
 #include "scheduler.h"
@@ -30,14 +33,33 @@ struct sk_sync {
     pthread_mutex_t plugin_mu;
     sk__plugin_host phost;
     /* Where plugin log lines go (the CLI prints them); NULL: dropped. */
-    void (*log)(void *ctx, sk_log_level level, const char *plugin, const char *line);
+    sk_log_fn log;
     void *log_ctx;
+    /* Called after each enqueue (an in-process service); NULL: poke <root>/sync.sock. */
+    void (*on_enqueue)(void *ctx);
+    void *on_enqueue_ctx;
     atomic_int cancel;
+    int cancel_pipe[2]; /* readable once cancelled: a wait on a socket polls it too */
     sk__sched sched;             /* persisted scheduler state, as loaded at open */
     char sched_warning[800];     /* why a corrupt sync-state.json was ignored, or "" */
     struct sk__service *service; /* the embedded service, if sk_service_start ran */
     pthread_t service_thread;
 };
+
+/* Opens a handle on a state root (NULL: the default); one line in err on failure. */
+sk_status sk__sync_open(const char *state_root, sk_sync **out, sk__err *err);
+/* Closes a handle (its transport too); a service running on it must be stopped first. */
+void sk__sync_close(sk_sync *s);
+
+/* Builds, validates and enqueues one event (sk_emit_event). */
+sk_status sk__sync_emit(sk_sync *s, const sk_event_spec *spec, char event_id_out[27]);
+
+/* Calls fn for each counter the handle's transport reported (none before it loaded). */
+void sk__sync_each_metric(sk_sync *s, void (*fn)(void *ctx, const char *name, int64_t value),
+                          void *ctx);
+
+/* Cancels the work on the handle (sk_sync_cancel): flag, cancel pipe, the transport's cancel. */
+void sk__sync_cancel(sk_sync *s);
 
 /* Opens another handle on the state root's queue, with the config's options
  * (a handle is for one thread: the service keeps a second one for status). */
@@ -54,49 +76,46 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out);
  */
 void sk__sync_cancel_reset(sk_sync *s);
 
-/* Fields of one event line of `emit --file`: a full envelope (has "event_id"),
- * or the short form {event_type, aggregate_id, aggregate_type?, payload?, causation_id?}. */
-typedef void (*sk__line_error_fn)(void *ctx, size_t line_no, const char *message);
-
-/* The longest line `emit --file` takes: the largest envelope the server accepts. */
-#define SK__EMIT_MAX_LINE ((size_t)1 << 20)
-
-/*
- * One line of `emit --file` (len bytes, no newline) → an envelope (new
- * reference in *out), validated. A full envelope (it has event_id) is taken as
- * it is, ids normalised; a short one is built like sk_emit_event, with defaults
- * for what the line leaves out (a line with schema_version builds a current
- * envelope); *needs_clock then (lamport_clock still 0). SK_ERR_INVALID_EVENT
- * with a message otherwise (a NUL byte in the line included).
- */
-sk_status sk__sync_line_envelope(const sk_sync *s, const char *line, size_t len,
-                                 const sk_event_spec *defaults, json_t **out, int *needs_clock,
-                                 sk__err *err);
+/* What short NDJSON lines take on this handle: defaults (may be NULL), then sync.json's emit.*. */
+void sk__sync_line_defaults(const sk_sync *s, const sk_event_spec *defaults, sk__line_defaults *out);
 
 /*
  * Enqueues every NDJSON line read from fd (name names it in messages) in one
  * transaction, or none: each bad line is reported through on_error (1-based
  * line numbers) and then SK_ERR_INVALID_EVENT is returned. Blank lines are
- * skipped. Lines become envelopes as sk__sync_line_envelope makes them. Memory
- * stays bounded whatever the input: reading stops at a line longer than
- * SK__EMIT_MAX_LINE, and at more events than queue.max_events (SK_ERR_QUEUE_FULL).
- * *count_out = events queued.
+ * skipped. Lines become envelopes as sk__event_from_line makes them (defaults
+ * may be NULL; sync.json's emit.* fill what they leave out). Memory stays
+ * bounded whatever the input: reading stops at a line longer than
+ * SK__EVENT_MAX_LINE, and at more events than queue.max_events
+ * (SK_ERR_QUEUE_FULL). *count_out = events queued.
  */
 sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_event_spec *defaults,
-                               sk__line_error_fn on_error, void *ctx, size_t *count_out);
+                               sk_line_error_fn on_error, void *ctx, size_t *count_out);
 
 /* Enqueues validated envelopes in one transaction (all or none) and pokes a running service. */
 sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err);
 
-/* Runs a delivery pass with hooks (sync now, daemon). */
+/*
+ * Runs a delivery pass through the handle's transport, refreshing the session
+ * on a 401. Records nothing: the caller folds the result into the scheduler
+ * (sk__sync_record_pass) on the thread that owns s->sched.
+ */
 sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__deliver_hooks *hooks,
-                           sk_drain_summary *out);
+                           sk_drain_summary *out, sk__pass_info *info);
 
 /*
- * Records the outcome of a delivery pass in <root>/sync-state.json (re-read
- * first, so a concurrent writer's newer state is not rolled back).
+ * An explicit pass (`sync now` without a service): the persisted scheduler
+ * state is read first (a running Retry-After is honoured), the whole queue is
+ * drained, and the pass is recorded. Cancelled by sk_sync_cancel.
  */
-void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum);
+sk_status sk__sync_drain(sk_sync *s, const sk__deliver_hooks *hooks, sk_drain_summary *out);
+
+/*
+ * Records the outcome of a delivery pass in s->sched and <root>/sync-state.json
+ * (re-read first, so a concurrent writer's newer state is not rolled back).
+ */
+void sk__sync_record_pass(sk_sync *s, sk_status st, const sk_drain_summary *sum,
+                          const sk__pass_info *info);
 
 /*
  * Loads the persisted scheduler state (sync-state.json) into s->sched. Returns
@@ -107,7 +126,11 @@ const char *sk__sync_load_sched(sk_sync *s);
 /* The scheduler policy the config asks for. */
 sk__sched_policy sk__sync_sched_policy(const sk_sync *s);
 
-/* Delivery options derived from the config. */
-void sk__sync_deliver_opts(const sk_sync *s, sk__deliver_opts *opts);
+/*
+ * Delivery options derived from the config and the scheduler: an explicit
+ * pass drains the queue after a running Retry-After, a background one sends
+ * one batch.
+ */
+void sk__sync_deliver_opts(const sk_sync *s, int explicit_pass, sk__deliver_opts *opts);
 
 #endif

@@ -462,3 +462,100 @@ sk_status sk__event_build(const sk__event_fields *f, int64_t lamport, const char
     *out = env;
     return SK_OK;
 }
+
+/* ---- envelopes from NDJSON lines, clock stamping ------------------------ */
+
+sk__event_fields sk__event_fields_of(const sk_event_spec *spec, json_t *payload)
+{
+    return (sk__event_fields){.event_type = spec->event_type,
+                              .aggregate_id = spec->aggregate_id,
+                              .aggregate_type = spec->aggregate_type,
+                              .payload = payload,
+                              .causation_id = spec->causation_id,
+                              .schema = spec->schema,
+                              .correlation_id = spec->correlation_id,
+                              .project_uuid = spec->project_uuid,
+                              .project_slug = spec->project_slug,
+                              .build_id = spec->build_id};
+}
+
+/* A string member of a line, or dflt. */
+static const char *line_string_or(const json_t *obj, const char *key, const char *dflt)
+{
+    const char *v = json_string_value(json_object_get(obj, key));
+    return v ? v : dflt;
+}
+
+/* Builds a short line's envelope: its own fields over the defaults. */
+static sk_status build_short(const json_t *obj, const sk__line_defaults *d, json_t **out,
+                             sk__err *err)
+{
+    json_t *payload = json_object_get(obj, "payload");
+    const sk_event_spec *spec = &d->spec;
+    sk_event_spec own = {
+        .event_type = line_string_or(obj, "event_type", line_string_or(obj, "type", NULL)),
+        .aggregate_id = line_string_or(obj, "aggregate_id", NULL),
+        .aggregate_type = line_string_or(obj, "aggregate_type", NULL),
+        .causation_id = line_string_or(obj, "causation_id", NULL),
+        .schema = json_object_get(obj, "schema_version") ? 3 : spec->schema,
+        .correlation_id = line_string_or(obj, "correlation_id", spec->correlation_id),
+        .project_uuid = line_string_or(obj, "project_uuid", spec->project_uuid),
+        .project_slug = line_string_or(obj, "project_slug", spec->project_slug),
+        .build_id = line_string_or(obj, "build_id", spec->build_id),
+    };
+    sk__event_fields f = sk__event_fields_of(&own, payload);
+    if (payload && !json_is_object(payload))
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "payload: expected a JSON object");
+    if (!f.event_type)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "event_type: missing");
+    if (!f.aggregate_id)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "aggregate_id: missing");
+    return sk__event_build(&f, 0, d->node_id, d->team_slug, out, err);
+}
+
+sk_status sk__event_from_line(const char *line, size_t len, const sk__line_defaults *d,
+                              json_t **out, int *needs_clock, sk__err *err)
+{
+    *out = NULL;
+    if (needs_clock)
+        *needs_clock = 0;
+    if (memchr(line, '\0', len))
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "holds a NUL byte");
+    json_error_t jerr;
+    json_t *obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!obj)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "not valid JSON (column %d: %s)", jerr.column,
+                        jerr.text);
+    sk_status st;
+    if (!json_is_object(obj)) {
+        st = sk__fail(err, SK_ERR_INVALID_EVENT, "expected a JSON object");
+    } else if (json_object_get(obj, "event_id")) {
+        st = sk__event_accept(obj, err);
+        if (st == SK_OK)
+            *out = json_incref(obj);
+    } else if (!d) {
+        st = sk__fail(err, SK_ERR_INVALID_EVENT, "event_id: missing");
+    } else {
+        st = build_short(obj, d, out, err);
+        if (st == SK_OK && needs_clock)
+            *needs_clock = 1;
+    }
+    json_decref(obj);
+    return st;
+}
+
+sk_status sk__event_stamp_clock(const char *state_root, const char *node_id, int sync_data,
+                                json_t **envs, const int *needs, size_t n, sk__err *err)
+{
+    size_t want = 0;
+    for (size_t i = 0; i < n; i++)
+        want += needs[i] != 0;
+    if (want == 0)
+        return SK_OK;
+    int64_t first = 0;
+    sk_status st = sk__clock_tick(state_root, node_id, (int64_t)want, sync_data, &first, err);
+    for (size_t i = 0; st == SK_OK && i < n; i++)
+        if (needs[i])
+            json_object_set_new(envs[i], "lamport_clock", json_integer(first++));
+    return st;
+}

@@ -117,4 +117,37 @@ const char *sk__event_default_aggregate_type(const char *event_type);
 sk_status sk__event_build(const sk__event_fields *f, int64_t lamport, const char *node_id,
                           const char *team_slug, json_t **out, sk__err *err);
 
+/* The builder's fields of a public event spec (payload parsed by the caller). */
+sk__event_fields sk__event_fields_of(const sk_event_spec *spec, json_t *payload);
+
+/* What a short NDJSON line leaves out: the caller's defaults, config values already filled in. */
+typedef struct sk__line_defaults {
+    sk_event_spec spec; /* schema 1 or 3; project fields, build_id as the config gives them */
+    const char *node_id;
+    const char *team_slug;
+} sk__line_defaults;
+
+/* The longest NDJSON line taken: the largest envelope the server accepts. */
+#define SK__EVENT_MAX_LINE ((size_t)1 << 20)
+
+/*
+ * One NDJSON line (len bytes, no newline) → an envelope (new reference in
+ * *out), validated. A full envelope (it has event_id) is taken as it is, ids
+ * normalised (sk__event_accept); a short one {event_type, aggregate_id,
+ * aggregate_type?, payload?, causation_id?, ...} is built with d (a line with
+ * schema_version builds a current envelope) and *needs_clock is set: its
+ * lamport_clock is still 0. d NULL: short lines are refused. needs_clock may
+ * be NULL then. SK_ERR_INVALID_EVENT with a message otherwise (a NUL byte in
+ * the line included).
+ */
+sk_status sk__event_from_line(const char *line, size_t len, const sk__line_defaults *d,
+                              json_t **out, int *needs_clock, sk__err *err);
+
+/*
+ * Reserves one Lamport value per envelope with needs[i] set (in one clock
+ * write under state_root) and stamps them in order. sync_data: fsync the clock.
+ */
+sk_status sk__event_stamp_clock(const char *state_root, const char *node_id, int sync_data,
+                                json_t **envs, const int *needs, size_t n, sk__err *err);
+
 #endif

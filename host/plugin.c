@@ -242,21 +242,6 @@ fail:
     return st;
 }
 
-const sk_transport_desc *sk__plugin_desc(const sk__plugin *p)
-{
-    return &p->desc;
-}
-
-const char *sk__plugin_path(const sk__plugin *p)
-{
-    return p->path;
-}
-
-void *sk__plugin_self(const sk__plugin *p)
-{
-    return p->self;
-}
-
 /* ---- upcalls ------------------------------------------------------------ */
 
 static void up_log(void *ctx, sk_log_level level, const char *fmt, ...)
@@ -349,15 +334,13 @@ static void up_metric_add(void *ctx, const char *name, int64_t delta)
     pthread_mutex_unlock(&p->mu);
 }
 
-int64_t sk__plugin_metric(sk__plugin *p, const char *name)
+void sk__plugin_each_metric(sk__plugin *p, void (*fn)(void *ctx, const char *name, int64_t value),
+                            void *ctx)
 {
-    int64_t v = 0;
     pthread_mutex_lock(&p->mu);
     for (int i = 0; i < p->nmetrics; i++)
-        if (strcmp(p->metric_names[i], name) == 0)
-            v = p->metric_values[i];
+        fn(ctx, p->metric_names[i], p->metric_values[i]);
     pthread_mutex_unlock(&p->mu);
-    return v;
 }
 
 sk_status sk__plugin_start(sk__plugin *p, const sk__plugin_host *host, sk__err *err)
@@ -402,6 +385,95 @@ void sk__plugin_close(sk__plugin *p)
     free(p);
 }
 
+/* ---- verbs ------------------------------------------------------------- */
+
+void sk__plugin_describe(const sk__plugin *p, sk_plugin_info *out)
+{
+    const sk_transport_desc *d = &p->desc;
+    *out = (sk_plugin_info){.file = p->path,
+                             .name = d->name,
+                             .version = d->version,
+                             .description = d->description ? d->description : "",
+                             .abi_major = d->abi_major,
+                             .abi_minor = d->abi_minor,
+                             .struct_size = d->struct_size,
+                             .capabilities = d->capabilities,
+                             .options = d->options};
+}
+
+const char *sk__plugin_name(const sk__plugin *p)
+{
+    return p->desc.name;
+}
+
+uint32_t sk__plugin_caps(const sk__plugin *p)
+{
+    return p->desc.capabilities;
+}
+
+/* Completion rendezvous: sk__plugin_send over a plugin that only implements submit(). */
+typedef struct send_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rc;
+} send_wait;
+
+static void send_done(void *ctx, int rc, sk_batch_result *result)
+{
+    (void)result;
+    send_wait *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    w->rc = rc;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int sk__plugin_send(sk__plugin *p, const sk_batch *b, sk_batch_result *r)
+{
+    if (p->desc.capabilities & SK_CAP_SYNC)
+        return p->desc.send(p->self, b, r);
+    send_wait w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    int rc = p->desc.submit(p->self, b, r, send_done, &w);
+    if (rc != SK_TRANSPORT_OK)
+        return rc;
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    return w.rc;
+}
+
+uint32_t sk__plugin_async_slots(const sk__plugin *p)
+{
+    return (p->desc.capabilities & SK_CAP_ASYNC) ? p->desc.max_in_flight : 0;
+}
+
+int sk__plugin_submit(sk__plugin *p, const sk_batch *b, sk_batch_result *r, sk_completion_fn done,
+                      void *ctx)
+{
+    if (!(p->desc.capabilities & SK_CAP_ASYNC))
+        return SK_TRANSPORT_UNSUPPORTED;
+    return p->desc.submit(p->self, b, r, done, ctx);
+}
+
+void sk__plugin_cancel(sk__plugin *p)
+{
+    if (p->self)
+        p->desc.cancel(p->self);
+}
+
+int sk__plugin_probe(sk__plugin *p, int64_t deadline_ms, char *reason, size_t cap)
+{
+    if (!(p->desc.capabilities & SK_CAP_PROBE)) {
+        snprintf(reason, cap, "transport %s cannot probe a server", p->desc.name);
+        return SK__PROBE_NONE;
+    }
+    reason[0] = '\0';
+    return p->desc.probe(p->self, deadline_ms, reason, cap);
+}
+
 /* ---- listing ------------------------------------------------------------ */
 
 typedef struct list_ctx {
@@ -440,11 +512,9 @@ static int list_dir(void *vctx, const char *dir)
             snprintf(path, sizeof path, "%s/%s", dir, f);
             sk__plugin *p = NULL;
             sk__err err = {{0}};
-            sk__plugin_listing e = {.file = path};
+            sk_plugin_info e = {.file = path, .error = err.msg};
             if (sk__plugin_open(path, l->abi_major, &p, &err) == SK_OK)
-                e.desc = &p->desc;
-            else
-                e.error = err.msg;
+                sk__plugin_describe(p, &e);
             l->fn(l->ctx, &e);
             sk__plugin_close(p); /* never started: frees the loader state, keeps the library */
         }

@@ -47,29 +47,65 @@ sk_status sk__plugin_find(const char *name, const json_t *plugin_path, char *out
  */
 sk_status sk__plugin_open(const char *path, int abi_major, sk__plugin **out, sk__err *err);
 
-/* The negotiated descriptor (fields past the plugin's struct_size read as zero). */
-const sk_transport_desc *sk__plugin_desc(const sk__plugin *p);
-const char *sk__plugin_path(const sk__plugin *p);
-
 /* Creates the plugin instance. host must outlive the instance. */
 sk_status sk__plugin_start(sk__plugin *p, const sk__plugin_host *host, sk__err *err);
 
-/* The running instance (for send/submit/cancel/probe), NULL before start. */
-void *sk__plugin_self(const sk__plugin *p);
+/*
+ * The verbs. Nothing but this module calls into a plugin's descriptor: the
+ * threading contract of transport.h is kept here, in one place.
+ */
 
-/* A named counter the plugin reported through metric_add. */
-int64_t sk__plugin_metric(sk__plugin *p, const char *name);
+/* What a plugin says of itself (its negotiated descriptor), for listings and checks. */
+void sk__plugin_describe(const sk__plugin *p, sk_plugin_info *out);
+
+/* The plugin's short name ("http-batch") and its sk_transport_capability bits. */
+const char *sk__plugin_name(const sk__plugin *p);
+uint32_t sk__plugin_caps(const sk__plugin *p);
+
+/*
+ * Sends one batch and waits for the answer: send() for a plugin with
+ * SK_CAP_SYNC, else submit() and its completion. Returns an sk_transport_rc;
+ * r->events[i] hold the outcomes. One caller at a time (never concurrently
+ * with itself or with sk__plugin_submit).
+ */
+int sk__plugin_send(sk__plugin *p, const sk_batch *b, sk_batch_result *r);
+
+/*
+ * The async path (SK_CAP_ASYNC): how many batches the plugin takes in flight
+ * through sk__plugin_submit, 0 when it has no async path.
+ */
+uint32_t sk__plugin_async_slots(const sk__plugin *p);
+
+/*
+ * Hands one batch to an async plugin and returns at once. SK_TRANSPORT_OK:
+ * done(ctx, rc, r) follows exactly once, from any thread, and b and r must
+ * stay valid until then. SK_TRANSPORT_BUSY (all slots taken) or FAILED: done
+ * is not called. SK_TRANSPORT_UNSUPPORTED without an async path.
+ */
+int sk__plugin_submit(sk__plugin *p, const sk_batch *b, sk_batch_result *r, sk_completion_fn done,
+                      void *ctx);
+
+/* Aborts what is in flight (final for the instance). Any thread, any time after start. */
+void sk__plugin_cancel(sk__plugin *p);
+
+/* sk__plugin_probe's answer when the plugin has no probe (SK_CAP_PROBE). */
+#define SK__PROBE_NONE (-1)
+
+/*
+ * Asks the plugin whether its server answers, by deadline_ms (host monotonic
+ * clock): an sk_probe_state with a one-line reason, or SK__PROBE_NONE (the
+ * reason then says the transport cannot probe).
+ */
+int sk__plugin_probe(sk__plugin *p, int64_t deadline_ms, char *reason, size_t cap);
+
+/* Calls fn for each counter the plugin reported through metric_add (name order of first use). */
+void sk__plugin_each_metric(sk__plugin *p, void (*fn)(void *ctx, const char *name, int64_t value),
+                            void *ctx);
 
 /* Destroys the instance (joins its threads) and frees the loader state. */
 void sk__plugin_close(sk__plugin *p);
 
-/* One entry of a plugin folder scan, for `spec-kitty sync plugins`. */
-typedef struct sk__plugin_listing {
-    const char *file;
-    const sk_transport_desc *desc; /* NULL when broken */
-    const char *error;             /* why it is broken, or NULL */
-} sk__plugin_listing;
-typedef void (*sk__plugin_list_fn)(void *ctx, const sk__plugin_listing *entry);
+typedef void (*sk__plugin_list_fn)(void *ctx, const sk_plugin_info *entry);
 
 /* Calls fn for every *.so in the search folders (first occurrence of a name wins). */
 void sk__plugin_list(const json_t *plugin_path, int abi_major, sk__plugin_list_fn fn, void *ctx);

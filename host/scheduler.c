@@ -47,6 +47,9 @@ sk__sched_policy sk__sched_policy_default(void)
         .min_batch_interval_ms = 5000,
         .retry_after_max_ms = 3600000,
         .reconnect_attempts_max = 10,
+        .retry_wait_max_ms = 120000,
+        .retry_waits_max = 10,
+        .empty_pass_pause_ms = 1000,
     };
     return p;
 }
@@ -65,6 +68,8 @@ sk_status sk__sched_policy_check(const sk__sched_policy *p, sk__err *err)
         return sk__fail(err, SK_ERR_CONFIG, "scheduler: retry_after_max_ms must be >= 0");
     if (p->reconnect_attempts_max < 1)
         return sk__fail(err, SK_ERR_CONFIG, "scheduler: reconnect_attempts_max must be >= 1");
+    if (p->retry_wait_max_ms < 0 || p->retry_waits_max < 0 || p->empty_pass_pause_ms < 0)
+        return sk__fail(err, SK_ERR_CONFIG, "scheduler: in-pass waits must be >= 0");
     return SK_OK;
 }
 
@@ -258,12 +263,79 @@ int64_t sk__sched_next_due(const sk__sched *s, int64_t now, int queue_nonempty, 
         due = bounded(s->next_attempt_wall_ms, now, p->interval_ms);
     due = max64(due, bounded(sk__sched_batch_allowed_at(s), now, p->min_batch_interval_ms));
     due = max64(due, retry_after_floor(s, now));
+    due = max64(due, bounded(s->paused_until_wall_ms, now, p->empty_pass_pause_ms));
     return max64(due, now);
 }
 
 int64_t sk__sched_explicit_due(const sk__sched *s, int64_t now)
 {
     return max64(now, retry_after_floor(s, now));
+}
+
+int64_t sk__sched_pass_batches(int explicit_pass)
+{
+    return explicit_pass ? 0 : 1;
+}
+
+int sk__sched_waits_in_pass(const sk__sched_policy *p, int64_t ms, int64_t waits)
+{
+    return min64(ms, p->retry_after_max_ms) <= p->retry_wait_max_ms && waits <= p->retry_waits_max;
+}
+
+int sk__sched_record_pass(sk__sched *s, int64_t now, sk_status st, const sk_drain_summary *sum,
+                          const sk__pass_info *info)
+{
+    if (st == SK_ERR_CANCELLED || (info && info->deferred))
+        return 0;
+    if (st == SK_OK) {
+        if (sum->batches == 0)
+            return 0;
+        /* A Retry-After met in the pass was waited out before the server took the batch. */
+        sk__sched_on_success(s, now, sum->remaining > sum->pending);
+    } else if (st == SK_ERR_AUTH || st == SK_ERR_SESSION_EXPIRED) {
+        sk__sched_on_auth_blocked(s, sum->stop_reason);
+    } else {
+        /* Nothing sent (plugin, queue or lock errors): the server was not reached either. */
+        int unreachable = sum->batches == 0 || (info && info->unreachable);
+        sk__sched_on_failure(s, now, sum->retry_after_ms, sum->stop_reason, unreachable);
+    }
+    return 1;
+}
+
+sk_status sk__sched_record_pass_file(sk__sched *s, const char *state_root, sk_status st,
+                                     const sk_drain_summary *sum, const sk__pass_info *info,
+                                     sk__err *err)
+{
+    sk_status load = sk__sched_load(s, state_root, err); /* corrupt: s is fresh, and replaced */
+    if (!sk__sched_record_pass(s, sk__sched_now(s), st, sum, info))
+        return load;
+    sk__err serr;
+    sk_status save = sk__sched_save(s, state_root, load == SK_OK ? err : &serr);
+    return load != SK_OK ? load : save;
+}
+
+void sk__sched_on_empty_pass(sk__sched *s, int64_t now)
+{
+    s->paused_until_wall_ms = add_sat(now, s->policy.empty_pass_pause_ms);
+}
+
+void sk__shutdown_begin(sk__shutdown *sd, int64_t now_ms, int64_t grace_ms)
+{
+    sd->deadline_ms = add_sat(now_ms, max64(grace_ms, 0));
+    sd->cancelled = 0;
+}
+
+sk__shutdown_step sk__shutdown_next(sk__shutdown *sd, int64_t now_ms, int64_t *wait_ms)
+{
+    *wait_ms = max64(sd->deadline_ms - now_ms, 0);
+    if (*wait_ms > 0)
+        return SK__SHUTDOWN_WAIT;
+    if (sd->cancelled)
+        return SK__SHUTDOWN_ABANDON;
+    sd->cancelled = 1;
+    sd->deadline_ms = add_sat(now_ms, SK__SHUTDOWN_CANCEL_GRACE_MS);
+    *wait_ms = SK__SHUTDOWN_CANCEL_GRACE_MS;
+    return SK__SHUTDOWN_CANCEL;
 }
 
 const char *sk__sched_connection_name(sk__conn_state state)

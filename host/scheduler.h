@@ -34,7 +34,16 @@
  *   - then floored by Retry-After and by batch spacing: at most one attempt
  *     per min_batch_interval_ms (so background retries are spaced at least
  *     that far apart even while the backoff is still shorter).
- * Explicit `sync now`: due now, floored only by Retry-After.
+ * Explicit `sync now`: due now, floored only by Retry-After (a wait up to
+ * retry_wait_max_ms is waited out first; a longer one stops it unsent).
+ *
+ * Inside a pass, a Retry-After up to retry_wait_max_ms is waited out and the
+ * batch resent, at most retry_waits_max times; a longer one (or one more) stops
+ * the pass and becomes the floor above. One cap, retry_after_max_ms, bounds
+ * every server-given wait.
+ *
+ * A background pass sends one batch (batch spacing paces the rest); an
+ * explicit one drains the queue.
  *
  * A due time is never earlier than now, and no stored time delays an attempt
  * longer than its own maximum wait beyond now (so a wall clock that jumped
@@ -66,6 +75,9 @@ typedef struct sk__sched_policy {
     int64_t min_batch_interval_ms;  /* background spacing between attempts; 5000 */
     int64_t retry_after_max_ms;     /* largest Retry-After honoured; 3600000 */
     int64_t reconnect_attempts_max; /* failures in a row before OfflineBatchMode; 10 */
+    int64_t retry_wait_max_ms;      /* longest Retry-After waited out inside a pass; 120000 */
+    int64_t retry_waits_max;        /* Retry-After waits in one pass before it stops; 10 */
+    int64_t empty_pass_pause_ms;    /* after a background pass that found nothing; 1000 */
 } sk__sched_policy;
 
 /* Injected clock and randomness; tests pass fakes, production the defaults. */
@@ -98,6 +110,7 @@ typedef struct sk__sched {
     sk__conn_state connection;
     int auth_blocked;
     char auth_reason[512];
+    int64_t paused_until_wall_ms; /* a background pass found nothing to send (not persisted) */
 } sk__sched;
 
 /* The documented defaults (CONTRACT.md section 5). */
@@ -168,6 +181,62 @@ int64_t sk__sched_next_due(const sk__sched *s, int64_t now, int queue_nonempty, 
 
 /* Explicit `sync now`: wall time (>= now) it may start; bypasses backoff and spacing. */
 int64_t sk__sched_explicit_due(const sk__sched *s, int64_t now);
+
+/* Batches one pass may send: 0 (until drained) when explicit, 1 for a background one. */
+int64_t sk__sched_pass_batches(int explicit_pass);
+
+/*
+ * Inside a pass: non-zero when the server's wait of ms, the waits-th of the
+ * pass, is to be waited out (then the batch is resent); 0 when the pass stops
+ * and leaves the wait to the scheduler (sk__sched_record_pass).
+ */
+int sk__sched_waits_in_pass(const sk__sched_policy *policy, int64_t ms, int64_t waits);
+
+/* What a delivery pass tells the scheduler besides its status and summary. */
+typedef struct sk__pass_info {
+    int unreachable; /* no server answered (the transport failed with no status) */
+    int deferred;    /* stopped before sending: an earlier Retry-After still runs */
+} sk__pass_info;
+
+/*
+ * Folds a finished pass into the state at now: success, failure (with the
+ * pass's Retry-After and reason), auth blocked. A cancelled or deferred pass,
+ * and one that sent nothing and failed nothing, change nothing. Returns
+ * non-zero when the state changed (so it is worth saving).
+ */
+int sk__sched_record_pass(sk__sched *s, int64_t now, sk_status st, const sk_drain_summary *sum,
+                          const sk__pass_info *info);
+
+/*
+ * sk__sched_record_pass on the persisted state: re-reads state_root's file
+ * first (another process may have written it), records, and saves when it
+ * changed. A corrupt file is replaced (its warning is in err); s holds the
+ * result either way.
+ */
+sk_status sk__sched_record_pass_file(sk__sched *s, const char *state_root, sk_status st,
+                                     const sk_drain_summary *sum, const sk__pass_info *info,
+                                     sk__err *err);
+
+/* A background pass found nothing to send though rows seemed ready: pause briefly. */
+void sk__sched_on_empty_pass(sk__sched *s, int64_t now);
+
+/*
+ * Shutdown of the service (monotonic ms): the batch in flight gets the grace
+ * period, then it is cancelled, and a transport that ignores the cancel gets
+ * SK__SHUTDOWN_CANCEL_GRACE_MS more before the service leaves without it.
+ */
+#define SK__SHUTDOWN_CANCEL_GRACE_MS 1000
+typedef struct sk__shutdown {
+    int64_t deadline_ms;
+    int cancelled;
+} sk__shutdown;
+typedef enum sk__shutdown_step {
+    SK__SHUTDOWN_WAIT = 0,   /* wait up to *wait_ms for the batch in flight */
+    SK__SHUTDOWN_CANCEL = 1, /* cancel it now (then keep waiting) */
+    SK__SHUTDOWN_ABANDON = 2 /* the transport ignored the cancel: leave without it */
+} sk__shutdown_step;
+void sk__shutdown_begin(sk__shutdown *sd, int64_t now_ms, int64_t grace_ms);
+sk__shutdown_step sk__shutdown_next(sk__shutdown *sd, int64_t now_ms, int64_t *wait_ms);
 
 /* "Offline", "Connected", "Reconnecting", "OfflineBatchMode"; "Unknown" otherwise. */
 const char *sk__sched_connection_name(sk__conn_state state);

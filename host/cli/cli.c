@@ -1,6 +1,8 @@
 /* Shared helpers of the command-line tool. */
 #include "cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,15 +47,15 @@ void cli_warn(const char *fmt, ...)
     va_end(ap);
 }
 
-static void print_plugin_log(void *ctx, sk_log_level level, const char *plugin, const char *line)
+static void print_plugin_log(void *ctx, int level, const char *plugin, const char *line)
 {
     (void)ctx;
     if (level <= SK_LOG_WARN || getenv("SPEC_KITTY_VERBOSE"))
-        fprintf(stderr, "spec-kitty: %s%s: %s\n",
+        fprintf(stderr, "spec-kitty: %s%s%s%s\n",
                 level == SK_LOG_ERROR  ? "error: "
                 : level == SK_LOG_WARN ? "warning: "
                                        : "",
-                plugin, line);
+                plugin ? plugin : "", plugin ? ": " : "", line);
 }
 
 sk_sync *cli_open(int *code)
@@ -66,11 +68,37 @@ sk_sync *cli_open(int *code)
         *code = cli_exit_code(st);
         return NULL;
     }
-    for (size_t i = 0; s->cfg->warnings && s->cfg->warnings[i]; i++)
-        cli_warn("%s", s->cfg->warnings[i]);
-    s->log = print_plugin_log;
+    for (const char *const *w = sk_config_warnings(s); *w; w++)
+        cli_warn("%s", *w);
+    sk_set_log(s, print_plugin_log, NULL);
     *code = EXIT_OK;
     return s;
+}
+
+int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap)
+{
+    char tmp[4200];
+    char *text = json_dumps(v, JSON_INDENT(2));
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+    int fd = text ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    size_t len = text ? strlen(text) : 0;
+    int ok = fd >= 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    int saved = errno;
+    if (fd >= 0 && close(fd) != 0 && ok) {
+        ok = 0;
+        saved = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        saved = errno;
+    }
+    if (!ok) {
+        snprintf(why, cap, "%s: %s", path, text ? strerror(saved) : "out of memory");
+        if (fd >= 0)
+            unlink(tmp);
+    }
+    free(text);
+    return ok ? 0 : -1;
 }
 
 int cli_color(FILE *f)

@@ -2,9 +2,13 @@
 #ifndef SK_CLI_H
 #define SK_CLI_H
 
-#include "engine.h"
+#include <spec-kitty/sync.h>
+#include <spec-kitty/transport.h>
 
+#include <jansson.h>
 #include <stdio.h>
+
+#define CLI_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Exit codes: documented in `spec-kitty --help`. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -32,6 +36,9 @@ sk_sync *cli_open(int *code);
  */
 sk_sync *cli_open_listing(int argc, char **argv, const char *usage, const char *name, int *json,
                           int *code);
+
+/* Writes v as indented JSON to path (owner-only, replaced atomically); -1 with why on failure. */
+int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap);
 
 /* Non-zero when stdout (fd) is a terminal and NO_COLOR is unset. */
 int cli_color(FILE *f);

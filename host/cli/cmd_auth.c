@@ -1,8 +1,6 @@
 /* `spec-kitty auth login|logout|status|refresh`: the CLI over host/auth.c. */
 #include "cli.h"
 
-#include "auth.h"
-#include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -45,31 +43,18 @@ static const char REFRESH_USAGE[] =
     "Renews the access token now with the refresh token (the server rotates it).\n"
     "Exit status: 0 renewed, 1 session expired or server unreachable, 2 config error.\n";
 
-/* The config and auth handle of $SPEC_KITTY_HOME. Returns an exit code. */
-static int open_auth(int create_root, sk__config **cfg, sk__auth **a)
+/* The credentials of $SPEC_KITTY_HOME. Returns an exit code. */
+static int open_auth(int create_root, sk_auth **a)
 {
-    char root[4096];
-    sk__err err = {{0}};
-    sk_status st = sk__state_root_resolve(NULL, root, sizeof root, &err);
-    if (st == SK_OK && create_root)
-        st = sk__mkdirs_owner(root, &err);
-    if (st == SK_OK)
-        st = sk__config_load(root, cfg, &err);
-    if (st == SK_OK)
-        st = sk__auth_open(root, *cfg, a, &err);
+    char err[1024] = "";
+    sk_status st = sk_auth_open(NULL, create_root, a, err, sizeof err);
     if (st != SK_OK) {
-        cli_error("%s", err.msg);
+        cli_error("%s", err);
         return cli_exit_code(st);
     }
-    for (size_t i = 0; (*cfg)->warnings && (*cfg)->warnings[i]; i++)
-        cli_warn("%s", (*cfg)->warnings[i]);
+    for (const char *const *w = sk_auth_config_warnings(*a); *w; w++)
+        cli_warn("%s", *w);
     return EXIT_OK;
-}
-
-static void close_auth(sk__config *cfg, sk__auth *a)
-{
-    sk__auth_close(a);
-    sk__config_free(cfg);
 }
 
 /* Reads one line from fd with read(2), so no stdio buffer keeps a copy. Drops the line
@@ -149,7 +134,7 @@ static int login_inputs(const login_args *la, char *user, size_t ucap, char *pw,
 {
     int tty = isatty(STDIN_FILENO);
     if (la->username) {
-        if (sk__fmt(user, ucap, "%s", la->username)) {
+        if ((size_t)snprintf(user, ucap, "%s", la->username) >= ucap) {
             cli_error("auth login: username too long");
             return EXIT_USAGE;
         }
@@ -180,10 +165,10 @@ static int login_inputs(const login_args *la, char *user, size_t ucap, char *pw,
     return EXIT_OK;
 }
 
-static void print_logged_in(sk__auth *a)
+static void print_logged_in(sk_auth *a)
 {
-    sk__auth_info info;
-    sk__auth_info_get(a, &info, NULL);
+    sk_auth_info info;
+    sk_auth_info_get(a, &info);
     printf("Logged in to %s as %s%s%s%s.\n", info.server_url, info.username,
            info.team_slug[0] ? " (team " : "", info.team_slug, info.team_slug[0] ? ")" : "");
     if (info.server_mismatch)
@@ -196,39 +181,36 @@ static int auth_login(int argc, char **argv)
     if (cli_wants_help(argc, argv, LOGIN_USAGE))
         return EXIT_OK;
     login_args la = {0};
-    sk__config *cfg = NULL;
-    sk__auth *a = NULL;
-    sk__err err = {{0}};
+    sk_auth *a = NULL;
     char user[256], pw[1024];
     int code = parse_login(argc, argv, &la);
     if (code == EXIT_OK)
-        code = open_auth(1, &cfg, &a);
+        code = open_auth(1, &a);
     /* Refuse a missing or plain-http server before anyone types a password. */
-    sk_status st = code == EXIT_OK ? sk__auth_login_check(a, la.server, &err) : SK_OK;
+    sk_status st = code == EXIT_OK ? sk_auth_login_check(a, la.server) : SK_OK;
     if (st != SK_OK) {
-        cli_error("%s", err.msg);
+        cli_error("%s", sk_auth_last_error(a));
         code = cli_exit_code(st);
     }
     if (code == EXIT_OK)
         code = login_inputs(&la, user, sizeof user, pw, sizeof pw);
     if (code == EXIT_OK) {
-        st = sk__auth_login(a, la.server, user, pw, &err);
+        st = sk_auth_login(a, la.server, user, pw);
         explicit_bzero(pw, sizeof pw);
         if (st != SK_OK)
-            cli_error("%s", err.msg);
+            cli_error("%s", sk_auth_last_error(a));
         else
             print_logged_in(a);
         code = cli_exit_code(st);
     }
     explicit_bzero(pw, sizeof pw);
-    close_auth(cfg, a);
+    sk_auth_close(a);
     return code;
 }
 
 /* For subcommands without arguments: --help, refusal of anything else, then open_auth.
  * *a stays NULL when the caller should just return the code. */
-static int open_no_args(int argc, char **argv, const char *usage, const char *name,
-                        sk__config **cfg, sk__auth **a)
+static int open_no_args(int argc, char **argv, const char *usage, const char *name, sk_auth **a)
 {
     if (cli_wants_help(argc, argv, usage))
         return EXIT_OK;
@@ -236,7 +218,7 @@ static int open_no_args(int argc, char **argv, const char *usage, const char *na
         cli_error("auth %s: unexpected argument \"%s\"", name, argv[1]);
         return EXIT_USAGE;
     }
-    int code = open_auth(0, cfg, a);
+    int code = open_auth(0, a);
     if (code != EXIT_OK)
         *a = NULL;
     return code;
@@ -244,27 +226,27 @@ static int open_no_args(int argc, char **argv, const char *usage, const char *na
 
 static int auth_logout(int argc, char **argv)
 {
-    sk__config *cfg = NULL;
-    sk__auth *a = NULL;
-    int code = open_no_args(argc, argv, LOGOUT_USAGE, "logout", &cfg, &a);
+    sk_auth *a = NULL;
+    int code = open_no_args(argc, argv, LOGOUT_USAGE, "logout", &a);
     if (!a)
         return code;
-    sk__err err = {{0}};
     int removed = 0;
-    sk_status st = sk__auth_logout(a, &removed, &err);
-    sk__auth_info info;
-    sk__auth_info_get(a, &info, NULL);
+    sk_status st = sk_auth_logout(a, &removed);
+    char why[1024];
+    snprintf(why, sizeof why, "%s", sk_auth_last_error(a));
+    sk_auth_info info;
+    sk_auth_info_get(a, &info);
     if (st != SK_OK) {
-        cli_error("%s", err.msg);
+        cli_error("%s", why);
         code = cli_exit_code(st);
     } else if (removed) {
         printf("Logged out: removed %s.\n", info.credentials_path);
     } else {
         printf("Not logged in (no %s).\n", info.credentials_path);
     }
-    if (st == SK_OK && info.state == SK__AUTH_STATIC)
+    if (st == SK_OK && info.state == SK_AUTH_STATIC)
         printf("SPEC_KITTY_ACCESS_TOKEN is still set and is still used.\n");
-    close_auth(cfg, a);
+    sk_auth_close(a);
     return code;
 }
 
@@ -286,7 +268,7 @@ static void describe_expiry(int64_t at_ms, char *buf, size_t cap)
     }
     char iso[32], age[32];
     iso_seconds(at_ms, iso, sizeof iso);
-    int64_t left = (at_ms - sk__wall_ms()) / 1000;
+    int64_t left = (at_ms - (int64_t)time(NULL) * 1000) / 1000;
     cli_format_age(left >= 0 ? left : -left, age, sizeof age);
     snprintf(buf, cap, "%s (%s %s%s)", iso, left >= 0 ? "in" : "expired", age,
              left >= 0 ? "" : " ago");
@@ -306,10 +288,10 @@ static json_t *text_or_null(const char *s)
     return s[0] ? json_string(s) : json_null();
 }
 
-static void print_status_json(const sk__auth_info *info)
+static void print_status_json(const sk_auth_info *info)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "state", json_string(sk__auth_state_name(info->state)));
+    json_object_set_new(o, "state", json_string(info->state_name));
     json_object_set_new(o, "username", text_or_null(info->username));
     json_object_set_new(o, "team_slug", text_or_null(info->team_slug));
     json_object_set_new(o, "server_url", text_or_null(info->server_url));
@@ -325,14 +307,14 @@ static void row(const char *label, const char *value)
     printf("%-15s %s\n", label, value && *value ? value : "-");
 }
 
-static void print_status_text(const sk__auth_info *info)
+static void print_status_text(const sk_auth_info *info)
 {
     char buf[128];
-    row("State:", sk__auth_state_name(info->state));
+    row("State:", info->state_name);
     row("User:", info->username);
     row("Team:", info->team_slug);
     row("Server:", info->server_url);
-    if (info->state == SK__AUTH_OK) {
+    if (info->state == SK_AUTH_OK) {
         describe_expiry(info->access_expires_ms, buf, sizeof buf);
         row("Access token:", buf);
         describe_expiry(info->refresh_expires_ms, buf, sizeof buf);
@@ -342,11 +324,11 @@ static void print_status_text(const sk__auth_info *info)
     if (info->server_mismatch)
         printf("\nThis session is for %s, but sync.json points to %s: log in there.\n",
                info->server_url, info->config_server_url);
-    if (info->state == SK__AUTH_EXPIRED)
+    if (info->state == SK_AUTH_EXPIRED)
         printf("\nSession expired \xe2\x80\x94 run `spec-kitty auth login`.\n");
-    else if (info->state == SK__AUTH_NONE)
+    else if (info->state == SK_AUTH_NONE)
         printf("\nRun `spec-kitty auth login` to log in.\n");
-    else if (info->state == SK__AUTH_STATIC)
+    else if (info->state == SK_AUTH_STATIC)
         printf("\nUsing SPEC_KITTY_ACCESS_TOKEN (never refreshed).\n");
 }
 
@@ -362,48 +344,44 @@ static int auth_status(int argc, char **argv)
         }
         json = 1;
     }
-    sk__config *cfg = NULL;
-    sk__auth *a = NULL;
-    int code = open_auth(0, &cfg, &a);
+    sk_auth *a = NULL;
+    int code = open_auth(0, &a);
     if (code != EXIT_OK)
         return code;
-    sk__err err = {{0}};
-    sk__auth_info info;
-    sk_status st = sk__auth_info_get(a, &info, &err);
+    sk_auth_info info;
+    sk_status st = sk_auth_info_get(a, &info);
     if (st != SK_OK) {
-        cli_error("%s", err.msg);
+        cli_error("%s", sk_auth_last_error(a));
         code = cli_exit_code(st);
     } else {
         if (json)
             print_status_json(&info);
         else
             print_status_text(&info);
-        code = (info.state == SK__AUTH_OK || info.state == SK__AUTH_STATIC) ? EXIT_OK : EXIT_FAIL;
+        code = (info.state == SK_AUTH_OK || info.state == SK_AUTH_STATIC) ? EXIT_OK : EXIT_FAIL;
     }
-    close_auth(cfg, a);
+    sk_auth_close(a);
     return code;
 }
 
 static int auth_refresh(int argc, char **argv)
 {
-    sk__config *cfg = NULL;
-    sk__auth *a = NULL;
-    int code = open_no_args(argc, argv, REFRESH_USAGE, "refresh", &cfg, &a);
+    sk_auth *a = NULL;
+    int code = open_no_args(argc, argv, REFRESH_USAGE, "refresh", &a);
     if (!a)
         return code;
-    sk__err err = {{0}};
-    sk_status st = sk__auth_refresh(a, &err);
+    sk_status st = sk_auth_refresh(a);
     if (st != SK_OK) {
-        cli_error("%s", err.msg);
+        cli_error("%s", sk_auth_last_error(a));
         code = cli_exit_code(st);
     } else {
-        sk__auth_info info;
+        sk_auth_info info;
         char buf[128];
-        sk__auth_info_get(a, &info, NULL);
+        sk_auth_info_get(a, &info);
         describe_expiry(info.access_expires_ms, buf, sizeof buf);
         printf("Session renewed; access token valid until %s.\n", buf);
     }
-    close_auth(cfg, a);
+    sk_auth_close(a);
     return code;
 }
 
@@ -424,7 +402,7 @@ int cmd_auth(int argc, char **argv)
         fputs(AUTH_USAGE, stdout);
         return EXIT_OK;
     }
-    for (size_t i = 0; i < SK__ARRAY_LEN(AUTH_CMDS); i++)
+    for (size_t i = 0; i < CLI_ARRAY_LEN(AUTH_CMDS); i++)
         if (strcmp(argv[1], AUTH_CMDS[i].name) == 0)
             return AUTH_CMDS[i].run(argc - 1, argv + 1);
     cli_error("unknown command \"auth %s\" (try `spec-kitty auth --help`)", argv[1]);

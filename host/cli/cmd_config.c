@@ -16,9 +16,9 @@ static const char USAGE[] =
 
 static void print_keys(void)
 {
-    for (size_t i = 0; i < sk__config_key_count(); i++) {
-        sk__config_key_info k;
-        sk__config_key_describe(i, &k);
+    for (size_t i = 0; i < sk_config_key_count(); i++) {
+        sk_config_key k;
+        sk_config_key_get(i, &k);
         printf("%-32s %-20s %s\n", k.name, k.type, k.help);
     }
 }
@@ -53,31 +53,28 @@ int cmd_config(int argc, char **argv)
     if (!s)
         return code;
     json_t *all = json_object();
+    int exists;
+    const char *file = sk_config_file(s, &exists);
     if (!json)
-        printf("# %s%s\n", s->cfg->path, s->cfg->file_exists ? "" : " (not found: defaults)");
-    for (size_t i = 0; i < sk__config_key_count(); i++) {
-        sk__config_key_info k;
-        sk__config_source src;
-        sk__config_key_describe(i, &k);
-        json_t *v = sk__config_value_json(s->cfg, i, &src);
-        if (json) {
-            json_object_set_new(
-                all, k.name,
-                json_pack("{s:o, s:s}", "value", v, "source", sk__config_source_name(src)));
-        } else {
-            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            printf("%-32s %-40s (%s)\n", k.name, text ? text : "?", sk__config_source_name(src));
-            free(text);
-            json_decref(v);
-        }
+        printf("# %s%s\n", file, exists ? "" : " (not found: defaults)");
+    for (size_t i = 0; i < sk_config_key_count(); i++) {
+        sk_config_key k;
+        const char *source;
+        sk_config_key_get(i, &k);
+        char *text = sk_config_value(s, i, &source);
+        if (json)
+            json_object_set_new(all, k.name,
+                                json_pack("{s:o, s:s}", "value",
+                                          json_loads(text ? text : "null", JSON_DECODE_ANY, NULL),
+                                          "source", source));
+        else
+            printf("%-32s %-40s (%s)\n", k.name, text ? text : "?", source);
+        free(text);
     }
-    if (json) {
-        json_t *o = json_pack("{s:s, s:b, s:o}", "file", s->cfg->path, "file_exists",
-                              s->cfg->file_exists, "keys", all);
-        cli_print_json(o);
-    } else {
+    if (json)
+        cli_print_json(json_pack("{s:s, s:b, s:o}", "file", file, "file_exists", exists, "keys", all));
+    else
         json_decref(all);
-    }
     sk_close(s);
     return EXIT_OK;
 }

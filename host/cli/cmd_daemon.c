@@ -1,14 +1,13 @@
 /* `spec-kitty sync daemon start|run|stop`: the background sync service. */
 #include "cli.h"
-#include "control.h"
-#include "daemon.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char USAGE[] =
@@ -40,10 +39,9 @@ static int parse_verbose(int argc, char **argv, int *verbose)
 
 static int resolve_root(char *root, size_t cap)
 {
-    sk__err err;
-    if (sk__state_root_resolve(NULL, root, cap, &err) != SK_OK ||
-        sk__mkdirs_owner(root, &err) != SK_OK) {
-        cli_error("%s", err.msg);
+    char err[1024];
+    if (sk_state_root_resolve(NULL, root, cap, err, sizeof err) != SK_OK) {
+        cli_error("%s", err);
         return -1;
     }
     return 0;
@@ -54,25 +52,28 @@ static int daemon_run(int verbose)
     char root[PATH_MAX];
     if (resolve_root(root, sizeof root))
         return EXIT_USAGE;
-    sk__service_opts o = {.control_socket = 1, .log_stderr = 1, .verbose = verbose};
-    sk__service *svc;
-    sk__err err = {{0}};
-    sk_status st = sk__service_new(root, &o, &svc, &err);
-    if (st == SK_ERR_BUSY) {
-        cli_error("%s (pid %ld)", err.msg, sk__service_running_pid(root));
-        return EXIT_FAIL;
-    }
-    if (st != SK_OK) {
-        cli_error("%s", err.msg);
-        return cli_exit_code(st);
-    }
-    sk__service_handle_signals(svc);
-    st = sk__service_run(svc, &err);
-    sk__service_free(svc);
-    return st == SK_OK ? EXIT_OK : EXIT_FAIL;
+    sk_service_options o = {
+        .control_socket = 1, .log_stderr = 1, .verbose = verbose, .handle_signals = 1};
+    char err[1024] = "";
+    sk_status st = sk_service_run(root, &o, err, sizeof err);
+    if (st != SK_OK)
+        cli_error("%s", err);
+    return st == SK_OK ? EXIT_OK : st == SK_ERR_BUSY ? EXIT_FAIL : cli_exit_code(st);
 }
 
-/* Child side of `start`: detach, set up, tell the parent, run. */
+/* Tells the parent of `start` that the service runs: "ok <pid>". */
+static void report_ready(void *ctx, long pid)
+{
+    int *fd = ctx;
+    char msg[64];
+    int n = snprintf(msg, sizeof msg, "ok %ld", pid);
+    ssize_t w = write(*fd, msg, (size_t)n);
+    (void)w;
+    close(*fd);
+    *fd = -1; /* the number may be reused: never write to it again */
+}
+
+/* Child side of `start`: detach, run, and tell the parent "ok <pid>" or "err <status> <why>". */
 static void daemon_child(const char *root, int verbose, int report_fd)
 {
     setsid();
@@ -86,33 +87,29 @@ static void daemon_child(const char *root, int verbose, int report_fd)
     }
     if (chdir("/") != 0)
         _exit(1);
-    sk__service_opts o = {.control_socket = 1, .verbose = verbose};
-    sk__service *svc;
-    sk__err err = {{0}};
-    char msg[1024];
-    if (sk__service_new(root, &o, &svc, &err) != SK_OK) {
-        int n = snprintf(msg, sizeof msg, "err %s", err.msg);
+    sk_service_options o = {.control_socket = 1,
+                            .verbose = verbose,
+                            .handle_signals = 1,
+                            .ready = report_ready,
+                            .ready_ctx = &report_fd};
+    char err[1024] = "";
+    sk_status st = sk_service_run(root, &o, err, sizeof err);
+    if (st != SK_OK && report_fd >= 0) { /* failed before ready: the parent still listens */
+        char msg[1100];
+        int n = snprintf(msg, sizeof msg, "err %d %s", (int)st, err);
         ssize_t w = write(report_fd, msg, (size_t)n);
         (void)w;
-        _exit(1);
     }
-    sk__service_handle_signals(svc);
-    int n = snprintf(msg, sizeof msg, "ok %ld", (long)getpid());
-    ssize_t w = write(report_fd, msg, (size_t)n);
-    (void)w;
-    close(report_fd);
-    sk__service_run(svc, &err);
-    sk__service_free(svc);
-    _exit(0);
+    _exit(st == SK_OK ? 0 : 1);
 }
 
 static int daemon_start(int verbose)
 {
-    char root[PATH_MAX];
+    char root[PATH_MAX], err[1024];
     if (resolve_root(root, sizeof root))
         return EXIT_USAGE;
-    long running = sk__service_running_pid(root);
-    if (running) {
+    long running = 0;
+    if (sk_service_pid(root, &running, err, sizeof err) == SK_OK && running) {
         printf("sync service already running (pid %ld)\n", running);
         return EXIT_OK;
     }
@@ -132,7 +129,7 @@ static int daemon_start(int verbose)
     }
     close(p[1]);
     waitpid(pid, NULL, 0);
-    char msg[1024] = "";
+    char msg[1200] = "";
     ssize_t n = read(p[0], msg, sizeof msg - 1);
     close(p[0]);
     msg[n > 0 ? n : 0] = '\0';
@@ -140,14 +137,18 @@ static int daemon_start(int verbose)
         printf("sync service started (pid %s, log %s/sync-daemon.log)\n", msg + 3, root);
         return EXIT_OK;
     }
-    if (strstr(msg, "already runs")) { /* lost a race with another start: one service */
+    int code = 0, used = 0;
+    if (sscanf(msg, "err %d %n", &code, &used) == 1 && code == SK_ERR_BUSY) {
+        /* lost a race with another start: one service */
         long winner = -1;
-        for (int i = 0; i < 100 && (winner = sk__service_running_pid(root)) < 0; i++)
+        for (int i = 0; i < 100 && sk_service_pid(root, &winner, err, sizeof err) == SK_OK &&
+                        winner < 0;
+             i++)
             usleep(10 * 1000); /* the winner writes its pid file just after taking the lock */
         printf("sync service already running (pid %ld)\n", winner);
         return EXIT_OK;
     }
-    cli_error("the sync service did not start: %s", n > 4 ? msg + 4 : "it exited at once");
+    cli_error("the sync service did not start: %s", used ? msg + used : "it exited at once");
     return EXIT_FAIL;
 }
 
@@ -167,39 +168,24 @@ static int daemon_stop(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    char root[PATH_MAX];
+    char root[PATH_MAX], err[1024];
     if (resolve_root(root, sizeof root))
         return EXIT_USAGE;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     long pid;
-    sk__err err;
-    if (sk__service_find(root, &pid, &err) != SK_OK) {
-        cli_error("sync daemon stop: %s", err.msg);
+    sk_status st = sk_service_shutdown(root, (int64_t)(timeout_s * 1000), &pid, err, sizeof err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (st != SK_OK) {
+        cli_error("%s%s", st == SK_ERR_BUSY ? "" : "sync daemon stop: ", err);
         return EXIT_FAIL;
     }
     if (pid == 0) {
         printf("sync service not running\n");
         return EXIT_OK;
     }
-    int fd;
-    int64_t t0 = sk__mono_ms();
-    if (sk__control_connect(root, 2000, &fd, &err) == SK_OK) {
-        json_t *req = json_pack("{s:s}", "cmd", "stop");
-        sk__control_send(fd, req, &err);
-        json_decref(req);
-        close(fd);
-    } else if (pid > 0 && kill((pid_t)pid, SIGTERM) != 0) { /* no usable socket: signal it */
-        cli_error("sync daemon stop: cannot stop the sync service (pid %ld): %s; kill: %s", pid,
-                  err.msg, strerror(errno));
-        return EXIT_FAIL;
-    }
-    while (sk__service_running_pid(root) != 0) {
-        if (sk__mono_ms() - t0 > (int64_t)(timeout_s * 1000)) {
-            cli_error("sync service (pid %ld) still running after %.0f s", pid, timeout_s);
-            return EXIT_FAIL;
-        }
-        usleep(20 * 1000);
-    }
-    printf("sync service stopped (pid %ld, %.1f s)\n", pid, (double)(sk__mono_ms() - t0) / 1000);
+    printf("sync service stopped (pid %ld, %.1f s)\n", pid,
+           (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     return EXIT_OK;
 }
 

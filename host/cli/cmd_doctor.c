@@ -1,6 +1,5 @@
 /* `spec-kitty sync doctor`: checks queue.db and, with --repair, salvages a damaged one. */
 #include "cli.h"
-#include "doctor.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -33,7 +32,7 @@ static void format_bytes(int64_t n, char *buf, size_t cap)
         snprintf(buf, cap, "%.1f MiB", (double)n / (1024 * 1024));
 }
 
-static json_t *report_json(const sk__doctor_report *r, const char *status, const char *file)
+static json_t *report_json(const sk_doctor_report *r, const char *status, const char *file)
 {
     json_t *lost = json_array();
     for (size_t i = 0; i < r->lost_ids_count; i++)
@@ -47,7 +46,7 @@ static json_t *report_json(const sk__doctor_report *r, const char *status, const
                      r->repaired ? r->kept_as : NULL);
 }
 
-static void print_report(const sk__doctor_report *r, int repair)
+static void print_report(const sk_doctor_report *r, int repair)
 {
     char bytes[32];
     format_bytes(r->bytes_readable, bytes, sizeof bytes);
@@ -96,30 +95,25 @@ int cmd_doctor(int argc, char **argv)
         cli_error("sync doctor: unexpected argument \"%s\"", argv[optind]);
         return EXIT_USAGE;
     }
-    char root[PATH_MAX];
-    sk__err err = {{0}};
-    sk__doctor_report r;
-    memset(&r, 0, sizeof r);
-    sk_status st = sk__state_root_resolve(NULL, root, sizeof root, &err);
-    if (st == SK_OK)
-        st = repair ? sk__doctor_repair(root, &r, &err) : sk__doctor_check(root, &r, &err);
+    char err[1024] = "";
+    sk_doctor_report r;
+    sk_status st = sk_doctor(NULL, repair, &r, err, sizeof err);
     if (st == SK_ERR_NOT_FOUND) {
-        printf("no queue.db in %s yet: nothing to check\n", root);
+        char *slash = strrchr(r.queue_file, '/');
+        printf("no queue.db in %.*s yet: nothing to check\n",
+               slash ? (int)(slash - r.queue_file) : 0, r.queue_file);
         return EXIT_OK;
     }
     if (st != SK_OK) {
-        cli_error("sync doctor: %s", err.msg);
-        sk__doctor_report_free(&r);
+        cli_error("sync doctor: %s", err);
+        sk_doctor_report_free(&r);
         return cli_exit_code(st);
     }
     const char *status = r.repaired ? "repaired" : r.damaged ? "damaged" : "healthy";
-    if (json) {
-        char file[PATH_MAX + 16];
-        snprintf(file, sizeof file, "%s/queue.db", root);
-        cli_print_json(report_json(&r, status, file));
-    } else {
+    if (json)
+        cli_print_json(report_json(&r, status, r.queue_file));
+    else
         print_report(&r, repair);
-    }
-    sk__doctor_report_free(&r);
+    sk_doctor_report_free(&r);
     return r.damaged && !r.repaired ? EXIT_FAIL : EXIT_OK;
 }

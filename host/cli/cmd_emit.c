@@ -52,7 +52,7 @@ static int emit_file(sk_sync *s, const char *file, const sk_event_spec *defaults
     }
     size_t count = 0;
     const char *shown = stdin_input ? "<stdin>" : file;
-    sk_status st = sk__sync_emit_ndjson(s, fd, shown, defaults, line_error, (void *)shown, &count);
+    sk_status st = sk_emit_ndjson(s, fd, shown, defaults, line_error, (void *)shown, &count);
     if (!stdin_input)
         close(fd);
     if (st != SK_OK) {

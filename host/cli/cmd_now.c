@@ -1,10 +1,9 @@
 /* `spec-kitty sync now`, and the commands around delivery: plugins, parked, retry. */
 #include "cli.h"
-#include "control.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,7 +38,10 @@ static void on_failure(void *ctx, const char *event_id, const char *event_type, 
                        const char *reason)
 {
     now_ctx *n = ctx;
-    json_array_append_new(n->failures, sk__drain_failure_json(event_id, event_type, what, reason));
+    json_array_append_new(n->failures,
+                          json_pack("{s:s, s:s, s:s, s:s}", "event_id", event_id, "event_type",
+                                    event_type ? event_type : "", "outcome", what, "reason",
+                                    reason ? reason : ""));
 }
 
 static void on_progress(void *ctx, const sk_drain_summary *s, int64_t total)
@@ -78,103 +80,19 @@ static void print_summary(const sk_drain_summary *s, const now_ctx *n)
 
 static json_t *summary_json(const sk_drain_summary *s, sk_status st, const now_ctx *n)
 {
-    json_t *o = sk__drain_summary_json(s);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?, s:s?}", "synced",
+                          (json_int_t)s->synced, "duplicates", (json_int_t)s->duplicates,
+                          "pending", (json_int_t)s->pending, "rejected", (json_int_t)s->rejected,
+                          "parked", (json_int_t)s->parked, "remaining", (json_int_t)s->remaining,
+                          "batches", (json_int_t)s->batches, "retry_after_ms",
+                          (json_int_t)s->retry_after_ms, "stop_reason",
+                          s->stop_reason[0] ? s->stop_reason : NULL, "stop_code",
+                          s->stop_code[0] ? s->stop_code : NULL);
     json_object_set_new(o, "status", json_string(sk_strerror(st)));
     if (cli_interrupted())
         json_object_set_new(o, "interrupted", json_string(cli_signal_name(cli_interrupted())));
     json_object_set(o, "failures", n->failures);
     return o;
-}
-
-/* How long a client that asked the service to cancel waits for the pass's last line. */
-#define CANCEL_ANSWER_MS 700
-
-/* The state of a `now` relayed by the service. */
-typedef struct service_wait {
-    int fd;
-    sk__line_reader r;
-    int64_t give_up; /* mono ms: after a cancel, stop waiting here; 0 before */
-    sk_drain_summary last; /* the last progress: what was settled so far */
-} service_wait;
-
-/*
- * Waits for the service's next line, or for a signal: then the service is asked
- * to cancel this client's pass, and its answer is awaited CANCEL_ANSWER_MS.
- * SK_ERR_CANCELLED: no answer in time.
- */
-static sk_status next_line(service_wait *v, json_t **msg, sk__err *err)
-{
-    while (!memchr(v->r.buf, '\n', v->r.len)) {
-        struct pollfd p[2] = {{.fd = v->fd, .events = POLLIN},
-                              {.fd = cli_interrupt_fd(), .events = POLLIN}};
-        int timeout = v->give_up ? (int)(v->give_up - sk__mono_ms()) : -1;
-        if (v->give_up && timeout <= 0)
-            return SK_ERR_CANCELLED;
-        int pr = poll(p, v->give_up || p[1].fd < 0 ? 1 : 2, timeout);
-        if (pr < 0 && errno != EINTR)
-            return sk__fail(err, SK_ERR_IO, "control socket: %s", strerror(errno));
-        if (pr > 0 && !v->give_up && p[1].revents) {
-            json_t *req = json_pack("{s:s}", "cmd", "cancel");
-            sk__control_send(v->fd, req, err); /* a service that is gone cancelled already */
-            json_decref(req);
-            v->give_up = sk__mono_ms() + CANCEL_ANSWER_MS;
-        }
-        if (pr > 0 && p[0].revents)
-            break;
-    }
-    return sk__control_recv(v->fd, &v->r, 2000, msg, err);
-}
-
-/*
- * Asks a running service to drain (it is then the only drainer) and relays its
- * progress. Returns SK_ERR_NOT_FOUND when no service answers: drain locally.
- */
-static sk_status now_via_service(sk_sync *s, now_ctx *n, sk_drain_summary *sum)
-{
-    service_wait v = {.fd = -1};
-    sk__err err;
-    sk_status st = sk__control_connect(s->root, 5000, &v.fd, &err);
-    if (st == SK_ERR_PERMISSION)
-        cli_warn("%s", err.msg);
-    if (st != SK_OK)
-        return SK_ERR_NOT_FOUND;
-    json_t *req = json_pack("{s:s}", "cmd", "now");
-    st = sk__control_send(v.fd, req, &err);
-    json_decref(req);
-    json_t *msg = NULL;
-    while (st == SK_OK && (st = next_line(&v, &msg, &err)) == SK_OK) {
-        json_t *prog = json_object_get(msg, "progress");
-        if (!prog)
-            break;
-        sk__drain_summary_from_json(prog, &v.last);
-        on_progress(n, &v.last, (int64_t)json_integer_value(json_object_get(prog, "total")));
-        json_decref(msg);
-        msg = NULL;
-    }
-    close(v.fd);
-    if (st == SK_ERR_CANCELLED) {
-        *sum = v.last;
-        sk_queue_info qi;
-        if (sk_queue_info_get(s, &qi) == SK_OK)
-            sum->remaining = qi.size;
-        snprintf(sum->stop_reason, sizeof sum->stop_reason, "%s",
-                 "cancelled (the service did not confirm in time)");
-        return st;
-    }
-    if (st != SK_OK) {
-        snprintf(sum->stop_reason, sizeof sum->stop_reason, "lost the sync service: %.400s",
-                 err.msg);
-        return SK_ERR_TRANSPORT;
-    }
-    sk__drain_summary_from_json(json_object_get(msg, "summary"), sum);
-    const char *error = json_string_value(json_object_get(msg, "error"));
-    if (!sum->stop_reason[0] && error)
-        snprintf(sum->stop_reason, sizeof sum->stop_reason, "%s", error);
-    json_array_extend(n->failures, json_object_get(msg, "failures"));
-    sk_status code = (sk_status)json_integer_value(json_object_get(msg, "code"));
-    st = json_is_true(json_object_get(msg, "ok")) ? SK_OK : code != SK_OK ? code : SK_ERR_INTERNAL;
-    json_decref(msg);
-    return st;
 }
 
 /* The line that ends an interrupted `sync now`. */
@@ -215,15 +133,9 @@ int cmd_now(int argc, char **argv)
     now_ctx n = {.tty = !json && isatty(STDERR_FILENO), .failures = json_array()};
     sk_drain_summary sum = {0};
     cli_cancel_scope_begin(s);
-    sk_status st = now_via_service(s, &n, &sum);
-    int via_service = st != SK_ERR_NOT_FOUND;
-    if (st == SK_ERR_NOT_FOUND) {
-        sk__deliver_opts o;
-        sk__sync_deliver_opts(s, &o);
-        sk__deliver_hooks h = {
-            .progress = on_progress, .failure = on_failure, .ctx = &n, .cancel = &s->cancel};
-        st = sk__sync_deliver(s, &o, &h, &sum);
-    }
+    sk_drain_hooks h = {.progress = on_progress, .failure = on_failure, .ctx = &n};
+    int via_service = 0;
+    sk_status st = sk_sync_drain(s, &h, &sum, &via_service);
     if (st == SK_ERR_PLUGIN || st == SK_ERR_PERMISSION || st == SK_ERR_CONFIG) {
         cli_error("%s", sum.stop_reason[0] ? sum.stop_reason : sk_last_error(s));
         json_decref(n.failures);
@@ -244,13 +156,11 @@ int cmd_now(int argc, char **argv)
                               json_pack("{s:s, s:s, s:s}", "outcome", "stopped", "reason",
                                         sum.stop_reason, "error_code", sum.stop_code));
     if (report) {
-        char *text = json_dumps(n.failures, JSON_INDENT(2));
-        sk__err err;
-        if (!text || sk__write_file_atomic(report, text, strlen(text), 0600, 0, &err) != SK_OK) {
-            cli_error("cannot write the report: %s", text ? err.msg : "out of memory");
+        char why[512];
+        if (cli_write_json_file(report, n.failures, why, sizeof why) != 0) {
+            cli_error("cannot write the report: %s", why);
             code = EXIT_FAIL;
         }
-        free(text);
     }
     json_decref(n.failures);
     /* Pending events are accepted server-side: they alone do not make the pass a failure. */
@@ -280,23 +190,21 @@ static json_t *caps_json(uint32_t caps)
                  {SK_CAP_STREAMING, "streaming"},
                  {SK_CAP_OFFLINE, "offline"}};
     json_t *a = json_array();
-    for (size_t i = 0; i < SK__ARRAY_LEN(names); i++)
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (caps & names[i].bit)
             json_array_append_new(a, json_string(names[i].name));
     return a;
 }
 
-static void collect_plugin(void *ctx, const sk__plugin_listing *e)
+static void collect_plugin(void *ctx, const sk_plugin_info *e)
 {
     json_t *o;
-    if (e->desc) {
+    if (!e->error) {
         char abi[16];
-        snprintf(abi, sizeof abi, "%u.%u", (unsigned)e->desc->abi_major,
-                 (unsigned)e->desc->abi_minor);
-        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s}", "name", e->desc->name, "version",
-                      e->desc->version, "abi", abi, "description",
-                      e->desc->description ? e->desc->description : "", "capabilities",
-                      caps_json(e->desc->capabilities), "file", e->file);
+        snprintf(abi, sizeof abi, "%u.%u", e->abi_major, e->abi_minor);
+        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s}", "name", e->name, "version", e->version,
+                      "abi", abi, "description", e->description, "capabilities",
+                      caps_json(e->capabilities), "file", e->file);
     } else {
         o = json_pack("{s:s, s:s}", "file", e->file, "error", e->error);
     }
@@ -310,7 +218,7 @@ int cmd_plugins(int argc, char **argv)
     if (!s)
         return code;
     json_t *list = json_array();
-    sk__plugin_list(s->cfg->plugin_path, (int)s->cfg->transport_abi, collect_plugin, list);
+    sk_plugins_each(s, collect_plugin, list);
     if (json) {
         cli_print_json(list);
     } else {
@@ -361,10 +269,9 @@ int cmd_parked(int argc, char **argv)
     if (!s)
         return code;
     json_t *list = json_array();
-    sk__err err;
-    sk_status st = sk__queue_each_parked(s->q, collect_parked, list, &err);
+    sk_status st = sk_parked_each(s, collect_parked, list);
     if (st != SK_OK) {
-        cli_error("%s", err.msg);
+        cli_error("%s", sk_last_error(s));
         code = cli_exit_code(st);
     } else if (json) {
         cli_print_json(json_incref(list));
@@ -403,11 +310,10 @@ int cmd_retry(int argc, char **argv)
     if (!s)
         return code;
     int64_t moved = 0;
-    sk__err err;
-    sk_status st = sk__queue_unpark(s->q, all ? NULL : (const char *const *)argv + 1,
-                                    all ? 0 : (size_t)argc - 1, &moved, &err);
+    sk_status st = sk_retry_parked(s, all ? NULL : (const char *const *)argv + 1,
+                                   all ? 0 : (size_t)argc - 1, &moved);
     if (st != SK_OK) {
-        cli_error("%s", err.msg);
+        cli_error("%s", sk_last_error(s));
         code = cli_exit_code(st);
     } else {
         printf("%lld event%s back in the queue\n", (long long)moved, moved == 1 ? "" : "s");

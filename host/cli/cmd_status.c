@@ -1,10 +1,10 @@
 /* `spec-kitty sync status`: what is queued, how the connection is, what is configured. */
 #include "cli.h"
-#include "control.h"
 
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char USAGE[] =
@@ -18,68 +18,60 @@ static const char USAGE[] =
     "  -h, --help  this help\n\n"
     "Exit status: 0; 1 when the session expired, or --check found no connection.\n";
 
+/* What the command shows: the library's state, and the probe when --check asked for it. */
 typedef struct status_view {
-    sk_queue_info qi;
-    const char *connection;
-    char last_sync[32]; /* ISO-8601, "" for never */
-    int64_t failures;
-    const char *last_error; /* "" when none */
-    char next_attempt[32];  /* "" when none planned */
-    int background_running;
-    int64_t pid, uptime_s;
-    char connection_buf[32], last_error_buf[512];
-    const char *background_note; /* why the service could not be asked, or NULL */
-    const char *check_state;     /* --check: probe result name, NULL when not asked */
-    char check_reason[512];
-    const char *auth_state;
-    sk__auth_info auth;
-    const char *server_url;
-    const char *plugin;
-    int64_t abi;
-    const char *config_file;
-    int config_exists;
+    sk_sync_state st;
+    int checked;
+    sk_probe_result check;
 } status_view;
 
-/* The session state ("Authenticated", "Session expired", ...); an unusable
- * credentials file reads "Not authenticated" here (`auth status` explains it). */
-static const char *auth_state(sk_sync *s, sk__auth_info *info)
+static json_t *text_or_null(const char *text)
 {
-    sk__auth_info_get(s->auth, info, NULL);
-    return sk__auth_state_name(info->state);
+    return text[0] ? json_string(text) : json_null();
+}
+
+static json_t *metrics_json(const sk_sync_state *st)
+{
+    json_t *m = json_object();
+    for (int i = 0; i < st->metric_count; i++)
+        json_object_set_new(m, st->metrics[i].name, json_integer(st->metrics[i].value));
+    return m;
 }
 
 static void print_json(const status_view *v)
 {
+    const sk_sync_state *st = &v->st;
     json_t *o = json_object();
     json_object_set_new(o, "queue",
-                        json_pack("{s:I, s:I, s:I}", "size", (json_int_t)v->qi.size, "parked",
-                                  (json_int_t)v->qi.parked, "oldest_timestamp",
-                                  (json_int_t)v->qi.oldest_timestamp));
-    json_object_set_new(o, "connection", json_string(v->connection));
-    json_object_set_new(o, "last_sync", v->last_sync[0] ? json_string(v->last_sync) : json_null());
+                        json_pack("{s:I, s:I, s:I}", "size", (json_int_t)st->queue.size, "parked",
+                                  (json_int_t)st->queue.parked, "oldest_timestamp",
+                                  (json_int_t)st->queue.oldest_timestamp));
+    json_object_set_new(o, "connection", json_string(st->connection));
+    json_object_set_new(o, "last_sync", text_or_null(st->last_sync));
     json_object_set_new(o, "failures",
-                        json_pack("{s:I, s:s?, s:s?}", "consecutive", (json_int_t)v->failures,
-                                  "last_error", v->last_error[0] ? v->last_error : NULL,
-                                  "next_attempt", v->next_attempt[0] ? v->next_attempt : NULL));
-    json_t *bg = json_pack("{s:b}", "running", v->background_running);
-    if (v->background_running)
-        json_object_update_new(bg, json_pack("{s:I, s:I}", "pid", (json_int_t)v->pid, "uptime_s",
-                                             (json_int_t)v->uptime_s));
-    if (v->background_note)
-        json_object_set_new(bg, "note", json_string(v->background_note));
+                        json_pack("{s:I, s:o, s:o}", "consecutive",
+                                  (json_int_t)st->consecutive_failures, "last_error",
+                                  text_or_null(st->last_error), "next_attempt",
+                                  text_or_null(st->next_attempt)));
+    json_t *bg = json_pack("{s:b}", "running", st->service_running);
+    if (st->service_running)
+        json_object_update_new(bg, json_pack("{s:I, s:I, s:o}", "pid", (json_int_t)st->service_pid,
+                                             "uptime_s", (json_int_t)st->service_uptime_s,
+                                             "transport_metrics", metrics_json(st)));
+    if (st->service_note[0])
+        json_object_set_new(bg, "note", json_string(st->service_note));
     json_object_set_new(o, "background", bg);
     json_object_set_new(o, "auth",
-                        json_pack("{s:s, s:s?, s:s?}", "state", v->auth_state, "username",
-                                  v->auth.username[0] ? v->auth.username : NULL, "team_slug",
-                                  v->auth.team_slug[0] ? v->auth.team_slug : NULL));
-    json_object_set_new(o, "server_url", json_string(v->server_url));
-    json_object_set_new(o, "transport",
-                        json_pack("{s:s, s:I}", "plugin", v->plugin, "abi", (json_int_t)v->abi));
-    json_object_set_new(o, "config_file", json_string(v->config_file));
-    if (v->check_state)
-        json_object_set_new(
-            o, "check",
-            json_pack("{s:s, s:s}", "state", v->check_state, "reason", v->check_reason));
+                        json_pack("{s:s, s:o, s:o}", "state", st->auth_state, "username",
+                                  text_or_null(st->username), "team_slug",
+                                  text_or_null(st->team_slug)));
+    json_object_set_new(o, "server_url", json_string(st->server_url));
+    json_object_set_new(o, "transport", json_pack("{s:s, s:I}", "plugin", st->transport_plugin,
+                                                  "abi", (json_int_t)st->transport_abi));
+    json_object_set_new(o, "config_file", json_string(st->config_file));
+    if (v->checked)
+        json_object_set_new(o, "check", json_pack("{s:s, s:s}", "state", v->check.state,
+                                                  "reason", v->check.reason));
     cli_print_json(o);
 }
 
@@ -91,127 +83,88 @@ static void row(int color, const char *key, const char *value)
         printf("%-12s %s\n", key, value);
 }
 
-static void print_table(const status_view *v)
+static void print_queue(int color, const sk_queue_info *qi)
 {
-    int color = cli_color(stdout);
-    char buf[1024], age[64];
-    if (v->qi.size > 0 && v->qi.oldest_timestamp > 0) {
-        cli_format_age(sk__wall_ms() / 1000 - v->qi.oldest_timestamp, age, sizeof age);
+    char buf[256], age[64];
+    if (qi->size > 0 && qi->oldest_timestamp > 0) {
+        cli_format_age((int64_t)time(NULL) - qi->oldest_timestamp, age, sizeof age);
         snprintf(buf, sizeof buf, "%lld event%s waiting, %lld parked (oldest %s ago)",
-                 (long long)v->qi.size, v->qi.size == 1 ? "" : "s", (long long)v->qi.parked, age);
+                 (long long)qi->size, qi->size == 1 ? "" : "s", (long long)qi->parked, age);
     } else {
-        snprintf(buf, sizeof buf, "%lld events waiting, %lld parked", (long long)v->qi.size,
-                 (long long)v->qi.parked);
+        snprintf(buf, sizeof buf, "%lld events waiting, %lld parked", (long long)qi->size,
+                 (long long)qi->parked);
     }
     row(color, "Queue", buf);
-    row(color, "Connection", v->connection);
-    row(color, "Last sync", v->last_sync[0] ? v->last_sync : "Never");
-    if (v->failures > 0) {
-        snprintf(buf, sizeof buf, "%lld in a row; last: %s", (long long)v->failures, v->last_error);
-        row(color, "Failures", buf);
-        if (v->next_attempt[0])
-            row(color, "Next try", v->next_attempt);
-    }
-    if (v->background_running) {
-        char up[64];
-        cli_format_age(v->uptime_s, up, sizeof up);
-        snprintf(buf, sizeof buf, "Running (pid %lld, up %s)", (long long)v->pid, up);
-        row(color, "Background", buf);
+}
+
+static void print_background(int color, const sk_sync_state *st)
+{
+    char buf[1200], up[64];
+    if (st->service_running) {
+        cli_format_age(st->service_uptime_s, up, sizeof up);
+        snprintf(buf, sizeof buf, "Running (pid %lld, up %s)", (long long)st->service_pid, up);
     } else {
-        snprintf(buf, sizeof buf, "Stopped%s%s", v->background_note ? " — " : "",
-                 v->background_note ? v->background_note : "");
-        row(color, "Background", buf);
+        snprintf(buf, sizeof buf, "Stopped%s%s", st->service_note[0] ? " — " : "",
+                 st->service_note);
     }
-    if (v->auth.state == SK__AUTH_EXPIRED) {
+    row(color, "Background", buf);
+    for (int i = 0; i < st->metric_count; i++) {
+        snprintf(buf, sizeof buf, "%s %lld", st->metrics[i].name,
+                 (long long)st->metrics[i].value);
+        row(color, i == 0 ? "Transport io" : "", buf);
+    }
+}
+
+static void print_table(const status_view *v)
+{
+    const sk_sync_state *st = &v->st;
+    int color = cli_color(stdout);
+    char buf[2400];
+    print_queue(color, &st->queue);
+    row(color, "Connection", st->connection);
+    row(color, "Last sync", st->last_sync[0] ? st->last_sync : "Never");
+    if (st->consecutive_failures > 0) {
+        snprintf(buf, sizeof buf, "%lld in a row; last: %s", (long long)st->consecutive_failures,
+                 st->last_error);
+        row(color, "Failures", buf);
+        if (st->next_attempt[0])
+            row(color, "Next try", st->next_attempt);
+    }
+    print_background(color, st);
+    if (st->session_expired) {
         row(color, "Auth", "Session expired — run `spec-kitty auth login`");
-    } else if (v->auth.username[0]) {
-        snprintf(buf, sizeof buf, "%s (%s%s%s)", v->auth_state, v->auth.username,
-                 v->auth.team_slug[0] ? ", team " : "", v->auth.team_slug);
+    } else if (st->username[0]) {
+        snprintf(buf, sizeof buf, "%s (%s%s%s)", st->auth_state, st->username,
+                 st->team_slug[0] ? ", team " : "", st->team_slug);
         row(color, "Auth", buf);
     } else {
-        row(color, "Auth", v->auth_state);
+        row(color, "Auth", st->auth_state);
     }
-    row(color, "Server", *v->server_url ? v->server_url : "(not set)");
-    snprintf(buf, sizeof buf, "%s (ABI %lld)", v->plugin, (long long)v->abi);
+    row(color, "Server", st->server_url[0] ? st->server_url : "(not set)");
+    snprintf(buf, sizeof buf, "%s (ABI %lld)", st->transport_plugin, (long long)st->transport_abi);
     row(color, "Transport", buf);
-    snprintf(buf, sizeof buf, "%s%s", v->config_file,
-             v->config_exists ? "" : " (not found: defaults)");
+    snprintf(buf, sizeof buf, "%s%s", st->config_file,
+             st->config_exists ? "" : " (not found: defaults)");
     row(color, "Config", buf);
-    if (v->check_state) {
-        snprintf(buf, sizeof buf, "%s%s%s", v->check_state, v->check_reason[0] ? " — " : "",
-                 v->check_reason);
+    if (v->checked) {
+        snprintf(buf, sizeof buf, "%s%s%s", v->check.state, v->check.reason[0] ? " — " : "",
+                 v->check.reason);
         row(color, "Check", buf);
     }
 }
 
-/* --check: asks the transport to probe the server. Returns non-zero unless Connected. */
+/* --check: asks the transport to probe the server. Returns non-zero unless healthy. */
 static int probe_server(sk_sync *s, status_view *v)
 {
-    static const char *names[] = {"Connected", "Not authenticated", "Server unavailable",
-                                  "Unreachable"};
-    sk__plugin *p;
-    if (sk__sync_transport(s, &p) != SK_OK) {
-        v->check_state = "Transport error";
-        snprintf(v->check_reason, sizeof v->check_reason, "%s", sk_last_error(s));
+    v->checked = 1;
+    sk_probe(s, 10000, &v->check);
+    if (cli_interrupted()) {
+        snprintf(v->check.state, sizeof v->check.state, "Interrupted");
+        snprintf(v->check.reason, sizeof v->check.reason, "probe cancelled by %s",
+                 cli_signal_name(cli_interrupted()));
         return 1;
     }
-    const sk_transport_desc *d = sk__plugin_desc(p);
-    if (!(d->capabilities & SK_CAP_PROBE)) {
-        v->check_state = (d->capabilities & SK_CAP_OFFLINE) ? "OfflineBatchMode" : "Unknown";
-        snprintf(v->check_reason, sizeof v->check_reason, "transport %s cannot probe a server",
-                 d->name);
-        return d->capabilities & SK_CAP_OFFLINE ? 0 : 1;
-    }
-    int st = d->probe(sk__plugin_self(p), sk__mono_ms() + 10000, v->check_reason,
-                      sizeof v->check_reason);
-    v->check_state = st >= 0 && st <= SK_PROBE_UNREACHABLE ? names[st] : "Unknown";
-    if (cli_interrupted()) {
-        v->check_state = "Interrupted";
-        snprintf(v->check_reason, sizeof v->check_reason, "probe cancelled by %s",
-                 cli_signal_name(cli_interrupted()));
-    }
-    return st != SK_PROBE_CONNECTED;
-}
-
-/* Live state from a running service; leaves v as it is when none answers. */
-static void ask_service(sk_sync *s, status_view *v, char *note, size_t note_cap)
-{
-    int fd;
-    sk__err err;
-    sk_status st = sk__control_connect(s->root, 1000, &fd, &err);
-    if (st == SK_ERR_PERMISSION) {
-        snprintf(note, note_cap, "%s", err.msg);
-        v->background_note = note;
-    }
-    if (st != SK_OK)
-        return;
-    json_t *req = json_pack("{s:s}", "cmd", "status"), *msg = NULL;
-    sk__line_reader r = {.len = 0};
-    if (sk__control_send(fd, req, &err) == SK_OK &&
-        sk__control_recv(fd, &r, 2000, &msg, &err) == SK_OK &&
-        json_is_true(json_object_get(msg, "ok"))) {
-        v->background_running = 1;
-        v->pid = json_integer_value(json_object_get(msg, "pid"));
-        v->uptime_s = json_integer_value(json_object_get(msg, "uptime_s"));
-        const char *c = json_string_value(json_object_get(msg, "connection"));
-        snprintf(v->connection_buf, sizeof v->connection_buf, "%s", c ? c : "Offline");
-        v->connection = v->connection_buf;
-        const char *last = json_string_value(json_object_get(msg, "last_sync"));
-        snprintf(v->last_sync, sizeof v->last_sync, "%s", last ? last : "");
-        v->failures = json_integer_value(json_object_get(msg, "consecutive_failures"));
-        const char *le = json_string_value(json_object_get(msg, "last_error"));
-        snprintf(v->last_error_buf, sizeof v->last_error_buf, "%s", le ? le : "");
-        v->last_error = v->last_error_buf;
-        const char *next = json_string_value(json_object_get(msg, "next_attempt"));
-        snprintf(v->next_attempt, sizeof v->next_attempt, "%s",
-                 next && v->failures > 0 ? next : "");
-    } else {
-        snprintf(note, note_cap, "the service did not answer: %s", err.msg);
-        v->background_note = note;
-    }
-    json_decref(req);
-    json_decref(msg);
-    close(fd);
+    return !v->check.healthy;
 }
 
 int cmd_status(int argc, char **argv)
@@ -243,26 +196,11 @@ int cmd_status(int argc, char **argv)
     sk_sync *s = cli_open(&code);
     if (!s)
         return code;
-    const char *warning = sk__sync_load_sched(s);
-    if (warning)
-        cli_warn("%s", warning);
-    status_view v = {.connection = sk__sched_connection_name(s->sched.connection),
-                     .failures = s->sched.consecutive_failures,
-                     .last_error = s->sched.last_error,
-                     .auth_state = NULL,
-                     .server_url = s->cfg->server_url,
-                     .plugin = s->cfg->transport_plugin,
-                     .abi = s->cfg->transport_abi,
-                     .config_file = s->cfg->path,
-                     .config_exists = s->cfg->file_exists};
-    if (s->sched.last_success_wall_ms > 0)
-        sk__iso8601_ms(s->sched.last_success_wall_ms, v.last_sync, sizeof v.last_sync);
-    if (s->sched.consecutive_failures > 0 && s->sched.next_attempt_wall_ms > 0)
-        sk__iso8601_ms(s->sched.next_attempt_wall_ms, v.next_attempt, sizeof v.next_attempt);
-    v.auth_state = auth_state(s, &v.auth);
-    char note[1024];
-    ask_service(s, &v, note, sizeof note);
-    sk_status st = sk_queue_info_get(s, &v.qi);
+    status_view v;
+    memset(&v, 0, sizeof v);
+    sk_status st = sk_state_get(s, &v.st);
+    if (v.st.state_warning[0])
+        cli_warn("%s", v.st.state_warning);
     if (st != SK_OK) {
         cli_error("%s", sk_last_error(s));
         sk_close(s);
@@ -277,7 +215,7 @@ int cmd_status(int argc, char **argv)
     cli_cancel_scope_end();
     sk_close(s);
     /* An expired session needs the user: say so in the exit code too. */
-    if (v.auth.state == SK__AUTH_EXPIRED)
+    if (v.st.session_expired)
         unhealthy = 1;
     return unhealthy ? EXIT_FAIL : EXIT_OK;
 }

@@ -24,7 +24,7 @@ static void usage(FILE *f)
           "Keeps spec-kitty events in a durable local queue and delivers them to the\n"
           "team's spec-kitty server through a transport plugin.\n\nCommands:\n",
           f);
-    for (size_t i = 0; i < SK__ARRAY_LEN(SYNC_CMDS); i++)
+    for (size_t i = 0; i < CLI_ARRAY_LEN(SYNC_CMDS); i++)
         fprintf(f, "  sync %-9s %s\n", SYNC_CMDS[i].name, SYNC_CMDS[i].summary);
     fputs("\n`spec-kitty sync COMMAND --help` describes each command.\n\n"
           "Environment:\n"
@@ -61,7 +61,7 @@ static int run(int argc, char **argv)
         usage(argc < 3 ? stderr : stdout);
         return argc < 3 ? EXIT_USAGE : EXIT_OK;
     }
-    for (size_t i = 0; i < SK__ARRAY_LEN(SYNC_CMDS); i++)
+    for (size_t i = 0; i < CLI_ARRAY_LEN(SYNC_CMDS); i++)
         if (strcmp(argv[2], SYNC_CMDS[i].name) == 0)
             return SYNC_CMDS[i].run(argc - 2, argv + 2);
     cli_error("unknown command \"sync %s\" (try `spec-kitty sync --help`)", argv[2]);

@@ -81,7 +81,14 @@ static void *watch(void *arg)
     struct pollfd p = {.fd = wake_pipe[0], .events = POLLIN};
     while (poll(&p, 1, -1) < 0 && errno == EINTR)
         ;
-    struct timespec until = sk__deadline_in(CLOCK_MONOTONIC, CLI_CANCEL_GRACE_MS);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until); /* the condition waits on CLOCK_MONOTONIC */
+    until.tv_sec += CLI_CANCEL_GRACE_MS / 1000;
+    until.tv_nsec += (CLI_CANCEL_GRACE_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
     pthread_mutex_lock(&scope_mu);
     if (scope_sync)
         sk_sync_cancel(scope_sync);

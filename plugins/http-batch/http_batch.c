@@ -6,7 +6,7 @@
  * send) inside its own multi handle, so the connection stays alive across
  * batches and cancel() can wake the poll from any thread at once.
  */
-#include "hb_wire.h"
+#include "http_common.h"
 
 #include <spec-kitty/transport.h>
 
@@ -52,7 +52,7 @@ static const hb_option hb_options[HB_OPT_COUNT] = {
 typedef struct hb_conn {
     CURLM *multi;
     CURL *easy;
-    sk__hb_buf response;    /* body of the last answer (up to HB_RESPONSE_KEEP_MAX) */
+    hc_buf response;    /* body of the last answer (up to HB_RESPONSE_KEEP_MAX) */
     int response_truncated; /* the answer was longer than we keep */
     int connected_before;   /* for the reconnects metric */
     char errbuf[CURL_ERROR_SIZE];
@@ -72,7 +72,7 @@ typedef struct hb_plugin {
     atomic_int cancelled;
     hb_conn send_conn;
     hb_conn probe_conn;
-    sk__hb_buf body; /* gzip request body, reused across batches */
+    hc_buf body; /* gzip request body, reused across batches */
 } hb_plugin;
 
 /* How a transfer ended, beyond libcurl's own code. */
@@ -87,7 +87,7 @@ static void hb_copy(char *dst, size_t cap, const char *src)
 {
     if (cap == 0)
         return;
-    sk__hb_fmt(dst, cap, "%s", src ? src : "");
+    hc_fmt(dst, cap, "%s", src ? src : "");
 }
 
 /* Returns a malloc'd "a" + "b"; NULL on out-of-memory. */
@@ -107,7 +107,7 @@ static size_t hb_on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     hb_conn *c = arg;
     size_t n = size * nmemb;
-    if (c->response.len + n > HB_RESPONSE_KEEP_MAX || sk__hb_buf_append(&c->response, data, n))
+    if (c->response.len + n > HB_RESPONSE_KEEP_MAX || hc_buf_append(&c->response, data, n))
         c->response_truncated = 1;
     return n;
 }
@@ -157,7 +157,7 @@ static void hb_conn_free(hb_conn *c)
         curl_easy_cleanup(c->easy);
     if (c->multi)
         curl_multi_cleanup(c->multi);
-    sk__hb_buf_free(&c->response);
+    hc_buf_free(&c->response);
 }
 
 /* Overwrites header values before freeing: the list holds the bearer token. */
@@ -321,18 +321,18 @@ static void hb_transport_error(const hb_conn *c, const char *ca_file, hb_end end
     if (end == HB_END_CANCELLED)
         hb_copy(out, cap, "cancelled");
     else if (code == CURLE_PEER_FAILED_VERIFICATION)
-        sk__hb_fmt(out, cap, "TLS: %s%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(code),
+        hc_fmt(out, cap, "TLS: %s%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(code),
                    ca_file ? " (did the CA in transport.options.ca_file sign the server's "
                              "certificate?)"
                            : " (a private CA? set transport.options.ca_file in sync.json)");
     else if (end == HB_END_DEADLINE || code == CURLE_OPERATION_TIMEDOUT)
-        sk__hb_fmt(out, cap, "%s after %lld ms%s%s",
+        hc_fmt(out, cap, "%s after %lld ms%s%s",
                    deadline_bound ? "batch deadline reached" : "request timed out",
                    (long long)limit_ms, c->errbuf[0] ? ": " : "", c->errbuf);
     else if (c->errbuf[0] && strstr(c->errbuf, curl_easy_strerror(code)))
         hb_copy(out, cap, c->errbuf); /* already says it: no "X: ... X" */
     else
-        sk__hb_fmt(out, cap, "%s%s%s", curl_easy_strerror(code), c->errbuf[0] ? ": " : "",
+        hc_fmt(out, cap, "%s%s%s", curl_easy_strerror(code), c->errbuf[0] ? ": " : "",
                    c->errbuf);
 }
 
@@ -395,9 +395,9 @@ static const char *hb_secret(const struct curl_slist *headers)
 static void hb_redact_result(const struct curl_slist *headers, sk_batch_result *result)
 {
     const char *secret = hb_secret(headers);
-    sk__hb_redact(result->detail, secret);
+    hc_redact(result->detail, secret);
     for (uint32_t i = 0; i < result->count; i++)
-        sk__hb_redact(result->events[i].message, secret);
+        hc_redact(result->events[i].message, secret);
 }
 
 /*
@@ -423,14 +423,14 @@ static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *
     }
     const char *location = NULL;
     curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &location);
-    sk__hb_answer answer = {status,          (const char *)c->response.data,
+    hc_answer answer = {status,          (const char *)c->response.data,
                             c->response.len, hb_header(c->easy, "Retry-After"),
                             location,        time(NULL)};
     if (c->response_truncated || code != CURLE_OK)
         answer.body_len = 0; /* half a JSON document is no answer */
-    int rc = sk__hb_map_answer(&answer, batch, result);
+    int rc = hc_map_answer(&answer, batch, result);
     if (c->response_truncated && status >= 200 && status < 300)
-        sk__hb_fmt(result->detail, sizeof result->detail, "HTTP %ld: answer over %u bytes ignored",
+        hc_fmt(result->detail, sizeof result->detail, "HTTP %ld: answer over %u bytes ignored",
                    status, HB_RESPONSE_KEEP_MAX);
     return rc;
 }
@@ -447,7 +447,7 @@ static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
     int64_t left = batch->deadline_ms - hb_now(p);
     if (left <= 0)
         return hb_fail(batch, result, SK_TRANSPORT_FAILED, "batch deadline passed before sending");
-    if (sk__hb_gzip_events(batch, p->gzip_level, &p->body) != 0)
+    if (hc_gzip_events(batch, p->gzip_level, &p->body) != 0)
         return hb_fail(batch, result, SK_TRANSPORT_FAILED, "could not compress the batch");
     const char *why = NULL;
     struct curl_slist *headers = hb_headers(p, 1, &why);
@@ -519,9 +519,9 @@ static int hb_probe_state(hb_plugin *p, hb_end end, CURLcode code, int64_t start
         return SK_PROBE_UNREACHABLE;
     }
     char text[256];
-    sk__hb_server_text(c->response_truncated ? NULL : (const char *)c->response.data,
+    hc_server_text(c->response_truncated ? NULL : (const char *)c->response.data,
                        c->response.len, text, sizeof text);
-    sk__hb_fmt(reason, reason_cap, "HTTP %ld from %s%s%s", status, p->health_url,
+    hc_fmt(reason, reason_cap, "HTTP %ld from %s%s%s", status, p->health_url,
                status >= 300 && *text ? ": " : "", status >= 300 ? text : "");
     if (status >= 200 && status < 300)
         return SK_PROBE_CONNECTED;
@@ -560,7 +560,7 @@ static int hb_probe(void *self, int64_t deadline_ms, char *reason, size_t reason
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
     int state = hb_probe_state(p, end, code, started, left, reason, reason_cap);
     if (reason_cap > 0)
-        sk__hb_redact(reason, hb_secret(headers));
+        hc_redact(reason, hb_secret(headers));
     hb_headers_free(headers);
     return state;
 }
@@ -581,7 +581,7 @@ static void hb_destroy(void *self)
         return;
     hb_conn_free(&p->send_conn);
     hb_conn_free(&p->probe_conn);
-    sk__hb_buf_free(&p->body);
+    hc_buf_free(&p->body);
     free(p->batch_url);
     free(p->health_url);
     free(p->user_agent);
@@ -633,7 +633,7 @@ static int hb_int_option(const sk_host_api *h, int which, int64_t *out, char *er
     const hb_option *o = &hb_options[which];
     int64_t v = h->option_int(h->host_ctx, o->key, o->dflt);
     if (v < o->min || v > o->max) {
-        sk__hb_fmt(err, err_cap, "http-batch: options.%s must be %lld..%lld, not %lld", o->key,
+        hc_fmt(err, err_cap, "http-batch: options.%s must be %lld..%lld, not %lld", o->key,
                    (long long)o->min, (long long)o->max, (long long)v);
         return -1;
     }
@@ -657,7 +657,7 @@ static int hb_read_options(hb_plugin *p, char *err, size_t err_cap)
     const char *ca = h->option_string(h->host_ctx, hb_options[HB_OPT_CA].key, NULL);
     if (ca && *ca) {
         if (access(ca, R_OK) != 0) {
-            sk__hb_fmt(err, err_cap, "http-batch: options.ca_file %s is not readable", ca);
+            hc_fmt(err, err_cap, "http-batch: options.ca_file %s is not readable", ca);
             return -1;
         }
         p->ca_file = strdup(ca);
@@ -679,7 +679,7 @@ static int hb_read_urls(hb_plugin *p, char *err, size_t err_cap)
         return -1;
     }
     if (strncasecmp(server, "http://", 7) && strncasecmp(server, "https://", 8)) {
-        sk__hb_fmt(err, err_cap, "http-batch: server_url must start with http:// or https://: %s",
+        hc_fmt(err, err_cap, "http-batch: server_url must start with http:// or https://: %s",
                    server);
         return -1;
     }

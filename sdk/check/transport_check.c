@@ -123,13 +123,13 @@ static int completion_calls(completion *c)
 
 /* SK_CAP_ASYNC: submit returns at once, and the completion comes exactly once
  * (by the deadline), or never when submit did not accept the batch. */
-static void check_submit(const sk_transport_desc *d, void *self, const sk_event *evs)
+static void check_submit(sk__plugin *p, const sk_event *evs)
 {
     trial t;
     trial_init(&t, evs, 2);
     completion c = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     int64_t t0 = sk__mono_ms();
-    int rc = d->submit(self, &t.b, &t.r, on_done, &c);
+    int rc = sk__plugin_submit(p, &t.b, &t.r, on_done, &c);
     printf("     submit returned %d in %lld ms\n", rc, (long long)(sk__mono_ms() - t0));
     check(rc == SK_TRANSPORT_OK || rc == SK_TRANSPORT_BUSY || rc == SK_TRANSPORT_FAILED ||
               rc == SK_TRANSPORT_CANCELLED,
@@ -158,12 +158,12 @@ static void check_submit(const sk_transport_desc *d, void *self, const sk_event 
 }
 
 /* SK_CAP_PROBE: a known state by the deadline, the reason terminated. */
-static void check_probe(const sk_transport_desc *d, void *self)
+static void check_probe(sk__plugin *p)
 {
     char reason[256];
     memset(reason, 'x', sizeof reason);
     int64_t t0 = sk__mono_ms();
-    int state = d->probe(self, t0 + 10000, reason, sizeof reason);
+    int state = sk__plugin_probe(p, t0 + 10000, reason, sizeof reason);
     int terminated = memchr(reason, '\0', sizeof reason) != NULL;
     printf("     probe returned %d in %lld ms: %s\n", state, (long long)(sk__mono_ms() - t0),
            terminated ? reason : "(unterminated)");
@@ -197,10 +197,11 @@ int main(int argc, char **argv)
         json_decref(options);
         return 2;
     }
-    const sk_transport_desc *d = sk__plugin_desc(p);
-    printf("%s %s (ABI %u.%u), capabilities 0x%x\n", d->name, d->version, d->abi_major,
-           d->abi_minor, d->capabilities);
-    check(d->description && *d->description, "has a description");
+    sk_plugin_info d;
+    sk__plugin_describe(p, &d);
+    printf("%s %s (ABI %u.%u), capabilities 0x%x\n", d.name, d.version, d.abi_major, d.abi_minor,
+           d.capabilities);
+    check(*d.description, "has a description");
     sk__plugin_host host = {.server_url = getenv("SPEC_KITTY_SAAS_URL"),
                             .state_root = "/tmp",
                             .node_id = "000000000000",
@@ -219,22 +220,20 @@ int main(int argc, char **argv)
     }
     trial t;
     trial_init(&t, evs, 1);
-    int rc = SK_TRANSPORT_UNSUPPORTED;
     int64_t t0 = sk__mono_ms();
-    if (d->capabilities & SK_CAP_SYNC)
-        rc = d->send(sk__plugin_self(p), &t.b, &t.r);
+    int rc = sk__plugin_send(p, &t.b, &t.r);
     printf("     send returned %d in %lld ms: %s\n", rc, (long long)(sk__mono_ms() - t0),
            t.r.detail[0] ? t.r.detail : "(no detail)");
     check(rc >= SK_TRANSPORT_OK && rc <= SK_TRANSPORT_UNSUPPORTED, "send returns a known code");
     check(sk__mono_ms() - t0 <= 31000, "send returns by the batch deadline");
     check_outcomes(t.res, 3, rc, "send");
     check(memchr(t.r.detail, '\0', sizeof t.r.detail) != NULL, "detail is terminated");
-    if (d->capabilities & SK_CAP_ASYNC)
-        check_submit(d, sk__plugin_self(p), evs + 3);
-    if (d->capabilities & SK_CAP_PROBE)
-        check_probe(d, sk__plugin_self(p));
+    if (d.capabilities & SK_CAP_ASYNC)
+        check_submit(p, evs + 3);
+    if (d.capabilities & SK_CAP_PROBE)
+        check_probe(p);
     t0 = sk__mono_ms();
-    d->cancel(sk__plugin_self(p));
+    sk__plugin_cancel(p);
     check(sk__mono_ms() - t0 < 100, "cancel returns at once");
     sk__plugin_close(p); /* destroy: must join the plugin's threads */
     check(1, "destroy returns");

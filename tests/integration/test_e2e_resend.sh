@@ -56,6 +56,14 @@ expect_rc 1 "sync now told to wait 900 s"
 expect_err "the server asked to wait 900 s"
 expect_ge 5000 $(($(now_ms) - t0)) "returned without waiting 900 s"
 expect_eq "$(queue_ready)" 30 "queue intact"
+# The wait is persisted: the next `sync now` honours it without sending anything.
+requests=$(rx_stats .batch_requests)
+sk sync now
+expect_rc 1 "sync now within the server's 900 s"
+expect_err "the server asked to wait"
+expect_eq "$(rx_stats .batch_requests)" "$requests" "nothing sent while the server's wait runs"
+expect_eq "$(queue_ready)" 30 "queue intact"
+rm "$SPEC_KITTY_HOME/sync-state.json" # what a user does to override the server's wait
 sk sync now; expect_rc 0; expect_out "Synced: 30 "
 stored_once 230
 

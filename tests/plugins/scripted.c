@@ -4,7 +4,7 @@
  * network. Built against transport.h only, like any third-party plugin.
  *
  * options (all optional):
- *   "steps":  [ {rc, hints, retry_after_ms, detail, outcome}, ... ]  consumed one per send()
+ *   "steps":  [ {rc, hints, retry_after_ms, detail, outcome, status_code}, ... ]  one per send()
  *             rc: "ok" | "failed" | "cancelled"; hints: ["retry_after", "reauthenticate",
  *             "too_large", "poisoned", "protocol_mismatch"]; outcome: for every event
  *   "outcomes": {"<event_id>": "rejected" | "permanent" | "pending" | "duplicate" | "transient"}
@@ -127,6 +127,7 @@ static int apply_step(scripted *s, const sk_batch *b, sk_batch_result *r, int *r
                                                  : SK_TRANSPORT_OK;
     r->hints = hints_of(json_object_get(step, "hints"));
     r->retry_after_ms = json_integer_value(json_object_get(step, "retry_after_ms"));
+    r->status_code = (int32_t)json_integer_value(json_object_get(step, "status_code"));
     const char *detail = json_string_value(json_object_get(step, "detail"));
     snprintf(r->detail, sizeof r->detail, "%s", detail ? detail : "");
     int outcome = outcome_of(json_string_value(json_object_get(step, "outcome")));

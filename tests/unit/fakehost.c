@@ -48,9 +48,7 @@ static void fh_log(void *ctx, sk_log_level level, const char *fmt, ...)
 static int64_t fh_now_ms(void *ctx)
 {
     (void)ctx;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return sk_test_now_ms();
 }
 
 static const char *fh_option_string(void *ctx, const char *key, const char *dflt)
@@ -204,4 +202,51 @@ const sk_transport_desc *sk_fakehost_load_plugin(const char *name, void **handle
     const sk_transport_desc *d = entry(SK_TRANSPORT_ABI_MINOR);
     assert_non_null(d);
     return d;
+}
+
+int64_t sk_test_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+sk_tbatch *sk_tbatch_new(uint32_t n, int64_t in_ms)
+{
+    sk_tbatch *t = calloc(1, sizeof *t);
+    t->n = n;
+    t->ids = calloc(n, sizeof *t->ids);
+    t->json = calloc(n, sizeof *t->json);
+    t->events = calloc(n, sizeof *t->events);
+    t->res = calloc(n, sizeof *t->res);
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(t->ids[i], sizeof t->ids[i], "01JBQ7ZR5N8M0000000000%04u", i % 10000);
+        char buf[512];
+        int len = snprintf(buf, sizeof buf,
+                           "{\"event_id\":\"%s\",\"event_type\":\"WPStatusChanged\","
+                           "\"aggregate_id\":\"WP%02u\",\"aggregate_type\":\"WorkPackage\","
+                           "\"payload\":{\"wp_id\":\"WP%02u\",\"previous_status\":\"planned\","
+                           "\"new_status\":\"doing\",\"note\":\"caf\xc3\xa9 \\u00e9\"},"
+                           "\"node_id\":\"0123456789ab\",\"lamport_clock\":%u,"
+                           "\"causation_id\":null,\"timestamp\":\"2026-11-26T09:00:00Z\","
+                           "\"team_slug\":\"local\"}",
+                           t->ids[i], i % 100, i % 100, i + 1);
+        t->json[i] = strdup(buf);
+        t->events[i] = (sk_event){t->ids[i], t->json[i], (size_t)len};
+        t->res[i].outcome = SK_OUTCOME_TRANSIENT;
+    }
+    t->batch = (sk_batch){sizeof t->batch, n, t->events, sk_test_now_ms() + in_ms, 7};
+    t->result = (sk_batch_result){.struct_size = sizeof t->result, .count = n, .events = t->res};
+    return t;
+}
+
+void sk_tbatch_free(sk_tbatch *t)
+{
+    for (uint32_t i = 0; i < t->n; i++)
+        free(t->json[i]);
+    free(t->ids);
+    free(t->json);
+    free(t->events);
+    free(t->res);
+    free(t);
 }

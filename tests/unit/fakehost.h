@@ -27,4 +27,22 @@ long long sk_fakehost_metric(sk_fakehost *fh, const char *name);
  * returns its ABI-1 descriptor; *handle gets the dlopen handle. Fails the test if absent. */
 const sk_transport_desc *sk_fakehost_load_plugin(const char *name, void **handle);
 
+/* The monotonic clock the fake host's now_ms reads, in milliseconds. */
+int64_t sk_test_now_ms(void);
+
+/* A batch as a host hands it to a plugin, with its result slots. */
+typedef struct sk_tbatch {
+    uint32_t n;
+    char (*ids)[27];
+    char **json;
+    sk_event *events;
+    sk_event_result *res;
+    sk_batch batch;
+    sk_batch_result result;
+} sk_tbatch;
+
+/* n events with distinct ULID-shaped ids and small envelopes; deadline in_ms from now. */
+sk_tbatch *sk_tbatch_new(uint32_t n, int64_t in_ms);
+void sk_tbatch_free(sk_tbatch *t);
+
 #endif

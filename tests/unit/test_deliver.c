@@ -15,9 +15,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Each test runs twice: with per-row leases, and under the drain lock (pipelined). */
-static int use_drain_lock;
-
 typedef struct fixture {
     char *dir;
     char lock[1100];
@@ -34,6 +31,8 @@ typedef struct fixture {
     int failures_rejected, failures_parked;
     char last_reason[512];
     atomic_int cancel;
+    int64_t wait_first_ms; /* a Retry-After left by an earlier pass */
+    sk__pass_info info;    /* what the last pass told the scheduler */
 } fixture;
 
 static int setup(void **state)
@@ -130,13 +129,15 @@ static sk_status pass(fixture *f, int64_t max_retries, sk_drain_summary *sum, sk
     sk__deliver_opts o;
     sk__deliver_opts_default(&o);
     o.max_retries = max_retries;
-    o.drain_lock_path = use_drain_lock ? f->lock : NULL;
+    o.drain_lock_path = f->lock;
+    o.wait_first_ms = f->wait_first_ms;
     sk__deliver_hooks h = {.reauthenticate = reauth,
+                           .auth_ctx = f,
                            .failure = on_failure,
                            .wait_ms = fake_wait,
                            .ctx = f,
                            .cancel = &f->cancel};
-    return sk__deliver_pass(f->q, f->p, &o, &h, sum, err);
+    return sk__deliver_pass(f->q, f->p, &o, &h, sum, &f->info, err);
 }
 
 static sk__queue_stats stats(fixture *f)
@@ -397,12 +398,83 @@ static void long_retry_after_stops_the_pass(void **state)
     assert_int_equal(stats(f).ready, 5);
 }
 
+static void transport_failure_without_an_answer_tells_the_scheduler_unreachable(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 3);
+    load(f, "{\"steps\": [{\"rc\": \"failed\", \"detail\": \"connection refused\"},"
+            " {\"rc\": \"failed\", \"status_code\": 502, \"detail\": \"bad gateway\"}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_TRANSPORT);
+    assert_true(f->info.unreachable);
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_TRANSPORT);
+    assert_false(f->info.unreachable); /* a status came back: something answered */
+    assert_int_equal(stats(f).ready, 3);
+}
+
+static void earlier_retry_after_is_waited_out_before_the_first_batch(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 4);
+    load(f, "{}");
+    f->wait_first_ms = 1500;
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(f->waited_ms, 1500);
+    assert_int_equal(sum.synced, 4);
+    assert_false(f->info.deferred);
+}
+
+static void earlier_retry_after_beyond_what_a_pass_waits_defers_it_unsent(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 4);
+    load(f, "{}");
+    f->wait_first_ms = 900000;
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_TRANSPORT);
+    assert_true(f->info.deferred);
+    assert_int_equal(f->waited_ms, 0);
+    assert_int_equal(sum.batches, 0);
+    assert_int_equal(sum.remaining, 4);
+    assert_non_null(strstr(sum.stop_reason, "wait 900 s"));
+    size_t distinct;
+    assert_int_equal(recorded(f, &distinct), 0);
+}
+
+static void one_answer_settles_deletes_rejections_and_parking_together(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 6);
+    char opts[512];
+    snprintf(opts, sizeof opts,
+             "{\"outcomes\": {\"%s\": \"rejected\", \"%s\": \"permanent\", \"%s\": "
+             "\"pending\"}}",
+             f->ids[1], f->ids[3], f->ids[5]);
+    load(f, opts);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.batches, 1);
+    assert_int_equal(sum.synced, 3);
+    assert_int_equal(sum.rejected, 1);
+    assert_int_equal(sum.parked, 1);
+    assert_int_equal(sum.pending, 1);
+    assert_int_equal(f->failures_rejected + f->failures_parked, 2);
+    sk__queue_stats qs = stats(f);
+    assert_int_equal(qs.ready, 2); /* the rejected one (retried later) and the pending one */
+    assert_int_equal(qs.parked, 1);
+}
+
 static void *cancel_soon(void *arg)
 {
     fixture *f = arg;
     usleep(100 * 1000);
     atomic_store(&f->cancel, 1);
-    sk__plugin_desc(f->p)->cancel(sk__plugin_self(f->p));
+    sk__plugin_cancel(f->p);
     return NULL;
 }
 
@@ -444,9 +516,9 @@ static void two_drainer_processes_never_send_the_same_event(void **state)
             sk__deliver_opts o;
             sk__deliver_opts_default(&o);
             o.max_batch_events = 100;
-            o.drain_lock_path = use_drain_lock ? child.lock : NULL;
+            o.drain_lock_path = child.lock;
             sk_drain_summary sum;
-            sk_status st = sk__deliver_pass(child.q, child.p, &o, NULL, &sum, &err);
+            sk_status st = sk__deliver_pass(child.q, child.p, &o, NULL, &sum, NULL, &err);
             _exit(st == SK_OK ? 0 : 4);
         }
     }
@@ -459,83 +531,6 @@ static void two_drainer_processes_never_send_the_same_event(void **state)
     assert_int_equal(distinct, 3000);
     assert_int_equal(lines, 3000); /* nobody sent an event twice */
     assert_int_equal(stats(f).ready, 0);
-}
-
-static void rows_of_a_drainer_that_died_are_taken_over_at_once(void **state)
-{
-    fixture *f = *state;
-    enqueue(f, 40);
-    char dbpath[1024];
-    snprintf(dbpath, sizeof dbpath, "%s/queue.db", f->dir);
-    pid_t kid = fork();
-    if (kid == 0) { /* leases 25 rows for 10 minutes, then dies holding them */
-        sk__queue *q;
-        sk__err err;
-        sk__lease lease = {0};
-        if (sk__queue_open(dbpath, NULL, &q, &err) != SK_OK ||
-            sk__drainer_token(lease.owner, sizeof lease.owner, &err) != SK_OK ||
-            sk__queue_lease(q, 25, 0, 600000, &lease, &err) != SK_OK || lease.count != 25)
-            _exit(2);
-        _exit(0);
-    }
-    int ws;
-    waitpid(kid, &ws, 0);
-    assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
-    assert_int_equal(stats(f).leased, 25);
-    load(f, "{}");
-    sk_drain_summary sum;
-    sk__err err = {{0}};
-    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
-    assert_int_equal(sum.synced, 40);
-    assert_int_equal(stats(f).ready, 0);
-}
-
-static void drainer_token_names_a_live_process(void **state)
-{
-    (void)state;
-    char tok[40];
-    sk__err err;
-    assert_int_equal(sk__drainer_token(tok, sizeof tok, &err), SK_OK);
-    assert_true(sk__drainer_alive(tok));
-    assert_true(sk__drainer_alive("not-a-token")); /* not ours to judge */
-}
-
-static void drainer_that_exited_is_dead_even_before_it_is_reaped(void **state)
-{
-    (void)state;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t kid = fork();
-    if (kid == 0) {
-        char t[40];
-        sk__err err;
-        sk__drainer_token(t, sizeof t, &err);
-        ssize_t w = write(p[1], t, sizeof t);
-        _exit(w == (ssize_t)sizeof t ? 0 : 1);
-    }
-    char tok[40];
-    assert_int_equal(read(p[0], tok, sizeof tok), (ssize_t)sizeof tok);
-    close(p[0]);
-    close(p[1]);
-    /* Wait until the child is a zombie (exited, not reaped): kill(pid, 0) still succeeds. */
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)kid);
-    for (int i = 0; i < 500; i++) {
-        FILE *f = fopen(path, "r");
-        int zombie = 0;
-        while (f && fgets(line, sizeof line, f))
-            zombie |= strncmp(line, "State:\tZ", 8) == 0;
-        if (f)
-            fclose(f);
-        if (zombie)
-            break;
-        usleep(2000);
-    }
-    assert_int_equal(kill(kid, 0), 0);
-    assert_false(sk__drainer_alive(tok));
-    int ws;
-    waitpid(kid, &ws, 0);
-    assert_false(sk__drainer_alive(tok)); /* and once reaped */
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -559,13 +554,12 @@ int main(void)
         T(retry_after_is_waited_out_then_resent),
         T(long_retry_after_stops_the_pass),
         T(cancel_stops_a_hanging_send_and_keeps_everything),
+        T(transport_failure_without_an_answer_tells_the_scheduler_unreachable),
+        T(earlier_retry_after_is_waited_out_before_the_first_batch),
+        T(earlier_retry_after_beyond_what_a_pass_waits_defers_it_unsent),
+        T(one_answer_settles_deletes_rejections_and_parking_together),
         T(two_drainer_processes_never_send_the_same_event),
-        T(rows_of_a_drainer_that_died_are_taken_over_at_once),
-        T(drainer_token_names_a_live_process),
-        T(drainer_that_exited_is_dead_even_before_it_is_reaped),
     };
-    int failed = cmocka_run_group_tests_name("per-row leases", tests, NULL, NULL);
-    use_drain_lock = 1;
-    failed += cmocka_run_group_tests_name("drain lock, pipelined", tests, NULL, NULL);
-    return failed;
+    return cmocka_run_group_tests_name("delivery under the drain lock, pipelined", tests, NULL,
+                                       NULL);
 }

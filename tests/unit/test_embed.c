@@ -154,6 +154,32 @@ static void cancel_before_sync_now_sends_nothing(void **state)
     free(root);
 }
 
+static void sync_now_honours_a_retry_after_an_earlier_pass_was_told(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    sk_sync *s = open_with_scripted(
+        root, "{\"steps\": [{\"hints\": [\"retry_after\"], \"retry_after_ms\": 900000}]}");
+    emit_one(s);
+    sk_drain_summary sum;
+    assert_int_equal(sk_sync_now(s, NULL, NULL, &sum), SK_ERR_TRANSPORT);
+    assert_int_equal(sum.batches, 1);
+    sk_close(s);
+    /* A new handle (another process, a later run) reads the wait from the state root. */
+    s = open_with_scripted(root, "{}");
+    int64_t t0 = mono_ms();
+    assert_int_equal(sk_sync_now(s, NULL, NULL, &sum), SK_ERR_TRANSPORT);
+    assert_true(mono_ms() - t0 < 5000); /* not waited out: far beyond what a pass waits */
+    assert_int_equal(sum.batches, 0);
+    assert_int_equal(sum.remaining, 1);
+    assert_true(sum.retry_after_ms > 890000 && sum.retry_after_ms <= 900000);
+    assert_non_null(strstr(sum.stop_reason, "the server asked to wait"));
+    assert_int_equal(queued(s), 1);
+    sk_close(s);
+    sk_test_rmtree(root);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +187,7 @@ int main(void)
         cmocka_unit_test(embedded_service_stops_within_its_deadline_and_keeps_events),
         cmocka_unit_test(cancel_from_another_thread_ends_a_hanging_sync_now_and_keeps_events),
         cmocka_unit_test(cancel_before_sync_now_sends_nothing),
+        cmocka_unit_test(sync_now_honours_a_retry_after_an_earlier_pass_was_told),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -229,7 +229,7 @@ static void assert_settled_sanely(settle_fixture *f)
     }
 }
 
-static void settle_under(const struct mode *m, int drain_lock)
+static void settle_under(const struct mode *m)
 {
     settle_fixture f;
     memset(&f, 0, sizeof f);
@@ -241,11 +241,11 @@ static void settle_under(const struct mode *m, int drain_lock)
         sk__deliver_opts o;
         sk__deliver_opts_default(&o);
         o.max_batch_events = 3; /* several batches, so a fault can fall between them */
-        o.drain_lock_path = drain_lock ? f.lock : NULL;
+        o.drain_lock_path = f.lock;
         sk_drain_summary sum;
         sk__err err = {{0}};
         fault_arm(m->kind, n, m->sticky);
-        sk_status st = sk__deliver_pass(f.q, f.p, &o, NULL, &sum, &err);
+        sk_status st = sk__deliver_pass(f.q, f.p, &o, NULL, &sum, NULL, &err);
         int hit = fault_disarm();
         if (st != SK_OK) {
             failed++;
@@ -260,27 +260,23 @@ static void settle_under(const struct mode *m, int drain_lock)
     }
     assert_true(n < MAX_N);
     assert_true(failed > 0);
-    print_message("delivery pass (%s), %s: %ld fault points, %lld failed cleanly\n",
-                  drain_lock ? "drain lock" : "leases", m->name, n - 1, (long long)failed);
+    print_message("delivery pass, %s: %ld fault points, %lld failed cleanly\n", m->name, n - 1,
+                  (long long)failed);
     settle_teardown(&f);
 }
 
 static void delivery_fails_cleanly_at_every_write_error(void **state)
 {
     (void)state;
-    for (int lock = 0; lock <= 1; lock++) {
-        settle_under(&MODES[0], lock);
-        settle_under(&MODES[1], lock);
-    }
+    settle_under(&MODES[0]);
+    settle_under(&MODES[1]);
 }
 
 static void delivery_fails_cleanly_at_every_allocation_failure(void **state)
 {
     (void)state;
-    for (int lock = 0; lock <= 1; lock++) {
-        settle_under(&MODES[2], lock);
-        settle_under(&MODES[3], lock);
-    }
+    settle_under(&MODES[2]);
+    settle_under(&MODES[3]);
 }
 
 int main(void)

@@ -1,7 +1,7 @@
 /*
  * http-batch transport: the real plugin .so, loaded through the fake host,
- * talking to a scripted HTTP/1.1 peer on loopback; plus the pure wire
- * functions (body, Retry-After, answer mapping) tested in isolation.
+ * talking to a scripted HTTP/1.1 peer on loopback. The answer mapping it
+ * shares with h2-stream is tested on its own in test_http_common.c.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -10,10 +10,10 @@
 #include "testutil.h"
 
 /* The unit-test glob links each test with testutil.c and fakehost.c only, so
- * the peer and the plugin's pure wire code are compiled in here. The plugin
- * .so keeps its own hidden copy of the wire code; these do not clash. */
+ * the scripted peer is compiled in here. */
 #include "http_peer.c"
-#include "../../plugins/http-batch/hb_wire.c"
+
+#include "http_common.h" /* HC_RETRY_AFTER_CAP_MS */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -22,66 +22,6 @@
 #include <time.h>
 
 #define SECRET "Bearer s3cr3t-t0ken-value"
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---------- test batches ---------- */
-
-typedef struct tbatch {
-    uint32_t n;
-    char (*ids)[27];
-    char **json;
-    sk_event *events;
-    sk_event_result *res;
-    sk_batch batch;
-    sk_batch_result result;
-} tbatch;
-
-/* n events with distinct ULID-shaped ids and small envelopes; deadline in_ms from now. */
-static tbatch *tbatch_new(uint32_t n, int64_t in_ms)
-{
-    tbatch *t = calloc(1, sizeof *t);
-    t->n = n;
-    t->ids = calloc(n, sizeof *t->ids);
-    t->json = calloc(n, sizeof *t->json);
-    t->events = calloc(n, sizeof *t->events);
-    t->res = calloc(n, sizeof *t->res);
-    for (uint32_t i = 0; i < n; i++) {
-        snprintf(t->ids[i], sizeof t->ids[i], "01JBQ7ZR5N8M0000000000%04u", i % 10000);
-        char buf[512];
-        int len = snprintf(buf, sizeof buf,
-                           "{\"event_id\":\"%s\",\"event_type\":\"WPStatusChanged\","
-                           "\"aggregate_id\":\"WP%02u\",\"aggregate_type\":\"WorkPackage\","
-                           "\"payload\":{\"wp_id\":\"WP%02u\",\"previous_status\":\"planned\","
-                           "\"new_status\":\"doing\",\"note\":\"caf\xc3\xa9 \\u00e9\"},"
-                           "\"node_id\":\"0123456789ab\",\"lamport_clock\":%u,"
-                           "\"causation_id\":null,\"timestamp\":\"2026-11-26T09:00:00Z\","
-                           "\"team_slug\":\"local\"}",
-                           t->ids[i], i % 100, i % 100, i + 1);
-        t->json[i] = strdup(buf);
-        t->events[i] = (sk_event){t->ids[i], t->json[i], (size_t)len};
-        t->res[i].outcome = SK_OUTCOME_TRANSIENT;
-    }
-    t->batch = (sk_batch){sizeof t->batch, n, t->events, mono_ms() + in_ms, 7};
-    t->result = (sk_batch_result){.struct_size = sizeof t->result, .count = n, .events = t->res};
-    return t;
-}
-
-static void tbatch_free(tbatch *t)
-{
-    for (uint32_t i = 0; i < t->n; i++)
-        free(t->json[i]);
-    free(t->ids);
-    free(t->json);
-    free(t->events);
-    free(t->res);
-    free(t);
-}
 
 /* ---------- fixture: peer + fake host + loaded plugin ---------- */
 
@@ -136,21 +76,21 @@ static void fx_close(fixture *f)
     }
 }
 
-static int fx_send(fixture *f, tbatch *t)
+static int fx_send(fixture *f, sk_tbatch *t)
 {
     return f->d->send(f->self, &t->batch, &t->result);
 }
 
 /* Sends a 2-event batch against a one-reply script; returns the rc. */
-static int send_one_reply(fixture *f, tbatch **t, int status, const char *headers, const char *body)
+static int send_one_reply(fixture *f, sk_tbatch **t, int status, const char *headers, const char *body)
 {
     sk_peer_reply r = {SK_PEER_RESPOND, status, headers, body};
     fx_open(f, &r, 1, NULL);
-    *t = tbatch_new(2, 5000);
+    *t = sk_tbatch_new(2, 5000);
     return fx_send(f, *t);
 }
 
-static void assert_all_transient(const tbatch *t)
+static void assert_all_transient(const sk_tbatch *t)
 {
     for (uint32_t i = 0; i < t->n; i++)
         assert_int_equal(t->res[i].outcome, SK_OUTCOME_TRANSIENT);
@@ -161,7 +101,7 @@ static void assert_all_transient(const tbatch *t)
 static void test_each_per_event_status_maps_to_its_outcome(void **state)
 {
     (void)state;
-    tbatch *t = tbatch_new(11, 5000);
+    sk_tbatch *t = sk_tbatch_new(11, 5000);
     char body[4096];
     snprintf(body, sizeof body,
              "{\"results\":["
@@ -197,14 +137,14 @@ static void test_each_per_event_status_maps_to_its_outcome(void **state)
     assert_string_equal(t->res[10].message, "");
     assert_int_equal(t->result.hints, SK_HINT_NONE);
     assert_non_null(strstr(t->result.detail, "2 of 11 events missing"));
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
 static void test_request_is_gzip_events_with_required_headers(void **state)
 {
     (void)state;
-    tbatch *t = tbatch_new(3, 5000);
+    sk_tbatch *t = sk_tbatch_new(3, 5000);
     char body[1024];
     snprintf(body, sizeof body, "{\"results\":[{\"event_id\":\"%s\",\"status\":\"success\"}]}",
              t->ids[0]);
@@ -231,7 +171,7 @@ static void test_request_is_gzip_events_with_required_headers(void **state)
     assert_int_equal(sk_fakehost_metric(f.fh, "requests"), 1);
     assert_int_equal(sk_fakehost_metric(f.fh, "bytes_sent"), (long long)q->body_len);
     assert_true(q->body_len < q->plain_len); /* actually compressed */
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -242,12 +182,12 @@ static void test_no_credentials_sends_no_authorization(void **state)
     fixture f;
     fx_open(&f, &r, 1, NULL);
     sk_fakehost_set_auth(f.fh, "");
-    tbatch *t = tbatch_new(1, 5000);
+    sk_tbatch *t = sk_tbatch_new(1, 5000);
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
     assert_true(t->result.hints & SK_HINT_REAUTHENTICATE);
     char v[64];
     assert_null(sk_peer_header(sk_peer_request_at(f.peer, 0), "Authorization", v, sizeof v));
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -258,11 +198,11 @@ static void test_auth_value_with_line_break_is_refused(void **state)
     fixture f;
     fx_open(&f, &r, 1, NULL);
     sk_fakehost_set_auth(f.fh, "Bearer abc\r\nX-Injected: 1");
-    tbatch *t = tbatch_new(1, 5000);
+    sk_tbatch *t = sk_tbatch_new(1, 5000);
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
     assert_non_null(strstr(t->result.detail, "line break"));
     assert_int_equal(sk_peer_requests(f.peer), 0);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -273,10 +213,10 @@ static void test_two_batches_reuse_one_connection(void **state)
     fixture f;
     fx_open(&f, &r, 1, NULL);
     for (int i = 0; i < 3; i++) {
-        tbatch *t = tbatch_new(2, 5000);
+        sk_tbatch *t = sk_tbatch_new(2, 5000);
         assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED); /* empty results: all transient */
         assert_int_equal(t->result.status_code, 200);
-        tbatch_free(t);
+        sk_tbatch_free(t);
     }
     assert_int_equal(sk_peer_requests(f.peer), 3);
     assert_int_equal(sk_peer_connections(f.peer), 1);
@@ -296,10 +236,10 @@ static void test_server_closing_the_connection_counts_a_reconnect(void **state)
     fixture f;
     fx_open(&f, r, 2, NULL);
     for (int i = 0; i < 2; i++) {
-        tbatch *t = tbatch_new(1, 5000);
+        sk_tbatch *t = sk_tbatch_new(1, 5000);
         fx_send(&f, t);
         assert_int_equal(t->result.status_code, 200);
-        tbatch_free(t);
+        sk_tbatch_free(t);
     }
     assert_int_equal(sk_peer_connections(f.peer), 2);
     assert_int_equal(sk_fakehost_metric(f.fh, "reconnects"), 1);
@@ -312,7 +252,7 @@ static void test_400_details_list_rejects_named_events_only(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t = tbatch_new(3, 5000);
+    sk_tbatch *t = sk_tbatch_new(3, 5000);
     char body[1024];
     snprintf(body, sizeof body,
              "{\"error\":\"validation failed\",\"details\":["
@@ -329,7 +269,7 @@ static void test_400_details_list_rejects_named_events_only(void **state)
     assert_string_equal(t->res[0].message, "missing payload.wp_id");
     assert_string_equal(t->res[2].message, "bad lamport_clock");
     assert_false(t->result.hints & SK_HINT_POISONED);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -337,7 +277,7 @@ static void test_400_details_as_json_string_rejects_named_events(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t = tbatch_new(2, 5000);
+    sk_tbatch *t = sk_tbatch_new(2, 5000);
     char body[1024];
     snprintf(body, sizeof body,
              "{\"details\":\"[{\\\"event_id\\\": \\\"%s\\\", \\\"error\\\": \\\"bad type\\\"}]\"}",
@@ -349,7 +289,7 @@ static void test_400_details_as_json_string_rejects_named_events(void **state)
     assert_int_equal(t->res[1].outcome, SK_OUTCOME_REJECTED);
     assert_string_equal(t->res[1].message, "bad type");
     assert_int_equal(t->result.hints, SK_HINT_NONE);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -357,13 +297,13 @@ static void test_400_without_details_is_poisoned(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(send_one_reply(&f, &t, 400, NULL, "{\"error\":\"Invalid JSON\"}"),
                      SK_TRANSPORT_OK);
     assert_int_equal(t->result.hints, SK_HINT_POISONED);
     assert_all_transient(t);
     assert_non_null(strstr(t->result.detail, "Invalid JSON"));
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -371,13 +311,13 @@ static void test_401_asks_to_reauthenticate(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(send_one_reply(&f, &t, 401, NULL, "{\"detail\":\"Token expired\"}"),
                      SK_TRANSPORT_OK);
     assert_int_equal(t->result.hints, SK_HINT_REAUTHENTICATE);
     assert_int_equal(t->result.status_code, 401);
     assert_all_transient(t);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -388,14 +328,14 @@ static void test_echoed_token_never_reaches_detail_or_log(void **state)
                        "{\"detail\":\"token s3cr3t-t0ken-value is expired\"}"};
     fixture f;
     fx_open(&f, &r, 1, NULL);
-    tbatch *t = tbatch_new(1, 5000);
+    sk_tbatch *t = sk_tbatch_new(1, 5000);
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
     assert_string_equal(t->result.detail, "HTTP 401: token *** is expired");
     char reason[256];
-    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+    assert_int_equal(f.d->probe(f.self, sk_test_now_ms() + 5000, reason, sizeof reason),
                      SK_PROBE_NOT_AUTHENTICATED);
     assert_non_null(strstr(reason, "token *** is expired"));
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f); /* also asserts nothing logged holds the token */
 }
 
@@ -403,14 +343,14 @@ static void test_403_is_transient_with_server_text(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(send_one_reply(&f, &t, 403, NULL, "{\"error\":\"team acme is not yours\"}"),
                      SK_TRANSPORT_FAILED);
     assert_int_equal(t->result.hints, SK_HINT_NONE);
     assert_int_equal(t->result.status_code, 403);
     assert_all_transient(t);
     assert_string_equal(t->result.detail, "HTTP 403: team acme is not yours");
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -418,12 +358,12 @@ static void test_408_is_transient(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(send_one_reply(&f, &t, 408, NULL, ""), SK_TRANSPORT_FAILED);
     assert_int_equal(t->result.status_code, 408);
     assert_int_equal(t->result.hints, SK_HINT_NONE);
     assert_all_transient(t);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -431,7 +371,7 @@ static void test_412_is_protocol_mismatch_with_guidance(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(send_one_reply(&f, &t, 412, NULL,
                                     "{\"error\":\"protocol 2.0 unsupported\","
                                     "\"upgrade_guidance\":\"pip install -U spec-kitty\"}"),
@@ -442,7 +382,7 @@ static void test_412_is_protocol_mismatch_with_guidance(void **state)
                         "HTTP 412: pip install -U spec-kitty (protocol 2.0 unsupported)");
     assert_string_equal(t->result.error_code, "");
     assert_all_transient(t);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -450,7 +390,7 @@ static void test_412_current_shape_prefers_sync_protocol_guidance_and_keeps_the_
 {
     (void)state;
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(send_one_reply(&f, &t, 412, NULL,
                                     "{\"error_code\":\"client-too-old\","
                                     "\"error_description\":\"client 1.0 is older than 2.0\","
@@ -462,7 +402,7 @@ static void test_412_current_shape_prefers_sync_protocol_guidance_and_keeps_the_
                         "HTTP 412: upgrade to 3.1 (client 1.0 is older than 2.0)");
     assert_string_equal(t->result.error_code, "client-too-old");
     assert_all_transient(t);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -470,13 +410,13 @@ static void test_413_is_too_large(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(send_one_reply(&f, &t, 413, "Content-Type: text/html\r\n",
                                     "<html>Request Entity Too Large</html>"),
                      SK_TRANSPORT_OK);
     assert_int_equal(t->result.hints, SK_HINT_TOO_LARGE);
     assert_all_transient(t);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -484,13 +424,13 @@ static void test_4xx_saying_too_large_is_too_large(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(
         send_one_reply(&f, &t, 400, NULL, "{\"error\":\"Batch too large: 1000 > 500 events\"}"),
         SK_TRANSPORT_OK);
     assert_int_equal(t->result.hints, SK_HINT_TOO_LARGE);
     assert_non_null(strstr(t->result.detail, "1000 > 500"));
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -498,14 +438,14 @@ static void test_429_retry_after_seconds(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(send_one_reply(&f, &t, 429, "Retry-After: 17\r\n", "{\"detail\":\"slow\"}"),
                      SK_TRANSPORT_OK);
     assert_int_equal(t->result.hints, SK_HINT_RETRY_AFTER);
     assert_int_equal(t->result.retry_after_ms, 17000);
     assert_int_equal(t->result.status_code, 429);
     assert_all_transient(t);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -519,11 +459,11 @@ static void test_429_retry_after_http_date(void **state)
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     snprintf(header, sizeof header, "Retry-After: %s\r\n", date);
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(send_one_reply(&f, &t, 429, header, ""), SK_TRANSPORT_OK);
     assert_int_equal(t->result.hints, SK_HINT_RETRY_AFTER);
     assert_in_range(t->result.retry_after_ms, 110000, 121000);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -536,10 +476,10 @@ static void test_503_with_retry_after_and_500_without(void **state)
     };
     fixture f;
     fx_open(&f, r, 2, NULL);
-    tbatch *t = tbatch_new(2, 5000);
+    sk_tbatch *t = sk_tbatch_new(2, 5000);
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_OK);
     assert_int_equal(t->result.hints, SK_HINT_RETRY_AFTER);
-    assert_int_equal(t->result.retry_after_ms, SK__HB_RETRY_AFTER_CAP_MS); /* capped at 24 h */
+    assert_int_equal(t->result.retry_after_ms, HC_RETRY_AFTER_CAP_MS); /* capped at 24 h */
     assert_int_equal(t->result.status_code, 503);
     assert_all_transient(t);
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
@@ -547,7 +487,7 @@ static void test_503_with_retry_after_and_500_without(void **state)
     assert_int_equal(t->result.status_code, 500);
     assert_string_equal(t->result.detail, "HTTP 500: Internal Server Error");
     assert_all_transient(t);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -561,7 +501,7 @@ static void test_non_json_and_misshapen_200_are_transient(void **state)
     };
     fixture f;
     fx_open(&f, r, 3, NULL);
-    tbatch *t = tbatch_new(2, 5000);
+    sk_tbatch *t = sk_tbatch_new(2, 5000);
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
     assert_all_transient(t);
     assert_non_null(strstr(t->result.detail, "captive portal"));
@@ -571,7 +511,7 @@ static void test_non_json_and_misshapen_200_are_transient(void **state)
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
     assert_all_transient(t);
     assert_non_null(strstr(t->result.detail, "2 of 2 events missing"));
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -579,13 +519,13 @@ static void test_redirect_is_not_followed(void **state)
 {
     (void)state;
     fixture f;
-    tbatch *t;
+    sk_tbatch *t;
     assert_int_equal(send_one_reply(&f, &t, 301, "Location: https://elsewhere.example/x\r\n", ""),
                      SK_TRANSPORT_FAILED);
     assert_int_equal(t->result.status_code, 301);
     assert_non_null(strstr(t->result.detail, "https://elsewhere.example/x"));
     assert_int_equal(sk_peer_requests(f.peer), 1);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -599,12 +539,12 @@ static void test_connection_refused_is_transient_with_detail(void **state)
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", sk_peer_closed_port());
     fx_open_url(&f, url, NULL);
-    tbatch *t = tbatch_new(2, 5000);
+    sk_tbatch *t = sk_tbatch_new(2, 5000);
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
     assert_all_transient(t);
     assert_int_equal(t->result.status_code, 0);
     assert_non_null(strcasestr(t->result.detail, "connect"));
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -614,17 +554,17 @@ static void test_server_closing_without_answer_is_transient(void **state)
     sk_peer_reply r = {SK_PEER_CLOSE, 0, NULL, NULL};
     fixture f;
     fx_open(&f, &r, 1, NULL);
-    tbatch *t = tbatch_new(2, 5000);
+    sk_tbatch *t = sk_tbatch_new(2, 5000);
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
     assert_all_transient(t);
     assert_true(strlen(t->result.detail) > 0);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
 typedef struct send_job {
     fixture *f;
-    tbatch *t;
+    sk_tbatch *t;
     int rc;
     int64_t returned_at;
 } send_job;
@@ -633,7 +573,7 @@ static void *send_thread(void *arg)
 {
     send_job *j = arg;
     j->rc = fx_send(j->f, j->t);
-    j->returned_at = mono_ms();
+    j->returned_at = sk_test_now_ms();
     return NULL;
 }
 
@@ -643,11 +583,11 @@ static void test_cancel_aborts_a_hanging_send_quickly(void **state)
     sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL};
     fixture f;
     fx_open(&f, &r, 1, NULL);
-    send_job job = {&f, tbatch_new(2, 30000), -1, 0};
+    send_job job = {&f, sk_tbatch_new(2, 30000), -1, 0};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, send_thread, &job), 0);
     assert_int_equal(sk_peer_wait_requests(f.peer, 1, 5000), 1); /* the request is in flight */
-    int64_t t0 = mono_ms();
+    int64_t t0 = sk_test_now_ms();
     f.d->cancel(f.self);
     pthread_join(th, NULL);
     int64_t took = job.returned_at - t0;
@@ -658,7 +598,7 @@ static void test_cancel_aborts_a_hanging_send_quickly(void **state)
     /* cancel() is final: a later send returns at once without a request. */
     assert_int_equal(fx_send(&f, job.t), SK_TRANSPORT_CANCELLED);
     assert_int_equal(sk_peer_requests(f.peer), 1);
-    tbatch_free(job.t);
+    sk_tbatch_free(job.t);
     fx_close(&f);
 }
 
@@ -668,18 +608,18 @@ static void test_send_returns_by_the_batch_deadline(void **state)
     sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL};
     fixture f;
     fx_open(&f, &r, 1, NULL);
-    tbatch *t = tbatch_new(2, 300);
-    int64_t t0 = mono_ms();
+    sk_tbatch *t = sk_tbatch_new(2, 300);
+    int64_t t0 = sk_test_now_ms();
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
-    int64_t took = mono_ms() - t0;
+    int64_t took = sk_test_now_ms() - t0;
     assert_in_range(took, 250, 700);
     assert_all_transient(t);
     assert_non_null(strstr(t->result.detail, "deadline"));
     /* A batch whose deadline already passed is not sent at all. */
-    t->batch.deadline_ms = mono_ms() - 1;
+    t->batch.deadline_ms = sk_test_now_ms() - 1;
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
     assert_int_equal(sk_peer_requests(f.peer), 1);
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -689,12 +629,12 @@ static void test_timeout_option_bounds_a_request(void **state)
     sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL};
     fixture f;
     fx_open(&f, &r, 1, "{\"timeout_ms\": 200}");
-    tbatch *t = tbatch_new(1, 10000);
-    int64_t t0 = mono_ms();
+    sk_tbatch *t = sk_tbatch_new(1, 10000);
+    int64_t t0 = sk_test_now_ms();
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
-    assert_in_range(mono_ms() - t0, 150, 700);
+    assert_in_range(sk_test_now_ms() - t0, 150, 700);
     assert_non_null(strstr(t->result.detail, "timed out"));
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -723,24 +663,24 @@ static void test_tls_is_verified_by_default(void **state)
     sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
     fixture f;
     fx_open_tls(&f, &r, TRUST_DEFAULT);
-    tbatch *t = tbatch_new(1, 5000);
+    sk_tbatch *t = sk_tbatch_new(1, 5000);
     assert_int_equal(fx_send(&f, t), SK_TRANSPORT_FAILED);
     assert_int_equal(t->result.status_code, 0);
     assert_non_null(strcasestr(t->result.detail, "certificate"));
     /* The user sees only this line: it names the option that fixes a private CA. */
     assert_non_null(strstr(t->result.detail, "set transport.options.ca_file"));
     char reason[256];
-    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+    assert_int_equal(f.d->probe(f.self, sk_test_now_ms() + 5000, reason, sizeof reason),
                      SK_PROBE_UNREACHABLE);
     assert_int_equal(sk_peer_requests(f.peer), 0); /* nothing, not even the token, was sent */
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
 static void test_tls_with_a_private_ca_file(void **state)
 {
     (void)state;
-    tbatch *t = tbatch_new(1, 5000);
+    sk_tbatch *t = sk_tbatch_new(1, 5000);
     char body[256];
     snprintf(body, sizeof body, "{\"results\":[{\"event_id\":\"%s\",\"status\":\"success\"}]}",
              t->ids[0]);
@@ -754,10 +694,10 @@ static void test_tls_with_a_private_ca_file(void **state)
     assert_string_equal(sk_peer_header(q, "Authorization", v, sizeof v), SECRET);
     assert_false(q->gunzip_failed);
     char reason[256];
-    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+    assert_int_equal(f.d->probe(f.self, sk_test_now_ms() + 5000, reason, sizeof reason),
                      SK_PROBE_CONNECTED);
     assert_false(sk_fakehost_logged(f.fh, "NOT verified"));
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -767,11 +707,11 @@ static void test_tls_insecure_works_and_warns(void **state)
     sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
     fixture f;
     fx_open_tls(&f, &r, TRUST_INSECURE);
-    tbatch *t = tbatch_new(1, 5000);
+    sk_tbatch *t = sk_tbatch_new(1, 5000);
     fx_send(&f, t);
     assert_int_equal(t->result.status_code, 200);
     assert_true(sk_fakehost_logged(f.fh, "NOT verified"));
-    tbatch_free(t);
+    sk_tbatch_free(t);
     fx_close(&f);
 }
 
@@ -794,7 +734,7 @@ static void test_probe_states(void **state)
     char reason[256];
     for (int i = 0; i < 5; i++) {
         reason[0] = '\0';
-        assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason), want[i]);
+        assert_int_equal(f.d->probe(f.self, sk_test_now_ms() + 5000, reason, sizeof reason), want[i]);
         assert_true(strlen(reason) > 0);
         assert_null(strchr(reason, '\n'));
     }
@@ -815,7 +755,7 @@ static void test_probe_of_a_closed_port_is_unreachable(void **state)
     snprintf(url, sizeof url, "http://127.0.0.1:%d", sk_peer_closed_port());
     fx_open_url(&f, url, NULL);
     char reason[256] = "";
-    assert_int_equal(f.d->probe(f.self, mono_ms() + 5000, reason, sizeof reason),
+    assert_int_equal(f.d->probe(f.self, sk_test_now_ms() + 5000, reason, sizeof reason),
                      SK_PROBE_UNREACHABLE);
     assert_true(strlen(reason) > 0);
     fx_close(&f);
@@ -831,8 +771,8 @@ static void *probe_thread(void *arg)
 {
     probe_job *j = arg;
     char reason[128];
-    j->state = j->f->d->probe(j->f->self, mono_ms() + 30000, reason, sizeof reason);
-    j->returned_at = mono_ms();
+    j->state = j->f->d->probe(j->f->self, sk_test_now_ms() + 30000, reason, sizeof reason);
+    j->returned_at = sk_test_now_ms();
     return NULL;
 }
 
@@ -846,7 +786,7 @@ static void test_cancel_aborts_a_hanging_probe(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, probe_thread, &job), 0);
     assert_int_equal(sk_peer_wait_requests(f.peer, 1, 5000), 1);
-    int64_t t0 = mono_ms();
+    int64_t t0 = sk_test_now_ms();
     f.d->cancel(f.self);
     pthread_join(th, NULL);
     assert_int_equal(job.state, SK_PROBE_UNREACHABLE);
@@ -903,128 +843,6 @@ static void test_insecure_and_unknown_options_are_warned(void **state)
     fx_close(&f);
 }
 
-/* ---------- pure wire functions ---------- */
-
-static void test_wire_retry_after_forms(void **state)
-{
-    (void)state;
-    int64_t ms = -1;
-    time_t now = 1764147600; /* Wed, 26 Nov 2025 09:00:00 GMT */
-    assert_int_equal(sk__hb_retry_after_ms("120", now, &ms), 0);
-    assert_int_equal(ms, 120000);
-    assert_int_equal(sk__hb_retry_after_ms("  0 ", now, &ms), 0);
-    assert_int_equal(ms, 0);
-    assert_int_equal(sk__hb_retry_after_ms("Wed, 26 Nov 2025 09:01:30 GMT", now, &ms), 0);
-    assert_int_equal(ms, 90000);
-    assert_int_equal(sk__hb_retry_after_ms("Wed, 26 Nov 2025 08:00:00 GMT", now, &ms), 0);
-    assert_int_equal(ms, 0); /* in the past: retry now */
-    assert_int_equal(sk__hb_retry_after_ms("Sun, 06 Nov 2033 08:49:37 GMT", now, &ms), 0);
-    assert_int_equal(ms, SK__HB_RETRY_AFTER_CAP_MS);
-    assert_int_equal(sk__hb_retry_after_ms("99999999999999999999999", now, &ms), 0);
-    assert_int_equal(ms, SK__HB_RETRY_AFTER_CAP_MS);
-    assert_int_equal(sk__hb_retry_after_ms("soon", now, &ms), -1);
-    assert_int_equal(sk__hb_retry_after_ms("", now, &ms), -1);
-    assert_int_equal(sk__hb_retry_after_ms("-5", now, &ms), -1);
-    assert_int_equal(sk__hb_retry_after_ms(NULL, now, &ms), -1);
-}
-
-static void test_wire_gzip_round_trips_large_batches(void **state)
-{
-    (void)state;
-    tbatch *t = tbatch_new(1000, 5000);
-    sk__hb_buf out = {0};
-    for (int level = 0; level <= 9; level += 9) {
-        assert_int_equal(sk__hb_gzip_events(&t->batch, level, &out), 0);
-        sk_peer_request req = {.body = out.data, .body_len = out.len};
-        peer_decode(&req, 1);
-        assert_false(req.gunzip_failed);
-        json_error_t jerr;
-        json_t *doc = json_loadb(req.plain, req.plain_len, 0, &jerr);
-        assert_non_null(doc);
-        assert_int_equal(json_array_size(json_object_get(doc, "events")), 1000);
-        assert_non_null(memmem(req.plain, req.plain_len, t->json[999], t->events[999].json_len));
-        json_decref(doc);
-        free(req.plain);
-    }
-    sk__hb_buf_free(&out);
-    tbatch_free(t);
-}
-
-static void test_wire_maps_results_in_any_order(void **state)
-{
-    (void)state;
-    tbatch *t = tbatch_new(1000, 5000);
-    sk__hb_buf body = {0};
-    sk__hb_buf_append(&body, "{\"results\":[", 12);
-    for (int i = 999; i >= 0; i--) {
-        char entry[128];
-        int n = snprintf(entry, sizeof entry, "%s{\"event_id\":\"%s\",\"status\":\"%s\"}",
-                         i == 999 ? "" : ",", t->ids[i], i % 2 ? "duplicate" : "success");
-        sk__hb_buf_append(&body, entry, (size_t)n);
-    }
-    sk__hb_buf_append(&body, "]}", 2);
-    sk__hb_answer a = {200, (const char *)body.data, body.len, NULL, NULL, 0};
-    assert_int_equal(sk__hb_map_answer(&a, &t->batch, &t->result), SK_TRANSPORT_OK);
-    for (int i = 0; i < 1000; i++)
-        assert_int_equal(t->res[i].outcome, i % 2 ? SK_OUTCOME_DUPLICATE : SK_OUTCOME_DELIVERED);
-    assert_string_equal(t->result.detail, "");
-    sk__hb_buf_free(&body);
-    tbatch_free(t);
-}
-
-static void test_wire_messages_are_one_line_and_cut_on_utf8_boundaries(void **state)
-{
-    (void)state;
-    tbatch *t = tbatch_new(1, 5000);
-    /* 300 two-byte characters: the 256-byte message must end on a whole one. */
-    char msg[1024] = "";
-    for (int i = 0; i < 300; i++)
-        strcat(msg, "\xc3\xa9");
-    char body[2048];
-    snprintf(body, sizeof body,
-             "{\"results\":[{\"event_id\":\"%s\",\"status\":\"rejected\","
-             "\"error_message\":\"line1\\nline2 %s\"}]}",
-             t->ids[0], msg);
-    sk__hb_answer a = {200, body, strlen(body), NULL, NULL, 0};
-    assert_int_equal(sk__hb_map_answer(&a, &t->batch, &t->result), SK_TRANSPORT_OK);
-    const char *m = t->res[0].message;
-    assert_int_equal(strncmp(m, "line1 line2 ", 12), 0);
-    assert_null(strchr(m, '\n'));
-    size_t len = strlen(m);
-    assert_true(len < SK_EVENT_MESSAGE_MAX);
-    assert_int_equal((len - 12) % 2, 0); /* whole é characters only */
-    assert_int_equal((unsigned char)m[len - 1], 0xa9);
-    tbatch_free(t);
-}
-
-static void test_wire_redact(void **state)
-{
-    (void)state;
-    char text[128] = "a abcdefgh b abcdefghabcdefgh c";
-    sk__hb_redact(text, "abcdefgh");
-    assert_string_equal(text, "a *** b ****** c");
-    char short_secret[] = "the key is abc";
-    sk__hb_redact(short_secret, "abc");
-    assert_string_equal(short_secret, "the key is abc");
-    sk__hb_redact(short_secret, NULL);
-    assert_string_equal(short_secret, "the key is abc");
-}
-
-static void test_wire_status_table(void **state)
-{
-    (void)state;
-    assert_int_equal(sk__hb_status_outcome("SUCCESS", NULL), SK_OUTCOME_DELIVERED);
-    assert_int_equal(sk__hb_status_outcome("rejected", "project_not_admitted"),
-                     SK_OUTCOME_REJECTED_PERMANENT);
-    assert_int_equal(sk__hb_status_outcome("error", "project_refused"),
-                     SK_OUTCOME_REJECTED_PERMANENT);
-    assert_int_equal(sk__hb_status_outcome("rejected", "schema"), SK_OUTCOME_REJECTED);
-    /* A category alone does not make a delivered event permanent. */
-    assert_int_equal(sk__hb_status_outcome("success", "project_refused"), SK_OUTCOME_DELIVERED);
-    assert_int_equal(sk__hb_status_outcome(NULL, NULL), SK_OUTCOME_TRANSIENT);
-    assert_int_equal(sk__hb_status_outcome("", NULL), SK_OUTCOME_TRANSIENT);
-}
-
 int main(void)
 {
     /* The peer is on loopback: a proxy from the environment must not intercept it. */
@@ -1066,12 +884,6 @@ int main(void)
         cmocka_unit_test(test_cancel_aborts_a_hanging_probe),
         cmocka_unit_test(test_create_refuses_bad_configuration),
         cmocka_unit_test(test_insecure_and_unknown_options_are_warned),
-        cmocka_unit_test(test_wire_retry_after_forms),
-        cmocka_unit_test(test_wire_gzip_round_trips_large_batches),
-        cmocka_unit_test(test_wire_maps_results_in_any_order),
-        cmocka_unit_test(test_wire_messages_are_one_line_and_cut_on_utf8_boundaries),
-        cmocka_unit_test(test_wire_redact),
-        cmocka_unit_test(test_wire_status_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,11 +43,12 @@ static void current_plugin_loads_with_its_option_table(void **state)
     sk__plugin *p = NULL;
     sk__err err = {{0}};
     assert_int_equal(sk__plugin_open(path, 1, &p, &err), SK_OK);
-    const sk_transport_desc *d = sk__plugin_desc(p);
-    assert_string_equal(d->name, "scripted");
-    assert_int_equal(d->abi_minor, SK_TRANSPORT_ABI_MINOR);
-    assert_non_null(d->options);
-    assert_string_equal(d->options[0].name, "steps");
+    sk_plugin_info d;
+    sk__plugin_describe(p, &d);
+    assert_string_equal(d.name, "scripted");
+    assert_int_equal(d.abi_minor, SK_TRANSPORT_ABI_MINOR);
+    assert_non_null(d.options);
+    assert_string_equal(d.options[0].name, "steps");
     sk__plugin_close(p);
 }
 
@@ -59,14 +60,14 @@ static void plugin_built_for_older_minor_loads_and_reads_as_zero_past_its_size(v
     sk__plugin *p = NULL;
     sk__err err = {{0}};
     assert_int_equal(sk__plugin_open(path, 1, &p, &err), SK_OK);
-    const sk_transport_desc *d = sk__plugin_desc(p);
-    assert_int_equal(d->abi_minor, 0);
-    assert_int_equal(d->struct_size, SK_TRANSPORT_DESC_SIZE_1_0);
-    assert_null(d->options); /* not read past the plugin's struct_size */
+    sk_plugin_info d;
+    sk__plugin_describe(p, &d);
+    assert_int_equal(d.abi_minor, 0);
+    assert_int_equal(d.struct_size, SK_TRANSPORT_DESC_SIZE_1_0);
+    assert_null(d.options); /* not read past the plugin's struct_size */
     json_t *opts = json_object();
     sk__plugin_host host = {.options = opts};
     assert_int_equal(sk__plugin_start(p, &host, &err), SK_OK);
-    assert_non_null(sk__plugin_self(p));
     sk__plugin_close(p);
     json_decref(opts);
 }
@@ -240,13 +241,14 @@ typedef struct listing {
     int good, broken;
 } listing;
 
-static void count_listing(void *ctx, const sk__plugin_listing *e)
+static void count_listing(void *ctx, const sk_plugin_info *e)
 {
     listing *l = ctx;
-    if (e->desc)
+    if (!e->error) {
+        assert_non_null(e->name);
         l->good++;
-    else {
-        assert_non_null(e->error);
+    } else {
+        assert_null(e->name);
         l->broken++;
     }
 }

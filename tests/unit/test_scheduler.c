@@ -513,6 +513,132 @@ static void test_corrupt_state_file_is_an_error_naming_the_file(void **state)
     free(root);
 }
 
+/* ---- passes, in-pass waits, shutdown ---- */
+
+static sk_drain_summary summary(int64_t batches, int64_t remaining, int64_t retry_after_ms,
+                                const char *reason)
+{
+    sk_drain_summary sum = {.batches = batches, .remaining = remaining,
+                            .retry_after_ms = retry_after_ms};
+    snprintf(sum.stop_reason, sizeof sum.stop_reason, "%s", reason);
+    return sum;
+}
+
+static void test_pass_the_server_never_answered_leaves_the_connection_offline(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fake(&s, &f, 0);
+    sk_drain_summary sum = summary(1, 3, 0, "Connection refused");
+    sk__pass_info info = {.unreachable = 1};
+    assert_true(sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &sum, &info));
+    assert_int_equal(s.connection, SK__CONN_OFFLINE);
+    assert_int_equal(s.consecutive_failures, 1);
+    assert_string_equal(s.last_error, "Connection refused");
+    info.unreachable = 0; /* the server answered with an error: it is there */
+    sum = summary(1, 3, 0, "HTTP 503");
+    assert_true(sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &sum, &info));
+    assert_int_equal(s.connection, SK__CONN_RECONNECTING);
+}
+
+static void test_retry_after_waited_out_in_a_pass_sets_no_floor(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fake(&s, &f, 0);
+    sk_drain_summary sum = summary(2, 0, 2000, "");
+    assert_true(sk__sched_record_pass(&s, f.now, SK_OK, &sum, NULL));
+    assert_int_equal(s.connection, SK__CONN_CONNECTED);
+    assert_int_equal(sk__sched_explicit_due(&s, f.now), f.now);
+}
+
+static void test_pass_stopped_by_retry_after_floors_the_next_explicit_pass(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fake(&s, &f, 0);
+    sk_drain_summary sum = summary(1, 5, 900000, "the server asked to wait 900 s");
+    assert_true(sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &sum, NULL));
+    assert_int_equal(sk__sched_explicit_due(&s, f.now + 1000), f.now + 900000);
+}
+
+static void test_cancelled_deferred_and_empty_passes_change_nothing(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fake(&s, &f, 0);
+    sk_drain_summary sum = summary(1, 5, 0, "cancelled");
+    assert_false(sk__sched_record_pass(&s, f.now, SK_ERR_CANCELLED, &sum, NULL));
+    sk__pass_info deferred = {.deferred = 1};
+    sum = summary(0, 5, 600000, "the server asked to wait 600 s");
+    assert_false(sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &sum, &deferred));
+    sum = summary(0, 0, 0, "");
+    assert_false(sk__sched_record_pass(&s, f.now, SK_OK, &sum, NULL));
+    assert_int_equal(s.consecutive_failures, 0);
+    assert_int_equal(s.last_attempt_wall_ms, 0);
+    assert_int_equal(s.connection, SK__CONN_OFFLINE);
+}
+
+static void test_auth_failure_of_a_pass_blocks_background_flushes(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fake(&s, &f, 0);
+    sk_drain_summary sum = summary(1, 5, 0, "session expired");
+    assert_true(sk__sched_record_pass(&s, f.now, SK_ERR_SESSION_EXPIRED, &sum, NULL));
+    assert_true(s.auth_blocked);
+    assert_int_equal(sk__sched_next_due(&s, f.now, 1, 1), INT64_MAX);
+}
+
+static void test_in_pass_waits_follow_one_cap_and_a_count(void **state)
+{
+    (void)state;
+    sk__sched_policy p = sk__sched_policy_default();
+    assert_true(sk__sched_waits_in_pass(&p, 2000, 1));
+    assert_true(sk__sched_waits_in_pass(&p, p.retry_wait_max_ms, p.retry_waits_max));
+    assert_false(sk__sched_waits_in_pass(&p, p.retry_wait_max_ms + 1, 1));
+    assert_false(sk__sched_waits_in_pass(&p, 2000, p.retry_waits_max + 1));
+    p.retry_after_max_ms = 60000; /* the cap on server waits bounds in-pass waits too */
+    assert_true(sk__sched_waits_in_pass(&p, 24LL * 3600 * 1000, 1));
+    assert_int_equal(sk__sched_pass_batches(1), 0);
+    assert_int_equal(sk__sched_pass_batches(0), 1);
+}
+
+static void test_empty_background_pass_pauses_the_next_one_briefly(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fake(&s, &f, 0);
+    assert_int_equal(sk__sched_next_due(&s, f.now, 1, 1), f.now);
+    sk__sched_on_empty_pass(&s, f.now);
+    assert_int_equal(sk__sched_next_due(&s, f.now, 1, 1), f.now + s.policy.empty_pass_pause_ms);
+}
+
+static void test_shutdown_waits_then_cancels_then_abandons(void **state)
+{
+    (void)state;
+    sk__shutdown sd;
+    int64_t wait;
+    sk__shutdown_begin(&sd, 1000, 5000);
+    assert_int_equal(sk__shutdown_next(&sd, 1000, &wait), SK__SHUTDOWN_WAIT);
+    assert_int_equal(wait, 5000);
+    assert_int_equal(sk__shutdown_next(&sd, 4000, &wait), SK__SHUTDOWN_WAIT);
+    assert_int_equal(wait, 2000);
+    assert_int_equal(sk__shutdown_next(&sd, 6000, &wait), SK__SHUTDOWN_CANCEL);
+    assert_int_equal(wait, SK__SHUTDOWN_CANCEL_GRACE_MS);
+    assert_int_equal(sk__shutdown_next(&sd, 6500, &wait), SK__SHUTDOWN_WAIT);
+    assert_int_equal(sk__shutdown_next(&sd, 6000 + SK__SHUTDOWN_CANCEL_GRACE_MS, &wait),
+                     SK__SHUTDOWN_ABANDON);
+    sk__shutdown_begin(&sd, 1000, 0); /* no grace: cancel at once */
+    assert_int_equal(sk__shutdown_next(&sd, 1000, &wait), SK__SHUTDOWN_CANCEL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +665,14 @@ int main(void)
         cmocka_unit_test(test_saved_file_is_readable_json),
         cmocka_unit_test(test_missing_state_file_starts_fresh),
         cmocka_unit_test(test_corrupt_state_file_is_an_error_naming_the_file),
+        cmocka_unit_test(test_pass_the_server_never_answered_leaves_the_connection_offline),
+        cmocka_unit_test(test_retry_after_waited_out_in_a_pass_sets_no_floor),
+        cmocka_unit_test(test_pass_stopped_by_retry_after_floors_the_next_explicit_pass),
+        cmocka_unit_test(test_cancelled_deferred_and_empty_passes_change_nothing),
+        cmocka_unit_test(test_auth_failure_of_a_pass_blocks_background_flushes),
+        cmocka_unit_test(test_in_pass_waits_follow_one_cap_and_a_count),
+        cmocka_unit_test(test_empty_background_pass_pauses_the_next_one_briefly),
+        cmocka_unit_test(test_shutdown_waits_then_cancels_then_abandons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,10 @@
 /*
- * http-batch wire format: gzip request body, Retry-After, and the mapping of
- * every answer in CONTRACT.md §3 to outcomes and hints. Pure functions only.
+ * The wire format both HTTP transports share: gzip request body, Retry-After,
+ * and the mapping of every answer in CONTRACT.md §3 to outcomes and hints.
+ * Pure functions only.
  */
-#include "hb_wire.h"
+#include "http_common.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <zlib.h>
 
@@ -16,13 +16,13 @@
 #include <strings.h>
 
 /* Rejection categories that will not change on a retry (CONTRACT.md §3). */
-static const char *const hb_permanent_categories[] = {
+static const char *const hc_permanent_categories[] = {
     "project_not_admitted",
     "project_not_consented",
     "project_refused",
 };
 
-void sk__hb_fmt(char *buf, size_t cap, const char *fmt, ...)
+void hc_fmt(char *buf, size_t cap, const char *fmt, ...)
 {
     va_list ap;
     if (cap == 0)
@@ -32,7 +32,7 @@ void sk__hb_fmt(char *buf, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
-int sk__hb_buf_reserve(sk__hb_buf *buf, size_t extra)
+int hc_buf_reserve(hc_buf *buf, size_t extra)
 {
     if (extra <= buf->cap - buf->len)
         return 0;
@@ -50,18 +50,18 @@ int sk__hb_buf_reserve(sk__hb_buf *buf, size_t extra)
     return 0;
 }
 
-int sk__hb_buf_append(sk__hb_buf *buf, const void *bytes, size_t n)
+int hc_buf_append(hc_buf *buf, const void *bytes, size_t n)
 {
     if (n == 0)
         return 0;
-    if (sk__hb_buf_reserve(buf, n) != 0)
+    if (hc_buf_reserve(buf, n) != 0)
         return -1;
     memcpy(buf->data + buf->len, bytes, n);
     buf->len += n;
     return 0;
 }
 
-void sk__hb_buf_free(sk__hb_buf *buf)
+void hc_buf_free(hc_buf *buf)
 {
     free(buf->data);
     buf->data = NULL;
@@ -72,7 +72,7 @@ void sk__hb_buf_free(sk__hb_buf *buf)
  * Feeds n bytes to the deflate stream, growing out as needed. With Z_FINISH
  * it returns only once the gzip trailer is written.
  */
-static int hb_deflate(z_stream *zs, sk__hb_buf *out, const void *in, size_t n, int flush)
+static int hc_deflate(z_stream *zs, hc_buf *out, const void *in, size_t n, int flush)
 {
     const unsigned char *next = in;
     do {
@@ -81,7 +81,7 @@ static int hb_deflate(z_stream *zs, sk__hb_buf *out, const void *in, size_t n, i
         zs->next_in = (Bytef *)next;
         zs->avail_in = chunk;
         for (;;) {
-            if (out->len == out->cap && sk__hb_buf_reserve(out, out->cap ? out->cap : 4096) != 0)
+            if (out->len == out->cap && hc_buf_reserve(out, out->cap ? out->cap : 4096) != 0)
                 return -1;
             size_t room = out->cap - out->len;
             uInt avail = room > UINT_MAX ? UINT_MAX : (uInt)room;
@@ -100,7 +100,7 @@ static int hb_deflate(z_stream *zs, sk__hb_buf *out, const void *in, size_t n, i
     return 0;
 }
 
-int sk__hb_gzip_events(const sk_batch *batch, int level, sk__hb_buf *out)
+int hc_gzip_events(const sk_batch *batch, int level, hc_buf *out)
 {
     static const char head[] = "{\"events\":[";
     static const char tail[] = "]}";
@@ -115,23 +115,72 @@ int sk__hb_gzip_events(const sk_batch *batch, int level, sk__hb_buf *out)
     out->len = 0;
     int rc = 0;
     /* One allocation in the usual case: deflateBound covers the whole stream. */
-    if (sk__hb_buf_reserve(out, deflateBound(&zs, (uLong)raw)) != 0)
+    if (hc_buf_reserve(out, deflateBound(&zs, (uLong)raw)) != 0)
         rc = -1;
     if (rc == 0)
-        rc = hb_deflate(&zs, out, head, sizeof head - 1, Z_NO_FLUSH);
+        rc = hc_deflate(&zs, out, head, sizeof head - 1, Z_NO_FLUSH);
     for (uint32_t i = 0; rc == 0 && i < batch->count; i++) {
         if (i > 0)
-            rc = hb_deflate(&zs, out, ",", 1, Z_NO_FLUSH);
+            rc = hc_deflate(&zs, out, ",", 1, Z_NO_FLUSH);
         if (rc == 0)
-            rc = hb_deflate(&zs, out, batch->events[i].json, batch->events[i].json_len, Z_NO_FLUSH);
+            rc = hc_deflate(&zs, out, batch->events[i].json, batch->events[i].json_len, Z_NO_FLUSH);
     }
     if (rc == 0)
-        rc = hb_deflate(&zs, out, tail, sizeof tail - 1, Z_FINISH);
+        rc = hc_deflate(&zs, out, tail, sizeof tail - 1, Z_FINISH);
     deflateEnd(&zs);
     return rc;
 }
 
-int sk__hb_retry_after_ms(const char *value, time_t now, int64_t *ms)
+/* Month number 0..11 of a three-letter English name, or -1. */
+static int hc_month(const char *name)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    for (int m = 0; m < 12; m++)
+        if (!strncasecmp(name, months + 3 * m, 3) && name[3] == '\0')
+            return m;
+    return -1;
+}
+
+/*
+ * Parses an HTTP-date in the three forms RFC 9110 §5.6.7 asks a recipient to
+ * accept: IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850 "Sunday,
+ * 06-Nov-94 08:49:37 GMT" and asctime "Sun Nov  6 08:49:37 1994". Always UTC.
+ */
+static int hc_http_date(const char *text, time_t *out)
+{
+    char wday[16], mon[4], zone[4];
+    int d, y, hh, mm, ss, used = 0;
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (sscanf(text, "%15[A-Za-z], %2d %3s %4d %2d:%2d:%2d %3s%n", wday, &d, mon, &y, &hh, &mm,
+               &ss, zone, &used) == 8 ||
+        sscanf(text, "%15[A-Za-z], %2d-%3s-%2d %2d:%2d:%2d %3s%n", wday, &d, mon, &y, &hh, &mm,
+               &ss, zone, &used) == 8) {
+        if (strcmp(zone, "GMT") != 0)
+            return -1;
+        if (y < 100) /* RFC 850's two-digit year: the nearest century (RFC 9110) */
+            y += y < 70 ? 2000 : 1900;
+    } else if (sscanf(text, "%15[A-Za-z] %3s %2d %2d:%2d:%2d %4d%n", wday, mon, &d, &hh, &mm, &ss,
+                      &y, &used) != 7) {
+        return -1;
+    }
+    /* Nothing may follow the date, and the month must be a real one. */
+    tm.tm_mon = hc_month(mon);
+    if (text[used] != '\0' || tm.tm_mon < 0 || d < 1 || d > 31 || hh > 23 || mm > 59 || ss > 60)
+        return -1;
+    tm.tm_mday = d;
+    tm.tm_year = y - 1900;
+    tm.tm_hour = hh;
+    tm.tm_min = mm;
+    tm.tm_sec = ss;
+    time_t when = timegm(&tm);
+    if (when == (time_t)-1)
+        return -1;
+    *out = when;
+    return 0;
+}
+
+int hc_retry_after_ms(const char *value, time_t now, int64_t *ms)
 {
     if (!value)
         return -1;
@@ -146,9 +195,9 @@ int sk__hb_retry_after_ms(const char *value, time_t now, int64_t *ms)
     if (digits >= len) {
         /* delta-seconds; stop accumulating once past the cap (no overflow). */
         int64_t total = 0;
-        for (size_t i = 0; i < len && total <= SK__HB_RETRY_AFTER_CAP_MS; i++)
+        for (size_t i = 0; i < len && total <= HC_RETRY_AFTER_CAP_MS; i++)
             total = total * 10 + (value[i] - '0') * 1000;
-        *ms = total < SK__HB_RETRY_AFTER_CAP_MS ? total : SK__HB_RETRY_AFTER_CAP_MS;
+        *ms = total < HC_RETRY_AFTER_CAP_MS ? total : HC_RETRY_AFTER_CAP_MS;
         return 0;
     }
     char date[128];
@@ -156,15 +205,15 @@ int sk__hb_retry_after_ms(const char *value, time_t now, int64_t *ms)
         return -1;
     memcpy(date, value, len);
     date[len] = '\0';
-    time_t when = curl_getdate(date, NULL);
-    if (when == (time_t)-1)
+    time_t when;
+    if (hc_http_date(date, &when) != 0)
         return -1;
     int64_t delta = ((int64_t)when - (int64_t)now) * 1000;
-    *ms = delta < 0 ? 0 : delta > SK__HB_RETRY_AFTER_CAP_MS ? SK__HB_RETRY_AFTER_CAP_MS : delta;
+    *ms = delta < 0 ? 0 : delta > HC_RETRY_AFTER_CAP_MS ? HC_RETRY_AFTER_CAP_MS : delta;
     return 0;
 }
 
-sk_outcome sk__hb_status_outcome(const char *status, const char *category)
+sk_outcome hc_status_outcome(const char *status, const char *category)
 {
     if (!status)
         return SK_OUTCOME_TRANSIENT;
@@ -176,8 +225,8 @@ sk_outcome sk__hb_status_outcome(const char *status, const char *category)
     if (!strcasecmp(status, "pending") || !strcasecmp(status, "queued"))
         return SK_OUTCOME_PENDING;
     if (!strcasecmp(status, "rejected") || !strcasecmp(status, "error")) {
-        for (size_t i = 0; category && i < sizeof hb_permanent_categories / sizeof(char *); i++)
-            if (!strcmp(category, hb_permanent_categories[i]))
+        for (size_t i = 0; category && i < sizeof hc_permanent_categories / sizeof(char *); i++)
+            if (!strcmp(category, hc_permanent_categories[i]))
                 return SK_OUTCOME_REJECTED_PERMANENT;
         return SK_OUTCOME_REJECTED;
     }
@@ -189,7 +238,7 @@ sk_outcome sk__hb_status_outcome(const char *status, const char *category)
  * characters become spaces, runs of spaces collapse, and truncation never
  * splits a UTF-8 sequence (the host prints these strings).
  */
-static void hb_copy_line(char *dst, size_t cap, const char *src, size_t len)
+static void hc_copy_line(char *dst, size_t cap, const char *src, size_t len)
 {
     size_t o = 0;
     if (cap == 0)
@@ -217,24 +266,24 @@ static void hb_copy_line(char *dst, size_t cap, const char *src, size_t len)
     dst[o] = '\0';
 }
 
-static void hb_copy_cstr(char *dst, size_t cap, const char *src)
+static void hc_copy_cstr(char *dst, size_t cap, const char *src)
 {
-    hb_copy_line(dst, cap, src, strlen(src));
+    hc_copy_line(dst, cap, src, strlen(src));
 }
 
 /* A string member of obj, or NULL. */
-static const char *hb_str(const json_t *obj, const char *key)
+static const char *hc_str(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
 /* The first human-readable error field of a JSON error body, or NULL. */
-static const char *hb_error_field(const json_t *root)
+static const char *hc_error_field(const json_t *root)
 {
     static const char *const keys[] = {"error", "detail", "message", "error_message"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        const char *s = hb_str(root, keys[i]);
+        const char *s = hc_str(root, keys[i]);
         if (s && *s)
             return s;
     }
@@ -242,42 +291,42 @@ static const char *hb_error_field(const json_t *root)
 }
 
 /* The server text of an answer whose body is already parsed (root may be NULL). */
-static void hb_server_text_of(const json_t *root, const char *body, size_t len, char *out,
+static void hc_server_text_of(const json_t *root, const char *body, size_t len, char *out,
                               size_t cap)
 {
-    const char *field = json_is_object(root) ? hb_error_field(root) : NULL;
+    const char *field = json_is_object(root) ? hc_error_field(root) : NULL;
     if (field)
-        hb_copy_cstr(out, cap, field);
+        hc_copy_cstr(out, cap, field);
     else
-        hb_copy_line(out, cap, body ? body : "", body ? len : 0);
+        hc_copy_line(out, cap, body ? body : "", body ? len : 0);
 }
 
-void sk__hb_server_text(const char *body, size_t len, char *out, size_t cap)
+void hc_server_text(const char *body, size_t len, char *out, size_t cap)
 {
     if (cap == 0)
         return;
     json_t *root = body && len ? json_loadb(body, len, 0, NULL) : NULL;
-    hb_server_text_of(root, body, len, out, cap);
+    hc_server_text_of(root, body, len, out, cap);
     json_decref(root);
 }
 
 /* Batch events sorted by id, so a 1000-entry answer maps in O(n log n). */
-typedef struct hb_index_entry {
+typedef struct hc_index_entry {
     const char *id;
     uint32_t pos;
-} hb_index_entry;
+} hc_index_entry;
 
-typedef struct hb_index {
+typedef struct hc_index {
     const sk_batch *batch;
-    hb_index_entry *sorted; /* NULL: fall back to a linear scan */
-} hb_index;
+    hc_index_entry *sorted; /* NULL: fall back to a linear scan */
+} hc_index;
 
-static int hb_index_cmp(const void *a, const void *b)
+static int hc_index_cmp(const void *a, const void *b)
 {
-    return strcmp(((const hb_index_entry *)a)->id, ((const hb_index_entry *)b)->id);
+    return strcmp(((const hc_index_entry *)a)->id, ((const hc_index_entry *)b)->id);
 }
 
-static void hb_index_init(hb_index *ix, const sk_batch *batch)
+static void hc_index_init(hc_index *ix, const sk_batch *batch)
 {
     ix->batch = batch;
     ix->sorted = malloc(sizeof *ix->sorted * (batch->count ? batch->count : 1));
@@ -287,10 +336,10 @@ static void hb_index_init(hb_index *ix, const sk_batch *batch)
         ix->sorted[i].id = batch->events[i].event_id;
         ix->sorted[i].pos = i;
     }
-    qsort(ix->sorted, batch->count, sizeof *ix->sorted, hb_index_cmp);
+    qsort(ix->sorted, batch->count, sizeof *ix->sorted, hc_index_cmp);
 }
 
-static void hb_index_free(hb_index *ix)
+static void hc_index_free(hc_index *ix)
 {
     free(ix->sorted);
 }
@@ -299,9 +348,9 @@ static void hb_index_free(hb_index *ix)
  * Calls fn for every batch position holding event id (normally one).
  * Returns how many positions matched.
  */
-typedef void (*hb_visit_fn)(sk_batch_result *result, uint32_t pos, void *arg);
+typedef void (*hc_visit_fn)(sk_batch_result *result, uint32_t pos, void *arg);
 
-static int hb_index_visit(const hb_index *ix, const char *id, hb_visit_fn fn,
+static int hc_index_visit(const hc_index *ix, const char *id, hc_visit_fn fn,
                           sk_batch_result *result, void *arg)
 {
     int hits = 0;
@@ -315,16 +364,16 @@ static int hb_index_visit(const hb_index *ix, const char *id, hb_visit_fn fn,
             }
         return hits;
     }
-    hb_index_entry key = {id, 0};
-    const hb_index_entry *hit =
-        bsearch(&key, ix->sorted, ix->batch->count, sizeof key, hb_index_cmp);
+    hc_index_entry key = {id, 0};
+    const hc_index_entry *hit =
+        bsearch(&key, ix->sorted, ix->batch->count, sizeof key, hc_index_cmp);
     if (!hit)
         return 0;
-    const hb_index_entry *first = hit;
+    const hc_index_entry *first = hit;
     while (first > ix->sorted && !strcmp(first[-1].id, id))
         first--;
-    const hb_index_entry *end = ix->sorted + ix->batch->count;
-    for (const hb_index_entry *e = first; e < end && !strcmp(e->id, id); e++) {
+    const hc_index_entry *end = ix->sorted + ix->batch->count;
+    for (const hc_index_entry *e = first; e < end && !strcmp(e->id, id); e++) {
         fn(result, e->pos, arg);
         hits++;
     }
@@ -332,20 +381,20 @@ static int hb_index_visit(const hb_index *ix, const char *id, hb_visit_fn fn,
 }
 
 /* An outcome and the server's words about it, applied to one position. */
-typedef struct hb_verdict {
+typedef struct hc_verdict {
     sk_outcome outcome;
     const char *message;
-} hb_verdict;
+} hc_verdict;
 
-static void hb_apply_verdict(sk_batch_result *result, uint32_t pos, void *arg)
+static void hc_apply_verdict(sk_batch_result *result, uint32_t pos, void *arg)
 {
-    const hb_verdict *v = arg;
+    const hc_verdict *v = arg;
     result->events[pos].outcome = v->outcome;
-    hb_copy_cstr(result->events[pos].message, SK_EVENT_MESSAGE_MAX, v->message ? v->message : "");
+    hc_copy_cstr(result->events[pos].message, SK_EVENT_MESSAGE_MAX, v->message ? v->message : "");
 }
 
 /* Every event transient with no message, no hints: nothing known yet. */
-static void hb_result_reset(const sk_batch *batch, sk_batch_result *result, long status)
+static void hc_result_reset(const sk_batch *batch, sk_batch_result *result, long status)
 {
     uint32_t n = result->count < batch->count ? result->count : batch->count;
     for (uint32_t i = 0; i < n; i++) {
@@ -359,18 +408,18 @@ static void hb_result_reset(const sk_batch *batch, sk_batch_result *result, long
 }
 
 /* Writes "HTTP <status>: <what>" (or just the status) into result->detail. */
-static void hb_detail(sk_batch_result *result, long status, const char *what)
+static void hc_detail(sk_batch_result *result, long status, const char *what)
 {
     char line[SK_BATCH_DETAIL_MAX];
     if (what && *what)
-        sk__hb_fmt(line, sizeof line, "HTTP %ld: %s", status, what);
+        hc_fmt(line, sizeof line, "HTTP %ld: %s", status, what);
     else
-        sk__hb_fmt(line, sizeof line, "HTTP %ld", status);
-    hb_copy_cstr(result->detail, sizeof result->detail, line);
+        hc_fmt(line, sizeof line, "HTTP %ld", status);
+    hc_copy_cstr(result->detail, sizeof result->detail, line);
 }
 
 /* The error text of a results/details entry: error_message, error or reason. */
-static const char *hb_entry_reason(const json_t *entry, char **owned)
+static const char *hc_entry_reason(const json_t *entry, char **owned)
 {
     static const char *const keys[] = {"error_message", "error", "reason", "message"};
     *owned = NULL;
@@ -388,17 +437,17 @@ static const char *hb_entry_reason(const json_t *entry, char **owned)
 }
 
 /* 2xx: map {"results": [...]} (or a bare list) entry by entry. */
-static void hb_map_results(const json_t *root, const hb_index *ix, long status,
+static void hc_map_results(const json_t *root, const hc_index *ix, long status,
                            sk_batch_result *result, const char *body, size_t len)
 {
     const json_t *results = json_is_array(root) ? root : json_object_get(root, "results");
     if (!json_is_array(results)) {
         char text[SK_BATCH_DETAIL_MAX / 2];
-        hb_copy_line(text, sizeof text, body ? body : "", body ? len : 0);
+        hc_copy_line(text, sizeof text, body ? body : "", body ? len : 0);
         char what[SK_BATCH_DETAIL_MAX];
-        sk__hb_fmt(what, sizeof what, "%s answer without a results list: %s",
+        hc_fmt(what, sizeof what, "%s answer without a results list: %s",
                    root ? "JSON" : "non-JSON", text);
-        hb_detail(result, status, what);
+        hc_detail(result, status, what);
         return;
     }
     size_t i;
@@ -406,13 +455,13 @@ static void hb_map_results(const json_t *root, const hb_index *ix, long status,
     unsigned strangers = 0;
     json_array_foreach(results, i, entry)
     {
-        const char *status_text = hb_str(entry, "status");
+        const char *status_text = hc_str(entry, "status");
         char *owned;
-        hb_verdict v = {sk__hb_status_outcome(status_text, hb_str(entry, "error_category")),
-                        hb_entry_reason(entry, &owned)};
+        hc_verdict v = {hc_status_outcome(status_text, hc_str(entry, "error_category")),
+                        hc_entry_reason(entry, &owned)};
         if (!v.message && v.outcome == SK_OUTCOME_REJECTED_PERMANENT)
-            v.message = hb_str(entry, "error_category");
-        if (hb_index_visit(ix, hb_str(entry, "event_id"), hb_apply_verdict, result, &v) == 0)
+            v.message = hc_str(entry, "error_category");
+        if (hc_index_visit(ix, hc_str(entry, "event_id"), hc_apply_verdict, result, &v) == 0)
             strangers++;
         free(owned);
     }
@@ -421,18 +470,18 @@ static void hb_map_results(const json_t *root, const hb_index *ix, long status,
         unknown += result->events[k].outcome == SK_OUTCOME_TRANSIENT;
     if (unknown || strangers) {
         char what[160];
-        sk__hb_fmt(what, sizeof what,
+        hc_fmt(what, sizeof what,
                    "%u of %u events missing from the results or with an unknown status", unknown,
                    ix->batch->count);
         size_t n = strlen(what);
         if (strangers)
-            sk__hb_fmt(what + n, sizeof what - n, "; %u results name events not sent", strangers);
-        hb_detail(result, status, what);
+            hc_fmt(what + n, sizeof what - n, "; %u results name events not sent", strangers);
+        hc_detail(result, status, what);
     }
 }
 
 /* The details member of a 400 body: a list, or a string holding a JSON list. */
-static json_t *hb_details(const json_t *root)
+static json_t *hc_details(const json_t *root)
 {
     json_t *d = json_object_get(root, "details");
     if (json_is_string(d))
@@ -441,10 +490,10 @@ static json_t *hb_details(const json_t *root)
 }
 
 /* 400: reject the events the details name; none named means a poisoned batch. */
-static void hb_map_bad_request(const json_t *root, const hb_index *ix, sk_batch_result *result,
+static void hc_map_bad_request(const json_t *root, const hc_index *ix, sk_batch_result *result,
                                const char *server_text)
 {
-    json_t *details = root ? hb_details(root) : NULL;
+    json_t *details = root ? hc_details(root) : NULL;
     int named = 0;
     if (json_is_object(details)) {
         /* One entry sent bare instead of in a list. */
@@ -458,28 +507,28 @@ static void hb_map_bad_request(const json_t *root, const hb_index *ix, sk_batch_
     json_array_foreach(details, i, entry)
     {
         char *owned;
-        hb_verdict v = {SK_OUTCOME_REJECTED, hb_entry_reason(entry, &owned)};
+        hc_verdict v = {SK_OUTCOME_REJECTED, hc_entry_reason(entry, &owned)};
         if (!v.message)
             v.message = "rejected by the server";
-        named += hb_index_visit(ix, hb_str(entry, "event_id"), hb_apply_verdict, result, &v);
+        named += hc_index_visit(ix, hc_str(entry, "event_id"), hc_apply_verdict, result, &v);
         free(owned);
     }
     json_decref(details);
     if (named == 0) {
         result->hints |= SK_HINT_POISONED;
         char what[SK_BATCH_DETAIL_MAX];
-        sk__hb_fmt(what, sizeof what, "bad request naming no event of the batch%s%s",
+        hc_fmt(what, sizeof what, "bad request naming no event of the batch%s%s",
                    *server_text ? ": " : "", server_text);
-        hb_detail(result, 400, what);
+        hc_detail(result, 400, what);
     } else {
-        hb_detail(result, 400, server_text);
+        hc_detail(result, 400, server_text);
     }
 }
 
 /* The first non-empty string of a JSON body at key, or in its object parent.key. */
-static const char *hb_nonempty(const json_t *root, const char *parent, const char *key)
+static const char *hc_nonempty(const json_t *root, const char *parent, const char *key)
 {
-    const char *s = hb_str(parent ? json_object_get(root, parent) : root, key);
+    const char *s = hc_str(parent ? json_object_get(root, parent) : root, key);
     return s && *s ? s : NULL;
 }
 
@@ -489,50 +538,50 @@ static const char *hb_nonempty(const json_t *root, const char *parent, const cha
  * the description (error_description, else the older error); the current
  * shape's error_code goes to the host as it is.
  */
-static void hb_map_protocol_mismatch(const json_t *root, sk_batch_result *result,
+static void hc_map_protocol_mismatch(const json_t *root, sk_batch_result *result,
                                      const char *server_text)
 {
-    const char *guidance = hb_nonempty(root, "sync_protocol", "upgrade_guidance");
+    const char *guidance = hc_nonempty(root, "sync_protocol", "upgrade_guidance");
     if (!guidance)
-        guidance = hb_nonempty(root, NULL, "upgrade_guidance");
-    const char *description = hb_nonempty(root, NULL, "error_description");
+        guidance = hc_nonempty(root, NULL, "upgrade_guidance");
+    const char *description = hc_nonempty(root, NULL, "error_description");
     if (!description)
-        description = hb_nonempty(root, NULL, "error");
+        description = hc_nonempty(root, NULL, "error");
     char what[SK_BATCH_DETAIL_MAX];
     if (guidance && description && strcmp(guidance, description) != 0)
-        sk__hb_fmt(what, sizeof what, "%s (%s)", guidance, description);
+        hc_fmt(what, sizeof what, "%s (%s)", guidance, description);
     else
-        sk__hb_fmt(what, sizeof what, "%s",
+        hc_fmt(what, sizeof what, "%s",
                    guidance       ? guidance
                    : description  ? description
                    : *server_text ? server_text
                                   : "sync protocol mismatch");
     result->hints |= SK_HINT_PROTOCOL_MISMATCH;
-    hb_detail(result, 412, what);
-    const char *code = hb_nonempty(root, NULL, "error_code");
+    hc_detail(result, 412, what);
+    const char *code = hc_nonempty(root, NULL, "error_code");
     if (code && SK_BATCH_RESULT_HAS(result, error_code))
-        hb_copy_cstr(result->error_code, sizeof result->error_code, code);
+        hc_copy_cstr(result->error_code, sizeof result->error_code, code);
 }
 
 /* 408, 429, 5xx: transient; a Retry-After becomes a hint. */
-static void hb_map_retryable(const sk__hb_answer *a, sk_batch_result *result,
+static void hc_map_retryable(const hc_answer *a, sk_batch_result *result,
                              const char *server_text)
 {
     int64_t ms;
-    if (a->retry_after && sk__hb_retry_after_ms(a->retry_after, a->now, &ms) == 0) {
+    if (a->retry_after && hc_retry_after_ms(a->retry_after, a->now, &ms) == 0) {
         result->hints |= SK_HINT_RETRY_AFTER;
         result->retry_after_ms = ms;
     }
-    hb_detail(result, a->status, server_text);
+    hc_detail(result, a->status, server_text);
 }
 
-static int hb_mentions_too_large(const char *text)
+static int hc_mentions_too_large(const char *text)
 {
     return strcasestr(text, "too large") != NULL;
 }
 
 /* SK_TRANSPORT_OK when the answer said something beyond "all transient". */
-static int hb_answer_rc(const sk_batch *batch, const sk_batch_result *result)
+static int hc_answer_rc(const sk_batch *batch, const sk_batch_result *result)
 {
     if (result->hints)
         return SK_TRANSPORT_OK;
@@ -542,45 +591,45 @@ static int hb_answer_rc(const sk_batch *batch, const sk_batch_result *result)
     return SK_TRANSPORT_FAILED;
 }
 
-int sk__hb_map_answer(const sk__hb_answer *a, const sk_batch *batch, sk_batch_result *result)
+int hc_map_answer(const hc_answer *a, const sk_batch *batch, sk_batch_result *result)
 {
-    hb_result_reset(batch, result, a->status);
+    hc_result_reset(batch, result, a->status);
     json_t *root = a->body && a->body_len ? json_loadb(a->body, a->body_len, 0, NULL) : NULL;
     char text[SK_BATCH_DETAIL_MAX - 32];
-    hb_server_text_of(root, a->body, a->body_len, text, sizeof text);
-    hb_index ix;
-    hb_index_init(&ix, batch);
+    hc_server_text_of(root, a->body, a->body_len, text, sizeof text);
+    hc_index ix;
+    hc_index_init(&ix, batch);
     long st = a->status;
     if (st >= 200 && st < 300) {
-        hb_map_results(root, &ix, st, result, a->body, a->body_len);
-    } else if (st == 413 || (st >= 400 && st < 500 && hb_mentions_too_large(text))) {
+        hc_map_results(root, &ix, st, result, a->body, a->body_len);
+    } else if (st == 413 || (st >= 400 && st < 500 && hc_mentions_too_large(text))) {
         result->hints |= SK_HINT_TOO_LARGE;
-        hb_detail(result, st, *text ? text : "batch too large");
+        hc_detail(result, st, *text ? text : "batch too large");
     } else if (st == 400) {
-        hb_map_bad_request(root, &ix, result, text);
+        hc_map_bad_request(root, &ix, result, text);
     } else if (st == 401) {
         result->hints |= SK_HINT_REAUTHENTICATE;
-        hb_detail(result, st, *text ? text : "credentials refused");
+        hc_detail(result, st, *text ? text : "credentials refused");
     } else if (st == 412) {
-        hb_map_protocol_mismatch(root, result, text);
+        hc_map_protocol_mismatch(root, result, text);
     } else if (st == 408 || st == 429 || st >= 500) {
-        hb_map_retryable(a, result, text);
+        hc_map_retryable(a, result, text);
     } else if (st >= 300 && st < 400 && a->location) {
         /* Redirects are not followed: the bearer must not travel elsewhere. */
         char what[SK_BATCH_DETAIL_MAX];
-        sk__hb_fmt(what, sizeof what, "redirected to %s (not followed; check server_url)",
+        hc_fmt(what, sizeof what, "redirected to %s (not followed; check server_url)",
                    a->location);
-        hb_detail(result, st, what);
+        hc_detail(result, st, what);
     } else {
         /* 403 and anything unexpected: keep the events, show the server's words. */
-        hb_detail(result, st, text);
+        hc_detail(result, st, text);
     }
-    hb_index_free(&ix);
+    hc_index_free(&ix);
     json_decref(root);
-    return hb_answer_rc(batch, result);
+    return hc_answer_rc(batch, result);
 }
 
-void sk__hb_redact(char *text, const char *secret)
+void hc_redact(char *text, const char *secret)
 {
     size_t n = secret ? strlen(secret) : 0;
     if (n < 8)

@@ -1,10 +1,12 @@
 /*
- * http-batch wire format: the request body we build and the mapping of the
- * server's answer (CONTRACT.md §3) onto ABI outcomes and hints. Everything
- * here is pure (no I/O, no clock reads) so it can be tested in isolation.
+ * http-common: what the HTTP transports (http-batch over libcurl, h2-stream
+ * over nghttp2) share, so that the contract is mapped in one place: the
+ * request body, and the server's answer (CONTRACT.md §3) onto ABI outcomes
+ * and hints. Everything here is pure (no I/O, no clock reads) so it can be
+ * tested in isolation. A static library linked into each plugin (hidden there).
  */
-#ifndef SK_HB_WIRE_H
-#define SK_HB_WIRE_H
+#ifndef SK_HTTP_COMMON_H
+#define SK_HTTP_COMMON_H
 
 #include <spec-kitty/transport.h>
 
@@ -13,23 +15,23 @@
 #include <time.h>
 
 /* Retry-After values beyond this are clamped: a day is already "come back later". */
-#define SK__HB_RETRY_AFTER_CAP_MS (24LL * 3600 * 1000)
+#define HC_RETRY_AFTER_CAP_MS (24LL * 3600 * 1000)
 
 /* snprintf that truncates silently (messages are allowed to be cut). */
-void sk__hb_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void hc_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* A growable byte buffer. Zero-initialise; free with sk__hb_buf_free. */
-typedef struct sk__hb_buf {
+/* A growable byte buffer. Zero-initialise; free with hc_buf_free. */
+typedef struct hc_buf {
     unsigned char *data;
     size_t len;
     size_t cap;
-} sk__hb_buf;
+} hc_buf;
 
 /* Ensures room for extra more bytes; returns 0, or -1 when memory runs out (buf unchanged). */
-int sk__hb_buf_reserve(sk__hb_buf *buf, size_t extra);
+int hc_buf_reserve(hc_buf *buf, size_t extra);
 /* Appends n bytes; returns 0, or -1 when memory runs out (buf unchanged). */
-int sk__hb_buf_append(sk__hb_buf *buf, const void *bytes, size_t n);
-void sk__hb_buf_free(sk__hb_buf *buf);
+int hc_buf_append(hc_buf *buf, const void *bytes, size_t n);
+void hc_buf_free(hc_buf *buf);
 
 /*
  * Writes the gzip of {"events":[<json 0>,<json 1>,...]} into out (replacing
@@ -37,30 +39,30 @@ void sk__hb_buf_free(sk__hb_buf *buf);
  * JSON already. level is a zlib level 0..9. Returns 0, or -1 on a zlib or
  * memory failure.
  */
-int sk__hb_gzip_events(const sk_batch *batch, int level, sk__hb_buf *out);
+int hc_gzip_events(const sk_batch *batch, int level, hc_buf *out);
 
 /*
  * Parses a Retry-After value: delta seconds or an HTTP-date (compared with
- * now, Unix seconds). Stores milliseconds in [0, SK__HB_RETRY_AFTER_CAP_MS].
+ * now, Unix seconds). Stores milliseconds in [0, HC_RETRY_AFTER_CAP_MS].
  * Returns 0, or -1 when the value is neither form.
  */
-int sk__hb_retry_after_ms(const char *value, time_t now, int64_t *ms);
+int hc_retry_after_ms(const char *value, time_t now, int64_t *ms);
 
 /*
  * Maps one per-event status of a 200 answer to an outcome. category is the
  * entry's error_category or NULL. Unknown or NULL status gives TRANSIENT.
  */
-sk_outcome sk__hb_status_outcome(const char *status, const char *category);
+sk_outcome hc_status_outcome(const char *status, const char *category);
 
 /* What the server answered, as the mapping needs it. */
-typedef struct sk__hb_answer {
+typedef struct hc_answer {
     long status;      /* HTTP status */
     const char *body; /* response body, may be NULL */
     size_t body_len;
     const char *retry_after; /* Retry-After header value or NULL */
     const char *location;    /* where a 3xx points, or NULL */
     time_t now;              /* wall clock, Unix seconds (for HTTP-date) */
-} sk__hb_answer;
+} hc_answer;
 
 /*
  * Fills result from an HTTP answer to a batch POST: every event's outcome
@@ -69,19 +71,19 @@ typedef struct sk__hb_answer {
  * when the answer told something (an outcome other than transient, or a
  * hint), else SK_TRANSPORT_FAILED (all transient, detail says why).
  */
-int sk__hb_map_answer(const sk__hb_answer *answer, const sk_batch *batch, sk_batch_result *result);
+int hc_map_answer(const hc_answer *answer, const sk_batch *batch, sk_batch_result *result);
 
 /*
  * Writes the server's human text of an error body into out (cap bytes, one
  * line, control characters replaced): the JSON "error"/"detail"/"message"
  * string when there is one, else the body itself. "" for an empty body.
  */
-void sk__hb_server_text(const char *body, size_t len, char *out, size_t cap);
+void hc_server_text(const char *body, size_t len, char *out, size_t cap);
 
 /*
  * Replaces every occurrence of secret in text with "***" (in place; text only
  * shrinks). Secrets shorter than 8 bytes are left alone.
  */
-void sk__hb_redact(char *text, const char *secret);
+void hc_redact(char *text, const char *secret);
 
 #endif
