@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The NATS JetStream example as a third party builds it: out of tree, against the
 # installed SDK only (pkg-config), into $SK_BUILD_DIR/nats-example for the other
-# nats.* tests; it exports only its entry point, shows its options, and passes the
-# SDK's conformance checker against a real nats-server.
+# nats.* tests. It exports only its entry point and passes the SDK's checker (send,
+# submit, probe) with a real nats-server up and down; the host finds it by name; events
+# go to their team's subject; a bad option or a readable secret is refused; a token
+# authenticates, a wrong one is refused unprinted; a user denied publish gets rejections.
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/nats_lib.sh"
 rm -rf "$NJ_BUILD"
