@@ -12,6 +12,7 @@ SK_PACKAGES=(
   nghttp2-proxy nghttp2-client openssl curl sqlite3 jq procps psmisc bc time
   scdoc man-db bash-completion dpkg-dev file lintian util-linux tmux tinyproxy
   prometheus prometheus-node-exporter
+  libnats-dev nats-server
 )
 
 missing=()
