@@ -6,7 +6,8 @@
 SRC="$(dirname "$0")/outoftree"
 # Against an ASan+UBSan library the program must carry the same runtime (it comes first).
 SAN=()
-if ldd "$SK_PREFIX/lib/libspec-kitty-sync.so.0" | grep -q libasan; then SAN=(-fsanitize=address,undefined); fi
+# (ldd's whole output first: grep -q ending early would fail the pipe under pipefail)
+case "$(ldd "$SK_PREFIX/lib/libspec-kitty-sync.so.0")" in *libasan*) SAN=(-fsanitize=address,undefined) ;; esac
 build() { # build NAME SOURCE_DIR [cmake args]
   local name=$1 src=$2; shift 2
   cmake -S "$src" -B "$TEST_TMP/$name" -DCMAKE_PREFIX_PATH="$SK_PREFIX" "$@" >"$TEST_TMP/$name.log" 2>&1 ||
