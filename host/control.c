@@ -288,16 +288,25 @@ static sk_status answer_code(const json_t *msg)
     return code != SK_OK ? code : SK_ERR_INTERNAL;
 }
 
-/* Connects, sends {"cmd": verb} and returns the connection (closed by the caller). */
+/*
+ * Connects, sends {"cmd": verb} and returns the connection (closed by the
+ * caller). A failure before the request went out (no socket, a stale one, a
+ * state root too long for a socket address, a refused write) reads
+ * SK_ERR_NOT_FOUND: no service has it. SK_ERR_PERMISSION stays.
+ */
 static sk_status request(const char *root, const char *verb, int *fd, sk__err *err)
 {
     sk_status st = sk__control_connect(root, fd, err);
-    if (st != SK_OK)
+    if (st == SK_OK) {
+        st = send_msg(*fd, json_pack("{s:s}", "cmd", verb), err);
+        if (st != SK_OK)
+            close(*fd);
+    }
+    if (st == SK_OK || st == SK_ERR_PERMISSION || st == SK_ERR_NOT_FOUND)
         return st;
-    st = send_msg(*fd, json_pack("{s:s}", "cmd", verb), err);
-    if (st != SK_OK)
-        close(*fd);
-    return st;
+    char why[600];
+    snprintf(why, sizeof why, "%.500s", err->msg);
+    return sk__fail(err, SK_ERR_NOT_FOUND, "no background service reachable: %s", why);
 }
 
 sk_status sk__control_status(const char *root, sk__service_status *out, sk__err *err)

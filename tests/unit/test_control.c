@@ -205,6 +205,20 @@ static void a_cancelled_client_asks_the_service_and_gets_its_answer(void **state
     close(cancel[1]);
 }
 
+static void a_request_that_cannot_be_sent_finds_no_service(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    char longroot[400];
+    snprintf(longroot, sizeof longroot, "%s/%0200d", root, 0); /* beyond sun_path */
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(sk__control_now(longroot, -1, NULL, &sum, &err), SK_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "too long"));
+    sk_test_rmtree(root);
+    free(root);
+}
+
 static void no_service_is_not_found_and_a_foreign_socket_is_not_trusted(void **state)
 {
     (void)state;
@@ -248,6 +262,7 @@ int main(void)
         cmocka_unit_test(now_relays_progress_then_the_summary_and_each_failure),
         cmocka_unit_test(a_refusal_reaches_the_client_as_its_status_code),
         cmocka_unit_test(a_cancelled_client_asks_the_service_and_gets_its_answer),
+        cmocka_unit_test(a_request_that_cannot_be_sent_finds_no_service),
         cmocka_unit_test(no_service_is_not_found_and_a_foreign_socket_is_not_trusted),
         cmocka_unit_test(verbs_are_recognised_and_anything_else_is_unknown),
     };
