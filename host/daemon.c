@@ -353,9 +353,19 @@ static void start_job(sk__service *svc, enum job job)
     svc->failures = json_array();
     atomic_store(&svc->s->cancel, 0);
     sk__sync_deliver_opts(svc->s, job == JOB_NOW, &svc->wopts);
-    if (pthread_create(&svc->worker, NULL, worker_main, svc) != 0) {
-        slog(svc, SK_LOG_ERROR, "cannot start a worker thread: %s", strerror(errno));
-        svc->job = JOB_NONE;
+    int rc = pthread_create(&svc->worker, NULL, worker_main, svc);
+    if (rc == 0)
+        return;
+    char why[128];
+    snprintf(why, sizeof why, "cannot start a worker thread: %s", strerror(rc));
+    slog(svc, SK_LOG_ERROR, "%s", why);
+    svc->job = JOB_NONE;
+    if (job == JOB_NOW) { /* its client waits for a last line */
+        sk__err err;
+        sk__control_answer_error(svc->now_fd, SK_ERR_INTERNAL, why, &err);
+        svc->now_fd = -1;
+    } else { /* try again after a pause, not at once */
+        sk__sched_on_empty_pass(&svc->s->sched, sk__sched_now(&svc->s->sched));
     }
 }
 
