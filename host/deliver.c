@@ -260,7 +260,9 @@ static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batc
                           "details)");
     }
     if (r->hints & SK_HINT_RETRY_AFTER) {
-        sk_status st = retry_after(ps, r->retry_after_ms > 0 ? r->retry_after_ms : 0);
+        /* "Retry-After: 0" (or none) would resend at once: wait the backoff minimum at least. */
+        int64_t floor = ps->o->sched.backoff_min_ms;
+        sk_status st = retry_after(ps, r->retry_after_ms > floor ? r->retry_after_ms : floor);
         return st == SK_OK ? send_rows(ps, rows, n) : st;
     }
     return SK_OK;

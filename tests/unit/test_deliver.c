@@ -395,6 +395,22 @@ static void retry_after_is_waited_out_then_resent(void **state)
     assert_int_equal(sum.synced, 5);
 }
 
+static void retry_after_of_zero_waits_the_backoff_minimum_before_resending(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 5);
+    load(f, "{\"steps\": [{\"hints\": [\"retry_after\"], \"retry_after_ms\": 0},"
+            " {\"hints\": [\"retry_after\"], \"retry_after_ms\": 0}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    sk__deliver_opts o;
+    sk__deliver_opts_default(&o);
+    assert_true(o.sched.backoff_min_ms > 0);
+    assert_int_equal(f->waited_ms, 2 * o.sched.backoff_min_ms);
+    assert_int_equal(sum.synced, 5);
+}
+
 static void long_retry_after_stops_the_pass(void **state)
 {
     fixture *f = *state;
@@ -678,6 +694,7 @@ int main(void)
         T(expired_session_stops_with_the_refresh_error),
         T(protocol_mismatch_stops_with_the_server_text),
         T(retry_after_is_waited_out_then_resent),
+        T(retry_after_of_zero_waits_the_backoff_minimum_before_resending),
         T(long_retry_after_stops_the_pass),
         T(cancel_stops_a_hanging_send_and_keeps_everything),
         T(transport_failure_without_an_answer_tells_the_scheduler_unreachable),
