@@ -423,7 +423,7 @@ static void inflight_wait(inflight *f)
 /* A plain answer: every outcome can be applied without sending anything again. */
 static int inflight_plain(const inflight *f)
 {
-    return f->rc == SK_TRANSPORT_OK && f->r->hints == SK_HINT_NONE;
+    return f->rc == SK_TRANSPORT_OK && sk__plugin_hints(f->ps->p, f->r) == SK_HINT_NONE;
 }
 
 /*
@@ -442,7 +442,7 @@ static sk_status inflight_finish(pass *ps, inflight *f)
         ps->info->unreachable = f->r->status_code == 0;
         st = stop_pass(ps, SK_ERR_TRANSPORT, "%s",
                        f->r->detail[0] ? f->r->detail : "the transport failed without a reason");
-    } else if (f->r->hints != SK_HINT_NONE) {
+    } else if (sk__plugin_hints(ps->p, f->r) != SK_HINT_NONE) {
         st = on_hints(ps, f->rows, f->n, f->r);
     } else {
         st = apply_outcomes(ps, f->rows, f->n, f->r);

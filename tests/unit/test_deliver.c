@@ -35,6 +35,7 @@ typedef struct fixture {
     size_t max_batch_events; /* 0: the default */
     int64_t max_events_per_s;
     sk__pass_info info;    /* what the last pass told the scheduler */
+    int unknown_hint_warnings;
 } fixture;
 
 static int setup(void **state)
@@ -411,6 +412,31 @@ static void retry_after_of_zero_waits_the_backoff_minimum_before_resending(void 
     assert_int_equal(sum.synced, 5);
 }
 
+static void capture_log(void *ctx, sk_log_level level, const char *plugin, const char *line)
+{
+    (void)plugin;
+    fixture *f = ctx;
+    if (level == SK_LOG_WARN && strstr(line, "unknown"))
+        f->unknown_hint_warnings++;
+}
+
+static void unknown_hints_are_logged_once_and_the_outcomes_still_apply(void **state)
+{
+    fixture *f = *state;
+    f->max_batch_events = 2;
+    enqueue(f, 6);
+    load(f, "{\"steps\": [{\"hints\": [64], \"outcome\": \"delivered\"},"
+            " {\"hints\": [64], \"outcome\": \"delivered\"}]}");
+    f->host.log = capture_log;
+    f->host.ctx = f;
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 6);
+    assert_int_equal(stats(f).ready, 0);
+    assert_int_equal(f->unknown_hint_warnings, 1);
+}
+
 static void long_retry_after_stops_the_pass(void **state)
 {
     fixture *f = *state;
@@ -695,6 +721,7 @@ int main(void)
         T(protocol_mismatch_stops_with_the_server_text),
         T(retry_after_is_waited_out_then_resent),
         T(retry_after_of_zero_waits_the_backoff_minimum_before_resending),
+        T(unknown_hints_are_logged_once_and_the_outcomes_still_apply),
         T(long_retry_after_stops_the_pass),
         T(cancel_stops_a_hanging_send_and_keeps_everything),
         T(transport_failure_without_an_answer_tells_the_scheduler_unreachable),
