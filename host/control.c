@@ -288,16 +288,25 @@ static sk_status answer_code(const json_t *msg)
     return code != SK_OK ? code : SK_ERR_INTERNAL;
 }
 
-/* Connects, sends {"cmd": verb} and returns the connection (closed by the caller). */
+/*
+ * Connects, sends {"cmd": verb} and returns the connection (closed by the
+ * caller). A failure before the request went out (no socket, a stale one, a
+ * state root too long for a socket address, a refused write) reads
+ * SK_ERR_NOT_FOUND: no service has it. SK_ERR_PERMISSION stays.
+ */
 static sk_status request(const char *root, const char *verb, int *fd, sk__err *err)
 {
     sk_status st = sk__control_connect(root, fd, err);
-    if (st != SK_OK)
+    if (st == SK_OK) {
+        st = send_msg(*fd, json_pack("{s:s}", "cmd", verb), err);
+        if (st != SK_OK)
+            close(*fd);
+    }
+    if (st == SK_OK || st == SK_ERR_PERMISSION || st == SK_ERR_NOT_FOUND)
         return st;
-    st = send_msg(*fd, json_pack("{s:s}", "cmd", verb), err);
-    if (st != SK_OK)
-        close(*fd);
-    return st;
+    char why[600];
+    snprintf(why, sizeof why, "%.500s", err->msg);
+    return sk__fail(err, SK_ERR_NOT_FOUND, "no background service reachable: %s", why);
 }
 
 sk_status sk__control_status(const char *root, sk__service_status *out, sk__err *err)
@@ -357,6 +366,8 @@ static void summary_from_json(const json_t *o, sk_drain_summary *s)
 
 /* How long a client that asked the service to cancel waits for the pass's last line. */
 #define CANCEL_ANSWER_MS 700
+/* How long a `now` waits for the service's first line (it acknowledges at once). */
+#define FIRST_ANSWER_MS 5000
 
 /* The final answer of a `now`: summary, failures to the hook, its status. */
 static sk_status take_now_answer(const json_t *msg, const sk_drain_hooks *hooks,
@@ -390,8 +401,12 @@ sk_status sk__control_now(const char *root, int cancel_fd, const sk_drain_hooks 
     sk__line_reader r = {.len = 0};
     json_t *msg = NULL;
     int give_up = -1; /* after a cancel: how long the answer may still take */
+    int heard = 0;    /* a line came: the service took the request */
+    int64_t asked = sk__mono_ms();
     for (;;) {
-        st = sk__control_recv(fd, &r, give_up, give_up < 0 ? cancel_fd : -1, &msg, err);
+        int wait = give_up >= 0 ? give_up : heard ? -1 : FIRST_ANSWER_MS;
+        st = sk__control_recv(fd, &r, wait, give_up < 0 ? cancel_fd : -1, &msg, err);
+        heard |= st == SK_OK;
         if (st == SK_ERR_CANCELLED) { /* ask the service; its answer follows soon */
             send_msg(fd, json_pack("{s:s}", "cmd", "cancel"), err); /* gone: cancelled already */
             give_up = CANCEL_ANSWER_MS;
@@ -416,6 +431,10 @@ sk_status sk__control_now(const char *root, int cancel_fd, const sk_drain_hooks 
     snprintf(why, sizeof why, "%.500s", err->msg);
     if (give_up >= 0)
         st = sk__fail(err, SK_ERR_CANCELLED, "cancelled (the service did not confirm in time)");
+    else if (!heard && sk__mono_ms() - asked >= FIRST_ANSWER_MS)
+        st = sk__fail(err, SK_ERR_TRANSPORT,
+                      "the sync service took the `now` request but did not answer in %d s",
+                      FIRST_ANSWER_MS / 1000);
     else
         st = sk__fail(err, SK_ERR_TRANSPORT, "lost the sync service: %s", why);
     snprintf(out->stop_reason, sizeof out->stop_reason, "%.500s", err->msg);

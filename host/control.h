@@ -4,8 +4,9 @@
  * in each direction:
  *   {"cmd":"poke"}    an event was queued: flush soon (no answer)
  *   {"cmd":"status"}  → {"ok":true, "pid":…, "uptime_s":…, "connection":…, …, "metrics":{…}}
- *   {"cmd":"now"}     → {"progress":{…}} lines, then {"ok":…, "code":…, "summary":{…},
- *                       "failures":[…]}
+ *   {"cmd":"now"}     → {"progress":{…}} lines (the first at once: the request is taken),
+ *                       then {"ok":…, "code":…, "summary":{…}, "failures":[…]}; a stopping
+ *                       service refuses with SK_ERR_NOT_FOUND (the client drains locally)
  *   {"cmd":"cancel"}  from the client of a `now`: cancels that pass, whose last line then
  *                     comes soon (code SK_ERR_CANCELLED); a client that hangs up cancels it too
  *   {"cmd":"stop"}    → {"ok":true, "pid":…} and the service shuts down
@@ -99,15 +100,18 @@ json_t *sk__control_failure_json(const char *event_id, const char *event_type, c
  */
 sk_status sk__control_connect(const char *root, int *fd_out, sk__err *err);
 
-/* The live state of the service of root (sk__control_connect's errors, SK_ERR_IO when mute). */
+/* The live state of the service of root (SK_ERR_NOT_FOUND: none reachable; SK_ERR_PERMISSION:
+ * not ours; SK_ERR_IO when mute). */
 sk_status sk__control_status(const char *root, sk__service_status *out, sk__err *err);
 
 /*
  * Asks the service of root to drain now and relays its pass: progress lines to
  * hooks->progress, then failures to hooks->failure. When cancel_fd turns
  * readable the service is asked to cancel the pass; without its answer soon,
- * SK_ERR_CANCELLED with *out as of the last progress. SK_ERR_NOT_FOUND when no
- * service answers (drain locally then); SK_ERR_TRANSPORT when it went away.
+ * SK_ERR_CANCELLED with *out as of the last progress. SK_ERR_NOT_FOUND when the
+ * request reached no service, or a stopping one refused it (drain locally
+ * then); SK_ERR_TRANSPORT when the service went away, or took the request and
+ * said nothing for 5 s.
  */
 sk_status sk__control_now(const char *root, int cancel_fd, const sk_drain_hooks *hooks,
                           sk_drain_summary *out, sk__err *err);

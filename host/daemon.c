@@ -216,24 +216,44 @@ fail:
     return st;
 }
 
+/* Stops listening: from now on a client finds no service (and drains locally). */
+static void close_listener(sk__service *svc)
+{
+    if (svc->listen_fd < 0)
+        return;
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/" SK__CONTROL_SOCKET, svc->s->root);
+    unlink(path);
+    close(svc->listen_fd);
+    svc->listen_fd = -1;
+}
+
+static void close_clients(sk__service *svc)
+{
+    for (int i = 0; i < svc->nclients; i++)
+        close(svc->clients[i].fd);
+    svc->nclients = 0;
+}
+
+/* Gives up the service lock: the state root has no service any more. */
+static void release_lock(sk__service *svc)
+{
+    if (svc->lock_fd < 0)
+        return;
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/" PID_FILE, svc->s->root);
+    unlink(path);
+    close(svc->lock_fd); /* releases the lock */
+    svc->lock_fd = -1;
+}
+
 void sk__service_free(sk__service *svc)
 {
     if (!svc)
         return;
-    for (int i = 0; i < svc->nclients; i++)
-        close(svc->clients[i].fd);
-    if (svc->listen_fd >= 0) {
-        char path[PATH_MAX + 16];
-        snprintf(path, sizeof path, "%s/" SK__CONTROL_SOCKET, svc->s->root);
-        unlink(path);
-        close(svc->listen_fd);
-    }
-    if (svc->lock_fd >= 0) {
-        char path[PATH_MAX + 16];
-        snprintf(path, sizeof path, "%s/" PID_FILE, svc->s->root);
-        unlink(path);
-        close(svc->lock_fd); /* releases the lock */
-    }
+    close_clients(svc);
+    close_listener(svc);
+    release_lock(svc);
     if (svc->inotify_fd >= 0)
         close(svc->inotify_fd);
     for (int i = 0; i < 2; i++)
@@ -361,9 +381,19 @@ static void start_job(sk__service *svc, enum job job)
     svc->failures = json_array();
     atomic_store(&svc->s->cancel, 0);
     sk__sync_deliver_opts(svc->s, job == JOB_NOW, &svc->wopts);
-    if (pthread_create(&svc->worker, NULL, worker_main, svc) != 0) {
-        slog(svc, SK_LOG_ERROR, "cannot start a worker thread: %s", strerror(errno));
-        svc->job = JOB_NONE;
+    int rc = pthread_create(&svc->worker, NULL, worker_main, svc);
+    if (rc == 0)
+        return;
+    char why[128];
+    snprintf(why, sizeof why, "cannot start a worker thread: %s", strerror(rc));
+    slog(svc, SK_LOG_ERROR, "%s", why);
+    svc->job = JOB_NONE;
+    if (job == JOB_NOW) { /* its client waits for a last line */
+        sk__err err;
+        sk__control_answer_error(svc->now_fd, SK_ERR_INTERNAL, why, &err);
+        svc->now_fd = -1;
+    } else { /* try again after a pause, not at once */
+        sk__sched_on_empty_pass(&svc->s->sched, sk__sched_now(&svc->s->sched));
     }
 }
 
@@ -479,6 +509,23 @@ static void answer_status(sk__service *svc, int fd)
     sk__control_answer_status(fd, &st, &err);
 }
 
+/* A stopping service takes no `now`: on this code its client drains locally. */
+static void refuse_now_stopping(int fd)
+{
+    sk__err err;
+    sk__control_answer_error(fd, SK_ERR_NOT_FOUND, "the sync service is stopping", &err);
+}
+
+/* A `now` is taken: the client hears so at once, though the pass may wait for the worker. */
+static void ack_now(sk__service *svc, int fd)
+{
+    sk__queue_stats qs = {0};
+    sk__err err;
+    sk__queue_stats_get(svc->status_q, &qs, &err);
+    sk_drain_summary none = {.remaining = qs.ready};
+    sk__control_progress(fd, &none, qs.ready, &err);
+}
+
 static void handle_message(sk__service *svc, int i, json_t *msg)
 {
     int fd = svc->clients[i].fd;
@@ -491,13 +538,16 @@ static void handle_message(sk__service *svc, int i, json_t *msg)
         answer_status(svc, fd);
         break;
     case SK__VERB_NOW:
-        if (svc->now_wanted || svc->job == JOB_NOW) {
+        if (svc->stop) {
+            refuse_now_stopping(fd);
+        } else if (svc->now_wanted || svc->job == JOB_NOW) {
             sk__control_answer_error(fd, SK_ERR_BUSY,
                                      "another `sync now` is already draining through the service",
                                      &err);
         } else {
             svc->now_wanted = 1; /* starts when the worker is free: one drainer at a time */
             svc->now_fd = fd;
+            ack_now(svc, fd);
         }
         break;
     case SK__VERB_CANCEL:
@@ -715,7 +765,17 @@ sk_status sk__service_run(sk__service *svc, sk__err *err)
         if (fds[1].revents)
             accept_clients(svc);
     }
+    close_listener(svc);
+    if (svc->now_wanted) { /* never started */
+        refuse_now_stopping(svc->now_fd);
+        svc->now_wanted = 0;
+        svc->now_fd = -1;
+    }
     shutdown_worker(svc);
+    for (int i = svc->nclients - 1; i >= 0; i--) /* answer what they asked meanwhile */
+        read_client(svc, i);
+    close_clients(svc);
+    release_lock(svc);
     slog(svc, SK_LOG_INFO, "service stopped");
     return SK_OK;
 }

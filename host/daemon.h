@@ -31,7 +31,11 @@ typedef struct sk__service_opts {
 sk_status sk__service_new(const char *root, const sk__service_opts *opts, sk__service **out,
                           sk__err *err);
 
-/* Runs until stopped; returns SK_OK after a clean shutdown. */
+/*
+ * Runs until stopped; returns SK_OK after a clean shutdown. By then the
+ * service has stopped listening, refused a `now` it had not started (its client
+ * drains locally) and released the lock: svc only waits for sk__service_free.
+ */
 sk_status sk__service_run(sk__service *svc, sk__err *err);
 
 /* Asks the loop to stop (async-signal-safe). */

@@ -269,7 +269,9 @@ static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batc
                           "details)");
     }
     if (r->hints & SK_HINT_RETRY_AFTER) {
-        sk_status st = retry_after(ps, r->retry_after_ms > 0 ? r->retry_after_ms : 0);
+        /* "Retry-After: 0" (or none) would resend at once: wait the backoff minimum at least. */
+        int64_t floor = ps->o->sched.backoff_min_ms;
+        sk_status st = retry_after(ps, r->retry_after_ms > floor ? r->retry_after_ms : floor);
         return st == SK_OK ? send_rows(ps, rows, n) : st;
     }
     return SK_OK;
@@ -430,7 +432,7 @@ static void inflight_wait(inflight *f)
 /* A plain answer: every outcome can be applied without sending anything again. */
 static int inflight_plain(const inflight *f)
 {
-    return f->rc == SK_TRANSPORT_OK && f->r->hints == SK_HINT_NONE;
+    return f->rc == SK_TRANSPORT_OK && sk__plugin_hints(f->ps->p, f->r) == SK_HINT_NONE;
 }
 
 typedef struct transport_totals {
@@ -486,7 +488,7 @@ static sk_status inflight_finish(pass *ps, inflight *f)
         ps->info->unreachable = f->r->status_code == 0;
         st = stop_pass(ps, SK_ERR_TRANSPORT, "%s",
                        f->r->detail[0] ? f->r->detail : "the transport failed without a reason");
-    } else if (f->r->hints != SK_HINT_NONE) {
+    } else if (sk__plugin_hints(ps->p, f->r) != SK_HINT_NONE) {
         st = on_hints(ps, f->rows, f->n, f->r);
     } else {
         st = apply_outcomes(ps, f->rows, f->n, f->r);

@@ -7,6 +7,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ struct sk__plugin {
     char *metric_names[MAX_METRICS];
     int64_t metric_values[MAX_METRICS];
     int nmetrics;
+    atomic_int warned_hints; /* unknown hint bits were logged once */
 };
 
 /* ---- search ------------------------------------------------------------ */
@@ -443,6 +445,19 @@ int sk__plugin_send(sk__plugin *p, const sk_batch *b, sk_batch_result *r)
         pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
     return w.rc;
+}
+
+/* The sk_batch_hint bits this host acts on. */
+#define KNOWN_HINTS                                                                            \
+    (SK_HINT_RETRY_AFTER | SK_HINT_REAUTHENTICATE | SK_HINT_TOO_LARGE | SK_HINT_POISONED |     \
+     SK_HINT_PROTOCOL_MISMATCH)
+
+uint32_t sk__plugin_hints(sk__plugin *p, const sk_batch_result *r)
+{
+    uint32_t unknown = r->hints & ~(uint32_t)KNOWN_HINTS;
+    if (unknown && !atomic_exchange(&p->warned_hints, 1))
+        up_log(p, SK_LOG_WARN, "batch hints 0x%x are unknown to this host: ignored", unknown);
+    return r->hints & KNOWN_HINTS;
 }
 
 uint32_t sk__plugin_async_slots(const sk__plugin *p)

@@ -71,6 +71,13 @@ uint32_t sk__plugin_caps(const sk__plugin *p);
 int sk__plugin_send(sk__plugin *p, const sk_batch *b, sk_batch_result *r);
 
 /*
+ * The hints of an answer that the host acts on. Bits it does not know (a
+ * newer or a buggy plugin) are ignored, with a warning on the plugin's log the
+ * first time.
+ */
+uint32_t sk__plugin_hints(sk__plugin *p, const sk_batch_result *r);
+
+/*
  * The async path (SK_CAP_ASYNC): how many batches the plugin takes in flight
  * through sk__plugin_submit, 0 when it has no async path.
  */

@@ -103,13 +103,27 @@ static void daemon_child(const char *root, int verbose, int report_fd)
     _exit(st == SK_OK ? 0 : 1);
 }
 
+/*
+ * The pid of the service that holds the lock of root (0: none). One that took
+ * the lock an instant ago writes its pid file just after: wait for it a while.
+ */
+static long running_pid(const char *root)
+{
+    long pid = 0;
+    char err[1024];
+    for (int i = 0; i < 500 && sk_service_pid(root, &pid, err, sizeof err) == SK_OK && pid < 0;
+         i++)
+        usleep(10 * 1000);
+    return pid;
+}
+
 static int daemon_start(int verbose)
 {
-    char root[PATH_MAX], err[1024];
+    char root[PATH_MAX];
     if (resolve_root(root, sizeof root))
         return EXIT_USAGE;
-    long running = 0;
-    if (sk_service_pid(root, &running, err, sizeof err) == SK_OK && running) {
+    long running = running_pid(root);
+    if (running) {
         printf("sync service already running (pid %ld)\n", running);
         return EXIT_OK;
     }
@@ -140,12 +154,7 @@ static int daemon_start(int verbose)
     int code = 0, used = 0;
     if (sscanf(msg, "err %d %n", &code, &used) == 1 && code == SK_ERR_BUSY) {
         /* lost a race with another start: one service */
-        long winner = -1;
-        for (int i = 0; i < 100 && sk_service_pid(root, &winner, err, sizeof err) == SK_OK &&
-                        winner < 0;
-             i++)
-            usleep(10 * 1000); /* the winner writes its pid file just after taking the lock */
-        printf("sync service already running (pid %ld)\n", winner);
+        printf("sync service already running (pid %ld)\n", running_pid(root));
         return EXIT_OK;
     }
     cli_error("the sync service did not start: %s", used ? msg + used : "it exited at once");

@@ -70,7 +70,8 @@ typedef enum sk_outcome {
     SK_OUTCOME_TRANSIENT = 5           /* not known to be delivered: kept, no penalty */
 } sk_outcome;
 
-/* Batch-level hints, a bit set in sk_batch_result.hints. Values are ABI. */
+/* Batch-level hints, a bit set in sk_batch_result.hints. Values are ABI. A host
+ * ignores bits it does not know (it logs them once) and applies the outcomes. */
 enum sk_batch_hint {
     SK_HINT_NONE = 0,
     SK_HINT_RETRY_AFTER = 1u << 0,       /* wait at least retry_after_ms before the next send */

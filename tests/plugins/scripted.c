@@ -6,7 +6,8 @@
  * options (all optional):
  *   "steps":  [ {rc, hints, retry_after_ms, detail, outcome, status_code}, ... ]  one per send()
  *             rc: "ok" | "failed" | "cancelled"; hints: ["retry_after", "reauthenticate",
- *             "too_large", "poisoned", "protocol_mismatch"]; outcome: for every event
+ *             "too_large", "poisoned", "protocol_mismatch", or raw bits as a number];
+ *             outcome: for every event
  *   "outcomes": {"<event_id>": "rejected" | "permanent" | "pending" | "duplicate" | "transient"}
  *   "poison":  ["<event_id>", ...]   a batch holding one answers POISONED (unless alone: rejected)
  *   "max_events": N                  a batch with more events answers TOO_LARGE
@@ -123,10 +124,14 @@ static uint32_t hints_of(const json_t *list)
     uint32_t bits = 0;
     size_t i;
     json_t *h;
-    json_array_foreach(list, i, h) for (int b = 0; b < 5;
-                                        b++) if (json_is_string(h) &&
-                                                 strcmp(json_string_value(h), names[b]) == 0)
-        bits |= 1u << b;
+    json_array_foreach(list, i, h)
+    {
+        if (json_is_integer(h)) /* raw bits, for hints a host may not know */
+            bits |= (uint32_t)json_integer_value(h);
+        for (int b = 0; b < 5; b++)
+            if (json_is_string(h) && strcmp(json_string_value(h), names[b]) == 0)
+                bits |= 1u << b;
+    }
     return bits;
 }
 

@@ -25,7 +25,7 @@ typedef struct peer {
     pthread_t thread;
 } peer;
 
-enum { ANSWER_STATUS, ANSWER_NOW_BUSY, ANSWER_NOW_WITH_PROGRESS, WAIT_FOR_CANCEL };
+enum { ANSWER_STATUS, ANSWER_NOW_BUSY, ANSWER_NOW_WITH_PROGRESS, WAIT_FOR_CANCEL, SAY_NOTHING };
 
 static void *serve(void *arg)
 {
@@ -63,6 +63,9 @@ static void *serve(void *arg)
                                                        "rejected", "bad payload"));
         sk__control_answer_now(fd, SK_OK, &sum, failures, "", &err);
         json_decref(failures);
+    } else if (p->script == SAY_NOTHING) { /* takes the request, then waits for the hang-up */
+        sk__control_recv(fd, &r, 20000, -1, &msg, &err);
+        json_decref(msg);
     } else { /* WAIT_FOR_CANCEL: a pass that ends only when its client cancels */
         if (sk__control_recv(fd, &r, 5000, -1, &msg, &err) == SK_OK) {
             p->second = sk__control_verb_of(msg);
@@ -205,6 +208,33 @@ static void a_cancelled_client_asks_the_service_and_gets_its_answer(void **state
     close(cancel[1]);
 }
 
+static void a_service_that_never_answers_now_is_an_error_not_a_hang(void **state)
+{
+    (void)state;
+    peer *p = start_peer(SAY_NOTHING);
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    int64_t t0 = sk__mono_ms();
+    assert_int_equal(sk__control_now(p->root, -1, NULL, &sum, &err), SK_ERR_TRANSPORT);
+    assert_true(sk__mono_ms() - t0 < 15000);
+    assert_non_null(strstr(err.msg, "did not answer"));
+    stop_peer(p);
+}
+
+static void a_request_that_cannot_be_sent_finds_no_service(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    char longroot[400];
+    snprintf(longroot, sizeof longroot, "%s/%0200d", root, 0); /* beyond sun_path */
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(sk__control_now(longroot, -1, NULL, &sum, &err), SK_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "too long"));
+    sk_test_rmtree(root);
+    free(root);
+}
+
 static void no_service_is_not_found_and_a_foreign_socket_is_not_trusted(void **state)
 {
     (void)state;
@@ -248,6 +278,8 @@ int main(void)
         cmocka_unit_test(now_relays_progress_then_the_summary_and_each_failure),
         cmocka_unit_test(a_refusal_reaches_the_client_as_its_status_code),
         cmocka_unit_test(a_cancelled_client_asks_the_service_and_gets_its_answer),
+        cmocka_unit_test(a_service_that_never_answers_now_is_an_error_not_a_hang),
+        cmocka_unit_test(a_request_that_cannot_be_sent_finds_no_service),
         cmocka_unit_test(no_service_is_not_found_and_a_foreign_socket_is_not_trusted),
         cmocka_unit_test(verbs_are_recognised_and_anything_else_is_unknown),
     };

@@ -36,6 +36,7 @@ typedef struct fixture {
     int64_t max_events_per_s;
     sk__pass_info info;    /* what the last pass told the scheduler */
     sk__metrics *metrics;  /* counts the passes when set */
+    int unknown_hint_warnings;
 } fixture;
 
 static int setup(void **state)
@@ -447,6 +448,47 @@ static void retry_after_is_waited_out_then_resent(void **state)
     assert_int_equal(sum.synced, 5);
 }
 
+static void retry_after_of_zero_waits_the_backoff_minimum_before_resending(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 5);
+    load(f, "{\"steps\": [{\"hints\": [\"retry_after\"], \"retry_after_ms\": 0},"
+            " {\"hints\": [\"retry_after\"], \"retry_after_ms\": 0}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    sk__deliver_opts o;
+    sk__deliver_opts_default(&o);
+    assert_true(o.sched.backoff_min_ms > 0);
+    assert_int_equal(f->waited_ms, 2 * o.sched.backoff_min_ms);
+    assert_int_equal(sum.synced, 5);
+}
+
+static void capture_log(void *ctx, sk_log_level level, const char *plugin, const char *line)
+{
+    (void)plugin;
+    fixture *f = ctx;
+    if (level == SK_LOG_WARN && strstr(line, "unknown"))
+        f->unknown_hint_warnings++;
+}
+
+static void unknown_hints_are_logged_once_and_the_outcomes_still_apply(void **state)
+{
+    fixture *f = *state;
+    f->max_batch_events = 2;
+    enqueue(f, 6);
+    load(f, "{\"steps\": [{\"hints\": [64], \"outcome\": \"delivered\"},"
+            " {\"hints\": [64], \"outcome\": \"delivered\"}]}");
+    f->host.log = capture_log;
+    f->host.ctx = f;
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 6);
+    assert_int_equal(stats(f).ready, 0);
+    assert_int_equal(f->unknown_hint_warnings, 1);
+}
+
 static void long_retry_after_stops_the_pass(void **state)
 {
     fixture *f = *state;
@@ -731,6 +773,8 @@ int main(void)
         T(expired_session_stops_with_the_refresh_error),
         T(protocol_mismatch_stops_with_the_server_text),
         T(retry_after_is_waited_out_then_resent),
+        T(retry_after_of_zero_waits_the_backoff_minimum_before_resending),
+        T(unknown_hints_are_logged_once_and_the_outcomes_still_apply),
         T(long_retry_after_stops_the_pass),
         T(cancel_stops_a_hanging_send_and_keeps_everything),
         T(transport_failure_without_an_answer_tells_the_scheduler_unreachable),

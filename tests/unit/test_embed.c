@@ -180,6 +180,29 @@ static void sync_now_honours_a_retry_after_an_earlier_pass_was_told(void **state
     free(root);
 }
 
+static void a_service_stopped_over_its_socket_leaves_sync_now_to_drain_locally(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    sk_sync *s = open_with_scripted(root, "{}");
+    assert_int_equal(sk_service_start(s, 1), SK_OK);
+    long pid = 0;
+    char err[512] = "";
+    assert_int_equal(sk_service_shutdown(root, 3000, &pid, err, sizeof err), SK_OK);
+    assert_int_equal(pid, (long)getpid());
+    emit_one(s);
+    alarm(30); /* a `now` sent to the stopped service would wait for ever */
+    sk_drain_summary sum;
+    assert_int_equal(sk_sync_now(s, NULL, NULL, &sum), SK_OK);
+    alarm(0);
+    assert_int_equal(sum.synced, 1);
+    assert_int_equal(queued(s), 0);
+    assert_int_equal(sk_service_stop(s, 1000), SK_OK);
+    sk_close(s);
+    sk_test_rmtree(root);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +211,7 @@ int main(void)
         cmocka_unit_test(cancel_from_another_thread_ends_a_hanging_sync_now_and_keeps_events),
         cmocka_unit_test(cancel_before_sync_now_sends_nothing),
         cmocka_unit_test(sync_now_honours_a_retry_after_an_earlier_pass_was_told),
+        cmocka_unit_test(a_service_stopped_over_its_socket_leaves_sync_now_to_drain_locally),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
