@@ -681,10 +681,14 @@ static void async_failed_batch_stops_the_pass_and_the_others_still_settle(void *
     sk__err err = {{0}};
     assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_TRANSPORT);
     assert_string_equal(sum.stop_reason, "boom");
-    assert_int_equal(sum.synced, 15);
-    assert_int_equal(stats(f).ready, 25); /* the failed batch and the unsent ones */
+    /* The batches beside it (three at least; more when the first completed before the
+     * failure did, as under a slow sanitizer) settle; the failed one stays queued. */
+    assert_true(sum.synced >= 15 && sum.synced <= 35);
+    assert_int_equal(sum.synced % 5, 0);
+    assert_int_equal(stats(f).ready, 40 - sum.synced);
     size_t distinct, lines = recorded(f, &distinct);
-    assert_int_equal(lines, 20);
+    assert_int_equal(lines, (size_t)sum.synced + 5); /* each sent once, the failed one too */
+    assert_int_equal(distinct, lines);
 }
 
 static void async_poisoned_batch_is_bisected_beside_the_others(void **state)
