@@ -216,16 +216,22 @@ fail:
     return st;
 }
 
+/* Removes the state root's file name and closes *fd (once). */
+static void close_and_unlink(const sk__service *svc, const char *name, int *fd)
+{
+    if (*fd < 0)
+        return;
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/%s", svc->s->root, name);
+    unlink(path);
+    close(*fd);
+    *fd = -1;
+}
+
 /* Stops listening: from now on a client finds no service (and drains locally). */
 static void close_listener(sk__service *svc)
 {
-    if (svc->listen_fd < 0)
-        return;
-    char path[PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s/" SK__CONTROL_SOCKET, svc->s->root);
-    unlink(path);
-    close(svc->listen_fd);
-    svc->listen_fd = -1;
+    close_and_unlink(svc, SK__CONTROL_SOCKET, &svc->listen_fd);
 }
 
 static void close_clients(sk__service *svc)
@@ -235,16 +241,11 @@ static void close_clients(sk__service *svc)
     svc->nclients = 0;
 }
 
-/* Gives up the service lock: the state root has no service any more. */
+/* Gives up the service lock (closing the pid file releases it): the state root has no
+ * service any more. */
 static void release_lock(sk__service *svc)
 {
-    if (svc->lock_fd < 0)
-        return;
-    char path[PATH_MAX + 16];
-    snprintf(path, sizeof path, "%s/" PID_FILE, svc->s->root);
-    unlink(path);
-    close(svc->lock_fd); /* releases the lock */
-    svc->lock_fd = -1;
+    close_and_unlink(svc, PID_FILE, &svc->lock_fd);
 }
 
 void sk__service_free(sk__service *svc)
