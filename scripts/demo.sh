@@ -5,7 +5,7 @@
 # background service and watch one more event arrive without `sync now`; last,
 # the service streams events over h2-stream (HTTP/2 through the receiver's
 # nghttpx front) and the demo prints how long each took from emit to stored.
-# Everything lives in a temporary state root; nothing of ~/.spec-kitty is touched.
+# Everything lives in a temporary directory (two state roots); nothing of ~/.spec-kitty is touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
