@@ -28,6 +28,13 @@ static const key_def KEYS[] = {
      "transport ABI major the plugin must speak"},
     {"transport.options", T_OBJECT, F(transport_options), NULL, 0, 0, 0,
      "options handed to the plugin as they are"},
+    {"transport.fallback", T_STRING, F(transport_fallback), "", 0, 0, 0,
+     "plugin the service sends through while a streaming transport (h2-stream) fails, named like "
+     "transport.plugin and given the same transport.options (\"\": no fallback)"},
+    {"transport.fallback_after", T_INT, F(transport_fallback_after), NULL, 3, 1, 1000,
+     "failed passes in a row of the streaming transport before the fallback takes over"},
+    {"transport.fallback_url", T_STRING, F(transport_fallback_url), "", 0, 0, 0,
+     "server URL of the fallback transport (\"\": server_url)"},
     {"plugin_path", T_STRLIST, F(plugin_path), NULL, 0, 0, 0,
      "folders searched for transport plugins before SPEC_KITTY_PLUGIN_PATH and the install dir"},
     {"queue.max_events", T_INT, F(queue_max_events), NULL, 100000, 1, 100000000,

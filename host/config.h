@@ -26,7 +26,10 @@ typedef struct sk__config {
     char *transport_plugin; /* name looked up in the plugin path, or an absolute path */
     int64_t transport_abi;
     json_t *transport_options; /* object, owned */
-    json_t *plugin_path;       /* array of strings, owned */
+    char *transport_fallback;  /* "" when none */
+    int64_t transport_fallback_after;
+    char *transport_fallback_url; /* "": server_url */
+    json_t *plugin_path;          /* array of strings, owned */
     int64_t queue_max_events;
     sk__durability queue_durability;
     int64_t interval_s;

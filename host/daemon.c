@@ -426,12 +426,28 @@ static int cancel_now(sk__service *svc)
     return 1;
 }
 
+/* Says when passes move to the fallback transport or back (was: before the pass). */
+static void log_fallback_change(sk__service *svc, int was)
+{
+    const sk__config *c = svc->s->cfg;
+    if (svc->s->sched.fallback && !was)
+        slog(svc, SK_LOG_WARN,
+             "%s failed %lld passes in a row: sending through %s (OfflineBatchMode)",
+             c->transport_plugin, (long long)svc->s->sched.consecutive_failures,
+             c->transport_fallback);
+    else if (!svc->s->sched.fallback && was)
+        slog(svc, SK_LOG_INFO, "%s answers again: streaming through it (Connected)",
+             c->transport_plugin);
+}
+
 /* The worker finished: fold its result into the scheduler and answer a `now` client. */
 static void finish_job(sk__service *svc)
 {
     pthread_join(svc->worker, NULL);
     const sk_drain_summary *sum = &svc->wsum;
+    int fell_back = svc->s->sched.fallback;
     sk__sync_record_pass(svc->s, svc->wst, sum, &svc->winfo);
+    log_fallback_change(svc, fell_back);
     write_textfile(svc); /* after each pass */
     if (sum->batches > 0 || svc->wst != SK_OK)
         slog(svc, svc->wst == SK_OK ? SK_LOG_INFO : SK_LOG_WARN,

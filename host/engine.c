@@ -74,21 +74,28 @@ sk_status sk__sync_open(const char *state_root, sk_sync **out, sk__err *err)
     return SK_OK;
 }
 
-/* Detaches the transport from the handle, so sk__sync_cancel no longer reaches it. */
-static sk__plugin *take_plugin(sk_sync *s)
+/* Detaches a transport from the handle, so sk__sync_cancel no longer reaches it. */
+static sk__plugin *take_plugin(sk_sync *s, sk__plugin **slot)
 {
     pthread_mutex_lock(&s->plugin_mu);
-    sk__plugin *p = s->plugin;
-    s->plugin = NULL;
+    sk__plugin *p = *slot;
+    *slot = NULL;
     pthread_mutex_unlock(&s->plugin_mu);
     return p;
+}
+
+/* Closes both transports (the next pass loads them again). */
+static void close_transports(sk_sync *s)
+{
+    sk__plugin_close(take_plugin(s, &s->plugin));
+    sk__plugin_close(take_plugin(s, &s->fallback));
 }
 
 void sk__sync_close(sk_sync *s)
 {
     if (!s)
         return;
-    sk__plugin_close(take_plugin(s));
+    close_transports(s);
     sk__metrics_close(s->metrics);
     pthread_mutex_destroy(&s->plugin_mu);
     for (int i = 0; i < 2; i++)
@@ -428,34 +435,29 @@ sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_ev
     return st;
 }
 
-sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
+/* Loads and starts plugin name with the host values h (once per handle): *slot is
+ * set under plugin_mu, so sk__sync_cancel reaches it. */
+static sk_status load_transport(sk_sync *s, const char *name, sk__plugin_host *h,
+                                sk__plugin **slot, sk__plugin **out)
 {
-    if (s->plugin) {
-        *out = s->plugin;
+    if (*slot) {
+        *out = *slot;
         return SK_OK;
     }
     char path[PATH_MAX];
-    sk_status st =
-        sk__plugin_find(s->cfg->transport_plugin, s->cfg->plugin_path, path, sizeof path, &s->err);
+    sk_status st = sk__plugin_find(name, s->cfg->plugin_path, path, sizeof path, &s->err);
     sk__plugin *p = NULL;
     if (st == SK_OK)
         st = sk__plugin_open(path, (int)s->cfg->transport_abi, &p, &s->err);
     if (st != SK_OK)
         return st;
-    s->phost = (sk__plugin_host){.server_url = s->cfg->server_url,
-                                 .state_root = s->root,
-                                 .node_id = s->node_id,
-                                 .options = s->cfg->transport_options,
-                                 .log = forward_log,
-                                 .auth_header = session_auth_header,
-                                 .ctx = s};
-    st = sk__plugin_start(p, &s->phost, &s->err);
+    st = sk__plugin_start(p, h, &s->err);
     if (st != SK_OK) {
         sk__plugin_close(p);
         return st;
     }
     pthread_mutex_lock(&s->plugin_mu);
-    s->plugin = p;
+    *slot = p;
     /* A cancel that came while the plugin loaded found nothing to call. */
     if (atomic_load(&s->cancel))
         sk__plugin_cancel(p);
@@ -464,11 +466,74 @@ sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
     return SK_OK;
 }
 
+/* The host values lent to a transport of this handle, talking to url. */
+static sk__plugin_host plugin_host(sk_sync *s, const char *url)
+{
+    return (sk__plugin_host){.server_url = url,
+                             .state_root = s->root,
+                             .node_id = s->node_id,
+                             .options = s->cfg->transport_options,
+                             .log = forward_log,
+                             .auth_header = session_auth_header,
+                             .ctx = s};
+}
+
+sk_status sk__sync_transport(sk_sync *s, sk__plugin **out)
+{
+    if (!s->plugin)
+        s->phost = plugin_host(s, s->cfg->server_url);
+    return load_transport(s, s->cfg->transport_plugin, &s->phost, &s->plugin, out);
+}
+
+/* The fallback transport, with the same options, sending to transport.fallback_url. */
+static sk_status fallback_transport(sk_sync *s, sk__plugin **out)
+{
+    const sk__config *c = s->cfg;
+    if (!s->fallback)
+        s->fallback_host =
+            plugin_host(s, c->transport_fallback_url[0] ? c->transport_fallback_url : c->server_url);
+    return load_transport(s, c->transport_fallback, &s->fallback_host, &s->fallback, out);
+}
+
+/* Failed passes of p may hand over to the fallback: it streams, it can say when it is
+ * back (probe), and a fallback is configured. */
+static int may_fall_back(const sk_sync *s, const sk__plugin *p)
+{
+    uint32_t need = SK_CAP_STREAMING | SK_CAP_PROBE;
+    return s->cfg->transport_fallback[0] && (sk__plugin_caps(p) & need) == need;
+}
+
+/* How long the streaming transport's probe may take before a fallback pass. */
+#define FALLBACK_PROBE_MS 2000
+
+/*
+ * In fallback: *p (the streaming transport) is kept when its probe connects
+ * (*back_online), else replaced by the fallback transport. A fallback the
+ * config no longer allows ends at once.
+ */
+static sk_status choose_transport(sk_sync *s, sk__plugin **p, int *back_online)
+{
+    *back_online = 0;
+    if (!s->sched.fallback)
+        return SK_OK;
+    if (!may_fall_back(s, *p)) {
+        *back_online = 1;
+        return SK_OK;
+    }
+    char reason[256];
+    int r = sk__plugin_probe(*p, sk__mono_ms() + FALLBACK_PROBE_MS, reason, sizeof reason);
+    if (r == SK_PROBE_CONNECTED) {
+        *back_online = 1;
+        return SK_OK;
+    }
+    return fallback_transport(s, p);
+}
+
 void sk__sync_each_metric(sk_sync *s, void (*fn)(void *ctx, const char *name, int64_t value),
                           void *ctx)
 {
     pthread_mutex_lock(&s->plugin_mu);
-    if (s->plugin)
+    if (s->plugin) /* the streaming transport's, also while the fallback sends */
         sk__plugin_each_metric(s->plugin, fn, ctx);
     pthread_mutex_unlock(&s->plugin_mu);
 }
@@ -481,12 +546,14 @@ void sk__sync_cancel(sk_sync *s)
     pthread_mutex_lock(&s->plugin_mu);
     if (s->plugin)
         sk__plugin_cancel(s->plugin);
+    if (s->fallback)
+        sk__plugin_cancel(s->fallback);
     pthread_mutex_unlock(&s->plugin_mu);
 }
 
 void sk__sync_cancel_reset(sk_sync *s)
 {
-    sk__plugin_close(take_plugin(s));
+    close_transports(s);
     char buf[64];
     while (read(s->cancel_pipe[0], buf, sizeof buf) > 0)
         ;
@@ -509,6 +576,7 @@ sk__sched_policy sk__sync_sched_policy(const sk_sync *s)
     p.backoff_min_ms = s->cfg->backoff_min_ms;
     p.backoff_max_ms = s->cfg->backoff_max_ms;
     p.min_batch_interval_ms = s->cfg->min_batch_interval_ms;
+    p.fallback_after = s->cfg->transport_fallback[0] ? s->cfg->transport_fallback_after : 0;
     return p;
 }
 
@@ -549,7 +617,11 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     sk__plugin *p;
     memset(out, 0, sizeof *out);
     *info = (sk__pass_info){0};
+    int back_online = 0;
     sk_status st = sk__sync_transport(s, &p);
+    if (st == SK_OK)
+        st = choose_transport(s, &p, &back_online);
+    info->back_online = back_online;
     if (st != SK_OK) {
         snprintf(out->stop_reason, sizeof out->stop_reason, "%.500s", s->err.msg);
         return st;
@@ -563,7 +635,10 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     sk__deliver_opts o = *opts;
     if (s->sched.streaming)
         o.max_batches = 0;
-    return sk__deliver_pass(s->q, p, &o, &h, out, info, &s->err);
+    st = sk__deliver_pass(s->q, p, &o, &h, out, info, &s->err);
+    info->may_fall_back = p != s->fallback && may_fall_back(s, p);
+    info->back_online = back_online;
+    return st;
 }
 
 sk_status sk__sync_drain(sk_sync *s, const sk__deliver_hooks *hooks, sk_drain_summary *out)

@@ -29,9 +29,11 @@ struct sk_sync {
     char team_slug[128];
     sk__auth *auth; /* credentials.json / SPEC_KITTY_ACCESS_TOKEN */
     sk__err err;
-    sk__plugin *plugin;  /* set and cleared under plugin_mu: sk_sync_cancel reads it */
+    sk__plugin *plugin;   /* set and cleared under plugin_mu: sk_sync_cancel reads it */
+    sk__plugin *fallback; /* transport.fallback, loaded when first needed; same rules */
     pthread_mutex_t plugin_mu;
     sk__plugin_host phost;
+    sk__plugin_host fallback_host; /* phost with transport.fallback_url */
     /* Where plugin log lines go (the CLI prints them); NULL: dropped. */
     sk_log_fn log;
     void *log_ctx;
@@ -105,7 +107,9 @@ sk_status sk__sync_enqueue_envelopes(sk_sync *s, json_t **envs, size_t n, sk__er
 
 /*
  * Runs a delivery pass through the handle's transport, refreshing the session
- * on a 401. Records nothing: the caller folds the result into the scheduler
+ * on a 401. While the scheduler says fallback, the transport is probed first:
+ * connected, the pass goes through it (info->back_online); otherwise through
+ * transport.fallback. Records nothing: the caller folds the result into the scheduler
  * (sk__sync_record_pass) on the thread that owns s->sched.
  */
 sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__deliver_hooks *hooks,

@@ -51,6 +51,7 @@ sk__sched_policy sk__sched_policy_default(void)
         .retry_wait_max_ms = 120000,
         .retry_waits_max = 10,
         .empty_pass_pause_ms = 1000,
+        .fallback_after = 0,
     };
     return p;
 }
@@ -71,6 +72,8 @@ sk_status sk__sched_policy_check(const sk__sched_policy *p, sk__err *err)
         return sk__fail(err, SK_ERR_CONFIG, "scheduler: reconnect_attempts_max must be >= 1");
     if (p->retry_wait_max_ms < 0 || p->retry_waits_max < 0 || p->empty_pass_pause_ms < 0)
         return sk__fail(err, SK_ERR_CONFIG, "scheduler: in-pass waits must be >= 0");
+    if (p->fallback_after < 0)
+        return sk__fail(err, SK_ERR_CONFIG, "scheduler: fallback_after must be >= 0");
     return SK_OK;
 }
 
@@ -111,6 +114,7 @@ static void reset_state(sk__sched *s)
     s->connection = SK__CONN_OFFLINE;
     s->auth_blocked = 0;
     s->auth_reason[0] = '\0';
+    s->fallback = 0;
 }
 
 sk_status sk__sched_init(sk__sched *s, const sk__sched_policy *policy, const sk__sched_env *env,
@@ -175,7 +179,7 @@ void sk__sched_on_success(sk__sched *s, int64_t now, int more_waiting)
     s->last_attempt_wall_ms = now;
     s->last_success_wall_ms = now;
     s->last_error[0] = '\0';
-    s->connection = SK__CONN_CONNECTED;
+    s->connection = s->fallback ? SK__CONN_OFFLINE_BATCH : SK__CONN_CONNECTED;
     s->auth_blocked = 0;
     s->auth_reason[0] = '\0';
     /* More waiting: continue right away; batch spacing still paces it. */
@@ -185,7 +189,8 @@ void sk__sched_on_success(sk__sched *s, int64_t now, int more_waiting)
 /* Connection state while failing, given whether this failure reached the server. */
 static sk__conn_state failing_state(const sk__sched *s, int unreachable)
 {
-    if (s->auth_blocked || s->consecutive_failures >= s->policy.reconnect_attempts_max)
+    if (s->auth_blocked || s->fallback ||
+        s->consecutive_failures >= s->policy.reconnect_attempts_max)
         return SK__CONN_OFFLINE_BATCH;
     if (unreachable && s->connection == SK__CONN_OFFLINE)
         return SK__CONN_OFFLINE;
@@ -284,14 +289,35 @@ int sk__sched_waits_in_pass(const sk__sched_policy *p, int64_t ms, int64_t waits
     return min64(ms, p->retry_after_max_ms) <= p->retry_wait_max_ms && waits <= p->retry_waits_max;
 }
 
+/* The streaming transport answered again: passes leave the fallback. */
+static int leave_fallback(sk__sched *s)
+{
+    if (!s->fallback)
+        return 0;
+    s->fallback = 0;
+    s->connection = s->auth_blocked ? SK__CONN_OFFLINE_BATCH : SK__CONN_CONNECTED;
+    return 1;
+}
+
+/* Failed streaming passes in a row reached fallback_after: the next go through the fallback. */
+static void enter_fallback_if_due(sk__sched *s, const sk__pass_info *info)
+{
+    if (!info || !info->may_fall_back || s->policy.fallback_after <= 0 ||
+        s->consecutive_failures < s->policy.fallback_after)
+        return;
+    s->fallback = 1;
+    s->connection = SK__CONN_OFFLINE_BATCH;
+}
+
 int sk__sched_record_pass(sk__sched *s, int64_t now, sk_status st, const sk_drain_summary *sum,
                           const sk__pass_info *info)
 {
+    int changed = info && info->back_online ? leave_fallback(s) : 0;
     if (st == SK_ERR_CANCELLED || (info && info->deferred))
-        return 0;
+        return changed;
     if (st == SK_OK) {
         if (sum->batches == 0)
-            return 0;
+            return changed;
         /* A Retry-After met in the pass was waited out before the server took the batch. */
         sk__sched_on_success(s, now, sum->remaining > sum->pending);
     } else if (st == SK_ERR_AUTH || st == SK_ERR_SESSION_EXPIRED) {
@@ -300,6 +326,7 @@ int sk__sched_record_pass(sk__sched *s, int64_t now, sk_status st, const sk_drai
         /* Nothing sent (plugin, queue or lock errors): the server was not reached either. */
         int unreachable = sum->batches == 0 || (info && info->unreachable);
         sk__sched_on_failure(s, now, sum->retry_after_ms, sum->stop_reason, unreachable);
+        enter_fallback_if_due(s, info);
     }
     return 1;
 }
@@ -394,6 +421,7 @@ static json_t *state_to_json(const sk__sched *s)
         json_object_set_new(o, "connection", json_string(sk__sched_connection_name(s->connection)));
     bad |= json_object_set_new(o, "auth_blocked", json_boolean(s->auth_blocked));
     bad |= json_object_set_new(o, "auth_reason", text_to_json(s->auth_reason));
+    bad |= json_object_set_new(o, "fallback", json_boolean(s->fallback));
     if (bad) {
         json_decref(o);
         return NULL;
@@ -517,6 +545,11 @@ static int state_from_json(sk__sched *s, json_t *o, const char **bad_key)
     if (v && !json_is_boolean(v))
         return -1;
     s->auth_blocked = v ? json_is_true(v) : 0;
+    *bad_key = "fallback";
+    v = json_object_get(o, "fallback");
+    if (v && !json_is_boolean(v))
+        return -1;
+    s->fallback = v ? json_is_true(v) : 0;
     *bad_key = "connection";
     v = json_object_get(o, "connection");
     if (v && (!json_is_string(v) ||

@@ -58,7 +58,14 @@
  *   Reconnecting      failing, fewer than reconnect_attempts_max in a row;
  *   OfflineBatchMode  gave up reconnecting quickly (reconnect_attempts_max
  *                     failures in a row) or auth is blocked: events stay
- *                     queued and go out in batches once the server is back.
+ *                     queued and go out in batches once the server is back;
+ *                     or passes go through the fallback transport (below).
+ *
+ * Fallback (transport.fallback): after fallback_after failed passes in a row
+ * of a streaming transport that can probe, passes go through the fallback
+ * transport and the state is OfflineBatchMode whatever they do; the engine
+ * probes the streaming transport before each of them, and a probe that
+ * connects ends the fallback (Connected). Backoff and spacing are unchanged.
  */
 #ifndef SK_HOST_SCHEDULER_H
 #define SK_HOST_SCHEDULER_H
@@ -80,6 +87,7 @@ typedef struct sk__sched_policy {
     int64_t retry_wait_max_ms;      /* longest Retry-After waited out inside a pass; 120000 */
     int64_t retry_waits_max;        /* Retry-After waits in one pass before it stops; 10 */
     int64_t empty_pass_pause_ms;    /* after a background pass that found nothing; 1000 */
+    int64_t fallback_after;         /* failed streaming passes before the fallback; 0: none */
 } sk__sched_policy;
 
 /* Injected clock and randomness; tests pass fakes, production the defaults. */
@@ -114,6 +122,7 @@ typedef struct sk__sched {
     char auth_reason[512];
     int64_t paused_until_wall_ms; /* a background pass found nothing to send (not persisted) */
     int streaming; /* the transport streams (SK_CAP_STREAMING): no batch spacing (not persisted) */
+    int fallback;  /* passes go through the fallback transport until a probe connects */
 } sk__sched;
 
 /* The documented defaults (CONTRACT.md section 5). */
@@ -198,13 +207,17 @@ int sk__sched_waits_in_pass(const sk__sched_policy *policy, int64_t ms, int64_t 
 
 /* What a delivery pass tells the scheduler besides its status and summary. */
 typedef struct sk__pass_info {
-    int unreachable; /* no server answered (the transport failed with no status) */
-    int deferred;    /* stopped before sending: an earlier Retry-After still runs */
+    int unreachable;   /* no server answered (the transport failed with no status) */
+    int deferred;      /* stopped before sending: an earlier Retry-After still runs */
+    int may_fall_back; /* a streaming transport that can probe, with a fallback configured */
+    int back_online;   /* the streaming transport's probe connected before this pass */
 } sk__pass_info;
 
 /*
  * Folds a finished pass into the state at now: success, failure (with the
- * pass's Retry-After and reason), auth blocked. A cancelled or deferred pass,
+ * pass's Retry-After and reason), auth blocked, and the fallback's start
+ * (fallback_after failures in a row with may_fall_back) and end (back_online,
+ * even when the pass is then cancelled or sends nothing). A cancelled or deferred pass,
  * and one that sent nothing and failed nothing, change nothing. Returns
  * non-zero when the state changed (so it is worth saving).
  */
@@ -253,7 +266,7 @@ int sk__sched_connection_parse(const char *name, sk__conn_state *out);
  *    "next_attempt", "last_attempt", "last_success", "retry_after_until":
  *        ISO-8601 UTC with milliseconds ("2026-11-25T09:18:44.123Z") or null for never,
  *    "last_error": string or null, "connection": a connection name,
- *    "auth_blocked": bool, "auth_reason": string or null}
+ *    "auth_blocked": bool, "auth_reason": string or null, "fallback": bool}
  * ISO strings keep the file readable by people and jq; milliseconds round-trip exactly.
  */
 sk_status sk__sched_save(const sk__sched *s, const char *state_root, sk__err *err);

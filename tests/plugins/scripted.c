@@ -21,6 +21,12 @@
  * held and one more submit was answered BUSY (metric "busy"), or 300 ms pass
  * without a submit (the tail of a drain; long enough for a loaded machine). "hold": true keeps every completion until cancel(),
  * which completes them all CANCELLED at once.
+ *
+ * Built a third time as scripted_stream (SCRIPTED_STREAM): SK_CAP_STREAMING and
+ * SK_CAP_PROBE, a stand-in for h2-stream whose server is up only while the file
+ * "online_file" exists: until then every send fails (nothing recorded) and the
+ * probe answers unreachable. It records to "stream_record" instead of "record",
+ * so a test tells its sends from those of a scripted fallback.
  */
 #include <spec-kitty/transport.h>
 
@@ -30,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef SCRIPTED_ASYNC
 #include <pthread.h>
 #endif
@@ -144,9 +151,15 @@ static int listed(const json_t *list, const char *id)
     return 0;
 }
 
+#ifdef SCRIPTED_STREAM
+#define RECORD_KEY "stream_record"
+#else
+#define RECORD_KEY "record"
+#endif
+
 static void record(scripted *s, const sk_batch *b)
 {
-    const char *path = json_string_value(json_object_get(s->opts, "record"));
+    const char *path = json_string_value(json_object_get(s->opts, RECORD_KEY));
     FILE *f = path ? fopen(path, "a") : NULL;
     if (!f)
         return;
@@ -192,11 +205,34 @@ static int apply_step(scripted *s, const sk_batch *b, sk_batch_result *r, int *r
     return 1;
 }
 
+#ifdef SCRIPTED_STREAM
+/* The stand-in server is up while the online_file exists. */
+static int online(const scripted *s)
+{
+    const char *path = json_string_value(json_object_get(s->opts, "online_file"));
+    return path && access(path, F_OK) == 0;
+}
+
+static int probe(void *self, int64_t deadline_ms, char *reason, size_t cap)
+{
+    (void)deadline_ms;
+    int up = online(self);
+    snprintf(reason, cap, "scripted_stream: %s", up ? "online" : "offline");
+    return up ? SK_PROBE_CONNECTED : SK_PROBE_UNREACHABLE;
+}
+#endif
+
 static int send_batch(void *self, const sk_batch *b, sk_batch_result *r)
 {
     scripted *s = self;
     if (atomic_load(&s->cancelled))
         return SK_TRANSPORT_CANCELLED;
+#ifdef SCRIPTED_STREAM
+    if (!online(s)) {
+        snprintf(r->detail, sizeof r->detail, "scripted_stream: offline");
+        return SK_TRANSPORT_FAILED;
+    }
+#endif
     record(s, b);
     int64_t hang = json_integer_value(json_object_get(s->opts, "hang_ms"));
     if (hang > 0 && wait_or_cancel(s, hang, b->deadline_ms))
@@ -342,6 +378,10 @@ static const sk_transport_desc DESC = {
     .capabilities = SK_CAP_SYNC | SK_CAP_ASYNC,
     .max_in_flight = 8,
     .submit = submit_batch,
+#elif defined(SCRIPTED_STREAM)
+    .name = "scripted_stream",
+    .capabilities = SK_CAP_SYNC | SK_CAP_STREAMING | SK_CAP_PROBE,
+    .probe = probe,
 #else
     .name = "scripted",
     .capabilities = SK_CAP_SYNC,

@@ -212,6 +212,69 @@ static void parked_events_are_listed_and_come_back_with_retry(void **state)
     free(root);
 }
 
+/* Lines in a file; 0 when it does not exist. */
+static int count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    int n = 0, c;
+    while (f && (c = fgetc(f)) != EOF)
+        n += c == '\n';
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static void expect_connection(sk_sync *s, const char *want)
+{
+    sk_sync_state st;
+    assert_int_equal(sk_state_get(s, &st), SK_OK);
+    assert_string_equal(st.connection, want);
+}
+
+static void streaming_transport_falls_back_and_comes_back_when_its_probe_connects(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    const char *dir = getenv("SK_TEST_PLUGIN_DIR");
+    char path[1024], config[4096], online[1024], streamed[1024], batched[1024];
+    snprintf(online, sizeof online, "%s/online", root);
+    snprintf(streamed, sizeof streamed, "%s/streamed", root);
+    snprintf(batched, sizeof batched, "%s/batched", root);
+    snprintf(path, sizeof path, "%s/sync.json", root);
+    snprintf(config, sizeof config,
+             "{\"transport\": {\"plugin\": \"%s/scripted_stream.so\","
+             " \"fallback\": \"%s/scripted.so\", \"fallback_after\": 2,"
+             " \"options\": {\"online_file\": \"%s\", \"stream_record\": \"%s\","
+             " \"record\": \"%s\"}}}",
+             dir, dir, online, streamed, batched);
+    sk_test_write_file(path, config);
+    sk_sync *s = open_root(root);
+    emit_n(s, 3);
+    sk_drain_summary sum;
+    /* The stand-in server is down: two failed passes, then the fallback takes over. */
+    assert_int_not_equal(sk_sync_now(s, NULL, NULL, &sum), SK_OK);
+    expect_connection(s, "Offline");
+    assert_int_not_equal(sk_sync_now(s, NULL, NULL, &sum), SK_OK);
+    expect_connection(s, "OfflineBatchMode");
+    assert_int_equal(queued(s), 3);
+    assert_int_equal(sk_sync_now(s, NULL, NULL, &sum), SK_OK);
+    assert_int_equal(queued(s), 0);
+    assert_int_equal(count_lines(batched), 3);
+    assert_int_equal(count_lines(streamed), 0);
+    expect_connection(s, "OfflineBatchMode");
+    /* Up again: the probe before the next pass connects, and it streams. */
+    sk_test_write_file(online, "up\n");
+    emit_n(s, 2);
+    assert_int_equal(sk_sync_now(s, NULL, NULL, &sum), SK_OK);
+    assert_int_equal(queued(s), 0);
+    assert_int_equal(count_lines(streamed), 2);
+    assert_int_equal(count_lines(batched), 3);
+    expect_connection(s, "Connected");
+    sk_close(s);
+    sk_test_rmtree(root);
+    free(root);
+}
+
 static void config_keys_values_and_sources_are_public(void **state)
 {
     (void)state;
@@ -262,6 +325,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(drain_goes_through_a_running_service_and_status_shows_it),
         cmocka_unit_test(a_second_service_for_a_root_is_refused_busy),
+        cmocka_unit_test(streaming_transport_falls_back_and_comes_back_when_its_probe_connects),
         cmocka_unit_test(drain_without_a_service_runs_here_and_reports_failures),
         cmocka_unit_test(parked_events_are_listed_and_come_back_with_retry),
         cmocka_unit_test(config_keys_values_and_sources_are_public),

@@ -58,6 +58,9 @@ static void missing_file_gives_documented_defaults(void **state)
     assert_int_equal(cfg->max_retries, 20);
     assert_int_equal(cfg->shutdown_deadline_ms, 5000);
     assert_int_equal(json_object_size(cfg->transport_options), 0);
+    assert_string_equal(cfg->transport_fallback, ""); /* no fallback unless asked for */
+    assert_int_equal(cfg->transport_fallback_after, 3);
+    assert_string_equal(cfg->transport_fallback_url, "");
     sk__config_source src;
     json_t *v = sk__config_value_json(cfg, key_index("schedule.interval_s"), &src);
     assert_int_equal(src, SK__SRC_DEFAULT);
@@ -72,7 +75,9 @@ static void file_values_override_defaults_and_say_so(void **state)
     unsetenv("SPEC_KITTY_SAAS_URL");
     sk__config *cfg = parse_ok("{\"server_url\": \"https://sk.example\",\n"
                                " \"transport\": {\"plugin\": \"file-drop\", \"abi\": 1,\n"
-                               "   \"options\": {\"outbox\": \"/tmp/o\"}},\n"
+                               "   \"options\": {\"outbox\": \"/tmp/o\"},\n"
+                               "   \"fallback\": \"http-batch\", \"fallback_after\": 5,\n"
+                               "   \"fallback_url\": \"http://fb.example\"},\n"
                                " \"plugin_path\": [\"/opt/sk\"],\n"
                                " \"queue\": {\"max_events\": 50, \"durability\": \"normal\"},\n"
                                " \"schedule\": {\"interval_s\": 60, \"max_retries\": 3}}");
@@ -82,6 +87,9 @@ static void file_values_override_defaults_and_say_so(void **state)
     assert_string_equal(json_string_value(json_object_get(cfg->transport_options, "outbox")),
                         "/tmp/o");
     assert_string_equal(json_string_value(json_array_get(cfg->plugin_path, 0)), "/opt/sk");
+    assert_string_equal(cfg->transport_fallback, "http-batch");
+    assert_int_equal(cfg->transport_fallback_after, 5);
+    assert_string_equal(cfg->transport_fallback_url, "http://fb.example");
     assert_int_equal(cfg->queue_max_events, 50);
     assert_int_equal(cfg->queue_durability, SK__DURABILITY_NORMAL);
     assert_int_equal(cfg->interval_s, 60);

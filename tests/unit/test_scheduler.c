@@ -526,6 +526,7 @@ static void test_corrupt_state_file_is_an_error_naming_the_file(void **state)
     expect_corrupt(root, "{\"retry_after_until\": 17}", "retry_after_until");
     expect_corrupt(root, "{\"connection\": \"Sleeping\"}", "connection");
     expect_corrupt(root, "{\"auth_blocked\": \"yes\"}", "auth_blocked");
+    expect_corrupt(root, "{\"fallback\": 1}", "fallback");
     sk_test_rmtree(root);
     free(root);
 }
@@ -612,6 +613,107 @@ static void test_auth_failure_of_a_pass_blocks_background_flushes(void **state)
     assert_int_equal(sk__sched_next_due(&s, f.now, 1, 1), INT64_MAX);
 }
 
+/* A scheduler whose policy falls back after 3 failed streaming passes. */
+static void init_fallback(sk__sched *s, fake_env *f)
+{
+    init_fake(s, f, 0);
+    s->policy.fallback_after = 3;
+}
+
+static void test_streaming_failures_in_a_row_start_the_fallback(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fallback(&s, &f);
+    sk_drain_summary sum = summary(1, 5, 0, "Connection refused");
+    sk__pass_info info = {.unreachable = 1, .may_fall_back = 1};
+    for (int i = 1; i <= 2; i++) {
+        assert_true(sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &sum, &info));
+        assert_false(s.fallback);
+        assert_int_not_equal(s.connection, SK__CONN_OFFLINE_BATCH);
+    }
+    int64_t before = s.next_attempt_wall_ms;
+    assert_true(sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &sum, &info));
+    assert_true(s.fallback);
+    assert_int_equal(s.connection, SK__CONN_OFFLINE_BATCH);
+    assert_true(s.next_attempt_wall_ms > before); /* the backoff still spaces the attempts */
+}
+
+static void test_no_fallback_without_policy_or_for_a_transport_that_cannot(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    sk_drain_summary sum = summary(1, 5, 0, "Connection refused");
+    init_fake(&s, &f, 0); /* fallback_after 0: none configured */
+    sk__pass_info info = {.may_fall_back = 1};
+    for (int i = 0; i < 5; i++)
+        sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &sum, &info);
+    assert_false(s.fallback);
+    assert_int_equal(s.connection, SK__CONN_RECONNECTING);
+    init_fallback(&s, &f); /* not streaming, or no probe: the engine says it cannot */
+    info.may_fall_back = 0;
+    for (int i = 0; i < 5; i++)
+        sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &sum, &info);
+    assert_false(s.fallback);
+    assert_int_equal(s.connection, SK__CONN_RECONNECTING);
+}
+
+static void test_fallback_passes_stay_offline_batch_mode_until_back_online(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fallback(&s, &f);
+    s.fallback = 1;
+    s.connection = SK__CONN_OFFLINE_BATCH;
+    s.consecutive_failures = 3;
+    sk_drain_summary sum = summary(1, 0, 0, "");
+    sk__pass_info info = {0}; /* a pass through the fallback transport */
+    assert_true(sk__sched_record_pass(&s, f.now, SK_OK, &sum, &info));
+    assert_int_equal(s.connection, SK__CONN_OFFLINE_BATCH);
+    assert_int_equal(s.consecutive_failures, 0);
+    assert_true(s.fallback);
+    sum = summary(1, 5, 0, "HTTP 503"); /* the fallback failing keeps the mode too */
+    assert_true(sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &sum, &info));
+    assert_int_equal(s.connection, SK__CONN_OFFLINE_BATCH);
+    assert_true(s.fallback);
+    /* The probe connected; the pass then found nothing to send: Connected all the same. */
+    info.back_online = 1;
+    sum = summary(0, 0, 0, "");
+    assert_true(sk__sched_record_pass(&s, f.now, SK_OK, &sum, &info));
+    assert_false(s.fallback);
+    assert_int_equal(s.connection, SK__CONN_CONNECTED);
+    info.back_online = 0;
+    sum = summary(1, 0, 0, "");
+    assert_true(sk__sched_record_pass(&s, f.now, SK_OK, &sum, &info));
+    assert_int_equal(s.connection, SK__CONN_CONNECTED);
+}
+
+static void test_fallback_survives_a_restart(void **state)
+{
+    (void)state;
+    char *root = make_root();
+    sk__sched s, back;
+    fake_env f;
+    init_fallback(&s, &f);
+    init_fallback(&back, &f);
+    s.fallback = 1;
+    s.connection = SK__CONN_OFFLINE_BATCH;
+    sk__err err;
+    assert_int_equal(sk__sched_save(&s, root, &err), SK_OK);
+    assert_int_equal(sk__sched_load(&back, root, &err), SK_OK);
+    assert_true(back.fallback);
+    assert_int_equal(back.connection, SK__CONN_OFFLINE_BATCH);
+    s.fallback = 0;
+    assert_int_equal(sk__sched_save(&s, root, &err), SK_OK);
+    assert_int_equal(sk__sched_load(&back, root, &err), SK_OK);
+    assert_false(back.fallback);
+    sk_test_rmtree(root);
+    free(root);
+}
+
 static void test_in_pass_waits_follow_one_cap_and_a_count(void **state)
 {
     (void)state;
@@ -689,6 +791,10 @@ int main(void)
         cmocka_unit_test(test_pass_stopped_by_retry_after_floors_the_next_explicit_pass),
         cmocka_unit_test(test_cancelled_deferred_and_empty_passes_change_nothing),
         cmocka_unit_test(test_auth_failure_of_a_pass_blocks_background_flushes),
+        cmocka_unit_test(test_streaming_failures_in_a_row_start_the_fallback),
+        cmocka_unit_test(test_no_fallback_without_policy_or_for_a_transport_that_cannot),
+        cmocka_unit_test(test_fallback_passes_stay_offline_batch_mode_until_back_online),
+        cmocka_unit_test(test_fallback_survives_a_restart),
         cmocka_unit_test(test_in_pass_waits_follow_one_cap_and_a_count),
         cmocka_unit_test(test_empty_background_pass_pauses_the_next_one_briefly),
         cmocka_unit_test(test_shutdown_waits_then_cancels_then_abandons),
