@@ -256,9 +256,11 @@ static int64_t retry_after_floor(const sk__sched *s, int64_t now)
 
 int64_t sk__sched_next_due(const sk__sched *s, int64_t now, int queue_nonempty, int poked)
 {
-    if (!queue_nonempty || s->auth_blocked)
+    if (s->auth_blocked || (!queue_nonempty && !s->fallback))
         return INT64_MAX;
     const sk__sched_policy *p = &s->policy;
+    if (!queue_nonempty) /* in fallback, idle: only the probe of the streaming transport */
+        return max64(now, bounded(s->probe_due_wall_ms, now, p->backoff_max_ms));
     int64_t due;
     if (s->consecutive_failures > 0)
         due =
@@ -300,19 +302,22 @@ static int leave_fallback(sk__sched *s)
 }
 
 /* Failed streaming passes in a row reached fallback_after: the next go through the fallback. */
-static void enter_fallback_if_due(sk__sched *s, const sk__pass_info *info)
+static void enter_fallback_if_due(sk__sched *s, int64_t now, const sk__pass_info *info)
 {
     if (!info || !info->may_fall_back || s->policy.fallback_after <= 0 ||
         s->consecutive_failures < s->policy.fallback_after)
         return;
     s->fallback = 1;
     s->connection = SK__CONN_OFFLINE_BATCH;
+    s->probe_due_wall_ms = add_sat(now, s->policy.backoff_max_ms);
 }
 
 int sk__sched_record_pass(sk__sched *s, int64_t now, sk_status st, const sk_drain_summary *sum,
                           const sk__pass_info *info)
 {
     int changed = info && info->back_online ? leave_fallback(s) : 0;
+    if (s->fallback) /* this pass probed the streaming transport: the next probe of an idle service */
+        s->probe_due_wall_ms = add_sat(now, s->policy.backoff_max_ms);
     if (st == SK_ERR_CANCELLED || (info && info->deferred))
         return changed;
     if (st == SK_OK) {
@@ -326,7 +331,7 @@ int sk__sched_record_pass(sk__sched *s, int64_t now, sk_status st, const sk_drai
         /* Nothing sent (plugin, queue or lock errors): the server was not reached either. */
         int unreachable = sum->batches == 0 || (info && info->unreachable);
         sk__sched_on_failure(s, now, sum->retry_after_ms, sum->stop_reason, unreachable);
-        enter_fallback_if_due(s, info);
+        enter_fallback_if_due(s, now, info);
     }
     return 1;
 }

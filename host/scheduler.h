@@ -66,6 +66,8 @@
  * transport and the state is OfflineBatchMode whatever they do; the engine
  * probes the streaming transport before each of them, and a probe that
  * connects ends the fallback (Connected). Backoff and spacing are unchanged.
+ * With nothing to send, a pass (a probe only) is still due backoff_max_ms
+ * after the last one, so an idle service finds its connection again.
  */
 #ifndef SK_HOST_SCHEDULER_H
 #define SK_HOST_SCHEDULER_H
@@ -123,6 +125,7 @@ typedef struct sk__sched {
     int64_t paused_until_wall_ms; /* a background pass found nothing to send (not persisted) */
     int streaming; /* the transport streams (SK_CAP_STREAMING): no batch spacing (not persisted) */
     int fallback;  /* passes go through the fallback transport until a probe connects */
+    int64_t probe_due_wall_ms; /* in fallback: when an idle service probes again (not persisted) */
 } sk__sched;
 
 /* The documented defaults (CONTRACT.md section 5). */

@@ -2,8 +2,9 @@
 # The service with h2-stream and transport.fallback http-batch: with the nghttpx
 # front down, the h2 passes fail, and after transport.fallback_after of them the
 # events go through http-batch to the receiver's plain HTTP port while `sync
-# status` says OfflineBatchMode; once the front is back, the probe before the next
-# pass connects and the service streams again (Connected, over HTTP/2).
+# status` says OfflineBatchMode; once the front is back, the idle service's next
+# probe (backoff_max_ms after the last pass) connects and it streams again
+# (Connected, over HTTP/2).
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/h2_lib.sh"
 . "$(dirname "$0")/../integration/interrupt_lib.sh" # wait_for
@@ -53,10 +54,11 @@ wait_for 20 rows_at_least 3 || fail "the third event never arrived"
 expect_eq "$(status_json .connection)" OfflineBatchMode "connection with the front still down"
 
 # ---- the front is back: the probe connects, the service streams again ----------
+# Nothing waits to be sent: the idle service probes again after backoff_max_ms.
 front_restart
+wait_for 10 connection_is Connected || fail "connection after the front came back, idle: $(status_json .connection)"
 emit_one
 wait_for 20 rows_at_least 4 || fail "the fourth event never arrived"
-wait_for 10 connection_is Connected || fail "connection after the front came back: $(status_json .connection)"
 sk sync status --json
 expect_eq "$(jq -r .connection_detail <<<"$OUT")" "Connected (HTTP/2, 0 streams in flight)"
 expect_eq "$(jq -r .background.transport_metrics.connections_open <<<"$OUT")" 1 \
