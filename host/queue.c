@@ -70,17 +70,19 @@ static const char *const stmt_sql[Q__COUNT] = {
        and stay positioned; ~10% faster drains, measured). */
     [Q_PARK_UNFIT] = "UPDATE queue SET state = 1, last_error = ?2, lease_owner = '', "
                      "lease_until = 0 WHERE id = ?1",
+    /* Rows read under the drain lock carry no lease: lease_owner = '' leaves an
+       earlier engine's leased row to its holder. */
     [Q_DELETE] = "DELETE FROM queue WHERE id IN (SELECT value FROM json_each(?1)) "
-                 "AND lease_owner = ?2",
+                 "AND lease_owner = ''",
     [Q_RELEASE] = "UPDATE queue SET lease_owner = '', lease_until = 0 "
-                  "WHERE id IN (SELECT value FROM json_each(?1)) AND lease_owner = ?2",
+                  "WHERE id IN (SELECT value FROM json_each(?1)) AND lease_owner = ''",
     /* SET expressions see the old values, so both uses of retry_count agree. */
     [Q_REJECT] = "UPDATE queue SET retry_count = coalesce(retry_count, 0) + 1, "
-                 "state = (coalesce(retry_count, 0) + 1 > ?4), last_error = ?3, "
+                 "state = (coalesce(retry_count, 0) + 1 > ?3), last_error = ?2, "
                  "lease_owner = '', lease_until = 0 "
-                 "WHERE id = ?1 AND lease_owner = ?2 RETURNING state",
-    [Q_PARK] = "UPDATE queue SET state = 1, last_error = ?3, lease_owner = '', lease_until = 0 "
-               "WHERE id = ?1 AND lease_owner = ?2",
+                 "WHERE id = ?1 AND lease_owner = '' RETURNING state",
+    [Q_PARK] = "UPDATE queue SET state = 1, last_error = ?2, lease_owner = '', lease_until = 0 "
+               "WHERE id = ?1 AND lease_owner = ''",
     /* One statement, so one snapshot; count(*) without WHERE counts b-tree
        pages, not rows. Parked rows never hold a lease (parking clears it). */
     [Q_STATS] = "SELECT (SELECT count(*) FROM queue), "
@@ -734,7 +736,7 @@ static sk_status row_copy(sqlite3_stmt *st, sk__queue_row *row, sk__err *err)
     row->data_len = (size_t)sqlite3_column_bytes(st, 3);
     row->data = dup_bytes(data, row->data_len);
     row->retry_count = sqlite3_column_int64(st, 4);
-    row->timestamp = sqlite3_column_count(st) > 5 ? sqlite3_column_int64(st, 5) : 0;
+    row->timestamp = sqlite3_column_int64(st, 5);
     if (!row->event_type || !row->data) {
         free(row->event_type);
         free(row->data);
@@ -864,8 +866,8 @@ sk_status sk__queue_peek(sk__queue *q, int64_t after_timestamp, int64_t after_id
 
 /* REJECT or PARK of one row (rare, and each has its own reason). *parked is
    incremented when the row got parked. */
-static sk_status settle_one(sk__queue *q, const char *owner, const sk__settlement *x,
-                            int64_t max_retries, int64_t *parked, sk__err *err)
+static sk_status settle_one(sk__queue *q, const sk__settlement *x, int64_t max_retries,
+                            int64_t *parked, sk__err *err)
 {
     int reject = x->action == SK__SETTLE_REJECT;
     sqlite3_stmt *st = NULL;
@@ -873,10 +875,9 @@ static sk_status settle_one(sk__queue *q, const char *owner, const sk__settlemen
     if (s != SK_OK)
         return s;
     sqlite3_bind_int64(st, 1, x->id);
-    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, x->reason, -1, SQLITE_STATIC); /* NULL binds NULL */
+    sqlite3_bind_text(st, 2, x->reason, -1, SQLITE_STATIC); /* NULL binds NULL */
     if (reject)
-        sqlite3_bind_int64(st, 4, max_retries);
+        sqlite3_bind_int64(st, 3, max_retries);
     int rc = sqlite3_step(st);
     int now_parked = rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
     if (rc == SQLITE_ROW)
@@ -891,7 +892,7 @@ static sk_status settle_one(sk__queue *q, const char *owner, const sk__settlemen
 }
 
 /* Applies every settlement with `action` (DELETE or RELEASE) in one statement. */
-static sk_status settle_batch(sk__queue *q, const char *owner, const sk__settlement *x, size_t n,
+static sk_status settle_batch(sk__queue *q, const sk__settlement *x, size_t n,
                               sk__settle_action action, sk__err *err)
 {
     sk_status s = SK_OK;
@@ -903,22 +904,20 @@ static sk_status settle_batch(sk__queue *q, const char *owner, const sk__settlem
         return s;
     sqlite3_stmt *st = NULL;
     s = stmt_get(q, action == SK__SETTLE_DELETE ? Q_DELETE : Q_RELEASE, &st, err);
-    if (s == SK_OK && (s = ids_bind(q, st, err)) == SK_OK) {
-        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    if (s == SK_OK && (s = ids_bind(q, st, err)) == SK_OK)
         s = stmt_run(q, st, "settle", err);
-    }
     return s;
 }
 
-static sk_status settle_locked(sk__queue *q, const char *owner, const sk__settlement *x, size_t n,
+static sk_status settle_locked(sk__queue *q, const sk__settlement *x, size_t n,
                                int64_t max_retries, int64_t *parked, sk__err *err)
 {
-    sk_status s = settle_batch(q, owner, x, n, SK__SETTLE_DELETE, err);
+    sk_status s = settle_batch(q, x, n, SK__SETTLE_DELETE, err);
     if (s == SK_OK)
-        s = settle_batch(q, owner, x, n, SK__SETTLE_RELEASE, err);
+        s = settle_batch(q, x, n, SK__SETTLE_RELEASE, err);
     for (size_t i = 0; s == SK_OK && i < n; i++)
         if (x[i].action == SK__SETTLE_REJECT || x[i].action == SK__SETTLE_PARK)
-            s = settle_one(q, owner, &x[i], max_retries, parked, err);
+            s = settle_one(q, &x[i], max_retries, parked, err);
     return s;
 }
 
@@ -928,7 +927,6 @@ sk_status sk__queue_settle(sk__queue *q, const sk__settlement *s, size_t n,
     int64_t parked = 0;
     if (parked_out)
         *parked_out = 0;
-    const char *owner = ""; /* rows read under the drain lock carry no lease */
     for (size_t i = 0; i < n; i++)
         if ((unsigned)s[i].action > SK__SETTLE_PARK)
             return sk__fail(err, SK_ERR_USAGE, "settle: unknown action %d", (int)s[i].action);
@@ -941,7 +939,7 @@ sk_status sk__queue_settle(sk__queue *q, const sk__settlement *s, size_t n,
         run_cached(q, Q_SYNC_NORMAL, "synchronous", NULL);
     sk_status st = tx_begin(q, err);
     if (st == SK_OK)
-        st = tx_end(q, settle_locked(q, owner, s, n, max_retries, &parked, err), err);
+        st = tx_end(q, settle_locked(q, s, n, max_retries, &parked, err), err);
     if (q->full_sync)
         run_cached(q, Q_SYNC_FULL, "synchronous", NULL);
     if (st == SK_OK && parked_out)
