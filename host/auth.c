@@ -107,23 +107,19 @@ static void describe_unsafe_mode(mode_t m, char *buf, size_t cap)
     snprintf(buf, cap, "%s by %s", verb, (bits & 007) ? "others" : "group");
 }
 
-/* Refuses what another user could read or swap: symlinks, foreign owners, group/other bits. */
-static sk_status check_private(const char *path, int fd, sk__err *err)
+/* Refuses what another user could read or swap (st: the opened regular file's
+ * stat): foreign owners, group/other bits. */
+static sk_status check_private(const char *path, const struct stat *st, sk__err *err)
 {
-    struct stat st;
-    if (fstat(fd, &st) != 0)
-        return sk__fail(err, SK_ERR_IO, "cannot stat %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return sk__fail(err, SK_ERR_PERMISSION, "%s is not a regular file", path);
-    if (st.st_uid != geteuid())
+    if (st->st_uid != geteuid())
         return sk__fail(err, SK_ERR_PERMISSION,
                         "%s belongs to uid %u, not to you (uid %u): remove it and log in again",
-                        path, (unsigned)st.st_uid, (unsigned)geteuid());
-    if (st.st_mode & 077) {
+                        path, (unsigned)st->st_uid, (unsigned)geteuid());
+    if (st->st_mode & 077) {
         char what[64];
-        describe_unsafe_mode(st.st_mode, what, sizeof what);
+        describe_unsafe_mode(st->st_mode, what, sizeof what);
         return sk__fail(err, SK_ERR_PERMISSION, "%s is %s (mode %03o): run chmod 600 %s", path,
-                        what, (unsigned)(st.st_mode & 0777), path);
+                        what, (unsigned)(st->st_mode & 0777), path);
     }
     return SK_OK;
 }
@@ -137,7 +133,7 @@ sk_status sk__creds_load(const char *path, sk__creds *out, sk__err *err)
     if (opened != SK_OK)
         return opened;
     char *text = NULL;
-    sk_status st = check_private(path, fd, err);
+    sk_status st = check_private(path, &sb, err);
     if (st == SK_OK)
         st = sk__read_fd(fd, path, RESPONSE_MAX, &text, NULL, err);
     close(fd);
