@@ -759,10 +759,11 @@ sk_status sk__service_run(sk__service *svc, sk__err *err)
         fds[nf++] = (struct pollfd){.fd = svc->inotify_fd, .events = POLLIN};
         for (int i = 0; i < svc->nclients; i++)
             fds[nf++] = (struct pollfd){.fd = svc->clients[i].fd, .events = POLLIN};
+        int idle = svc->job == JOB_NONE && due == INT64_MAX; /* the metrics timer aside */
         int timeout = svc->job != JOB_NONE ? -1 : poll_timeout(due, now);
         if (svc->metrics && (timeout < 0 || svc->metrics_due_ms - now < timeout))
             timeout = poll_timeout(svc->metrics_due_ms, now);
-        if (timeout < 0 && svc->job == JOB_NONE)
+        if (idle)
             shrink_when_idle(svc);
         int pr = poll(fds, (nfds_t)nf, timeout);
         if (pr < 0 && errno != EINTR)
