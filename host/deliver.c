@@ -618,7 +618,6 @@ static int slot_done(async_slot *sl, completions *all)
  * which completes it at once), 0 when the plugin is BUSY (retried after a completion). */
 static int async_submit(pass *ps, async_slot *sl, completions *all)
 {
-    pace(ps, sl->f.n);
     sl->f.all = all;
     int rc = sk__plugin_submit(ps->p, &sl->f.b, sl->f.r, inflight_complete, &sl->f);
     if (rc == SK_TRANSPORT_BUSY)
@@ -629,15 +628,16 @@ static int async_submit(pass *ps, async_slot *sl, completions *all)
     return 1;
 }
 
-/* Frees a slot; a batch never settled leaves its rows queued, as they are. */
-static void async_release(pass *ps, async_slot *sl, int settled)
+/* Frees a slot: settles its answer, or leaves its rows queued as they are. */
+static void async_release(pass *ps, async_slot *sl, int settle)
 {
-    if (!settled)
-        inflight_free(&sl->f);
-    if (settled)
+    if (settle) {
+        inflight_finish(ps, &sl->f);
         after_batch(ps, &sl->rows);
-    else
+    } else {
+        inflight_free(&sl->f);
         sk__lease_free_rows(&sl->rows);
+    }
     sl->state = SLOT_FREE;
 }
 
@@ -657,19 +657,16 @@ static void async_settle(pass *ps, async_slot *sl, uint32_t n, completions *all,
             continue;
         if (!slot_done(&sl[k], all))
             flying++;
-        else if (inflight_plain(&sl[k].f)) {
-            inflight_finish(ps, &sl[k].f);
+        else if (inflight_plain(&sl[k].f))
             async_release(ps, &sl[k], 1);
-        } else if (ps->stop != SK_OK) {
+        else if (ps->stop != SK_OK)
             async_release(ps, &sl[k], 0);
-        } else {
+        else
             (*held)++;
-        }
     }
     for (uint32_t k = 0; k < n && *held && !flying; k++)
         if (sl[k].state == SLOT_SENT) {
-            inflight_finish(ps, &sl[k].f); /* may send again: nothing else is in flight */
-            async_release(ps, &sl[k], 1);
+            async_release(ps, &sl[k], 1); /* may send again: nothing else is in flight */
             (*held)--;
         }
 }
@@ -695,6 +692,7 @@ static void async_fill(pass *ps, async_slot *sl, uint32_t n, completions *all, i
         }
         sl[k].state = SLOT_READY;
         (*started)++;
+        pace(ps, sl[k].f.n); /* once per batch: a BUSY resubmit is not charged again */
         if (!async_submit(ps, &sl[k], all))
             return;
     }
