@@ -111,15 +111,6 @@ size_t sk__config_key_count(void)
     return SK__ARRAY_LEN(KEYS);
 }
 
-int64_t sk__config_default_int(const char *key)
-{
-    for (size_t i = 0; i < SK__ARRAY_LEN(KEYS); i++)
-        if (KEYS[i].type == T_INT && strcmp(KEYS[i].name, key) == 0)
-            return KEYS[i].dflt_i;
-    assert(!"an integer key of the table");
-    return 0;
-}
-
 void sk__config_key_describe(size_t i, sk__config_key_info *info)
 {
     info->name = KEYS[i].name;
@@ -256,6 +247,14 @@ static const key_def *find_key(const char *section, const char *key, size_t *ind
         }
     }
     return NULL;
+}
+
+int64_t sk__config_default_int(const char *key)
+{
+    size_t i;
+    const key_def *k = find_key(NULL, key, &i);
+    assert(k && k->type == T_INT && "an integer key of the table");
+    return k && k->type == T_INT ? k->dflt_i : 0;
 }
 
 /* A section is the part before the dot of some key in the table ("queue" of "queue.durability"). */

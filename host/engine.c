@@ -576,7 +576,7 @@ sk__sched_policy sk__sync_sched_policy(const sk_sync *s)
     p.backoff_min_ms = s->cfg->backoff_min_ms;
     p.backoff_max_ms = s->cfg->backoff_max_ms;
     p.min_batch_interval_ms = s->cfg->min_batch_interval_ms;
-    p.fallback_after = s->cfg->transport_fallback[0] ? s->cfg->transport_fallback_after : 0;
+    p.fallback_after = s->cfg->transport_fallback_after; /* may_fall_back asks for a fallback */
     return p;
 }
 
