@@ -117,10 +117,15 @@ static int term_columns(void)
 
 /* Prints "Key         value". On a terminal a long value (an error message) wraps at
  * spaces with its continuation lines under the value, not under the key. */
-static void row(int color, const char *key, const char *value)
+/* How the table is printed: bold keys, and the terminal's width (0: not a terminal). */
+typedef struct table {
+    int color, cols;
+} table;
+
+static void row(const table *t, const char *key, const char *value)
 {
-    printf(color ? "\033[1m%-12s\033[0m " : "%-12s ", key);
-    int cols = term_columns();
+    printf(t->color ? "\033[1m%-12s\033[0m " : "%-12s ", key);
+    int cols = t->cols;
     size_t avail = cols > KEY_COLS + 20 ? (size_t)(cols - KEY_COLS) : 0;
     while (avail && strlen(value) > avail) {
         size_t cut = avail;
@@ -137,7 +142,7 @@ static void row(int color, const char *key, const char *value)
     printf("%s\n", value);
 }
 
-static void print_queue(int color, const sk_queue_info *qi)
+static void print_queue(const table *t, const sk_queue_info *qi)
 {
     char buf[256], age[64];
     if (qi->size > 0 && qi->oldest_timestamp > 0) {
@@ -148,10 +153,10 @@ static void print_queue(int color, const sk_queue_info *qi)
         snprintf(buf, sizeof buf, "%lld events waiting, %lld parked", (long long)qi->size,
                  (long long)qi->parked);
     }
-    row(color, "Queue", buf);
+    row(t, "Queue", buf);
 }
 
-static void print_background(int color, const sk_sync_state *st)
+static void print_background(const table *t, const sk_sync_state *st)
 {
     char buf[1200], up[64];
     if (st->service_running) {
@@ -161,59 +166,59 @@ static void print_background(int color, const sk_sync_state *st)
         snprintf(buf, sizeof buf, "Stopped%s%s", st->service_note[0] ? " — " : "",
                  st->service_note);
     }
-    row(color, "Background", buf);
+    row(t, "Background", buf);
     for (int i = 0; i < st->metric_count; i++) {
         snprintf(buf, sizeof buf, "%s %lld", st->metrics[i].name,
                  (long long)st->metrics[i].value);
-        row(color, i == 0 ? "Transport io" : "", buf);
+        row(t, i == 0 ? "Transport io" : "", buf);
     }
 }
 
 static void print_table(const status_view *v)
 {
     const sk_sync_state *st = &v->st;
-    int color = cli_color(stdout);
+    table t = {cli_color(stdout), term_columns()};
     char buf[2400];
-    print_queue(color, &st->queue);
+    print_queue(&t, &st->queue);
     if (st->refused_full > 0) { /* nothing is dropped silently */
         snprintf(buf, sizeof buf, "%lld event%s (queue full), last %s", (long long)st->refused_full,
                  st->refused_full == 1 ? "" : "s", st->refused_full_last);
-        row(color, "Refused", buf);
+        row(&t, "Refused", buf);
     }
     connection_text(st, buf, sizeof buf);
-    row(color, "Connection", buf);
-    row(color, "Last sync", st->last_sync[0] ? st->last_sync : "Never");
+    row(&t, "Connection", buf);
+    row(&t, "Last sync", st->last_sync[0] ? st->last_sync : "Never");
     if (st->consecutive_failures > 0) {
         snprintf(buf, sizeof buf, "%lld in a row; last: %s", (long long)st->consecutive_failures,
                  st->last_error);
-        row(color, "Failures", buf);
+        row(&t, "Failures", buf);
         if (st->next_attempt[0])
-            row(color, "Next try", st->next_attempt);
+            row(&t, "Next try", st->next_attempt);
     }
-    print_background(color, st);
+    print_background(&t, st);
     if (st->session_expired) {
-        row(color, "Auth", "Session expired — run `spec-kitty auth login`");
+        row(&t, "Auth", "Session expired — run `spec-kitty auth login`");
     } else if (st->username[0]) {
         snprintf(buf, sizeof buf, "%s (%s%s%s)", st->auth_state, st->username,
                  st->team_slug[0] ? ", team " : "", st->team_slug);
-        row(color, "Auth", buf);
+        row(&t, "Auth", buf);
     } else {
-        row(color, "Auth", st->auth_state);
+        row(&t, "Auth", st->auth_state);
     }
-    row(color, "Server", st->server_url[0] ? st->server_url : "(not set)");
+    row(&t, "Server", st->server_url[0] ? st->server_url : "(not set)");
     snprintf(buf, sizeof buf, "%s (ABI %lld)", st->transport_plugin, (long long)st->transport_abi);
     int64_t reconnects = metric(st, "reconnects");
     if (reconnects > 0)
         snprintf(buf + strlen(buf), sizeof buf - strlen(buf), ", %lld reconnect%s",
                  (long long)reconnects, reconnects == 1 ? "" : "s");
-    row(color, "Transport", buf);
+    row(&t, "Transport", buf);
     snprintf(buf, sizeof buf, "%s%s", st->config_file,
              st->config_exists ? "" : " (not found: defaults)");
-    row(color, "Config", buf);
+    row(&t, "Config", buf);
     if (v->checked) {
         snprintf(buf, sizeof buf, "%s%s%s", v->check.state, v->check.reason[0] ? " — " : "",
                  v->check.reason);
-        row(color, "Check", buf);
+        row(&t, "Check", buf);
     }
 }
 
