@@ -10,8 +10,22 @@
 const int64_t sk__metrics_latency_le_s[SK__METRICS_LATENCY_BUCKETS] = {
     1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 7 * 24 * 3600};
 
+/* The statements every record runs, prepared once per handle. */
+enum { ST_ADD, ST_RAISE, ST_ADD_TRANSPORT, ST_COUNT };
+
+static const char *const STATEMENTS[ST_COUNT] = {
+    [ST_ADD] = "INSERT INTO counters VALUES (?1, ?2) "
+               "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+    [ST_RAISE] = "INSERT INTO counters VALUES (?1, ?2) "
+                 "ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)",
+    [ST_ADD_TRANSPORT] = "INSERT INTO transport_counters VALUES (?1, ?2, ?3) "
+                         "ON CONFLICT(transport, name) DO UPDATE SET value = value + "
+                         "excluded.value",
+};
+
 struct sk__metrics {
     sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
     char path[PATH_MAX];
     sk__metrics_transport *seen; /* the transport running totals already added (owned strings) */
     size_t nseen, seen_cap;
@@ -46,6 +60,10 @@ sk_status sk__metrics_open(const char *state_root, sk__metrics **out, sk__err *e
             sqlite3_exec(m->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK)
             s = db_fail(m, err, "schema");
     }
+    for (int i = 0; s == SK_OK && i < ST_COUNT; i++)
+        if (sqlite3_prepare_v3(m->db, STATEMENTS[i], -1, SQLITE_PREPARE_PERSISTENT, &m->st[i],
+                               NULL) != SQLITE_OK)
+            s = db_fail(m, err, "prepare");
     if (s != SK_OK) {
         sk__metrics_close(m);
         return s;
@@ -67,6 +85,8 @@ void sk__metrics_close(sk__metrics *m)
 {
     if (!m)
         return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(m->st[i]);
     sqlite3_close(m->db);
     transport_free(m->seen, m->nseen);
     free(m);
@@ -99,44 +119,23 @@ static int64_t growth(int64_t now, int64_t before)
     return now >= before ? now - before : now;
 }
 
-/* Runs one statement with a name and a number: add (sum) or raise (max) a counter. */
-static int put(sqlite3 *db, const char *sql, const char *name, int64_t value)
+/* Runs a prepared statement on one row of values (text, text or number, number). */
+static int run(sqlite3_stmt *st, const char *a, const char *b, int64_t value)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, value);
+    int col = 1;
+    sqlite3_bind_text(st, col++, a, -1, SQLITE_STATIC);
+    if (b)
+        sqlite3_bind_text(st, col++, b, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, col, value);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static const char ADD[] = "INSERT INTO counters VALUES (?1, ?2) "
-                          "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value";
-static const char RAISE[] = "INSERT INTO counters VALUES (?1, ?2) "
-                            "ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)";
-
-static int add(sqlite3 *db, const char *name, int64_t delta)
+/* Adds delta to a counter. */
+static int add(sk__metrics *m, const char *name, int64_t delta)
 {
-    return delta == 0 ? 0 : put(db, ADD, name, delta);
-}
-
-static int add_transport(sqlite3 *db, const sk__metrics_transport *t, int64_t delta)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO transport_counters VALUES (?1, ?2, ?3) "
-                           "ON CONFLICT(transport, name) DO UPDATE SET value = value + "
-                           "excluded.value",
-                           -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    sqlite3_bind_text(st, 1, t->transport, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, t->name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, delta);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return delta == 0 ? 0 : run(m->st[ST_ADD], name, NULL, delta);
 }
 
 /* Index of the latency bucket of an event acknowledged after age_ms. */
@@ -151,7 +150,6 @@ static int bucket_of(int64_t age_ms)
 static int record_locked(sk__metrics *m, const sk__metrics_batch *b, const sk__metrics_transport *t,
                          size_t nt, sk__metrics_transport **was)
 {
-    sqlite3 *db = m->db;
     int64_t buckets[SK__METRICS_LATENCY_BUCKETS + 1] = {0}, sum_ms = 0;
     for (size_t i = 0; i < b->acknowledged; i++) {
         int64_t age = b->now_ms - b->enqueued_s[i] * 1000;
@@ -159,20 +157,19 @@ static int record_locked(sk__metrics *m, const sk__metrics_batch *b, const sk__m
         buckets[bucket_of(age)]++;
         sum_ms += age;
     }
-    int bad = add(db, "batches", 1) || add(db, "retries", b->failed) ||
-              add(db, "delivered", b->delivered) || add(db, "duplicates", b->duplicates) ||
-              add(db, "rejected", b->rejected) || add(db, "parked", b->parked) ||
-              add(db, "latency_sum_ms", sum_ms) ||
-              add(db, "latency_count", (int64_t)b->acknowledged);
+    int bad = add(m, "batches", 1) || add(m, "retries", b->failed) ||
+              add(m, "delivered", b->delivered) || add(m, "duplicates", b->duplicates) ||
+              add(m, "rejected", b->rejected) || add(m, "parked", b->parked) ||
+              add(m, "latency_sum_ms", sum_ms) || add(m, "latency_count", (int64_t)b->acknowledged);
     for (int i = 0; !bad && i <= SK__METRICS_LATENCY_BUCKETS; i++) {
         char name[32];
         snprintf(name, sizeof name, "latency_bucket_%d", i);
-        bad = add(db, name, buckets[i]);
+        bad = add(m, name, buckets[i]);
     }
     for (size_t i = 0; !bad && i < nt; i++) {
         bad = !(was[i] = seen(m, &t[i]));
         int64_t delta = bad ? 0 : growth(t[i].value, was[i]->value);
-        bad = bad || (delta != 0 && add_transport(db, &t[i], delta));
+        bad = bad || (delta != 0 && run(m->st[ST_ADD_TRANSPORT], t[i].transport, t[i].name, delta));
     }
     return bad;
 }
@@ -220,7 +217,8 @@ sk_status sk__metrics_refused_full(sk__metrics *m, int64_t n, int64_t now_ms, sk
     if (s != SK_OK)
         return s;
     return tx_end(
-        m, add(m->db, "refused_full", n) || put(m->db, RAISE, "refused_full_last_ms", now_ms), err);
+        m, add(m, "refused_full", n) || run(m->st[ST_RAISE], "refused_full_last_ms", NULL, now_ms),
+        err);
 }
 
 /* The slot of a counter name in c, or NULL for a name this version does not know. */
