@@ -48,13 +48,13 @@ struct sk__service {
     /* the worker */
     pthread_t worker;
     enum job job;
-    int now_fd;     /* client waiting for a `now` drain, or -1 (loop thread only) */
-    int now_orphan; /* that client hung up mid-drain: close now_fd when the drain ends */
+    int now_fd;      /* client waiting for a `now` drain, or -1 (loop thread only) */
+    int now_orphan;  /* that client hung up mid-drain: close now_fd when the drain ends */
     int progress_fd; /* the worker's copy of now_fd for its progress lines; -1 once a
                         send failed. Set before the worker starts, read after it joined. */
     int now_wanted;
     int now_cancelled; /* its client cancelled the `now` pass (or went away): reset the transport */
-    int64_t deadline_ms; /* shutdown deadline; < 0: the config's */
+    int64_t deadline_ms;    /* shutdown deadline; < 0: the config's */
     sk__deliver_opts wopts; /* set by the loop thread before the worker starts */
     sk_drain_summary wsum;
     sk__pass_info winfo;
@@ -797,4 +797,3 @@ sk_status sk__service_run(sk__service *svc, sk__err *err)
     slog(svc, SK_LOG_INFO, "service stopped");
     return SK_OK;
 }
-

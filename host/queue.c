@@ -909,8 +909,8 @@ static sk_status settle_batch(sk__queue *q, const sk__settlement *x, size_t n,
     return s;
 }
 
-static sk_status settle_locked(sk__queue *q, const sk__settlement *x, size_t n,
-                               int64_t max_retries, int64_t *parked, sk__err *err)
+static sk_status settle_locked(sk__queue *q, const sk__settlement *x, size_t n, int64_t max_retries,
+                               int64_t *parked, sk__err *err)
 {
     sk_status s = settle_batch(q, x, n, SK__SETTLE_DELETE, err);
     if (s == SK_OK)
@@ -921,8 +921,8 @@ static sk_status settle_locked(sk__queue *q, const sk__settlement *x, size_t n,
     return s;
 }
 
-sk_status sk__queue_settle(sk__queue *q, const sk__settlement *s, size_t n,
-                           int64_t max_retries, int64_t *parked_out, sk__err *err)
+sk_status sk__queue_settle(sk__queue *q, const sk__settlement *s, size_t n, int64_t max_retries,
+                           int64_t *parked_out, sk__err *err)
 {
     int64_t parked = 0;
     if (parked_out)

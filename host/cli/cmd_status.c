@@ -91,15 +91,17 @@ static void print_json(const status_view *v)
                                   text_or_null(st->username), "team_slug",
                                   text_or_null(st->team_slug)));
     json_object_set_new(o, "server_url", json_string(st->server_url));
-    json_object_set_new(o, "transport", json_pack("{s:s, s:I}", "plugin", st->transport_plugin,
-                                                  "abi", (json_int_t)st->transport_abi));
+    json_object_set_new(o, "transport",
+                        json_pack("{s:s, s:I}", "plugin", st->transport_plugin, "abi",
+                                  (json_int_t)st->transport_abi));
     char detail[128];
     connection_text(st, detail, sizeof detail);
     json_object_set_new(o, "connection_detail", json_string(detail));
     json_object_set_new(o, "config_file", json_string(st->config_file));
     if (v->checked)
-        json_object_set_new(o, "check", json_pack("{s:s, s:s}", "state", v->check.state,
-                                                  "reason", v->check.reason));
+        json_object_set_new(
+            o, "check",
+            json_pack("{s:s, s:s}", "state", v->check.state, "reason", v->check.reason));
     cli_print_json(o);
 }
 
@@ -168,8 +170,7 @@ static void print_background(const table *t, const sk_sync_state *st)
     }
     row(t, "Background", buf);
     for (int i = 0; i < st->metric_count; i++) {
-        snprintf(buf, sizeof buf, "%s %lld", st->metrics[i].name,
-                 (long long)st->metrics[i].value);
+        snprintf(buf, sizeof buf, "%s %lld", st->metrics[i].name, (long long)st->metrics[i].value);
         row(t, i == 0 ? "Transport io" : "", buf);
     }
 }
