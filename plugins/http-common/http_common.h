@@ -42,11 +42,20 @@ int hc_buf_append(hc_buf *buf, const void *bytes, size_t n);
 void hc_buf_free(hc_buf *buf);
 
 /*
- * Writes the gzip of {"events":[<json 0>,<json 1>,...]} into out (replacing
- * its contents). The envelopes are copied byte for byte: they are compact
- * JSON already. level is a gzip level 0..9 (libdeflate's, which compare with
- * zlib's). Returns 0, or -1 on a compression or memory failure.
+ * Writes {"events":[<json 0>,<json 1>,...]} into out (replacing its
+ * contents), its exact size reserved once. The envelopes are copied byte for
+ * byte: they are compact JSON already. Returns 0, or -1 when memory runs out.
  */
+int hc_events_json(const sk_batch *batch, hc_buf *out);
+
+/*
+ * Writes the gzip of bytes[0..n) into out (replacing its contents). level is
+ * a gzip level 0..9 (libdeflate's, which compare with zlib's). Returns 0, or
+ * -1 on a compression or memory failure.
+ */
+int hc_gzip(const void *bytes, size_t n, int level, hc_buf *out);
+
+/* hc_events_json gzip'd by hc_gzip into out. Returns 0, or -1 as they do. */
 int hc_gzip_events(const sk_batch *batch, int level, hc_buf *out);
 
 /*
