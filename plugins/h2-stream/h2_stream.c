@@ -275,14 +275,11 @@ static int h2_batch_result(h2_plugin *p, h2_job *j)
     if (j->ended) {
         hc_answer a = {j->status,
                        (const char *)j->answer.data,
-                       j->truncated ? 0 : j->answer.len,
+                       j->answer.len,
                        j->retry_after[0] ? j->retry_after : NULL,
                        j->location[0] ? j->location : NULL,
                        time(NULL)};
-        rc = hc_map_answer(&a, j->batch, j->result);
-        if (j->truncated && j->status >= 200 && j->status < 300)
-            hc_fmt(j->result->detail, sizeof j->result->detail,
-                   "HTTP %ld: answer over %u bytes ignored", j->status, HC_RESPONSE_KEEP_MAX);
+        rc = hc_map_kept_answer(&a, j->truncated, j->batch, j->result);
     } else {
         hc_result_transient(j->batch, j->result, j->why);
     }
@@ -383,7 +380,7 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id, cons
     h2_conn *c = user;
     h2_metric(c->p, "bytes_received", (int64_t)len);
     h2_job *j = h2_stream_job(s, stream_id);
-    if (j && (j->answer.len + len > HC_RESPONSE_KEEP_MAX || hc_buf_append(&j->answer, data, len)))
+    if (j && hc_buf_append_capped(&j->answer, data, len, HC_RESPONSE_KEEP_MAX))
         j->truncated = 1;
     return 0;
 }

@@ -124,7 +124,7 @@ static size_t hb_on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     hb_conn *c = arg;
     size_t n = size * nmemb;
-    if (c->response.len + n > HC_RESPONSE_KEEP_MAX || hc_buf_append(&c->response, data, n))
+    if (hc_buf_append_capped(&c->response, data, n, HC_RESPONSE_KEEP_MAX))
         c->response_truncated = 1;
     return n;
 }
@@ -438,16 +438,13 @@ static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *
     }
     const char *location = NULL;
     curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &location);
-    hc_answer answer = {status,          (const char *)c->response.data,
-                            c->response.len, hb_header(c->easy, "Retry-After"),
-                            location,        time(NULL)};
-    if (c->response_truncated || code != CURLE_OK)
-        answer.body_len = 0; /* half a JSON document is no answer */
-    int rc = hc_map_answer(&answer, batch, result);
-    if (c->response_truncated && status >= 200 && status < 300)
-        hc_fmt(result->detail, sizeof result->detail, "HTTP %ld: answer over %u bytes ignored",
-                   status, HC_RESPONSE_KEEP_MAX);
-    return rc;
+    hc_answer answer = {status,
+                        (const char *)c->response.data,
+                        code == CURLE_OK ? c->response.len : 0, /* cut short: no answer body */
+                        hb_header(c->easy, "Retry-After"),
+                        location,
+                        time(NULL)};
+    return hc_map_kept_answer(&answer, c->response_truncated, batch, result);
 }
 
 /* Sends one batch (see transport.h). rc OK when the answer told something,

@@ -62,6 +62,11 @@ int hc_buf_append(hc_buf *buf, const void *bytes, size_t n)
     return 0;
 }
 
+int hc_buf_append_capped(hc_buf *buf, const void *bytes, size_t n, size_t cap)
+{
+    return buf->len + n > cap || hc_buf_append(buf, bytes, n) != 0;
+}
+
 void hc_buf_free(hc_buf *buf)
 {
     free(buf->data);
@@ -663,6 +668,19 @@ int hc_map_answer(const hc_answer *a, const sk_batch *batch, sk_batch_result *re
     hc_index_free(&ix);
     cJSON_Delete(root);
     return hc_answer_rc(batch, result);
+}
+
+int hc_map_kept_answer(const hc_answer *answer, int truncated, const sk_batch *batch,
+                       sk_batch_result *result)
+{
+    hc_answer a = *answer;
+    if (truncated)
+        a.body_len = 0;
+    int rc = hc_map_answer(&a, batch, result);
+    if (truncated && a.status >= 200 && a.status < 300)
+        hc_fmt(result->detail, sizeof result->detail, "HTTP %ld: answer over %u bytes ignored",
+               a.status, HC_RESPONSE_KEEP_MAX);
+    return rc;
 }
 
 void hc_redact(char *text, const char *secret)

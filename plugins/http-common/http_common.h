@@ -39,6 +39,9 @@ typedef struct hc_buf {
 int hc_buf_reserve(hc_buf *buf, size_t extra);
 /* Appends n bytes; returns 0, or -1 when memory runs out (buf unchanged). */
 int hc_buf_append(hc_buf *buf, const void *bytes, size_t n);
+/* Appends n bytes unless that takes buf past cap bytes or memory runs out;
+   returns 1 when the bytes were dropped (the answer is truncated), else 0. */
+int hc_buf_append_capped(hc_buf *buf, const void *bytes, size_t n, size_t cap);
 void hc_buf_free(hc_buf *buf);
 
 /*
@@ -89,6 +92,14 @@ typedef struct hc_answer {
  * hint), else SK_TRANSPORT_FAILED (all transient, detail says why).
  */
 int hc_map_answer(const hc_answer *answer, const sk_batch *batch, sk_batch_result *result);
+
+/*
+ * hc_map_answer for a body kept with hc_buf_append_capped: when truncated,
+ * the body is ignored (half a JSON document is no answer) and a 2xx answer's
+ * detail says it was over HC_RESPONSE_KEEP_MAX bytes.
+ */
+int hc_map_kept_answer(const hc_answer *answer, int truncated, const sk_batch *batch,
+                       sk_batch_result *result);
 
 /*
  * Writes the server's human text of an error body into out (cap bytes, one
