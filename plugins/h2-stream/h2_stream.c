@@ -249,16 +249,12 @@ static void h2_finish_probe(h2_plugin *p, h2_job *j)
         state = j->unreachable || j->rc == SK_TRANSPORT_CANCELLED ? SK_PROBE_UNREACHABLE
                                                                   : SK_PROBE_SERVER_UNAVAILABLE;
     } else {
-        char text[256];
-        hc_server_text(j->truncated ? NULL : (const char *)j->answer.data, j->answer.len, text,
-                       sizeof text);
-        int ok = j->status >= 200 && j->status < 300;
-        hc_fmt(w->reason, w->reason_cap, "HTTP/2 %ld from %s://%s%s%s%s", j->status,
-               p->url.tls ? "https" : "http", p->url.authority, p->health_path,
-               !ok && *text ? ": " : "", ok ? "" : text);
-        state = ok                                     ? SK_PROBE_CONNECTED
-                : j->status == 401 || j->status == 403 ? SK_PROBE_NOT_AUTHENTICATED
-                                                       : SK_PROBE_SERVER_UNAVAILABLE;
+        /* An answer's status is final, so at least 200 (see h2_on_header). */
+        char url[sizeof p->url.authority + sizeof p->health_path + 16];
+        hc_fmt(url, sizeof url, "%s://%s%s", p->url.tls ? "https" : "http", p->url.authority,
+               p->health_path);
+        state = hc_probe_answer(j->status, j->truncated ? NULL : (const char *)j->answer.data,
+                                j->answer.len, "HTTP/2", url, w->reason, w->reason_cap);
     }
     hc_redact(w->reason, hc_auth_secret(j->auth));
     pthread_mutex_lock(&p->mu);

@@ -530,16 +530,8 @@ static int hb_probe_state(hb_plugin *p, hb_end end, CURLcode code, int64_t start
             return SK_PROBE_SERVER_UNAVAILABLE;
         return SK_PROBE_UNREACHABLE;
     }
-    char text[256];
-    hc_server_text(c->response_truncated ? NULL : (const char *)c->response.data,
-                       c->response.len, text, sizeof text);
-    hc_fmt(reason, reason_cap, "HTTP %ld from %s%s%s", status, p->health_url,
-               status >= 300 && *text ? ": " : "", status >= 300 ? text : "");
-    if (status >= 200 && status < 300)
-        return SK_PROBE_CONNECTED;
-    if (status == 401 || status == 403)
-        return SK_PROBE_NOT_AUTHENTICATED;
-    return SK_PROBE_SERVER_UNAVAILABLE;
+    return hc_probe_answer(status, c->response_truncated ? NULL : (const char *)c->response.data,
+                           c->response.len, "HTTP", p->health_url, reason, reason_cap);
 }
 
 /* Checks GET {server_url}/api/v1/sync/health/ with the bearer (see transport.h). */

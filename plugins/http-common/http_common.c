@@ -355,6 +355,20 @@ void hc_server_text(const char *body, size_t len, char *out, size_t cap)
     cJSON_Delete(root);
 }
 
+int hc_probe_answer(long status, const char *body, size_t len, const char *protocol,
+                    const char *url, char *reason, size_t reason_cap)
+{
+    char text[256];
+    hc_server_text(body, len, text, sizeof text);
+    hc_fmt(reason, reason_cap, "%s %ld from %s%s%s", protocol, status, url,
+           status >= 300 && *text ? ": " : "", status >= 300 ? text : "");
+    if (status >= 200 && status < 300)
+        return SK_PROBE_CONNECTED;
+    if (status == 401 || status == 403)
+        return SK_PROBE_NOT_AUTHENTICATED;
+    return SK_PROBE_SERVER_UNAVAILABLE;
+}
+
 /* Batch events sorted by id, so a 1000-entry answer maps in O(n log n). */
 typedef struct hc_index_entry {
     const char *id;

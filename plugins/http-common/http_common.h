@@ -102,6 +102,15 @@ int hc_map_kept_answer(const hc_answer *answer, int truncated, const sk_batch *b
                        sk_batch_result *result);
 
 /*
+ * The probe state of an answer to GET HC_HEALTH_PATH: 2xx connected, 401/403
+ * not authenticated, anything else server unavailable. Writes the reason
+ * "<protocol> <status> from <url>", then ": <server text>" from 300 up (body
+ * NULL when it was not kept).
+ */
+int hc_probe_answer(long status, const char *body, size_t len, const char *protocol,
+                    const char *url, char *reason, size_t reason_cap);
+
+/*
  * Writes the server's human text of an error body into out (cap bytes, one
  * line, control characters replaced): the JSON "error"/"detail"/"message"
  * string when there is one, else the body itself. "" for an empty body.
