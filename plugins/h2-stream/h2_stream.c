@@ -13,7 +13,6 @@
 
 #include <spec-kitty/transport.h>
 
-#include <jansson.h>
 #include <nghttp2/nghttp2.h>
 
 #include <errno.h>
@@ -1058,23 +1057,6 @@ static void h2_destroy(void *self)
 
 /* ---------- create ---------- */
 
-/* Logs one warning per options key the table does not list (typos). */
-static void h2_warn_unknown_options(const sk_host_api *h)
-{
-    json_t *all = json_loads(h->option_json(h->host_ctx), 0, NULL);
-    const char *key;
-    json_t *value;
-    json_object_foreach(all, key, value)
-    {
-        size_t i = 0;
-        while (i < O_COUNT && strcmp(h2_options[i].name, key))
-            i++;
-        if (i == O_COUNT)
-            h->log(h->host_ctx, SK_LOG_WARN, "h2-stream: unknown option \"%s\" ignored", key);
-    }
-    json_decref(all);
-}
-
 /* Reads the options of the table into p->opt, checking ranges. 0, or -1 with err. */
 static int h2_read_options(h2_plugin *p, char *err, size_t err_cap)
 {
@@ -1158,7 +1140,7 @@ static int h2_create(const sk_host_api *host, void **self, char *err, size_t err
         return -1;
     }
     p->thread_started = 1;
-    h2_warn_unknown_options(host);
+    hc_warn_unknown_options(host, h2_options, "h2-stream");
     if (p->insecure && p->url.tls)
         host->log(host->host_ctx, SK_LOG_WARN,
                   "h2-stream: options.insecure is true: TLS certificates are NOT verified; "

@@ -11,7 +11,6 @@
 #include <spec-kitty/transport.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -594,23 +593,6 @@ static void hb_destroy(void *self)
     curl_global_cleanup();
 }
 
-/* Logs one warning per options key this plugin does not know (typos). */
-static void hb_warn_unknown_options(const sk_host_api *h)
-{
-    json_t *all = json_loads(h->option_json(h->host_ctx), 0, NULL);
-    const char *key;
-    json_t *value;
-    json_object_foreach(all, key, value)
-    {
-        size_t i = 0;
-        while (i < HB_OPT_COUNT && strcmp(hb_option_defs[i].name, key))
-            i++;
-        if (i == HB_OPT_COUNT)
-            h->log(h->host_ctx, SK_LOG_WARN, "http-batch: unknown option \"%s\" ignored", key);
-    }
-    json_decref(all);
-}
-
 /* Warns when the bearer would cross the network in clear text. */
 static void hb_warn_plain_http(const sk_host_api *h, const char *url)
 {
@@ -721,7 +703,7 @@ static int hb_create(const sk_host_api *host, void **self, char *err, size_t err
         hb_destroy(p);
         return -1;
     }
-    hb_warn_unknown_options(host);
+    hc_warn_unknown_options(host, hb_option_defs, "http-batch");
     if (p->insecure)
         host->log(host->host_ctx, SK_LOG_WARN,
                   "http-batch: options.insecure is true: TLS certificates are NOT verified; "

@@ -790,3 +790,21 @@ int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, c
     }
     return 0;
 }
+
+void hc_warn_unknown_options(const sk_host_api *host, const sk_option_def *defs,
+                             const char *plugin)
+{
+    cJSON *all = cJSON_Parse(host->option_json(host->host_ctx));
+    const cJSON *object = cJSON_IsObject(all) ? all : NULL;
+    const cJSON *option;
+    cJSON_ArrayForEach(option, object)
+    {
+        const sk_option_def *d = defs;
+        while (d->name && strcmp(d->name, option->string))
+            d++;
+        if (!d->name)
+            host->log(host->host_ctx, SK_LOG_WARN, "%s: unknown option \"%s\" ignored", plugin,
+                      option->string);
+    }
+    cJSON_Delete(all);
+}

@@ -149,6 +149,14 @@ void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const c
 int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, char *err,
                       size_t err_cap);
 
+/*
+ * Logs one warning per key of the options object (option_json upcall) that
+ * defs does not name (typos): "<plugin>: unknown option "<key>" ignored".
+ * defs ends with a NULL name.
+ */
+void hc_warn_unknown_options(const sk_host_api *host, const sk_option_def *defs,
+                             const char *plugin);
+
 /* True for a loopback host name or address: localhost, 127.x.y.z, ::1 or [::1]. */
 int hc_is_loopback(const char *host);
 
