@@ -167,6 +167,10 @@ struct h2_plugin {
     h2_conn *conns[H2_MAX_CONNS];
     int nconns;
     long connects;
+    /* Bytes moved since the last h2_report_bytes: the host's metric_add takes a
+     * lock and looks the name up, too much per DATA chunk or socket write. */
+    int64_t bytes_sent;
+    int64_t bytes_received;
     unsigned char rbuf[H2_READ_CHUNK];
 };
 
@@ -178,6 +182,16 @@ static int64_t h2_now(const h2_plugin *p)
 static void h2_metric(const h2_plugin *p, const char *name, int64_t delta)
 {
     p->host->metric_add(p->host->host_ctx, name, delta);
+}
+
+/* Hands the byte counts gathered since the last call to the host. */
+static void h2_report_bytes(h2_plugin *p)
+{
+    if (p->bytes_sent)
+        h2_metric(p, "bytes_sent", p->bytes_sent);
+    if (p->bytes_received)
+        h2_metric(p, "bytes_received", p->bytes_received);
+    p->bytes_sent = p->bytes_received = 0;
 }
 
 static void h2_wake(const h2_plugin *p)
@@ -296,9 +310,14 @@ static void h2_job_free(h2_job *j)
     free(j);
 }
 
-/* Completes every finished job, with no lock held (a completion may submit). */
+/*
+ * Completes every finished job, with no lock held (a completion may submit).
+ * The byte counts go first, so a completed batch's bytes are counted; this
+ * runs before every poll, at the end of each turn and at destroy.
+ */
 static void h2_complete_finished(h2_plugin *p)
 {
+    h2_report_bytes(p);
     while (p->finished) {
         h2_job *j = p->finished;
         p->finished = j->next;
@@ -373,7 +392,7 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id, cons
 {
     (void)flags;
     h2_conn *c = user;
-    h2_metric(c->p, "bytes_received", (int64_t)len);
+    c->p->bytes_received += (int64_t)len;
     h2_job *j = h2_stream_job(s, stream_id);
     if (j && hc_buf_append_capped(&j->answer, data, len, HC_RESPONSE_KEEP_MAX))
         j->truncated = 1;
@@ -547,7 +566,7 @@ static void h2_conn_flush(h2_conn *c)
                 h2_conn_kill(c, "connection lost while sending: %s", why);
             if (n <= 0)
                 return;
-            h2_metric(c->p, "bytes_sent", n);
+            c->p->bytes_sent += n;
             c->out_off += (size_t)n;
             continue;
         }
