@@ -145,8 +145,6 @@ struct h2_plugin {
     char health_path[600];
     char user_agent[80];
     int64_t opt[O_COUNT];
-    char *ca_file;
-    int insecure;
     SSL_CTX *tls;
     int wake_fd;
     pthread_t thread;
@@ -511,7 +509,8 @@ static h2_conn *h2_conn_open(h2_plugin *p, int64_t deadline_ms, int *woken, char
         return NULL;
     }
     c->p = p;
-    h2_net_opts o = {p->tls, p->insecure, p->wake_fd, &p->cancelled, deadline_ms, p->host};
+    h2_net_opts o = {p->tls, (int)p->opt[O_INSECURE], p->wake_fd, &p->cancelled, deadline_ms,
+                     p->host};
     int rc = h2_pipe_open(&p->url, &o, &c->pipe, err, err_cap);
     *woken = rc == 1;
     if (rc == 0 && !(c->session = h2_session_new(c))) {
@@ -630,7 +629,7 @@ static void h2_start(h2_plugin *p, h2_conn *c, h2_job *j)
     nv[n++] = h2_nv(":path", post ? p->batch_path : p->health_path, 0);
     nv[n++] = h2_nv("user-agent", p->user_agent, 0);
     nv[n++] = h2_nv("accept", "application/json", 0);
-    nv[n++] = h2_nv("x-spec-kitty-sync-protocol", HC_PROTOCOL_VERSION, 0);
+    nv[n++] = h2_nv(HC_PROTOCOL_HEADER_LC, HC_PROTOCOL_VERSION, 0);
     if (post) {
         snprintf(length, sizeof length, "%zu", j->body.len);
         nv[n++] = h2_nv("content-type", "application/json", 0);
@@ -860,13 +859,6 @@ static void *h2_io_main(void *arg)
 
 /* ---------- the ABI ---------- */
 
-/* Fills result transient with why and returns rc (done() is not called). */
-static int h2_refuse(const sk_batch *batch, sk_batch_result *result, int rc, const char *why)
-{
-    hc_result_transient(batch, result, why);
-    return rc;
-}
-
 /*
  * Builds the request body: the JSON, gzip'd when it reaches gzip_min_bytes.
  * The comparison counts one byte more than the body (len + 1 >= min), as it
@@ -922,11 +914,11 @@ static int h2_submit(void *self, const sk_batch *batch, sk_batch_result *result,
 {
     h2_plugin *p = self;
     if (result->count != batch->count || batch->count == 0)
-        return h2_refuse(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
     if (atomic_load(&p->cancelled))
-        return h2_refuse(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
+        return hc_refuse(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
     if (batch->deadline_ms <= h2_now(p))
-        return h2_refuse(batch, result, SK_TRANSPORT_FAILED,
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED,
                          "batch deadline passed before sending");
     pthread_mutex_lock(&p->mu);
     int busy = p->open_batches >= p->slots;
@@ -946,7 +938,7 @@ static int h2_submit(void *self, const sk_batch *batch, sk_batch_result *result,
         pthread_mutex_lock(&p->mu);
         p->open_batches--;
         pthread_mutex_unlock(&p->mu);
-        return h2_refuse(batch, result, SK_TRANSPORT_FAILED, why);
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, why);
     }
     j->batch = batch;
     j->result = result;
@@ -1003,7 +995,7 @@ static int h2_send(void *self, const sk_batch *batch, sk_batch_result *result)
         h2_wait_locked(p, &never, h2_now(p) + 50);
         pthread_mutex_unlock(&p->mu);
         if (h2_now(p) >= batch->deadline_ms)
-            return h2_refuse(batch, result, SK_TRANSPORT_FAILED,
+            return hc_refuse(batch, result, SK_TRANSPORT_FAILED,
                              "batch deadline reached while every stream was busy");
     }
     if (rc != SK_TRANSPORT_OK)
@@ -1070,14 +1062,14 @@ static void h2_destroy(void *self)
         SSL_CTX_free(p->tls);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->mu);
-    free(p->ca_file);
     free(p);
 }
 
 /* ---------- create ---------- */
 
-/* Reads the options of the table into p->opt, checking ranges. 0, or -1 with err. */
-static int h2_read_options(h2_plugin *p, char *err, size_t err_cap)
+/* Reads the options of the table into p->opt, checking ranges, and ca_file into
+ * *ca_file (malloc'd, NULL when unset: create needs it once). 0, or -1 with err. */
+static int h2_read_options(h2_plugin *p, char **ca_file, char *err, size_t err_cap)
 {
     const sk_host_api *h = p->host;
     for (int i = 0; i < O_COUNT; i++) {
@@ -1095,8 +1087,7 @@ static int h2_read_options(h2_plugin *p, char *err, size_t err_cap)
             p->opt[i] = v;
         }
     }
-    p->insecure = (int)p->opt[O_INSECURE];
-    if (hc_ca_file_option(h, "h2-stream", &p->ca_file, err, err_cap) != 0)
+    if (hc_ca_file_option(h, "h2-stream", ca_file, err, err_cap) != 0)
         return -1;
     return 0;
 }
@@ -1112,14 +1103,15 @@ static int h2_read_server(h2_plugin *p, char *err, size_t err_cap)
     }
     if (h2_url_parse(server, &p->url, err, err_cap) != 0)
         return -1;
-    if (!p->url.tls && !hc_is_loopback(p->url.host) && !p->opt[O_H2C]) {
+    int plain_remote = !p->url.tls && !hc_is_loopback(p->url.host);
+    if (plain_remote && !p->opt[O_H2C]) {
         hc_fmt(err, err_cap,
                "h2-stream: server_url %s is plain http:// to a non-loopback host; use https:// "
                "or set transport.options.h2c to true",
                server);
         return -1;
     }
-    if (!p->url.tls && !hc_is_loopback(p->url.host))
+    if (plain_remote)
         h->log(h->host_ctx, SK_LOG_WARN,
                "h2-stream: h2c to %s: credentials travel unencrypted", p->url.host);
     hc_fmt(p->batch_path, sizeof p->batch_path, "%s%s", p->url.prefix, HC_BATCH_PATH);
@@ -1143,15 +1135,17 @@ static int h2_create(const sk_host_api *host, void **self, char *err, size_t err
     atomic_init(&p->cancelled, 0);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cond, NULL);
-    if (h2_read_options(p, err, err_cap) || h2_read_server(p, err, err_cap)) {
+    char *ca_file = NULL;
+    int bad = h2_read_options(p, &ca_file, err, err_cap) || h2_read_server(p, err, err_cap);
+    if (!bad && p->url.tls &&
+        !(p->tls = h2_tls_context(ca_file, (int)p->opt[O_INSECURE], err, err_cap)))
+        bad = 1;
+    free(ca_file);
+    if (bad) {
         h2_destroy(p);
         return -1;
     }
     p->slots = (int)p->opt[O_STREAMS];
-    if (p->url.tls && !(p->tls = h2_tls_context(p->ca_file, p->insecure, err, err_cap))) {
-        h2_destroy(p);
-        return -1;
-    }
     p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (p->wake_fd < 0 || pthread_create(&p->thread, NULL, h2_io_main, p) != 0) {
         hc_fmt(err, err_cap, "h2-stream: cannot start the I/O thread: %s", strerror(errno));
@@ -1160,7 +1154,7 @@ static int h2_create(const sk_host_api *host, void **self, char *err, size_t err
     }
     p->thread_started = 1;
     hc_warn_unknown_options(host, h2_options, "h2-stream");
-    if (p->insecure && p->url.tls)
+    if (p->opt[O_INSECURE] && p->url.tls)
         host->log(host->host_ctx, SK_LOG_WARN,
                   "h2-stream: options.insecure is true: TLS certificates are NOT verified; "
                   "anyone on the path can read and alter the sync traffic");

@@ -397,13 +397,6 @@ static const char *hb_header(CURL *e, const char *name)
     return h->value;
 }
 
-/* Fills every event transient with a batch-level detail. Returns rc. */
-static int hb_fail(const sk_batch *batch, sk_batch_result *result, int rc, const char *why)
-{
-    hc_result_transient(batch, result, why);
-    return rc;
-}
-
 /* The bearer token inside the request headers (for redaction), or NULL. */
 static const char *hb_secret(const struct curl_slist *headers)
 {
@@ -431,9 +424,9 @@ static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *
         char line[SK_BATCH_DETAIL_MAX];
         hb_transport_error(c, p->ca_file, end, code, hb_now(p) - started, left <= p->timeout_ms,
                            line, sizeof line);
-        return hb_fail(batch, result,
-                       end == HB_END_CANCELLED ? SK_TRANSPORT_CANCELLED : SK_TRANSPORT_FAILED,
-                       line);
+        return hc_refuse(batch, result,
+                         end == HB_END_CANCELLED ? SK_TRANSPORT_CANCELLED : SK_TRANSPORT_FAILED,
+                         line);
     }
     const char *location = NULL;
     curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &location);
@@ -452,18 +445,19 @@ static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
 {
     hb_plugin *p = self;
     if (result->count != batch->count || batch->count == 0)
-        return hb_fail(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
     if (atomic_load(&p->cancelled))
-        return hb_fail(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
+        return hc_refuse(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
     int64_t left = batch->deadline_ms - hb_now(p);
     if (left <= 0)
-        return hb_fail(batch, result, SK_TRANSPORT_FAILED, "batch deadline passed before sending");
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED,
+                         "batch deadline passed before sending");
     if (hc_gzip_events(batch, p->gzip_level, &p->body) != 0)
-        return hb_fail(batch, result, SK_TRANSPORT_FAILED, "could not compress the batch");
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, "could not compress the batch");
     const char *why = NULL;
     struct curl_slist *headers = hb_headers(p, 1, &why);
     if (!headers)
-        return hb_fail(batch, result, SK_TRANSPORT_FAILED, why);
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, why);
 
     hb_conn *c = &p->send_conn;
     curl_easy_setopt(c->easy, CURLOPT_URL, p->batch_url);

@@ -1,7 +1,8 @@
 /*
  * The wire format both HTTP transports share: gzip request body, Retry-After,
- * and the mapping of every answer in CONTRACT.md §3 to outcomes and hints.
- * Pure functions only.
+ * and the mapping of every answer in CONTRACT.md §3 to outcomes and hints,
+ * all pure; plus the small helpers both plugins need that do touch the outside
+ * (host upcalls for credentials, options and logs, the ca_file access check).
  */
 #include "http_common.h"
 
@@ -771,6 +772,12 @@ void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const c
 {
     hc_result_reset(batch, result, 0);
     hc_fmt(result->detail, sizeof result->detail, "%s", why ? why : "");
+}
+
+int hc_refuse(const sk_batch *batch, sk_batch_result *result, int rc, const char *why)
+{
+    hc_result_transient(batch, result, why);
+    return rc;
 }
 
 int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, char *err,

@@ -2,8 +2,10 @@
  * http-common: what the HTTP transports (http-batch over libcurl, h2-stream
  * over nghttp2) share, so that the contract is mapped in one place: the
  * request body, and the server's answer (CONTRACT.md §3) onto ABI outcomes
- * and hints. Everything here is pure (no I/O, no clock reads) so it can be
- * tested in isolation. A static library linked into each plugin (hidden there).
+ * and hints. The mapping is pure (no I/O, no clock reads) so it can be tested
+ * in isolation; the few helpers that reach out (the host's upcalls, the
+ * ca_file check, logging) say so. A static library linked into each plugin
+ * (hidden there).
  */
 #ifndef SK_HTTP_COMMON_H
 #define SK_HTTP_COMMON_H
@@ -18,6 +20,7 @@
 #define HC_BATCH_PATH "/api/v1/events/batch/"
 #define HC_HEALTH_PATH "/api/v1/sync/health/"
 #define HC_PROTOCOL_HEADER "X-Spec-Kitty-Sync-Protocol"
+#define HC_PROTOCOL_HEADER_LC "x-spec-kitty-sync-protocol" /* HTTP/2 wants lower case */
 #define HC_PROTOCOL_VERSION "2.0"
 /* Answers beyond this are drained but not kept: a results list is ~100 B/event. */
 #define HC_RESPONSE_KEEP_MAX (8u << 20)
@@ -140,6 +143,9 @@ void hc_redact_result(sk_batch_result *result, const char *secret);
 /* Every event transient with no message, no hints, status 0, detail why:
  * nothing is known about the batch. */
 void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const char *why);
+/* hc_result_transient, then returns rc: a batch ended with nothing known
+ * (refused before sending, or no answer). */
+int hc_refuse(const sk_batch *batch, sk_batch_result *result, int rc, const char *why);
 
 /*
  * Reads options.ca_file (a private CA's PEM bundle) into *out (malloc'd, NULL
