@@ -388,12 +388,6 @@ static int cmp_names(const void *a, const void *b)
 }
 
 /* True for "<something>.skb" not starting with '.' (temp folders do). */
-static int is_bundle_name(const char *name)
-{
-    size_t n = strlen(name), k = strlen(SK_BUNDLE_SUFFIX);
-    return name[0] != '.' && n > k && strcmp(name + n - k, SK_BUNDLE_SUFFIX) == 0;
-}
-
 /* Appends a copy of name to the growing list. */
 static sk_status list_push(char ***names, size_t *count, size_t *cap, const char *name)
 {
@@ -425,7 +419,7 @@ sk_status sk__bundle_list(const char *outbox, char ***names, size_t *count, sk__
     struct dirent *e;
     while (st == SK_OK && (e = readdir(d)) != NULL) {
         struct stat sb;
-        if (!is_bundle_name(e->d_name) || fstatat(dirfd(d), e->d_name, &sb, 0) != 0 ||
+        if (!sk_bundle_is_name(e->d_name) || fstatat(dirfd(d), e->d_name, &sb, 0) != 0 ||
             !S_ISDIR(sb.st_mode))
             continue;
         st = list_push(names, count, &cap, e->d_name);

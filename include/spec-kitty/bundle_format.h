@@ -18,4 +18,14 @@
 #define SK_BUNDLE_DATA_FILE "events.ndjson.gz"
 #define SK_BUNDLE_MANIFEST_FILE "manifest.json"
 
+#include <string.h>
+
+/* True for the name of a finished bundle folder: <bundle-id>.skb, not hidden
+ * (a .tmp- folder is one being written). What a reader lists and imports. */
+static inline int sk_bundle_is_name(const char *name)
+{
+    size_t n = strlen(name), k = strlen(SK_BUNDLE_SUFFIX);
+    return name[0] != '.' && n > k && strcmp(name + n - k, SK_BUNDLE_SUFFIX) == 0;
+}
+
 #endif /* SPEC_KITTY_BUNDLE_FORMAT_H */

@@ -9,8 +9,10 @@
  * one being written, and removed at the next create. README.md is the format's spec;
  * host/bundle.c reads it on the connected machine.
  *
- * Built against include/spec-kitty/transport.h only: the host's helpers are
- * not reachable from here, which is why this file has its own small ones.
+ * Built against the public headers only (include/spec-kitty/transport.h and
+ * bundle_format.h, which it shares with the reader): the host's internal
+ * helpers are not reachable from here, which is why this file has its own
+ * small ones.
  */
 #include <spec-kitty/bundle_format.h>
 #include <spec-kitty/transport.h>
@@ -181,12 +183,6 @@ static void fd_next_id(fd_plugin *p, fd_bundle *b)
     snprintf(b->final_name, sizeof b->final_name, "%s" SK_BUNDLE_SUFFIX, b->id);
 }
 
-static int fd_has_suffix(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* Removes a temp folder of a writer that died (the two files we put there). */
 static void fd_remove_tmp(int outbox_fd, const char *tmp_name)
 {
@@ -232,7 +228,7 @@ static void fd_scan_outbox(fd_plugin *p)
         if (strncmp(e->d_name, SK_BUNDLE_TMP_PREFIX, strlen(SK_BUNDLE_TMP_PREFIX)) == 0) {
             if (judge && fd_tmp_orphaned(dirfd(d), e->d_name, now))
                 fd_remove_tmp(dirfd(d), e->d_name);
-        } else if (e->d_name[0] != '.' && fd_has_suffix(e->d_name, SK_BUNDLE_SUFFIX)) {
+        } else if (sk_bundle_is_name(e->d_name)) {
             int64_t ms = fd_id_parse_ms(e->d_name);
             if (ms > p->last_id_ms)
                 p->last_id_ms = ms;

@@ -13,7 +13,6 @@
 
 #include <spec-kitty/transport.h>
 
-#include <jansson.h>
 #include <nghttp2/nghttp2.h>
 
 #include <errno.h>
@@ -146,8 +145,6 @@ struct h2_plugin {
     char health_path[600];
     char user_agent[80];
     int64_t opt[O_COUNT];
-    char *ca_file;
-    int insecure;
     SSL_CTX *tls;
     int wake_fd;
     pthread_t thread;
@@ -168,6 +165,10 @@ struct h2_plugin {
     h2_conn *conns[H2_MAX_CONNS];
     int nconns;
     long connects;
+    /* Bytes moved since the last h2_report_bytes: the host's metric_add takes a
+     * lock and looks the name up, too much per DATA chunk or socket write. */
+    int64_t bytes_sent;
+    int64_t bytes_received;
     unsigned char rbuf[H2_READ_CHUNK];
 };
 
@@ -179,6 +180,16 @@ static int64_t h2_now(const h2_plugin *p)
 static void h2_metric(const h2_plugin *p, const char *name, int64_t delta)
 {
     p->host->metric_add(p->host->host_ctx, name, delta);
+}
+
+/* Hands the byte counts gathered since the last call to the host. */
+static void h2_report_bytes(h2_plugin *p)
+{
+    if (p->bytes_sent)
+        h2_metric(p, "bytes_sent", p->bytes_sent);
+    if (p->bytes_received)
+        h2_metric(p, "bytes_received", p->bytes_received);
+    p->bytes_sent = p->bytes_received = 0;
 }
 
 static void h2_wake(const h2_plugin *p)
@@ -249,16 +260,12 @@ static void h2_finish_probe(h2_plugin *p, h2_job *j)
         state = j->unreachable || j->rc == SK_TRANSPORT_CANCELLED ? SK_PROBE_UNREACHABLE
                                                                   : SK_PROBE_SERVER_UNAVAILABLE;
     } else {
-        char text[256];
-        hc_server_text(j->truncated ? NULL : (const char *)j->answer.data, j->answer.len, text,
-                       sizeof text);
-        int ok = j->status >= 200 && j->status < 300;
-        hc_fmt(w->reason, w->reason_cap, "HTTP/2 %ld from %s://%s%s%s%s", j->status,
-               p->url.tls ? "https" : "http", p->url.authority, p->health_path,
-               !ok && *text ? ": " : "", ok ? "" : text);
-        state = ok                                     ? SK_PROBE_CONNECTED
-                : j->status == 401 || j->status == 403 ? SK_PROBE_NOT_AUTHENTICATED
-                                                       : SK_PROBE_SERVER_UNAVAILABLE;
+        /* An answer's status is final, so at least 200 (see h2_on_header). */
+        char url[sizeof p->url.authority + sizeof p->health_path + 16];
+        hc_fmt(url, sizeof url, "%s://%s%s", p->url.tls ? "https" : "http", p->url.authority,
+               p->health_path);
+        state = hc_probe_answer(j->status, j->truncated ? NULL : (const char *)j->answer.data,
+                                j->answer.len, "HTTP/2", url, w->reason, w->reason_cap);
     }
     hc_redact(w->reason, hc_auth_secret(j->auth));
     pthread_mutex_lock(&p->mu);
@@ -275,14 +282,11 @@ static int h2_batch_result(h2_plugin *p, h2_job *j)
     if (j->ended) {
         hc_answer a = {j->status,
                        (const char *)j->answer.data,
-                       j->truncated ? 0 : j->answer.len,
+                       j->answer.len,
                        j->retry_after[0] ? j->retry_after : NULL,
                        j->location[0] ? j->location : NULL,
                        time(NULL)};
-        rc = hc_map_answer(&a, j->batch, j->result);
-        if (j->truncated && j->status >= 200 && j->status < 300)
-            hc_fmt(j->result->detail, sizeof j->result->detail,
-                   "HTTP %ld: answer over %u bytes ignored", j->status, HC_RESPONSE_KEEP_MAX);
+        rc = hc_map_kept_answer(&a, j->truncated, j->batch, j->result);
     } else {
         hc_result_transient(j->batch, j->result, j->why);
     }
@@ -304,9 +308,14 @@ static void h2_job_free(h2_job *j)
     free(j);
 }
 
-/* Completes every finished job, with no lock held (a completion may submit). */
+/*
+ * Completes every finished job, with no lock held (a completion may submit).
+ * The byte counts go first, so a completed batch's bytes are counted; this
+ * runs before every poll, at the end of each turn and at destroy.
+ */
 static void h2_complete_finished(h2_plugin *p)
 {
+    h2_report_bytes(p);
     while (p->finished) {
         h2_job *j = p->finished;
         p->finished = j->next;
@@ -381,9 +390,9 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id, cons
 {
     (void)flags;
     h2_conn *c = user;
-    h2_metric(c->p, "bytes_received", (int64_t)len);
+    c->p->bytes_received += (int64_t)len;
     h2_job *j = h2_stream_job(s, stream_id);
-    if (j && (j->answer.len + len > HC_RESPONSE_KEEP_MAX || hc_buf_append(&j->answer, data, len)))
+    if (j && hc_buf_append_capped(&j->answer, data, len, HC_RESPONSE_KEEP_MAX))
         j->truncated = 1;
     return 0;
 }
@@ -500,7 +509,8 @@ static h2_conn *h2_conn_open(h2_plugin *p, int64_t deadline_ms, int *woken, char
         return NULL;
     }
     c->p = p;
-    h2_net_opts o = {p->tls, p->insecure, p->wake_fd, &p->cancelled, deadline_ms, p->host};
+    h2_net_opts o = {p->tls, (int)p->opt[O_INSECURE], p->wake_fd, &p->cancelled, deadline_ms,
+                     p->host};
     int rc = h2_pipe_open(&p->url, &o, &c->pipe, err, err_cap);
     *woken = rc == 1;
     if (rc == 0 && !(c->session = h2_session_new(c))) {
@@ -555,7 +565,7 @@ static void h2_conn_flush(h2_conn *c)
                 h2_conn_kill(c, "connection lost while sending: %s", why);
             if (n <= 0)
                 return;
-            h2_metric(c->p, "bytes_sent", n);
+            c->p->bytes_sent += n;
             c->out_off += (size_t)n;
             continue;
         }
@@ -619,7 +629,7 @@ static void h2_start(h2_plugin *p, h2_conn *c, h2_job *j)
     nv[n++] = h2_nv(":path", post ? p->batch_path : p->health_path, 0);
     nv[n++] = h2_nv("user-agent", p->user_agent, 0);
     nv[n++] = h2_nv("accept", "application/json", 0);
-    nv[n++] = h2_nv("x-spec-kitty-sync-protocol", HC_PROTOCOL_VERSION, 0);
+    nv[n++] = h2_nv(HC_PROTOCOL_HEADER_LC, HC_PROTOCOL_VERSION, 0);
     if (post) {
         snprintf(length, sizeof length, "%zu", j->body.len);
         nv[n++] = h2_nv("content-type", "application/json", 0);
@@ -849,27 +859,26 @@ static void *h2_io_main(void *arg)
 
 /* ---------- the ABI ---------- */
 
-/* Fills result transient with why and returns rc (done() is not called). */
-static int h2_refuse(const sk_batch *batch, sk_batch_result *result, int rc, const char *why)
-{
-    hc_result_transient(batch, result, why);
-    return rc;
-}
-
-/* Builds the request body: gzip at or above gzip_min_bytes, else the JSON itself. */
+/*
+ * Builds the request body: the JSON, gzip'd when it reaches gzip_min_bytes.
+ * The comparison counts one byte more than the body (len + 1 >= min), as it
+ * always has; kept so that this change alters no request.
+ */
 static int h2_body(const h2_plugin *p, const sk_batch *batch, h2_job *j)
 {
-    size_t raw = 13 + batch->count;
-    for (uint32_t i = 0; i < batch->count; i++)
-        raw += batch->events[i].json_len;
-    j->gzip = raw >= (size_t)p->opt[O_GZIP_MIN];
-    if (j->gzip)
-        return hc_gzip_events(batch, (int)p->opt[O_GZIP], &j->body);
-    int bad = hc_buf_append(&j->body, "{\"events\":[", 11);
-    for (uint32_t i = 0; !bad && i < batch->count; i++)
-        bad = (i && hc_buf_append(&j->body, ",", 1)) ||
-              hc_buf_append(&j->body, batch->events[i].json, batch->events[i].json_len);
-    return bad || hc_buf_append(&j->body, "]}", 2) ? -1 : 0;
+    if (hc_events_json(batch, &j->body) != 0)
+        return -1;
+    j->gzip = j->body.len + 1 >= (size_t)p->opt[O_GZIP_MIN];
+    if (!j->gzip)
+        return 0;
+    hc_buf packed = {0};
+    if (hc_gzip(j->body.data, j->body.len, (int)p->opt[O_GZIP], &packed) != 0) {
+        hc_buf_free(&packed);
+        return -1;
+    }
+    hc_buf_free(&j->body);
+    j->body = packed;
+    return 0;
 }
 
 /* A new job with its deadline (the batch's, bounded by timeout_ms) and credentials. */
@@ -905,11 +914,11 @@ static int h2_submit(void *self, const sk_batch *batch, sk_batch_result *result,
 {
     h2_plugin *p = self;
     if (result->count != batch->count || batch->count == 0)
-        return h2_refuse(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
     if (atomic_load(&p->cancelled))
-        return h2_refuse(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
+        return hc_refuse(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
     if (batch->deadline_ms <= h2_now(p))
-        return h2_refuse(batch, result, SK_TRANSPORT_FAILED,
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED,
                          "batch deadline passed before sending");
     pthread_mutex_lock(&p->mu);
     int busy = p->open_batches >= p->slots;
@@ -929,7 +938,7 @@ static int h2_submit(void *self, const sk_batch *batch, sk_batch_result *result,
         pthread_mutex_lock(&p->mu);
         p->open_batches--;
         pthread_mutex_unlock(&p->mu);
-        return h2_refuse(batch, result, SK_TRANSPORT_FAILED, why);
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, why);
     }
     j->batch = batch;
     j->result = result;
@@ -986,7 +995,7 @@ static int h2_send(void *self, const sk_batch *batch, sk_batch_result *result)
         h2_wait_locked(p, &never, h2_now(p) + 50);
         pthread_mutex_unlock(&p->mu);
         if (h2_now(p) >= batch->deadline_ms)
-            return h2_refuse(batch, result, SK_TRANSPORT_FAILED,
+            return hc_refuse(batch, result, SK_TRANSPORT_FAILED,
                              "batch deadline reached while every stream was busy");
     }
     if (rc != SK_TRANSPORT_OK)
@@ -1053,31 +1062,14 @@ static void h2_destroy(void *self)
         SSL_CTX_free(p->tls);
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->mu);
-    free(p->ca_file);
     free(p);
 }
 
 /* ---------- create ---------- */
 
-/* Logs one warning per options key the table does not list (typos). */
-static void h2_warn_unknown_options(const sk_host_api *h)
-{
-    json_t *all = json_loads(h->option_json(h->host_ctx), 0, NULL);
-    const char *key;
-    json_t *value;
-    json_object_foreach(all, key, value)
-    {
-        size_t i = 0;
-        while (i < O_COUNT && strcmp(h2_options[i].name, key))
-            i++;
-        if (i == O_COUNT)
-            h->log(h->host_ctx, SK_LOG_WARN, "h2-stream: unknown option \"%s\" ignored", key);
-    }
-    json_decref(all);
-}
-
-/* Reads the options of the table into p->opt, checking ranges. 0, or -1 with err. */
-static int h2_read_options(h2_plugin *p, char *err, size_t err_cap)
+/* Reads the options of the table into p->opt, checking ranges, and ca_file into
+ * *ca_file (malloc'd, NULL when unset: create needs it once). 0, or -1 with err. */
+static int h2_read_options(h2_plugin *p, char **ca_file, char *err, size_t err_cap)
 {
     const sk_host_api *h = p->host;
     for (int i = 0; i < O_COUNT; i++) {
@@ -1095,8 +1087,7 @@ static int h2_read_options(h2_plugin *p, char *err, size_t err_cap)
             p->opt[i] = v;
         }
     }
-    p->insecure = (int)p->opt[O_INSECURE];
-    if (hc_ca_file_option(h, "h2-stream", &p->ca_file, err, err_cap) != 0)
+    if (hc_ca_file_option(h, "h2-stream", ca_file, err, err_cap) != 0)
         return -1;
     return 0;
 }
@@ -1112,14 +1103,15 @@ static int h2_read_server(h2_plugin *p, char *err, size_t err_cap)
     }
     if (h2_url_parse(server, &p->url, err, err_cap) != 0)
         return -1;
-    if (!p->url.tls && !hc_is_loopback(p->url.host) && !p->opt[O_H2C]) {
+    int plain_remote = !p->url.tls && !hc_is_loopback(p->url.host);
+    if (plain_remote && !p->opt[O_H2C]) {
         hc_fmt(err, err_cap,
                "h2-stream: server_url %s is plain http:// to a non-loopback host; use https:// "
                "or set transport.options.h2c to true",
                server);
         return -1;
     }
-    if (!p->url.tls && !hc_is_loopback(p->url.host))
+    if (plain_remote)
         h->log(h->host_ctx, SK_LOG_WARN,
                "h2-stream: h2c to %s: credentials travel unencrypted", p->url.host);
     hc_fmt(p->batch_path, sizeof p->batch_path, "%s%s", p->url.prefix, HC_BATCH_PATH);
@@ -1143,15 +1135,17 @@ static int h2_create(const sk_host_api *host, void **self, char *err, size_t err
     atomic_init(&p->cancelled, 0);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cond, NULL);
-    if (h2_read_options(p, err, err_cap) || h2_read_server(p, err, err_cap)) {
+    char *ca_file = NULL;
+    int bad = h2_read_options(p, &ca_file, err, err_cap) || h2_read_server(p, err, err_cap);
+    if (!bad && p->url.tls &&
+        !(p->tls = h2_tls_context(ca_file, (int)p->opt[O_INSECURE], err, err_cap)))
+        bad = 1;
+    free(ca_file);
+    if (bad) {
         h2_destroy(p);
         return -1;
     }
     p->slots = (int)p->opt[O_STREAMS];
-    if (p->url.tls && !(p->tls = h2_tls_context(p->ca_file, p->insecure, err, err_cap))) {
-        h2_destroy(p);
-        return -1;
-    }
     p->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (p->wake_fd < 0 || pthread_create(&p->thread, NULL, h2_io_main, p) != 0) {
         hc_fmt(err, err_cap, "h2-stream: cannot start the I/O thread: %s", strerror(errno));
@@ -1159,8 +1153,8 @@ static int h2_create(const sk_host_api *host, void **self, char *err, size_t err
         return -1;
     }
     p->thread_started = 1;
-    h2_warn_unknown_options(host);
-    if (p->insecure && p->url.tls)
+    hc_warn_unknown_options(host, h2_options, "h2-stream");
+    if (p->opt[O_INSECURE] && p->url.tls)
         host->log(host->host_ctx, SK_LOG_WARN,
                   "h2-stream: options.insecure is true: TLS certificates are NOT verified; "
                   "anyone on the path can read and alter the sync traffic");

@@ -11,7 +11,6 @@
 #include <spec-kitty/transport.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -124,7 +123,7 @@ static size_t hb_on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     hb_conn *c = arg;
     size_t n = size * nmemb;
-    if (c->response.len + n > HC_RESPONSE_KEEP_MAX || hc_buf_append(&c->response, data, n))
+    if (hc_buf_append_capped(&c->response, data, n, HC_RESPONSE_KEEP_MAX))
         c->response_truncated = 1;
     return n;
 }
@@ -398,13 +397,6 @@ static const char *hb_header(CURL *e, const char *name)
     return h->value;
 }
 
-/* Fills every event transient with a batch-level detail. Returns rc. */
-static int hb_fail(const sk_batch *batch, sk_batch_result *result, int rc, const char *why)
-{
-    hc_result_transient(batch, result, why);
-    return rc;
-}
-
 /* The bearer token inside the request headers (for redaction), or NULL. */
 static const char *hb_secret(const struct curl_slist *headers)
 {
@@ -432,22 +424,19 @@ static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *
         char line[SK_BATCH_DETAIL_MAX];
         hb_transport_error(c, p->ca_file, end, code, hb_now(p) - started, left <= p->timeout_ms,
                            line, sizeof line);
-        return hb_fail(batch, result,
-                       end == HB_END_CANCELLED ? SK_TRANSPORT_CANCELLED : SK_TRANSPORT_FAILED,
-                       line);
+        return hc_refuse(batch, result,
+                         end == HB_END_CANCELLED ? SK_TRANSPORT_CANCELLED : SK_TRANSPORT_FAILED,
+                         line);
     }
     const char *location = NULL;
     curl_easy_getinfo(c->easy, CURLINFO_REDIRECT_URL, &location);
-    hc_answer answer = {status,          (const char *)c->response.data,
-                            c->response.len, hb_header(c->easy, "Retry-After"),
-                            location,        time(NULL)};
-    if (c->response_truncated || code != CURLE_OK)
-        answer.body_len = 0; /* half a JSON document is no answer */
-    int rc = hc_map_answer(&answer, batch, result);
-    if (c->response_truncated && status >= 200 && status < 300)
-        hc_fmt(result->detail, sizeof result->detail, "HTTP %ld: answer over %u bytes ignored",
-                   status, HC_RESPONSE_KEEP_MAX);
-    return rc;
+    hc_answer answer = {status,
+                        (const char *)c->response.data,
+                        code == CURLE_OK ? c->response.len : 0, /* cut short: no answer body */
+                        hb_header(c->easy, "Retry-After"),
+                        location,
+                        time(NULL)};
+    return hc_map_kept_answer(&answer, c->response_truncated, batch, result);
 }
 
 /* Sends one batch (see transport.h). rc OK when the answer told something,
@@ -456,18 +445,19 @@ static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
 {
     hb_plugin *p = self;
     if (result->count != batch->count || batch->count == 0)
-        return hb_fail(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
     if (atomic_load(&p->cancelled))
-        return hb_fail(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
+        return hc_refuse(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
     int64_t left = batch->deadline_ms - hb_now(p);
     if (left <= 0)
-        return hb_fail(batch, result, SK_TRANSPORT_FAILED, "batch deadline passed before sending");
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED,
+                         "batch deadline passed before sending");
     if (hc_gzip_events(batch, p->gzip_level, &p->body) != 0)
-        return hb_fail(batch, result, SK_TRANSPORT_FAILED, "could not compress the batch");
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, "could not compress the batch");
     const char *why = NULL;
     struct curl_slist *headers = hb_headers(p, 1, &why);
     if (!headers)
-        return hb_fail(batch, result, SK_TRANSPORT_FAILED, why);
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, why);
 
     hb_conn *c = &p->send_conn;
     curl_easy_setopt(c->easy, CURLOPT_URL, p->batch_url);
@@ -533,16 +523,8 @@ static int hb_probe_state(hb_plugin *p, hb_end end, CURLcode code, int64_t start
             return SK_PROBE_SERVER_UNAVAILABLE;
         return SK_PROBE_UNREACHABLE;
     }
-    char text[256];
-    hc_server_text(c->response_truncated ? NULL : (const char *)c->response.data,
-                       c->response.len, text, sizeof text);
-    hc_fmt(reason, reason_cap, "HTTP %ld from %s%s%s", status, p->health_url,
-               status >= 300 && *text ? ": " : "", status >= 300 ? text : "");
-    if (status >= 200 && status < 300)
-        return SK_PROBE_CONNECTED;
-    if (status == 401 || status == 403)
-        return SK_PROBE_NOT_AUTHENTICATED;
-    return SK_PROBE_SERVER_UNAVAILABLE;
+    return hc_probe_answer(status, c->response_truncated ? NULL : (const char *)c->response.data,
+                           c->response.len, "HTTP", p->health_url, reason, reason_cap);
 }
 
 /* Checks GET {server_url}/api/v1/sync/health/ with the bearer (see transport.h). */
@@ -603,23 +585,6 @@ static void hb_destroy(void *self)
     free(p->ca_file);
     free(p);
     curl_global_cleanup();
-}
-
-/* Logs one warning per options key this plugin does not know (typos). */
-static void hb_warn_unknown_options(const sk_host_api *h)
-{
-    json_t *all = json_loads(h->option_json(h->host_ctx), 0, NULL);
-    const char *key;
-    json_t *value;
-    json_object_foreach(all, key, value)
-    {
-        size_t i = 0;
-        while (i < HB_OPT_COUNT && strcmp(hb_option_defs[i].name, key))
-            i++;
-        if (i == HB_OPT_COUNT)
-            h->log(h->host_ctx, SK_LOG_WARN, "http-batch: unknown option \"%s\" ignored", key);
-    }
-    json_decref(all);
 }
 
 /* Warns when the bearer would cross the network in clear text. */
@@ -732,7 +697,7 @@ static int hb_create(const sk_host_api *host, void **self, char *err, size_t err
         hb_destroy(p);
         return -1;
     }
-    hb_warn_unknown_options(host);
+    hc_warn_unknown_options(host, hb_option_defs, "http-batch");
     if (p->insecure)
         host->log(host->host_ctx, SK_LOG_WARN,
                   "http-batch: options.insecure is true: TLS certificates are NOT verified; "

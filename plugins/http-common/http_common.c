@@ -1,7 +1,8 @@
 /*
  * The wire format both HTTP transports share: gzip request body, Retry-After,
- * and the mapping of every answer in CONTRACT.md §3 to outcomes and hints.
- * Pure functions only.
+ * and the mapping of every answer in CONTRACT.md §3 to outcomes and hints,
+ * all pure; plus the small helpers both plugins need that do touch the outside
+ * (host upcalls for credentials, options and logs, the ca_file access check).
  */
 #include "http_common.h"
 
@@ -62,6 +63,11 @@ int hc_buf_append(hc_buf *buf, const void *bytes, size_t n)
     return 0;
 }
 
+int hc_buf_append_capped(hc_buf *buf, const void *bytes, size_t n, size_t cap)
+{
+    return buf->len + n > cap || hc_buf_append(buf, bytes, n) != 0;
+}
+
 void hc_buf_free(hc_buf *buf)
 {
     free(buf->data);
@@ -69,40 +75,53 @@ void hc_buf_free(hc_buf *buf)
     buf->len = buf->cap = 0;
 }
 
-/*
- * The body {"events":[...]} gathered into one buffer, then gzip'd in one
- * libdeflate call: ~2x zlib's streaming deflate at level 1 and 1.5x at 6,
- * and smaller from level 3 up (bench/gzip).
- */
-int hc_gzip_events(const sk_batch *batch, int level, hc_buf *out)
+int hc_events_json(const sk_batch *batch, hc_buf *out)
 {
     static const char head[] = "{\"events\":[";
     static const char tail[] = "]}";
-    size_t raw = sizeof head + sizeof tail + batch->count;
+    /* head, tail, a comma between events, the events: reserved once, exactly. */
+    size_t size = sizeof head - 1 + sizeof tail - 1 + (batch->count ? batch->count - 1 : 0);
     for (uint32_t i = 0; i < batch->count; i++)
-        raw += batch->events[i].json_len;
-    unsigned char *text = malloc(raw);
-    struct libdeflate_compressor *c = text ? libdeflate_alloc_compressor(level) : NULL;
+        size += batch->events[i].json_len;
+    out->len = 0;
+    if (hc_buf_reserve(out, size) != 0)
+        return -1;
+    unsigned char *at = out->data;
+    memcpy(at, head, sizeof head - 1);
+    at += sizeof head - 1;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        if (i > 0)
+            *at++ = ',';
+        memcpy(at, batch->events[i].json, batch->events[i].json_len);
+        at += batch->events[i].json_len;
+    }
+    memcpy(at, tail, sizeof tail - 1);
+    out->len = size;
+    return 0;
+}
+
+/*
+ * One libdeflate call over the whole body: ~2x zlib's streaming deflate at
+ * level 1 and 1.5x at 6, and smaller from level 3 up (bench/gzip).
+ */
+int hc_gzip(const void *bytes, size_t n, int level, hc_buf *out)
+{
+    struct libdeflate_compressor *c = libdeflate_alloc_compressor(level);
     int rc = -1;
-    if (c) {
-        size_t n = sizeof head - 1;
-        memcpy(text, head, n);
-        for (uint32_t i = 0; i < batch->count; i++) {
-            if (i > 0)
-                text[n++] = ',';
-            memcpy(text + n, batch->events[i].json, batch->events[i].json_len);
-            n += batch->events[i].json_len;
-        }
-        memcpy(text + n, tail, sizeof tail - 1);
-        n += sizeof tail - 1;
-        out->len = 0;
-        if (hc_buf_reserve(out, libdeflate_gzip_compress_bound(c, n)) == 0) {
-            out->len = libdeflate_gzip_compress(c, text, n, out->data, out->cap);
-            rc = out->len ? 0 : -1;
-        }
+    out->len = 0;
+    if (c && hc_buf_reserve(out, libdeflate_gzip_compress_bound(c, n)) == 0) {
+        out->len = libdeflate_gzip_compress(c, bytes, n, out->data, out->cap);
+        rc = out->len ? 0 : -1;
     }
     libdeflate_free_compressor(c);
-    free(text);
+    return rc;
+}
+
+int hc_gzip_events(const sk_batch *batch, int level, hc_buf *out)
+{
+    hc_buf json = {0};
+    int rc = hc_events_json(batch, &json) == 0 ? hc_gzip(json.data, json.len, level, out) : -1;
+    hc_buf_free(&json);
     return rc;
 }
 
@@ -335,6 +354,20 @@ void hc_server_text(const char *body, size_t len, char *out, size_t cap)
     cJSON *root = hc_parse(body, len, 0);
     hc_server_text_of(root, body, len, out, cap);
     cJSON_Delete(root);
+}
+
+int hc_probe_answer(long status, const char *body, size_t len, const char *protocol,
+                    const char *url, char *reason, size_t reason_cap)
+{
+    char text[256];
+    hc_server_text(body, len, text, sizeof text);
+    hc_fmt(reason, reason_cap, "%s %ld from %s%s%s", protocol, status, url,
+           status >= 300 && *text ? ": " : "", status >= 300 ? text : "");
+    if (status >= 200 && status < 300)
+        return SK_PROBE_CONNECTED;
+    if (status == 401 || status == 403)
+        return SK_PROBE_NOT_AUTHENTICATED;
+    return SK_PROBE_SERVER_UNAVAILABLE;
 }
 
 /* Batch events sorted by id, so a 1000-entry answer maps in O(n log n). */
@@ -652,6 +685,19 @@ int hc_map_answer(const hc_answer *a, const sk_batch *batch, sk_batch_result *re
     return hc_answer_rc(batch, result);
 }
 
+int hc_map_kept_answer(const hc_answer *answer, int truncated, const sk_batch *batch,
+                       sk_batch_result *result)
+{
+    hc_answer a = *answer;
+    if (truncated)
+        a.body_len = 0;
+    int rc = hc_map_answer(&a, batch, result);
+    if (truncated && a.status >= 200 && a.status < 300)
+        hc_fmt(result->detail, sizeof result->detail, "HTTP %ld: answer over %u bytes ignored",
+               a.status, HC_RESPONSE_KEEP_MAX);
+    return rc;
+}
+
 void hc_redact(char *text, const char *secret)
 {
     size_t n = secret ? strlen(secret) : 0;
@@ -728,6 +774,12 @@ void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const c
     hc_fmt(result->detail, sizeof result->detail, "%s", why ? why : "");
 }
 
+int hc_refuse(const sk_batch *batch, sk_batch_result *result, int rc, const char *why)
+{
+    hc_result_transient(batch, result, why);
+    return rc;
+}
+
 int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, char *err,
                       size_t err_cap)
 {
@@ -744,4 +796,22 @@ int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, c
         return -1;
     }
     return 0;
+}
+
+void hc_warn_unknown_options(const sk_host_api *host, const sk_option_def *defs,
+                             const char *plugin)
+{
+    cJSON *all = cJSON_Parse(host->option_json(host->host_ctx));
+    const cJSON *object = cJSON_IsObject(all) ? all : NULL;
+    const cJSON *option;
+    cJSON_ArrayForEach(option, object)
+    {
+        const sk_option_def *d = defs;
+        while (d->name && strcmp(d->name, option->string))
+            d++;
+        if (!d->name)
+            host->log(host->host_ctx, SK_LOG_WARN, "%s: unknown option \"%s\" ignored", plugin,
+                      option->string);
+    }
+    cJSON_Delete(all);
 }

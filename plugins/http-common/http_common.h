@@ -2,8 +2,10 @@
  * http-common: what the HTTP transports (http-batch over libcurl, h2-stream
  * over nghttp2) share, so that the contract is mapped in one place: the
  * request body, and the server's answer (CONTRACT.md §3) onto ABI outcomes
- * and hints. Everything here is pure (no I/O, no clock reads) so it can be
- * tested in isolation. A static library linked into each plugin (hidden there).
+ * and hints. The mapping is pure (no I/O, no clock reads) so it can be tested
+ * in isolation; the few helpers that reach out (the host's upcalls, the
+ * ca_file check, logging) say so. A static library linked into each plugin
+ * (hidden there).
  */
 #ifndef SK_HTTP_COMMON_H
 #define SK_HTTP_COMMON_H
@@ -18,6 +20,7 @@
 #define HC_BATCH_PATH "/api/v1/events/batch/"
 #define HC_HEALTH_PATH "/api/v1/sync/health/"
 #define HC_PROTOCOL_HEADER "X-Spec-Kitty-Sync-Protocol"
+#define HC_PROTOCOL_HEADER_LC "x-spec-kitty-sync-protocol" /* HTTP/2 wants lower case */
 #define HC_PROTOCOL_VERSION "2.0"
 /* Answers beyond this are drained but not kept: a results list is ~100 B/event. */
 #define HC_RESPONSE_KEEP_MAX (8u << 20)
@@ -39,14 +42,26 @@ typedef struct hc_buf {
 int hc_buf_reserve(hc_buf *buf, size_t extra);
 /* Appends n bytes; returns 0, or -1 when memory runs out (buf unchanged). */
 int hc_buf_append(hc_buf *buf, const void *bytes, size_t n);
+/* Appends n bytes unless that takes buf past cap bytes or memory runs out;
+   returns 1 when the bytes were dropped (the answer is truncated), else 0. */
+int hc_buf_append_capped(hc_buf *buf, const void *bytes, size_t n, size_t cap);
 void hc_buf_free(hc_buf *buf);
 
 /*
- * Writes the gzip of {"events":[<json 0>,<json 1>,...]} into out (replacing
- * its contents). The envelopes are copied byte for byte: they are compact
- * JSON already. level is a gzip level 0..9 (libdeflate's, which compare with
- * zlib's). Returns 0, or -1 on a compression or memory failure.
+ * Writes {"events":[<json 0>,<json 1>,...]} into out (replacing its
+ * contents), its exact size reserved once. The envelopes are copied byte for
+ * byte: they are compact JSON already. Returns 0, or -1 when memory runs out.
  */
+int hc_events_json(const sk_batch *batch, hc_buf *out);
+
+/*
+ * Writes the gzip of bytes[0..n) into out (replacing its contents). level is
+ * a gzip level 0..9 (libdeflate's, which compare with zlib's). Returns 0, or
+ * -1 on a compression or memory failure.
+ */
+int hc_gzip(const void *bytes, size_t n, int level, hc_buf *out);
+
+/* hc_events_json gzip'd by hc_gzip into out. Returns 0, or -1 as they do. */
 int hc_gzip_events(const sk_batch *batch, int level, hc_buf *out);
 
 /*
@@ -82,6 +97,23 @@ typedef struct hc_answer {
 int hc_map_answer(const hc_answer *answer, const sk_batch *batch, sk_batch_result *result);
 
 /*
+ * hc_map_answer for a body kept with hc_buf_append_capped: when truncated,
+ * the body is ignored (half a JSON document is no answer) and a 2xx answer's
+ * detail says it was over HC_RESPONSE_KEEP_MAX bytes.
+ */
+int hc_map_kept_answer(const hc_answer *answer, int truncated, const sk_batch *batch,
+                       sk_batch_result *result);
+
+/*
+ * The probe state of an answer to GET HC_HEALTH_PATH: 2xx connected, 401/403
+ * not authenticated, anything else server unavailable. Writes the reason
+ * "<protocol> <status> from <url>", then ": <server text>" from 300 up (body
+ * NULL when it was not kept).
+ */
+int hc_probe_answer(long status, const char *body, size_t len, const char *protocol,
+                    const char *url, char *reason, size_t reason_cap);
+
+/*
  * Writes the server's human text of an error body into out (cap bytes, one
  * line, control characters replaced): the JSON "error"/"detail"/"message"
  * string when there is one, else the body itself. "" for an empty body.
@@ -111,6 +143,9 @@ void hc_redact_result(sk_batch_result *result, const char *secret);
 /* Every event transient with no message, no hints, status 0, detail why:
  * nothing is known about the batch. */
 void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const char *why);
+/* hc_result_transient, then returns rc: a batch ended with nothing known
+ * (refused before sending, or no answer). */
+int hc_refuse(const sk_batch *batch, sk_batch_result *result, int rc, const char *why);
 
 /*
  * Reads options.ca_file (a private CA's PEM bundle) into *out (malloc'd, NULL
@@ -119,6 +154,14 @@ void hc_result_transient(const sk_batch *batch, sk_batch_result *result, const c
  */
 int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, char *err,
                       size_t err_cap);
+
+/*
+ * Logs one warning per key of the options object (option_json upcall) that
+ * defs does not name (typos): "<plugin>: unknown option "<key>" ignored".
+ * defs ends with a NULL name.
+ */
+void hc_warn_unknown_options(const sk_host_api *host, const sk_option_def *defs,
+                             const char *plugin);
 
 /* True for a loopback host name or address: localhost, 127.x.y.z, ::1 or [::1]. */
 int hc_is_loopback(const char *host);
