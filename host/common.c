@@ -2,10 +2,10 @@
 #include "common.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <pwd.h>
+#include <sha2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,15 +51,14 @@ void sk__hex(const void *data, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-int sk__sha256_hex(const void *data, size_t n, char out[65])
+void sk__sha256_hex(const void *data, size_t n, char out[65])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    out[0] = '\0';
-    if (!EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) || len != 32)
-        return -1;
-    sk__hex(md, 32, out);
-    return 0;
+    SHA2_CTX ctx;
+    uint8_t md[SHA256_DIGEST_LENGTH];
+    SHA256Init(&ctx);
+    SHA256Update(&ctx, data, n);
+    SHA256Final(md, &ctx);
+    sk__hex(md, sizeof md, out);
 }
 
 int64_t sk__wall_ms(void)

@@ -108,8 +108,8 @@ void sk__line_stream_free(sk__line_stream *ls);
 /* Writes n bytes as 2n lowercase hex digits and a NUL into out. */
 void sk__hex(const void *data, size_t n, char *out);
 
-/* SHA-256 of data as 64 lowercase hex digits (out: 65 bytes). Non-zero on failure. */
-int sk__sha256_hex(const void *data, size_t n, char out[65]);
+/* SHA-256 of data as 64 lowercase hex digits (out: 65 bytes). */
+void sk__sha256_hex(const void *data, size_t n, char out[65]);
 
 /* snprintf into a fixed buffer; returns non-zero when it was truncated. */
 int sk__fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

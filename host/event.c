@@ -159,9 +159,8 @@ int sk__ulid_valid(const char *s)
 static void hash_name(const char *name, char out[13])
 {
     char hex[65];
-    out[0] = '\0';
-    if (sk__sha256_hex(name, strlen(name), hex) == 0)
-        snprintf(out, 13, "%.12s", hex);
+    sk__sha256_hex(name, strlen(name), hex);
+    snprintf(out, 13, "%.12s", hex);
 }
 
 void sk__node_id_from(const char *hostname, const char *username, char out[13])

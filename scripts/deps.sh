@@ -6,7 +6,7 @@ set -euo pipefail
 SK_PACKAGES=(
   build-essential cmake pkg-config git
   libjansson-dev libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev libssl-dev zlib1g-dev
-  libdeflate-dev libcjson-dev
+  libdeflate-dev libcjson-dev libmd-dev
   libcmocka-dev libmicrohttpd-dev
   clang libclang-rt-14-dev
   nghttp2-proxy nghttp2-client openssl curl sqlite3 jq procps psmisc bc time
