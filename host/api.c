@@ -229,16 +229,18 @@ static void local_state(sk_sync *s, sk_sync_state *out)
     out->transport_abi = s->cfg->transport_abi;
     snprintf(out->config_file, sizeof out->config_file, "%s", s->cfg->path);
     out->config_exists = s->cfg->file_exists;
-    sk__metrics *m = sk__sync_metrics(s, NULL);
+    sk__metrics *m = NULL;
     sk__metrics_counts c;
     sk__err ignored; /* unreadable counters leave the refusals at 0; the state is still shown */
-    if (m && sk__metrics_load(m, &c, &ignored) == SK_OK) {
+    if (sk__metrics_open_reader(s->root, &m, &ignored) == SK_OK &&
+        sk__metrics_load(m, &c, &ignored) == SK_OK) {
         out->refused_full = c.refused_full;
         if (c.refused_full_last_ms > 0)
             sk__iso8601_ms(c.refused_full_last_ms, out->refused_full_last,
                            sizeof out->refused_full_last);
         sk__metrics_counts_free(&c);
     }
+    sk__metrics_close(m);
 }
 
 /* The live state of a running service over what the handle knows; a note when it is mute. */
@@ -279,9 +281,10 @@ sk_status sk_state_get(sk_sync *s, sk_sync_state *out)
 sk_status sk_metrics_text(sk_sync *s, char **text_out)
 {
     *text_out = NULL;
-    sk__metrics *m = sk__sync_metrics(s, &s->err);
-    if (!m)
-        return SK_ERR_IO;
+    sk__metrics *m = NULL; /* none yet: every counter reads 0 */
+    sk_status st = sk__metrics_open_reader(s->root, &m, &s->err);
+    if (st != SK_OK && st != SK_ERR_NOT_FOUND)
+        return st;
     int up = s->service != NULL;
     int64_t uptime = up ? sk__service_uptime_s(s->service) : 0;
     sk__service_status live;
@@ -290,7 +293,9 @@ sk_status sk_metrics_text(sk_sync *s, char **text_out)
         up = 1;
         uptime = live.uptime_s;
     }
-    return sk__metrics_text(m, s->q, up, uptime, sk__wall_ms(), text_out, &s->err);
+    st = sk__metrics_text(m, s->q, up, uptime, sk__wall_ms(), text_out, &s->err);
+    sk__metrics_close(m);
+    return st;
 }
 
 sk_status sk_probe(sk_sync *s, int64_t timeout_ms, sk_probe_result *out)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const int64_t sk__metrics_latency_le_s[SK__METRICS_LATENCY_BUCKETS] = {
     1, 5, 15, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 7 * 24 * 3600};
@@ -42,34 +43,55 @@ static sk_status db_fail(sk__metrics *m, sk__err *err, const char *what)
     return sk__fail(err, SK_ERR_IO, "%s: %s: %s", m->path, what, sqlite3_errmsg(m->db));
 }
 
-sk_status sk__metrics_open(const char *state_root, sk__metrics **out, sk__err *err)
+/* Schema and statements of a handle that counts. */
+static sk_status prepare_writer(sk__metrics *m, sk__err *err)
+{
+    /* Several processes count at once (sync now, the service, emit). */
+    sqlite3_busy_timeout(m->db, 10000);
+    if (sqlite3_exec(m->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
+                     NULL) != SQLITE_OK ||
+        sqlite3_exec(m->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(m, err, "schema");
+    for (int i = 0; i < ST_COUNT; i++)
+        if (sqlite3_prepare_v3(m->db, STATEMENTS[i], -1, SQLITE_PREPARE_PERSISTENT, &m->st[i],
+                               NULL) != SQLITE_OK)
+            return db_fail(m, err, "prepare");
+    return SK_OK;
+}
+
+static sk_status metrics_open(const char *state_root, int writable, sk__metrics **out,
+                              sk__err *err)
 {
     *out = NULL;
     sk__metrics *m = calloc(1, sizeof *m);
     if (!m)
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
     sk_status s = sk__path_join(m->path, sizeof m->path, state_root, "metrics.db", err);
-    if (s == SK_OK && sqlite3_open_v2(m->path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                                      NULL) != SQLITE_OK)
+    if (s == SK_OK && !writable && access(m->path, F_OK) != 0)
+        s = sk__fail(err, SK_ERR_NOT_FOUND, "%s: no counters yet", m->path);
+    int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+    if (s == SK_OK && sqlite3_open_v2(m->path, &m->db, flags, NULL) != SQLITE_OK)
         s = db_fail(m, err, "open");
-    if (s == SK_OK) {
-        /* Several processes count at once (sync now, the service, emit). */
-        sqlite3_busy_timeout(m->db, 10000);
-        if (sqlite3_exec(m->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-                         NULL) != SQLITE_OK ||
-            sqlite3_exec(m->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK)
-            s = db_fail(m, err, "schema");
-    }
-    for (int i = 0; s == SK_OK && i < ST_COUNT; i++)
-        if (sqlite3_prepare_v3(m->db, STATEMENTS[i], -1, SQLITE_PREPARE_PERSISTENT, &m->st[i],
-                               NULL) != SQLITE_OK)
-            s = db_fail(m, err, "prepare");
+    if (s == SK_OK && writable)
+        s = prepare_writer(m, err);
+    else if (s == SK_OK)
+        sqlite3_busy_timeout(m->db, 1000);
     if (s != SK_OK) {
         sk__metrics_close(m);
         return s;
     }
     *out = m;
     return SK_OK;
+}
+
+sk_status sk__metrics_open(const char *state_root, sk__metrics **out, sk__err *err)
+{
+    return metrics_open(state_root, 1, out, err);
+}
+
+sk_status sk__metrics_open_reader(const char *state_root, sk__metrics **out, sk__err *err)
+{
+    return metrics_open(state_root, 0, out, err);
 }
 
 static void transport_free(sk__metrics_transport *t, size_t n)
@@ -278,6 +300,8 @@ static int load_transport(sqlite3 *db, sk__metrics_counts *c)
 sk_status sk__metrics_load(sk__metrics *m, sk__metrics_counts *out, sk__err *err)
 {
     memset(out, 0, sizeof *out);
+    if (!m)
+        return SK_OK;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(m->db, "SELECT name, value FROM counters", -1, &st, NULL) != SQLITE_OK)
         return db_fail(m, err, "read");

@@ -15,8 +15,11 @@
 
 typedef struct sk__metrics sk__metrics;
 
-/* Opens (creating) <state_root>/metrics.db. */
+/* Opens (creating) <state_root>/metrics.db, to count. */
 sk_status sk__metrics_open(const char *state_root, sk__metrics **out, sk__err *err);
+/* Opens it read only, to show the counts: reading writes nothing. SK_ERR_NOT_FOUND
+   while nothing has been counted yet. */
+sk_status sk__metrics_open_reader(const char *state_root, sk__metrics **out, sk__err *err);
 void sk__metrics_close(sk__metrics *m);
 
 /* Upper bounds of the emit->acknowledged latency buckets, in seconds (+Inf implied).
@@ -61,6 +64,7 @@ typedef struct sk__metrics_counts {
     size_t ntransport;
 } sk__metrics_counts;
 
+/* Reads the counters; a NULL handle (nothing counted yet) reads all 0. */
 sk_status sk__metrics_load(sk__metrics *m, sk__metrics_counts *out, sk__err *err);
 void sk__metrics_counts_free(sk__metrics_counts *c);
 

@@ -34,6 +34,9 @@ sk sync metrics; expect_rc 0
 printf '%s\n' "$OUT" >"$TEST_TMP/empty.prom"
 promcheck "$TEST_TMP/empty.prom"
 expect_eq "$(metric spec_kitty_sync_events_delivered_total "$TEST_TMP/empty.prom")" 0 "delivered before any sync"
+# Reading writes nothing: neither `sync metrics` nor `sync status` creates the counters' file.
+sk sync status; expect_rc 0
+[ ! -e "$SPEC_KITTY_HOME/metrics.db" ] || fail "a read created metrics.db"; pass
 
 # Full queue: the refused events are counted, and status says how many and when.
 emit_many 15
