@@ -276,13 +276,16 @@ int cmd_status(int argc, char **argv)
         sk_close(s);
         return cli_exit_code(st);
     }
-    cli_cancel_scope_begin(s); /* a signal cancels the probe; what is known is still shown */
-    int unhealthy = check ? probe_server(s, &v) : 0;
+    int unhealthy = 0;
+    if (check) { /* a signal cancels the probe; what is known is still shown */
+        cli_cancel_scope_begin(s);
+        unhealthy = probe_server(s, &v);
+        cli_cancel_scope_end();
+    }
     if (json)
         print_json(&v);
     else
         print_table(&v);
-    cli_cancel_scope_end();
     sk_close(s);
     /* An expired session needs the user: say so in the exit code too. */
     if (v.st.session_expired)
