@@ -491,13 +491,13 @@ static void drop_client(sk__service *svc, int i)
     svc->clients[i] = svc->clients[--svc->nclients];
 }
 
-static void add_metric(void *ctx, const char *name, int64_t value)
+static void add_metric(void *ctx, const sk__plugin_metric *m)
 {
     sk__service_status *st = ctx;
     if (st->metric_count == SK_METRICS_MAX)
         return;
-    snprintf(st->metrics[st->metric_count].name, sizeof st->metrics[0].name, "%s", name);
-    st->metrics[st->metric_count++].value = value;
+    snprintf(st->metrics[st->metric_count].name, sizeof st->metrics[0].name, "%s", m->name);
+    st->metrics[st->metric_count++].value = m->value;
 }
 
 static void answer_status(sk__service *svc, int fd)

@@ -441,11 +441,12 @@ typedef struct transport_totals {
     size_t n, cap;
 } transport_totals;
 
-static void collect_total(void *ctx, const char *name, int64_t value)
+/* The plugin's counters; its levels are no counts (status shows them live). */
+static void collect_total(void *ctx, const sk__plugin_metric *m)
 {
     transport_totals *tt = ctx;
-    if (sk__grow((void **)&tt->t, &tt->cap, tt->n + 1, sizeof *tt->t))
-        tt->t[tt->n++] = (sk__metrics_transport){tt->transport, name, value};
+    if (!m->level && sk__grow((void **)&tt->t, &tt->cap, tt->n + 1, sizeof *tt->t))
+        tt->t[tt->n++] = (sk__metrics_transport){tt->transport, m->name, m->value, m->instance};
 }
 
 /* Adds what one batch did to the metrics (a split batch's halves were added by their

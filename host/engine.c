@@ -529,8 +529,7 @@ static sk_status choose_transport(sk_sync *s, sk__plugin **p, int *back_online)
     return fallback_transport(s, p);
 }
 
-void sk__sync_each_metric(sk_sync *s, void (*fn)(void *ctx, const char *name, int64_t value),
-                          void *ctx)
+void sk__sync_each_metric(sk_sync *s, sk__plugin_metric_fn fn, void *ctx)
 {
     pthread_mutex_lock(&s->plugin_mu);
     if (s->plugin) /* the streaming transport's, also while the fallback sends */

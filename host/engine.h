@@ -58,8 +58,7 @@ void sk__sync_close(sk_sync *s);
 sk_status sk__sync_emit(sk_sync *s, const sk_event_spec *spec, char event_id_out[27]);
 
 /* Calls fn for each counter the handle's transport reported (none before it loaded). */
-void sk__sync_each_metric(sk_sync *s, void (*fn)(void *ctx, const char *name, int64_t value),
-                          void *ctx);
+void sk__sync_each_metric(sk_sync *s, sk__plugin_metric_fn fn, void *ctx);
 
 /* Cancels the work on the handle (sk_sync_cancel): flag, cancel pipe, the transport's cancel. */
 void sk__sync_cancel(sk_sync *s);

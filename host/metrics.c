@@ -114,17 +114,22 @@ void sk__metrics_close(sk__metrics *m)
     free(m);
 }
 
-/* The running total of (transport, name) already added, creating it at 0; NULL: no memory. */
+/* The running total of (transport, name) already added, creating it at 0, and back
+ * at 0 for a new load of the plugin; NULL: no memory. */
 static sk__metrics_transport *seen(sk__metrics *m, const sk__metrics_transport *t)
 {
     for (size_t i = 0; i < m->nseen; i++)
         if (strcmp(m->seen[i].transport, t->transport) == 0 &&
-            strcmp(m->seen[i].name, t->name) == 0)
+            strcmp(m->seen[i].name, t->name) == 0) {
+            if (m->seen[i].instance != t->instance)
+                m->seen[i] = (sk__metrics_transport){m->seen[i].transport, m->seen[i].name, 0,
+                                                     t->instance};
             return &m->seen[i];
+        }
     if (!sk__grow((void **)&m->seen, &m->seen_cap, m->nseen + 1, sizeof *m->seen))
         return NULL;
     sk__metrics_transport *n = &m->seen[m->nseen];
-    *n = (sk__metrics_transport){strdup(t->transport), strdup(t->name), 0};
+    *n = (sk__metrics_transport){strdup(t->transport), strdup(t->name), 0, t->instance};
     if (!n->transport || !n->name) {
         free((char *)n->transport);
         free((char *)n->name);
@@ -134,11 +139,11 @@ static sk__metrics_transport *seen(sk__metrics *m, const sk__metrics_transport *
     return n;
 }
 
-/* Growth of a running total since the last record; a total that fell (the plugin was
- * loaded again) counts from 0. */
+/* Growth of a running total since the last record; a counter never falls, so a plugin
+ * that lowered one (older plugins counted levels with metric_add) adds nothing. */
 static int64_t growth(int64_t now, int64_t before)
 {
-    return now >= before ? now - before : now;
+    return now > before ? now - before : 0;
 }
 
 /* Runs a prepared statement on one row of values (text, text or number, number). */
@@ -228,7 +233,7 @@ sk_status sk__metrics_record(sk__metrics *m, const sk__metrics_batch *b,
     if (s == SK_OK)
         s = tx_end(m, record_locked(m, b, t, nt, was), err);
     for (size_t i = 0; s == SK_OK && i < nt; i++)
-        was[i]->value = t[i].value; /* added for good only once committed */
+        was[i]->value += growth(t[i].value, was[i]->value); /* added for good once committed */
     free(was);
     return s;
 }
@@ -291,7 +296,7 @@ static int load_transport(sqlite3 *db, sk__metrics_counts *c)
             break;
         }
         c->transport[c->ntransport++] =
-            (sk__metrics_transport){tr, name, sqlite3_column_int64(st, 2)};
+            (sk__metrics_transport){tr, name, sqlite3_column_int64(st, 2), 0};
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : -1;

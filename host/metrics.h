@@ -41,12 +41,14 @@ typedef struct sk__metrics_transport {
     const char *transport; /* plugin name */
     const char *name;      /* counter name as the plugin gave it */
     int64_t value;
+    uint64_t instance; /* the plugin load that counted it (recording only) */
 } sk__metrics_transport;
 
 /*
  * Adds one batch, in one transaction, with the transport's counters as the plugin
  * instance reports them (running totals since it was loaded): the handle remembers
- * what it already added, so only the growth since its last record is counted.
+ * what it already added per load, so only the growth since its last record is
+ * counted, and a new load counts from 0.
  */
 sk_status sk__metrics_record(sk__metrics *m, const sk__metrics_batch *b,
                              const sk__metrics_transport *t, size_t nt, sk__err *err);

@@ -27,7 +27,9 @@ struct sk__plugin {
     pthread_mutex_t mu;
     char *metric_names[MAX_METRICS];
     int64_t metric_values[MAX_METRICS];
+    unsigned char metric_levels[MAX_METRICS]; /* set by metric_set: a level, not a counter */
     int nmetrics;
+    uint64_t instance; /* this load's serial: the metrics tell a reload from a counter */
     atomic_int warned_hints; /* unknown hint bits were logged once */
 };
 
@@ -213,6 +215,8 @@ sk_status sk__plugin_open(const char *path, int abi_major, sk__plugin **out, sk_
     sk__plugin *p = calloc(1, sizeof *p);
     if (!p)
         return sk__fail(err, SK_ERR_NOMEM, "out of memory loading %s", path);
+    static atomic_uint_fast64_t loads;
+    p->instance = atomic_fetch_add(&loads, 1) + 1;
     snprintf(p->path, sizeof p->path, "%s", path);
     pthread_mutex_init(&p->mu, NULL);
     p->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -322,26 +326,50 @@ static size_t up_auth_header(void *ctx, char *buf, size_t cap)
     return p->host->auth_header(p->host->ctx, buf, cap);
 }
 
+/* The slot of metric name, added at 0 on first use; -1 when the table is full
+   or out of memory. Called with p->mu held. */
+static int metric_slot(sk__plugin *p, const char *name)
+{
+    int i = 0;
+    while (i < p->nmetrics && strcmp(p->metric_names[i], name) != 0)
+        i++;
+    if (i < p->nmetrics)
+        return i;
+    if (i == MAX_METRICS || !(p->metric_names[i] = strdup(name)))
+        return -1;
+    p->metric_values[i] = 0;
+    p->metric_levels[i] = 0;
+    return p->nmetrics++;
+}
+
 static void up_metric_add(void *ctx, const char *name, int64_t delta)
 {
     sk__plugin *p = ctx;
     pthread_mutex_lock(&p->mu);
-    int i = 0;
-    while (i < p->nmetrics && strcmp(p->metric_names[i], name) != 0)
-        i++;
-    if (i == p->nmetrics && i < MAX_METRICS && (p->metric_names[i] = strdup(name)))
-        p->metric_values[p->nmetrics++] = 0;
-    if (i < p->nmetrics)
+    int i = metric_slot(p, name);
+    if (i >= 0)
         p->metric_values[i] += delta;
     pthread_mutex_unlock(&p->mu);
 }
 
-void sk__plugin_each_metric(sk__plugin *p, void (*fn)(void *ctx, const char *name, int64_t value),
-                            void *ctx)
+static void up_metric_set(void *ctx, const char *name, int64_t value)
+{
+    sk__plugin *p = ctx;
+    pthread_mutex_lock(&p->mu);
+    int i = metric_slot(p, name);
+    if (i >= 0) {
+        p->metric_values[i] = value;
+        p->metric_levels[i] = 1;
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+void sk__plugin_each_metric(sk__plugin *p, sk__plugin_metric_fn fn, void *ctx)
 {
     pthread_mutex_lock(&p->mu);
     for (int i = 0; i < p->nmetrics; i++)
-        fn(ctx, p->metric_names[i], p->metric_values[i]);
+        fn(ctx, &(sk__plugin_metric){p->metric_names[i], p->metric_values[i],
+                                     p->metric_levels[i], p->instance});
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -364,6 +392,7 @@ sk_status sk__plugin_start(sk__plugin *p, const sk__plugin_host *host, sk__err *
         .host_value = up_host_value,
         .auth_header = up_auth_header,
         .metric_add = up_metric_add,
+        .metric_set = up_metric_set,
     };
     char why[512] = "";
     if (p->desc.create(&p->api, &p->self, why, sizeof why) != 0 || !p->self) {

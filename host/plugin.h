@@ -105,9 +105,18 @@ void sk__plugin_cancel(sk__plugin *p);
  */
 int sk__plugin_probe(sk__plugin *p, int64_t deadline_ms, char *reason, size_t cap);
 
-/* Calls fn for each counter the plugin reported through metric_add (name order of first use). */
-void sk__plugin_each_metric(sk__plugin *p, void (*fn)(void *ctx, const char *name, int64_t value),
-                            void *ctx);
+/* One value the plugin reported: a counter (metric_add, a running total since this
+   load) or a level (metric_set). */
+typedef struct sk__plugin_metric {
+    const char *name;
+    int64_t value;
+    int level;
+    uint64_t instance; /* serial of the load in this process: a new one starts from 0 */
+} sk__plugin_metric;
+typedef void (*sk__plugin_metric_fn)(void *ctx, const sk__plugin_metric *m);
+
+/* Calls fn for each value the plugin reported (name order of first use). */
+void sk__plugin_each_metric(sk__plugin *p, sk__plugin_metric_fn fn, void *ctx);
 
 /* Destroys the instance (joins its threads) and frees the loader state. */
 void sk__plugin_close(sk__plugin *p);

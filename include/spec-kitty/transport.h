@@ -48,7 +48,7 @@ extern "C" {
 #endif
 
 #define SK_TRANSPORT_ABI_MAJOR 1
-#define SK_TRANSPORT_ABI_MINOR 2
+#define SK_TRANSPORT_ABI_MINOR 3
 
 /* The one exported symbol of an ABI-1 plugin. */
 #define SK_TRANSPORT_ENTRY_V1 spec_kitty_transport_v1
@@ -190,9 +190,22 @@ typedef struct sk_host_api {
      * buf, NUL-terminated; returns its length, 0 when there are no credentials,
      * or the needed size when cap is too small. Never log it. */
     size_t (*auth_header)(void *host_ctx, char *buf, size_t cap);
-    /* Adds delta to a named counter (bytes_sent, requests, reconnects, ...). */
+    /* Adds delta (>= 0) to a named counter (bytes_sent, requests, reconnects, ...):
+     * a total that only grows, summed across runs and exported as a counter. */
     void (*metric_add)(void *host_ctx, const char *name, int64_t delta);
+
+    /* --- ABI 1.3 --- (a host of ABI 1.0 to 1.2 passes a shorter table: check
+     * with SK_HOST_API_HAS(host, metric_set) before calling) */
+
+    /* Sets a named level to value (streams_in_flight, connections_open): how
+     * much there is now, shown by `spec-kitty sync status` while the plugin
+     * runs; never summed, never exported as a counter. */
+    void (*metric_set)(void *host_ctx, const char *name, int64_t value);
 } sk_host_api;
+
+/* True when the host's upcall table (of struct_size bytes) has field. */
+#define SK_HOST_API_HAS(api, field)                                                           \
+    ((api)->struct_size >= offsetof(sk_host_api, field) + sizeof((api)->field))
 
 /* One option key of a plugin (since ABI 1.1): shown by `spec-kitty sync plugins`
  * and the docs, so that help text and parser live next to each other. */
@@ -289,6 +302,9 @@ _Static_assert(sizeof(sk_event_result) == 4 + SK_EVENT_MESSAGE_MAX, "sk_event_re
 _Static_assert(offsetof(sk_batch_result, error_code) ==
                    offsetof(sk_batch_result, detail) + SK_BATCH_DETAIL_MAX,
                "ABI 1.2 appends error_code after detail");
+_Static_assert(offsetof(sk_host_api, metric_set) ==
+                   offsetof(sk_host_api, metric_add) + sizeof(void (*)(void)),
+               "ABI 1.3 appends metric_set after metric_add");
 #endif
 
 #ifdef __cplusplus

@@ -165,6 +165,7 @@ struct h2_plugin {
     h2_conn *conns[H2_MAX_CONNS];
     int nconns;
     long connects;
+    int64_t streams_open, conns_open; /* levels, reported with metric_set */
     /* Bytes moved since the last h2_report_bytes: the host's metric_add takes a
      * lock and looks the name up, too much per DATA chunk or socket write. */
     int64_t bytes_sent;
@@ -180,6 +181,14 @@ static int64_t h2_now(const h2_plugin *p)
 static void h2_metric(const h2_plugin *p, const char *name, int64_t delta)
 {
     p->host->metric_add(p->host->host_ctx, name, delta);
+}
+
+/* Moves a level by delta and reports it (a host older than ABI 1.3 takes no levels). */
+static void h2_level(const h2_plugin *p, const char *name, int64_t *level, int64_t delta)
+{
+    *level += delta;
+    if (SK_HOST_API_HAS(p->host, metric_set))
+        p->host->metric_set(p->host->host_ctx, name, *level);
 }
 
 /* Hands the byte counts gathered since the last call to the host. */
@@ -236,7 +245,7 @@ static void h2_fail(h2_plugin *p, h2_job *j, int rc, const char *fmt, ...)
 static void h2_detach(h2_plugin *p, h2_job *j)
 {
     if (j->conn)
-        h2_metric(p, "streams_in_flight", -1);
+        h2_level(p, "streams_in_flight", &p->streams_open, -1);
     h2_unlink(&p->active, j);
     if (j->conn && j->conn->session)
         nghttp2_session_set_stream_user_data(j->conn->session, j->stream_id, NULL);
@@ -524,7 +533,7 @@ static h2_conn *h2_conn_open(h2_plugin *p, int64_t deadline_ms, int *woken, char
     }
     c->last_read_ms = h2_now(p);
     h2_metric(p, "connects", 1);
-    h2_metric(p, "connections_open", 1);
+    h2_level(p, "connections_open", &p->conns_open, 1);
     if (p->connects++ > 0)
         h2_metric(p, "reconnects", 1);
     p->host->log(p->host->host_ctx, SK_LOG_DEBUG, "h2-stream: connected to %s (%s)",
@@ -548,7 +557,7 @@ static void h2_conn_free(h2_plugin *p, h2_conn *c, int rc)
     if (c->session)
         nghttp2_session_del(c->session);
     h2_pipe_close(&c->pipe);
-    h2_metric(p, "connections_open", -1);
+    h2_level(p, "connections_open", &p->conns_open, -1);
     hc_buf_free(&c->out);
     free(c);
 }
@@ -649,7 +658,7 @@ static void h2_start(h2_plugin *p, h2_conn *c, h2_job *j)
     j->stream_id = id;
     h2_push(&p->active, j);
     h2_metric(p, "requests", 1);
-    h2_metric(p, "streams_in_flight", 1);
+    h2_level(p, "streams_in_flight", &p->streams_open, 1);
 }
 
 /* Ends the queued jobs with why (the connection could not be made). */

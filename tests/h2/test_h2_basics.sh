@@ -23,6 +23,11 @@ sk sync now --json
 expect_rc 0 "sync now over h2c"
 expect_eq "$(jq -r .synced <<<"$OUT")" 700 "synced over h2c"
 stored_once 3200
+# Levels (streams in flight, connections open) are no counters: only the counts are summed.
+sk sync metrics; expect_rc 0
+grep -q '^spec_kitty_sync_transport_requests_total{transport="h2-stream"} [1-9]' <<<"$OUT" ||
+  fail "h2 requests counter: $(grep transport_ <<<"$OUT")"; pass
+! grep -E 'streams_in_flight|connections_open' <<<"$OUT" || fail "a level exported as a counter"; pass
 
 sk sync plugins --json
 expect_rc 0 "sync plugins"

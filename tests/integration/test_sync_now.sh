@@ -53,7 +53,7 @@ expect_eq "$(queue_ready)" 3
 # plugins: the installed transports and the fixtures, broken ones with reasons.
 config "{\"plugin_path\": [\"$SK_TEST_PLUGIN_DIR\"]}"
 sk sync plugins --json; expect_rc 0
-expect_eq "$(jq -r '.[] | select(.name=="scripted") | .abi' <<<"$OUT")" 1.2
+expect_eq "$(jq -r '.[] | select(.name=="scripted") | .abi' <<<"$OUT")" 1.3
 expect_eq "$(jq -r '.[] | select(.name=="abi_old_minor") | .abi' <<<"$OUT")" 1.0
 jq -e '[.[] | select(.error != null)] | length >= 5' <<<"$OUT" >/dev/null || fail "broken plugins not listed"; pass
 sk sync plugins; expect_rc 0; expect_out "BROKEN"

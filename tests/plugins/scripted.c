@@ -238,6 +238,8 @@ static int send_batch(void *self, const sk_batch *b, sk_batch_result *r)
     if (hang > 0 && wait_or_cancel(s, hang, b->deadline_ms))
         return SK_TRANSPORT_CANCELLED;
     s->host->metric_add(s->host->host_ctx, "requests", 1);
+    if (SK_HOST_API_HAS(s->host, metric_set)) /* a level: never a counter in metrics.db */
+        s->host->metric_set(s->host->host_ctx, "last_batch_events", b->count);
     int rc = SK_TRANSPORT_OK;
     if (apply_step(s, b, r, &rc))
         return rc;

@@ -97,9 +97,9 @@ static size_t fh_auth_header(void *ctx, char *buf, size_t cap)
     return n < cap ? n : n + 1;
 }
 
-static void fh_metric_add(void *ctx, const char *name, int64_t delta)
+/* Adds delta to metric name, or sets it to delta when set (a level). */
+static void fh_metric(sk_fakehost *fh, const char *name, int64_t delta, int set)
 {
-    sk_fakehost *fh = ctx;
     pthread_mutex_lock(&fh->mu);
     int i = 0;
     while (i < fh->nmetrics && strcmp(fh->metric_name[i], name) != 0)
@@ -110,8 +110,18 @@ static void fh_metric_add(void *ctx, const char *name, int64_t delta)
         fh->nmetrics++;
     }
     if (i < fh->nmetrics)
-        fh->metric_value[i] += delta;
+        fh->metric_value[i] = set ? delta : fh->metric_value[i] + delta;
     pthread_mutex_unlock(&fh->mu);
+}
+
+static void fh_metric_add(void *ctx, const char *name, int64_t delta)
+{
+    fh_metric(ctx, name, delta, 0);
+}
+
+static void fh_metric_set(void *ctx, const char *name, int64_t value)
+{
+    fh_metric(ctx, name, value, 1);
 }
 
 sk_fakehost *sk_fakehost_new(const char *options_json, const char *const *values)
@@ -137,6 +147,7 @@ sk_fakehost *sk_fakehost_new(const char *options_json, const char *const *values
     fh->api.host_value = fh_host_value;
     fh->api.auth_header = fh_auth_header;
     fh->api.metric_add = fh_metric_add;
+    fh->api.metric_set = fh_metric_set;
     return fh;
 }
 

@@ -354,6 +354,13 @@ static void metrics_count_each_batch_once_splits_and_failures_included(void **st
     for (int i = 0; i <= SK__METRICS_LATENCY_BUCKETS; i++)
         in_buckets += c.latency_bucket[i];
     assert_int_equal(in_buckets, 999);
+    /* The plugin's counter is summed; its level (metric_set) is no counter. */
+    int requests = 0;
+    for (size_t i = 0; i < c.ntransport; i++) {
+        assert_string_not_equal(c.transport[i].name, "last_batch_events");
+        requests += strcmp(c.transport[i].name, "requests") == 0;
+    }
+    assert_int_equal(requests, 1);
     sk__metrics_counts_free(&c);
 
     /* A batch that fails as a whole is a retry, and delivers nothing. */
@@ -641,11 +648,11 @@ static void two_drainer_processes_never_send_the_same_event(void **state)
 
 /* ---- the async path (scripted_async: completions held, given back in reverse) ---- */
 
-static void metric_of(void *ctx, const char *name, int64_t value)
+static void metric_of(void *ctx, const sk__plugin_metric *m)
 {
     int64_t *want = ctx;
-    if (strcmp(name, "busy") == 0)
-        *want = value;
+    if (strcmp(m->name, "busy") == 0)
+        *want = m->value;
 }
 
 static void async_completions_out_of_order_settle_each_batch_once(void **state)

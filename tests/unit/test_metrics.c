@@ -67,9 +67,9 @@ static void test_batches_add_up_across_handles(void **state)
                            .enqueued_s = enq,
                            .acknowledged = 3,
                            .now_ms = T0};
-    sk__metrics_transport t[] = {{"http-batch", "bytes_sent", 1000},
-                                 {"http-batch", "reconnects", 1},
-                                 {"http-batch", "requests", 1}};
+    sk__metrics_transport t[] = {{"http-batch", "bytes_sent", 1000, 1},
+                                 {"http-batch", "reconnects", 1, 1},
+                                 {"http-batch", "requests", 1, 1}};
     sk__err err = {{0}};
     /* Two processes, each with its own handle on the same file. */
     sk__metrics *a = open_in(root), *b2 = open_in(root);
@@ -133,18 +133,22 @@ static void test_transport_running_totals_count_their_growth_once(void **state)
     sk__metrics *m = open_in(root);
     sk__metrics_batch b = {.now_ms = T0};
     sk__err err = {{0}};
-    sk__metrics_transport t = {"http-batch", "bytes_sent", 1000};
+    sk__metrics_transport t = {"http-batch", "bytes_sent", 1000, 1};
     assert_int_equal(sk__metrics_record(m, &b, &t, 1, &err), SK_OK);
     t.value = 1500; /* the same plugin instance, 500 more */
     assert_int_equal(sk__metrics_record(m, &b, &t, 1, &err), SK_OK);
     assert_int_equal(sk__metrics_record(m, &b, &t, 1, &err), SK_OK); /* nothing new */
-    t.value = 200; /* loaded again: counts from 0 */
+    t.value = 1200; /* fell in the same instance (a level sent as a counter): nothing */
+    assert_int_equal(sk__metrics_record(m, &b, &t, 1, &err), SK_OK);
+    t.value = 1600; /* past the highest seen: 100 more */
+    assert_int_equal(sk__metrics_record(m, &b, &t, 1, &err), SK_OK);
+    t = (sk__metrics_transport){"http-batch", "bytes_sent", 2000, 2}; /* loaded again: from 0 */
     assert_int_equal(sk__metrics_record(m, &b, &t, 1, &err), SK_OK);
     sk__metrics_counts c;
     assert_int_equal(sk__metrics_load(m, &c, &err), SK_OK);
     assert_int_equal(c.ntransport, 1);
-    assert_int_equal(c.transport[0].value, 1700);
-    assert_int_equal(c.batches, 4);
+    assert_int_equal(c.transport[0].value, 3600);
+    assert_int_equal(c.batches, 6);
     sk__metrics_counts_free(&c);
     sk__metrics_close(m);
 }
@@ -153,7 +157,7 @@ static void test_transport_names_and_labels_are_escaped(void **state)
 {
     const char *root = *state;
     sk__metrics *m = open_in(root);
-    sk__metrics_transport t[] = {{"my\"plug\\in", "Queue-Depth.max", 7}};
+    sk__metrics_transport t[] = {{"my\"plug\\in", "Queue-Depth.max", 7, 1}};
     sk__metrics_batch b = {.now_ms = T0};
     sk__err err = {{0}};
     assert_int_equal(sk__metrics_record(m, &b, t, 1, &err), SK_OK);
