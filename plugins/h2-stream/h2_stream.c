@@ -868,16 +868,12 @@ static void *h2_io_main(void *arg)
 
 /* ---------- the ABI ---------- */
 
-/*
- * Builds the request body: the JSON, gzip'd when it reaches gzip_min_bytes.
- * The comparison counts one byte more than the body (len + 1 >= min), as it
- * always has; kept so that this change alters no request.
- */
+/* Builds the request body: the JSON, gzip'd when it reaches gzip_min_bytes. */
 static int h2_body(const h2_plugin *p, const sk_batch *batch, h2_job *j)
 {
     if (hc_events_json(batch, &j->body) != 0)
         return -1;
-    j->gzip = j->body.len + 1 >= (size_t)p->opt[O_GZIP_MIN];
+    j->gzip = j->body.len >= (size_t)p->opt[O_GZIP_MIN];
     if (!j->gzip)
         return 0;
     hc_buf packed = {0};

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #endif
 #include "fakehost.h"
+#include "http_common.h"
 #include "testutil.h"
 
 #include "http_peer.c"
@@ -526,6 +527,31 @@ static void test_https_proxy_tunnels_and_no_proxy_bypasses(void **state)
     sk_tbatch_free(u);
 }
 
+/* gzip_min_bytes is the smallest body that goes gzip'd: at that size it is, one byte short
+ * it goes as it is (the debug line of each request says which). */
+static void test_gzip_from_gzip_min_bytes_on(void **state)
+{
+    (void)state;
+    rx *r = &shared;
+    sk_tbatch *t = sk_tbatch_new_from(9000, 1, 20000);
+    hc_buf json = {0};
+    assert_int_equal(hc_events_json(&t->batch, &json), 0);
+    size_t len = json.len;
+    hc_buf_free(&json);
+    for (size_t above = 0; above < 2; above++) {
+        char extra[64], plain[64];
+        snprintf(extra, sizeof extra, "\"gzip_min_bytes\": %zu", len + above);
+        snprintf(plain, sizeof plain, "1 events, %zu bytes: HTTP 200", len);
+        fixture f;
+        fx_open(&f, r->tls, tls_options(r, extra));
+        assert_int_equal(f.d->send(f.self, &t->batch, &t->result), SK_TRANSPORT_OK);
+        assert_int_equal(sk_fakehost_logged(f.fh, " gzip: HTTP 200"), above == 0);
+        assert_int_equal(sk_fakehost_logged(f.fh, plain), above == 1);
+        fx_close(&f);
+    }
+    sk_tbatch_free(t);
+}
+
 static void test_probe_and_options(void **state)
 {
     (void)state;
@@ -567,6 +593,7 @@ int main(void)
         cmocka_unit_test_teardown(test_a_stalled_stream_is_reset_at_its_deadline, rx_clear),
         cmocka_unit_test_teardown(test_server_without_h2_is_refused_with_one_line, rx_clear),
         cmocka_unit_test_teardown(test_https_proxy_tunnels_and_no_proxy_bypasses, rx_clear),
+        cmocka_unit_test_teardown(test_gzip_from_gzip_min_bytes_on, rx_clear),
         cmocka_unit_test_teardown(test_probe_and_options, rx_clear),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
