@@ -507,26 +507,25 @@ static int may_fall_back(const sk_sync *s, const sk__plugin *p)
 #define FALLBACK_PROBE_MS 2000
 
 /*
- * In fallback: *p (the streaming transport) is kept when its probe connects
- * (*back_online), else replaced by the fallback transport. A fallback the
- * config no longer allows ends at once.
+ * In fallback: *p (the streaming transport) is kept when its probe, if due,
+ * connects (info->back_online), else replaced by the fallback transport. A
+ * fallback the config no longer allows ends at once.
  */
-static sk_status choose_transport(sk_sync *s, sk__plugin **p, int *back_online)
+static sk_status choose_transport(sk_sync *s, sk__plugin **p, sk__pass_info *info)
 {
-    *back_online = 0;
     if (!s->sched.fallback)
         return SK_OK;
     if (!may_fall_back(s, *p)) {
-        *back_online = 1;
+        info->back_online = 1;
         return SK_OK;
     }
-    char reason[256];
-    int r = sk__plugin_probe(*p, sk__mono_ms() + FALLBACK_PROBE_MS, reason, sizeof reason);
-    if (r == SK_PROBE_CONNECTED) {
-        *back_online = 1;
-        return SK_OK;
+    if (sk__sched_probe_due(&s->sched, sk__sched_now(&s->sched))) {
+        char reason[256];
+        info->probed = 1;
+        info->back_online = sk__plugin_probe(*p, sk__mono_ms() + FALLBACK_PROBE_MS, reason,
+                                             sizeof reason) == SK_PROBE_CONNECTED;
     }
-    return fallback_transport(s, p);
+    return info->back_online ? SK_OK : fallback_transport(s, p);
 }
 
 void sk__sync_each_metric(sk_sync *s, sk__plugin_metric_fn fn, void *ctx)
@@ -615,12 +614,11 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
 {
     sk__plugin *p;
     memset(out, 0, sizeof *out);
-    *info = (sk__pass_info){0};
-    int back_online = 0;
+    sk__pass_info probe = {0}; /* the pass below starts its info afresh */
     sk_status st = sk__sync_transport(s, &p);
     if (st == SK_OK)
-        st = choose_transport(s, &p, &back_online);
-    info->back_online = back_online;
+        st = choose_transport(s, &p, &probe);
+    *info = probe;
     if (st != SK_OK) {
         snprintf(out->stop_reason, sizeof out->stop_reason, "%.500s", s->err.msg);
         return st;
@@ -636,7 +634,8 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
         o.max_batches = 0;
     st = sk__deliver_pass(s->q, p, &o, &h, out, info, &s->err);
     info->may_fall_back = p != s->fallback && may_fall_back(s, p);
-    info->back_online = back_online;
+    info->probed = probe.probed;
+    info->back_online = probe.back_online;
     return st;
 }
 

@@ -276,6 +276,11 @@ int64_t sk__sched_next_due(const sk__sched *s, int64_t now, int queue_nonempty, 
     return max64(due, now);
 }
 
+int sk__sched_probe_due(const sk__sched *s, int64_t now)
+{
+    return now >= s->probe_due_wall_ms;
+}
+
 int64_t sk__sched_explicit_due(const sk__sched *s, int64_t now)
 {
     return max64(now, retry_after_floor(s, now));
@@ -316,7 +321,7 @@ int sk__sched_record_pass(sk__sched *s, int64_t now, sk_status st, const sk_drai
                           const sk__pass_info *info)
 {
     int changed = info && info->back_online ? leave_fallback(s) : 0;
-    if (s->fallback) /* this pass probed the streaming transport: the next probe of an idle service */
+    if (s->fallback && info && info->probed) /* in vain: the next probe one maximum later */
         s->probe_due_wall_ms = add_sat(now, s->policy.backoff_max_ms);
     if (st == SK_ERR_CANCELLED || (info && info->deferred))
         return changed;

@@ -64,10 +64,13 @@
  * Fallback (transport.fallback): after fallback_after failed passes in a row
  * of a streaming transport that can probe, passes go through the fallback
  * transport and the state is OfflineBatchMode whatever they do; the engine
- * probes the streaming transport before each of them, and a probe that
- * connects ends the fallback (Connected). Backoff and spacing are unchanged.
- * With nothing to send, a pass (a probe only) is still due backoff_max_ms
- * after the last one, so an idle service finds its connection again.
+ * probes the streaming transport before a pass once backoff_max_ms passed
+ * since the last probe (sk__sched_probe_due: a server that stays down costs
+ * a pass at most one probe per maximum, not a probe's wait each), and a probe
+ * that connects ends the fallback (Connected). Backoff and spacing are
+ * unchanged. With nothing to send, a pass (a probe only) is still due
+ * backoff_max_ms after the last probe, so an idle service finds its
+ * connection again.
  */
 #ifndef SK_HOST_SCHEDULER_H
 #define SK_HOST_SCHEDULER_H
@@ -125,7 +128,7 @@ typedef struct sk__sched {
     int64_t paused_until_wall_ms; /* a background pass found nothing to send (not persisted) */
     int streaming; /* the transport streams (SK_CAP_STREAMING): no batch spacing (not persisted) */
     int fallback;  /* passes go through the fallback transport until a probe connects */
-    int64_t probe_due_wall_ms; /* in fallback: when an idle service probes again (not persisted) */
+    int64_t probe_due_wall_ms; /* in fallback: when the next probe is due (not persisted) */
 } sk__sched;
 
 /* The documented defaults (CONTRACT.md section 5). */
@@ -194,6 +197,9 @@ int64_t sk__sched_batch_allowed_at(const sk__sched *s);
  */
 int64_t sk__sched_next_due(const sk__sched *s, int64_t now, int queue_nonempty, int poked);
 
+/* In fallback: non-zero when a pass at now probes the streaming transport first. */
+int sk__sched_probe_due(const sk__sched *s, int64_t now);
+
 /* Explicit `sync now`: wall time (>= now) it may start; bypasses backoff and spacing. */
 int64_t sk__sched_explicit_due(const sk__sched *s, int64_t now);
 
@@ -213,7 +219,8 @@ typedef struct sk__pass_info {
     int unreachable;   /* no server answered (the transport failed with no status) */
     int deferred;      /* stopped before sending: an earlier Retry-After still runs */
     int may_fall_back; /* a streaming transport that can probe, with a fallback configured */
-    int back_online;   /* the streaming transport's probe connected before this pass */
+    int probed;        /* the streaming transport was probed before this pass */
+    int back_online;   /* that probe connected */
 } sk__pass_info;
 
 /*

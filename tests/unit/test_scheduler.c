@@ -710,7 +710,7 @@ static void test_an_idle_service_in_fallback_probes_again_after_the_backoff_maxi
     assert_int_equal(sk__sched_next_due(&s, f.now, 0, 0), f.now);
     /* That empty pass probed without success: the next probe is one maximum later. */
     sum = summary(0, 0, 0, "");
-    sk__pass_info fell_back = {0};
+    sk__pass_info fell_back = {.probed = 1};
     sk__sched_record_pass(&s, f.now, SK_OK, &sum, &fell_back);
     assert_true(s.fallback);
     assert_int_equal(sk__sched_next_due(&s, f.now, 0, 0), f.now + 30000);
@@ -719,6 +719,37 @@ static void test_an_idle_service_in_fallback_probes_again_after_the_backoff_maxi
     assert_true(sk__sched_record_pass(&s, f.now, SK_OK, &sum, &fell_back));
     assert_false(s.fallback);
     assert_int_equal(sk__sched_next_due(&s, f.now, 0, 0), INT64_MAX);
+}
+
+static void test_fallback_passes_probe_once_per_backoff_maximum(void **state)
+{
+    (void)state;
+    sk__sched s;
+    fake_env f;
+    init_fallback(&s, &f);
+    s.policy.backoff_max_ms = 30000;
+    sk_drain_summary failed = summary(1, 5, 0, "Connection refused");
+    sk__pass_info info = {.unreachable = 1, .may_fall_back = 1};
+    for (int i = 0; i < 3; i++)
+        sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &failed, &info);
+    assert_true(s.fallback);
+    /* Entering the fallback followed failed passes: the first probe is one maximum away. */
+    assert_false(sk__sched_probe_due(&s, f.now));
+    assert_false(sk__sched_probe_due(&s, f.now + 29999));
+    /* Passes through the fallback meanwhile do not probe, and move nothing. */
+    f.now += 10000;
+    sk_drain_summary sent = summary(1, 0, 0, "");
+    sent.synced = 5;
+    sk__pass_info fell_back = {0};
+    sk__sched_record_pass(&s, f.now, SK_OK, &sent, &fell_back);
+    assert_false(sk__sched_probe_due(&s, f.now + 19999));
+    assert_true(sk__sched_probe_due(&s, f.now + 20000));
+    /* A pass that probed in vain: the next probe one maximum after it. */
+    f.now += 20000;
+    fell_back.probed = 1;
+    sk__sched_record_pass(&s, f.now, SK_OK, &sent, &fell_back);
+    assert_false(sk__sched_probe_due(&s, f.now + 29999));
+    assert_true(sk__sched_probe_due(&s, f.now + 30000));
 }
 
 static void test_fallback_survives_a_restart(void **state)
@@ -825,6 +856,7 @@ int main(void)
         cmocka_unit_test(test_no_fallback_without_policy_or_for_a_transport_that_cannot),
         cmocka_unit_test(test_fallback_passes_stay_offline_batch_mode_until_back_online),
         cmocka_unit_test(test_an_idle_service_in_fallback_probes_again_after_the_backoff_maximum),
+        cmocka_unit_test(test_fallback_passes_probe_once_per_backoff_maximum),
         cmocka_unit_test(test_fallback_survives_a_restart),
         cmocka_unit_test(test_in_pass_waits_follow_one_cap_and_a_count),
         cmocka_unit_test(test_empty_background_pass_pauses_the_next_one_briefly),
