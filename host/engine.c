@@ -627,12 +627,13 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     h.reauthenticate = reauthenticate;
     h.auth_ctx = s;
     h.metrics = sk__sync_metrics(s, NULL); /* best effort: delivery never depends on it */
-    /* Known once the transport is loaded: a streaming one drains every pass. */
-    s->sched.streaming = (sk__plugin_caps(p) & SK_CAP_STREAMING) != 0;
+    /* Known once the transport is loaded: a streaming one drains every pass (the
+       scheduler learns it from the pass's info, on the thread that owns it). */
+    int streaming = (sk__plugin_caps(p) & SK_CAP_STREAMING) != 0;
     sk__deliver_opts o = *opts;
-    if (s->sched.streaming)
-        o.max_batches = 0;
+    o.max_batches = streaming ? sk__sched_pass_batches(0, 1) : o.max_batches;
     st = sk__deliver_pass(s->q, p, &o, &h, out, info, &s->err);
+    info->streaming = streaming;
     info->may_fall_back = p != s->fallback && may_fall_back(s, p);
     info->probed = probe.probed;
     info->back_online = probe.back_online;

@@ -320,6 +320,8 @@ static void enter_fallback_if_due(sk__sched *s, int64_t now, const sk__pass_info
 int sk__sched_record_pass(sk__sched *s, int64_t now, sk_status st, const sk_drain_summary *sum,
                           const sk__pass_info *info)
 {
+    if (info)
+        s->streaming = info->streaming;
     int changed = info && info->back_online ? leave_fallback(s) : 0;
     if (s->fallback && info && info->probed) /* in vain: the next probe one maximum later */
         s->probe_due_wall_ms = add_sat(now, s->policy.backoff_max_ms);

@@ -219,6 +219,7 @@ typedef struct sk__pass_info {
     int unreachable;   /* no server answered (the transport failed with no status) */
     int deferred;      /* stopped before sending: an earlier Retry-After still runs */
     int may_fall_back; /* a streaming transport that can probe, with a fallback configured */
+    int streaming;     /* the pass's transport streams (SK_CAP_STREAMING) */
     int probed;        /* the streaming transport was probed before this pass */
     int back_online;   /* that probe connected */
 } sk__pass_info;

@@ -271,8 +271,11 @@ static void test_a_streaming_transport_sends_an_emitted_event_at_once(void **sta
     sk__sched s;
     fake_env f;
     init_fake(&s, &f, 0);
-    s.streaming = 1;
-    sk__sched_on_success(&s, f.now, 0);
+    /* The scheduler learns from a pass that its transport streams. */
+    sk_drain_summary sent = {.batches = 1, .synced = 1};
+    sk__pass_info info = {.streaming = 1};
+    sk__sched_record_pass(&s, f.now, SK_OK, &sent, &info);
+    assert_true(s.streaming);
     /* No batch spacing: the poke of an emit is due at once... */
     assert_int_equal(sk__sched_next_due(&s, f.now + 1, 1, 1), f.now + 1);
     /* ...still floored by the server's Retry-After and by the backoff. */
