@@ -50,10 +50,15 @@ START_US=$(cat "$WORK/start")
 ms() { echo "scale=2; $1 / 1000" | bc; }
 times_start() { echo "$(echo "scale=1; $1 / $START_US" | bc)x the process start"; }
 echo "process start: spec-kitty --version, median wall $(ms "$START_US") ms of 200 runs"
+# SQLite's floor of one emit: a process that opens the file, inserts one envelope
+# durably and closes (bench_floor --one), median of 200.
+for ((i = 0; i < 200; i++)); do wall_us "$FLOOR" --one "$WORK/one.db"; done | median >"$WORK/one"
+ONE_US=$(cat "$WORK/one")
+echo "floor: one durable insert in its own process, median wall $(ms "$ONE_US") ms of 200 runs"
 emit_one() { "$SK" sync emit -t WPStatusChanged -a WP01 -p '{"wp_id":"WP01","previous_status":"planned","new_status":"doing"}'; }
 emit_one >/dev/null
 for ((i = 0; i < 200; i++)); do wall_us emit_one; done | median >"$WORK/m"
-echo "emit: one process, median wall $(ms "$(cat "$WORK/m")") ms of 200 runs = $(times_start "$(cat "$WORK/m")") (target <= 3 ms)"
+echo "emit: one process, median wall $(ms "$(cat "$WORK/m")") ms of 200 runs = $(times_start "$(cat "$WORK/m")"), $(pct "$ONE_US" "$(cat "$WORK/m")") of the one-insert floor's speed (target <= 3 ms)"
 
 # 2. Batched emit through the CLI: rate and peak RSS.
 rm -rf "$SPEC_KITTY_HOME"

@@ -15,6 +15,12 @@
  *               is the engine's columns and indexes alone.
  * Usage: bench_floor [N] (default 100000). Prints one line per schema and a
  * last line "floor: insert=R read_delete=R" (spec-kitty's rates, events/s).
+ *
+ * bench_floor --one PATH: the floor of one `sync emit` process, to be timed
+ * from outside: open PATH (spec-kitty's schema, WAL, synchronous=FULL, no
+ * checkpoint on close, as the engine opens it: SQLite's default checkpoint
+ * and WAL delete at close measured ~38 ms a process here), insert one
+ * envelope with the four-column insert, commit, close; nothing else.
  */
 #include "bench.h"
 #include "queue.h"
@@ -170,11 +176,36 @@ static void report(const char *name, const char *path, const rates *r, const rat
            r->read_delete, r->read_delete_cpu, 100 * r->read_delete / floor->read_delete);
 }
 
+/* One durable insert in a process of its own (--one). */
+static int one_insert(const char *path)
+{
+    sqlite3 *db = NULL;
+    check(db, sqlite3_open(path, &db), path);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL");
+    exec(db, sk__queue_spec_kitty_schema);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* a new id each run */
+    bench_envelope e;
+    bench_envelope_make(&e, (long)(ts.tv_sec % 100000) * 1000000000L + ts.tv_nsec);
+    sqlite3_stmt *ins = prepare(db, "INSERT OR REPLACE INTO queue "
+                                    "(event_id, event_type, data, timestamp) VALUES (?1, ?2, ?3, ?4)");
+    sqlite3_bind_text(ins, 1, e.id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 2, "WPStatusChanged", -1, SQLITE_STATIC);
+    sqlite3_bind_text(ins, 3, e.data, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(ins, 4, e.timestamp);
+    step_done(db, ins, "insert");
+    sqlite3_finalize(ins);
+    return sqlite3_close(db) == SQLITE_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--one") == 0)
+        return one_insert(argv[2]);
     long n = argc > 1 ? atol(argv[1]) : 100000;
     if (n <= 0) {
-        fprintf(stderr, "usage: bench_floor [N]\n");
+        fprintf(stderr, "usage: bench_floor [N] | bench_floor --one PATH\n");
         return 2;
     }
     char dir[4096], path[4200];
