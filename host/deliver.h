@@ -42,6 +42,10 @@ typedef struct sk__deliver_opts {
     /* The drain lock: the pass holds an exclusive flock on this file, so one
      * drainer per state root runs at a time. Required. */
     const char *drain_lock_path;
+    /* The engine's choice of transport, made by the scheduler's owner (not read here):
+     * passes go through the fallback transport, after probing the streaming one if
+     * probe_first. */
+    int in_fallback, probe_first;
 } sk__deliver_opts;
 
 /* Fills opts with the defaults used by `sync now` (drain_lock_path still to set). */

@@ -511,15 +511,16 @@ static int may_fall_back(const sk_sync *s, const sk__plugin *p)
  * connects (info->back_online), else replaced by the fallback transport. A
  * fallback the config no longer allows ends at once.
  */
-static sk_status choose_transport(sk_sync *s, sk__plugin **p, sk__pass_info *info)
+static sk_status choose_transport(sk_sync *s, const sk__deliver_opts *o, sk__plugin **p,
+                                   sk__pass_info *info)
 {
-    if (!s->sched.fallback)
+    if (!o->in_fallback)
         return SK_OK;
     if (!may_fall_back(s, *p)) {
         info->back_online = 1;
         return SK_OK;
     }
-    if (sk__sched_probe_due(&s->sched, sk__sched_now(&s->sched))) {
+    if (o->probe_first) {
         char reason[256];
         info->probed = 1;
         info->back_online = sk__plugin_probe(*p, sk__mono_ms() + FALLBACK_PROBE_MS, reason,
@@ -600,6 +601,8 @@ void sk__sync_deliver_opts(const sk_sync *s, int explicit_pass, sk__deliver_opts
     int64_t now = sk__sched_now(&s->sched);
     if (explicit_pass) /* background passes are due only once it passed */
         o->wait_first_ms = sk__sched_explicit_due(&s->sched, now) - now;
+    o->in_fallback = s->sched.fallback;
+    o->probe_first = s->sched.fallback && sk__sched_probe_due(&s->sched, now, explicit_pass);
 }
 
 /* On a 401: refresh the session (single-flight with every other drainer). */
@@ -617,7 +620,7 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
     sk__pass_info probe = {0}; /* the pass below starts its info afresh */
     sk_status st = sk__sync_transport(s, &p);
     if (st == SK_OK)
-        st = choose_transport(s, &p, &probe);
+        st = choose_transport(s, opts, &p, &probe);
     *info = probe;
     if (st != SK_OK) {
         snprintf(out->stop_reason, sizeof out->stop_reason, "%.500s", s->err.msg);

@@ -276,9 +276,9 @@ int64_t sk__sched_next_due(const sk__sched *s, int64_t now, int queue_nonempty, 
     return max64(due, now);
 }
 
-int sk__sched_probe_due(const sk__sched *s, int64_t now)
+int sk__sched_probe_due(const sk__sched *s, int64_t now, int explicit_pass)
 {
-    return now >= s->probe_due_wall_ms;
+    return explicit_pass || now >= s->probe_due_wall_ms;
 }
 
 int64_t sk__sched_explicit_due(const sk__sched *s, int64_t now)

@@ -197,8 +197,9 @@ int64_t sk__sched_batch_allowed_at(const sk__sched *s);
  */
 int64_t sk__sched_next_due(const sk__sched *s, int64_t now, int queue_nonempty, int poked);
 
-/* In fallback: non-zero when a pass at now probes the streaming transport first. */
-int sk__sched_probe_due(const sk__sched *s, int64_t now);
+/* In fallback: non-zero when a pass at now probes the streaming transport first
+ * (an explicit `sync now` always does). */
+int sk__sched_probe_due(const sk__sched *s, int64_t now, int explicit_pass);
 
 /* Explicit `sync now`: wall time (>= now) it may start; bypasses backoff and spacing. */
 int64_t sk__sched_explicit_due(const sk__sched *s, int64_t now);

@@ -737,22 +737,23 @@ static void test_fallback_passes_probe_once_per_backoff_maximum(void **state)
         sk__sched_record_pass(&s, f.now, SK_ERR_TRANSPORT, &failed, &info);
     assert_true(s.fallback);
     /* Entering the fallback followed failed passes: the first probe is one maximum away. */
-    assert_false(sk__sched_probe_due(&s, f.now));
-    assert_false(sk__sched_probe_due(&s, f.now + 29999));
+    assert_false(sk__sched_probe_due(&s, f.now, 0));
+    assert_false(sk__sched_probe_due(&s, f.now + 29999, 0));
+    assert_true(sk__sched_probe_due(&s, f.now, 1)); /* `sync now` asks for the best path */
     /* Passes through the fallback meanwhile do not probe, and move nothing. */
     f.now += 10000;
     sk_drain_summary sent = summary(1, 0, 0, "");
     sent.synced = 5;
     sk__pass_info fell_back = {0};
     sk__sched_record_pass(&s, f.now, SK_OK, &sent, &fell_back);
-    assert_false(sk__sched_probe_due(&s, f.now + 19999));
-    assert_true(sk__sched_probe_due(&s, f.now + 20000));
+    assert_false(sk__sched_probe_due(&s, f.now + 19999, 0));
+    assert_true(sk__sched_probe_due(&s, f.now + 20000, 0));
     /* A pass that probed in vain: the next probe one maximum after it. */
     f.now += 20000;
     fell_back.probed = 1;
     sk__sched_record_pass(&s, f.now, SK_OK, &sent, &fell_back);
-    assert_false(sk__sched_probe_due(&s, f.now + 29999));
-    assert_true(sk__sched_probe_due(&s, f.now + 30000));
+    assert_false(sk__sched_probe_due(&s, f.now + 29999, 0));
+    assert_true(sk__sched_probe_due(&s, f.now + 30000, 0));
 }
 
 static void test_fallback_survives_a_restart(void **state)
