@@ -109,11 +109,12 @@ fi
 #    era-A Python client (bench/python/era_a_sync.py: one requests.post per 1000-event
 #    batch, gzip 9), on the receiver of 5, each run from the same restored 100 000-event
 #    queue, alternating C and Python three times each: median walls of the whole
-#    processes and the ratio Python/C (target >= 4). The receiver already holds these
-#    events (section 5), so every run here is answered "duplicate" for each event, alike
-#    for both. PYTHON (default python3) names the interpreter; it is resolved to the real
-#    executable first, so a pyenv shim's start-up is not timed. Skipped without it or
-#    without its requests module (Debian: python3-requests, in scripts/deps.sh).
+#    processes, their ratio Python/C, and the median of the three ratios of a pair (C run
+#    i, Python run i; steadier on a loaded machine) (target >= 4). The receiver already
+#    holds these events (section 5), so every run here is answered "duplicate" for each
+#    event, alike for both. PYTHON (default python3) names the interpreter; it is resolved
+#    to the real executable first, so a pyenv shim's start-up is not timed. Skipped
+#    without it or without its requests module (Debian: python3-requests, scripts/deps.sh).
 if [ -x "$PREFIX/bin/spec-kitty-receiver" ]; then
   left() { "$PY" -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM queue").fetchone()[0])' "$SPEC_KITTY_HOME/queue.db"; }
   PY=$(command -v "${PYTHON:-python3}" 2>/dev/null || true)
@@ -140,7 +141,8 @@ if [ -x "$PREFIX/bin/spec-kitty-receiver" ]; then
     c_cpu=$(tail -qn1 "$WORK"/ec[123] | cut -d' ' -f2 | median)
     p_wall=$(tail -qn1 "$WORK"/ep[123] | cut -d' ' -f1 | median)
     p_cpu=$(tail -qn1 "$WORK"/ep[123] | cut -d' ' -f2 | median)
-    echo "sync now vs era-A Python -> receiver, $N events, 3 runs each alternating (load $load0 -> $(cut -d' ' -f1 /proc/loadavg)): C (http-batch, gzip 1) median wall $c_wall s = $(echo "$N / $c_wall" | bc) events/s, CPU $(echo "scale=1; $c_cpu * 1000000 / $N" | bc) us/event; Python model (Python $pyver) median wall $p_wall s = $(echo "$N / $p_wall" | bc) events/s, CPU $(echo "scale=1; $p_cpu * 1000000 / $N" | bc) us/event; Python/C $(echo "scale=2; $p_wall / $c_wall" | bc)x (target >= 4x)"
+    pairs=$(for i in 1 2 3; do echo "scale=2; $(tail -n1 "$WORK/ep$i" | cut -d' ' -f1) / $(tail -n1 "$WORK/ec$i" | cut -d' ' -f1)" | bc; done | median)
+    echo "sync now vs era-A Python -> receiver, $N events, 3 runs each alternating (load $load0 -> $(cut -d' ' -f1 /proc/loadavg)): C (http-batch, gzip 1) median wall $c_wall s = $(echo "$N / $c_wall" | bc) events/s, CPU $(echo "scale=1; $c_cpu * 1000000 / $N" | bc) us/event; Python model (Python $pyver) median wall $p_wall s = $(echo "$N / $p_wall" | bc) events/s, CPU $(echo "scale=1; $p_cpu * 1000000 / $N" | bc) us/event; Python/C $(echo "scale=2; $p_wall / $c_wall" | bc)x, median of the 3 paired ratios ${pairs}x (target >= 4x)"
     [ -z "$bad" ] || echo "sync now vs era-A Python: NOT ALL DELIVERED, the figures above do not count:$bad"
   fi
 fi
