@@ -13,6 +13,7 @@ SK_PACKAGES=(
   scdoc man-db bash-completion dpkg-dev file lintian util-linux tmux tinyproxy
   prometheus prometheus-node-exporter
   libnats-dev nats-server
+  python3-requests
 )
 
 missing=()
