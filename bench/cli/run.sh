@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # CLI benchmarks (not a test), each rate also as a fraction of SQLite's own
 # floor measured first in the same run (bench/floor): one `sync emit` process
-# (median of 200), `sync emit --file` of 100 000 lines (rate, peak RSS),
-# `sync status` with 100 000 queued (median of 50), `sync now` draining
-# 100 000 events to file-drop (median of 3) and to the reference receiver over
-# http-batch (gzip 1 and 6: rate, client CPU per event, peak RSS).
+# (median of 200, beside the process start and SQLite's one-insert process),
+# `sync emit --file` of 100 000 lines (rate, peak RSS), `sync status` with
+# 100 000 queued (median of 50), `sync now` draining 100 000 events to
+# file-drop (median of 3) and to the reference receiver over http-batch (gzip 1
+# and 6: rate, client CPU per event, peak RSS), against a receiver with Nagle's
+# algorithm on, and beside a model of spec-kitty's era-A Python client
+# (bench/python, where python3-requests is installed).
 #   bench/cli/run.sh [BUILD_DIR]      (default: build/bench, built RelWithDebInfo)
 #   FLOOR=path/to/bench_floor         (default: BUILD_DIR/bench/bench_floor)
 # Prints one line per figure; bench/README.md records them with the machine.
@@ -84,12 +87,22 @@ read -r wall cpu kb < <(sort -g "$WORK"/r[123] | sed -n 2p)
 rate=$(echo "$N / $wall" | bc)
 echo "sync now -> file-drop: $N events in $wall s = $rate events/s ($(pct "$rate" "$FLOOR_DEL") of the read+delete floor), CPU $(echo "scale=1; $cpu * 1000000 / $N" | bc) us/event, peak RSS $((kb / 1024)) MB (target >= 90 %)"
 
-# 5. sync now to the receiver over http-batch (loopback, no auth, rate limit off).
-if [ -x "$PREFIX/bin/spec-kitty-receiver" ]; then
+# A receiver of its own (an empty store) for the next timed drain, at $WORK/rcv; sets
+# RECEIVER_URL. A receiver that already holds the events answers "duplicate" to each,
+# which costs it less than storing them: drains compared with each other must not differ
+# in that.
+fresh_receiver() {
+  bash scripts/receiver-down.sh "$WORK/rcv" >/dev/null 2>&1 || true
+  rm -rf "$WORK/rcv"
   SK_PREFIX="$PREFIX" bash scripts/receiver-up.sh "$WORK/rcv" --no-auth --quiet >/dev/null
   . "$WORK/rcv/receiver.env"
+}
+
+# 5. sync now to the receiver over http-batch (loopback, no auth, rate limit off).
+if [ -x "$PREFIX/bin/spec-kitty-receiver" ]; then
   for level in 1 6; do
     restore
+    fresh_receiver
     printf '{"server_url": "%s", "transport": {"plugin": "http-batch", "options": {"gzip_level": %d}}}\n' "$RECEIVER_URL" $level >"$SPEC_KITTY_HOME/sync.json"
     SPEC_KITTY_ACCESS_TOKEN=bench timed "$WORK/r" "$SK" sync now
     read -r wall cpu kb <"$WORK/r"
@@ -121,9 +134,9 @@ fi
 #    batch, gzip 9), on the receiver of 5, each run from the same restored 100 000-event
 #    queue, alternating C and Python three times each: median walls of the whole
 #    processes, their ratio Python/C, and the median of the three ratios of a pair (C run
-#    i, Python run i; steadier on a loaded machine) (target >= 4). The receiver already
-#    holds these events (section 5), so every run here is answered "duplicate" for each
-#    event, alike for both. PYTHON (default python3) names the interpreter; it is resolved
+#    i, Python run i; steadier on a loaded machine) (target >= 4). Each run drains to a
+#    fresh receiver, which stores every event. PYTHON (default python3) names the
+#    interpreter; it is resolved
 #    to the real executable first, so a pyenv shim's start-up is not timed. Skipped
 #    without it or without its requests module (Debian: python3-requests, scripts/deps.sh).
 if [ -x "$PREFIX/bin/spec-kitty-receiver" ]; then
@@ -135,14 +148,16 @@ if [ -x "$PREFIX/bin/spec-kitty-receiver" ]; then
   elif ! pyver=$("$PY" -c 'import platform, requests; print(platform.python_version(), "requests", requests.__version__)' 2>/dev/null); then
     echo "sync now vs era-A Python: skipped ($PY has no requests module: install python3-requests, scripts/deps.sh)"
   else
-    printf '{"server_url": "%s", "transport": {"plugin": "http-batch", "options": {"gzip_level": 1}}}\n' "$RECEIVER_URL" >"$SPEC_KITTY_HOME/sync.json"
     load0=$(cut -d' ' -f1 /proc/loadavg)
     bad=""
     for i in 1 2 3; do
       restore
+      fresh_receiver
+      printf '{"server_url": "%s", "transport": {"plugin": "http-batch", "options": {"gzip_level": 1}}}\n' "$RECEIVER_URL" >"$SPEC_KITTY_HOME/sync.json"
       SPEC_KITTY_ACCESS_TOKEN=bench timed "$WORK/ec$i" "$SK" sync now || true
       [ "$(left)" = 0 ] || bad="$bad C run $i left $(left) events;"
       restore
+      fresh_receiver
       timed "$WORK/ep$i" "$PY" bench/python/era_a_sync.py "$SPEC_KITTY_HOME/queue.db" "$RECEIVER_URL" bench || true
       [ "$(left)" = 0 ] || bad="$bad Python run $i left $(left) events;"
     done
