@@ -73,13 +73,13 @@ static void step_done(sqlite3 *db, sqlite3_stmt *st, const char *what)
     sqlite3_reset(st);
 }
 
-static void insert_all(sqlite3 *db, long n)
+/* Envelopes first .. first + n - 1, with spec-kitty's four-column insert. */
+static void insert_envelopes(sqlite3 *db, long first, long n)
 {
-    exec(db, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE");
     sqlite3_stmt *ins = prepare(db, "INSERT OR REPLACE INTO queue "
                                     "(event_id, event_type, data, timestamp) VALUES (?1, ?2, ?3, ?4)");
     bench_envelope e;
-    for (long i = 0; i < n; i++) {
+    for (long i = first; i < first + n; i++) {
         bench_envelope_make(&e, i);
         sqlite3_bind_text(ins, 1, e.id, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 2, "WPStatusChanged", -1, SQLITE_STATIC);
@@ -88,6 +88,12 @@ static void insert_all(sqlite3 *db, long n)
         step_done(db, ins, "insert");
     }
     sqlite3_finalize(ins);
+}
+
+static void insert_all(sqlite3 *db, long n)
+{
+    exec(db, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE");
+    insert_envelopes(db, 0, n);
     exec(db, "COMMIT");
 }
 
@@ -186,16 +192,7 @@ static int one_insert(const char *path)
     exec(db, sk__queue_spec_kitty_schema);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts); /* a new id each run */
-    bench_envelope e;
-    bench_envelope_make(&e, (long)(ts.tv_sec % 100000) * 1000000000L + ts.tv_nsec);
-    sqlite3_stmt *ins = prepare(db, "INSERT OR REPLACE INTO queue "
-                                    "(event_id, event_type, data, timestamp) VALUES (?1, ?2, ?3, ?4)");
-    sqlite3_bind_text(ins, 1, e.id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(ins, 2, "WPStatusChanged", -1, SQLITE_STATIC);
-    sqlite3_bind_text(ins, 3, e.data, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(ins, 4, e.timestamp);
-    step_done(db, ins, "insert");
-    sqlite3_finalize(ins);
+    insert_envelopes(db, (long)(ts.tv_sec % 100000) * 1000000000L + ts.tv_nsec, 1);
     return sqlite3_close(db) == SQLITE_OK ? 0 : 1;
 }
 
