@@ -540,7 +540,7 @@ static int peek_next(pass *ps, int64_t *cts, int64_t *cid, sk__lease *rows)
 
 static void after_batch(pass *ps, sk__lease *rows)
 {
-    sk__lease_free_rows(rows);
+    sk__lease_clear(rows); /* its storage serves the next batch but one */
     if (ps->h && ps->h->progress)
         ps->h->progress(ps->h->ctx, ps->sum, ps->total);
 }
@@ -585,11 +585,10 @@ static void drain(pass *ps)
             inflight_start(&fl[nxt]);
             started++;
             cur = nxt;
-        } else {
-            sk__lease_free_rows(&lz[nxt]);
         }
     }
-    sk__lease_free_rows(&lz[cur]);
+    sk__lease_free_rows(&lz[0]);
+    sk__lease_free_rows(&lz[1]);
 }
 
 /* ---- the async drain (SK_CAP_ASYNC) -------------------------------------- */
@@ -637,7 +636,7 @@ static void async_release(pass *ps, async_slot *sl, int settle)
         after_batch(ps, &sl->rows);
     } else {
         inflight_free(&sl->f);
-        sk__lease_free_rows(&sl->rows);
+        sk__lease_clear(&sl->rows);
     }
     sl->state = SLOT_FREE;
 }
@@ -688,7 +687,7 @@ static void async_fill(pass *ps, async_slot *sl, uint32_t n, completions *all, i
         if (!peek_next(ps, cts, cid, &sl[k].rows))
             return;
         if (inflight_prepare(ps, &sl[k].f, sl[k].rows.rows, sl[k].rows.count) != SK_OK) {
-            sk__lease_free_rows(&sl[k].rows);
+            sk__lease_clear(&sl[k].rows);
             return;
         }
         sl[k].state = SLOT_READY;
@@ -740,9 +739,11 @@ static void drain_async(pass *ps, uint32_t slots)
             pthread_cond_wait(&all.cv, &all.mu);
         pthread_mutex_unlock(&all.mu);
     }
-    for (uint32_t k = 0; k < n; k++)
+    for (uint32_t k = 0; k < n; k++) {
         if (sl[k].state == SLOT_READY)
             async_release(ps, &sl[k], 0);
+        sk__lease_free_rows(&sl[k].rows);
+    }
     if (all.extra)
         stop_pass(ps, SK_ERR_TRANSPORT, "the transport completed a batch %lld extra time(s)",
                   (long long)all.extra);

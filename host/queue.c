@@ -718,55 +718,74 @@ sk_status sk__queue_stats_get(sk__queue *q, sk__queue_stats *out, sk__err *err)
 
 /* ---- lease --------------------------------------------------------------- */
 
+void sk__lease_clear(sk__lease *lease)
+{
+    if (!lease)
+        return;
+    lease->count = 0;
+    lease->text_len = 0;
+}
+
 void sk__lease_free_rows(sk__lease *lease)
 {
     if (!lease)
         return;
-    for (size_t i = 0; i < lease->count; i++) {
-        free(lease->rows[i].event_type);
-        free(lease->rows[i].data);
-    }
     free(lease->rows);
-    lease->rows = NULL;
-    lease->count = 0;
+    free(lease->text);
+    *lease = (sk__lease){0};
 }
 
-static char *dup_bytes(const void *p, size_t n)
+/* Appends n bytes and a NUL to the lease's text buffer. */
+static int text_add(sk__lease *lease, const void *p, size_t n)
 {
-    char *c = malloc(n + 1);
-    if (c) {
-        if (n)
-            memcpy(c, p, n);
-        c[n] = '\0';
-    }
-    return c;
+    if (!sk__grow((void **)&lease->text, &lease->text_cap, lease->text_len + n + 1, 1))
+        return 0;
+    if (n)
+        memcpy(lease->text + lease->text_len, p, n);
+    lease->text[lease->text_len + n] = '\0';
+    lease->text_len += n + 1;
+    return 1;
 }
 
-/* Copies the scan's current row into *row. */
-static sk_status row_copy(sqlite3_stmt *st, sk__queue_row *row, sk__err *err)
+/* Copies the scan's current row into *row, its texts to the end of the
+   lease's buffer; the pointers are set once the scan is over (text_point),
+   as the buffer may still move. */
+static sk_status row_copy(sqlite3_stmt *st, sk__lease *lease, sk__queue_row *row, sk__err *err)
 {
     memset(row, 0, sizeof *row);
     row->id = sqlite3_column_int64(st, 0);
     const unsigned char *eid = sqlite3_column_text(st, 1);
     memcpy(row->event_id, eid, (size_t)sqlite3_column_bytes(st, 1) + 1);
     const void *type = sqlite3_column_text(st, 2);
-    row->event_type = dup_bytes(type, (size_t)sqlite3_column_bytes(st, 2));
+    row->event_type_len = (size_t)sqlite3_column_bytes(st, 2);
     const void *data = sqlite3_column_text(st, 3);
     row->data_len = (size_t)sqlite3_column_bytes(st, 3);
-    row->data = dup_bytes(data, row->data_len);
     row->retry_count = sqlite3_column_int64(st, 4);
     row->timestamp = sqlite3_column_int64(st, 5);
-    if (!row->event_type || !row->data) {
-        free(row->event_type);
-        free(row->data);
+    size_t mark = lease->text_len;
+    if (!text_add(lease, type, row->event_type_len) || !text_add(lease, data, row->data_len)) {
+        lease->text_len = mark;
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
     }
     return SK_OK;
 }
 
+/* Points every row at its texts, laid out in row order by row_copy. */
+static void text_point(sk__lease *lease)
+{
+    char *p = lease->text;
+    for (size_t i = 0; i < lease->count; i++) {
+        sk__queue_row *row = &lease->rows[i];
+        row->event_type = p;
+        p += row->event_type_len + 1;
+        row->data = p;
+        p += row->data_len + 1;
+    }
+}
+
 /* Limits of one lease call while scanning. */
 typedef struct lease_scan {
-    size_t max_events, max_bytes, bytes, cap;
+    size_t max_events, max_bytes, bytes;
     int64_t *unfit; /* ids of rows whose event_id is too long to carry */
     size_t unfit_count, unfit_cap;
 } lease_scan;
@@ -788,9 +807,9 @@ static sk_status scan_take(sqlite3_stmt *st, lease_scan *ls, sk__lease *lease, i
         *stop = 1;
         return SK_OK;
     }
-    if (!sk__grow((void **)&lease->rows, &ls->cap, lease->count + 1, sizeof *lease->rows))
+    if (!sk__grow((void **)&lease->rows, &lease->rows_cap, lease->count + 1, sizeof *lease->rows))
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
-    sk_status s = row_copy(st, &lease->rows[lease->count], err);
+    sk_status s = row_copy(st, lease, &lease->rows[lease->count], err);
     if (s != SK_OK)
         return s;
     lease->count++;
@@ -861,7 +880,7 @@ static sk_status park_unfit(sk__queue *q, const lease_scan *ls, sk__err *err)
 sk_status sk__queue_peek(sk__queue *q, int64_t after_timestamp, int64_t after_id, size_t max_events,
                          size_t max_bytes, sk__lease *lease, sk__err *err)
 {
-    sk__lease_free_rows(lease);
+    sk__lease_clear(lease);
     if (max_events == 0)
         return sk__fail(err, SK_ERR_USAGE, "peek: max_events must be > 0");
     bulk_cache(q);
@@ -878,7 +897,9 @@ sk_status sk__queue_peek(sk__queue *q, int64_t after_timestamp, int64_t after_id
         s = tx_end(q, park_unfit(q, &ls, err), err); /* rare: park what cannot be carried */
     free(ls.unfit);
     if (s != SK_OK)
-        sk__lease_free_rows(lease);
+        sk__lease_clear(lease);
+    else
+        text_point(lease);
     return s;
 }
 

@@ -102,21 +102,28 @@ sk_status sk__queue_stats_get(sk__queue *q, sk__queue_stats *out, sk__err *err);
 #define SK__QUEUE_ID_MAX 63
 #define SK__QUEUE_ID_CAP (SK__QUEUE_ID_MAX + 1)
 
-/* One row read for delivery. Strings are owned by the sk__lease holding it. */
+/* One row read for delivery. Strings point into the sk__lease holding it and
+   stay valid until its next peek, clear or free. */
 typedef struct sk__queue_row {
     int64_t id;
     char event_id[SK__QUEUE_ID_CAP];
     char *event_type;
+    size_t event_type_len;
     char *data;
     size_t data_len;
     int64_t retry_count;
     int64_t timestamp; /* enqueue time (filled by sk__queue_peek) */
 } sk__queue_row;
 
-/* The rows of one batch, as sk__queue_peek read them. */
+/* The rows of one batch, as sk__queue_peek read them. The storage (the row
+   array, and one buffer holding every row's texts) is kept for the next peek
+   into the same lease: a drain allocates per lease, not per row. */
 typedef struct sk__lease {
     sk__queue_row *rows;
     size_t count;
+    size_t rows_cap;
+    char *text;
+    size_t text_len, text_cap;
 } sk__lease;
 
 /*
@@ -125,7 +132,8 @@ typedef struct sk__lease {
  * whose data adds up to at most max_bytes (at least one row is always taken,
  * even if larger; 0 means no byte limit), WITHOUT marking them: no row is
  * written. The scan stops at the first row that does not fit, so order is
- * kept. Rows of a previous call still in *rows are freed first. A row whose
+ * kept. Rows of a previous call in *lease are replaced (its storage is
+ * reused). A row whose
  * event_id is longer than SK__QUEUE_ID_MAX chars (written by someone else)
  * cannot be carried and is parked with a reason instead. An empty result
  * (count 0) means nothing more is ready.
@@ -133,7 +141,10 @@ typedef struct sk__lease {
 sk_status sk__queue_peek(sk__queue *q, int64_t after_timestamp, int64_t after_id, size_t max_events,
                          size_t max_bytes, sk__lease *lease, sk__err *err);
 
-/* Frees the rows; count becomes 0. */
+/* Forgets the rows (count becomes 0) but keeps the storage for the next peek. */
+void sk__lease_clear(sk__lease *lease);
+
+/* Frees the rows and the storage; the lease is empty and may be used again. */
 void sk__lease_free_rows(sk__lease *lease);
 
 typedef enum sk__settle_action {

@@ -567,6 +567,53 @@ static void test_processes_racing_to_migrate_a_spec_kitty_file_all_succeed(void 
 }
 
 /* Child: drains in small batches, logging every leased event_id to out. */
+/* A drain reads every batch into the same lease: the second read, larger
+   than the first (its text buffer must move), still hands out each row's own
+   type and data, and the lease's storage is reused rather than given back. */
+static void test_a_lease_read_again_holds_the_new_rows_texts(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    sk__err err = {{0}};
+    char id[32], data[4096];
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof id, "e%02d", i);
+        int pad = i < 4 ? 1 : 1000 + i; /* the later rows are far larger */
+        snprintf(data, sizeof data, "{\"n\":%d,\"pad\":\"%0*d\"}", i, pad, 0);
+        sk__queue_item it = {.event_id = id,
+                             .event_type = i % 2 ? "WPCreated" : "FeatureCompleted",
+                             .data = data,
+                             .timestamp = 1795000000};
+        assert_int_equal(sk__queue_enqueue(q, &it, 1, &err), SK_OK);
+    }
+    sk__lease l = {0};
+    int64_t cursor[2] = {INT64_MIN, INT64_MIN};
+    read_ok(q, 4, 0, cursor, &l);
+    assert_int_equal(l.count, 4);
+    size_t cap_small = l.text_cap;
+    read_ok(q, 36, 0, cursor, &l);
+    assert_int_equal(l.count, 36);
+    assert_true(l.text_cap > cap_small);
+    for (size_t k = 0; k < l.count; k++) {
+        int i = (int)k + 4;
+        snprintf(id, sizeof id, "e%02d", i);
+        snprintf(data, sizeof data, "{\"n\":%d,\"pad\":\"%0*d\"}", i, 1000 + i, 0);
+        assert_string_equal(l.rows[k].event_id, id);
+        assert_string_equal(l.rows[k].event_type, i % 2 ? "WPCreated" : "FeatureCompleted");
+        assert_string_equal(l.rows[k].data, data);
+        assert_int_equal(l.rows[k].data_len, strlen(data));
+    }
+    char *kept = l.text;
+    sk__lease_clear(&l);
+    assert_int_equal(l.count, 0);
+    read_ok(q, 2, 0, NULL, &l); /* fits: no new allocation */
+    assert_ptr_equal(l.text, kept);
+    assert_string_equal(l.rows[1].data, "{\"n\":1,\"pad\":\"0\"}");
+    sk__lease_free_rows(&l);
+    assert_null(l.text);
+    sk__queue_close(q);
+}
+
 static void test_max_bytes_limits_a_read_but_one_row_is_always_taken(void **state)
 {
     fixture *f = *state;
@@ -789,6 +836,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_processes_racing_to_migrate_a_spec_kitty_file_all_succeed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_lease_read_again_holds_the_new_rows_texts, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_max_bytes_limits_a_read_but_one_row_is_always_taken,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_row_with_overlong_event_id_is_parked_not_sent,
