@@ -4,6 +4,7 @@
  */
 #include "event.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -309,6 +310,40 @@ static sk_status clock_write(const char *path, int64_t value, const char *node_i
     return s;
 }
 
+sk_status sk__clock_hold(const char *state_root, sk__clock *c, sk__err *err)
+{
+    c->fd = -1;
+    c->value = 0;
+    if (sk__path_join(c->path, sizeof c->path, state_root, "clock.json", err) != SK_OK)
+        return SK_ERR_USAGE;
+    sk_status s = clock_lock(state_root, &c->fd, err);
+    if (s == SK_OK && (s = clock_read(c->path, &c->value, err)) != SK_OK)
+        sk__clock_release(c);
+    return s;
+}
+
+sk_status sk__clock_use(sk__clock *c, int64_t n, const char *node_id, int sync_data, sk__err *err)
+{
+    assert(c->fd >= 0);
+    if (n < 1)
+        return sk__fail(err, SK_ERR_USAGE, "clock: must reserve at least one value");
+    if (!node_id)
+        return sk__fail(err, SK_ERR_USAGE, "clock: node id missing");
+    if (c->value > INT64_MAX - n)
+        return sk__fail(err, SK_ERR_CONFIG, "Lamport clock in %s would overflow", c->path);
+    sk_status s = clock_write(c->path, c->value + n, node_id, sync_data, err);
+    if (s == SK_OK)
+        c->value += n;
+    return s;
+}
+
+void sk__clock_release(sk__clock *c)
+{
+    if (c->fd >= 0)
+        close(c->fd); /* releases the flock */
+    c->fd = -1;
+}
+
 sk_status sk__clock_tick(const char *state_root, const char *node_id, int64_t n, int sync_data,
                          int64_t *first, sk__err *err)
 {
@@ -316,23 +351,16 @@ sk_status sk__clock_tick(const char *state_root, const char *node_id, int64_t n,
         return sk__fail(err, SK_ERR_USAGE, "clock: must reserve at least one value");
     if (!node_id)
         return sk__fail(err, SK_ERR_USAGE, "clock: node id missing");
-    char path[4096];
-    if (sk__path_join(path, sizeof path, state_root, "clock.json", err) != SK_OK)
-        return SK_ERR_USAGE;
-    int fd = -1;
-    sk_status s = clock_lock(state_root, &fd, err);
+    /* Critical section: read, bump, rewrite. Nothing else happens under the lock. */
+    sk__clock c;
+    sk_status s = sk__clock_hold(state_root, &c, err);
     if (s != SK_OK)
         return s;
-    /* Critical section: read, bump, rewrite. Nothing else happens under the lock. */
-    int64_t value = 0;
-    s = clock_read(path, &value, err);
-    if (s == SK_OK && value > INT64_MAX - n)
-        s = sk__fail(err, SK_ERR_CONFIG, "Lamport clock in %s would overflow", path);
+    int64_t before = c.value;
+    s = sk__clock_use(&c, n, node_id, sync_data, err);
+    sk__clock_release(&c);
     if (s == SK_OK)
-        s = clock_write(path, value + n, node_id, sync_data, err);
-    close(fd); /* releases the flock */
-    if (s == SK_OK)
-        *first = value + 1;
+        *first = before + 1;
     return s;
 }
 

@@ -55,6 +55,23 @@ sk_status sk__node_id_cached(const char *state_root, char out[13], sk__err *err)
 sk_status sk__clock_tick(const char *state_root, const char *node_id, int64_t n, int sync_data,
                          int64_t *first, sk__err *err);
 
+/*
+ * The clock held across a longer piece of work (`emit --file`): hold locks
+ * clock.lock and reads the value; while it is held, the values after
+ * c->value are this process's to stamp. use records n of them as handed out
+ * (clock.json rewritten, c->value advanced), release unlocks. Released
+ * without a use, the clock is left as it was. sk__clock_tick is hold, use,
+ * release.
+ */
+typedef struct sk__clock {
+    int fd; /* the locked clock.lock, -1 when not held */
+    int64_t value;
+    char path[4096]; /* clock.json */
+} sk__clock;
+sk_status sk__clock_hold(const char *state_root, sk__clock *c, sk__err *err);
+sk_status sk__clock_use(sk__clock *c, int64_t n, const char *node_id, int sync_data, sk__err *err);
+void sk__clock_release(sk__clock *c);
+
 /* The schema_version current envelopes carry (CONTRACT.md §1b). */
 #define SK__EVENT_SCHEMA_CURRENT "3.0.0"
 

@@ -639,15 +639,19 @@ static sk_status room_start(sk__queue *q, size_t n, sk__err *err)
     return s;
 }
 
-/* Capacity, second half, after the inserts (replacements take no room): too
-   many rows means the caller rolls back. */
+/* Capacity, second half, after the n inserts (replacements take no room):
+   too many rows means the caller rolls back. n may be more than begin was
+   told (a reading that counts as it goes): the bound is checked again. */
 static sk_status room_end(sk__queue *q, size_t n, sk__err *err)
 {
+    if (!q->room_exact_needed && q->room_before + (int64_t)n <= q->max_events)
+        return SK_OK; /* room proven at the start */
     int64_t after = 0;
-    sk_status s = SK_OK;
-    if (q->room_exact_needed && (s = query_int(q, Q_COUNT, &after, err)) == SK_OK &&
-        after > q->max_events)
-        s = refuse_full(q, q->room_before, n, err);
+    sk_status s = query_int(q, Q_COUNT, &after, err);
+    if (s == SK_OK && after > q->max_events) {
+        int64_t before = after - (int64_t)n; /* exact unless rows were replaced */
+        s = refuse_full(q, q->room_exact_needed ? q->room_before : before > 0 ? before : 0, n, err);
+    }
     return s;
 }
 

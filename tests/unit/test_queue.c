@@ -251,6 +251,30 @@ static void test_full_queue_refuses_with_message_and_writes_nothing(void **state
     sk__queue_close(q);
 }
 
+/* `emit --file` learns how many events it queues only at the end: begin is told 0,
+   and the end still refuses what does not fit, writing nothing. */
+static void test_enqueue_counted_at_the_end_still_refuses_a_full_queue(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 3);
+    enq_ok(q, "E1", 100);
+    sk__queue_item three[3] = {{"E2", "WPCreated", "{}", 101},
+                               {"E3", "WPCreated", "{}", 101},
+                               {"E4", "WPCreated", "{}", 101}};
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_enqueue_begin(q, 0, &err), SK_OK);
+    assert_int_equal(sk__queue_enqueue_add(q, three, 3, &err), SK_OK);
+    assert_int_equal(sk__queue_enqueue_end(q, SK_OK, 3, &err), SK_ERR_QUEUE_FULL);
+    assert_non_null(strstr(err.msg, "queue full: 1 of max 3 events"));
+    assert_non_null(strstr(err.msg, "3 new event(s) refused"));
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), 1);
+    assert_int_equal(sk__queue_enqueue_begin(q, 0, &err), SK_OK); /* two fit */
+    assert_int_equal(sk__queue_enqueue_add(q, three, 2, &err), SK_OK);
+    assert_int_equal(sk__queue_enqueue_end(q, SK_OK, 2, &err), SK_OK);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), 3);
+    sk__queue_close(q);
+}
+
 static void test_invalid_items_are_refused_and_nothing_written(void **state)
 {
     fixture *f = *state;
@@ -817,6 +841,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_large_batch_keeps_order_and_the_last_duplicate_wins,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_queue_refuses_with_message_and_writes_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enqueue_counted_at_the_end_still_refuses_a_full_queue,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_items_are_refused_and_nothing_written, setup,
                                         teardown),
