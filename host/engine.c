@@ -182,13 +182,13 @@ static sk_status chunk_put(env_chunk *c, const json_t *env, int *full, sk__err *
     if (!id || !type)
         return sk__fail(err, SK_ERR_INVALID_EVENT, "event_id and event_type are required");
     size_t id_len = strlen(id) + 1, type_len = strlen(type) + 1, text_len = 512;
-    for (;;) { /* json_dumpb says how long the text is when it did not fit */
+    for (;;) { /* sk__event_text says how long the text is when it did not fit */
         sk_status st = chunk_reserve(c, id_len + type_len + text_len + 1, err);
         if (st != SK_OK)
             return st;
         char *text = c->buf + c->len + id_len + type_len;
         size_t room = c->cap - c->len - id_len - type_len - 1;
-        size_t got = json_dumpb(env, text, room, JSON_COMPACT);
+        size_t got = sk__event_text(env, text, room);
         if (got == 0)
             return sk__fail(err, SK_ERR_NOMEM, "event %s: cannot serialise it", id);
         if (got > room) {

@@ -587,3 +587,125 @@ sk_status sk__event_stamp_clock(const char *state_root, const char *node_id, int
             json_object_set_new(envs[i], "lamport_clock", json_integer(first++));
     return st;
 }
+
+/* ---- the envelope as text ----------------------------------------------- */
+
+/* Where sk__event_text writes: bytes past cap are counted, not written. */
+typedef struct text_out {
+    char *buf;
+    size_t cap, len;
+} text_out;
+
+static void out_bytes(text_out *o, const char *s, size_t n)
+{
+    if (o->len < o->cap)
+        memcpy(o->buf + o->len, s, n < o->cap - o->len ? n : o->cap - o->len);
+    o->len += n;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped as Jansson
+ * escapes them; everything else (valid UTF-8 in a json_t) as it is. */
+static void out_string(text_out *o, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    out_bytes(o, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        out_bytes(o, s + run, i - run);
+        run = i + 1;
+        const char *short_form = ch == '"'    ? "\\\""
+                                 : ch == '\\' ? "\\\\"
+                                 : ch == '\b' ? "\\b"
+                                 : ch == '\f' ? "\\f"
+                                 : ch == '\n' ? "\\n"
+                                 : ch == '\r' ? "\\r"
+                                 : ch == '\t' ? "\\t"
+                                              : NULL;
+        char u[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+        if (short_form)
+            out_bytes(o, short_form, 2);
+        else
+            out_bytes(o, u, sizeof u);
+    }
+    out_bytes(o, s + run, n - run);
+    out_bytes(o, "\"", 1);
+}
+
+static void out_integer(text_out *o, json_int_t v)
+{
+    char digits[24], *p = digits + sizeof digits;
+    /* Negative numbers are built from negative remainders: INT64_MIN has no positive twin. */
+    json_int_t rest = v;
+    do {
+        json_int_t r = rest % 10;
+        *--p = (char)('0' + (r < 0 ? -r : r));
+        rest /= 10;
+    } while (rest != 0);
+    if (v < 0)
+        *--p = '-';
+    out_bytes(o, p, (size_t)(digits + sizeof digits - p));
+}
+
+static int out_value(text_out *o, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        out_bytes(o, "{", 1);
+        int first = 1;
+        for (void *it = json_object_iter((json_t *)v); it;
+             it = json_object_iter_next((json_t *)v, it)) {
+            out_bytes(o, ",", first ? 0 : 1);
+            first = 0;
+            out_string(o, json_object_iter_key(it), json_object_iter_key_len(it));
+            out_bytes(o, ":", 1);
+            if (out_value(o, json_object_iter_value(it)) != 0)
+                return -1;
+        }
+        out_bytes(o, "}", 1);
+        return 0;
+    }
+    case JSON_ARRAY:
+        out_bytes(o, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i)
+                out_bytes(o, ",", 1);
+            if (out_value(o, json_array_get(v, i)) != 0)
+                return -1;
+        }
+        out_bytes(o, "]", 1);
+        return 0;
+    case JSON_STRING:
+        out_string(o, json_string_value(v), json_string_length(v));
+        return 0;
+    case JSON_INTEGER:
+        out_integer(o, json_integer_value(v));
+        return 0;
+    case JSON_REAL: { /* rare in events: Jansson's own formatting */
+        char real[64];
+        size_t n = json_dumpb(v, real, sizeof real, JSON_ENCODE_ANY);
+        if (n == 0 || n > sizeof real)
+            return -1;
+        out_bytes(o, real, n);
+        return 0;
+    }
+    case JSON_TRUE:
+        out_bytes(o, "true", 4);
+        return 0;
+    case JSON_FALSE:
+        out_bytes(o, "false", 5);
+        return 0;
+    case JSON_NULL:
+        out_bytes(o, "null", 4);
+        return 0;
+    }
+    return -1;
+}
+
+size_t sk__event_text(const json_t *envelope, char *buf, size_t cap)
+{
+    text_out o = {buf, cap, 0};
+    return envelope && out_value(&o, envelope) == 0 ? o.len : 0;
+}

@@ -167,4 +167,15 @@ sk_status sk__event_from_line(const char *line, size_t len, const sk__line_defau
 sk_status sk__event_stamp_clock(const char *state_root, const char *node_id, int sync_data,
                                 json_t **envs, const int *needs, size_t n, sk__err *err);
 
+/*
+ * An envelope (any JSON value) as compact JSON text into buf: byte for byte
+ * what json_dumpb(JSON_COMPACT) writes, at about a quarter of its cost
+ * (Jansson checks each object for a loop through a hash table of "%p" keys
+ * and decodes every string's UTF-8 again; an envelope is built or parsed:
+ * a tree of valid strings). Returns the length of the whole text, more than
+ * cap when it did not fit (then buf holds its first cap bytes; no NUL is
+ * written), or 0 for a value Jansson cannot write either.
+ */
+size_t sk__event_text(const json_t *envelope, char *buf, size_t cap);
+
 #endif

@@ -555,6 +555,49 @@ static void clock_concurrent_processes_never_share_a_value(void **state)
     free(root);
 }
 
+/* ------------------------------------------------------------ text ---- */
+
+/* The queue stores what sk__event_text writes: it must be Jansson's compact dump,
+ * byte for byte, whatever the value holds. */
+static void event_text_is_jansson_compact_dump_byte_for_byte(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{}",
+        "[]",
+        "{\"a\":\"\",\"b\":[],\"c\":{},\"d\":[[],[{}]]}",
+        "{\"event_id\":\"01HZX3V5Q8C6M0T7J4K2N9R1S0\",\"lamport_clock\":12,\"causation_id\":null,"
+        "\"payload\":{\"force\":true,\"off\":false,\"n\":-7,\"deps\":[\"WP01\",\"WP02\"]}}",
+        "{\"esc\":\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001\\u001f \\u007f\"}",
+        "{\"nul\":\"a\\u0000b\"}",
+        "{\"utf8\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \\u2028\",\"\xc3\xa9\":\"key\"}",
+        "{\"max\":9223372036854775807,\"min\":-9223372036854775808,\"zero\":0,\"neg\":-10}",
+        "{\"r\":1.5,\"big\":1e300,\"small\":-2.5e-8,\"third\":0.3333333333333333,\"nz\":-0.0}",
+        "[1,\"two\",null,[true,false],{\"x\":[]}]",
+        "\"a bare string\"",
+        "42",
+    };
+    for (size_t i = 0; i < SK__ARRAY_LEN(docs); i++) {
+        json_error_t jerr;
+        json_t *v = json_loads(docs[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (!v)
+            fail_msg("doc %zu: %s", i, jerr.text);
+        char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        assert_non_null(want);
+        size_t want_len = strlen(want);
+        char got[512];
+        assert_int_equal(sk__event_text(v, got, sizeof got), want_len);
+        assert_memory_equal(got, want, want_len);
+        /* Too small a buffer: the length still comes back, the start is written. */
+        memset(got, '#', sizeof got);
+        assert_int_equal(sk__event_text(v, got, want_len / 2), want_len);
+        assert_memory_equal(got, want, want_len / 2);
+        assert_int_equal(got[want_len / 2], '#');
+        free(want);
+        json_decref(v);
+    }
+}
+
 /* ------------------------------------------------------- validation ---- */
 
 /* A valid WPStatusChanged envelope; callers break one field. */
@@ -1004,6 +1047,7 @@ int main(void)
         cmocka_unit_test(clock_missing_root_is_an_io_error),
         cmocka_unit_test(clock_concurrent_processes_never_share_a_value),
         cmocka_unit_test(clock_held_makes_other_ticks_wait_and_unused_changes_nothing),
+        cmocka_unit_test(event_text_is_jansson_compact_dump_byte_for_byte),
         cmocka_unit_test(validate_accepts_a_complete_envelope),
         cmocka_unit_test(validate_names_each_missing_required_field),
         cmocka_unit_test(validate_names_each_wrongly_typed_field),
