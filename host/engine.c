@@ -145,29 +145,96 @@ static void notify_service(sk_sync *s)
         sk__control_poke(s->root);
 }
 
-/* Adds validated envelopes to the enqueue in progress (serialised here). */
+/*
+ * Envelopes on their way into the queue: serialised as soon as each is
+ * accepted (its json_t can go at once), event_id, event_type and text one
+ * after the other in one buffer that is reused chunk after chunk, so a long
+ * run allocates nothing per event.
+ */
+#define CHUNK_EVENTS 1000
+#define CHUNK_BYTES ((size_t)4 << 20) /* flushed past this, whatever the count */
+
+typedef struct env_chunk {
+    char *buf;
+    size_t len, cap;
+    size_t n;
+    size_t at[CHUNK_EVENTS]; /* where each envelope's event_id starts in buf */
+    sk__queue_item items[CHUNK_EVENTS];
+} env_chunk;
+
+/* Makes room for need more bytes in c->buf. */
+static sk_status chunk_reserve(env_chunk *c, size_t need, sk__err *err)
+{
+    size_t cap = c->cap;
+    if (c->len + need <= cap)
+        return SK_OK;
+    if (!sk__grow((void **)&c->buf, &cap, c->len + need, 1))
+        return sk__fail(err, SK_ERR_NOMEM, "out of memory");
+    c->cap = cap;
+    return SK_OK;
+}
+
+/* Serialises a validated envelope into the chunk; *full when it must be flushed now. */
+static sk_status chunk_put(env_chunk *c, const json_t *env, int *full, sk__err *err)
+{
+    const char *id = json_string_value(json_object_get(env, "event_id"));
+    const char *type = json_string_value(json_object_get(env, "event_type"));
+    if (!id || !type)
+        return sk__fail(err, SK_ERR_INVALID_EVENT, "event_id and event_type are required");
+    size_t id_len = strlen(id) + 1, type_len = strlen(type) + 1, text_len = 512;
+    for (;;) { /* sk__event_text says how long the text is when it did not fit */
+        sk_status st = chunk_reserve(c, id_len + type_len + text_len + 1, err);
+        if (st != SK_OK)
+            return st;
+        char *text = c->buf + c->len + id_len + type_len;
+        size_t room = c->cap - c->len - id_len - type_len - 1;
+        size_t got = sk__event_text(env, text, room);
+        if (got == 0)
+            return sk__fail(err, SK_ERR_NOMEM, "event %s: cannot serialise it", id);
+        if (got > room) {
+            text_len = got;
+            continue;
+        }
+        text[got] = '\0';
+        memcpy(c->buf + c->len, id, id_len);
+        memcpy(c->buf + c->len + id_len, type, type_len);
+        c->at[c->n++] = c->len;
+        c->len += id_len + type_len + got + 1;
+        *full = c->n == CHUNK_EVENTS || c->len >= CHUNK_BYTES;
+        return SK_OK;
+    }
+}
+
+/* Adds the chunk's envelopes to the enqueue in progress and empties it. */
+static sk_status chunk_flush(sk_sync *s, env_chunk *c, sk__err *err)
+{
+    int64_t now_s = sk__wall_ms() / 1000;
+    for (size_t i = 0; i < c->n; i++) {
+        const char *id = c->buf + c->at[i];
+        const char *type = id + strlen(id) + 1;
+        c->items[i] = (sk__queue_item){id, type, type + strlen(type) + 1, now_s};
+    }
+    sk_status st = c->n ? sk__queue_enqueue_add(s->q, c->items, c->n, err) : SK_OK;
+    c->n = c->len = 0;
+    return st;
+}
+
+/* Adds validated envelopes to the enqueue in progress. */
 static sk_status enqueue_add_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err)
 {
-    sk__queue_item *items = calloc(n ? n : 1, sizeof *items);
-    char **texts = calloc(n ? n : 1, sizeof *texts);
-    sk_status st = items && texts ? SK_OK : sk__fail(err, SK_ERR_NOMEM, "out of memory");
-    int64_t now_s = sk__wall_ms() / 1000;
-    for (size_t i = 0; st == SK_OK && i < n; i++) {
-        texts[i] = json_dumps(envs[i], JSON_COMPACT);
-        if (!texts[i]) {
-            st = sk__fail(err, SK_ERR_NOMEM, "out of memory");
-            break;
-        }
-        items[i] = (sk__queue_item){json_string_value(json_object_get(envs[i], "event_id")),
-                                    json_string_value(json_object_get(envs[i], "event_type")),
-                                    texts[i], now_s};
-    }
+    env_chunk *c = malloc(sizeof *c);
+    if (!c)
+        return sk__fail(err, SK_ERR_NOMEM, "out of memory");
+    *c = (env_chunk){0};
+    sk_status st = SK_OK;
+    int full = 0;
+    for (size_t i = 0; st == SK_OK && i < n; i++)
+        if ((st = chunk_put(c, envs[i], &full, err)) == SK_OK && full)
+            st = chunk_flush(s, c, err);
     if (st == SK_OK)
-        st = sk__queue_enqueue_add(s->q, items, n, err);
-    for (size_t i = 0; texts && i < n; i++)
-        free(texts[i]);
-    free(texts);
-    free(items);
+        st = chunk_flush(s, c, err);
+    free(c->buf);
+    free(c);
     return st;
 }
 
@@ -255,90 +322,92 @@ sk_status sk__sync_emit(sk_sync *s, const sk_event_spec *spec, char event_id_out
 }
 
 /*
- * `emit --file` reads its input twice, so that memory stays bounded whatever
- * its size: the first pass checks every line and counts the events (nothing
- * kept), the clock values are reserved for all of them at once, and the
- * second pass builds the envelopes again and enqueues them in chunks, all in
- * one transaction. Input that cannot be read twice (a pipe) is copied to an
- * unlinked file in the state root during the first pass.
+ * `emit --file` reads its input once, in bounded memory: the Lamport clock is
+ * held from the first line to the last (other emitters wait for it), each
+ * line is built, stamped with the next value, serialised and added to one
+ * queue transaction in chunks. At the end the clock file gets the last value
+ * and the transaction commits; a bad line rolls everything back, the clock
+ * untouched. A pipe is copied to an unlinked file in the state root first,
+ * so a slow writer never keeps the clock and the queue locked.
  */
-#define EMIT_CHUNK 1000
-
-typedef struct emit_pass {
+typedef struct emit_run {
     sk_sync *s;
     const char *name;
     sk__line_defaults d; /* what short lines leave out */
-    size_t n, want; /* events, and those that need a clock value */
+    sk__clock clock;     /* held while the lines are read */
+    size_t n, want;      /* events, and those stamped from the clock */
     size_t bad;
-    FILE *copy;     /* first pass: where the lines are copied, or NULL */
-    int second;     /* the enqueue pass */
-    int64_t clock;  /* the next reserved value (second pass) */
-    json_t *chunk[EMIT_CHUNK];
-    size_t chunk_n;
-} emit_pass;
+    FILE *copy; /* a pipe's lines are copied here, not built yet */
+    env_chunk chunk;
+} emit_run;
 
-static sk_status emit_flush(emit_pass *e, sk__err *err)
+/* Reading stops past queue.max_events events, before building one more. */
+static sk_status emit_room(const emit_run *e, sk__err *err)
 {
-    sk_status st = enqueue_add_envelopes(e->s, e->chunk, e->chunk_n, err);
-    for (size_t i = 0; i < e->chunk_n; i++)
-        json_decref(e->chunk[i]);
-    e->chunk_n = 0;
-    return st;
+    if (e->n < (size_t)e->s->cfg->queue_max_events)
+        return SK_OK;
+    return sk__fail(err, SK_ERR_QUEUE_FULL,
+                    "%s: more than queue.max_events (%zu) events; nothing queued", e->name, e->n);
 }
 
-static sk_status emit_copy(FILE *copy, const char *line, size_t len, sk__err *err)
-{
-    if (fwrite(line, 1, len, copy) != len || putc('\n', copy) == EOF)
-        return sk__fail(err, SK_ERR_IO, "cannot copy the input aside: %s", strerror(errno));
-    return SK_OK;
-}
-
-/* One non-blank line: counted (first pass) or enqueued (second pass). */
-static sk_status emit_line(emit_pass *e, const char *line, size_t len, size_t line_no,
+/* One non-blank line: built, checked and added to the transaction (checked only
+ * once a line was bad, to report every bad line). */
+static sk_status emit_line(emit_run *e, const char *line, size_t len, size_t line_no,
                            sk_line_error_fn on_error, void *ctx, sk__err *err)
 {
-    if (e->n == (size_t)e->s->cfg->queue_max_events)
-        return sk__fail(err, SK_ERR_QUEUE_FULL,
-                        "%s: more than queue.max_events (%zu) events; nothing queued", e->name,
-                        e->n);
-    if (e->copy && emit_copy(e->copy, line, len, err) != SK_OK)
-        return SK_ERR_IO;
+    sk_status st = emit_room(e, err);
+    if (st != SK_OK)
+        return st;
     json_t *env = NULL;
     int needs = 0;
     sk__err lerr = {{0}};
     if (sk__event_from_line(line, len, &e->d, &env, &needs, &lerr) != SK_OK) {
-        if (e->second) /* valid on the first reading */
-            return sk__fail(err, SK_ERR_IO, "%s changed while it was read; nothing queued", e->name);
         e->bad++;
         if (on_error)
             on_error(ctx, line_no, lerr.msg);
         return SK_OK;
     }
     e->n++;
-    e->want += needs != 0;
-    if (!e->second) {
-        json_decref(env);
-        return SK_OK;
-    }
-    if (needs)
-        json_object_set_new(env, "lamport_clock", json_integer(e->clock++));
-    e->chunk[e->chunk_n++] = env;
-    return e->chunk_n == EMIT_CHUNK ? emit_flush(e, err) : SK_OK;
+    int full = 0;
+    if (needs && json_object_set_new(env, "lamport_clock",
+                                     json_integer(e->clock.value + (json_int_t)++e->want)) != 0)
+        st = sk__fail(err, SK_ERR_NOMEM, "out of memory");
+    if (st == SK_OK && !e->bad && (st = chunk_put(&e->chunk, env, &full, err)) == SK_OK && full)
+        st = chunk_flush(e->s, &e->chunk, err);
+    json_decref(env);
+    return st;
 }
 
-/* Reads every line of fd through emit_line; the end of the input is SK_OK. */
-static sk_status emit_read(emit_pass *e, int fd, sk_line_error_fn on_error, void *ctx,
-                           sk__err *err)
+/* One line of a pipe copied aside as it is (blank ones too: the line numbers stay). */
+static sk_status emit_copy(emit_run *e, const char *line, size_t len, int blank, sk__err *err)
+{
+    sk_status st = blank ? SK_OK : emit_room(e, err);
+    if (st != SK_OK)
+        return st;
+    e->n += !blank;
+    if (fwrite(line, 1, len, e->copy) != len || putc('\n', e->copy) == EOF)
+        return sk__fail(err, SK_ERR_IO, "cannot copy %s aside: %s", e->name, strerror(errno));
+    return SK_OK;
+}
+
+/* Reads every line of fd through emit_line, or emit_copy while e->copy is set;
+ * the end of the input is SK_OK. */
+static sk_status emit_read(emit_run *e, int fd, sk_line_error_fn on_error, void *ctx, sk__err *err)
 {
     sk__line_stream ls;
     sk__line_stream_init(&ls, fd, e->name, SK__EVENT_MAX_LINE);
     sk_status st;
     char *line;
     size_t len;
-    while ((st = sk__line_stream_next(&ls, &line, &len, err)) == SK_OK)
-        if (strspn(line, " \t\r") != len &&
-            (st = emit_line(e, line, len, ls.line_no, on_error, ctx, err)) != SK_OK)
+    while ((st = sk__line_stream_next(&ls, &line, &len, err)) == SK_OK) {
+        int blank = strspn(line, " \t\r") == len;
+        if (e->copy)
+            st = emit_copy(e, line, len, blank, err);
+        else if (!blank)
+            st = emit_line(e, line, len, ls.line_no, on_error, ctx, err);
+        if (st != SK_OK)
             break;
+    }
     if (st == SK_ERR_INVALID_EVENT) { /* a line too long: reading stopped there */
         e->bad++;
         if (on_error)
@@ -353,80 +422,78 @@ static sk_status emit_read(emit_pass *e, int fd, sk_line_error_fn on_error, void
     return st;
 }
 
-/* The second reading's input: fd again from where it started, else the copy. */
-static sk_status emit_rewind(int fd, off_t start, FILE *copy, const char *name, int *out,
+/* Copies a pipe to an unlinked file in the state root (lines checked for length and
+ * counted, nothing built); *out reads the copy from its start. */
+static sk_status emit_spool(emit_run *e, int fd, sk_line_error_fn on_error, void *ctx, int *out,
+                            sk__err *err)
+{
+    int tmp = open(e->s->root, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    e->copy = tmp >= 0 ? fdopen(tmp, "w+") : NULL;
+    if (!e->copy) {
+        int saved = errno;
+        if (tmp >= 0)
+            close(tmp);
+        return sk__fail(err, SK_ERR_IO, "cannot make a file in %s to hold %s: %s", e->s->root,
+                        e->name, strerror(saved));
+    }
+    sk_status st = emit_read(e, fd, on_error, ctx, err);
+    if (st == SK_OK && (fflush(e->copy) != 0 || lseek(tmp, 0, SEEK_SET) < 0))
+        st = sk__fail(err, SK_ERR_IO, "cannot copy %s aside: %s", e->name, strerror(errno));
+    *out = tmp;
+    e->n = e->bad = 0;
+    return st;
+}
+
+/* The reading itself, clock held and transaction open; ends both. */
+static sk_status emit_locked(emit_run *e, int fd, sk_line_error_fn on_error, void *ctx,
                              sk__err *err)
 {
-    *out = copy ? fileno(copy) : fd;
-    if ((copy && fflush(copy) != 0) || lseek(*out, copy ? 0 : start, SEEK_SET) < 0)
-        return sk__fail(err, SK_ERR_IO, "%s: cannot read it again: %s", name, strerror(errno));
-    return SK_OK;
-}
-
-/* An unlinked file in the state root to hold input that cannot be read twice. */
-static sk_status emit_copy_open(emit_pass *e, const char *root, sk__err *err)
-{
-    int fd = open(root, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    e->copy = fd >= 0 ? fdopen(fd, "w+") : NULL;
-    if (e->copy)
-        return SK_OK;
-    int saved = errno;
-    if (fd >= 0)
-        close(fd);
-    return sk__fail(err, SK_ERR_IO, "cannot make a file in %s to hold %s: %s", root, e->name,
-                    strerror(saved));
-}
-
-/* The second pass: reserves the clock values, then enqueues in one transaction. */
-static sk_status emit_enqueue(emit_pass *e, int fd, sk__err *err)
-{
-    size_t n = e->n, want = e->want;
-    int64_t first = 0;
-    sk_status st = want ? sk__clock_tick(e->s->root, e->s->node_id, (int64_t)want,
-                                         e->s->cfg->queue_durability == SK__DURABILITY_FULL,
-                                         &first, err)
-                        : SK_OK;
+    sk_sync *s = e->s;
+    sk_status st = sk__clock_hold(s->root, &e->clock, err);
     if (st != SK_OK)
         return st;
-    *e = (emit_pass){.s = e->s, .name = e->name, .d = e->d, .second = 1, .clock = first};
-    st = sk__queue_enqueue_begin(e->s->q, n, err);
-    if (st == SK_OK)
-        st = emit_read(e, fd, NULL, NULL, err);
-    if (st == SK_OK && e->chunk_n)
-        st = emit_flush(e, err);
-    if (st == SK_OK && (e->n != n || e->want != want))
-        st = sk__fail(err, SK_ERR_IO, "%s changed while it was read; nothing queued", e->name);
-    for (size_t i = 0; i < e->chunk_n; i++)
-        json_decref(e->chunk[i]);
-    return enqueue_end(e->s, st, n, err);
+    st = sk__queue_enqueue_begin(s->q, 0, err); /* the count is known at the end */
+    if (st == SK_OK) {
+        st = emit_read(e, fd, on_error, ctx, err);
+        if (st == SK_OK && e->bad)
+            st = sk__fail(err, SK_ERR_INVALID_EVENT, "%zu of %zu lines are invalid; nothing queued",
+                          e->bad, e->bad + e->n);
+        if (st == SK_OK)
+            st = chunk_flush(s, &e->chunk, err);
+        /* The clock file first: a crash before the commit then leaves a gap in the
+         * clock, never a value handed out twice. */
+        if (st == SK_OK && e->want)
+            st = sk__clock_use(&e->clock, (int64_t)e->want, s->node_id,
+                               s->cfg->queue_durability == SK__DURABILITY_FULL, err);
+        st = e->n ? enqueue_end(s, st, e->n, err) : sk__queue_enqueue_end(s->q, st, 0, err);
+    }
+    sk__clock_release(&e->clock);
+    return st;
 }
 
 sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_event_spec *defaults,
                                sk_line_error_fn on_error, void *ctx, size_t *count_out)
 {
     sk__err err = {{0}};
-    emit_pass *e = calloc(1, sizeof *e);
+    emit_run *e = malloc(sizeof *e);
     if (!e) {
         sk__fail(&err, SK_ERR_NOMEM, "out of memory");
         set_error(s, &err);
         return SK_ERR_NOMEM;
     }
-    *e = (emit_pass){.s = s, .name = name};
+    *e = (emit_run){.s = s, .name = name};
     sk__sync_line_defaults(s, defaults, &e->d);
-    off_t start = lseek(fd, 0, SEEK_CUR);
-    sk_status st = start >= 0 ? SK_OK : emit_copy_open(e, s->root, &err);
-    if (st == SK_OK)
-        st = emit_read(e, fd, on_error, ctx, &err);
-    if (st == SK_OK && e->bad)
-        st = sk__fail(&err, SK_ERR_INVALID_EVENT, "%zu of %zu lines are invalid; nothing queued",
-                      e->bad, e->bad + e->n);
-    int again = -1;
-    size_t n = e->n;
+    int input = fd;
+    sk_status st =
+        lseek(fd, 0, SEEK_CUR) >= 0 ? SK_OK : emit_spool(e, fd, on_error, ctx, &input, &err);
     FILE *copy = e->copy;
-    if (st == SK_OK && n && (st = emit_rewind(fd, start, copy, name, &again, &err)) == SK_OK)
-        st = emit_enqueue(e, again, &err);
+    e->copy = NULL;
+    if (st == SK_OK)
+        st = emit_locked(e, input, on_error, ctx, &err);
     if (copy)
         fclose(copy);
+    size_t n = e->n;
+    free(e->chunk.buf);
     free(e);
     if (count_out)
         *count_out = st == SK_OK ? n : 0;

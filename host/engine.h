@@ -91,11 +91,13 @@ void sk__sync_line_defaults(const sk_sync *s, const sk_event_spec *defaults, sk_
  * line numbers) and then SK_ERR_INVALID_EVENT is returned. Blank lines are
  * skipped. Lines become envelopes as sk__event_from_line makes them (defaults
  * may be NULL; sync.json's emit.* fill what they leave out). Memory stays
- * bounded whatever the input: the input is read twice (checked and counted,
- * then enqueued in chunks; a pipe is copied to an unlinked file in the state
- * root for that), the clock values reserved once for all events in between;
- * reading stops at a line longer than SK__EVENT_MAX_LINE, and at more events
- * than queue.max_events (SK_ERR_QUEUE_FULL). The second reading holds the
+ * bounded whatever the input: the input is read once, each envelope
+ * serialised and added to the transaction in chunks, while the Lamport clock
+ * is held (other emitters wait) so the file's values are consecutive; the
+ * clock file is written once at the end, before the commit, and not at all
+ * when a line is bad. A pipe is copied to an unlinked file in the state root
+ * first. Reading stops at a line longer than SK__EVENT_MAX_LINE, and at more
+ * events than queue.max_events (SK_ERR_QUEUE_FULL). The reading holds the
  * queue's write lock. *count_out = events queued.
  */
 sk_status sk__sync_emit_ndjson(sk_sync *s, int fd, const char *name, const sk_event_spec *defaults,

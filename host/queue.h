@@ -78,11 +78,11 @@ sk_status sk__queue_enqueue(sk__queue *q, const sk__queue_item *items, size_t n,
 
 /*
  * The same in steps, for more events than fit in memory at once: begin (n:
- * the events that will come, for the capacity check; takes the write lock),
- * add them in any number of calls, then end with the status so far: commits
- * when it and the capacity check are SK_OK, else rolls back and returns the
- * failure. end must follow a begin that succeeded; after a failed begin it
- * returns s unchanged.
+ * the events that will come, for the capacity check, 0 when not known yet;
+ * takes the write lock), add them in any number of calls, then end with the
+ * status so far and the events added: commits when it and the capacity check
+ * are SK_OK, else rolls back and returns the failure. end must follow a
+ * begin that succeeded; after a failed begin it returns s unchanged.
  */
 sk_status sk__queue_enqueue_begin(sk__queue *q, size_t n, sk__err *err);
 sk_status sk__queue_enqueue_add(sk__queue *q, const sk__queue_item *items, size_t n, sk__err *err);

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -437,6 +438,62 @@ static void clock_missing_root_is_an_io_error(void **state)
     assert_non_null(strstr(err.msg, "clock.lock"));
 }
 
+/* Child body: one tick while the parent holds the clock; writes the value to fd. */
+static void tick_once(const char *root, int fd)
+{
+    int64_t v = 0;
+    if (sk__clock_tick(root, "0123456789ab", 1, 0, &v, NULL) != SK_OK)
+        _exit(2);
+    _exit(write(fd, &v, sizeof v) == (ssize_t)sizeof v ? 0 : 3);
+}
+
+/* `emit --file` holds the clock over its whole reading: another process's tick
+ * waits for the release and gets the values after those used; a release without
+ * a use leaves the file as it was. */
+static void clock_held_makes_other_ticks_wait_and_unused_changes_nothing(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    int64_t first;
+    assert_int_equal(sk__clock_tick(root, "0123456789ab", 5, 0, &first, NULL), SK_OK);
+    char *before = read_text(root, "clock.json");
+    sk__clock c;
+    sk__err err;
+    assert_int_equal(sk__clock_hold(root, &c, &err), SK_OK);
+    assert_int_equal(c.value, 5);
+    sk__clock_release(&c); /* nothing used */
+    char *after = read_text(root, "clock.json");
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+
+    assert_int_equal(sk__clock_hold(root, &c, &err), SK_OK);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        close(c.fd); /* the parent's lock, inherited: the child must not hold it too */
+        tick_once(root, fds[1]);
+    }
+    close(fds[1]);
+    struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 300), 0); /* the child waits while the clock is held */
+    assert_int_equal(sk__clock_use(&c, 1000, "0123456789ab", 0, &err), SK_OK);
+    assert_int_equal(c.value, 1005);
+    sk__clock_release(&c);
+    int64_t v = 0;
+    assert_int_equal(read(fds[0], &v, sizeof v), (ssize_t)sizeof v);
+    assert_int_equal(v, 1006);
+    close(fds[0]);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    sk_test_rmtree(root);
+    free(root);
+}
+
 #define TICKERS 4
 #define TICKS 500
 
@@ -496,6 +553,49 @@ static void clock_concurrent_processes_never_share_a_value(void **state)
     assert_int_equal(next, TICKERS * TICKS + 1);
     sk_test_rmtree(root);
     free(root);
+}
+
+/* ------------------------------------------------------------ text ---- */
+
+/* The queue stores what sk__event_text writes: it must be Jansson's compact dump,
+ * byte for byte, whatever the value holds. */
+static void event_text_is_jansson_compact_dump_byte_for_byte(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{}",
+        "[]",
+        "{\"a\":\"\",\"b\":[],\"c\":{},\"d\":[[],[{}]]}",
+        "{\"event_id\":\"01HZX3V5Q8C6M0T7J4K2N9R1S0\",\"lamport_clock\":12,\"causation_id\":null,"
+        "\"payload\":{\"force\":true,\"off\":false,\"n\":-7,\"deps\":[\"WP01\",\"WP02\"]}}",
+        "{\"esc\":\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001\\u001f \\u007f\"}",
+        "{\"nul\":\"a\\u0000b\"}",
+        "{\"utf8\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \\u2028\",\"\xc3\xa9\":\"key\"}",
+        "{\"max\":9223372036854775807,\"min\":-9223372036854775808,\"zero\":0,\"neg\":-10}",
+        "{\"r\":1.5,\"big\":1e300,\"small\":-2.5e-8,\"third\":0.3333333333333333,\"nz\":-0.0}",
+        "[1,\"two\",null,[true,false],{\"x\":[]}]",
+        "\"a bare string\"",
+        "42",
+    };
+    for (size_t i = 0; i < SK__ARRAY_LEN(docs); i++) {
+        json_error_t jerr;
+        json_t *v = json_loads(docs[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        if (!v)
+            fail_msg("doc %zu: %s", i, jerr.text);
+        char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+        assert_non_null(want);
+        size_t want_len = strlen(want);
+        char got[512];
+        assert_int_equal(sk__event_text(v, got, sizeof got), want_len);
+        assert_memory_equal(got, want, want_len);
+        /* Too small a buffer: the length still comes back, the start is written. */
+        memset(got, '#', sizeof got);
+        assert_int_equal(sk__event_text(v, got, want_len / 2), want_len);
+        assert_memory_equal(got, want, want_len / 2);
+        assert_int_equal(got[want_len / 2], '#');
+        free(want);
+        json_decref(v);
+    }
 }
 
 /* ------------------------------------------------------- validation ---- */
@@ -946,6 +1046,8 @@ int main(void)
         cmocka_unit_test(clock_corrupt_file_is_an_error_naming_it),
         cmocka_unit_test(clock_missing_root_is_an_io_error),
         cmocka_unit_test(clock_concurrent_processes_never_share_a_value),
+        cmocka_unit_test(clock_held_makes_other_ticks_wait_and_unused_changes_nothing),
+        cmocka_unit_test(event_text_is_jansson_compact_dump_byte_for_byte),
         cmocka_unit_test(validate_accepts_a_complete_envelope),
         cmocka_unit_test(validate_names_each_missing_required_field),
         cmocka_unit_test(validate_names_each_wrongly_typed_field),

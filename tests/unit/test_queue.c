@@ -3,6 +3,7 @@
 #include "queue.h"
 #include "testutil.h"
 
+#include <dirent.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,6 +249,74 @@ static void test_full_queue_refuses_with_message_and_writes_nothing(void **state
     assert_non_null(strstr(err.msg, "queue full: 3 of max 3 events"));
     enq_ok(q, "E2", 100); /* replacing a queued event takes no room */
     assert_int_equal(stats_of(q).ready, 3);
+    sk__queue_close(q);
+}
+
+/* `emit --file` learns how many events it queues only at the end: begin is told 0,
+   and the end still refuses what does not fit, writing nothing. */
+static void test_enqueue_counted_at_the_end_still_refuses_a_full_queue(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 3);
+    enq_ok(q, "E1", 100);
+    sk__queue_item three[3] = {{"E2", "WPCreated", "{}", 101},
+                               {"E3", "WPCreated", "{}", 101},
+                               {"E4", "WPCreated", "{}", 101}};
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_enqueue_begin(q, 0, &err), SK_OK);
+    assert_int_equal(sk__queue_enqueue_add(q, three, 3, &err), SK_OK);
+    assert_int_equal(sk__queue_enqueue_end(q, SK_OK, 3, &err), SK_ERR_QUEUE_FULL);
+    assert_non_null(strstr(err.msg, "queue full: 1 of max 3 events"));
+    assert_non_null(strstr(err.msg, "3 new event(s) refused"));
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), 1);
+    assert_int_equal(sk__queue_enqueue_begin(q, 0, &err), SK_OK); /* two fit */
+    assert_int_equal(sk__queue_enqueue_add(q, three, 2, &err), SK_OK);
+    assert_int_equal(sk__queue_enqueue_end(q, SK_OK, 2, &err), SK_OK);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), 3);
+    sk__queue_close(q);
+}
+
+/* Open descriptors of SQLite temp files ("etilqs_...", unlinked at once). */
+static int sqlite_temp_files_open(void)
+{
+    int found = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    for (struct dirent *de; (de = readdir(d));) {
+        char link[300], target[4096];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", de->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            found += strstr(target, "etilqs_") != NULL;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* A big enqueue keeps its statement journal in memory: in a temp file it cost
+   as many write calls as the WAL itself. */
+static void test_big_enqueue_writes_no_temp_file(void **state)
+{
+    fixture *f = *state;
+    sk__queue *q = open_q(f, 0);
+    enum { N = 3000 };
+    static char ids[N][16], data[N][512];
+    static sk__queue_item items[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "T%05d", i);
+        memset(data[i], 'x', sizeof data[i] - 1);
+        memcpy(data[i], "\"", 1);
+        memcpy(data[i] + sizeof data[i] - 2, "\"", 2);
+        items[i] = (sk__queue_item){ids[i], "WPCreated", data[i], 1000 + i};
+    }
+    sk__err err = {{0}};
+    assert_int_equal(sk__queue_enqueue_begin(q, N, &err), SK_OK);
+    assert_int_equal(sk__queue_enqueue_add(q, items, N, &err), SK_OK);
+    assert_int_equal(sqlite_temp_files_open(), 0);
+    assert_int_equal(sk__queue_enqueue_end(q, SK_OK, N, &err), SK_OK);
+    assert_int_equal(raw_int(f->path, "SELECT count(*) FROM queue"), N);
     sk__queue_close(q);
 }
 
@@ -818,6 +887,9 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_queue_refuses_with_message_and_writes_nothing,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enqueue_counted_at_the_end_still_refuses_a_full_queue,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_enqueue_writes_no_temp_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_items_are_refused_and_nothing_written, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_spec_kitty_file_opens_unchanged_and_its_rows_drain,
