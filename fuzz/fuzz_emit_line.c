@@ -3,7 +3,8 @@
  * (sk__event_from_line, the function sk__sync_emit_ndjson calls per line,
  * with the defaults of a handle opened on a scratch state root, as the CLI
  * has them when no option is given). What is accepted must still validate after the trip
- * through text that the queue and the server give it.
+ * through text that the queue and the server give it, and the text the queue gets
+ * (sk__event_text) must be Jansson's compact dump byte for byte.
  */
 #include "engine.h"
 #include "event.h"
@@ -39,6 +40,12 @@ static void one_line(const char *line, size_t len)
     }
     char *text = json_dumps(env, JSON_COMPACT);
     FZ_CHECK(text != NULL, "an accepted envelope cannot be written out");
+    size_t n = strlen(text);
+    char *ours = malloc(n + 1);
+    FZ_CHECK(ours != NULL, "out of memory");
+    FZ_CHECK(sk__event_text(env, ours, n + 1) == n && memcmp(ours, text, n) == 0,
+             "sk__event_text differs from Jansson's compact dump");
+    free(ours);
     json_t *back = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
     FZ_CHECK(back != NULL, "an accepted envelope does not read back");
     sk__err verr = {{0}};

@@ -24,7 +24,8 @@ int cli_exit_code(sk_status st)
     }
 }
 
-static void vreport(const char *kind, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void vreport(const char *kind, const char *fmt,
+                                                          va_list ap)
 {
     fprintf(stderr, "spec-kitty: %s", kind);
     vfprintf(stderr, fmt, ap);
