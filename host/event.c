@@ -347,10 +347,6 @@ void sk__clock_release(sk__clock *c)
 sk_status sk__clock_tick(const char *state_root, const char *node_id, int64_t n, int sync_data,
                          int64_t *first, sk__err *err)
 {
-    if (n < 1)
-        return sk__fail(err, SK_ERR_USAGE, "clock: must reserve at least one value");
-    if (!node_id)
-        return sk__fail(err, SK_ERR_USAGE, "clock: node id missing");
     /* Critical section: read, bump, rewrite. Nothing else happens under the lock. */
     sk__clock c;
     sk_status s = sk__clock_hold(state_root, &c, err);
