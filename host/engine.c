@@ -449,7 +449,7 @@ static sk_status emit_locked(emit_run *e, int fd, sk_line_error_fn on_error, voi
                              sk__err *err)
 {
     sk_sync *s = e->s;
-    sk_status st = sk__clock_hold(s->root, &e->clock, err);
+    sk_status st = sk__clock_hold(s->root, SK__CLOCK_WAIT_MS, &e->clock, err);
     if (st != SK_OK)
         return st;
     st = sk__queue_enqueue_begin(s->q, 0, err); /* the count is known at the end */

@@ -233,7 +233,9 @@ sk_status sk__node_id_cached(const char *state_root, char out[13], sk__err *err)
 /* ------------------------------------------------------- Lamport clock -- */
 
 /* Opens and exclusively locks <root>/clock.lock; returns the fd. */
-static sk_status clock_lock(const char *root, int *fd_out, sk__err *err)
+/* Locks clock.lock, waiting at most wait_ms for another holder (polled: flock
+   has no timeout of its own). */
+static sk_status clock_lock(const char *root, int64_t wait_ms, int *fd_out, sk__err *err)
 {
     char path[4096];
     if (sk__path_join(path, sizeof path, root, "clock.lock", err) != SK_OK)
@@ -241,12 +243,25 @@ static sk_status clock_lock(const char *root, int *fd_out, sk__err *err)
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    while (flock(fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            int saved = errno;
-            close(fd);
-            return sk__fail(err, SK_ERR_IO, "cannot lock %s: %s", path, strerror(saved));
+    int64_t deadline = sk__mono_ms() + wait_ms;
+    long pause_ns = 1000000;
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        if (e == EWOULDBLOCK && sk__mono_ms() < deadline) {
+            struct timespec ts = {0, pause_ns};
+            nanosleep(&ts, NULL);
+            pause_ns = pause_ns < 16000000 ? pause_ns * 2 : pause_ns;
+            continue;
         }
+        if (e == EINTR)
+            continue;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return sk__fail(err, SK_ERR_BUSY,
+                            "%s: another spec-kitty process has held the Lamport clock for %lld s "
+                            "(an emit --file still reading, or a stopped one); nothing queued",
+                            path, (long long)(wait_ms / 1000));
+        return sk__fail(err, SK_ERR_IO, "cannot lock %s: %s", path, strerror(e));
     }
     *fd_out = fd;
     return SK_OK;
@@ -310,13 +325,13 @@ static sk_status clock_write(const char *path, int64_t value, const char *node_i
     return s;
 }
 
-sk_status sk__clock_hold(const char *state_root, sk__clock *c, sk__err *err)
+sk_status sk__clock_hold(const char *state_root, int64_t wait_ms, sk__clock *c, sk__err *err)
 {
     c->fd = -1;
     c->value = 0;
     if (sk__path_join(c->path, sizeof c->path, state_root, "clock.json", err) != SK_OK)
         return SK_ERR_USAGE;
-    sk_status s = clock_lock(state_root, &c->fd, err);
+    sk_status s = clock_lock(state_root, wait_ms, &c->fd, err);
     if (s == SK_OK && (s = clock_read(c->path, &c->value, err)) != SK_OK)
         sk__clock_release(c);
     return s;
@@ -349,7 +364,7 @@ sk_status sk__clock_tick(const char *state_root, const char *node_id, int64_t n,
 {
     /* Critical section: read, bump, rewrite. Nothing else happens under the lock. */
     sk__clock c;
-    sk_status s = sk__clock_hold(state_root, &c, err);
+    sk_status s = sk__clock_hold(state_root, SK__CLOCK_WAIT_MS, &c, err);
     if (s != SK_OK)
         return s;
     int64_t before = c.value;

@@ -61,14 +61,17 @@ sk_status sk__clock_tick(const char *state_root, const char *node_id, int64_t n,
  * c->value are this process's to stamp. use records n of them as handed out
  * (clock.json rewritten, c->value advanced), release unlocks. Released
  * without a use, the clock is left as it was. sk__clock_tick is hold, use,
- * release.
+ * release. hold waits at most wait_ms for another process's hold, then fails
+ * with SK_ERR_BUSY naming clock.lock: an `emit --file` holds the clock for
+ * its whole reading, and one stopped there (Ctrl+Z) must not hang every emit.
  */
+#define SK__CLOCK_WAIT_MS 10000 /* as long as the queue's busy timeout */
 typedef struct sk__clock {
     int fd; /* the locked clock.lock, -1 when not held */
     int64_t value;
     char path[4096]; /* clock.json */
 } sk__clock;
-sk_status sk__clock_hold(const char *state_root, sk__clock *c, sk__err *err);
+sk_status sk__clock_hold(const char *state_root, int64_t wait_ms, sk__clock *c, sk__err *err);
 sk_status sk__clock_use(sk__clock *c, int64_t n, const char *node_id, int sync_data, sk__err *err);
 void sk__clock_release(sk__clock *c);
 

@@ -459,7 +459,7 @@ static void clock_held_makes_other_ticks_wait_and_unused_changes_nothing(void **
     char *before = read_text(root, "clock.json");
     sk__clock c;
     sk__err err;
-    assert_int_equal(sk__clock_hold(root, &c, &err), SK_OK);
+    assert_int_equal(sk__clock_hold(root, SK__CLOCK_WAIT_MS, &c, &err), SK_OK);
     assert_int_equal(c.value, 5);
     sk__clock_release(&c); /* nothing used */
     char *after = read_text(root, "clock.json");
@@ -467,7 +467,7 @@ static void clock_held_makes_other_ticks_wait_and_unused_changes_nothing(void **
     free(before);
     free(after);
 
-    assert_int_equal(sk__clock_hold(root, &c, &err), SK_OK);
+    assert_int_equal(sk__clock_hold(root, SK__CLOCK_WAIT_MS, &c, &err), SK_OK);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
@@ -490,6 +490,30 @@ static void clock_held_makes_other_ticks_wait_and_unused_changes_nothing(void **
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    sk_test_rmtree(root);
+    free(root);
+}
+
+/* A hold that waits past its bound is refused, naming clock.lock, instead of hanging behind
+ * a holder that never lets go (an `emit --file` stopped with Ctrl+Z). Each hold is its own
+ * open file description, so two in one process exclude each other as two processes do. */
+static void clock_held_too_long_is_busy_naming_the_lock(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    sk__clock held, other;
+    sk__err err;
+    assert_int_equal(sk__clock_hold(root, SK__CLOCK_WAIT_MS, &held, &err), SK_OK);
+    int64_t t0 = sk__mono_ms();
+    assert_int_equal(sk__clock_hold(root, 200, &other, &err), SK_ERR_BUSY);
+    int64_t waited = sk__mono_ms() - t0;
+    assert_in_range(waited, 200, 200 + 2000);
+    assert_non_null(strstr(err.msg, "clock.lock"));
+    assert_non_null(strstr(err.msg, "nothing queued"));
+    assert_int_equal(other.fd, -1);
+    sk__clock_release(&held);
+    assert_int_equal(sk__clock_hold(root, 200, &other, &err), SK_OK); /* free again */
+    sk__clock_release(&other);
     sk_test_rmtree(root);
     free(root);
 }
@@ -1047,6 +1071,7 @@ int main(void)
         cmocka_unit_test(clock_missing_root_is_an_io_error),
         cmocka_unit_test(clock_concurrent_processes_never_share_a_value),
         cmocka_unit_test(clock_held_makes_other_ticks_wait_and_unused_changes_nothing),
+        cmocka_unit_test(clock_held_too_long_is_busy_naming_the_lock),
         cmocka_unit_test(event_text_is_jansson_compact_dump_byte_for_byte),
         cmocka_unit_test(validate_accepts_a_complete_envelope),
         cmocka_unit_test(validate_names_each_missing_required_field),
