@@ -401,7 +401,9 @@ static sk_status emit_read(emit_run *e, int fd, sk_line_error_fn on_error, void 
     size_t len;
     while ((st = sk__line_stream_next(&ls, &line, &len, err)) == SK_OK) {
         int blank = strspn(line, " \t\r") == len;
-        if (e->copy)
+        if (atomic_load(&e->s->cancel)) /* sk_sync_cancel: the transaction rolls back */
+            st = sk__fail(err, SK_ERR_CANCELLED, "%s: cancelled; nothing queued", e->name);
+        else if (e->copy)
             st = emit_copy(e, line, len, blank, err);
         else if (!blank)
             st = emit_line(e, line, len, ls.line_no, on_error, ctx, err);

@@ -138,11 +138,13 @@ SK_API sk_status sk_sync_now(sk_sync *sync, sk_progress_fn progress, void *progr
                              sk_drain_summary *out);
 
 /*
- * Asks the work running on this handle (sk_sync_now, a connectivity probe) to
- * stop soon: the transport's cancel is called at once, so a transfer in flight
- * is aborted; sk_sync_now then settles what the server already acknowledged
- * and returns SK_ERR_CANCELLED. Nothing else is lost: the rest stays queued.
- * Sticky: later delivery on this handle is cancelled too (open a new one).
+ * Asks the work running on this handle (sk_sync_now, a connectivity probe,
+ * sk_import, sk_emit_ndjson) to stop soon: the transport's cancel is called
+ * at once, so a transfer in flight is aborted; sk_sync_now then settles what
+ * the server already acknowledged and returns SK_ERR_CANCELLED. Nothing else
+ * is lost: the rest stays queued (sk_emit_ndjson queues none of its lines).
+ * Sticky: later work of these kinds on this handle is cancelled too (open a
+ * new one).
  * Thread-safe and meant to be called from another thread while the work runs;
  * not async-signal-safe (a signal handler wakes a thread that calls it).
  */
@@ -278,6 +280,7 @@ typedef void (*sk_line_error_fn)(void *ctx, size_t line_no, const char *message)
  * transaction, or none: full envelopes as they are, short lines
  * {event_type, aggregate_id, ...} built with defaults (may be NULL) like
  * sk_emit_event. Each bad line goes to on_error, then SK_ERR_INVALID_EVENT.
+ * sk_sync_cancel stops it between lines: SK_ERR_CANCELLED, nothing queued.
  */
 SK_API sk_status sk_emit_ndjson(sk_sync *sync, int fd, const char *name,
                                 const sk_event_spec *defaults, sk_line_error_fn on_error,

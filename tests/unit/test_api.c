@@ -9,6 +9,7 @@
 
 #include <spec-kitty/sync.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,6 +321,52 @@ static void probe_of_a_transport_without_one_says_so(void **state)
     free(root);
 }
 
+/* An embedder's sk_sync_cancel stops sk_emit_ndjson: nothing of the file is queued, the
+ * clock is not advanced. (Cancelled before the call: the flag is sticky, checked per line.) */
+static void emit_ndjson_is_cancelled_whole(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    write_config(root, "{}");
+    sk_sync *s = open_root(root);
+    emit_n(s, 2);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/events.ndjson", root);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 100; i++)
+        fprintf(f, "{\"event_type\":\"FeatureCompleted\",\"aggregate_id\":\"f1\","
+                   "\"payload\":{\"feature_slug\":\"f1\",\"total_wps\":1}}\n");
+    fclose(f);
+    sk_sync_cancel(s);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    size_t n = 7;
+    assert_int_equal(sk_emit_ndjson(s, fd, "events.ndjson", NULL, NULL, NULL, &n),
+                     SK_ERR_CANCELLED);
+    close(fd);
+    assert_int_equal(n, 0);
+    assert_non_null(strstr(sk_last_error(s), "cancelled; nothing queued"));
+    assert_int_equal(queued(s), 2);
+    sk_close(s);
+    s = open_root(root); /* a new handle: emits again, the clock where the two left it */
+    long clock = -1;
+    fd = open(path, O_RDONLY);
+    assert_int_equal(sk_emit_ndjson(s, fd, "events.ndjson", NULL, NULL, NULL, &n), SK_OK);
+    close(fd);
+    assert_int_equal(n, 100);
+    assert_int_equal(queued(s), 102);
+    snprintf(path, sizeof path, "%s/clock.json", root);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "{\"value\":%ld", &clock), 1);
+    fclose(f);
+    assert_int_equal(clock, 102);
+    sk_close(s);
+    sk_test_rmtree(root);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +377,7 @@ int main(void)
         cmocka_unit_test(parked_events_are_listed_and_come_back_with_retry),
         cmocka_unit_test(config_keys_values_and_sources_are_public),
         cmocka_unit_test(probe_of_a_transport_without_one_says_so),
+        cmocka_unit_test(emit_ndjson_is_cancelled_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
