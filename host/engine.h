@@ -57,7 +57,8 @@ void sk__sync_close(sk_sync *s);
 /* Builds, validates and enqueues one event (sk_emit_event). */
 sk_status sk__sync_emit(sk_sync *s, const sk_event_spec *spec, char event_id_out[27]);
 
-/* Calls fn for each counter the handle's transport reported (none before it loaded). */
+/* Calls fn for each value (counter or level) the handle's transport reported (none before
+ * it loaded). */
 void sk__sync_each_metric(sk_sync *s, sk__plugin_metric_fn fn, void *ctx);
 
 /* Cancels the work on the handle (sk_sync_cancel): flag, cancel pipe, the transport's cancel. */
