@@ -75,6 +75,13 @@ int64_t sk__mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void sk__sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 int sk__grow(void **arr, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)

@@ -28,6 +28,8 @@ void sk__err_clear(sk__err *err);
 int64_t sk__wall_ms(void);
 /* Monotonic clock, milliseconds. */
 int64_t sk__mono_ms(void);
+/* Sleeps ms milliseconds (the rest again after a signal). */
+void sk__sleep_ms(int64_t ms);
 /* fsync of a file or folder by its path. */
 sk_status sk__fsync_path(const char *path, sk__err *err);
 /* Makes *arr (of *cap elements of elem bytes) hold at least need elements,

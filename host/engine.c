@@ -222,10 +222,11 @@ static sk_status chunk_flush(sk_sync *s, env_chunk *c, sk__err *err)
 /* Adds validated envelopes to the enqueue in progress. */
 static sk_status enqueue_add_envelopes(sk_sync *s, json_t **envs, size_t n, sk__err *err)
 {
-    env_chunk *c = malloc(sizeof *c);
+    env_chunk *c = malloc(sizeof *c); /* ~40 KB: only the parts used are touched */
     if (!c)
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
-    *c = (env_chunk){0};
+    c->buf = NULL;
+    c->len = c->cap = c->n = 0;
     sk_status st = SK_OK;
     int full = 0;
     for (size_t i = 0; st == SK_OK && i < n; i++)

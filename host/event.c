@@ -232,9 +232,8 @@ sk_status sk__node_id_cached(const char *state_root, char out[13], sk__err *err)
 
 /* ------------------------------------------------------- Lamport clock -- */
 
-/* Opens and exclusively locks <root>/clock.lock; returns the fd. */
-/* Locks clock.lock, waiting at most wait_ms for another holder (polled: flock
-   has no timeout of its own). */
+/* Opens and exclusively locks <root>/clock.lock, waiting at most wait_ms for
+   another holder (polled: flock has no timeout of its own); returns the fd. */
 static sk_status clock_lock(const char *root, int64_t wait_ms, int *fd_out, sk__err *err)
 {
     char path[4096];
@@ -244,13 +243,12 @@ static sk_status clock_lock(const char *root, int64_t wait_ms, int *fd_out, sk__
     if (fd < 0)
         return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     int64_t deadline = sk__mono_ms() + wait_ms;
-    long pause_ns = 1000000;
+    int64_t pause_ms = 1;
     while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         if (e == EWOULDBLOCK && sk__mono_ms() < deadline) {
-            struct timespec ts = {0, pause_ns};
-            nanosleep(&ts, NULL);
-            pause_ns = pause_ns < 16000000 ? pause_ns * 2 : pause_ns;
+            sk__sleep_ms(pause_ms);
+            pause_ms = pause_ms < 16 ? pause_ms * 2 : pause_ms;
             continue;
         }
         if (e == EINTR)

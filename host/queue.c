@@ -340,13 +340,6 @@ static sk_status create_private(const char *path, sk__err *err)
     return SK_OK;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* Switches to WAL. Changing the journal mode needs an exclusive lock that the
    busy handler does not always wait for, so retry until the busy timeout. */
 static sk_status enable_wal(sk__queue *q, int timeout_ms, sk__err *err)
@@ -367,7 +360,7 @@ static sk_status enable_wal(sk__queue *q, int timeout_ms, sk__err *err)
             return sk__fail(err, SK_ERR_DB, "queue.db: cannot switch to WAL mode");
         if ((rc & 0xff) != SQLITE_BUSY || waited >= timeout_ms)
             return db_fail(q, err, rc, "journal_mode=WAL");
-        sleep_ms(5);
+        sk__sleep_ms(5);
     }
 }
 
