@@ -370,7 +370,13 @@ int hc_probe_answer(long status, const char *body, size_t len, const char *proto
     return SK_PROBE_SERVER_UNAVAILABLE;
 }
 
-/* Batch events sorted by id, so a 1000-entry answer maps in O(n log n). */
+/*
+ * Finds the batch positions an answer entry names. A server that answers in
+ * the batch's order names, in its k-th entry, the event at position k: that
+ * is checked first, with one comparison. Any other entry is looked up among
+ * the events sorted by id, sorted only when the first such entry comes, so a
+ * 1000-entry answer maps in O(n) in order and O(n log n) in any other.
+ */
 typedef struct hc_index_entry {
     const char *id;
     uint32_t pos;
@@ -378,7 +384,8 @@ typedef struct hc_index_entry {
 
 typedef struct hc_index {
     const sk_batch *batch;
-    hc_index_entry *sorted; /* NULL: fall back to a linear scan */
+    hc_index_entry *sorted; /* once an entry came out of order; NULL before */
+    int unsorted;           /* out of memory for sorting: a linear scan */
 } hc_index;
 
 static int hc_index_cmp(const void *a, const void *b)
@@ -386,12 +393,14 @@ static int hc_index_cmp(const void *a, const void *b)
     return strcmp(((const hc_index_entry *)a)->id, ((const hc_index_entry *)b)->id);
 }
 
-static void hc_index_init(hc_index *ix, const sk_batch *batch)
+static void hc_index_sort(hc_index *ix)
 {
-    ix->batch = batch;
+    const sk_batch *batch = ix->batch;
     ix->sorted = malloc(sizeof *ix->sorted * (batch->count ? batch->count : 1));
-    if (!ix->sorted)
+    if (!ix->sorted) {
+        ix->unsorted = 1;
         return;
+    }
     for (uint32_t i = 0; i < batch->count; i++) {
         ix->sorted[i].id = batch->events[i].event_id;
         ix->sorted[i].pos = i;
@@ -405,18 +414,26 @@ static void hc_index_free(hc_index *ix)
 }
 
 /*
- * Calls fn for every batch position holding event id (normally one).
- * Returns how many positions matched.
+ * Calls fn for the batch position an answer entry names: `at`, the entry's
+ * own place in the answer, when the event there has that id (an answer in
+ * order); otherwise every position holding the id (normally one). Returns
+ * how many positions matched.
  */
 typedef void (*hc_visit_fn)(sk_batch_result *result, uint32_t pos, void *arg);
 
-static int hc_index_visit(const hc_index *ix, const char *id, hc_visit_fn fn,
+static int hc_index_visit(hc_index *ix, const char *id, uint32_t at, hc_visit_fn fn,
                           sk_batch_result *result, void *arg)
 {
     int hits = 0;
     if (!id)
         return 0;
-    if (!ix->sorted) {
+    if (at < ix->batch->count && !strcmp(ix->batch->events[at].event_id, id)) {
+        fn(result, at, arg);
+        return 1;
+    }
+    if (!ix->sorted && !ix->unsorted)
+        hc_index_sort(ix);
+    if (ix->unsorted) {
         for (uint32_t i = 0; i < ix->batch->count; i++)
             if (!strcmp(ix->batch->events[i].event_id, id)) {
                 fn(result, i, arg);
@@ -497,7 +514,7 @@ static const char *hc_entry_reason(const cJSON *entry, char **owned)
 }
 
 /* 2xx: map {"results": [...]} (or a bare list) entry by entry. */
-static void hc_map_results(const cJSON *root, const hc_index *ix, long status,
+static void hc_map_results(const cJSON *root, hc_index *ix, long status,
                            sk_batch_result *result, const char *body, size_t len)
 {
     const cJSON *results = cJSON_IsArray(root) ? root : hc_get(root, "results");
@@ -512,6 +529,7 @@ static void hc_map_results(const cJSON *root, const hc_index *ix, long status,
     }
     const cJSON *entry;
     unsigned strangers = 0;
+    uint32_t at = 0;
     cJSON_ArrayForEach(entry, results)
     {
         const char *status_text = hc_str(entry, "status");
@@ -520,7 +538,7 @@ static void hc_map_results(const cJSON *root, const hc_index *ix, long status,
                         hc_entry_reason(entry, &owned)};
         if (!v.message && v.outcome == SK_OUTCOME_REJECTED_PERMANENT)
             v.message = hc_str(entry, "error_category");
-        if (hc_index_visit(ix, hc_str(entry, "event_id"), hc_apply_verdict, result, &v) == 0)
+        if (hc_index_visit(ix, hc_str(entry, "event_id"), at++, hc_apply_verdict, result, &v) == 0)
             strangers++;
         cJSON_free(owned);
     }
@@ -551,7 +569,7 @@ static const cJSON *hc_details(const cJSON *root, cJSON **owned)
 }
 
 /* 400: reject the events the details name; none named means a poisoned batch. */
-static void hc_map_bad_request(const cJSON *root, const hc_index *ix, sk_batch_result *result,
+static void hc_map_bad_request(const cJSON *root, hc_index *ix, sk_batch_result *result,
                                const char *server_text)
 {
     cJSON *parsed;
@@ -566,7 +584,9 @@ static void hc_map_bad_request(const cJSON *root, const hc_index *ix, sk_batch_r
         hc_verdict v = {SK_OUTCOME_REJECTED, hc_entry_reason(entry, &owned)};
         if (!v.message)
             v.message = "rejected by the server";
-        named += hc_index_visit(ix, hc_str(entry, "event_id"), hc_apply_verdict, result, &v);
+        /* Details name the events at fault, in no order of the batch's. */
+        named += hc_index_visit(ix, hc_str(entry, "event_id"), UINT32_MAX, hc_apply_verdict,
+                                result, &v);
         cJSON_free(owned);
     }
     cJSON_Delete(parsed);
@@ -653,8 +673,7 @@ int hc_map_answer(const hc_answer *a, const sk_batch *batch, sk_batch_result *re
     cJSON *root = hc_parse(a->body, a->body_len, 0);
     char text[SK_BATCH_DETAIL_MAX - 32];
     hc_server_text_of(root, a->body, a->body_len, text, sizeof text);
-    hc_index ix;
-    hc_index_init(&ix, batch);
+    hc_index ix = {.batch = batch};
     long st = a->status;
     if (st >= 200 && st < 300) {
         hc_map_results(root, &ix, st, result, a->body, a->body_len);

@@ -104,6 +104,37 @@ static void test_wire_maps_results_in_any_order(void **state)
     sk_tbatch_free(t);
 }
 
+/* An answer in the batch's order, but for two entries swapped, one missing and
+   one naming an event not sent: each entry reaches its own event whether it
+   stands in its place or not. */
+static void test_wire_maps_results_in_order_with_some_out_of_place(void **state)
+{
+    (void)state;
+    sk_tbatch *t = sk_tbatch_new(1000, 5000);
+    hc_buf body = {0};
+    hc_buf_append(&body, "{\"results\":[", 12);
+    for (int k = 0; k < 1000; k++) {
+        int i = k == 10 ? 501 : k == 501 ? 10 : k;
+        const char *id = k == 700 ? "01J0STRANGER0000000000000" : t->ids[i];
+        char entry[128];
+        int n = snprintf(entry, sizeof entry, "%s{\"event_id\":\"%s\",\"status\":\"%s\"}",
+                         k ? "," : "", id, i % 2 ? "duplicate" : "success");
+        hc_buf_append(&body, entry, (size_t)n);
+    }
+    hc_buf_append(&body, "]}", 2);
+    hc_answer a = {200, (const char *)body.data, body.len, NULL, NULL, 0};
+    assert_int_equal(hc_map_answer(&a, &t->batch, &t->result), SK_TRANSPORT_OK);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(t->res[i].outcome, i == 700 ? SK_OUTCOME_TRANSIENT
+                                            : i % 2  ? SK_OUTCOME_DUPLICATE
+                                                     : SK_OUTCOME_DELIVERED);
+    assert_string_equal(t->result.detail, "HTTP 200: 1 of 1000 events missing from the results "
+                                          "or with an unknown status; 1 results name events "
+                                          "not sent");
+    hc_buf_free(&body);
+    sk_tbatch_free(t);
+}
+
 /* A 200 whose body is one JSON object or array in valid UTF-8 maps entry by
    entry; anything else (bad UTF-8, bytes after the value, a bare string) is
    no answer: every event stays transient, the detail says non-JSON. */
@@ -201,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_wire_retry_after_obsolete_date_forms),
         cmocka_unit_test(test_wire_gzip_round_trips_large_batches),
         cmocka_unit_test(test_wire_maps_results_in_any_order),
+        cmocka_unit_test(test_wire_maps_results_in_order_with_some_out_of_place),
         cmocka_unit_test(test_wire_only_a_whole_valid_json_body_is_an_answer),
         cmocka_unit_test(test_wire_messages_are_one_line_and_cut_on_utf8_boundaries),
         cmocka_unit_test(test_wire_redact),
