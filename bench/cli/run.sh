@@ -3,11 +3,12 @@
 # floor measured first in the same run (bench/floor): one `sync emit` process
 # (median of 200, beside the process start and SQLite's one-insert process),
 # `sync emit --file` of 100 000 lines (rate, peak RSS), `sync status` with
-# 100 000 queued (median of 50), `sync now` draining 100 000 events to
-# file-drop (median of 3) and to the reference receiver over http-batch (gzip 1
-# and 6: rate, client CPU per event, peak RSS), against a receiver with Nagle's
-# algorithm on, and beside a model of spec-kitty's era-A Python client
-# (bench/python, where python3-requests is installed).
+# 100 000 queued (median of 50, beside SQLite's count process), `sync now`
+# draining 100 000 events to file-drop (median of 3) and to the reference
+# receiver over http-batch (gzip 1 and 6: rate, client CPU per event, peak
+# RSS), against a receiver with Nagle's algorithm on, and beside a model of
+# spec-kitty's era-A Python client (bench/python, where python3-requests is
+# installed).
 #   bench/cli/run.sh [BUILD_DIR]      (default: build/bench, built RelWithDebInfo)
 #   FLOOR=path/to/bench_floor         (default: BUILD_DIR/bench/bench_floor)
 # Prints one line per figure; bench/README.md records them with the machine.
@@ -71,9 +72,14 @@ rate=$(echo "$N / $wall" | bc)
 echo "emit --file: $N events in $wall s = $rate events/s ($(pct "$rate" "$FLOOR_INS") of the insert floor), CPU $(echo "scale=1; $cpu * 1000000 / $N" | bc) us/event, peak RSS $((kb / 1024)) MB (targets: >= 60 %, <= 32 MB at 1 000 000 lines)"
 cp "$SPEC_KITTY_HOME/queue.db" "$WORK/full.db"
 
-# 3. `sync status` with 100 000 queued, median of 50.
+# 3. `sync status` with 100 000 queued, median of 50, beside SQLite's floor of it: a
+#    process that opens the same file as the engine does and counts its rows
+#    (bench_floor --count), median of 50.
+for ((i = 0; i < 50; i++)); do wall_us "$FLOOR" --count "$SPEC_KITTY_HOME/queue.db"; done | median >"$WORK/count"
+COUNT_US=$(cat "$WORK/count")
+echo "floor: one count of $N rows in its own process, median wall $(ms "$COUNT_US") ms of 50 runs"
 for ((i = 0; i < 50; i++)); do wall_us "$SK" sync status; done | median >"$WORK/m"
-echo "status: median wall $(ms "$(cat "$WORK/m")") ms of 50 runs with $N queued = $(times_start "$(cat "$WORK/m")") (target <= 5 ms)"
+echo "status: median wall $(ms "$(cat "$WORK/m")") ms of 50 runs with $N queued = $(times_start "$(cat "$WORK/m")"), $(pct "$COUNT_US" "$(cat "$WORK/m")") of the count floor's speed (target <= 5 ms)"
 
 restore() { rm -f "$SPEC_KITTY_HOME/queue.db"*; cp "$WORK/full.db" "$SPEC_KITTY_HOME/queue.db"; }
 

@@ -23,6 +23,10 @@
  * checkpoint on close, as the engine opens it: SQLite's default checkpoint
  * and WAL delete at close measured ~38 ms a process here), insert one
  * envelope with the four-column insert, commit, close; nothing else.
+ *
+ * bench_floor --count PATH: the floor of `sync status`, to be timed the same
+ * way: open the queue at PATH as the engine does (WAL, no checkpoint on
+ * close), count its rows with spec-kitty's `size()` query, close.
  */
 #include "bench.h"
 #include "queue.h"
@@ -78,8 +82,9 @@ static void step_done(sqlite3 *db, sqlite3_stmt *st, const char *what)
 /* Envelopes first .. first + n - 1, with spec-kitty's four-column insert. */
 static void insert_envelopes(sqlite3 *db, long first, long n)
 {
-    sqlite3_stmt *ins = prepare(db, "INSERT OR REPLACE INTO queue "
-                                    "(event_id, event_type, data, timestamp) VALUES (?1, ?2, ?3, ?4)");
+    sqlite3_stmt *ins =
+        prepare(db, "INSERT OR REPLACE INTO queue "
+                    "(event_id, event_type, data, timestamp) VALUES (?1, ?2, ?3, ?4)");
     bench_envelope e;
     for (long i = first; i < first + n; i++) {
         bench_envelope_make(&e, i);
@@ -180,8 +185,8 @@ static void report(const char *name, const char *path, const rates *r, const rat
     btrees(path, trees, sizeof trees);
     printf("%-10s (%s): insert %.0f/s (%.1f us CPU each, %.0f%% of floor), "
            "read+delete %.0f/s (%.1f us CPU each, %.0f%% of floor)\n",
-           name, trees, r->insert, r->insert_cpu, 100 * r->insert / floor->insert,
-           r->read_delete, r->read_delete_cpu, 100 * r->read_delete / floor->read_delete);
+           name, trees, r->insert, r->insert_cpu, 100 * r->insert / floor->insert, r->read_delete,
+           r->read_delete_cpu, 100 * r->read_delete / floor->read_delete);
 }
 
 /* One durable insert in a process of its own (--one). */
@@ -198,13 +203,26 @@ static int one_insert(const char *path)
     return sqlite3_close(db) == SQLITE_OK ? 0 : 1;
 }
 
+/* One count of the rows in a process of its own (--count). */
+static int count_rows(const char *path)
+{
+    sqlite3 *db = NULL;
+    check(db, sqlite3_open(path, &db), path);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+    exec(db, "PRAGMA journal_mode=WAL; PRAGMA cache_size=64; SELECT COUNT(*) FROM queue");
+    return sqlite3_close(db) == SQLITE_OK ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--one") == 0)
         return one_insert(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--count") == 0)
+        return count_rows(argv[2]);
     long n = argc > 1 ? atol(argv[1]) : 100000;
     if (n <= 0) {
-        fprintf(stderr, "usage: bench_floor [N] | bench_floor --one PATH\n");
+        fprintf(stderr,
+                "usage: bench_floor [N] | bench_floor --one PATH | bench_floor --count PATH\n");
         return 2;
     }
     char dir[4096], path[4200];
