@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char USAGE[] =
@@ -49,6 +50,12 @@ static int emit_file(sk_sync *s, const char *file, const sk_event_spec *defaults
         int saved = errno; /* cli_error may change errno */
         cli_error("cannot open %s: %s", file, strerror(saved));
         return saved == ENOENT ? EXIT_USAGE : EXIT_FAIL;
+    }
+    struct stat st_file;
+    if (!stdin_input && fstat(fd, &st_file) == 0 && S_ISDIR(st_file.st_mode)) {
+        close(fd); /* a folder named where a file belongs: the command line's mistake */
+        cli_error("cannot read %s: it is a directory, not a file of events", file);
+        return EXIT_USAGE;
     }
     size_t count = 0;
     const char *shown = stdin_input ? "<stdin>" : file;

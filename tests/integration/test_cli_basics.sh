@@ -44,6 +44,7 @@ emit_many 250
 expect_eq "$(queue_ready)" 251
 expect_out "queued 250 events"
 sk sync emit --file "$TEST_TMP/missing.ndjson"; expect_rc 2; expect_err "missing.ndjson"
+sk sync emit --file "$TEST_TMP"; expect_rc 2 "emit --file of a directory"; expect_err "is a directory"
 
 # Lamport values are distinct and contiguous across everything emitted.
 expect_eq "$(sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT count(DISTINCT json_extract(data,'$.lamport_clock')) FROM queue")" 251
