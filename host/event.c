@@ -182,10 +182,15 @@ static sk_status node_name(char *buf, size_t cap, sk__err *err)
     if (gethostname(host, sizeof host) != 0)
         return sk__fail(err, SK_ERR_IO, "node id: gethostname: %s", strerror(errno));
     host[sizeof host - 1] = '\0';
-    struct passwd *pw = getpwuid(geteuid());
+    uid_t uid = geteuid();
+    struct passwd *pw = getpwuid(uid);
     const char *user = pw && pw->pw_name && *pw->pw_name ? pw->pw_name : getenv("USER");
-    if (!user || !*user)
-        return sk__fail(err, SK_ERR_CONFIG, "node id: cannot find the user name (set USER)");
+    /* A container's user often has no name at all: its number is as stable. */
+    char number[32];
+    if (!user || !*user) {
+        snprintf(number, sizeof number, "uid%lu", (unsigned long)uid);
+        user = number;
+    }
     if (sk__fmt(buf, cap, "%s:%s", host, user))
         return sk__fail(err, SK_ERR_INTERNAL, "node id: name too long: %s:%s", host, user);
     return SK_OK;
