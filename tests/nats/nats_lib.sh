@@ -61,12 +61,12 @@ nj_config() {
   jq -e . "$SPEC_KITTY_HOME/sync.json" >/dev/null || fail "bad sync.json written"
 }
 
-# nj_consume DB URLS STREAM [DURABLE] [SUBJECT]: drains the stream into DB with the
-# example consumer (stops after NJ_IDLE_MS, default 1.5 s, without messages); its
-# summary is in $OUT.
+# nj_consume DB URLS STREAM [DURABLE] [SUBJECT] [CONSUMER FLAGS...]: drains the stream
+# into DB with the example consumer (stops after NJ_IDLE_MS, default 1.5 s, without
+# messages); its summary is in $OUT.
 nj_consume() {
   sk_run "$NJ_CONSUMER" --db "$1" --servers "$2" --stream "$3" --durable "${4:-test}" \
-    --subject "${5:-spec-kitty.events.*}" --idle-exit "${NJ_IDLE_MS:-1500}"
+    --subject "${5:-spec-kitty.events.*}" --idle-exit "${NJ_IDLE_MS:-1500}" "${@:6}"
   expect_rc 0 "consumer"
 }
 
