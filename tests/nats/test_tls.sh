@@ -8,18 +8,6 @@
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/nats_lib.sh"
 
-# certs DIR CA_NAME [SERVER_NAMES]: a CA and a server certificate it signed, in DIR.
-certs() {
-  bash "$SK_SOURCE_DIR/scripts/test-certs.sh" "$@" || fail "openssl could not make certificates in $1"
-}
-# tls_server NAME CERT_DIR: nats-server -js requiring TLS with CERT_DIR's certificate.
-tls_server() {
-  printf 'tls {\n  cert_file: "%s"\n  key_file: "%s"\n  timeout: 2\n}\n' \
-    "$2/server.pem" "$2/server.key" >"$TEST_TMP/$1.conf"
-  nats_start "$1" -1 -c "$TEST_TMP/$1.conf" || fail "nats-server $1 did not start"
-  grep -q "TLS required for client connections" "$TEST_TMP/$1/log" || fail "nats-server $1 without TLS"
-  pass
-}
 # refused CASE WHY...: sync now fails on connecting (exit 1, one line with each WHY)
 # and every one of the $queued events stays queued, none parked.
 refused() {
@@ -35,12 +23,12 @@ refused() {
 }
 
 CA="$TEST_TMP/ca"
-certs "$CA" "nats test CA"
-certs "$TEST_TMP/other" "other CA"
-certs "$TEST_TMP/elsewhere" "elsewhere CA" "DNS:elsewhere.example"
+test_certs "$CA" "nats test CA"
+test_certs "$TEST_TMP/other" "other CA"
+test_certs "$TEST_TMP/elsewhere" "elsewhere CA" "DNS:elsewhere.example"
 expect_eq "$(stat -c %a "$CA/server.key") $(stat -c %a "$CA/ca.key")" "600 600" "key modes"
 
-tls_server tls "$CA"
+nats_start_tls tls "$CA"
 URL="nats://127.0.0.1:$NATS_PORT"
 OPTS="\"servers\": [\"$URL\"], \"create_stream\": true"
 
@@ -67,7 +55,7 @@ nj_config "{$OPTS}"
 refused "no tls_ca" "unable to get local issuer certificate" "a CA in the system's trust store"
 
 # 3. A certificate from the trusted CA, but for another host.
-tls_server elsewhere "$TEST_TMP/elsewhere"
+nats_start_tls elsewhere "$TEST_TMP/elsewhere"
 nj_config "{\"servers\": [\"nats://127.0.0.1:$NATS_PORT\"], \"tls_ca\": \"$TEST_TMP/elsewhere/ca.pem\"}"
 refused "a certificate for another host" "IP address mismatch" "name the host of its URL"
 
