@@ -50,7 +50,7 @@ emit_many 300
 queued_ids "$TEST_TMP/ids1"
 with_creds "$CREDS"
 sk sync now; expect_rc 0 "sync now with alice's .creds"; expect_out "Synced: 300  Duplicates: 0"
-nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS test spec-kitty.events.* --credentials-file "$CREDS"
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS test "spec-kitty.events.*" --credentials-file "$CREDS"
 expect_out "received 300 messages: 300 events stored, 0 duplicates dropped"
 diff <(stored_ids "$TEST_TMP/c.db") "$TEST_TMP/ids1" >/dev/null || fail "stored ids differ from the queued ones"
 pass
@@ -91,5 +91,5 @@ expect_eq "$(queue_ready)" "$queued" "events queued after the configuration erro
 # 5. alice again: the kept events go, each stored once, none before.
 with_creds "$CREDS"
 sk sync now; expect_rc 0 "sync now with alice's .creds again"; expect_out "Synced: 25  Duplicates: 0"
-nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS test spec-kitty.events.* --credentials-file "$CREDS"
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS test "spec-kitty.events.*" --credentials-file "$CREDS"
 expect_out "received 25 messages: 25 events stored, 0 duplicates dropped"

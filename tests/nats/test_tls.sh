@@ -3,8 +3,9 @@
 # here: with tls_ca set to that CA the events arrive in the stream; a CA that did not
 # sign the server's certificate, a certificate for another host, and a server without
 # TLS each fail with one line saying so (exit 1, every event kept queued, none stored);
-# a tls:// URL never falls back to plain text (plugin or consumer); a tls_ca that is missing, not a file or
-# not PEM is one config line naming the option and the path (exit 2).
+# a tls:// URL never falls back to plain text (plugin or consumer); a tls_ca that is
+# missing, not a file or not PEM is one config line naming the option and the path
+# (exit 2).
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/nats_lib.sh"
 
@@ -39,7 +40,7 @@ queued_ids "$TEST_TMP/ids1"
 nj_config "{$OPTS, \"tls_ca\": \"$CA/ca.pem\"}"
 sk sync now; expect_rc 0 "sync now over TLS"; expect_out "Synced: 500  Duplicates: 0"
 expect_out "Remaining: 0"
-nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS test spec-kitty.events.* --tls-ca "$CA/ca.pem"
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS test "spec-kitty.events.*" --tls-ca "$CA/ca.pem"
 expect_out "received 500 messages: 500 events stored, 0 duplicates dropped"
 diff <(stored_ids "$TEST_TMP/c.db") "$TEST_TMP/ids1" >/dev/null || fail "stored ids differ from the queued ones"
 pass
@@ -81,11 +82,10 @@ pass
 # 5. tls_ca that cannot serve: one config line naming the option and the path, exit 2.
 bad_ca() { # bad_ca PATH WHAT
   nj_config "{$OPTS, \"tls_ca\": \"$1\"}"
-  sk sync now; expect_rc 2 "tls_ca $1"; expect_err "$NJ_NAME_PREFIX options.tls_ca $1$2"
+  sk sync now; expect_rc 2 "tls_ca $1"; expect_err "nats-jetstream: options.tls_ca $1$2"
   expect_eq "$(wc -l <<<"$ERR")" 1 "lines on stderr for tls_ca $1: $ERR"
   expect_eq "$(queue_ready)" "$queued" "events queued after tls_ca $1"
 }
-NJ_NAME_PREFIX="nats-jetstream:"
 bad_ca "$TEST_TMP/absent.pem" ": No such file or directory"
 bad_ca "$TEST_TMP/other" " is not a file"
 echo "not a certificate" >"$TEST_TMP/garbage.pem"
@@ -98,5 +98,5 @@ fi
 # 6. The right CA again: the kept events go, each stored once, none before.
 nj_config "{$OPTS, \"tls_ca\": \"$CA/ca.pem\"}"
 sk sync now; expect_rc 0 "sync now with the CA back"; expect_out "Synced: 40  Duplicates: 0"
-nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS test spec-kitty.events.* --tls-ca "$CA/ca.pem"
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS test "spec-kitty.events.*" --tls-ca "$CA/ca.pem"
 expect_out "received 40 messages: 40 events stored, 0 duplicates dropped"
