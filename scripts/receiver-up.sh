@@ -61,18 +61,8 @@ has_flag --db || flags+=(--db "$db")
 has_flag --users || has_flag --no-auth || flags+=(--no-auth)
 
 # Throw-away CA and a server certificate for 127.0.0.1 and localhost.
-make_certs() {
-  [ -s "$dir/server.pem" ] && [ -s "$dir/ca.pem" ] && return 0
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=spec-kitty-receiver test CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
-  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
-    -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
-  chmod 600 "$dir/ca.key" "$dir/server.key"
-}
-make_certs || die "openssl could not make the test certificates"
+bash "$(dirname "${BASH_SOURCE[0]}")/test-certs.sh" "$dir" "spec-kitty-receiver test CA" ||
+  die "openssl could not make the test certificates"
 
 # Polls a URL until it answers with an HTTP status (any: 401 is ready too).
 wait_http() { # pid url [curl options...]

@@ -18,9 +18,11 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -233,9 +235,12 @@ static natsStatus open_connection(const consumer_args *a, natsConnection **nc)
     char *list = strdup(a->servers);
     const char *urls[16];
     int n = 0;
+    bool tls = a->tls_ca != NULL; /* libnats alone would read tls:// as nats:// */
     for (char *save = NULL, *u = list ? strtok_r(list, ",", &save) : NULL; u && n < 16;
-         u = strtok_r(NULL, ",", &save))
+         u = strtok_r(NULL, ",", &save)) {
         urls[n++] = u;
+        tls = tls || strncasecmp(u, "tls://", 6) == 0;
+    }
     if (s == NATS_OK)
         s = n ? natsOptions_SetServers(o, urls, n) : NATS_INVALID_ARG;
     if (s == NATS_OK)
@@ -249,11 +254,10 @@ static natsStatus open_connection(const consumer_args *a, natsConnection **nc)
         s = token ? natsOptions_SetToken(o, token) : NATS_INVALID_ARG;
         free(token);
     }
-    if (s == NATS_OK && a->tls_ca) {
+    if (s == NATS_OK && tls)
         s = natsOptions_SetSecure(o, true);
-        if (s == NATS_OK)
-            s = natsOptions_LoadCATrustedCertificates(o, a->tls_ca);
-    }
+    if (s == NATS_OK && a->tls_ca)
+        s = natsOptions_LoadCATrustedCertificates(o, a->tls_ca);
     if (s == NATS_OK)
         s = natsConnection_Connect(nc, o);
     natsOptions_Destroy(o);

@@ -380,6 +380,28 @@ static void nats_text(char *buf, size_t cap, natsStatus s, const char *what)
     nj_fmt(buf, cap, "%s: %s", what, text && *text ? text : natsStatus_GetText(s));
 }
 
+/* Why connecting failed, in a line that says what to check when it was TLS. */
+static void connect_error_text(const nj_transport *t, natsStatus s, char *err, size_t cap)
+{
+    const char *ca = t->cfg.tls_ca;
+    if (s == NATS_SECURE_CONNECTION_WANTED) {
+        nj_fmt(err, cap, "cannot connect to NATS: the server does not offer TLS, which %s requires",
+               ca ? "options.tls_ca" : "a tls:// URL in options.servers");
+        return;
+    }
+    char why[SK_BATCH_DETAIL_MAX];
+    nats_text(why, sizeof why, s, "cannot connect to NATS");
+    if (s != NATS_SSL_ERROR) {
+        nj_fmt(err, cap, "%s", why);
+        return;
+    }
+    /* Most often the certificate: signed by another CA, or for another host. */
+    nj_fmt(err, cap,
+           "%s (TLS: the server's certificate must be signed by a CA in %s%s and name the "
+           "host of its URL)",
+           why, ca ? "options.tls_ca " : "the system's trust store", ca ? ca : "");
+}
+
 /* Builds the stream's subject filter: {team_slug} becomes a wildcard token. */
 static char *stream_subject(const char *subject)
 {
@@ -438,7 +460,7 @@ static int nj_connect(nj_transport *t, char *err, size_t cap, natsStatus *status
         natsStatus s = natsConnection_Connect(&t->nc, t->opts);
         if (s != NATS_OK) {
             *status = s;
-            nats_text(err, cap, s, "cannot connect to NATS");
+            connect_error_text(t, s, err, cap);
             t->nc = NULL;
             return -1;
         }
@@ -737,10 +759,12 @@ static int build_nats_options(nj_transport *t, char *err, size_t cap)
         s = natsOptions_SetUserCredentialsFromFiles(t->opts, c->credentials_file, NULL);
     if (s == NATS_OK && c->token)
         s = natsOptions_SetToken(t->opts, c->token);
-    if (s == NATS_OK && c->tls_ca) {
+    if (s == NATS_OK && c->require_tls)
         s = natsOptions_SetSecure(t->opts, true);
-        if (s == NATS_OK)
-            s = natsOptions_LoadCATrustedCertificates(t->opts, c->tls_ca);
+    if (s == NATS_OK && c->tls_ca &&
+        natsOptions_LoadCATrustedCertificates(t->opts, c->tls_ca) != NATS_OK) {
+        nj_fmt(err, cap, NJ_NAME ": options.tls_ca %s holds no PEM CA certificate", c->tls_ca);
+        return -1;
     }
     if (s != NATS_OK) {
         nats_text(err, cap, s, NJ_NAME ": bad options");
@@ -803,6 +827,13 @@ static int nj_create(const sk_host_api *host, void **self, char *err, size_t err
     pthread_cond_init(&t->wake, &ca);
     pthread_condattr_destroy(&ca);
     t->ready_tail = &t->ready;
+    /* Opened by every instance, so that the last one's nj_destroy always has a library
+     * to close, even when this one fails on its options before libnats was used. */
+    if (nats_Open(-1) != NATS_OK) {
+        nj_fmt(err, err_cap, NJ_NAME ": libnats does not start");
+        nj_destroy(t);
+        return -1;
+    }
     if (nj_config_read(host, &t->cfg, err, err_cap) || build_nats_options(t, err, err_cap)) {
         nj_destroy(t);
         return -1;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,14 +34,15 @@
 
 const sk_option_def nj_options[] = {
     {"servers", "list", "[\"" NJ_DEFAULT_SERVER "\"]",
-     "NATS server URLs (a JSON list, or one comma-separated string); a cluster takes several"},
+     "NATS server URLs (a JSON list, or one comma-separated string); a cluster takes several; "
+     "a tls:// URL requires TLS"},
     {"subject", "string", NJ_DEFAULT_SUBJECT,
      "subject of each event; " NJ_SLUG_FIELD " becomes the envelope's team_slug"},
     {"stream", "string", NJ_DEFAULT_STREAM,
      "stream expected to store the subject (a message stored elsewhere is rejected)"},
     {"credentials_file", "string", "", "NATS .creds file (JWT + NKey seed); owner-only"},
     {"token_file", "string", "", "file holding a NATS auth token; owner-only"},
-    {"tls_ca", "string", "", "PEM CA bundle; setting it requires TLS"},
+    {"tls_ca", "string", "", "PEM CA bundle to verify the servers; setting it requires TLS"},
     {"create_stream", "boolean", "false", "create the stream when it does not exist"},
     NJ_INT_OPTIONS(NJ_INT_DEF){NULL, NULL, NULL, NULL},
 };
@@ -142,6 +144,36 @@ static int check_owner_only(const char *path, const char *key, char *err, size_t
     return 0;
 }
 
+/* A file read when the transport starts: it must open for reading and be a file. */
+static int check_readable_file(const char *path, const char *key, char *err, size_t cap)
+{
+    struct stat st;
+    FILE *f = fopen(path, "r");
+    if (!f || fstat(fileno(f), &st) != 0) {
+        nj_fmt(err, cap, NJ_NAME ": options.%s %s: %s", key, path, strerror(errno));
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    if (!S_ISREG(st.st_mode)) {
+        nj_fmt(err, cap, NJ_NAME ": options.%s %s is not a file", key, path);
+        return -1;
+    }
+    return 0;
+}
+
+/* libnats reads a tls:// URL as a plain one unless TLS is asked for: ask. */
+static int wants_tls(const nj_config *c)
+{
+    if (c->tls_ca)
+        return 1;
+    for (int i = 0; i < c->nservers; i++)
+        if (strncasecmp(c->servers[i], "tls://", 6) == 0)
+            return 1;
+    return 0;
+}
+
 static int read_token(const char *path, nj_config *c, char *err, size_t cap)
 {
     if (check_owner_only(path, "token_file", err, cap))
@@ -202,6 +234,9 @@ int nj_config_read(const sk_host_api *h, nj_config *c, char *err, size_t cap)
                        "must not be empty");
         return -1;
     }
+    if (c->tls_ca && check_readable_file(c->tls_ca, "tls_ca", err, cap))
+        return -1;
+    c->require_tls = wants_tls(c);
     if (c->credentials_file && check_owner_only(c->credentials_file, "credentials_file", err, cap))
         return -1;
     const char *token_file = h->option_string(h->host_ctx, "token_file", NULL);

@@ -22,6 +22,7 @@ typedef struct nj_config {
     char *credentials_file; /* NULL when unset */
     char *token;            /* read from token_file; NULL when unset; never logged */
     char *tls_ca;           /* NULL when unset */
+    int require_tls;        /* tls_ca set, or a tls:// URL among servers */
     int64_t publish_timeout_ms;
     int64_t connect_timeout_ms;
     int64_t max_pending;

@@ -43,6 +43,20 @@ nats_start() {
   fail "nats-server $name is not ready: $(tail -n 3 "$dir/log")"
 }
 
+# nats_start_tls NAME CERT_DIR: nats_start NAME on a free port, requiring TLS with the
+# server certificate in CERT_DIR (scripts/test-certs.sh made it).
+nats_start_tls() {
+  printf 'tls {\n  cert_file: "%s"\n  key_file: "%s"\n  timeout: 2\n}\n' \
+    "$2/server.pem" "$2/server.key" >"$TEST_TMP/$1.conf"
+  nats_start "$1" -1 -c "$TEST_TMP/$1.conf" || fail "nats-server $1 did not start"
+  grep -q "TLS required for client connections" "$TEST_TMP/$1/log" || fail "nats-server $1 without TLS"
+}
+
+# test_certs DIR CA_NAME [SERVER_NAMES]: a CA and a server certificate it signed, in DIR.
+test_certs() {
+  bash "$SK_SOURCE_DIR/scripts/test-certs.sh" "$@" || fail "openssl could not make certificates in $1"
+}
+
 # nats_stop NAME [SIGNAL]: stops the server started as NAME (TERM by default) and waits.
 nats_stop() {
   local pid
@@ -61,12 +75,12 @@ nj_config() {
   jq -e . "$SPEC_KITTY_HOME/sync.json" >/dev/null || fail "bad sync.json written"
 }
 
-# nj_consume DB URLS STREAM [DURABLE] [SUBJECT]: drains the stream into DB with the
-# example consumer (stops after NJ_IDLE_MS, default 1.5 s, without messages); its
-# summary is in $OUT.
+# nj_consume DB URLS STREAM [DURABLE] [SUBJECT] [CONSUMER FLAGS...]: drains the stream
+# into DB with the example consumer (stops after NJ_IDLE_MS, default 1.5 s, without
+# messages); its summary is in $OUT.
 nj_consume() {
   sk_run "$NJ_CONSUMER" --db "$1" --servers "$2" --stream "$3" --durable "${4:-test}" \
-    --subject "${5:-spec-kitty.events.*}" --idle-exit "${NJ_IDLE_MS:-1500}"
+    --subject "${5:-spec-kitty.events.*}" --idle-exit "${NJ_IDLE_MS:-1500}" "${@:6}"
   expect_rc 0 "consumer"
 }
 

@@ -3,7 +3,8 @@
 # loads the sanitizer runtime through LD_PRELOAD), through the paths that free what
 # threads still hold: the checker (send, submit, probe, cancel), the service with the
 # server killed and restarted under it, then stopped while the server hangs (cancel and
-# destroy with messages still in flight). Any report of the sanitizers fails the test.
+# destroy with messages still in flight), and over TLS (options refused, a certificate
+# refused, delivery). Any report of the sanitizers fails the test.
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/nats_lib.sh"
 echo "\"$SK_BIN\" sync daemon stop --timeout 10" >"$TEST_TMP/a-daemon.cleanup"
@@ -65,4 +66,19 @@ sk_run env LD_PRELOAD="$PRELOAD" "$ASAN/sk-nats-consumer" --db "$TEST_TMP/c.db" 
   --stream SPEC_KITTY_EVENTS --durable asan --idle-exit 1500
 expect_rc 0 "consumer"
 expect_out "4006 events stored"
+no_reports
+
+# TLS: an instance refused on its options before libnats was used, one refused by the
+# server's certificate, then one that delivers; nothing leaks on any of these paths.
+test_certs "$TEST_TMP/ca" "nats test CA"
+test_certs "$TEST_TMP/other" "other CA"
+nats_start_tls tls "$TEST_TMP/ca"
+TLS_URL="nats://127.0.0.1:$NATS_PORT"
+emit_many 50
+for rc_ca in "2 $TEST_TMP/absent.pem" "1 $TEST_TMP/other/ca.pem" "0 $TEST_TMP/ca/ca.pem"; do
+  config "{\"transport\": {\"plugin\": \"$ASAN/nats-jetstream.so\", \"options\":
+    {\"servers\": [\"$TLS_URL\"], \"create_stream\": true, \"tls_ca\": \"${rc_ca#* }\"}}}"
+  sk sync now; expect_rc "${rc_ca%% *}" "sync now with tls_ca ${rc_ca#* }"
+done
+expect_out "Synced: 50 "
 no_reports

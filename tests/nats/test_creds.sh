@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# credentials_file against an operator-mode nats-server (JWT authentication; the
+# operator, accounts, users and .creds made here with openssl, nkeys_lib.sh): a user of a
+# trusted account delivers, and the consumer reads with the same file; no credentials, a
+# seed that is not the JWT's, a user of an account the server does not know, and an
+# expired JWT are refused in one line (exit 1, every event kept, the seed never printed);
+# a .creds file without a seed fails the same way; one readable by others is refused as
+# configuration (exit 2).
+. "$(dirname "$0")/../integration/lib.sh"
+. "$(dirname "$0")/nats_lib.sh"
+. "$(dirname "$0")/nkeys_lib.sh"
+
+nk_new op O
+nk_new sys A
+nk_new team A
+nk_new rogue A # an account the server was not told about
+nk_new alice U
+nk_new mallory U
+expect_eq "$(stat -c %a "$NK_DIR/alice.pem") $(stat -c %a "$NK_DIR/alice.seed")" "600 600" "key modes"
+nk_operator_conf "$TEST_TMP/op.conf" op sys team
+nats_start op -1 -c "$TEST_TMP/op.conf" -D || fail "nats-server in operator mode did not start"
+grep -q "Trusted Operators" "$TEST_TMP/op/log" || fail "nats-server is not in operator mode"; pass
+URL="nats://127.0.0.1:$NATS_PORT"
+ALICE=$(nk_jwt team alice "$NK_USER_CLAIMS")
+CREDS="$TEST_TMP/alice.creds"
+nk_creds "$CREDS" "$ALICE" alice
+expect_eq "$(stat -c %a "$CREDS")" 600 "creds mode"
+SEEDS="$(cat "$NK_DIR/alice.seed")|$(cat "$NK_DIR/mallory.seed")"
+
+# with_creds FILE: sync.json with credentials_file FILE ("" for none).
+with_creds() { nj_config "{\"servers\": [\"$URL\"], \"create_stream\": true${1:+, \"credentials_file\": \"$1\"}}"; }
+# refused CASE WHY [SERVER_WHY]: sync now fails (exit 1, WHY in one line), all $queued
+# events stay; the server (debug log) refused the connection for SERVER_WHY.
+refused() {
+  local seen
+  seen=$(wc -l <"$TEST_TMP/op/log")
+  sk sync now; expect_rc 1 "sync now, $1"; expect_err "$2"
+  if [ -n "${3:-}" ]; then
+    tail -n +$((seen + 1)) "$TEST_TMP/op/log" | grep -qF "$3" || fail "the server's reason is not '$3', $1"
+    pass
+  fi
+  expect_eq "$(grep -c "cannot connect to NATS" <<<"$ERR")" 1 "lines saying why, $1"
+  expect_eq "$(queue_ready)" "$queued" "events queued, $1"
+  expect_eq "$(queue_parked)" 0 "events parked, $1"
+  grep -qE "$SEEDS" <<<"$OUT$ERR" && fail "a seed was printed, $1"; pass
+}
+
+# 1. alice of the trusted account: delivered, stored once each, read with the same file.
+emit_many 300
+queued_ids "$TEST_TMP/ids1"
+with_creds "$CREDS"
+sk sync now; expect_rc 0 "sync now with alice's .creds"; expect_out "Synced: 300  Duplicates: 0"
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS test "spec-kitty.events.*" --credentials-file "$CREDS"
+expect_out "received 300 messages: 300 events stored, 0 duplicates dropped"
+diff <(stored_ids "$TEST_TMP/c.db") "$TEST_TMP/ids1" >/dev/null || fail "stored ids differ from the queued ones"
+pass
+
+# 2. Refusals: the client hears Authorization Violation whatever the reason; the
+#    server's debug log shows that each was refused for its own reason.
+emit_many 25
+queued=25
+with_creds ""
+refused "no credentials" "cannot connect to NATS: Authorization Violation" \
+  "Authentication requires a user JWT"
+nk_creds "$TEST_TMP/mallory.creds" "$ALICE" mallory # alice's JWT, another key's seed
+with_creds "$TEST_TMP/mallory.creds"
+refused "a seed that is not the JWT's" "Authorization Violation" "Signature not verified"
+nk_creds "$TEST_TMP/rogue.creds" "$(nk_jwt rogue alice "$NK_USER_CLAIMS")" alice
+with_creds "$TEST_TMP/rogue.creds"
+refused "an account the server does not know" "Authorization Violation" "account missing"
+nk_creds "$TEST_TMP/expired.creds" "$(nk_jwt team alice "$NK_USER_CLAIMS" "\"exp\": $(($(date +%s) - 60))")" alice
+with_creds "$TEST_TMP/expired.creds"
+refused "an expired JWT" "Authorization Violation" "claim is expired"
+
+# 3. A file that is not a .creds: no seed in it, said with its path.
+sed -n '1,3p' "$CREDS" >"$TEST_TMP/jwt-only.creds"
+chmod 600 "$TEST_TMP/jwt-only.creds"
+with_creds "$TEST_TMP/jwt-only.creds"
+refused "a .creds file without a seed" "no nkey user seed found in '$TEST_TMP/jwt-only.creds'"
+
+# 4. A .creds file others can read: refused before anything is sent, the seed unprinted.
+cp "$CREDS" "$TEST_TMP/open.creds"
+chmod 644 "$TEST_TMP/open.creds"
+with_creds "$TEST_TMP/open.creds"
+sk sync now; expect_rc 2 "a .creds file readable by others"
+expect_err "nats-jetstream: options.credentials_file $TEST_TMP/open.creds must be owner-only (chmod 600)"
+expect_eq "$(wc -l <<<"$ERR")" 1 "lines on stderr: $ERR"
+grep -qE "$SEEDS" <<<"$OUT$ERR" && fail "a seed was printed"; pass
+expect_eq "$(queue_ready)" "$queued" "events queued after the configuration error"
+
+# 5. alice again: the kept events go, each stored once, none before.
+with_creds "$CREDS"
+sk sync now; expect_rc 0 "sync now with alice's .creds again"; expect_out "Synced: 25  Duplicates: 0"
+nj_consume "$TEST_TMP/c.db" "$URL" SPEC_KITTY_EVENTS test "spec-kitty.events.*" --credentials-file "$CREDS"
+expect_out "received 25 messages: 25 events stored, 0 duplicates dropped"
