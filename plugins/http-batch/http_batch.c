@@ -92,9 +92,9 @@ static const hb_option hb_limits[HB_OPT_COUNT] = {
 typedef struct hb_conn {
     CURLM *multi;
     CURL *easy;
-    int index;          /* 0-based slot number, for logs */
-    hc_buf body;        /* gzip request body, reused across batches */
-    hc_buf response;    /* body of the last answer (up to HC_RESPONSE_KEEP_MAX) */
+    int index;              /* 0-based slot number, for logs */
+    hc_buf body;            /* gzip request body, reused across batches */
+    hc_buf response;        /* body of the last answer (up to HC_RESPONSE_KEEP_MAX) */
     int response_truncated; /* the answer was longer than we keep */
     int connected_before;   /* for the reconnects metric */
     curl_socket_t sock;     /* the last socket libcurl opened for this slot */
@@ -108,8 +108,8 @@ struct hb_plugin;
 typedef struct hb_slot {
     hb_conn conn;
     struct hb_plugin *p;
-    int busy;           /* a send() or a job owns conn */
-    int started;        /* thread runs (joined by destroy) */
+    int busy;    /* a send() or a job owns conn */
+    int started; /* thread runs (joined by destroy) */
     pthread_t thread;
     pthread_cond_t wake; /* a job came, or stop */
     /* The job handed over by submit(); batch NULL when none waits. */
@@ -461,9 +461,8 @@ static const char *hb_secret(const struct curl_slist *headers)
  * Turns a finished transfer into the result. An error answer that arrived
  * while the upload was still running (an early 413, say) still counts.
  */
-static int hb_send_result(hb_plugin *p, hb_conn *c, const sk_batch *batch,
-                          sk_batch_result *result, hb_end end, CURLcode code, int64_t started,
-                          int64_t left)
+static int hb_send_result(hb_plugin *p, hb_conn *c, const sk_batch *batch, sk_batch_result *result,
+                          hb_end end, CURLcode code, int64_t started, int64_t left)
 {
     long status = 0;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);

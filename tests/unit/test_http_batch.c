@@ -644,8 +644,8 @@ static void test_timeout_option_bounds_a_request(void **state)
 typedef struct done_log {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int calls;   /* completions so far */
-    int rc[8];   /* the rc of each tag's completion */
+    int calls;    /* completions so far */
+    int rc[8];    /* the rc of each tag's completion */
     int times[8]; /* completions per tag: must end at exactly one */
 } done_log;
 
