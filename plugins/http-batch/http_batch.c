@@ -2,9 +2,19 @@
  * http-batch: the transport that POSTs each batch as one gzip'd JSON request
  * to {server_url}/api/v1/events/batch/ (CONTRACT.md §3) over libcurl.
  *
- * One easy handle per instance (plus one for probes, which may overlap a
- * send) inside its own multi handle, so the connection stays alive across
- * batches and cancel() can wake the poll from any thread at once.
+ * A pool of options.connections slots (default 2), each an easy handle inside
+ * its own multi handle, so each keep-alive connection stays alive across
+ * batches and cancel() can wake every poll from any thread at once; plus one
+ * slot for probes, which may overlap a send.
+ *
+ * Threads: submit() hands a batch to an idle slot's worker thread (started on
+ * the slot's first batch, joined by destroy), which sends it as send() does
+ * and calls the completion with no lock held. With N slots, N batches are in
+ * flight at once, so the server stores one while the next is on the wire; one
+ * more may wait for the first slot to finish.
+ * send() borrows an idle slot and runs on the caller's thread. p->mu guards
+ * which slot is busy and the jobs handed over; a slot's connection belongs to
+ * whoever marked it busy.
  */
 #include "http_common.h"
 
@@ -15,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,18 +38,30 @@
 #define HB_PROTOCOL_HEADER HC_PROTOCOL_HEADER ": " HC_PROTOCOL_VERSION
 /* Longest single poll wait; cancel() wakes the poll sooner. */
 #define HB_POLL_MAX_MS 1000
+/* Longest wait of send() for a free connection between looks at cancel and the deadline. */
+#define HB_SLOT_WAIT_MS 50
 
 /* Every option the plugin reads: hb_option_defs is what the host shows (ABI 1.1,
  * `spec-kitty sync plugins`), hb_limits the integer defaults and ranges the parser
  * checks, in the same order; the unknown-key warning uses the names. README.md
  * documents them. */
-enum { HB_OPT_GZIP, HB_OPT_CONNECT, HB_OPT_TIMEOUT, HB_OPT_CA, HB_OPT_INSECURE, HB_OPT_COUNT };
+enum {
+    HB_OPT_GZIP,
+    HB_OPT_CONNECT,
+    HB_OPT_TIMEOUT,
+    HB_OPT_CONNECTIONS,
+    HB_OPT_CA,
+    HB_OPT_INSECURE,
+    HB_OPT_COUNT
+};
 
 #define HB_STR_(x) #x
 #define HB_STR(x) HB_STR_(x)
 #define HB_GZIP_DEFAULT 6
 #define HB_CONNECT_DEFAULT 10000
 #define HB_TIMEOUT_DEFAULT 60000
+#define HB_CONNECTIONS_DEFAULT 2
+#define HB_CONNECTIONS_MAX 8
 
 static const sk_option_def hb_option_defs[HB_OPT_COUNT + 1] = {
     [HB_OPT_GZIP] = {"gzip_level", "integer", HB_STR(HB_GZIP_DEFAULT),
@@ -47,6 +70,8 @@ static const sk_option_def hb_option_defs[HB_OPT_COUNT + 1] = {
                         "TCP+TLS connect timeout"},
     [HB_OPT_TIMEOUT] = {"timeout_ms", "integer", HB_STR(HB_TIMEOUT_DEFAULT),
                         "whole request timeout"},
+    [HB_OPT_CONNECTIONS] = {"connections", "integer", HB_STR(HB_CONNECTIONS_DEFAULT),
+                            "keep-alive connections, one batch in flight on each (1..8)"},
     [HB_OPT_CA] = {"ca_file", "string", "", "PEM bundle of a private CA to trust"},
     [HB_OPT_INSECURE] = {"insecure", "boolean", "false",
                          "true disables TLS verification (warned)"},
@@ -61,18 +86,43 @@ static const hb_option hb_limits[HB_OPT_COUNT] = {
     [HB_OPT_GZIP] = {HB_GZIP_DEFAULT, 0, 9},
     [HB_OPT_CONNECT] = {HB_CONNECT_DEFAULT, 1, 86400000},
     [HB_OPT_TIMEOUT] = {HB_TIMEOUT_DEFAULT, 1, 86400000},
+    [HB_OPT_CONNECTIONS] = {HB_CONNECTIONS_DEFAULT, 1, HB_CONNECTIONS_MAX},
 };
 
 /* One libcurl transfer slot: a multi handle holding one easy handle. */
 typedef struct hb_conn {
     CURLM *multi;
     CURL *easy;
-    hc_buf response;    /* body of the last answer (up to HC_RESPONSE_KEEP_MAX) */
+    int index;              /* 0-based slot number, for logs */
+    hc_buf body;            /* gzip request body, reused across batches */
+    hc_buf response;        /* body of the last answer (up to HC_RESPONSE_KEEP_MAX) */
     int response_truncated; /* the answer was longer than we keep */
     int connected_before;   /* for the reconnects metric */
     curl_socket_t sock;     /* the last socket libcurl opened for this slot */
     char errbuf[CURL_ERROR_SIZE];
 } hb_conn;
+
+struct hb_plugin;
+
+/* An accepted async batch and its completion; batch NULL when there is none. */
+typedef struct hb_job {
+    const sk_batch *batch;
+    sk_batch_result *result;
+    sk_completion_fn done;
+    void *cb_ctx;
+} hb_job;
+
+/* A batch connection and the worker that sends async batches on it. Fields
+ * after conn are under the plugin's mu. */
+typedef struct hb_slot {
+    hb_conn conn;
+    struct hb_plugin *p;
+    int busy;    /* a send() or a job owns conn */
+    int started; /* thread runs (joined by destroy) */
+    pthread_t thread;
+    pthread_cond_t wake; /* a job came, or stop */
+    hb_job job;          /* handed over, not yet taken by the worker */
+} hb_slot;
 
 typedef struct hb_plugin {
     const sk_host_api *host;
@@ -86,9 +136,17 @@ typedef struct hb_plugin {
     int insecure;
     /* Set by cancel() from any thread; final for this instance. */
     atomic_int cancelled;
-    hb_conn send_conn;
+    int nslots; /* options.connections */
+    hb_slot slots[HB_CONNECTIONS_MAX];
     hb_conn probe_conn;
-    hc_buf body; /* gzip request body, reused across batches */
+    pthread_mutex_t mu;
+    pthread_cond_t freed; /* a slot became idle */
+    int stop;             /* under mu: destroy asks the workers to end */
+    /* Under mu: one batch accepted while every connection was busy, sent by the first
+     * worker to finish, right after it completes its own batch, so the next request
+     * leaves while the host settles the one before. When set, some started worker is
+     * busy (it will take it). */
+    hb_job waiting;
 } hb_plugin;
 
 /* How a transfer ended, beyond libcurl's own code. */
@@ -208,6 +266,7 @@ static void hb_conn_free(hb_conn *c)
         curl_easy_cleanup(c->easy);
     if (c->multi)
         curl_multi_cleanup(c->multi);
+    hc_buf_free(&c->body);
     hc_buf_free(&c->response);
 }
 
@@ -370,7 +429,8 @@ static void hb_transport_error(const hb_conn *c, const char *ca_file, hb_end end
                    c->errbuf);
 }
 
-/* Adds the metrics of the transfer just run on the batch slot. */
+/* Adds the metrics of the transfer just run on batch slot c (upcalls are thread-safe;
+ * connected_before is the slot's own). */
 static void hb_count(hb_plugin *p, hb_conn *c)
 {
     const sk_host_api *h = p->host;
@@ -411,10 +471,9 @@ static const char *hb_secret(const struct curl_slist *headers)
  * Turns a finished transfer into the result. An error answer that arrived
  * while the upload was still running (an early 413, say) still counts.
  */
-static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *result, hb_end end,
-                          CURLcode code, int64_t started, int64_t left)
+static int hb_send_result(hb_plugin *p, hb_conn *c, const sk_batch *batch, sk_batch_result *result,
+                          hb_end end, CURLcode code, int64_t started, int64_t left)
 {
-    hb_conn *c = &p->send_conn;
     long status = 0;
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
     int answered = end == HB_END_DONE && status != 0 &&
@@ -439,11 +498,13 @@ static int hb_send_result(hb_plugin *p, const sk_batch *batch, sk_batch_result *
     return hc_map_kept_answer(&answer, c->response_truncated, batch, result);
 }
 
-/* Sends one batch (see transport.h). rc OK when the answer told something,
- * FAILED when nothing is known (all transient), CANCELLED after cancel(). */
-static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
+/*
+ * Sends one batch on slot c, which the caller owns (send() and every worker
+ * run this). rc OK when the answer told something, FAILED when nothing is
+ * known (all transient), CANCELLED after cancel().
+ */
+static int hb_send_on(hb_plugin *p, hb_conn *c, const sk_batch *batch, sk_batch_result *result)
 {
-    hb_plugin *p = self;
     if (result->count != batch->count || batch->count == 0)
         return hc_refuse(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
     if (atomic_load(&p->cancelled))
@@ -452,32 +513,170 @@ static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
     if (left <= 0)
         return hc_refuse(batch, result, SK_TRANSPORT_FAILED,
                          "batch deadline passed before sending");
-    if (hc_gzip_events(batch, p->gzip_level, &p->body) != 0)
+    if (hc_gzip_events(batch, p->gzip_level, &c->body) != 0)
         return hc_refuse(batch, result, SK_TRANSPORT_FAILED, "could not compress the batch");
     const char *why = NULL;
     struct curl_slist *headers = hb_headers(p, 1, &why);
     if (!headers)
         return hc_refuse(batch, result, SK_TRANSPORT_FAILED, why);
 
-    hb_conn *c = &p->send_conn;
     curl_easy_setopt(c->easy, CURLOPT_URL, p->batch_url);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (const char *)p->body.data);
-    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->body.len);
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, (const char *)c->body.data);
+    curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body.len);
     hb_set_timeouts(p, c, left);
     int64_t started = hb_now(p);
     CURLcode code;
     hb_end end = hb_run(p, c, batch->deadline_ms, &code);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
     hb_count(p, c);
-    int rc = hb_send_result(p, batch, result, end, code, started, left);
+    int rc = hb_send_result(p, c, batch, result, end, code, started, left);
     hc_redact_result(result, hb_secret(headers));
     hb_headers_free(headers);
     p->host->log(p->host->host_ctx, SK_LOG_DEBUG,
-                 "http-batch: batch %llu, %u events, %zu bytes gzip: HTTP %d in %lld ms (%s)",
-                 (unsigned long long)batch->batch_seq, batch->count, p->body.len,
+                 "http-batch: batch %llu on connection %d, %u events, %zu bytes gzip: HTTP %d "
+                 "in %lld ms (%s)",
+                 (unsigned long long)batch->batch_seq, c->index, batch->count, c->body.len,
                  (int)result->status_code, (long long)(hb_now(p) - started),
                  result->detail[0] ? result->detail : "ok");
+    return rc;
+}
+
+/* The idle slot with the lowest index (its connection is the likeliest to be
+ * alive), or NULL when all are busy. mu held. */
+static hb_slot *hb_idle_slot(hb_plugin *p)
+{
+    for (int i = 0; i < p->nslots; i++)
+        if (!p->slots[i].busy)
+            return &p->slots[i];
+    return NULL;
+}
+
+/* Gives slot s back to the pool, or, when a batch waits and s has a worker, hands
+ * the batch to it (s stays busy). mu held. */
+static void hb_release_locked(hb_plugin *p, hb_slot *s)
+{
+    if (p->waiting.batch && s->started) {
+        s->job = p->waiting;
+        p->waiting.batch = NULL;
+        pthread_cond_signal(&s->wake);
+        return;
+    }
+    s->busy = 0;
+    pthread_cond_broadcast(&p->freed);
+}
+
+/* Waits on p->freed for at most ms (the host's clock may be its own: short steps). mu held. */
+static void hb_wait_freed(hb_plugin *p, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&p->freed, &p->mu, &ts);
+}
+
+/* Sends one batch synchronously (see transport.h) on a slot borrowed from the
+ * pool; async batches may hold every slot: waits for one until the deadline. */
+static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
+{
+    hb_plugin *p = self;
+    hb_slot *s = NULL;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        s = hb_idle_slot(p);
+        int64_t left = batch->deadline_ms - hb_now(p);
+        if (s || atomic_load(&p->cancelled) || left <= 0)
+            break;
+        hb_wait_freed(p, left < HB_SLOT_WAIT_MS ? left : HB_SLOT_WAIT_MS);
+    }
+    if (s)
+        s->busy = 1;
+    pthread_mutex_unlock(&p->mu);
+    if (!s && atomic_load(&p->cancelled))
+        return hc_refuse(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
+    if (!s)
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED,
+                         "batch deadline reached while every connection was busy");
+    int rc = hb_send_on(p, &s->conn, batch, result);
+    pthread_mutex_lock(&p->mu);
+    hb_release_locked(p, s);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+/*
+ * A slot's worker: sends each job handed over by submit() on the slot's
+ * connection, then frees the slot (or takes the waiting batch), then completes
+ * the batch with no lock held: the completion may submit again, and the host
+ * may submit the next batch the moment it sees this one complete, so there is
+ * room by then.
+ */
+static void *hb_worker(void *arg)
+{
+    hb_slot *s = arg;
+    hb_plugin *p = s->p;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!s->job.batch && !p->stop)
+            pthread_cond_wait(&s->wake, &p->mu);
+        if (!s->job.batch)
+            break;
+        hb_job j = s->job;
+        s->job.batch = NULL;
+        pthread_mutex_unlock(&p->mu);
+        int rc = hb_send_on(p, &s->conn, j.batch, j.result);
+        pthread_mutex_lock(&p->mu);
+        hb_release_locked(p, s);
+        pthread_mutex_unlock(&p->mu);
+        j.done(j.cb_ctx, rc, j.result);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Whether a started worker is busy: it will take a waiting batch. mu held. */
+static int hb_worker_busy(const hb_plugin *p)
+{
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slots[i].busy && p->slots[i].started)
+            return 1;
+    return 0;
+}
+
+/* Accepts a batch for an idle connection's worker, or as the one waiting batch
+ * (see transport.h): BUSY when every connection has a batch in flight and one
+ * more waits. */
+static int hb_submit(void *self, const sk_batch *batch, sk_batch_result *result,
+                     sk_completion_fn done, void *cb_ctx)
+{
+    hb_plugin *p = self;
+    if (result->count != batch->count || batch->count == 0)
+        return hc_refuse(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
+    if (atomic_load(&p->cancelled))
+        return hc_refuse(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
+    hb_job job = {batch, result, done, cb_ctx};
+    int rc = SK_TRANSPORT_BUSY;
+    pthread_mutex_lock(&p->mu);
+    hb_slot *s = hb_idle_slot(p);
+    if (s && !s->started)
+        s->started = pthread_create(&s->thread, NULL, hb_worker, s) == 0;
+    if (s && s->started) {
+        s->busy = 1;
+        s->job = job;
+        pthread_cond_signal(&s->wake);
+        rc = SK_TRANSPORT_OK;
+    } else if (s) {
+        rc = SK_TRANSPORT_FAILED;
+    } else if (!p->waiting.batch && hb_worker_busy(p)) {
+        p->waiting = job;
+        rc = SK_TRANSPORT_OK;
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (rc == SK_TRANSPORT_FAILED)
+        return hc_refuse(batch, result, rc, "could not start a thread for the connection");
     return rc;
 }
 
@@ -562,12 +761,14 @@ static int hb_probe(void *self, int64_t deadline_ms, char *reason, size_t reason
     return state;
 }
 
-/* Aborts what is in flight and every later call: sets the flag, wakes both polls. */
+/* Aborts what is in flight and every later call: sets the flag, wakes every poll.
+ * The multi handles live from create to destroy, so this needs no lock. */
 static void hb_cancel(void *self)
 {
     hb_plugin *p = self;
     atomic_store(&p->cancelled, 1);
-    curl_multi_wakeup(p->send_conn.multi);
+    for (int i = 0; i < p->nslots; i++)
+        curl_multi_wakeup(p->slots[i].conn.multi);
     curl_multi_wakeup(p->probe_conn.multi);
 }
 
@@ -576,9 +777,22 @@ static void hb_destroy(void *self)
     hb_plugin *p = self;
     if (!p)
         return;
-    hb_conn_free(&p->send_conn);
+    /* Every batch completed before destroy (transport.h): the workers wait for jobs. */
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    for (int i = 0; i < p->nslots; i++)
+        pthread_cond_signal(&p->slots[i].wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < HB_CONNECTIONS_MAX; i++) {
+        hb_slot *s = &p->slots[i];
+        if (s->started)
+            pthread_join(s->thread, NULL);
+        pthread_cond_destroy(&s->wake);
+        hb_conn_free(&s->conn);
+    }
     hb_conn_free(&p->probe_conn);
-    hc_buf_free(&p->body);
+    pthread_cond_destroy(&p->freed);
+    pthread_mutex_destroy(&p->mu);
     free(p->batch_url);
     free(p->health_url);
     free(p->user_agent);
@@ -624,12 +838,14 @@ static int hb_int_option(const sk_host_api *h, int which, int64_t *out, char *er
 static int hb_read_options(hb_plugin *p, char *err, size_t err_cap)
 {
     const sk_host_api *h = p->host;
-    int64_t level, connect, total;
+    int64_t level, connect, total, connections;
     if (hb_int_option(h, HB_OPT_GZIP, &level, err, err_cap) ||
         hb_int_option(h, HB_OPT_CONNECT, &connect, err, err_cap) ||
-        hb_int_option(h, HB_OPT_TIMEOUT, &total, err, err_cap))
+        hb_int_option(h, HB_OPT_TIMEOUT, &total, err, err_cap) ||
+        hb_int_option(h, HB_OPT_CONNECTIONS, &connections, err, err_cap))
         return -1;
     p->gzip_level = (int)level;
+    p->nslots = (int)connections;
     p->connect_timeout_ms = (long)connect;
     p->timeout_ms = (long)total;
     p->insecure = h->option_bool(h->host_ctx, hb_option_defs[HB_OPT_INSECURE].name, 0);
@@ -688,11 +904,21 @@ static int hb_create(const sk_host_api *host, void **self, char *err, size_t err
     }
     p->host = host;
     atomic_init(&p->cancelled, 0);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->freed, NULL);
+    for (int i = 0; i < HB_CONNECTIONS_MAX; i++) {
+        p->slots[i].p = p;
+        p->slots[i].conn.index = i;
+        pthread_cond_init(&p->slots[i].wake, NULL);
+    }
     if (hb_read_urls(p, err, err_cap) || hb_read_options(p, err, err_cap)) {
         hb_destroy(p);
         return -1;
     }
-    if (hb_conn_init(p, &p->send_conn) || hb_conn_init(p, &p->probe_conn)) {
+    int bad = hb_conn_init(p, &p->probe_conn);
+    for (int i = 0; i < p->nslots; i++)
+        bad = bad || hb_conn_init(p, &p->slots[i].conn);
+    if (bad) {
         hb_copy(err, err_cap, "http-batch: could not set up libcurl handles");
         hb_destroy(p);
         return -1;
@@ -713,12 +939,12 @@ static const sk_transport_desc hb_desc = {
     .name = "http-batch",
     .version = HB_VERSION,
     .description = "HTTP(S) batch POST of gzip'd events to the spec-kitty server (libcurl)",
-    .capabilities = SK_CAP_SYNC | SK_CAP_PROBE,
-    .max_in_flight = 1,
+    .capabilities = SK_CAP_SYNC | SK_CAP_ASYNC | SK_CAP_PROBE,
+    .max_in_flight = HB_CONNECTIONS_MAX, /* the live bound is options.connections: BUSY beyond */
     .create = hb_create,
     .destroy = hb_destroy,
     .send = hb_send,
-    .submit = NULL,
+    .submit = hb_submit,
     .cancel = hb_cancel,
     .probe = hb_probe,
     .options = hb_option_defs,

@@ -11,7 +11,8 @@ echo "\"$SK_BIN\" sync daemon stop --timeout 10" >"$TEST_TMP/a-daemon.cleanup"
 rx_start rx
 # One background batch of 10, then the next background batch only after 10 minutes:
 # every later batch in this test is a `sync now` pass.
-e2e_config "$RX_URL" '{}' '{"max_batch_events": 10, "min_batch_interval_ms": 600000, "shutdown_deadline_ms": 500}'
+# One connection: the faults below script each request in arrival order.
+e2e_config "$RX_URL" '{"connections": 1}' '{"max_batch_events": 10, "min_batch_interval_ms": 600000, "shutdown_deadline_ms": 500}'
 login
 stored() { [ "$(rx_rows)" -eq "$1" ]; }
 LOG="$SPEC_KITTY_HOME/sync-daemon.log"

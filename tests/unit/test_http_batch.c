@@ -638,6 +638,303 @@ static void test_timeout_option_bounds_a_request(void **state)
     fx_close(&f);
 }
 
+/* ---------- submit: batches in flight on several connections ---------- */
+
+/* What the completions of one test's async batches said, by tag. */
+typedef struct done_log {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls;    /* completions so far */
+    int rc[8];    /* the rc of each tag's completion */
+    int times[8]; /* completions per tag: must end at exactly one */
+} done_log;
+
+typedef struct done_tag {
+    done_log *log;
+    int tag;
+} done_tag;
+
+static void done_log_init(done_log *l)
+{
+    memset(l, 0, sizeof *l);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+}
+
+static void done_log_destroy(done_log *l)
+{
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
+}
+
+static void on_done(void *ctx, int rc, sk_batch_result *result)
+{
+    (void)result;
+    done_tag *t = ctx;
+    pthread_mutex_lock(&t->log->mu);
+    t->log->rc[t->tag] = rc;
+    t->log->times[t->tag]++;
+    t->log->calls++;
+    pthread_cond_broadcast(&t->log->cv);
+    pthread_mutex_unlock(&t->log->mu);
+}
+
+/* Waits until n completions came or timeout_ms passed; returns the count. */
+static int done_wait(done_log *l, int n, int timeout_ms)
+{
+    int64_t until = sk_test_now_ms() + timeout_ms;
+    pthread_mutex_lock(&l->mu);
+    while (l->calls < n && sk_test_now_ms() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+    }
+    int calls = l->calls;
+    pthread_mutex_unlock(&l->mu);
+    return calls;
+}
+
+static int fx_submit(fixture *f, sk_tbatch *t, done_tag *tag)
+{
+    return f->d->submit(f->self, &t->batch, &t->result, on_done, tag);
+}
+
+static void test_two_batches_are_in_flight_at_once_on_two_connections(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL}; /* no request is ever answered */
+    fixture f;
+    fx_open(&f, &r, 1, NULL); /* connections: the default, 2 */
+    done_log log;
+    done_log_init(&log);
+    done_tag tags[4] = {{&log, 0}, {&log, 1}, {&log, 2}, {&log, 3}};
+    sk_tbatch *t[4] = {sk_tbatch_new_from(0, 2, 30000), sk_tbatch_new_from(2, 2, 30000),
+                       sk_tbatch_new_from(4, 2, 30000), sk_tbatch_new_from(6, 2, 30000)};
+    assert_int_equal(fx_submit(&f, t[0], &tags[0]), SK_TRANSPORT_OK);
+    assert_int_equal(fx_submit(&f, t[1], &tags[1]), SK_TRANSPORT_OK);
+    assert_int_equal(fx_submit(&f, t[2], &tags[2]), SK_TRANSPORT_OK); /* waits for a connection */
+    assert_int_equal(fx_submit(&f, t[3], &tags[3]), SK_TRANSPORT_BUSY);
+    /* The peer holds the second request while the first is still unanswered. */
+    assert_int_equal(sk_peer_wait_requests(f.peer, 2, 5000), 2);
+    assert_int_equal(done_wait(&log, 1, 0), 0);
+    const sk_peer_request *a = sk_peer_request_at(f.peer, 0), *b = sk_peer_request_at(f.peer, 1);
+    assert_int_not_equal(a->connection, b->connection);
+    assert_int_equal(sk_peer_connections(f.peer), 2);
+    assert_true(strstr(a->plain, t[0]->ids[0]) || strstr(a->plain, t[1]->ids[0]));
+    f.d->cancel(f.self); /* wakes both connections' polls; the waiting batch ends too */
+    assert_int_equal(done_wait(&log, 3, 5000), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(log.times[i], 1);
+        assert_int_equal(log.rc[i], SK_TRANSPORT_CANCELLED);
+        assert_all_transient(t[i]);
+    }
+    /* After cancel: refused at once, no completion. */
+    assert_int_equal(fx_submit(&f, t[3], &tags[3]), SK_TRANSPORT_CANCELLED);
+    assert_int_equal(done_wait(&log, 4, 100), 3);
+    /* Counted per connection from two threads: two first connects, no reconnect. */
+    assert_int_equal(sk_fakehost_metric(f.fh, "requests"), 2);
+    assert_int_equal(sk_fakehost_metric(f.fh, "connects"), 2);
+    assert_int_equal(sk_fakehost_metric(f.fh, "reconnects"), 0);
+    fx_close(&f); /* destroy joins both workers */
+    for (int i = 0; i < 4; i++)
+        sk_tbatch_free(t[i]);
+    done_log_destroy(&log);
+}
+
+/* Submits n batches, as many in flight as the plugin takes, each answered; returns
+ * the connections the peer saw. */
+static int submit_all(const char *options, int n)
+{
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
+    fixture f;
+    fx_open(&f, &r, 1, options);
+    done_log log;
+    done_log_init(&log);
+    done_tag tags[8];
+    sk_tbatch *t[8];
+    assert_true(n <= 8);
+    int next = 0;
+    while (next < n) {
+        tags[next] = (done_tag){&log, next};
+        t[next] = sk_tbatch_new_from((uint32_t)(2 * next), 2, 5000);
+        int rc = fx_submit(&f, t[next], &tags[next]);
+        if (rc == SK_TRANSPORT_OK) {
+            next++;
+            continue;
+        }
+        assert_int_equal(rc, SK_TRANSPORT_BUSY);
+        sk_tbatch_free(t[next]);
+        pthread_mutex_lock(&log.mu);
+        int seen = log.calls;
+        pthread_mutex_unlock(&log.mu);
+        assert_true(done_wait(&log, seen + 1, 5000) > seen); /* a slot frees */
+    }
+    assert_int_equal(done_wait(&log, n, 5000), n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(log.times[i], 1);
+        assert_int_equal(log.rc[i], SK_TRANSPORT_FAILED); /* empty results: all transient */
+        assert_int_equal(t[i]->result.status_code, 200);
+        sk_tbatch_free(t[i]);
+    }
+    int connections = sk_peer_connections(f.peer);
+    assert_int_equal(sk_fakehost_metric(f.fh, "requests"), n);
+    assert_int_equal(sk_fakehost_metric(f.fh, "connects"), connections);
+    assert_int_equal(sk_fakehost_metric(f.fh, "reconnects"), 0);
+    fx_close(&f);
+    done_log_destroy(&log);
+    return connections;
+}
+
+/* Against a peer that never answers: how many batches submit() takes before BUSY
+ * (one in flight on each connection, one waiting), all completed by cancel. */
+static int accepted_at_once(const char *options)
+{
+    sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL};
+    fixture f;
+    fx_open(&f, &r, 1, options);
+    done_log log;
+    done_log_init(&log);
+    done_tag tags[9];
+    sk_tbatch *t[9];
+    int n = 0, rc = SK_TRANSPORT_OK;
+    while (rc == SK_TRANSPORT_OK && n < 9) {
+        tags[n] = (done_tag){&log, n};
+        t[n] = sk_tbatch_new_from((uint32_t)(2 * n), 2, 30000);
+        rc = fx_submit(&f, t[n], &tags[n]);
+        n++;
+    }
+    assert_int_equal(rc, SK_TRANSPORT_BUSY);
+    int accepted = n - 1;
+    assert_int_equal(sk_peer_wait_requests(f.peer, accepted - 1, 5000), accepted - 1);
+    assert_int_equal(sk_peer_connections(f.peer), accepted - 1);
+    assert_int_equal(done_wait(&log, 1, 50), 0);
+    assert_int_equal(sk_peer_requests(f.peer), accepted - 1); /* the waiting one never left */
+    f.d->cancel(f.self);
+    assert_int_equal(done_wait(&log, accepted, 5000), accepted);
+    fx_close(&f);
+    for (int i = 0; i < n; i++)
+        sk_tbatch_free(t[i]);
+    done_log_destroy(&log);
+    return accepted;
+}
+
+static void test_connections_1_keeps_one_connection_and_one_batch_in_flight(void **state)
+{
+    (void)state;
+    assert_int_equal(accepted_at_once("{\"connections\": 1}"), 2);
+    assert_int_equal(submit_all("{\"connections\": 1}", 6), 1);
+}
+
+static void test_keep_alive_connections_persist_across_async_batches(void **state)
+{
+    (void)state;
+    assert_int_equal(accepted_at_once(NULL), 3); /* the default: 2, and one waiting */
+    assert_int_equal(accepted_at_once("{\"connections\": 3}"), 4);
+    /* However many batches: never more connections than that, none reopened. */
+    assert_in_range(submit_all("{\"connections\": 3}", 8), 1, 3);
+}
+
+/* A completion that submits the next batch: the slot it frees is free already. */
+typedef struct chain {
+    fixture *f;
+    sk_tbatch *next;
+    done_tag *next_tag;
+    int submit_rc;
+} chain;
+
+static void on_done_submit(void *ctx, int rc, sk_batch_result *result)
+{
+    (void)rc, (void)result;
+    chain *c = ctx;
+    c->submit_rc = fx_submit(c->f, c->next, c->next_tag);
+}
+
+static void test_completion_may_submit_on_the_connection_it_frees(void **state)
+{
+    (void)state;
+    sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
+    fixture f;
+    fx_open(&f, &r, 1, "{\"connections\": 1}");
+    done_log log;
+    done_log_init(&log);
+    done_tag second = {&log, 0};
+    sk_tbatch *t1 = sk_tbatch_new_from(0, 2, 5000), *t2 = sk_tbatch_new_from(2, 2, 5000);
+    chain c = {&f, t2, &second, -1};
+    assert_int_equal(f.d->submit(f.self, &t1->batch, &t1->result, on_done_submit, &c),
+                     SK_TRANSPORT_OK);
+    assert_int_equal(done_wait(&log, 1, 5000), 1); /* t2 completed: it was accepted */
+    assert_int_equal(c.submit_rc, SK_TRANSPORT_OK);
+    assert_int_equal(sk_peer_requests(f.peer), 2);
+    assert_int_equal(sk_peer_connections(f.peer), 1);
+    fx_close(&f);
+    sk_tbatch_free(t1);
+    sk_tbatch_free(t2);
+    done_log_destroy(&log);
+}
+
+static void test_send_borrows_an_idle_connection_or_waits_until_its_deadline(void **state)
+{
+    (void)state;
+    sk_peer_reply r[] = {{SK_PEER_HANG, 0, NULL, NULL},
+                         {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"}};
+    fixture f;
+    fx_open(&f, r, 2, NULL);
+    done_log log;
+    done_log_init(&log);
+    done_tag tag = {&log, 0};
+    sk_tbatch *t1 = sk_tbatch_new_from(0, 2, 30000), *t2 = sk_tbatch_new_from(2, 2, 5000);
+    assert_int_equal(fx_submit(&f, t1, &tag), SK_TRANSPORT_OK);
+    assert_int_equal(sk_peer_wait_requests(f.peer, 1, 5000), 1);
+    /* One connection hangs: send() goes out on the other and is answered. */
+    assert_int_equal(fx_send(&f, t2), SK_TRANSPORT_FAILED);
+    assert_int_equal(t2->result.status_code, 200);
+    assert_int_not_equal(sk_peer_request_at(f.peer, 1)->connection,
+                         sk_peer_request_at(f.peer, 0)->connection);
+    assert_int_equal(done_wait(&log, 1, 0), 0);
+    f.d->cancel(f.self);
+    assert_int_equal(done_wait(&log, 1, 5000), 1);
+    assert_int_equal(log.rc[0], SK_TRANSPORT_CANCELLED);
+    fx_close(&f);
+
+    /* With connections: 1 held by a hanging batch, send() gives up at its deadline. */
+    fx_open(&f, r, 1, "{\"connections\": 1}");
+    done_log_destroy(&log);
+    done_log_init(&log);
+    assert_int_equal(fx_submit(&f, t1, &tag), SK_TRANSPORT_OK);
+    assert_int_equal(sk_peer_wait_requests(f.peer, 1, 5000), 1);
+    sk_tbatch *t3 = sk_tbatch_new_from(4, 2, 300);
+    assert_int_equal(fx_send(&f, t3), SK_TRANSPORT_FAILED);
+    assert_non_null(strstr(t3->result.detail, "every connection was busy"));
+    assert_all_transient(t3);
+    assert_int_equal(sk_peer_requests(f.peer), 1);
+    f.d->cancel(f.self);
+    assert_int_equal(done_wait(&log, 1, 5000), 1);
+    fx_close(&f);
+
+    /* send() holds the only connection: no worker would take a waiting batch, so
+     * submit() answers BUSY instead of accepting one that could wait forever. */
+    fx_open(&f, r, 1, "{\"connections\": 1}");
+    done_log_destroy(&log);
+    done_log_init(&log);
+    send_job job = {&f, t2, -1, 0};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, send_thread, &job), 0);
+    assert_int_equal(sk_peer_wait_requests(f.peer, 1, 5000), 1);
+    assert_int_equal(fx_submit(&f, t1, &tag), SK_TRANSPORT_BUSY);
+    f.d->cancel(f.self);
+    pthread_join(th, NULL);
+    assert_int_equal(job.rc, SK_TRANSPORT_CANCELLED);
+    assert_int_equal(done_wait(&log, 1, 50), 0);
+    fx_close(&f);
+    sk_tbatch_free(t1);
+    sk_tbatch_free(t2);
+    sk_tbatch_free(t3);
+    done_log_destroy(&log);
+}
+
 /* ---------- TLS ---------- */
 
 typedef enum tls_trust { TRUST_DEFAULT, TRUST_CA_FILE, TRUST_INSECURE } tls_trust;
@@ -801,7 +1098,8 @@ static void test_create_refuses_bad_configuration(void **state)
     (void)state;
     void *dl;
     const sk_transport_desc *d = sk_fakehost_load_plugin("http-batch", &dl);
-    assert_int_equal(d->capabilities, SK_CAP_SYNC | SK_CAP_PROBE);
+    assert_int_equal(d->capabilities, SK_CAP_SYNC | SK_CAP_ASYNC | SK_CAP_PROBE);
+    assert_int_equal(d->max_in_flight, 8);
     assert_string_equal(d->name, "http-batch");
     const char *none[] = {NULL};
     const char *ftp[] = {"server_url", "ftp://x", NULL};
@@ -815,6 +1113,8 @@ static void test_create_refuses_bad_configuration(void **state)
         {ftp, NULL, "http"},
         {ok, "{\"gzip_level\": 12}", "gzip_level"},
         {ok, "{\"timeout_ms\": 0}", "timeout_ms"},
+        {ok, "{\"connections\": 0}", "connections must be 1..8"},
+        {ok, "{\"connections\": 9}", "connections must be 1..8"},
         {ok, "{\"ca_file\": \"/nonexistent/ca.pem\"}", "ca_file"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -876,6 +1176,11 @@ int main(void)
         cmocka_unit_test(test_cancel_aborts_a_hanging_send_quickly),
         cmocka_unit_test(test_send_returns_by_the_batch_deadline),
         cmocka_unit_test(test_timeout_option_bounds_a_request),
+        cmocka_unit_test(test_two_batches_are_in_flight_at_once_on_two_connections),
+        cmocka_unit_test(test_connections_1_keeps_one_connection_and_one_batch_in_flight),
+        cmocka_unit_test(test_keep_alive_connections_persist_across_async_batches),
+        cmocka_unit_test(test_completion_may_submit_on_the_connection_it_frees),
+        cmocka_unit_test(test_send_borrows_an_idle_connection_or_waits_until_its_deadline),
         cmocka_unit_test(test_tls_is_verified_by_default),
         cmocka_unit_test(test_tls_with_a_private_ca_file),
         cmocka_unit_test(test_tls_insecure_works_and_warns),
