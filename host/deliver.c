@@ -601,6 +601,7 @@ typedef enum slot_state { SLOT_FREE, SLOT_READY, SLOT_SENT } slot_state;
 /* One batch of the async drain: its rows and its flight. */
 typedef struct async_slot {
     slot_state state;
+    int completed; /* SENT and complete when this round of the drain began */
     sk__lease rows;
     inflight f;
 } async_slot;
@@ -642,20 +643,35 @@ static void async_release(pass *ps, async_slot *sl, int settle)
 }
 
 /*
- * Settles what completed, in any order: a plain answer at once; an answer that
- * needs more sending (hints, failures) only once nothing else is in flight, as
- * the synchronous drain does (*held counts those still waiting). After the
- * pass stopped, only plain answers are settled (their events are delivered);
- * the rest stay queued.
+ * Notes which batches had completed when this round began, and returns how
+ * many of them wait with an answer that needs more sending. Only those are
+ * settled this round, after the transport got its room back (see drain_async).
  */
-static void async_settle(pass *ps, async_slot *sl, uint32_t n, completions *all, int *held)
+static int async_round(async_slot *sl, uint32_t n, completions *all)
+{
+    int held = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        sl[k].completed = sl[k].state == SLOT_SENT && slot_done(&sl[k], all);
+        held += sl[k].completed && !inflight_plain(&sl[k].f);
+    }
+    return held;
+}
+
+/*
+ * Settles what had completed when the round began, in any order: a plain
+ * answer at once; an answer that needs more sending (hints, failures) only
+ * once nothing else is in flight, as the synchronous drain does (*held counts
+ * those still waiting). After the pass stopped, only plain answers are
+ * settled (their events are delivered); the rest stay queued.
+ */
+static void async_settle(pass *ps, async_slot *sl, uint32_t n, int *held)
 {
     int flying = 0;
     *held = 0;
     for (uint32_t k = 0; k < n; k++) {
         if (sl[k].state != SLOT_SENT)
             continue;
-        if (!slot_done(&sl[k], all))
+        if (!sl[k].completed) /* or completed since the round began: the next round's */
             flying++;
         else if (inflight_plain(&sl[k].f))
             async_release(ps, &sl[k], 1);
@@ -701,7 +717,8 @@ static void async_fill(pass *ps, async_slot *sl, uint32_t n, completions *all, i
 /*
  * The drain of an async transport: several batches in flight through
  * sk__plugin_submit, completions from the plugin's threads, each settled
- * exactly once on this thread in whatever order they come. Rows emitted while
+ * exactly once on this thread in whatever order they come. Each round first
+ * gives the transport the room its completions freed, then settles them. Rows emitted while
  * the pass runs are read after the cursor, so a streaming transport sends
  * them in the same pass.
  */
@@ -718,8 +735,12 @@ static void drain_async(pass *ps, uint32_t slots)
         pthread_mutex_lock(&all.mu);
         int64_t seen = all.count;
         pthread_mutex_unlock(&all.mu);
+        /* The transport's room first: its completions freed it, and settling takes
+         * a while (a transport with one connection would idle meanwhile). */
+        if (!async_round(sl, n, &all))
+            async_fill(ps, sl, n, &all, &cts, &cid, &started);
         int held;
-        async_settle(ps, sl, n, &all, &held);
+        async_settle(ps, sl, n, &held);
         if (!held)
             async_fill(ps, sl, n, &all, &cts, &cid, &started);
         int flying = 0;

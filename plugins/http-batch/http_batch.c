@@ -10,8 +10,7 @@
  * Threads: submit() hands a batch to an idle slot's worker thread (started on
  * the slot's first batch, joined by destroy), which sends it as send() does
  * and calls the completion with no lock held. With N slots, N batches are in
- * flight at once, so the server stores one while the next is on the wire; one
- * more may wait for the first slot to finish.
+ * flight at once, so the server stores one while the next is on the wire.
  * send() borrows an idle slot and runs on the caller's thread. p->mu guards
  * which slot is busy and the jobs handed over; a slot's connection belongs to
  * whoever marked it busy.
@@ -104,14 +103,6 @@ typedef struct hb_conn {
 
 struct hb_plugin;
 
-/* An accepted async batch and its completion; batch NULL when there is none. */
-typedef struct hb_job {
-    const sk_batch *batch;
-    sk_batch_result *result;
-    sk_completion_fn done;
-    void *cb_ctx;
-} hb_job;
-
 /* A batch connection and the worker that sends async batches on it. Fields
  * after conn are under the plugin's mu. */
 typedef struct hb_slot {
@@ -121,7 +112,11 @@ typedef struct hb_slot {
     int started; /* thread runs (joined by destroy) */
     pthread_t thread;
     pthread_cond_t wake; /* a job came, or stop */
-    hb_job job;          /* handed over, not yet taken by the worker */
+    /* The job handed over by submit(); batch NULL when none waits. */
+    const sk_batch *batch;
+    sk_batch_result *result;
+    sk_completion_fn done;
+    void *cb_ctx;
 } hb_slot;
 
 typedef struct hb_plugin {
@@ -142,11 +137,6 @@ typedef struct hb_plugin {
     pthread_mutex_t mu;
     pthread_cond_t freed; /* a slot became idle */
     int stop;             /* under mu: destroy asks the workers to end */
-    /* Under mu: one batch accepted while every connection was busy, sent by the first
-     * worker to finish, right after it completes its own batch, so the next request
-     * leaves while the host settles the one before. When set, some started worker is
-     * busy (it will take it). */
-    hb_job waiting;
 } hb_plugin;
 
 /* How a transfer ended, beyond libcurl's own code. */
@@ -552,16 +542,9 @@ static hb_slot *hb_idle_slot(hb_plugin *p)
     return NULL;
 }
 
-/* Gives slot s back to the pool, or, when a batch waits and s has a worker, hands
- * the batch to it (s stays busy). mu held. */
+/* Gives slot s back to the pool. mu held. */
 static void hb_release_locked(hb_plugin *p, hb_slot *s)
 {
-    if (p->waiting.batch && s->started) {
-        s->job = p->waiting;
-        p->waiting.batch = NULL;
-        pthread_cond_signal(&s->wake);
-        return;
-    }
     s->busy = 0;
     pthread_cond_broadcast(&p->freed);
 }
@@ -608,10 +591,9 @@ static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
 
 /*
  * A slot's worker: sends each job handed over by submit() on the slot's
- * connection, then frees the slot (or takes the waiting batch), then completes
- * the batch with no lock held: the completion may submit again, and the host
- * may submit the next batch the moment it sees this one complete, so there is
- * room by then.
+ * connection, frees the slot, then completes the batch with no lock held (the
+ * completion may submit again, and the host may submit the next batch the
+ * moment it sees this one complete, so the slot is free by then).
  */
 static void *hb_worker(void *arg)
 {
@@ -619,36 +601,29 @@ static void *hb_worker(void *arg)
     hb_plugin *p = s->p;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!s->job.batch && !p->stop)
+        while (!s->batch && !p->stop)
             pthread_cond_wait(&s->wake, &p->mu);
-        if (!s->job.batch)
+        if (!s->batch)
             break;
-        hb_job j = s->job;
-        s->job.batch = NULL;
+        const sk_batch *batch = s->batch;
+        sk_batch_result *result = s->result;
+        sk_completion_fn done = s->done;
+        void *cb_ctx = s->cb_ctx;
+        s->batch = NULL;
         pthread_mutex_unlock(&p->mu);
-        int rc = hb_send_on(p, &s->conn, j.batch, j.result);
+        int rc = hb_send_on(p, &s->conn, batch, result);
         pthread_mutex_lock(&p->mu);
         hb_release_locked(p, s);
         pthread_mutex_unlock(&p->mu);
-        j.done(j.cb_ctx, rc, j.result);
+        done(cb_ctx, rc, result);
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
-/* Whether a started worker is busy: it will take a waiting batch. mu held. */
-static int hb_worker_busy(const hb_plugin *p)
-{
-    for (int i = 0; i < p->nslots; i++)
-        if (p->slots[i].busy && p->slots[i].started)
-            return 1;
-    return 0;
-}
-
-/* Accepts a batch for an idle connection's worker, or as the one waiting batch
- * (see transport.h): BUSY when every connection has a batch in flight and one
- * more waits. */
+/* Accepts a batch for an idle connection's worker (see transport.h): BUSY when
+ * every connection has a batch in flight. */
 static int hb_submit(void *self, const sk_batch *batch, sk_batch_result *result,
                      sk_completion_fn done, void *cb_ctx)
 {
@@ -657,7 +632,6 @@ static int hb_submit(void *self, const sk_batch *batch, sk_batch_result *result,
         return hc_refuse(batch, result, SK_TRANSPORT_FAILED, "result and batch sizes differ");
     if (atomic_load(&p->cancelled))
         return hc_refuse(batch, result, SK_TRANSPORT_CANCELLED, "cancelled");
-    hb_job job = {batch, result, done, cb_ctx};
     int rc = SK_TRANSPORT_BUSY;
     pthread_mutex_lock(&p->mu);
     hb_slot *s = hb_idle_slot(p);
@@ -665,14 +639,14 @@ static int hb_submit(void *self, const sk_batch *batch, sk_batch_result *result,
         s->started = pthread_create(&s->thread, NULL, hb_worker, s) == 0;
     if (s && s->started) {
         s->busy = 1;
-        s->job = job;
+        s->batch = batch;
+        s->result = result;
+        s->done = done;
+        s->cb_ctx = cb_ctx;
         pthread_cond_signal(&s->wake);
         rc = SK_TRANSPORT_OK;
     } else if (s) {
         rc = SK_TRANSPORT_FAILED;
-    } else if (!p->waiting.batch && hb_worker_busy(p)) {
-        p->waiting = job;
-        rc = SK_TRANSPORT_OK;
     }
     pthread_mutex_unlock(&p->mu);
     if (rc == SK_TRANSPORT_FAILED)

@@ -37,6 +37,9 @@ typedef struct fixture {
     sk__pass_info info;    /* what the last pass told the scheduler */
     sk__metrics *metrics;  /* counts the passes when set */
     int unknown_hint_warnings;
+    /* At each settled batch: the plugin's "requests" so far and the events settled. */
+    int64_t sent_at_settle[64], synced_at_settle[64];
+    int settles;
 } fixture;
 
 static int setup(void **state)
@@ -135,6 +138,25 @@ static void on_failure(void *ctx, const char *id, const char *type, const char *
     snprintf(f->last_reason, sizeof f->last_reason, "%s", reason);
 }
 
+static void requests_of(void *ctx, const sk__plugin_metric *m)
+{
+    int64_t *requests = ctx;
+    if (strcmp(m->name, "requests") == 0)
+        *requests = m->value;
+}
+
+static void on_progress(void *ctx, const sk_drain_summary *so_far, int64_t total)
+{
+    (void)total;
+    fixture *f = ctx;
+    if (f->settles >= 64)
+        return;
+    int64_t requests = 0;
+    sk__plugin_each_metric(f->p, requests_of, &requests);
+    f->sent_at_settle[f->settles] = requests;
+    f->synced_at_settle[f->settles++] = so_far->synced;
+}
+
 static sk_status pass(fixture *f, int64_t max_retries, sk_drain_summary *sum, sk__err *err)
 {
     sk__deliver_opts o;
@@ -151,7 +173,8 @@ static sk_status pass(fixture *f, int64_t max_retries, sk_drain_summary *sum, sk
                            .wait_ms = fake_wait,
                            .ctx = f,
                            .cancel = &f->cancel,
-                           .metrics = f->metrics};
+                           .metrics = f->metrics,
+                           .progress = on_progress};
     return sk__deliver_pass(f->q, f->p, &o, &h, sum, &f->info, err);
 }
 
@@ -676,6 +699,27 @@ static void async_completions_out_of_order_settle_each_batch_once(void **state)
     assert_true(busy >= 1);
 }
 
+/* A transport with room for one batch gets the next as soon as it completes one, not
+ * after the host settled it: by each settle but the last, at least one more batch
+ * was sent. */
+static void async_next_batch_goes_before_the_completed_one_settles(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 20);
+    f->max_batch_events = 5;
+    load_named(f, "scripted_async", "{\"slots\": 1}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(sum.synced, 20);
+    assert_int_equal(f->settles, 4);
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(f->synced_at_settle[k], 5 * (k + 1));
+        assert_true(f->sent_at_settle[k] >= k + 2);
+    }
+    assert_int_equal(f->sent_at_settle[3], 4);
+}
+
 static void async_failed_batch_stops_the_pass_and_the_others_still_settle(void **state)
 {
     fixture *f = *state;
@@ -794,6 +838,7 @@ int main(void)
         T(one_answer_settles_deletes_rejections_and_parking_together),
         T(two_drainer_processes_never_send_the_same_event),
         T(async_completions_out_of_order_settle_each_batch_once),
+        T(async_next_batch_goes_before_the_completed_one_settles),
         T(async_failed_batch_stops_the_pass_and_the_others_still_settle),
         T(async_poisoned_batch_is_bisected_beside_the_others),
         T(async_cancel_completes_the_batches_in_flight_and_keeps_them),
