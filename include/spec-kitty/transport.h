@@ -216,7 +216,9 @@ typedef struct sk_option_def {
     const char *help;  /* one line */
 } sk_option_def;
 
-/* Completion of an async batch: exactly once per accepted submit, from any thread. */
+/* Completion of an async batch: exactly once per accepted submit, from any thread.
+ * After completions the host submits into the room they freed before it settles
+ * them: a plugin that frees a batch's room before calling done() stays busy. */
 typedef void (*sk_completion_fn)(void *cb_ctx, int rc, sk_batch_result *result);
 
 typedef struct sk_transport_desc {
