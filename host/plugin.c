@@ -397,8 +397,8 @@ sk_status sk__plugin_start(sk__plugin *p, const sk__plugin_host *host, sk__err *
     char why[512] = "";
     if (p->desc.create(&p->api, &p->self, why, sizeof why) != 0 || !p->self) {
         p->self = NULL;
-        return sk__fail(err, SK_ERR_PLUGIN, "%s: transport %s could not start: %s", p->path,
-                        p->desc.name, why[0] ? why : "no reason given");
+        return sk__fail(err, SK_ERR_PLUGIN, "transport %s could not start: %s (%s)", p->desc.name,
+                        why[0] ? why : "no reason given", p->path);
     }
     return SK_OK;
 }

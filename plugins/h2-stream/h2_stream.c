@@ -1103,7 +1103,7 @@ static int h2_read_server(h2_plugin *p, char *err, size_t err_cap)
     const sk_host_api *h = p->host;
     const char *server = h->host_value(h->host_ctx, "server_url");
     if (!server || !*server) {
-        hc_fmt(err, err_cap, "h2-stream: server_url is not set");
+        hc_fmt(err, err_cap, "h2-stream: " HC_NO_SERVER_URL);
         return -1;
     }
     if (h2_url_parse(server, &p->url, err, err_cap) != 0)

@@ -834,7 +834,7 @@ static int hb_read_urls(hb_plugin *p, char *err, size_t err_cap)
     const sk_host_api *h = p->host;
     const char *server = h->host_value(h->host_ctx, "server_url");
     if (!server || !*server) {
-        hb_copy(err, err_cap, "http-batch: server_url is not set");
+        hb_copy(err, err_cap, "http-batch: " HC_NO_SERVER_URL);
         return -1;
     }
     if (strncasecmp(server, "http://", 7) && strncasecmp(server, "https://", 8)) {

@@ -22,6 +22,9 @@
 #define HC_PROTOCOL_HEADER "X-Spec-Kitty-Sync-Protocol"
 #define HC_PROTOCOL_HEADER_LC "x-spec-kitty-sync-protocol" /* HTTP/2 wants lower case */
 #define HC_PROTOCOL_VERSION "2.0"
+/* create()'s error when the host has no server URL for the plugin. */
+#define HC_NO_SERVER_URL                                                                           \
+    "server_url is not set: put \"server_url\" in sync.json or set SPEC_KITTY_SAAS_URL"
 /* Answers beyond this are drained but not kept: a results list is ~100 B/event. */
 #define HC_RESPONSE_KEEP_MAX (8u << 20)
 

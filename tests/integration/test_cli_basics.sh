@@ -63,6 +63,12 @@ expect_eq "$(jq -r '.background.running' <<<"$OUT")" false
 expect_eq "$(jq -r '.transport.plugin' <<<"$OUT")" http-batch
 jq -e '.auth.state and (.server_url != null)' <<<"$OUT" >/dev/null || fail "status --json keys"; pass
 
+# now without a server: one line saying where to set it, a config error, nothing sent.
+sk sync now; expect_rc 2 "sync now without server_url"
+expect_err "transport http-batch could not start: http-batch: server_url is not set: put \"server_url\" in sync.json or set SPEC_KITTY_SAAS_URL"
+expect_eq "$(wc -l <<<"$ERR")" 1 "lines of the error"
+expect_eq "$(queue_ready)" 251 "events kept"
+
 # config: sources, environment override, and each kind of error.
 config '{"server_url": "https://sk.example", "schedule": {"interval_s": 60}, "colour": 1}'
 SPEC_KITTY_SAAS_URL=http://127.0.0.1:1 sk sync config --json; expect_rc 0
