@@ -718,9 +718,9 @@ static void async_fill(pass *ps, async_slot *sl, uint32_t n, completions *all, i
  * The drain of an async transport: several batches in flight through
  * sk__plugin_submit, completions from the plugin's threads, each settled
  * exactly once on this thread in whatever order they come. Each round first
- * gives the transport the room its completions freed, then settles them. Rows emitted while
- * the pass runs are read after the cursor, so a streaming transport sends
- * them in the same pass.
+ * gives the transport the room its completions freed, then settles them. Rows
+ * emitted while the pass runs are read after the cursor, so a streaming
+ * transport sends them in the same pass.
  */
 static void drain_async(pass *ps, uint32_t slots)
 {
