@@ -210,13 +210,21 @@ static int store(sqlite3 *db, natsMsgList *list, counts *n)
     return 0;
 }
 
-static char *read_token(const char *path)
+/* A secret's file (token, .creds): it must exist and be readable by its owner alone. */
+static int owner_only(const char *path)
 {
     struct stat st;
     if (stat(path, &st) != 0 || (st.st_mode & 077)) {
         fprintf(stderr, "sk-nats-consumer: %s must exist and be owner-only\n", path);
-        return NULL;
+        return 0;
     }
+    return 1;
+}
+
+static char *read_token(const char *path)
+{
+    if (!owner_only(path))
+        return NULL;
     FILE *f = fopen(path, "r");
     char buf[4096];
     size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
@@ -248,7 +256,9 @@ static natsStatus open_connection(const consumer_args *a, natsConnection **nc)
     if (s == NATS_OK)
         s = natsOptions_SetReconnectWait(o, 250);
     if (s == NATS_OK && a->credentials_file)
-        s = natsOptions_SetUserCredentialsFromFiles(o, a->credentials_file, NULL);
+        s = owner_only(a->credentials_file)
+                ? natsOptions_SetUserCredentialsFromFiles(o, a->credentials_file, NULL)
+                : NATS_INVALID_ARG;
     if (s == NATS_OK && a->token_file) {
         char *token = read_token(a->token_file);
         s = token ? natsOptions_SetToken(o, token) : NATS_INVALID_ARG;

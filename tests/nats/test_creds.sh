@@ -87,6 +87,11 @@ expect_err "nats-jetstream: options.credentials_file $TEST_TMP/open.creds must b
 expect_eq "$(wc -l <<<"$ERR")" 1 "lines on stderr: $ERR"
 grep -qE "$SEEDS" <<<"$OUT$ERR" && fail "a seed was printed"; pass
 expect_eq "$(queue_ready)" "$queued" "events queued after the configuration error"
+# The consumer refuses such a file too.
+sk_run "$NJ_CONSUMER" --db "$TEST_TMP/open.db" --servers "$URL" --stream SPEC_KITTY_EVENTS \
+  --credentials-file "$TEST_TMP/open.creds" --idle-exit 500
+expect_rc 1 "consumer with a .creds file readable by others"
+expect_err "$TEST_TMP/open.creds must exist and be owner-only"
 
 # 5. alice again: the kept events go, each stored once, none before.
 with_creds "$CREDS"
