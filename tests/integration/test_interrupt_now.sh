@@ -52,3 +52,16 @@ expect_out "Synced: 10  Duplicates: 10  Pending: 0  Rejected: 0  Parked: 0  Rema
 expect_eq "$(queue_ready)" 0
 expect_eq "$(rx_rows)" 30 "events the server stored"
 no_duplicates
+
+# 4. Two connections (http-batch's default): a batch hangs on each; SIGINT aborts both
+#    transfers within the bound, and nothing unanswered leaves the queue.
+e2e_config "$RX_URL" '{}' '{"max_batch_events": 10}'
+emit_many 30
+rx_fault '{"faults": [{"endpoint": "batch", "delay_ms": 30000, "count": 10}]}'
+bg sync now
+wait_for 10 stored 50 || fail "two batches did not reach the server at once"
+sleep 0.3 # both answers are now awaited
+interrupt INT
+expect_rc 130 "sync now on two connections after SIGINT"
+expect_out "Remaining: 30  (interrupted)"
+expect_eq "$(queue_ready)" 30 "events queued after the interrupt on two connections"
