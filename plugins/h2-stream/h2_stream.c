@@ -978,13 +978,8 @@ static void h2_wait_locked(h2_plugin *p, const int *flag, int64_t deadline_ms)
         int64_t left = deadline_ms - h2_now(p);
         if (left <= 0)
             return;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        int64_t step = left < 100 ? left : 100; /* bounded: the host's clock may be its own */
-        ts.tv_nsec += (long)(step % 1000) * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&p->cond, &p->mu, &ts);
+        /* bounded steps: the host's clock may be its own */
+        hc_cond_wait_ms(&p->cond, &p->mu, left < 100 ? left : 100);
     }
 }
 

@@ -550,16 +550,6 @@ static void hb_release_locked(hb_plugin *p, hb_slot *s)
 }
 
 /* Waits on p->freed for at most ms (the host's clock may be its own: short steps). mu held. */
-static void hb_wait_freed(hb_plugin *p, int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += (long)ms * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
-    pthread_cond_timedwait(&p->freed, &p->mu, &ts);
-}
-
 /* Sends one batch synchronously (see transport.h) on a slot borrowed from the
  * pool; async batches may hold every slot: waits for one until the deadline. */
 static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
@@ -572,7 +562,8 @@ static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)
         int64_t left = batch->deadline_ms - hb_now(p);
         if (s || atomic_load(&p->cancelled) || left <= 0)
             break;
-        hb_wait_freed(p, left < HB_SLOT_WAIT_MS ? left : HB_SLOT_WAIT_MS);
+        /* short steps: the host's clock may be its own */
+        hc_cond_wait_ms(&p->freed, &p->mu, left < HB_SLOT_WAIT_MS ? left : HB_SLOT_WAIT_MS);
     }
     if (s)
         s->busy = 1;

@@ -12,6 +12,7 @@
 
 #include <spec-kitty/transport.h>
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -33,6 +34,9 @@
 
 /* snprintf that truncates silently (messages are allowed to be cut). */
 void hc_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Waits on cv (mu held) for a signal or at most ms milliseconds of the real-time clock. */
+void hc_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms);
 
 /* A growable byte buffer. Zero-initialise; free with hc_buf_free. */
 typedef struct hc_buf {
