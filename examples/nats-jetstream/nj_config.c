@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -144,22 +145,22 @@ static int check_owner_only(const char *path, const char *key, char *err, size_t
     return 0;
 }
 
-/* A file read when the transport starts: it must open for reading and be a file. */
+/* A file read when the transport starts: it must be a file (checked first: opening
+ * a FIFO would wait for a writer) and open for reading. */
 static int check_readable_file(const char *path, const char *key, char *err, size_t cap)
 {
     struct stat st;
-    FILE *f = fopen(path, "r");
-    if (!f || fstat(fileno(f), &st) != 0) {
+    int fd = -1;
+    if (stat(path, &st) != 0 ||
+        (S_ISREG(st.st_mode) && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)) {
         nj_fmt(err, cap, NJ_NAME ": options.%s %s: %s", key, path, strerror(errno));
-        if (f)
-            fclose(f);
         return -1;
     }
-    fclose(f);
-    if (!S_ISREG(st.st_mode)) {
+    if (fd < 0) {
         nj_fmt(err, cap, NJ_NAME ": options.%s %s is not a file", key, path);
         return -1;
     }
+    close(fd);
     return 0;
 }
 

@@ -88,6 +88,8 @@ bad_ca() { # bad_ca PATH WHAT
 }
 bad_ca "$TEST_TMP/absent.pem" ": No such file or directory"
 bad_ca "$TEST_TMP/other" " is not a file"
+mkfifo "$TEST_TMP/fifo.pem" # opening it would wait for a writer: refused unopened
+bad_ca "$TEST_TMP/fifo.pem" " is not a file"
 echo "not a certificate" >"$TEST_TMP/garbage.pem"
 bad_ca "$TEST_TMP/garbage.pem" " holds no PEM CA certificate"
 if [ "$(id -u)" != 0 ]; then # root reads any file
