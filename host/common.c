@@ -40,6 +40,20 @@ int sk__fmt(char *buf, size_t cap, const char *fmt, ...)
     return n < 0 || (size_t)n >= cap;
 }
 
+char *sk__i64_text(int64_t v, char *end)
+{
+    /* Negative numbers are built from negative remainders: INT64_MIN has no positive twin. */
+    int64_t rest = v;
+    do {
+        int64_t r = rest % 10;
+        *--end = (char)('0' + (r < 0 ? -r : r));
+        rest /= 10;
+    } while (rest != 0);
+    if (v < 0)
+        *--end = '-';
+    return end;
+}
+
 void sk__hex(const void *data, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";

@@ -113,6 +113,10 @@ void sk__hex(const void *data, size_t n, char *out);
 /* SHA-256 of data as 64 lowercase hex digits (out: 65 bytes). */
 void sk__sha256_hex(const void *data, size_t n, char out[65]);
 
+/* v in decimal, written backwards so that it ends just before end (no NUL;
+   20 bytes at most); returns its first byte. A tenth of snprintf's cost. */
+char *sk__i64_text(int64_t v, char *end);
+
 /* snprintf into a fixed buffer; returns non-zero when it was truncated. */
 int sk__fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -664,17 +664,9 @@ static void out_string(text_out *o, const char *s, size_t n)
 
 static void out_integer(text_out *o, json_int_t v)
 {
-    char digits[24], *p = digits + sizeof digits;
-    /* Negative numbers are built from negative remainders: INT64_MIN has no positive twin. */
-    json_int_t rest = v;
-    do {
-        json_int_t r = rest % 10;
-        *--p = (char)('0' + (r < 0 ? -r : r));
-        rest /= 10;
-    } while (rest != 0);
-    if (v < 0)
-        *--p = '-';
-    out_bytes(o, p, (size_t)(digits + sizeof digits - p));
+    char digits[24], *end = digits + sizeof digits;
+    const char *p = sk__i64_text((int64_t)v, end);
+    out_bytes(o, p, (size_t)(end - p));
 }
 
 static int out_value(text_out *o, const json_t *v)

@@ -883,8 +883,11 @@ static sk_status ids_add(sk__queue *q, int64_t id, sk__err *err)
 {
     if (!sk__grow((void **)&q->ids, &q->ids_cap, q->ids_len + 24, 1))
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
-    q->ids_len +=
-        (size_t)snprintf(q->ids + q->ids_len, 24, "%c%lld", q->ids_len ? ',' : '[', (long long)id);
+    char digits[24], *end = digits + sizeof digits;
+    const char *p = sk__i64_text(id, end);
+    q->ids[q->ids_len] = q->ids_len ? ',' : '[';
+    memcpy(q->ids + q->ids_len + 1, p, (size_t)(end - p));
+    q->ids_len += 1 + (size_t)(end - p);
     return SK_OK;
 }
 
