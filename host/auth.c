@@ -778,24 +778,36 @@ size_t sk__auth_header(sk__auth *a, char *buf, size_t cap)
     return n;
 }
 
-sk_status sk__auth_refresh(sk__auth *a, sk__err *err)
+unsigned sk__auth_generation(sk__auth *a)
 {
-    /* Taken before waiting on the mutex: if another thread replaces the token while we
-     * wait, the token our request was refused with is already gone. */
-    unsigned seen_generation = atomic_load(&a->generation);
+    return atomic_load(&a->generation);
+}
+
+sk_status sk__auth_refresh_after(sk__auth *a, unsigned sent, int *refreshed, sk__err *err)
+{
     pthread_mutex_lock(&a->mu);
-    sk_status st;
-    if (!a->static_token[0] && atomic_load(&a->generation) != seen_generation &&
-        a->load_status == SK_OK && a->creds.access[0]) {
-        st = SK_OK;
-    } else {
+    /* Renewed since the request left (a refresh here, or one read from the file):
+     * refreshing again would spend a refresh token to replace a token nobody refused. */
+    int renewed = !a->static_token[0] && atomic_load(&a->generation) != sent &&
+                  a->load_status == SK_OK && a->creds.access[0];
+    sk_status st = SK_OK;
+    if (!renewed) {
         char stale[SK__AUTH_TOKEN_MAX];
         memcpy(stale, a->creds.access, sizeof stale);
         st = refresh_locked(a, stale, err);
         explicit_bzero(stale, sizeof stale);
     }
     pthread_mutex_unlock(&a->mu);
+    if (refreshed)
+        *refreshed = !renewed;
     return st;
+}
+
+sk_status sk__auth_refresh(sk__auth *a, sk__err *err)
+{
+    /* Taken before waiting on the mutex: if another thread replaces the token while we
+     * wait, the token our request was refused with is already gone. */
+    return sk__auth_refresh_after(a, sk__auth_generation(a), NULL, err);
 }
 
 void sk__auth_team_slug(sk__auth *a, char *buf, size_t cap)

@@ -105,15 +105,31 @@ void sk__auth_close(sk__auth *a);
 size_t sk__auth_header(sk__auth *a, char *buf, size_t cap);
 
 /*
- * Refreshes the session (after a 401). Single-flight: when another thread or
- * process refreshed since this handle last loaded the access token, adopts
- * that token instead of refreshing again. Returns SK_OK (resend),
- * SK_ERR_SESSION_EXPIRED (the server refused the refresh token: credentials
- * marked expired, the user must log in), SK_ERR_AUTH (not logged in, or a
- * static token that cannot be refreshed), SK_ERR_TRANSPORT (network or server
- * error: credentials untouched, retry later), SK_ERR_PERMISSION (unsafe file).
- * Thread-safe.
+ * The generation of the access token sk__auth_header hands out: it changes
+ * whenever that token does (a refresh here, or another process's once read). A
+ * caller takes it before a request can read its header, so that a 401 for the
+ * request can tell a token since renewed from the one in use. Thread-safe,
+ * lock-free.
  */
+unsigned sk__auth_generation(sk__auth *a);
+
+/*
+ * Refreshes the session after the server refused a request that left under
+ * generation sent (a 401). When the access token changed since, the request
+ * most likely carried the old one: nothing is spent, *refreshed (may be NULL)
+ * is 0, and the caller resends with the current token (should that one be
+ * refused, the resend's 401 comes under the current generation and refreshes).
+ * Else it refreshes, single-flight: when another process refreshed since this
+ * handle last loaded the access token, adopts that token instead of refreshing
+ * again; *refreshed is 1. Returns SK_OK (resend), SK_ERR_SESSION_EXPIRED (the
+ * server refused the refresh token: credentials marked expired, the user must
+ * log in), SK_ERR_AUTH (not logged in, or a static token that cannot be
+ * refreshed), SK_ERR_TRANSPORT (network or server error: credentials
+ * untouched, retry later), SK_ERR_PERMISSION (unsafe file). Thread-safe.
+ */
+sk_status sk__auth_refresh_after(sk__auth *a, unsigned sent, int *refreshed, sk__err *err);
+
+/* Refreshes the session now: sk__auth_refresh_after with the current generation. */
 sk_status sk__auth_refresh(sk__auth *a, sk__err *err);
 
 /* Copies the team slug of the session into buf ("local" without one). Thread-safe. */

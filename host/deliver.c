@@ -62,7 +62,9 @@ typedef struct pass {
     sk_drain_summary *sum;
     sk__pass_info *info;
     sk__err *err;
-    int reauth_done;     /* this batch was already resent after a refresh */
+    /* This batch's resends after a 401 (cleared once a batch is taken): one after a
+     * refresh made for it, and one before, when the token had changed since it left. */
+    int reauth_refreshed, reauth_resent;
     int64_t retry_waits; /* Retry-After waits in this pass; a server that never relents stops it */
     uint64_t seq;
     int64_t pace_next_ms; /* the rate limit: the next batch may leave then (monotonic) */
@@ -234,25 +236,42 @@ static sk_status split(pass *ps, sk__queue_row *rows, size_t n)
     return st == SK_OK ? send_rows(ps, rows + half, n - half) : st;
 }
 
-static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batch_result *r)
+/*
+ * A 401 for rows, sent under credentials generation sent: refresh once, resend
+ * once. A batch that left before another one's refresh is resent with the new
+ * token without refreshing again (should that token be refused too, the
+ * resend's 401 refreshes), so one revoked token costs one refresh however many
+ * batches carried it, and a batch is sent at most three times.
+ */
+static sk_status reauthenticate(pass *ps, sk__queue_row *rows, size_t n, unsigned sent)
+{
+    static const char refused[] =
+        "the server refused the credentials (401): run `spec-kitty auth login`";
+    const sk__deliver_hooks *h = ps->h;
+    if (ps->reauth_refreshed || !h || !h->reauthenticate)
+        return stop_pass(ps, SK_ERR_AUTH, "%s", refused);
+    int refreshed = 0;
+    sk__err aerr = {{0}};
+    sk_status st = h->reauthenticate(h->auth_ctx, sent, &refreshed, &aerr);
+    if (st != SK_OK)
+        return stop_pass(ps, st, "%s", aerr.msg);
+    if (!refreshed && ps->reauth_resent) /* renewed under it twice: never a loop */
+        return stop_pass(ps, SK_ERR_AUTH, "%s", refused);
+    ps->reauth_refreshed |= refreshed;
+    ps->reauth_resent |= !refreshed;
+    return send_rows(ps, rows, n);
+}
+
+static sk_status on_hints(pass *ps, sk__queue_row *rows, size_t n, const sk_batch_result *r,
+                          unsigned auth_sent)
 {
     if (r->hints & SK_HINT_PROTOCOL_MISMATCH) {
         snprintf(ps->sum->stop_code, sizeof ps->sum->stop_code, "%s", r->error_code);
         return stop_pass(ps, SK_ERR_PROTOCOL, "the server refused this client's protocol: %s",
                          r->detail[0] ? r->detail : "(no guidance given)");
     }
-    if (r->hints & SK_HINT_REAUTHENTICATE) {
-        if (ps->reauth_done || !ps->h || !ps->h->reauthenticate)
-            return stop_pass(ps, SK_ERR_AUTH, "%s",
-                             "the server refused the credentials (401): run `spec-kitty auth "
-                             "login`");
-        ps->reauth_done = 1;
-        sk__err aerr = {{0}};
-        sk_status st = ps->h->reauthenticate(ps->h->auth_ctx, &aerr);
-        if (st != SK_OK)
-            return stop_pass(ps, st, "%s", aerr.msg);
-        return send_rows(ps, rows, n);
-    }
+    if (r->hints & SK_HINT_REAUTHENTICATE)
+        return reauthenticate(ps, rows, n, auth_sent);
     if (r->hints & SK_HINT_TOO_LARGE) {
         if (n > 1)
             return split(ps, rows, n);
@@ -303,6 +322,7 @@ typedef struct inflight {
     sk_event_result *res;
     sk_batch_result *r;
     sk_batch b;
+    unsigned auth_sent; /* the credentials' generation when it left (see inflight_stamp) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int done; /* under mu: the completion came */
@@ -396,9 +416,20 @@ static void inflight_complete(void *ctx, int rc, sk_batch_result *result)
     pthread_mutex_unlock(&f->mu);
 }
 
+/*
+ * Notes which credentials f leaves with, before the transport can read its
+ * header: a 401 for it then refreshes only if no other batch's did meanwhile.
+ */
+static void inflight_stamp(inflight *f)
+{
+    const sk__deliver_hooks *h = f->ps->h;
+    f->auth_sent = h && h->auth_generation ? h->auth_generation(h->auth_ctx) : 0;
+}
+
 /* Sends f on the calling thread and completes it. */
 static void inflight_run(inflight *f)
 {
+    inflight_stamp(f);
     inflight_complete(f, sk__plugin_send(f->ps->p, &f->b, f->r), f->r);
 }
 
@@ -490,14 +521,14 @@ static sk_status inflight_finish(pass *ps, inflight *f)
         st = stop_pass(ps, SK_ERR_TRANSPORT, "%s",
                        f->r->detail[0] ? f->r->detail : "the transport failed without a reason");
     } else if (sk__plugin_hints(ps->p, f->r) != SK_HINT_NONE) {
-        st = on_hints(ps, f->rows, f->n, f->r);
+        st = on_hints(ps, f->rows, f->n, f->r, f->auth_sent);
     } else {
         st = apply_outcomes(ps, f->rows, f->n, f->r);
     }
     /* "Refresh once, resend once" holds per batch: a batch the server took
      * with the refreshed token earns the next 401 its own refresh. */
     if (f->rc == SK_TRANSPORT_OK && !(f->r->hints & SK_HINT_REAUTHENTICATE))
-        ps->reauth_done = 0;
+        ps->reauth_refreshed = ps->reauth_resent = 0;
     count_batch(ps, f->rc != SK_TRANSPORT_OK && st == SK_ERR_TRANSPORT);
     inflight_free(f);
     return st;
@@ -620,6 +651,7 @@ static int slot_done(async_slot *sl, completions *all)
 static int async_submit(pass *ps, async_slot *sl, completions *all)
 {
     sl->f.all = all;
+    inflight_stamp(&sl->f);
     int rc = sk__plugin_submit(ps->p, &sl->f.b, sl->f.r, inflight_complete, &sl->f);
     if (rc == SK_TRANSPORT_BUSY)
         return 0;

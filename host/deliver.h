@@ -2,7 +2,8 @@
  * The host's delivery policy (CONTRACT.md §3), transport-agnostic: read a
  * batch from the queue, hand it to the transport, and turn per-event outcomes
  * and batch hints into queue changes. Halving on "too large", bisection on
- * "poisoned", one re-authentication on 401, Retry-After (by the scheduler's
+ * "poisoned", one re-authentication on 401 (none for a batch that left before
+ * another one's refresh: it is resent with the new token), Retry-After (by the scheduler's
  * rules), protocol mismatch.
  *
  * One loop: a pass holds the drain lock of the state root (one drainer at a
@@ -52,8 +53,14 @@ typedef struct sk__deliver_opts {
 void sk__deliver_opts_default(sk__deliver_opts *opts);
 
 typedef struct sk__deliver_hooks {
-    /* On 401: refresh the credentials; SK_OK means resend once. NULL: no auth. */
-    sk_status (*reauthenticate)(void *auth_ctx, sk__err *err);
+    /* The generation of the credentials a batch leaves with, taken just before the
+     * transport may read its Authorization header; any thread. NULL: no auth. */
+    unsigned (*auth_generation)(void *auth_ctx);
+    /* On 401 for a batch that left under generation sent: renew the credentials
+     * unless they changed since. SK_OK means resend; *refreshed says whether they
+     * were renewed for this batch (0: they already were, by another batch, or
+     * as read from another process's refresh). NULL: no auth. */
+    sk_status (*reauthenticate)(void *auth_ctx, unsigned sent, int *refreshed, sk__err *err);
     void *auth_ctx;
     /* After each batch, with the running summary and the events waiting at the start. */
     void (*progress)(void *ctx, const sk_drain_summary *so_far, int64_t total);

@@ -675,11 +675,19 @@ void sk__sync_deliver_opts(const sk_sync *s, int explicit_pass, sk__deliver_opts
     o->probe_first = s->sched.fallback && sk__sched_probe_due(&s->sched, now, explicit_pass);
 }
 
-/* On a 401: refresh the session (single-flight with every other drainer). */
-static sk_status reauthenticate(void *ctx, sk__err *err)
+/* Which access token a batch leaves with (see sk__auth_generation). */
+static unsigned auth_generation(void *ctx)
 {
     sk_sync *s = ctx;
-    return sk__auth_refresh(s->auth, err);
+    return sk__auth_generation(s->auth);
+}
+
+/* On a 401: refresh the session unless the token changed since the batch left
+ * (single-flight with every other batch and drainer). */
+static sk_status reauthenticate(void *ctx, unsigned sent, int *refreshed, sk__err *err)
+{
+    sk_sync *s = ctx;
+    return sk__auth_refresh_after(s->auth, sent, refreshed, err);
 }
 
 sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__deliver_hooks *hooks,
@@ -697,6 +705,7 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
         return st;
     }
     sk__deliver_hooks h = hooks ? *hooks : (sk__deliver_hooks){0};
+    h.auth_generation = auth_generation;
     h.reauthenticate = reauthenticate;
     h.auth_ctx = s;
     h.metrics = sk__sync_metrics(s, NULL); /* best effort: delivery never depends on it */

@@ -590,6 +590,64 @@ static void test_refresh_adopts_a_token_another_process_refreshed(void **state)
     sk__auth_close(second);
 }
 
+/* Two requests left with A1 and both came back 401 (a revocation): one refresh. */
+static void test_a_401_for_a_token_already_renewed_spends_no_refresh_token(void **state)
+{
+    fixture *fx = *state;
+    seed_session(fx, 900 * 1000);
+    sk__auth *a = open_auth(fx);
+    sk__err err = {{0}};
+    unsigned left_with_a1 = sk__auth_generation(a);
+    int refreshed = -1;
+    assert_int_equal(sk__auth_refresh_after(a, left_with_a1, &refreshed, &err), SK_OK);
+    assert_int_equal(refreshed, 1);
+    assert_header(a, "Bearer A2");
+    assert_int_equal(sk__auth_refresh_after(a, left_with_a1, &refreshed, &err), SK_OK);
+    assert_int_equal(refreshed, 0);
+    assert_int_equal(fx->server.refresh_calls, 1);
+    assert_header(a, "Bearer A2");
+    /* A2 refused in turn (a request that read it) is refreshed. */
+    assert_int_equal(sk__auth_refresh_after(a, sk__auth_generation(a), &refreshed, &err), SK_OK);
+    assert_int_equal(refreshed, 1);
+    assert_int_equal(fx->server.refresh_calls, 2);
+    assert_header(a, "Bearer A3");
+    sk__auth_close(a);
+}
+
+static void test_generation_follows_a_token_another_process_refreshed(void **state)
+{
+    fixture *fx = *state;
+    seed_session(fx, 900 * 1000);
+    sk__auth *first = open_auth(fx);
+    sk__auth *second = open_auth(fx);
+    sk__err err = {{0}};
+    unsigned left_with_a1 = sk__auth_generation(second);
+    assert_int_equal(sk__auth_refresh(first, &err), SK_OK);
+    assert_header(second, "Bearer A2"); /* read from the file */
+    assert_true(sk__auth_generation(second) != left_with_a1);
+    int refreshed = -1;
+    assert_int_equal(sk__auth_refresh_after(second, left_with_a1, &refreshed, &err), SK_OK);
+    assert_int_equal(refreshed, 0);
+    assert_int_equal(fx->server.refresh_calls, 1);
+    sk__auth_close(first);
+    sk__auth_close(second);
+}
+
+/* A token that changed because the session ended is no token to resend with. */
+static void test_a_401_after_the_session_ended_meanwhile_reports_it(void **state)
+{
+    fixture *fx = *state;
+    seed_session(fx, 900 * 1000);
+    strcpy(fx->server.valid_refresh, "revoked-elsewhere");
+    sk__auth *a = open_auth(fx);
+    sk__err err = {{0}};
+    unsigned left_with_a1 = sk__auth_generation(a);
+    assert_int_equal(sk__auth_refresh_after(a, left_with_a1, NULL, &err), SK_ERR_SESSION_EXPIRED);
+    assert_int_equal(sk__auth_refresh_after(a, left_with_a1, NULL, &err), SK_ERR_SESSION_EXPIRED);
+    assert_int_equal(fx->server.refresh_calls, 1);
+    sk__auth_close(a);
+}
+
 typedef struct racer {
     sk__auth *a;
     sk_status st;
@@ -757,6 +815,9 @@ int main(void)
         T(test_refresh_token_expired_by_clock_needs_no_request),
         T(test_network_error_during_refresh_leaves_credentials_untouched),
         T(test_refresh_adopts_a_token_another_process_refreshed),
+        T(test_a_401_for_a_token_already_renewed_spends_no_refresh_token),
+        T(test_generation_follows_a_token_another_process_refreshed),
+        T(test_a_401_after_the_session_ended_meanwhile_reports_it),
         T(test_concurrent_drainers_spend_the_refresh_token_once),
         T(test_threads_sharing_a_handle_keep_the_session_alive),
         T(test_header_picks_up_a_login_from_another_process),

@@ -5,6 +5,7 @@
 #include "testutil.h"
 
 #include "deliver.h"
+#include "engine.h"
 #include "event.h"
 
 #include <pthread.h>
@@ -25,8 +26,10 @@ typedef struct fixture {
     sk__plugin_host host;
     char ids[3000][27];
     size_t n;
-    int reauth_calls;
+    int reauth_calls, refreshes;
     sk_status reauth_result;
+    atomic_uint auth_gen;       /* the fake credentials' generation */
+    atomic_int renew_in_flight; /* this many next batches see the token renewed once they left */
     int64_t waited_ms;
     int failures_rejected, failures_parked;
     char last_reason[512];
@@ -54,6 +57,8 @@ static int setup(void **state)
     sk__queue_opts qo = {.durability = SK__DURABILITY_NORMAL};
     assert_int_equal(sk__queue_open(path, &qo, &f->q, &err), SK_OK);
     atomic_init(&f->cancel, 0);
+    atomic_init(&f->auth_gen, 0);
+    atomic_init(&f->renew_in_flight, 0);
     *state = f;
     return 0;
 }
@@ -110,12 +115,31 @@ static void load(fixture *f, const char *options)
     load_named(f, "scripted", options);
 }
 
-static sk_status reauth(void *ctx, sk__err *err)
+/* The generation a batch leaves with; a renewal "in flight" (by another
+ * connection's refresh) lands right after. Called on the sending thread. */
+static unsigned auth_generation(void *ctx)
+{
+    fixture *f = ctx;
+    unsigned sent = atomic_load(&f->auth_gen);
+    if (atomic_load(&f->renew_in_flight) > 0) {
+        atomic_fetch_sub(&f->renew_in_flight, 1);
+        atomic_fetch_add(&f->auth_gen, 1);
+    }
+    return sent;
+}
+
+/* Refreshes unless the token changed since the batch left, as the engine's hook does. */
+static sk_status reauth(void *ctx, unsigned sent, int *refreshed, sk__err *err)
 {
     fixture *f = ctx;
     f->reauth_calls++;
     if (f->reauth_result != SK_OK)
         return sk__fail(err, f->reauth_result, "session expired: run spec-kitty auth login");
+    *refreshed = sent == atomic_load(&f->auth_gen);
+    if (*refreshed) {
+        f->refreshes++;
+        atomic_fetch_add(&f->auth_gen, 1);
+    }
     return SK_OK;
 }
 
@@ -167,7 +191,8 @@ static sk_status pass(fixture *f, int64_t max_retries, sk_drain_summary *sum, sk
     if (f->max_batch_events)
         o.max_batch_events = f->max_batch_events;
     o.max_events_per_s = f->max_events_per_s;
-    sk__deliver_hooks h = {.reauthenticate = reauth,
+    sk__deliver_hooks h = {.auth_generation = auth_generation,
+                           .reauthenticate = reauth,
                            .auth_ctx = f,
                            .failure = on_failure,
                            .wait_ms = fake_wait,
@@ -425,6 +450,7 @@ static void reauthenticate_refreshes_once_and_resends_once(void **state)
     sk__err err = {{0}};
     assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
     assert_int_equal(f->reauth_calls, 1);
+    assert_int_equal(f->refreshes, 1);
     assert_int_equal(sum.synced, 10);
 }
 
@@ -451,6 +477,68 @@ static void expired_session_stops_with_the_refresh_error(void **state)
     assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_SESSION_EXPIRED);
     assert_non_null(strstr(sum.stop_reason, "spec-kitty auth login"));
     assert_int_equal(stats(f).ready, 3);
+}
+
+/* Another batch's refresh landed while this one was out with the old token. */
+static void a_401_for_a_token_renewed_since_the_batch_left_resends_without_refreshing(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 10);
+    atomic_store(&f->renew_in_flight, 1);
+    load(f, "{\"steps\": [{\"hints\": [\"reauthenticate\"]}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(f->reauth_calls, 1);
+    assert_int_equal(f->refreshes, 0);
+    assert_int_equal(sum.synced, 10);
+}
+
+/* The transport read the header after the renewal: the new token was the one refused. */
+static void a_renewed_token_refused_too_costs_one_extra_resend_then_one_refresh(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 10);
+    atomic_store(&f->renew_in_flight, 1);
+    load(f, "{\"steps\": [{\"hints\": [\"reauthenticate\"]}, {\"hints\": [\"reauthenticate\"]}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_OK);
+    assert_int_equal(f->refreshes, 1);
+    assert_int_equal(sum.synced, 10);
+    size_t distinct;
+    assert_int_equal(recorded(f, &distinct), 30); /* sent, resent, resent after the refresh */
+}
+
+static void resends_after_a_401_end_with_the_refreshed_token_never_a_loop(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 10);
+    atomic_store(&f->renew_in_flight, 1);
+    load(f, "{\"steps\": [{\"hints\": [\"reauthenticate\"]}, {\"hints\": [\"reauthenticate\"]},"
+            " {\"hints\": [\"reauthenticate\"]}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_AUTH);
+    assert_int_equal(f->refreshes, 1);
+    size_t distinct;
+    assert_int_equal(recorded(f, &distinct), 30);
+    assert_int_equal(stats(f).ready, 10);
+}
+
+static void a_token_renewed_twice_under_one_batch_stops_not_authenticated(void **state)
+{
+    fixture *f = *state;
+    enqueue(f, 10);
+    atomic_store(&f->renew_in_flight, 2);
+    load(f, "{\"steps\": [{\"hints\": [\"reauthenticate\"]}, {\"hints\": [\"reauthenticate\"]}]}");
+    sk_drain_summary sum;
+    sk__err err = {{0}};
+    assert_int_equal(pass(f, 20, &sum, &err), SK_ERR_AUTH);
+    assert_int_equal(f->reauth_calls, 2);
+    assert_int_equal(f->refreshes, 0);
+    assert_non_null(strstr(sum.stop_reason, "spec-kitty auth login"));
+    assert_int_equal(stats(f).ready, 10);
 }
 
 static void protocol_mismatch_stops_with_the_server_text(void **state)
@@ -808,6 +896,82 @@ static void async_cancel_completes_the_batches_in_flight_and_keeps_them(void **s
     assert_int_equal(lines, 20); /* four batches were in flight, no more were handed over */
 }
 
+/* ---- through the engine: a real session whose token endpoint is faked ------- */
+
+typedef struct token_server {
+    int refresh_posts;
+    int issued; /* R<issued> is the one refresh token accepted (rotation) */
+} token_server;
+
+static sk_status token_endpoint(void *ctx, const char *url, const char *ca_file, const char *body,
+                                long *status, char **response, sk__err *err)
+{
+    (void)ca_file;
+    (void)err;
+    token_server *t = ctx;
+    char want[64];
+    snprintf(want, sizeof want, "{\"refresh\":\"R%d\"}", t->issued);
+    *status = 401;
+    *response = malloc(128);
+    snprintf(*response, 128, "{}");
+    if (strstr(url, "/api/v1/token/refresh/"))
+        t->refresh_posts++;
+    if (strstr(url, "/api/v1/token/refresh/") && strcmp(body, want) == 0) {
+        t->issued++;
+        *status = 200;
+        snprintf(*response, 128, "{\"access\":\"A%d\",\"refresh\":\"R%d\"}", t->issued,
+                 t->issued);
+    }
+    return SK_OK;
+}
+
+/* http-batch's default: two connections, so two batches leave with the token before
+ * the server revokes it and both come back 401. The first refreshes; the second left
+ * before that refresh and is resent with the new token, spending nothing. */
+static void one_revoked_token_costs_one_refresh_with_two_batches_in_flight(void **state)
+{
+    (void)state;
+    char *root = sk_test_mkdtemp();
+    char path[1200], config[2048];
+    snprintf(path, sizeof path, "%s/sync.json", root);
+    snprintf(config, sizeof config,
+             "{\"server_url\": \"http://127.0.0.1:9\", \"transport\": {\"plugin\": "
+             "\"%s/scripted_async.so\", \"options\": {\"slots\": 2, \"steps\": [{\"hints\": "
+             "[\"reauthenticate\"]}, {\"hints\": [\"reauthenticate\"]}]}}, \"schedule\": "
+             "{\"max_batch_events\": 1}}",
+             getenv("SK_TEST_PLUGIN_DIR"));
+    sk_test_write_file(path, config);
+    sk__creds c = {.server_url = "http://127.0.0.1:9", .username = "alice", .access = "A1",
+                   .refresh = "R1"};
+    c.access_expires_ms = sk__wall_ms() + 3600 * 1000;
+    c.refresh_expires_ms = sk__wall_ms() + 7200 * 1000;
+    snprintf(path, sizeof path, "%s/credentials.json", root);
+    sk__err err = {{0}};
+    assert_int_equal(sk__creds_save(path, &c, &err), SK_OK);
+
+    sk_sync *s = NULL;
+    char errbuf[512] = "";
+    assert_int_equal(sk_open(root, &s, errbuf, sizeof errbuf), SK_OK);
+    token_server t = {.issued = 1};
+    sk__auth_set_http(s->auth, token_endpoint, &t);
+    char id[27];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(sk_emit(s, "FeatureCompleted", "f1", NULL,
+                                 "{\"feature_slug\":\"f1\",\"total_wps\":1}", NULL, id),
+                         SK_OK);
+    sk_drain_summary sum;
+    assert_int_equal(sk_sync_now(s, NULL, NULL, &sum), SK_OK);
+    assert_int_equal(t.refresh_posts, 1);
+    assert_int_equal(sum.synced, 2);
+    assert_int_equal(sum.batches, 4); /* each sent, refused, resent */
+    char header[64];
+    sk__auth_header(s->auth, header, sizeof header);
+    assert_string_equal(header, "Bearer A2");
+    sk_close(s);
+    sk_test_rmtree(root);
+    free(root);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -826,6 +990,10 @@ int main(void)
         T(reauthenticate_refreshes_once_and_resends_once),
         T(second_401_after_refresh_stops_not_authenticated),
         T(expired_session_stops_with_the_refresh_error),
+        T(a_401_for_a_token_renewed_since_the_batch_left_resends_without_refreshing),
+        T(a_renewed_token_refused_too_costs_one_extra_resend_then_one_refresh),
+        T(resends_after_a_401_end_with_the_refreshed_token_never_a_loop),
+        T(a_token_renewed_twice_under_one_batch_stops_not_authenticated),
         T(protocol_mismatch_stops_with_the_server_text),
         T(retry_after_is_waited_out_then_resent),
         T(retry_after_of_zero_waits_the_backoff_minimum_before_resending),
@@ -842,6 +1010,7 @@ int main(void)
         T(async_failed_batch_stops_the_pass_and_the_others_still_settle),
         T(async_poisoned_batch_is_bisected_beside_the_others),
         T(async_cancel_completes_the_batches_in_flight_and_keeps_them),
+        cmocka_unit_test(one_revoked_token_costs_one_refresh_with_two_batches_in_flight),
         T(max_events_per_s_paces_the_batches),
     };
     return cmocka_run_group_tests_name("delivery under the drain lock, pipelined", tests, NULL,
