@@ -1,6 +1,6 @@
 /*
- * The shape of a NATS .creds file, checked before anything connects (the transport's
- * options.credentials_file).
+ * The shape of a NATS .creds file, checked before anything connects: the transport
+ * (options.credentials_file) and sk-nats-consumer (--credentials-file) share it.
  * libnats reads the file only when it connects, and then a file without a seed looks
  * like a server that refuses us; this makes it a configuration error instead.
  */

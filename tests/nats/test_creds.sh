@@ -5,7 +5,8 @@
 # seed that is not the JWT's, a user of an account the server does not know, and an
 # expired JWT are refused in one line (exit 1, every event kept, the seed never printed).
 # A .creds file without a seed, without a JWT, or empty, and one readable by others, are
-# configuration errors found before connecting (exit 2, one line, nothing of the secret).
+# configuration errors found before connecting (exit 2, one line, nothing of the secret),
+# by the transport and by the consumer alike.
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/nats_lib.sh"
 . "$(dirname "$0")/nkeys_lib.sh"
@@ -74,8 +75,8 @@ refused "an expired JWT" "Authorization Violation" "claim is expired"
 
 # 3. Files that are not a .creds: refused as configuration when the options are read,
 #    before connecting (exit 2, one line naming the option, the path and what is missing),
-#    neither the seed nor the JWT printed, every event kept.
-# misconfigured CASE FILE WHAT: sync now refuses FILE, saying WHAT.
+#    neither the seed nor the JWT printed, every event kept; the consumer refuses them too.
+# misconfigured CASE FILE WHAT: sync now and the consumer refuse FILE, saying WHAT.
 misconfigured() {
   sk sync now; expect_rc 2 "sync now, $1"
   expect_err "nats-jetstream: options.credentials_file $2 $3"
@@ -84,6 +85,13 @@ misconfigured() {
   expect_eq "$(queue_parked)" 0 "events parked, $1"
   grep -qE "$SEEDS" <<<"$OUT$ERR" && fail "a seed was printed, $1"; pass
   grep -qF "$ALICE" <<<"$OUT$ERR" && fail "the JWT was printed, $1"; pass
+  sk_run "$NJ_CONSUMER" --db "$TEST_TMP/refused.db" --servers "$URL" --stream SPEC_KITTY_EVENTS \
+    --credentials-file "$2" --idle-exit 500
+  expect_rc 2 "consumer, $1"
+  expect_eq "$ERR" "sk-nats-consumer: --credentials-file $2 $3" "consumer's line, $1"
+  grep -qE "$SEEDS" <<<"$OUT$ERR" && fail "the consumer printed a seed, $1"; pass
+  grep -qF "$ALICE" <<<"$OUT$ERR" && fail "the consumer printed the JWT, $1"; pass
+  [ -e "$TEST_TMP/refused.db" ] && fail "the consumer made its database, $1"; pass
 }
 (
   umask 077
@@ -109,11 +117,12 @@ expect_err "nats-jetstream: options.credentials_file $TEST_TMP/open.creds must b
 expect_eq "$(wc -l <<<"$ERR")" 1 "lines on stderr: $ERR"
 grep -qE "$SEEDS" <<<"$OUT$ERR" && fail "a seed was printed"; pass
 expect_eq "$(queue_ready)" "$queued" "events queued after the configuration error"
-# The consumer refuses such a file too.
+# The consumer refuses such a file too, before it opens anything.
 sk_run "$NJ_CONSUMER" --db "$TEST_TMP/open.db" --servers "$URL" --stream SPEC_KITTY_EVENTS \
   --credentials-file "$TEST_TMP/open.creds" --idle-exit 500
-expect_rc 1 "consumer with a .creds file readable by others"
+expect_rc 2 "consumer with a .creds file readable by others"
 expect_err "$TEST_TMP/open.creds must exist and be owner-only"
+[ -e "$TEST_TMP/open.db" ] && fail "the consumer made its database for a .creds file others can read"; pass
 
 # 5. alice again: the kept events go, each stored once, none before.
 with_creds "$CREDS"
