@@ -10,13 +10,17 @@
  *       [--credentials-file F] [--token-file F] [--tls-ca F]
  *
  * Exit status: 0 stopped (SIGINT/SIGTERM, or --idle-exit with nothing new),
- * 1 NATS or SQLite failed, 2 usage.
+ * 1 NATS or SQLite failed, 2 usage (a --credentials-file that is not an owner-only
+ * .creds file included: it is checked before anything opens).
  */
+#include "nj_creds.h"
+
 #include <jansson.h>
 #include <nats/nats.h>
 #include <sqlite3.h>
 
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -221,6 +225,19 @@ static int owner_only(const char *path)
     return 1;
 }
 
+/* The .creds file: owner-only, and holding a user JWT and an NKey seed. */
+static int credentials_usable(const char *path)
+{
+    char err[PATH_MAX + 256];
+    if (!owner_only(path))
+        return 0;
+    if (nj_creds_check(path, "sk-nats-consumer: --credentials-file", err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 0;
+    }
+    return 1;
+}
+
 static char *read_token(const char *path)
 {
     if (!owner_only(path))
@@ -255,10 +272,8 @@ static natsStatus open_connection(const consumer_args *a, natsConnection **nc)
         s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectWait(o, 250);
-    if (s == NATS_OK && a->credentials_file)
-        s = owner_only(a->credentials_file)
-                ? natsOptions_SetUserCredentialsFromFiles(o, a->credentials_file, NULL)
-                : NATS_INVALID_ARG;
+    if (s == NATS_OK && a->credentials_file) /* checked by main, credentials_usable */
+        s = natsOptions_SetUserCredentialsFromFiles(o, a->credentials_file, NULL);
     if (s == NATS_OK && a->token_file) {
         char *token = read_token(a->token_file);
         s = token ? natsOptions_SetToken(o, token) : NATS_INVALID_ARG;
@@ -335,6 +350,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (a.credentials_file && !credentials_usable(a.credentials_file))
+        return 2;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     sqlite3 *db = NULL;

@@ -2,6 +2,7 @@
  * nats-jetstream's options: the table the host shows, and the parser it drives.
  */
 #include "nj_config.h"
+#include "nj_creds.h"
 
 #include <jansson.h>
 
@@ -238,7 +239,9 @@ int nj_config_read(const sk_host_api *h, nj_config *c, char *err, size_t cap)
     if (c->tls_ca && check_readable_file(c->tls_ca, "tls_ca", err, cap))
         return -1;
     c->require_tls = wants_tls(c);
-    if (c->credentials_file && check_owner_only(c->credentials_file, "credentials_file", err, cap))
+    if (c->credentials_file &&
+        (check_owner_only(c->credentials_file, "credentials_file", err, cap) ||
+         nj_creds_check(c->credentials_file, NJ_NAME ": options.credentials_file", err, cap)))
         return -1;
     const char *token_file = h->option_string(h->host_ctx, "token_file", NULL);
     if (token_file && *token_file && read_token(token_file, c, err, cap))

@@ -3,9 +3,10 @@
 # operator, accounts, users and .creds made here with openssl, nkeys_lib.sh): a user of a
 # trusted account delivers, and the consumer reads with the same file; no credentials, a
 # seed that is not the JWT's, a user of an account the server does not know, and an
-# expired JWT are refused in one line (exit 1, every event kept, the seed never printed);
-# a .creds file without a seed fails the same way; one readable by others is refused as
-# configuration (exit 2).
+# expired JWT are refused in one line (exit 1, every event kept, the seed never printed).
+# A .creds file without a seed, without a JWT, or empty, and one readable by others, are
+# configuration errors found before connecting (exit 2, one line, nothing of the secret),
+# by the transport and by the consumer alike.
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/nats_lib.sh"
 . "$(dirname "$0")/nkeys_lib.sh"
@@ -72,11 +73,40 @@ nk_creds "$TEST_TMP/expired.creds" "$(nk_jwt team alice "$NK_USER_CLAIMS" "\"exp
 with_creds "$TEST_TMP/expired.creds"
 refused "an expired JWT" "Authorization Violation" "claim is expired"
 
-# 3. A file that is not a .creds: no seed in it, said with its path.
-sed -n '1,3p' "$CREDS" >"$TEST_TMP/jwt-only.creds"
-chmod 600 "$TEST_TMP/jwt-only.creds"
+# 3. Files that are not a .creds: refused as configuration when the options are read,
+#    before connecting (exit 2, one line naming the option, the path and what is missing),
+#    neither the seed nor the JWT printed, every event kept; the consumer refuses them too.
+# misconfigured CASE FILE WHAT: sync now and the consumer refuse FILE, saying WHAT.
+misconfigured() {
+  sk sync now; expect_rc 2 "sync now, $1"
+  expect_err "nats-jetstream: options.credentials_file $2 $3"
+  expect_eq "$(wc -l <<<"$ERR")" 1 "lines on stderr, $1: $ERR"
+  expect_eq "$(queue_ready)" "$queued" "events queued, $1"
+  expect_eq "$(queue_parked)" 0 "events parked, $1"
+  grep -qE "$SEEDS" <<<"$OUT$ERR" && fail "a seed was printed, $1"; pass
+  grep -qF "$ALICE" <<<"$OUT$ERR" && fail "the JWT was printed, $1"; pass
+  sk_run "$NJ_CONSUMER" --db "$TEST_TMP/refused.db" --servers "$URL" --stream SPEC_KITTY_EVENTS \
+    --credentials-file "$2" --idle-exit 500
+  expect_rc 2 "consumer, $1"
+  expect_eq "$ERR" "sk-nats-consumer: --credentials-file $2 $3" "consumer's line, $1"
+  grep -qE "$SEEDS" <<<"$OUT$ERR" && fail "the consumer printed a seed, $1"; pass
+  grep -qF "$ALICE" <<<"$OUT$ERR" && fail "the consumer printed the JWT, $1"; pass
+  [ -e "$TEST_TMP/refused.db" ] && fail "the consumer made its database, $1"; pass
+}
+(
+  umask 077
+  sed -n '1,3p' "$CREDS" >"$TEST_TMP/jwt-only.creds"
+  sed -n '/BEGIN USER NKEY SEED/,$p' "$CREDS" >"$TEST_TMP/seed-only.creds"
+  : >"$TEST_TMP/empty.creds"
+)
 with_creds "$TEST_TMP/jwt-only.creds"
-refused "a .creds file without a seed" "no nkey user seed found in '$TEST_TMP/jwt-only.creds'"
+misconfigured "a .creds file without a seed" "$TEST_TMP/jwt-only.creds" \
+  "has no NKey seed (a -----BEGIN USER NKEY SEED----- block after the JWT)"
+with_creds "$TEST_TMP/seed-only.creds"
+misconfigured "a .creds file without a JWT" "$TEST_TMP/seed-only.creds" \
+  "has no user JWT (its first block must be -----BEGIN NATS USER JWT-----)"
+with_creds "$TEST_TMP/empty.creds"
+misconfigured "an empty .creds file" "$TEST_TMP/empty.creds" "is empty"
 
 # 4. A .creds file others can read: refused before anything is sent, the seed unprinted.
 cp "$CREDS" "$TEST_TMP/open.creds"
@@ -87,11 +117,12 @@ expect_err "nats-jetstream: options.credentials_file $TEST_TMP/open.creds must b
 expect_eq "$(wc -l <<<"$ERR")" 1 "lines on stderr: $ERR"
 grep -qE "$SEEDS" <<<"$OUT$ERR" && fail "a seed was printed"; pass
 expect_eq "$(queue_ready)" "$queued" "events queued after the configuration error"
-# The consumer refuses such a file too.
+# The consumer refuses such a file too, before it opens anything.
 sk_run "$NJ_CONSUMER" --db "$TEST_TMP/open.db" --servers "$URL" --stream SPEC_KITTY_EVENTS \
   --credentials-file "$TEST_TMP/open.creds" --idle-exit 500
-expect_rc 1 "consumer with a .creds file readable by others"
+expect_rc 2 "consumer with a .creds file readable by others"
 expect_err "$TEST_TMP/open.creds must exist and be owner-only"
+[ -e "$TEST_TMP/open.db" ] && fail "the consumer made its database for a .creds file others can read"; pass
 
 # 5. alice again: the kept events go, each stored once, none before.
 with_creds "$CREDS"

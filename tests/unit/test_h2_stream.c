@@ -186,51 +186,6 @@ static const char *tls_options(const rx *r, const char *extra)
     return buf;
 }
 
-/* Completions as the async path sees them. */
-typedef struct completion {
-    int done;
-    int rc;
-    int64_t at_ms;
-} completion;
-
-static pthread_mutex_t c_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t c_cv = PTHREAD_COND_INITIALIZER;
-
-static void on_done(void *ctx, int rc, sk_batch_result *result)
-{
-    (void)result;
-    completion *c = ctx;
-    pthread_mutex_lock(&c_mu);
-    c->rc = rc;
-    c->at_ms = sk_test_now_ms();
-    c->done++;
-    pthread_cond_broadcast(&c_cv);
-    pthread_mutex_unlock(&c_mu);
-}
-
-/* Waits until n completions are done (each exactly once), up to timeout_ms. */
-static void wait_done(completion *c, int n, int timeout_ms)
-{
-    int64_t end = sk_test_now_ms() + timeout_ms;
-    pthread_mutex_lock(&c_mu);
-    for (;;) {
-        int all = 1;
-        for (int i = 0; i < n; i++)
-            all &= c[i].done >= 1;
-        if (all || sk_test_now_ms() > end)
-            break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&c_cv, &c_mu, &ts);
-    }
-    pthread_mutex_unlock(&c_mu);
-    for (int i = 0; i < n; i++)
-        assert_int_equal(c[i].done, 1);
-}
-
 static void assert_all(const sk_tbatch *t, sk_outcome outcome)
 {
     for (uint32_t i = 0; i < t->n; i++)
@@ -249,30 +204,32 @@ static void test_batches_in_flight_together_and_busy_beyond_the_slots(void **sta
     fixture f;
     fx_open(&f, r->tls, tls_options(r, "\"max_streams\": 4"));
     sk_tbatch *t[5];
-    completion c[5];
-    memset(c, 0, sizeof c);
+    sk_test_done_log log;
+    sk_test_done_log_init(&log);
+    sk_test_done_tag tags[5] = {{&log, 0}, {&log, 1}, {&log, 2}, {&log, 3}, {&log, 4}};
     for (int i = 0; i < 5; i++)
         t[i] = sk_tbatch_new_from((uint32_t)(100 * i), 10, 20000);
     int64_t t0 = sk_test_now_ms();
     for (int i = 0; i < 4; i++)
-        assert_int_equal(f.d->submit(f.self, &t[i]->batch, &t[i]->result, on_done, &c[i]),
-                         SK_TRANSPORT_OK);
-    assert_int_equal(f.d->submit(f.self, &t[4]->batch, &t[4]->result, on_done, &c[4]),
+        assert_int_equal(
+            f.d->submit(f.self, &t[i]->batch, &t[i]->result, sk_test_on_done, &tags[i]),
+            SK_TRANSPORT_OK);
+    assert_int_equal(f.d->submit(f.self, &t[4]->batch, &t[4]->result, sk_test_on_done, &tags[4]),
                      SK_TRANSPORT_BUSY);
-    wait_done(c, 4, 15000);
+    sk_test_done_wait_each(&log, 0, 4, 15000);
     /* In flight together: four 1.5 s answers end well before 4 x 1.5 s. */
     int64_t last = 0;
     for (int i = 0; i < 4; i++) {
-        assert_int_equal(c[i].rc, SK_TRANSPORT_OK);
+        assert_int_equal(log.rc[i], SK_TRANSPORT_OK);
         assert_all(t[i], SK_OUTCOME_DELIVERED);
-        last = c[i].at_ms > last ? c[i].at_ms : last;
+        last = log.at_ms[i] > last ? log.at_ms[i] : last;
     }
     assert_in_range(last - t0, 1400, 5500);
     /* A slot is free again. */
-    assert_int_equal(f.d->submit(f.self, &t[4]->batch, &t[4]->result, on_done, &c[4]),
+    assert_int_equal(f.d->submit(f.self, &t[4]->batch, &t[4]->result, sk_test_on_done, &tags[4]),
                      SK_TRANSPORT_OK);
-    wait_done(&c[4], 1, 15000);
-    assert_int_equal(c[4].rc, SK_TRANSPORT_OK);
+    sk_test_done_wait_each(&log, 4, 1, 15000);
+    assert_int_equal(log.rc[4], SK_TRANSPORT_OK);
     assert_int_equal(sk_fakehost_metric(f.fh, "connects"), 1);
     assert_int_equal(sk_fakehost_metric(f.fh, "requests"), 5);
     /* The gauges `sync status` shows: one connection up, nothing in flight now. */
@@ -282,6 +239,7 @@ static void test_batches_in_flight_together_and_busy_beyond_the_slots(void **sta
     assert_int_equal(rx_stat(r, ".events_stored"), stored0 + 50);
     for (int i = 0; i < 5; i++)
         sk_tbatch_free(t[i]);
+    sk_test_done_log_destroy(&log);
 }
 
 static void test_goaway_sends_what_follows_on_a_new_connection(void **state)
@@ -327,12 +285,14 @@ static void test_cancel_from_another_thread_ends_streams_in_flight(void **state)
     fixture f;
     fx_open(&f, r->tls, tls_options(r, ""));
     sk_tbatch *t[3];
-    completion c[3];
-    memset(c, 0, sizeof c);
+    sk_test_done_log log;
+    sk_test_done_log_init(&log);
+    sk_test_done_tag tags[3] = {{&log, 0}, {&log, 1}, {&log, 2}};
     for (int i = 0; i < 3; i++) {
         t[i] = sk_tbatch_new_from((uint32_t)(2000 + 10 * i), 10, 60000);
-        assert_int_equal(f.d->submit(f.self, &t[i]->batch, &t[i]->result, on_done, &c[i]),
-                         SK_TRANSPORT_OK);
+        assert_int_equal(
+            f.d->submit(f.self, &t[i]->batch, &t[i]->result, sk_test_on_done, &tags[i]),
+            SK_TRANSPORT_OK);
     }
     /* Wait until the three streams are open, then a little for them to reach the server
      * (whose answers take 3 s). */
@@ -343,12 +303,12 @@ static void test_cancel_from_another_thread_ends_streams_in_flight(void **state)
     pthread_t th;
     pthread_create(&th, NULL, cancel_thread, &k);
     pthread_join(th, NULL);
-    wait_done(c, 3, 5000);
+    sk_test_done_wait_each(&log, 0, 3, 5000);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(c[i].rc, SK_TRANSPORT_CANCELLED);
+        assert_int_equal(log.rc[i], SK_TRANSPORT_CANCELLED);
         assert_all(t[i], SK_OUTCOME_TRANSIENT);
         /* The promise is 100 ms; a loaded test machine gets slack. */
-        assert_in_range(c[i].at_ms - k.at_ms, 0, 1000);
+        assert_in_range(log.at_ms[i] - k.at_ms, 0, 1000);
     }
     sk_tbatch *later = sk_tbatch_new_from(2100, 1, 5000);
     assert_int_equal(f.d->send(f.self, &later->batch, &later->result), SK_TRANSPORT_CANCELLED);
@@ -356,6 +316,7 @@ static void test_cancel_from_another_thread_ends_streams_in_flight(void **state)
     for (int i = 0; i < 3; i++)
         sk_tbatch_free(t[i]);
     sk_tbatch_free(later);
+    sk_test_done_log_destroy(&log);
 }
 
 static void test_a_stalled_stream_is_reset_at_its_deadline(void **state)

@@ -640,66 +640,9 @@ static void test_timeout_option_bounds_a_request(void **state)
 
 /* ---------- submit: batches in flight on several connections ---------- */
 
-/* What the completions of one test's async batches said, by tag. */
-typedef struct done_log {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int calls;    /* completions so far */
-    int rc[8];    /* the rc of each tag's completion */
-    int times[8]; /* completions per tag: must end at exactly one */
-} done_log;
-
-typedef struct done_tag {
-    done_log *log;
-    int tag;
-} done_tag;
-
-static void done_log_init(done_log *l)
+static int fx_submit(fixture *f, sk_tbatch *t, sk_test_done_tag *tag)
 {
-    memset(l, 0, sizeof *l);
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->cv, NULL);
-}
-
-static void done_log_destroy(done_log *l)
-{
-    pthread_cond_destroy(&l->cv);
-    pthread_mutex_destroy(&l->mu);
-}
-
-static void on_done(void *ctx, int rc, sk_batch_result *result)
-{
-    (void)result;
-    done_tag *t = ctx;
-    pthread_mutex_lock(&t->log->mu);
-    t->log->rc[t->tag] = rc;
-    t->log->times[t->tag]++;
-    t->log->calls++;
-    pthread_cond_broadcast(&t->log->cv);
-    pthread_mutex_unlock(&t->log->mu);
-}
-
-/* Waits until n completions came or timeout_ms passed; returns the count. */
-static int done_wait(done_log *l, int n, int timeout_ms)
-{
-    int64_t until = sk_test_now_ms() + timeout_ms;
-    pthread_mutex_lock(&l->mu);
-    while (l->calls < n && sk_test_now_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&l->cv, &l->mu, &ts);
-    }
-    int calls = l->calls;
-    pthread_mutex_unlock(&l->mu);
-    return calls;
-}
-
-static int fx_submit(fixture *f, sk_tbatch *t, done_tag *tag)
-{
-    return f->d->submit(f->self, &t->batch, &t->result, on_done, tag);
+    return f->d->submit(f->self, &t->batch, &t->result, sk_test_on_done, tag);
 }
 
 static void test_two_batches_are_in_flight_at_once_on_two_connections(void **state)
@@ -708,9 +651,9 @@ static void test_two_batches_are_in_flight_at_once_on_two_connections(void **sta
     sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL}; /* no request is ever answered */
     fixture f;
     fx_open(&f, &r, 1, NULL); /* connections: the default, 2 */
-    done_log log;
-    done_log_init(&log);
-    done_tag tags[3] = {{&log, 0}, {&log, 1}, {&log, 2}};
+    sk_test_done_log log;
+    sk_test_done_log_init(&log);
+    sk_test_done_tag tags[3] = {{&log, 0}, {&log, 1}, {&log, 2}};
     sk_tbatch *t[3] = {sk_tbatch_new_from(0, 2, 30000), sk_tbatch_new_from(2, 2, 30000),
                        sk_tbatch_new_from(4, 2, 30000)};
     assert_int_equal(fx_submit(&f, t[0], &tags[0]), SK_TRANSPORT_OK);
@@ -718,13 +661,13 @@ static void test_two_batches_are_in_flight_at_once_on_two_connections(void **sta
     assert_int_equal(fx_submit(&f, t[2], &tags[2]), SK_TRANSPORT_BUSY); /* both connections busy */
     /* The peer holds the second request while the first is still unanswered. */
     assert_int_equal(sk_peer_wait_requests(f.peer, 2, 5000), 2);
-    assert_int_equal(done_wait(&log, 1, 0), 0);
+    assert_int_equal(sk_test_done_wait(&log, 1, 0), 0);
     const sk_peer_request *a = sk_peer_request_at(f.peer, 0), *b = sk_peer_request_at(f.peer, 1);
     assert_int_not_equal(a->connection, b->connection);
     assert_int_equal(sk_peer_connections(f.peer), 2);
     assert_true(strstr(a->plain, t[0]->ids[0]) || strstr(a->plain, t[1]->ids[0]));
     f.d->cancel(f.self); /* wakes both connections' polls */
-    assert_int_equal(done_wait(&log, 2, 5000), 2);
+    assert_int_equal(sk_test_done_wait(&log, 2, 5000), 2);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(log.times[i], 1);
         assert_int_equal(log.rc[i], SK_TRANSPORT_CANCELLED);
@@ -732,7 +675,7 @@ static void test_two_batches_are_in_flight_at_once_on_two_connections(void **sta
     }
     /* After cancel: refused at once, no completion. */
     assert_int_equal(fx_submit(&f, t[2], &tags[2]), SK_TRANSPORT_CANCELLED);
-    assert_int_equal(done_wait(&log, 3, 100), 2);
+    assert_int_equal(sk_test_done_wait(&log, 3, 100), 2);
     /* Counted per connection from two threads: two first connects, no reconnect. */
     assert_int_equal(sk_fakehost_metric(f.fh, "requests"), 2);
     assert_int_equal(sk_fakehost_metric(f.fh, "connects"), 2);
@@ -740,7 +683,7 @@ static void test_two_batches_are_in_flight_at_once_on_two_connections(void **sta
     fx_close(&f); /* destroy joins both workers */
     for (int i = 0; i < 3; i++)
         sk_tbatch_free(t[i]);
-    done_log_destroy(&log);
+    sk_test_done_log_destroy(&log);
 }
 
 /* Submits n batches, as many in flight as the plugin takes, each answered; returns
@@ -750,14 +693,14 @@ static int submit_all(const char *options, int n)
     sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
     fixture f;
     fx_open(&f, &r, 1, options);
-    done_log log;
-    done_log_init(&log);
-    done_tag tags[8];
+    sk_test_done_log log;
+    sk_test_done_log_init(&log);
+    sk_test_done_tag tags[8];
     sk_tbatch *t[8];
     assert_true(n <= 8);
     int next = 0;
     while (next < n) {
-        tags[next] = (done_tag){&log, next};
+        tags[next] = (sk_test_done_tag){&log, next};
         t[next] = sk_tbatch_new_from((uint32_t)(2 * next), 2, 5000);
         int rc = fx_submit(&f, t[next], &tags[next]);
         if (rc == SK_TRANSPORT_OK) {
@@ -769,9 +712,9 @@ static int submit_all(const char *options, int n)
         pthread_mutex_lock(&log.mu);
         int seen = log.calls;
         pthread_mutex_unlock(&log.mu);
-        assert_true(done_wait(&log, seen + 1, 5000) > seen); /* a slot frees */
+        assert_true(sk_test_done_wait(&log, seen + 1, 5000) > seen); /* a slot frees */
     }
-    assert_int_equal(done_wait(&log, n, 5000), n);
+    assert_int_equal(sk_test_done_wait(&log, n, 5000), n);
     for (int i = 0; i < n; i++) {
         assert_int_equal(log.times[i], 1);
         assert_int_equal(log.rc[i], SK_TRANSPORT_FAILED); /* empty results: all transient */
@@ -783,7 +726,7 @@ static int submit_all(const char *options, int n)
     assert_int_equal(sk_fakehost_metric(f.fh, "connects"), connections);
     assert_int_equal(sk_fakehost_metric(f.fh, "reconnects"), 0);
     fx_close(&f);
-    done_log_destroy(&log);
+    sk_test_done_log_destroy(&log);
     return connections;
 }
 
@@ -794,13 +737,13 @@ static int accepted_at_once(const char *options)
     sk_peer_reply r = {SK_PEER_HANG, 0, NULL, NULL};
     fixture f;
     fx_open(&f, &r, 1, options);
-    done_log log;
-    done_log_init(&log);
-    done_tag tags[9];
+    sk_test_done_log log;
+    sk_test_done_log_init(&log);
+    sk_test_done_tag tags[9];
     sk_tbatch *t[9];
     int n = 0, rc = SK_TRANSPORT_OK;
     while (rc == SK_TRANSPORT_OK && n < 9) {
-        tags[n] = (done_tag){&log, n};
+        tags[n] = (sk_test_done_tag){&log, n};
         t[n] = sk_tbatch_new_from((uint32_t)(2 * n), 2, 30000);
         rc = fx_submit(&f, t[n], &tags[n]);
         n++;
@@ -810,11 +753,11 @@ static int accepted_at_once(const char *options)
     assert_int_equal(sk_peer_wait_requests(f.peer, accepted, 5000), accepted);
     assert_int_equal(sk_peer_connections(f.peer), accepted);
     f.d->cancel(f.self);
-    assert_int_equal(done_wait(&log, accepted, 5000), accepted);
+    assert_int_equal(sk_test_done_wait(&log, accepted, 5000), accepted);
     fx_close(&f);
     for (int i = 0; i < n; i++)
         sk_tbatch_free(t[i]);
-    done_log_destroy(&log);
+    sk_test_done_log_destroy(&log);
     return accepted;
 }
 
@@ -838,7 +781,7 @@ static void test_keep_alive_connections_persist_across_async_batches(void **stat
 typedef struct chain {
     fixture *f;
     sk_tbatch *next;
-    done_tag *next_tag;
+    sk_test_done_tag *next_tag;
     int submit_rc;
 } chain;
 
@@ -855,21 +798,21 @@ static void test_completion_may_submit_on_the_connection_it_frees(void **state)
     sk_peer_reply r = {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"};
     fixture f;
     fx_open(&f, &r, 1, "{\"connections\": 1}");
-    done_log log;
-    done_log_init(&log);
-    done_tag second = {&log, 0};
+    sk_test_done_log log;
+    sk_test_done_log_init(&log);
+    sk_test_done_tag second = {&log, 0};
     sk_tbatch *t1 = sk_tbatch_new_from(0, 2, 5000), *t2 = sk_tbatch_new_from(2, 2, 5000);
     chain c = {&f, t2, &second, -1};
     assert_int_equal(f.d->submit(f.self, &t1->batch, &t1->result, on_done_submit, &c),
                      SK_TRANSPORT_OK);
-    assert_int_equal(done_wait(&log, 1, 5000), 1); /* t2 completed: it was accepted */
+    assert_int_equal(sk_test_done_wait(&log, 1, 5000), 1); /* t2 completed: it was accepted */
     assert_int_equal(c.submit_rc, SK_TRANSPORT_OK);
     assert_int_equal(sk_peer_requests(f.peer), 2);
     assert_int_equal(sk_peer_connections(f.peer), 1);
     fx_close(&f);
     sk_tbatch_free(t1);
     sk_tbatch_free(t2);
-    done_log_destroy(&log);
+    sk_test_done_log_destroy(&log);
 }
 
 static void test_send_borrows_an_idle_connection_or_waits_until_its_deadline(void **state)
@@ -879,9 +822,9 @@ static void test_send_borrows_an_idle_connection_or_waits_until_its_deadline(voi
                          {SK_PEER_RESPOND, 200, NULL, "{\"results\":[]}"}};
     fixture f;
     fx_open(&f, r, 2, NULL);
-    done_log log;
-    done_log_init(&log);
-    done_tag tag = {&log, 0};
+    sk_test_done_log log;
+    sk_test_done_log_init(&log);
+    sk_test_done_tag tag = {&log, 0};
     sk_tbatch *t1 = sk_tbatch_new_from(0, 2, 30000), *t2 = sk_tbatch_new_from(2, 2, 5000);
     assert_int_equal(fx_submit(&f, t1, &tag), SK_TRANSPORT_OK);
     assert_int_equal(sk_peer_wait_requests(f.peer, 1, 5000), 1);
@@ -890,16 +833,16 @@ static void test_send_borrows_an_idle_connection_or_waits_until_its_deadline(voi
     assert_int_equal(t2->result.status_code, 200);
     assert_int_not_equal(sk_peer_request_at(f.peer, 1)->connection,
                          sk_peer_request_at(f.peer, 0)->connection);
-    assert_int_equal(done_wait(&log, 1, 0), 0);
+    assert_int_equal(sk_test_done_wait(&log, 1, 0), 0);
     f.d->cancel(f.self);
-    assert_int_equal(done_wait(&log, 1, 5000), 1);
+    assert_int_equal(sk_test_done_wait(&log, 1, 5000), 1);
     assert_int_equal(log.rc[0], SK_TRANSPORT_CANCELLED);
     fx_close(&f);
 
     /* With connections: 1 held by a hanging batch, send() gives up at its deadline. */
     fx_open(&f, r, 1, "{\"connections\": 1}");
-    done_log_destroy(&log);
-    done_log_init(&log);
+    sk_test_done_log_destroy(&log);
+    sk_test_done_log_init(&log);
     assert_int_equal(fx_submit(&f, t1, &tag), SK_TRANSPORT_OK);
     assert_int_equal(sk_peer_wait_requests(f.peer, 1, 5000), 1);
     sk_tbatch *t3 = sk_tbatch_new_from(4, 2, 300);
@@ -908,12 +851,12 @@ static void test_send_borrows_an_idle_connection_or_waits_until_its_deadline(voi
     assert_all_transient(t3);
     assert_int_equal(sk_peer_requests(f.peer), 1);
     f.d->cancel(f.self);
-    assert_int_equal(done_wait(&log, 1, 5000), 1);
+    assert_int_equal(sk_test_done_wait(&log, 1, 5000), 1);
     fx_close(&f);
     sk_tbatch_free(t1);
     sk_tbatch_free(t2);
     sk_tbatch_free(t3);
-    done_log_destroy(&log);
+    sk_test_done_log_destroy(&log);
 }
 
 /* ---------- TLS ---------- */
