@@ -175,17 +175,14 @@ void sk__node_id_from(const char *hostname, const char *username, char out[13])
         hash_name(input, out);
 }
 
-static sk_status host_name(char host[256], sk__err *err)
+/* "<hostname>:<username>", the text node ids are hashed from. */
+static sk_status node_name(char *buf, size_t cap, sk__err *err)
 {
-    if (gethostname(host, 256) != 0)
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
         return sk__fail(err, SK_ERR_IO, "node id: gethostname: %s", strerror(errno));
-    host[255] = '\0';
-    return SK_OK;
-}
-
-/* "<hostname>:<username>" of uid, the text node ids are hashed from. */
-static sk_status node_name(const char *host, uid_t uid, char *buf, size_t cap, sk__err *err)
-{
+    host[sizeof host - 1] = '\0';
+    uid_t uid = geteuid();
     struct passwd *pw = getpwuid(uid);
     const char *user = pw && pw->pw_name && *pw->pw_name ? pw->pw_name : getenv("USER");
     /* A container's user often has no name at all: its number is as stable. */
@@ -201,11 +198,9 @@ static sk_status node_name(const char *host, uid_t uid, char *buf, size_t cap, s
 
 sk_status sk__node_id(char out[13], sk__err *err)
 {
-    char host[256], name[1024];
+    char name[1024];
     out[0] = '\0';
-    sk_status st = host_name(host, err);
-    if (st == SK_OK)
-        st = node_name(host, geteuid(), name, sizeof name, err);
+    sk_status st = node_name(name, sizeof name, err);
     if (st != SK_OK)
         return st;
     hash_name(name, out);
@@ -216,32 +211,25 @@ sk_status sk__node_id(char out[13], sk__err *err)
 
 sk_status sk__node_id_cached(const char *state_root, char out[13], sk__err *err)
 {
-    char host[256], name[1024], path[4200], key[300], *text = NULL;
-    uid_t uid = geteuid();
-    sk_status st = host_name(host, err);
+    char name[1024], path[4200], *text = NULL;
+    sk_status st = node_name(name, sizeof name, err);
     if (st != SK_OK || sk__path_join(path, sizeof path, state_root, "node-id", err) != SK_OK)
         return st != SK_OK ? st : SK_ERR_USAGE;
-    /* "<12 hex> <uid> <hostname>:<username>\n": valid while the host and the
-       uid are the same. Keyed by the uid, not the name, because asking the
-       name (getpwuid) cost every process ~0.4 ms. */
-    int key_len = snprintf(key, sizeof key, " %lu %s:", (unsigned long)uid, host);
-    if (sk__read_file(path, &text, NULL, NULL) == SK_OK && strspn(text, "0123456789abcdef") == 12 &&
-        key_len > 0 && (size_t)key_len < sizeof key &&
-        strncmp(text + 12, key, (size_t)key_len) == 0 && strchr(text + 12 + key_len, '\n')) {
+    /* "<12 hex> <hostname>:<username>\n": valid while the name is the same. */
+    if (sk__read_file(path, &text, NULL, NULL) == SK_OK && strlen(text) > 13 && text[12] == ' ' &&
+        strcspn(text, " ") == 12 && strncmp(text + 13, name, strlen(name)) == 0 &&
+        text[13 + strlen(name)] == '\n') {
         memcpy(out, text, 12);
         out[12] = '\0';
         free(text);
         return SK_OK;
     }
     free(text);
-    st = node_name(host, uid, name, sizeof name, err);
-    if (st != SK_OK)
-        return st;
-    hash_name(name, out);
+    hash_name(name, out); /* the name is at hand: no second gethostname/getpwuid */
     if (!out[0])
         return sk__fail(err, SK_ERR_INTERNAL, "node id: cannot hash \"%s\"", name);
     char line[1100];
-    int n = snprintf(line, sizeof line, "%s %lu %s\n", out, (unsigned long)uid, name);
+    int n = snprintf(line, sizeof line, "%s %s\n", out, name);
     sk__err ignored;
     sk__write_file_atomic(path, line, (size_t)n, 0600, 0, &ignored); /* a cache: best effort */
     return SK_OK;

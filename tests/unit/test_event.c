@@ -1036,24 +1036,6 @@ static void node_id_cache_matches_and_refreshes(void **state)
     sk_test_write_file(path, "aaaaaaaaaaaa otherhost:otheruser\n"); /* another machine's */
     assert_int_equal(sk__node_id_cached(root, got, &err), SK_OK);
     assert_string_equal(got, want);
-    /* Keyed by host and uid: the name is not asked again, so a line of this
-       host and uid is trusted whatever user name it holds... */
-    char host[256], line[512];
-    assert_int_equal(gethostname(host, sizeof host), 0);
-    snprintf(line, sizeof line, "aaaaaaaaaaaa %lu %s:renamed\n", (unsigned long)geteuid(), host);
-    sk_test_write_file(path, line);
-    assert_int_equal(sk__node_id_cached(root, got, &err), SK_OK);
-    assert_string_equal(got, "aaaaaaaaaaaa");
-    /* ...and one of another uid, or of the older "<hex> <host>:<user>" form, is not. */
-    snprintf(line, sizeof line, "aaaaaaaaaaaa %lu %s:renamed\n", (unsigned long)geteuid() + 1,
-             host);
-    sk_test_write_file(path, line);
-    assert_int_equal(sk__node_id_cached(root, got, &err), SK_OK);
-    assert_string_equal(got, want);
-    snprintf(line, sizeof line, "aaaaaaaaaaaa %s:renamed\n", host);
-    sk_test_write_file(path, line);
-    assert_int_equal(sk__node_id_cached(root, got, &err), SK_OK);
-    assert_string_equal(got, want);
     sk_test_write_file(path, "garbage");
     assert_int_equal(sk__node_id_cached(root, got, &err), SK_OK);
     assert_string_equal(got, want);
