@@ -300,16 +300,35 @@ sk_status sk__read_fd(int fd, const char *path, size_t max, char **out, size_t *
     return SK_OK;
 }
 
+/* sk__open_regular, with extra open flags (O_NOFOLLOW there). O_NONBLOCK: a FIFO
+   must not block the open; regular files ignore it. */
+static sk_status open_regular(const char *path, int flags, int *fd_out, struct stat *sb,
+                              sk__err *err)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | flags);
+    if (fd < 0 && errno == ENOENT)
+        return sk__fail(err, SK_ERR_NOT_FOUND, "%s: no such file", path);
+    if (fd < 0 && errno == ELOOP && (flags & O_NOFOLLOW))
+        return sk__fail(err, SK_ERR_PERMISSION, "%s: a symbolic link: refused", path);
+    if (fd < 0)
+        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
+        close(fd);
+        return sk__fail(err, SK_ERR_PERMISSION, "%s: not a regular file: refused", path);
+    }
+    *fd_out = fd;
+    return SK_OK;
+}
+
 sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return sk__fail(err, SK_ERR_NOT_FOUND, "%s: no such file", path);
-        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    }
-    sk_status st = sk__read_fd(fd, path, 0, out, len, err);
+    int fd = -1;
+    struct stat sb;
+    sk_status st = open_regular(path, 0, &fd, &sb, err); /* a FIFO or /dev/zero: refused */
+    if (st != SK_OK)
+        return st;
+    st = sk__read_fd(fd, path, SK__STATE_FILE_MAX, out, len, err);
     close(fd);
     return st;
 }
@@ -414,17 +433,5 @@ const char *sk_strerror(sk_status status)
 
 sk_status sk__open_regular(const char *path, int *fd_out, struct stat *sb, sk__err *err)
 {
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT)
-        return sk__fail(err, SK_ERR_NOT_FOUND, "%s: no such file", path);
-    if (fd < 0 && errno == ELOOP)
-        return sk__fail(err, SK_ERR_PERMISSION, "%s: a symbolic link: refused", path);
-    if (fd < 0)
-        return sk__fail(err, SK_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
-        close(fd);
-        return sk__fail(err, SK_ERR_PERMISSION, "%s: not a regular file: refused", path);
-    }
-    *fd_out = fd;
-    return SK_OK;
+    return open_regular(path, O_NOFOLLOW, fd_out, sb, err);
 }

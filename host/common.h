@@ -77,7 +77,13 @@ sk_status sk__write_file_atomic(const char *path, const void *data, size_t len, 
  */
 sk_status sk__read_fd(int fd, const char *path, size_t max, char **out, size_t *len, sk__err *err);
 
-/* Reads a whole file (NUL-terminated). *out is malloc'd. SK_ERR_NOT_FOUND if missing. */
+/* The state files (sync.json, clock.json, ...) are a few KiB: a larger one is refused. */
+#define SK__STATE_FILE_MAX ((size_t)1 << 20)
+
+/* Reads a whole file (NUL-terminated; symbolic links followed). *out is
+   malloc'd. SK_ERR_NOT_FOUND if missing; anything but a regular file (a
+   folder, a FIFO, /dev/zero) is refused as sk__open_regular refuses it, and
+   more than SK__STATE_FILE_MAX bytes is SK_ERR_CONFIG "too large". */
 sk_status sk__read_file(const char *path, char **out, size_t *len, sk__err *err);
 
 /*

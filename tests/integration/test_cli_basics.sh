@@ -85,6 +85,38 @@ sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'
 expect_rc 2; expect_err "queue.max_events: expected integer"
 expect_eq "$(queue_ready)" 251 "a config error queues nothing"
 
+# A state file that is a FIFO, /dev/zero or huge: the command fails at once (exit 2)
+# naming the file, instead of waiting on the FIFO forever or reading /dev/zero until
+# memory runs out; nothing is queued. (timeout: the old build hung here.)
+hostile() { # FILE KIND
+  rm -rf "$1"
+  case $2 in
+  fifo) mkfifo "$1" ;;
+  zero) ln -s /dev/zero "$1" ;;
+  huge) head -c 2000000 /dev/zero | tr '\0' ' ' >"$1" ;;
+  esac
+}
+sk_bounded() {
+  set +e
+  timeout 20 "$SK_BIN" "$@" >"$TEST_TMP/out" 2>"$TEST_TMP/err"
+  RC=$?
+  set -e
+  OUT="$(cat "$TEST_TMP/out")" ERR="$(cat "$TEST_TMP/err")"
+}
+for kind in fifo zero huge; do
+  hostile "$SPEC_KITTY_HOME/sync.json" $kind
+  sk_bounded sync status; expect_rc 2 "status with a $kind sync.json"
+  expect_err "sync.json: $([ $kind = huge ] && echo "too large" || echo "not a regular file: refused")"
+done
+rm -f "$SPEC_KITTY_HOME/sync.json"
+mv "$SPEC_KITTY_HOME/clock.json" "$TEST_TMP/clock.json"
+hostile "$SPEC_KITTY_HOME/clock.json" fifo
+sk_bounded sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'
+expect_rc 2 "emit with a FIFO clock.json"; expect_err "clock.json: not a regular file: refused"
+rm -f "$SPEC_KITTY_HOME/clock.json"
+mv "$TEST_TMP/clock.json" "$SPEC_KITTY_HOME/clock.json"
+expect_eq "$(queue_ready)" 251 "a hostile state file queues nothing"
+
 # Capacity: the event beyond max_events is refused with a clear message.
 config '{"queue": {"max_events": 252}}'
 sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'; expect_rc 0
