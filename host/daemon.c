@@ -121,12 +121,18 @@ sk_status sk__service_find(const char *root, long *pid_out, sk__err *err)
     *pid_out = 0;
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/" LOCK_FILE, root);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
     if (fd < 0 && errno == ENOENT)
         return SK_OK;
     if (fd < 0) /* another user's state root: we cannot tell, so do not say "not running" */
         return sk__fail(err, errno == EACCES || errno == EPERM ? SK_ERR_PERMISSION : SK_ERR_IO,
                         "cannot check for a sync service: %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return sk__fail(err, SK_ERR_PERMISSION,
+                        "cannot check for a sync service: %s: not a regular file: refused", path);
+    }
     int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
     close(fd);
     if (!held)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const int64_t sk__metrics_latency_le_s[SK__METRICS_LATENCY_BUCKETS] = {
@@ -67,8 +68,12 @@ static sk_status metrics_open(const char *state_root, int writable, sk__metrics 
     if (!m)
         return sk__fail(err, SK_ERR_NOMEM, "out of memory");
     sk_status s = sk__path_join(m->path, sizeof m->path, state_root, "metrics.db", err);
-    if (s == SK_OK && !writable && access(m->path, F_OK) != 0)
+    struct stat sb;
+    int exists = s == SK_OK && stat(m->path, &sb) == 0;
+    if (s == SK_OK && !exists && !writable)
         s = sk__fail(err, SK_ERR_NOT_FOUND, "%s: no counters yet", m->path);
+    else if (exists && !S_ISREG(sb.st_mode)) /* a FIFO would block the open for ever */
+        s = sk__fail(err, SK_ERR_PERMISSION, "%s: not a regular file: refused", m->path);
     int flags = writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
     if (s == SK_OK && sqlite3_open_v2(m->path, &m->db, flags, NULL) != SQLITE_OK)
         s = db_fail(m, err, "open");

@@ -116,6 +116,14 @@ expect_rc 2 "emit with a FIFO clock.json"; expect_err "clock.json: not a regular
 rm -f "$SPEC_KITTY_HOME/clock.json"
 mv "$TEST_TMP/clock.json" "$SPEC_KITTY_HOME/clock.json"
 expect_eq "$(queue_ready)" 251 "a hostile state file queues nothing"
+hostile "$SPEC_KITTY_HOME/metrics.db" fifo
+sk_bounded sync status; expect_rc 0 "status beside a FIFO metrics.db"
+sk_bounded sync metrics; expect_rc 2 "metrics from a FIFO"; expect_err "metrics.db: not a regular file: refused"
+rm -f "$SPEC_KITTY_HOME/metrics.db"
+hostile "$SPEC_KITTY_HOME/daemon.lock" fifo
+sk_bounded sync daemon stop; expect_rc 1 "daemon stop beside a FIFO daemon.lock"
+expect_err "daemon.lock: not a regular file: refused"
+rm -f "$SPEC_KITTY_HOME/daemon.lock"
 
 # Capacity: the event beyond max_events is refused with a clear message.
 config '{"queue": {"max_events": 252}}'
