@@ -118,11 +118,16 @@ sk_status sk__plugin_find(const char *name, const json_t *plugin_path, char *out
  * is a root-owned sticky folder like /tmp: others may add entries there but
  * cannot rename or replace ours.
  */
-static sk_status check_trusted(const char *what, const char *path, const char *shown, sk__err *err)
+static sk_status check_trusted(mode_t type, const char *path, const char *shown, sk__err *err)
 {
+    const char *what = type == S_IFREG ? "file" : "folder";
     struct stat st;
     if (stat(path, &st) != 0)
         return sk__fail(err, SK_ERR_PLUGIN, "%s: %s", shown, strerror(errno));
+    /* dlopen would wait for ever on a FIFO, and read a device until memory runs out. */
+    if ((st.st_mode & S_IFMT) != type)
+        return sk__fail(err, SK_ERR_PLUGIN, "%s: cannot load: %s is not a %s", shown, path,
+                        type == S_IFREG ? "regular file" : "folder");
     int sticky_root_folder = S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX) && st.st_uid == 0;
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !sticky_root_folder)
         return sk__fail(err, SK_ERR_PERMISSION,
@@ -142,10 +147,10 @@ static sk_status check_file_trust(const char *path, sk__err *err)
     char real[PATH_MAX];
     if (!realpath(path, real))
         return sk__fail(err, SK_ERR_PLUGIN, "%s: %s", path, strerror(errno));
-    sk_status st = check_trusted("file", real, path, err);
+    sk_status st = check_trusted(S_IFREG, real, path, err);
     for (char *slash; st == SK_OK && (slash = strrchr(real, '/')) != NULL;) {
         slash[slash == real] = '\0'; /* "/x/y" -> "/x", "/x" -> "/" */
-        st = check_trusted("folder", real, path, err);
+        st = check_trusted(S_IFDIR, real, path, err);
         if (slash == real)
             break;
     }

@@ -125,6 +125,20 @@ static void not_a_shared_object_reports_dlerror(void **state)
     free(dir);
 }
 
+/* dlopen would wait for ever on a FIFO's writer, and read a device without end. */
+static void fifo_or_device_is_refused_without_waiting(void **state)
+{
+    (void)state;
+    char *dir = sk_test_mkdtemp();
+    char path[1024];
+    snprintf(path, sizeof path, "%s/fifo.so", dir);
+    assert_int_equal(mkfifo(path, 0755), 0);
+    expect_refusal(path, SK_ERR_PLUGIN, "cannot load:", "is not a regular file");
+    expect_refusal("/dev/zero", SK_ERR_PLUGIN, "cannot load:", "is not a regular file");
+    sk_test_rmtree(dir);
+    free(dir);
+}
+
 /* Copies the scripted plugin into a fresh folder; returns the folder. */
 static char *copy_plugin(char *out, size_t cap)
 {
@@ -275,6 +289,7 @@ int main(void)
         cmocka_unit_test(too_small_descriptor_is_refused),
         cmocka_unit_test(descriptor_without_send_is_malformed),
         cmocka_unit_test(not_a_shared_object_reports_dlerror),
+        cmocka_unit_test(fifo_or_device_is_refused_without_waiting),
         cmocka_unit_test(group_writable_file_is_refused),
         cmocka_unit_test(world_writable_folder_is_refused),
         cmocka_unit_test(writable_ancestor_folder_is_refused_unless_root_sticky),
