@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Rejection categories that will not change on a retry (CONTRACT.md §3). */
@@ -817,8 +818,13 @@ int hc_ca_file_option(const sk_host_api *host, const char *plugin, char **out, c
     *out = NULL;
     if (!ca || !*ca)
         return 0;
+    struct stat st;
     if (access(ca, R_OK) != 0) {
         hc_fmt(err, err_cap, "%s: options.ca_file %s is not readable", plugin, ca);
+        return -1;
+    }
+    if (stat(ca, &st) != 0 || !S_ISREG(st.st_mode)) { /* TLS would wait on a FIFO for ever */
+        hc_fmt(err, err_cap, "%s: options.ca_file %s is not a regular file", plugin, ca);
         return -1;
     }
     if (!(*out = strdup(ca))) {

@@ -1040,6 +1040,7 @@ static void test_create_refuses_bad_configuration(void **state)
         {ok, "{\"connections\": 0}", "connections must be 1..8"},
         {ok, "{\"connections\": 9}", "connections must be 1..8"},
         {ok, "{\"ca_file\": \"/nonexistent/ca.pem\"}", "ca_file"},
+        {ok, "{\"ca_file\": \"/dev/zero\"}", "ca_file /dev/zero is not a regular file"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sk_fakehost *fh = sk_fakehost_new(cases[i].options, cases[i].values);
