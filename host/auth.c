@@ -609,6 +609,17 @@ static void wipe_free(char *text)
     }
 }
 
+/* transport.options.ca_file, when set and there, must be a regular file: TLS
+   would wait for ever on a FIFO. (A missing one is libcurl's to report.) */
+static sk_status ca_file_check(const sk__auth *a, sk__err *err)
+{
+    struct stat st;
+    if (a->ca_file[0] && stat(a->ca_file, &st) == 0 && !S_ISREG(st.st_mode))
+        return sk__fail(err, SK_ERR_CONFIG, "transport.options.ca_file %s is not a regular file",
+                        a->ca_file);
+    return SK_OK;
+}
+
 /*
  * POSTs the JSON object o (taken over) to url; the request text is wiped as soon
  * as it is sent. *resp (wipe_free it) and *code are the answer.
@@ -616,10 +627,14 @@ static void wipe_free(char *text)
 static sk_status post_secret(sk__auth *a, const char *url, json_t *o, long *code, char **resp,
                              sk__err *err)
 {
-    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
     *code = 0;
     *resp = NULL;
+    if (ca_file_check(a, err) != SK_OK) {
+        json_decref(o);
+        return SK_ERR_CONFIG;
+    }
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
     if (!body)
         return sk__fail(err, SK_ERR_NOMEM, "out of memory (or a value that is not valid UTF-8)");
     sk_status st = a->http(a->http_ctx, url, a->ca_file, body, code, resp, err);
@@ -907,7 +922,8 @@ sk_status sk__auth_login_check(sk__auth *a, const char *server_url, sk__err *err
                         "no server URL: set \"server_url\" in %s, or SPEC_KITTY_SAAS_URL, or pass "
                         "--server URL",
                         a->cfg && a->cfg->path ? a->cfg->path : "sync.json");
-    return url_check(server, NULL, err);
+    sk_status st = url_check(server, NULL, err);
+    return st == SK_OK ? ca_file_check(a, err) : st; /* before the password is asked */
 }
 
 sk_status sk__auth_login(sk__auth *a, const char *server_url, const char *username,

@@ -499,6 +499,25 @@ static void test_login_without_server_url_names_the_key_and_variable(void **stat
     sk__auth_close(a);
 }
 
+/* TLS would wait for ever on a FIFO: a ca_file that is not a regular file is refused
+   before anything is sent, at login (before the password prompt) and at refresh. */
+static void test_ca_file_that_is_not_a_regular_file_is_refused_before_sending(void **state)
+{
+    fixture *fx = *state;
+    seed_session(fx, 900 * 1000);
+    sk__config_free(fx->cfg);
+    fx->cfg = config_with("{\"server_url\": \"http://127.0.0.1:8000/\", "
+                          "\"transport\": {\"options\": {\"ca_file\": \"/dev/zero\"}}}");
+    sk__auth *a = open_auth(fx);
+    sk__err err = {{0}};
+    assert_int_equal(sk__auth_login_check(a, NULL, &err), SK_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "ca_file /dev/zero is not a regular file"));
+    assert_int_equal(sk__auth_refresh(a, &err), SK_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "ca_file /dev/zero is not a regular file"));
+    assert_int_equal(fx->server.refresh_calls + fx->server.login_calls, 0);
+    sk__auth_close(a);
+}
+
 static void test_refresh_rotates_and_stores_the_new_refresh_token(void **state)
 {
     fixture *fx = *state;
@@ -810,6 +829,7 @@ int main(void)
         T(test_login_with_bad_password_is_refused_clearly),
         T(test_login_refuses_plain_http_to_a_remote_host),
         T(test_login_without_server_url_names_the_key_and_variable),
+        T(test_ca_file_that_is_not_a_regular_file_is_refused_before_sending),
         T(test_refresh_rotates_and_stores_the_new_refresh_token),
         T(test_refused_refresh_ends_the_session_but_keeps_who_and_where),
         T(test_refresh_token_expired_by_clock_needs_no_request),
