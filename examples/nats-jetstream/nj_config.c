@@ -146,22 +146,23 @@ static int check_owner_only(const char *path, const char *key, char *err, size_t
     return 0;
 }
 
-/* A file read when the transport starts: it must be a file (checked first: opening
- * a FIFO would wait for a writer) and open for reading. */
+/* A file read when the transport starts: it must open for reading and be a file
+ * (O_NONBLOCK: a FIFO opens at once, then is refused, instead of awaiting a writer). */
 static int check_readable_file(const char *path, const char *key, char *err, size_t cap)
 {
     struct stat st;
-    int fd = -1;
-    if (stat(path, &st) != 0 ||
-        (S_ISREG(st.st_mode) && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &st) != 0) {
         nj_fmt(err, cap, NJ_NAME ": options.%s %s: %s", key, path, strerror(errno));
-        return -1;
-    }
-    if (fd < 0) {
-        nj_fmt(err, cap, NJ_NAME ": options.%s %s is not a file", key, path);
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
     close(fd);
+    if (!S_ISREG(st.st_mode)) {
+        nj_fmt(err, cap, NJ_NAME ": options.%s %s is not a file", key, path);
+        return -1;
+    }
     return 0;
 }
 

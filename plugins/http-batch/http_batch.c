@@ -549,7 +549,6 @@ static void hb_release_locked(hb_plugin *p, hb_slot *s)
     pthread_cond_broadcast(&p->freed);
 }
 
-/* Waits on p->freed for at most ms (the host's clock may be its own: short steps). mu held. */
 /* Sends one batch synchronously (see transport.h) on a slot borrowed from the
  * pool; async batches may hold every slot: waits for one until the deadline. */
 static int hb_send(void *self, const sk_batch *batch, sk_batch_result *result)

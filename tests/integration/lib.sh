@@ -28,15 +28,19 @@ trap cleanup EXIT
 fail() { echo "FAIL [$TEST_NAME]: $*" >&2; exit 1; }
 pass() { CHECKS=$((CHECKS + 1)); }
 
-# sk ARGS...: runs spec-kitty, output in $OUT / $ERR, exit code in $RC (never aborts).
-sk() {
+# sk_run CMD...: runs CMD (another program, or a wrapper running spec-kitty: timeout,
+# setpriv ...), output in $OUT / $ERR, exit code in $RC (never aborts).
+sk_run() {
   set +e
-  "$SK_BIN" "$@" >"$TEST_TMP/out" 2>"$TEST_TMP/err"
+  "$@" >"$TEST_TMP/out" 2>"$TEST_TMP/err"
   RC=$?
   set -e
   OUT="$(cat "$TEST_TMP/out")"
   ERR="$(cat "$TEST_TMP/err")"
 }
+
+# sk ARGS...: runs spec-kitty (see sk_run).
+sk() { sk_run "$SK_BIN" "$@"; }
 
 expect_rc() { [ "$RC" -eq "$1" ] || fail "${2:-command}: exit $RC, expected $1; stderr: $ERR; stdout: $OUT"; pass; }
 expect_out() { grep -qF -- "$1" <<<"$OUT" || fail "stdout lacks '$1': $OUT"; pass; }

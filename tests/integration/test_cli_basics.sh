@@ -96,13 +96,7 @@ hostile() { # FILE KIND
   huge) head -c 2000000 /dev/zero | tr '\0' ' ' >"$1" ;;
   esac
 }
-sk_bounded() {
-  set +e
-  timeout 20 "$SK_BIN" "$@" >"$TEST_TMP/out" 2>"$TEST_TMP/err"
-  RC=$?
-  set -e
-  OUT="$(cat "$TEST_TMP/out")" ERR="$(cat "$TEST_TMP/err")"
-}
+sk_bounded() { sk_run timeout 20 "$SK_BIN" "$@"; }
 for kind in fifo zero huge; do
   hostile "$SPEC_KITTY_HOME/sync.json" $kind
   sk_bounded sync status; expect_rc 2 "status with a $kind sync.json"

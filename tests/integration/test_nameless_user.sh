@@ -13,12 +13,8 @@ chown "$uid:$uid" "$SPEC_KITTY_HOME"
 
 # nameless ARGS...: spec-kitty as that uid, with no name in its environment either.
 nameless() {
-  set +e
-  env -u USER -u LOGNAME setpriv --reuid="$uid" --regid="$uid" --clear-groups \
-    env SPEC_KITTY_HOME="$SPEC_KITTY_HOME" "$SK_BIN" "$@" >"$TEST_TMP/out" 2>"$TEST_TMP/err"
-  RC=$?
-  set -e
-  OUT="$(cat "$TEST_TMP/out")" ERR="$(cat "$TEST_TMP/err")"
+  sk_run env -u USER -u LOGNAME setpriv --reuid="$uid" --regid="$uid" --clear-groups \
+    env SPEC_KITTY_HOME="$SPEC_KITTY_HOME" "$SK_BIN" "$@"
 }
 
 nameless sync status; expect_rc 0 "status without a user name"

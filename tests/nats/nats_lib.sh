@@ -84,16 +84,6 @@ nj_consume() {
   expect_rc 0 "consumer"
 }
 
-# sk_run CMD...: like sk, for another program.
-sk_run() {
-  set +e
-  "$@" >"$TEST_TMP/out" 2>"$TEST_TMP/err"
-  RC=$?
-  set -e
-  OUT="$(cat "$TEST_TMP/out")"
-  ERR="$(cat "$TEST_TMP/err")"
-}
-
 # queued_ids FILE: the event ids now in the queue, sorted.
 queued_ids() { sqlite3 "$SPEC_KITTY_HOME/queue.db" "SELECT event_id FROM queue ORDER BY 1" >"$1"; }
 
