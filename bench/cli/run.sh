@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # CLI benchmarks (not a test), each rate also as a fraction of SQLite's own
 # floor measured first in the same run (bench/floor): one `sync emit` process
-# (median of 200, beside the process start and SQLite's one-insert process),
-# `sync emit --file` of 100 000 lines (rate, peak RSS), `sync status` with
-# 100 000 queued (median of 50, beside SQLite's count process), `sync now`
-# draining 100 000 events to file-drop (median of 3) and to the reference
+# (200 runs alternating with SQLite's one-insert process, beside the process
+# start), `sync emit --file` of 100 000 lines (rate, peak RSS), `sync status`
+# with 100 000 queued (50 runs alternating with SQLite's count process), `sync
+# now` draining 100 000 events to file-drop (5 runs alternating with the
+# read+delete floor) and to the reference
 # receiver over http-batch (gzip 1 and 6: rate, client CPU per event, peak
 # RSS), against a receiver with Nagle's algorithm on, and beside a model of
 # spec-kitty's era-A Python client (bench/python, where python3-requests is
@@ -31,6 +32,20 @@ wall_us() {
   echo $(( ${t1/./} - ${t0/./} ))
 }
 pct() { echo "$(( $1 * 100 / $2 ))%"; }
+# alternate N A B: N pairs of runs of the commands (functions) A then B; the wall
+# microseconds of each go to $WORK/A and $WORK/B, one line per pair. On a shared machine
+# whose speed drifts between minutes, a figure and its floor taken in alternation
+# compare; two blocks measured one after the other need not.
+alternate() {
+  : >"$WORK/$2"
+  : >"$WORK/$3"
+  for ((i = 0; i < $1; i++)); do
+    wall_us "$2" >>"$WORK/$2"
+    wall_us "$3" >>"$WORK/$3"
+  done
+}
+# pair_ratio A B: the median over the pairs of B's figure / A's.
+pair_ratio() { paste "$WORK/$1" "$WORK/$2" | awk '{ printf "%.3f\n", $2 / $1 }' | median; }
 # timed FILE CMD...: runs CMD, writes "wall_s cpu_s peak_kb" to FILE.
 timed() { local out="$1"; shift; /usr/bin/time -f "%e %U %S %M" -o "$out.t" "$@" >/dev/null; awk '{ printf "%s %.3f %s\n", $1, $2 + $3, $4 }' "$out.t" >"$out"; }
 
@@ -58,14 +73,15 @@ ms() { echo "scale=2; $1 / 1000" | bc; }
 times_start() { echo "$(echo "scale=1; $1 / $START_US" | bc)x the process start"; }
 echo "process start: spec-kitty --version, median wall $(ms "$START_US") ms of 200 runs"
 # SQLite's floor of one emit: a process that opens the file, inserts one envelope
-# durably and closes (bench_floor --one), median of 200.
-for ((i = 0; i < 200; i++)); do wall_us "$FLOOR" --one "$WORK/one.db"; done | median >"$WORK/one"
-ONE_US=$(cat "$WORK/one")
-echo "floor: one durable insert in its own process, median wall $(ms "$ONE_US") ms of 200 runs"
+# durably and closes (bench_floor --one), alternating with one emit, 200 pairs.
+floor_one() { "$FLOOR" --one "$WORK/one.db"; }
 emit_one() { "$SK" sync emit -t WPStatusChanged -a WP01 -p '{"wp_id":"WP01","previous_status":"planned","new_status":"doing"}'; }
 emit_one >/dev/null
-for ((i = 0; i < 200; i++)); do wall_us emit_one; done | median >"$WORK/m"
-echo "emit: one process, median wall $(ms "$(cat "$WORK/m")") ms of 200 runs = $(times_start "$(cat "$WORK/m")"), $(pct "$ONE_US" "$(cat "$WORK/m")") of the one-insert floor's speed (target <= 3 ms)"
+alternate 200 floor_one emit_one
+ONE_US=$(median <"$WORK/floor_one")
+EMIT_US=$(median <"$WORK/emit_one")
+echo "floor: one durable insert in its own process, median wall $(ms "$ONE_US") ms of 200 runs"
+echo "emit: one process, median wall $(ms "$EMIT_US") ms of 200 runs alternating with the floor's = $(times_start "$EMIT_US"), median of the paired ratios $(pair_ratio floor_one emit_one)x the one-insert floor's wall (target <= 3 ms)"
 
 # 2. Batched emit through the CLI: rate and peak RSS.
 rm -rf "$SPEC_KITTY_HOME"
@@ -75,26 +91,33 @@ rate=$(echo "$N / $wall" | bc)
 echo "emit --file: $N events in $wall s = $rate events/s ($(pct "$rate" "$FLOOR_INS") of the insert floor), CPU $(echo "scale=1; $cpu * 1000000 / $N" | bc) us/event, peak RSS $((kb / 1024)) MB (targets: >= 60 %, <= 32 MB at 1 000 000 lines)"
 cp "$SPEC_KITTY_HOME/queue.db" "$WORK/full.db"
 
-# 3. `sync status` with 100 000 queued, median of 50, beside SQLite's floor of it: a
-#    process that opens the same file as the engine does and counts its rows
-#    (bench_floor --count), median of 50.
-for ((i = 0; i < 50; i++)); do wall_us "$FLOOR" --count "$SPEC_KITTY_HOME/queue.db"; done | median >"$WORK/count"
-COUNT_US=$(cat "$WORK/count")
+# 3. `sync status` with 100 000 queued, beside SQLite's floor of it: a process that
+#    opens the same file as the engine does and counts its rows (bench_floor --count),
+#    50 alternating pairs.
+floor_count() { "$FLOOR" --count "$SPEC_KITTY_HOME/queue.db"; }
+status() { "$SK" sync status; }
+alternate 50 floor_count status
+COUNT_US=$(median <"$WORK/floor_count")
+STATUS_US=$(median <"$WORK/status")
 echo "floor: one count of $N rows in its own process, median wall $(ms "$COUNT_US") ms of 50 runs"
-for ((i = 0; i < 50; i++)); do wall_us "$SK" sync status; done | median >"$WORK/m"
-echo "status: median wall $(ms "$(cat "$WORK/m")") ms of 50 runs with $N queued = $(times_start "$(cat "$WORK/m")"), $(pct "$COUNT_US" "$(cat "$WORK/m")") of the count floor's speed (target <= 5 ms)"
+echo "status: median wall $(ms "$STATUS_US") ms of 50 runs with $N queued alternating with the floor's = $(times_start "$STATUS_US"), median of the paired ratios $(pair_ratio floor_count status)x the count floor's wall (target <= 5 ms)"
 
 restore() { rm -f "$SPEC_KITTY_HOME/queue.db"*; cp "$WORK/full.db" "$SPEC_KITTY_HOME/queue.db"; }
 
-# 4. sync now to file-drop, median of 3 from the same full queue.
+# 4. sync now to file-drop from the same full queue, 5 runs, each after a run of the
+#    floor (its read+delete rate): median rate, and the median of the paired fractions.
 printf '{"transport": {"plugin": "file-drop", "options": {"outbox": "%s"}}}\n' "$WORK/outbox" >"$SPEC_KITTY_HOME/sync.json"
-for i in 1 2 3; do
+: >"$WORK/fd-pairs"
+for i in 1 2 3 4 5; do
+  floor_del=$(TMPDIR="$WORK" "$FLOOR" $N | sed -n 's/^floor: .*read_delete=\([0-9]*\)/\1/p')
   restore; rm -rf "$WORK/outbox"
   timed "$WORK/r$i" "$SK" sync now
+  read -r wall cpu kb <"$WORK/r$i"
+  echo "$wall $cpu $kb $(awk -v n=$N -v w="$wall" -v f="$floor_del" 'BEGIN { printf "%.2f", n / w / f }')" >>"$WORK/fd-pairs"
 done
-read -r wall cpu kb < <(sort -g "$WORK"/r[123] | sed -n 2p)
+read -r wall cpu kb _ < <(sort -g "$WORK/fd-pairs" | sed -n 3p)
 rate=$(echo "$N / $wall" | bc)
-echo "sync now -> file-drop: $N events in $wall s = $rate events/s ($(pct "$rate" "$FLOOR_DEL") of the read+delete floor), CPU $(echo "scale=1; $cpu * 1000000 / $N" | bc) us/event, peak RSS $((kb / 1024)) MB (target >= 90 %)"
+echo "sync now -> file-drop: $N events in $wall s = $rate events/s (median of 5), CPU $(echo "scale=1; $cpu * 1000000 / $N" | bc) us/event, peak RSS $((kb / 1024)) MB; each run after a run of the read+delete floor: median fraction $(cut -d' ' -f4 "$WORK/fd-pairs" | median) of the floor's rate (range $(cut -d' ' -f4 "$WORK/fd-pairs" | sort -g | sed -n '1p;$p' | paste -sd' ' | sed 's/ / to /')) (target >= 0.90)"
 
 # A receiver of its own (an empty store) for the next timed drain, at $WORK/rcv; sets
 # RECEIVER_URL. A receiver that already holds the events answers "duplicate" to each,
