@@ -75,6 +75,32 @@ grep -q "$TOKEN" <<<"$OUT$ERR" && fail "the token was printed"; pass
 nj_config "{\"servers\": [\"$AUTH_URL\"], \"create_stream\": true, \"token_file\": \"$TEST_TMP/good-token\"}"
 sk sync now; expect_rc 0 "the right token"; expect_out "Synced: 2 "
 
+# A token file that is missing, a FIFO, a folder, empty or readable by others is
+# configuration: the plugin refuses it before connecting (exit 2, one line naming the
+# option, the file and the fault, the token unprinted). timeout: a FIFO once held it for ever.
+# token_refused CASE FILE LINE: LINE follows the option's name (the file, then the fault).
+token_refused() {
+  nj_config "{\"servers\": [\"$AUTH_URL\"], \"token_file\": \"$2\"}"
+  sk_run timeout -k 5 20 "$SK_BIN" sync now; expect_rc 2 "sync now, $1"
+  expect_err "nats-jetstream: options.token_file $3"
+  expect_eq "$(wc -l <<<"$ERR")" 1 "lines on stderr, $1: $ERR"
+  grep -q "$TOKEN" <<<"$OUT$ERR" && fail "sync now printed the token, $1"; pass
+}
+(
+  umask 077
+  mkfifo "$TEST_TMP/fifo-token"
+  mkdir "$TEST_TMP/dir-token"
+  printf '\n' >"$TEST_TMP/empty-token"
+)
+cp "$TEST_TMP/good-token" "$TEST_TMP/open-token"
+chmod 644 "$TEST_TMP/open-token"
+token_refused "a missing token file" "$TEST_TMP/no-token" "$TEST_TMP/no-token: No such file or directory"
+token_refused "a FIFO" "$TEST_TMP/fifo-token" "$TEST_TMP/fifo-token is not a file"
+token_refused "a folder" "$TEST_TMP/dir-token" "$TEST_TMP/dir-token is not a file"
+token_refused "an empty token file" "$TEST_TMP/empty-token" "$TEST_TMP/empty-token is empty"
+token_refused "a token file others can read" "$TEST_TMP/open-token" \
+  "$TEST_TMP/open-token must be owner-only (chmod 600)"
+
 # A user the server does not let publish on the subject: each event is rejected with the
 # server's reason (a retry counted, parked after the host's limit), the reason logged once.
 printf 'authorization { users = [ {user: alice, password: pw,\n  permissions: {publish: {deny: ["spec-kitty.events.>"]}}} ] }\n' >"$TEST_TMP/perm.conf"
