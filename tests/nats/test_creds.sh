@@ -121,7 +121,8 @@ expect_eq "$(queue_ready)" "$queued" "events queued after the configuration erro
 sk_run "$NJ_CONSUMER" --db "$TEST_TMP/open.db" --servers "$URL" --stream SPEC_KITTY_EVENTS \
   --credentials-file "$TEST_TMP/open.creds" --idle-exit 500
 expect_rc 2 "consumer with a .creds file readable by others"
-expect_err "$TEST_TMP/open.creds must exist and be owner-only"
+expect_eq "$ERR" "sk-nats-consumer: --credentials-file $TEST_TMP/open.creds must be owner-only (chmod 600)" \
+  "consumer's line for a .creds file readable by others"
 [ -e "$TEST_TMP/open.db" ] && fail "the consumer made its database for a .creds file others can read"; pass
 
 # 5. alice again: the kept events go, each stored once, none before.
