@@ -33,11 +33,14 @@ with_creds() { nj_config "{\"servers\": [\"$URL\"], \"create_stream\": true${1:+
 # refused CASE WHY [SERVER_WHY]: sync now fails (exit 1, WHY in one line), all $queued
 # events stay; the server (debug log) refused the connection for SERVER_WHY.
 refused() {
-  local seen
+  local seen said
   seen=$(wc -l <"$TEST_TMP/op/log")
   sk sync now; expect_rc 1 "sync now, $1"; expect_err "$2"
   if [ -n "${3:-}" ]; then
-    tail -n +$((seen + 1)) "$TEST_TMP/op/log" | grep -qF "$3" || fail "the server's reason is not '$3', $1"
+    # On a mismatch, what the server said of its clients (debug lines: no secret in them).
+    said=$(tail -n +$((seen + 1)) "$TEST_TMP/op/log")
+    grep -qF "$3" <<<"$said" ||
+      fail "the server's reason is not '$3', $1; it logged: $(grep -F ' - cid:' <<<"$said" | tail -n 4)"
     pass
   fi
   expect_eq "$(grep -c "cannot connect to NATS" <<<"$ERR")" 1 "lines saying why, $1"
