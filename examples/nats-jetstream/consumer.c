@@ -11,9 +11,11 @@
  *
  * Exit status: 0 stopped (SIGINT/SIGTERM, or --idle-exit with nothing new),
  * 1 NATS or SQLite failed, 2 usage (a --credentials-file that is not an owner-only
- * .creds file included: it is checked before anything opens).
+ * .creds file, or a --token-file that is not an owner-only file holding a token,
+ * included: both are checked before anything opens).
  */
 #include "nj_creds.h"
+#include "nj_file.h"
 
 #include <jansson.h>
 #include <nats/nats.h>
@@ -27,7 +29,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -214,46 +215,25 @@ static int store(sqlite3 *db, natsMsgList *list, counts *n)
     return 0;
 }
 
-/* A secret's file (token, .creds): it must exist and be readable by its owner alone. */
-static int owner_only(const char *path)
-{
-    struct stat st;
-    if (stat(path, &st) != 0 || (st.st_mode & 077)) {
-        fprintf(stderr, "sk-nats-consumer: %s must exist and be owner-only\n", path);
-        return 0;
-    }
-    return 1;
-}
-
-/* The .creds file: owner-only, and holding a user JWT and an NKey seed. */
-static int credentials_usable(const char *path)
+/* The secrets' files are configuration, checked before anything opens: a fault is
+ * one line naming the flag and the file (exit 2), not a failure to connect later.
+ * *token gets --token-file's token (the caller wipes and frees it). 0, or -1. */
+static int read_secrets(const consumer_args *a, char **token)
 {
     char err[PATH_MAX + 256];
-    if (!owner_only(path))
-        return 0;
-    if (nj_creds_check(path, "sk-nats-consumer: --credentials-file", err, sizeof err) != 0) {
+    int rc = 0;
+    if (a->credentials_file)
+        rc = nj_creds_check(a->credentials_file, "sk-nats-consumer: --credentials-file", err,
+                            sizeof err);
+    if (rc == 0 && a->token_file)
+        rc = nj_token_read(a->token_file, "sk-nats-consumer: --token-file", token, err, sizeof err);
+    if (rc != 0)
         fprintf(stderr, "%s\n", err);
-        return 0;
-    }
-    return 1;
+    return rc;
 }
 
-static char *read_token(const char *path)
-{
-    if (!owner_only(path))
-        return NULL;
-    FILE *f = fopen(path, "r");
-    char buf[4096];
-    size_t len = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-        len--;
-    buf[len] = '\0';
-    return len ? strdup(buf) : NULL;
-}
-
-static natsStatus open_connection(const consumer_args *a, natsConnection **nc)
+/* token: --token-file's, read by read_secrets; NULL without one. */
+static natsStatus open_connection(const consumer_args *a, const char *token, natsConnection **nc)
 {
     natsOptions *o = NULL;
     natsStatus s = natsOptions_Create(&o);
@@ -272,13 +252,10 @@ static natsStatus open_connection(const consumer_args *a, natsConnection **nc)
         s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectWait(o, 250);
-    if (s == NATS_OK && a->credentials_file) /* checked by main, credentials_usable */
+    if (s == NATS_OK && a->credentials_file) /* checked by read_secrets */
         s = natsOptions_SetUserCredentialsFromFiles(o, a->credentials_file, NULL);
-    if (s == NATS_OK && a->token_file) {
-        char *token = read_token(a->token_file);
-        s = token ? natsOptions_SetToken(o, token) : NATS_INVALID_ARG;
-        free(token);
-    }
+    if (s == NATS_OK && token)
+        s = natsOptions_SetToken(o, token);
     if (s == NATS_OK && tls)
         s = natsOptions_SetSecure(o, true);
     if (s == NATS_OK && a->tls_ca)
@@ -350,7 +327,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (a.credentials_file && !credentials_usable(a.credentials_file))
+    char *token = NULL;
+    if (read_secrets(&a, &token) != 0)
         return 2;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -362,7 +340,7 @@ int main(int argc, char **argv)
     int rc = 1;
     if (db_open(a.db, &db) != 0)
         goto out;
-    natsStatus s = open_connection(&a, &nc);
+    natsStatus s = open_connection(&a, token, &nc);
     if (s == NATS_OK)
         s = natsConnection_JetStream(&js, nc, NULL);
     if (s == NATS_OK)
@@ -383,5 +361,8 @@ out:
     natsConnection_Destroy(nc);
     sqlite3_close(db);
     nats_Close();
+    if (token)
+        explicit_bzero(token, strlen(token));
+    free(token);
     return rc;
 }

@@ -3,18 +3,16 @@
  */
 #include "nj_config.h"
 #include "nj_creds.h"
+#include "nj_file.h"
 
 #include <jansson.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define NJ_DEFAULT_SERVER "nats://127.0.0.1:4222"
@@ -68,7 +66,7 @@ void nj_config_free(nj_config *c)
     free(c->stream);
     free(c->credentials_file);
     if (c->token)
-        memset(c->token, 0, strlen(c->token));
+        explicit_bzero(c->token, strlen(c->token));
     free(c->token);
     free(c->tls_ca);
 }
@@ -131,41 +129,6 @@ static int read_servers(const sk_host_api *h, nj_config *c, char *err, size_t ca
     return rc;
 }
 
-/* A secret file must be ours (or root's) and closed to group and others. */
-static int check_owner_only(const char *path, const char *key, char *err, size_t cap)
-{
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        nj_fmt(err, cap, NJ_NAME ": options.%s %s: %s", key, path, strerror(errno));
-        return -1;
-    }
-    if ((st.st_mode & 077) || (st.st_uid != geteuid() && st.st_uid != 0)) {
-        nj_fmt(err, cap, NJ_NAME ": options.%s %s must be owner-only (chmod 600)", key, path);
-        return -1;
-    }
-    return 0;
-}
-
-/* A file read when the transport starts: it must open for reading and be a file
- * (O_NONBLOCK: a FIFO opens at once, then is refused, instead of awaiting a writer). */
-static int check_readable_file(const char *path, const char *key, char *err, size_t cap)
-{
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        nj_fmt(err, cap, NJ_NAME ": options.%s %s: %s", key, path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    if (!S_ISREG(st.st_mode)) {
-        nj_fmt(err, cap, NJ_NAME ": options.%s %s is not a file", key, path);
-        return -1;
-    }
-    return 0;
-}
-
 /* libnats reads a tls:// URL as a plain one unless TLS is asked for: ask. */
 static int wants_tls(const nj_config *c)
 {
@@ -175,27 +138,6 @@ static int wants_tls(const nj_config *c)
         if (strncasecmp(c->servers[i], "tls://", 6) == 0)
             return 1;
     return 0;
-}
-
-static int read_token(const char *path, nj_config *c, char *err, size_t cap)
-{
-    if (check_owner_only(path, "token_file", err, cap))
-        return -1;
-    FILE *f = fopen(path, "r");
-    char buf[4096];
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    if (!n) {
-        nj_fmt(err, cap, NJ_NAME ": options.token_file %s is empty or unreadable", path);
-        return -1;
-    }
-    c->token = strdup(buf);
-    memset(buf, 0, sizeof buf);
-    return c->token ? 0 : -1;
 }
 
 /* Reads one integer option and checks its range. 0, or -1 with err. */
@@ -237,15 +179,19 @@ int nj_config_read(const sk_host_api *h, nj_config *c, char *err, size_t cap)
                        "must not be empty");
         return -1;
     }
-    if (c->tls_ca && check_readable_file(c->tls_ca, "tls_ca", err, cap))
-        return -1;
+    if (c->tls_ca) { /* libnats reads it at create: a FIFO would hang that */
+        int fd = nj_file_open(c->tls_ca, NJ_NAME ": options.tls_ca", NJ_FILE_PUBLIC, err, cap);
+        if (fd < 0)
+            return -1;
+        close(fd);
+    }
     c->require_tls = wants_tls(c);
     if (c->credentials_file &&
-        (check_owner_only(c->credentials_file, "credentials_file", err, cap) ||
-         nj_creds_check(c->credentials_file, NJ_NAME ": options.credentials_file", err, cap)))
+        nj_creds_check(c->credentials_file, NJ_NAME ": options.credentials_file", err, cap))
         return -1;
     const char *token_file = h->option_string(h->host_ctx, "token_file", NULL);
-    if (token_file && *token_file && read_token(token_file, c, err, cap))
+    if (token_file && *token_file &&
+        nj_token_read(token_file, NJ_NAME ": options.token_file", &c->token, err, cap))
         return -1;
     return 0;
 }

@@ -15,13 +15,12 @@
  */
 #define _GNU_SOURCE /* memmem */
 #include "nj_creds.h"
+#include "nj_file.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* What one line of the file is. A marker line starts and ends with "---". */
@@ -128,52 +127,23 @@ static const char *blocks_fault(const nj_block b[2])
     return NULL;
 }
 
-/* Reads all of fd into buf, at most cap bytes; *len gets the count. 0, or -1 (errno). */
-static int read_bounded(int fd, char *buf, size_t cap, size_t *len)
-{
-    *len = 0;
-    while (*len < cap) {
-        ssize_t n = read(fd, buf + *len, cap - *len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        *len += (size_t)n;
-    }
-    return 0;
-}
-
-#define NJ_STR(x) NJ_STR_(x)
-#define NJ_STR_(x) #x
-#define NJ_TOO_LARGE "is larger than " NJ_STR(NJ_CREDS_MAX_KIB) " KiB: not a .creds file"
+#define NJ_CREDS_TOO_LARGE NJ_TOO_LARGE(NJ_CREDS_MAX_KIB, "a .creds file")
 
 int nj_creds_check(const char *path, const char *what, char *err, size_t cap)
 {
-    /* O_NONBLOCK: a FIFO opens at once (and is then refused) instead of awaiting a writer. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    struct stat st;
-    int failed = 0; /* errno of a failed read */
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        snprintf(err, cap, "%s %s: %s", what, path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    int fd = nj_file_open(path, what, NJ_FILE_SECRET, err, cap);
+    if (fd < 0)
         return -1;
-    }
+    int failed = 0; /* errno of a failed read */
     const char *fault = NULL;
-    char *text = NULL;
     size_t len = 0;
-    if (!S_ISREG(st.st_mode))
-        fault = "is not a file";
-    else if (st.st_size > NJ_CREDS_MAX_BYTES)
-        fault = NJ_TOO_LARGE;
-    else if (!(text = malloc(NJ_CREDS_MAX_BYTES + 1)))
+    char *text = malloc(NJ_CREDS_MAX_BYTES + 1); /* a byte over the bound: a longer file shows */
+    if (!text)
         fault = "cannot be read: out of memory";
-    else if (read_bounded(fd, text, NJ_CREDS_MAX_BYTES + 1, &len) != 0)
+    else if (nj_file_read(fd, text, NJ_CREDS_MAX_BYTES + 1, &len) != 0)
         failed = errno;
-    else if (len > NJ_CREDS_MAX_BYTES) /* it grew since fstat */
-        fault = NJ_TOO_LARGE;
+    else if (len > NJ_CREDS_MAX_BYTES)
+        fault = NJ_CREDS_TOO_LARGE;
     close(fd);
     if (text && !fault && !failed) {
         nj_block blocks[2];

@@ -4,7 +4,8 @@
 # nats.* tests. It exports only its entry point and passes the SDK's checker (send,
 # submit, probe) with a real nats-server up and down; the host finds it by name; events
 # go to their team's subject; a bad option or a readable secret is refused; a token
-# authenticates, a wrong one is refused unprinted; a user denied publish gets rejections.
+# authenticates the plugin and the consumer, a wrong one is refused unprinted, a token file
+# neither can use is configuration to both; a user denied publish gets rejections.
 . "$(dirname "$0")/../integration/lib.sh"
 . "$(dirname "$0")/nats_lib.sh"
 rm -rf "$NJ_BUILD"
@@ -74,6 +75,66 @@ sk sync now; expect_rc 1 "a wrong token"; expect_err "cannot connect to NATS: Au
 grep -q "$TOKEN" <<<"$OUT$ERR" && fail "the token was printed"; pass
 nj_config "{\"servers\": [\"$AUTH_URL\"], \"create_stream\": true, \"token_file\": \"$TEST_TMP/good-token\"}"
 sk sync now; expect_rc 0 "the right token"; expect_out "Synced: 2 "
+# The consumer reads with the same file; with the wrong token the server refuses it.
+nj_consume "$TEST_TMP/tok.db" "$AUTH_URL" SPEC_KITTY_EVENTS test "spec-kitty.events.*" \
+  --token-file "$TEST_TMP/good-token"
+expect_out "received 2 messages: 2 events stored, 0 duplicates dropped"
+sk_run "$NJ_CONSUMER" --db "$TEST_TMP/tok.db" --servers "$AUTH_URL" --stream SPEC_KITTY_EVENTS \
+  --token-file "$TEST_TMP/bad-token" --idle-exit 500
+expect_rc 1 "consumer with a wrong token"; expect_err "Authorization Violation"
+grep -q "$TOKEN" <<<"$OUT$ERR" && fail "the consumer printed the token"; pass
+
+# A token file that is missing, a FIFO, a folder, empty or readable by others is
+# configuration: the plugin and the consumer each refuse it before connecting (exit 2,
+# one line naming the option, the file and the fault, the token unprinted; the consumer
+# makes no database). timeout: a FIFO once held both for ever.
+# token_refused CASE FILE LINE: LINE follows the option's name (the file, then the fault).
+token_refused() {
+  nj_config "{\"servers\": [\"$AUTH_URL\"], \"token_file\": \"$2\"}"
+  sk_run timeout -k 5 20 "$SK_BIN" sync now; expect_rc 2 "sync now, $1"
+  expect_err "nats-jetstream: options.token_file $3"
+  expect_eq "$(wc -l <<<"$ERR")" 1 "lines on stderr, $1: $ERR"
+  grep -q "$TOKEN" <<<"$OUT$ERR" && fail "sync now printed the token, $1"; pass
+  sk_run timeout -k 5 20 "$NJ_CONSUMER" --db "$TEST_TMP/refused.db" --servers "$AUTH_URL" \
+    --stream SPEC_KITTY_EVENTS --token-file "$2" --idle-exit 500
+  expect_rc 2 "consumer, $1"
+  expect_eq "$ERR" "sk-nats-consumer: --token-file $3" "consumer's line, $1"
+  grep -q "$TOKEN" <<<"$OUT$ERR" && fail "the consumer printed the token, $1"; pass
+  [ -e "$TEST_TMP/refused.db" ] && fail "the consumer made its database, $1"; pass
+}
+(
+  umask 077
+  mkfifo "$TEST_TMP/fifo-token"
+  mkdir "$TEST_TMP/dir-token"
+  printf '\n' >"$TEST_TMP/empty-token"
+)
+cp "$TEST_TMP/good-token" "$TEST_TMP/open-token"
+chmod 644 "$TEST_TMP/open-token"
+token_refused "a missing token file" "$TEST_TMP/no-token" "$TEST_TMP/no-token: No such file or directory"
+token_refused "a FIFO" "$TEST_TMP/fifo-token" "$TEST_TMP/fifo-token is not a file"
+token_refused "a folder" "$TEST_TMP/dir-token" "$TEST_TMP/dir-token is not a file"
+token_refused "an empty token file" "$TEST_TMP/empty-token" "$TEST_TMP/empty-token is empty"
+token_refused "a token file others can read" "$TEST_TMP/open-token" \
+  "$TEST_TMP/open-token must be owner-only (chmod 600)"
+# A token file the consumer's user cannot read: as root (who reads any file), root's file
+# read by the consumer as nobody; otherwise one without read permission. The consumer
+# would otherwise make its database, in a folder that user may write.
+mkdir "$TEST_TMP/nobody"
+if [ "$(id -u)" = 0 ]; then
+  as_user=(setpriv --reuid=65534 --regid=65534 --clear-groups) locked="$TEST_TMP/good-token"
+  chmod 711 "$TEST_TMP"
+  chown 65534:65534 "$TEST_TMP/nobody"
+else
+  as_user=() locked="$TEST_TMP/locked-token"
+  cp "$TEST_TMP/good-token" "$locked"
+  chmod 000 "$locked"
+fi
+sk_run timeout -k 5 20 "${as_user[@]}" "$NJ_CONSUMER" --db "$TEST_TMP/nobody/refused.db" \
+  --servers "$AUTH_URL" --stream SPEC_KITTY_EVENTS --token-file "$locked" --idle-exit 500
+expect_rc 2 "consumer with a token file it cannot read"
+expect_eq "$ERR" "sk-nats-consumer: --token-file $locked: Permission denied" \
+  "consumer's line for a token file it cannot read"
+[ -e "$TEST_TMP/nobody/refused.db" ] && fail "the consumer made its database for a token file it cannot read"; pass
 
 # A user the server does not let publish on the subject: each event is rejected with the
 # server's reason (a retry counted, parked after the host's limit), the reason logged once.

@@ -33,11 +33,14 @@ with_creds() { nj_config "{\"servers\": [\"$URL\"], \"create_stream\": true${1:+
 # refused CASE WHY [SERVER_WHY]: sync now fails (exit 1, WHY in one line), all $queued
 # events stay; the server (debug log) refused the connection for SERVER_WHY.
 refused() {
-  local seen
+  local seen said
   seen=$(wc -l <"$TEST_TMP/op/log")
   sk sync now; expect_rc 1 "sync now, $1"; expect_err "$2"
   if [ -n "${3:-}" ]; then
-    tail -n +$((seen + 1)) "$TEST_TMP/op/log" | grep -qF "$3" || fail "the server's reason is not '$3', $1"
+    # On a mismatch, what the server said of its clients (debug lines: no secret in them).
+    said=$(tail -n +$((seen + 1)) "$TEST_TMP/op/log")
+    grep -qF "$3" <<<"$said" ||
+      fail "the server's reason is not '$3', $1; it logged: $(grep -F ' - cid:' <<<"$said" | tail -n 4)"
     pass
   fi
   expect_eq "$(grep -c "cannot connect to NATS" <<<"$ERR")" 1 "lines saying why, $1"
@@ -121,7 +124,8 @@ expect_eq "$(queue_ready)" "$queued" "events queued after the configuration erro
 sk_run "$NJ_CONSUMER" --db "$TEST_TMP/open.db" --servers "$URL" --stream SPEC_KITTY_EVENTS \
   --credentials-file "$TEST_TMP/open.creds" --idle-exit 500
 expect_rc 2 "consumer with a .creds file readable by others"
-expect_err "$TEST_TMP/open.creds must exist and be owner-only"
+expect_eq "$ERR" "sk-nats-consumer: --credentials-file $TEST_TMP/open.creds must be owner-only (chmod 600)" \
+  "consumer's line for a .creds file readable by others"
 [ -e "$TEST_TMP/open.db" ] && fail "the consumer made its database for a .creds file others can read"; pass
 
 # 5. alice again: the kept events go, each stored once, none before.
