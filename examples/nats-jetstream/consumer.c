@@ -21,6 +21,7 @@
 #include <nats/nats.h>
 #include <sqlite3.h>
 
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -111,9 +112,17 @@ static int parse_args(int argc, char **argv, consumer_args *a)
         case 'b':
             a->db = optarg;
             break;
-        case 'i':
-            a->idle_exit_ms = strtol(optarg, NULL, 10);
+        case 'i': {
+            char *end;
+            errno = 0;
+            a->idle_exit_ms = strtol(optarg, &end, 10);
+            if (end == optarg || *end || errno || a->idle_exit_ms < 0) {
+                fprintf(stderr, "sk-nats-consumer: --idle-exit \"%s\": not milliseconds "
+                                "(0 to %ld)\n", optarg, LONG_MAX);
+                return -1;
+            }
             break;
+        }
         case 'c':
             a->credentials_file = optarg;
             break;
@@ -130,7 +139,7 @@ static int parse_args(int argc, char **argv, consumer_args *a)
             return -1;
         }
     }
-    if (optind != argc || !a->stream || !a->db || a->idle_exit_ms < 0) {
+    if (optind != argc || !a->stream || !a->db) {
         fprintf(stderr, "sk-nats-consumer: --stream and --db are required\n");
         return -1;
     }
@@ -215,14 +224,20 @@ static int store(sqlite3 *db, natsMsgList *list, counts *n)
     return 0;
 }
 
-/* The secrets' files are configuration, checked before anything opens: a fault is
- * one line naming the flag and the file (exit 2), not a failure to connect later.
- * *token gets --token-file's token (the caller wipes and frees it). 0, or -1. */
+/* The files the flags name are configuration, checked before anything opens: a
+ * fault is one line naming the flag and the file (exit 2), not a failure to connect
+ * later (or a wait for ever on a FIFO). *token gets --token-file's token (the caller
+ * wipes and frees it). 0, or -1. */
 static int read_secrets(const consumer_args *a, char **token)
 {
     char err[PATH_MAX + 256];
     int rc = 0;
-    if (a->credentials_file)
+    if (a->tls_ca) {
+        int fd = nj_file_open(a->tls_ca, "sk-nats-consumer: --tls-ca", NJ_FILE_PUBLIC, err,
+                              sizeof err);
+        rc = fd < 0 ? -1 : close(fd);
+    }
+    if (rc == 0 && a->credentials_file)
         rc = nj_creds_check(a->credentials_file, "sk-nats-consumer: --credentials-file", err,
                             sizeof err);
     if (rc == 0 && a->token_file)

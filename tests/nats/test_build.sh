@@ -116,6 +116,22 @@ token_refused "a folder" "$TEST_TMP/dir-token" "$TEST_TMP/dir-token is not a fil
 token_refused "an empty token file" "$TEST_TMP/empty-token" "$TEST_TMP/empty-token is empty"
 token_refused "a token file others can read" "$TEST_TMP/open-token" \
   "$TEST_TMP/open-token must be owner-only (chmod 600)"
+# The consumer's other flags are checked before anything opens too: a --tls-ca that is a
+# FIFO is refused (libnats would wait on it for ever), and --idle-exit takes milliseconds
+# only ("abc" once meant 0: run for ever).
+sk_run timeout -k 5 20 "$NJ_CONSUMER" --db "$TEST_TMP/refused.db" --servers "$AUTH_URL" \
+  --stream SPEC_KITTY_EVENTS --tls-ca "$TEST_TMP/fifo-token" --idle-exit 500
+expect_rc 2 "consumer, a FIFO as --tls-ca"
+expect_eq "$ERR" "sk-nats-consumer: --tls-ca $TEST_TMP/fifo-token is not a file" "consumer's line, a FIFO as --tls-ca"
+[ -e "$TEST_TMP/refused.db" ] && fail "the consumer made its database, a FIFO as --tls-ca"; pass
+for bad in abc 5x -1 "" 99999999999999999999; do
+  sk_run timeout -k 5 20 "$NJ_CONSUMER" --db "$TEST_TMP/refused.db" --servers "$AUTH_URL" \
+    --stream SPEC_KITTY_EVENTS --idle-exit "$bad"
+  expect_rc 2 "consumer, --idle-exit \"$bad\""
+  expect_err "sk-nats-consumer: --idle-exit \"$bad\": not milliseconds"
+  [ -e "$TEST_TMP/refused.db" ] && fail "the consumer made its database, --idle-exit \"$bad\""; pass
+done
+
 # A token file the consumer's user cannot read: as root (who reads any file), root's file
 # read by the consumer as nobody; otherwise one without read permission. The consumer
 # would otherwise make its database, in a folder that user may write.
