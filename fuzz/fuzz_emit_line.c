@@ -18,6 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static sk__line_defaults defaults;
 
+/* A Lamport value as a long-lived clock has them. */
+#define FZ_CLOCK ((json_int_t)1 << 40)
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
@@ -38,6 +41,10 @@ static void one_line(const char *line, size_t len)
         FZ_CHECK(env == NULL && err.msg[0], "a refused line must come with a message");
         return;
     }
+    /* emit_line stamps a built envelope with the held clock's next value. */
+    if (needs_clock)
+        FZ_CHECK(json_object_set_new(env, "lamport_clock", json_integer(FZ_CLOCK)) == 0,
+                 "out of memory");
     char *text = json_dumps(env, JSON_COMPACT);
     FZ_CHECK(text != NULL, "an accepted envelope cannot be written out");
     size_t n = strlen(text);
@@ -57,15 +64,18 @@ static void one_line(const char *line, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* Split as sk__sync_emit_ndjson does: on '\n', skipping blank lines. */
+    /* Split as sk__sync_emit_ndjson's line stream does: on '\n' only, so a
+     * NUL byte stays inside its line; each line NUL-terminated, blank ones
+     * (spaces, tabs, CRs up to the end or a NUL) skipped. */
     char *text = fz_cstr(data, size);
-    for (char *p = text; *p;) {
-        char *nl = strchr(p, '\n');
-        if (nl)
-            *nl = '\0';
-        if (strspn(p, " \t\r") != strlen(p))
-            one_line(p, strlen(p));
-        p = nl ? nl + 1 : p + strlen(p);
+    char *end = text + size;
+    for (char *p = text; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t len = (size_t)((nl ? nl : end) - p);
+        p[len] = '\0';
+        if (strspn(p, " \t\r") != len)
+            one_line(p, len);
+        p += len + 1;
     }
     free(text);
     return 0;

@@ -4,7 +4,9 @@
  *
  *   byte 0   bits 0-1 Content-Encoding: 0 none, 1 "identity", 2 "gzip" with
  *            the bytes below as is, 3 "gzip" after gzipping them here;
- *            bit 2 --strict (400 with details instead of per-event results)
+ *            bit 2 --strict (400 with details instead of per-event results);
+ *            bit 3 the text up to the first '\n' is the request's
+ *            X-Spec-Kitty-Sync-Protocol value (else "2.0", what clients send)
  *   then     the body
  */
 #include "jalloc.h"
@@ -58,15 +60,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         store_reopen();
     int enc = data[0] & 3;
     app.cfg.strict = (data[0] & 4) != 0;
+    const uint8_t *rest = data + 1;
+    size_t rest_len = size - 1;
+    char *protocol = NULL;
+    if (data[0] & 8) { /* a header value holds no newline; MHD ends it at a NUL */
+        const uint8_t *nl = memchr(rest, '\n', rest_len);
+        size_t n = nl ? (size_t)(nl - rest) : rest_len;
+        protocol = fz_cstr(rest, n);
+        rest += nl ? n + 1 : n;
+        rest_len -= nl ? n + 1 : n;
+    }
     uint8_t *packed = NULL;
     /* An exact-size copy: the server's body buffer has no NUL after it. */
-    size_t body_len = size - 1;
+    size_t body_len = rest_len;
     uint8_t *body = malloc(body_len ? body_len : 1);
     if (!body)
         abort();
-    memcpy(body, data + 1, body_len);
+    memcpy(body, rest, body_len);
     if (enc == 3) {
-        body_len = fz_gzip(data + 1, size - 1, 1, &packed);
+        body_len = fz_gzip(rest, rest_len, 1, &packed);
         free(body);
         body = packed;
     }
@@ -74,16 +86,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                        .path = "/api/v1/events/batch/",
                        .content_type = "application/json",
                        .content_encoding = encodings[enc],
-                       .protocol = "2.0",
+                       .protocol = protocol ? protocol : "2.0",
                        .body = (const char *)body,
                        .body_len = body_len,
                        .client = "127.0.0.1",
                        .loopback = 1};
     rcv__reply rep = {.retry_after = -1};
     rcv__handle_batch(&app, &rq, &rep);
-    FZ_CHECK(rep.status == 200 || rep.status == 400 || rep.status == 413,
-             "the batch endpoint answered neither 200, 400 nor 413");
+    FZ_CHECK(rep.status == 200 || rep.status == 400 || rep.status == 412 || rep.status == 413,
+             "the batch endpoint answered neither 200, 400, 412 nor 413");
+    FZ_CHECK(rep.status != 412 || protocol, "412 to the protocol clients send");
     FZ_CHECK((rep.status == 200) == (rep.raw != NULL), "a 200 comes with the results text");
+    /* An error without a body goes out as "{}": the client learns nothing. */
+    FZ_CHECK(rep.raw || json_is_object(rep.body), "an error answer without its JSON body");
+    if (rep.status == 412)
+        FZ_CHECK(json_is_string(json_object_get(rep.body, "error_code")),
+                 "a 412 without its error_code");
     if (rep.raw) {
         json_t *doc = json_loads(rep.raw, 0, NULL);
         FZ_CHECK(json_is_array(json_object_get(doc, "results")), "200 without a results array");
@@ -92,5 +110,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_decref(rep.body);
     free(rep.raw);
     free(body);
+    free(protocol);
     return 0;
 }

@@ -357,6 +357,29 @@ json_t *rcv__protocol_refusal(const char *error_code, const char *description,
                      guidance);
 }
 
+/*
+ * Copies at most max bytes of the header value s into out (max + 1 bytes) as
+ * UTF-8: whole characters only, and a byte that begins none becomes U+FFFD.
+ * Header values are bytes (HTTP passes obs-text), and json_pack refuses a
+ * string that is not UTF-8: the answer would go out as "{}".
+ */
+static void header_quote(const char *s, size_t max, char *out)
+{
+    static const char replacement[] = "\xef\xbf\xbd";
+    size_t o = 0;
+    for (size_t i = 0; s[i];) {
+        unsigned char ch = (unsigned char)s[i];
+        size_t n = ch < 0x80 ? 1 : rcv__utf8_len(s + i, strnlen(s + i, 4));
+        size_t len = n ? n : sizeof replacement - 1;
+        if (o + len > max)
+            break;
+        memcpy(out + o, n ? s + i : replacement, len);
+        o += len;
+        i += n ? n : 1;
+    }
+    out[o] = '\0';
+}
+
 /* 412 when the client names a protocol other than 2.x: too old below 2, too
  * new above, unparseable when the header holds no major version. */
 static int protocol_refused(const rcv__request *rq, rcv__reply *rep)
@@ -367,8 +390,9 @@ static int protocol_refused(const rcv__request *rq, rcv__reply *rep)
     char *end = NULL;
     long major = isdigit((unsigned char)*p) ? strtol(p, &end, 10) : -1;
     int parsed = end && end != p && (*end == '\0' || *end == '.');
-    char description[160];
-    snprintf(description, sizeof description, "client sync protocol \"%.32s\" is %s", p,
+    char quoted[33], description[160];
+    header_quote(p, sizeof quoted - 1, quoted);
+    snprintf(description, sizeof description, "client sync protocol \"%s\" is %s", quoted,
              !parsed ? "not a version" : major < 2 ? "older than 2.0" : "newer than 2.x");
     rep->status = 412;
     rep->body = rcv__protocol_refusal(!parsed ? "client-protocol-unparseable"

@@ -738,6 +738,15 @@ void hc_redact(char *text, const char *secret)
         memcpy(hit, "***", 3);
         memmove(hit + 3, hit + n, strlen(hit + n) + 1);
     }
+    /* Server texts are cut to fit the detail and the messages: a cut inside
+     * the token leaves its first bytes at the very end. */
+    size_t len = strlen(text);
+    for (size_t k = (n - 1 < len ? n - 1 : len); k >= 8; k--) {
+        if (memcmp(text + len - k, secret, k) == 0) {
+            memcpy(text + len - k, "***", 4);
+            break;
+        }
+    }
 }
 
 void hc_redact_result(sk_batch_result *result, const char *secret)

@@ -129,7 +129,8 @@ void hc_server_text(const char *body, size_t len, char *out, size_t cap);
 
 /*
  * Replaces every occurrence of secret in text with "***" (in place; text only
- * shrinks). Secrets shorter than 8 bytes are left alone.
+ * shrinks), and the secret's first 8 or more bytes when text ends with them
+ * (a text cut short inside it). Secrets shorter than 8 bytes are left alone.
  */
 void hc_redact(char *text, const char *secret);
 

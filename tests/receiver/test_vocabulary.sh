@@ -52,4 +52,17 @@ for case in "1.0 client-too-old" "3.0 client-too-new" "abc client-protocol-unpar
   expect_eq "protocol $1: description and error" true \
     "$(jb '(.error_description | length > 0) and .error_description == .error')"
 done
+
+# The header is bytes: a value that is not UTF-8, or one whose first 32 bytes
+# end inside a character, is quoted as UTF-8 (U+FFFD, whole characters), so the
+# 412 keeps its body instead of going out as "{}".
+cut="3.0-$(printf 'a%.0s' {1..27})é"
+for case in $'\xff9 client-protocol-unparseable \xef\xbf\xbd9' \
+  "$cut client-too-new ${cut:0:31}"; do
+  set -- $case
+  post_batch "$T_DIR/current.json" -H "X-Spec-Kitty-Sync-Protocol: $1"
+  expect_eq "protocol ${1@Q}: 412 $2" "412 $2" "$CODE $(jb .error_code)"
+  expect_eq "protocol ${1@Q}: quoted as UTF-8" true \
+    "$(jb --arg q "\"$3\"" '.error_description | contains($q)')"
+done
 t_end

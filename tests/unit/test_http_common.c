@@ -210,6 +210,42 @@ static void test_wire_redact(void **state)
     assert_string_equal(short_secret, "the key is abc");
 }
 
+/* A server that quotes the bearer token where the text is cut (the detail
+   and the messages have caps) must not leave its first bytes in them. */
+static void test_wire_redact_strikes_a_token_cut_at_the_end(void **state)
+{
+    (void)state;
+    static const char token[] = "tok-0123456789abcdef0123456789abcdef";
+    sk_tbatch *t = sk_tbatch_new(1, 5000);
+    char pad[1200], body[1600];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    /* 401: the server's text is cut to fit the detail, inside the token. */
+    snprintf(body, sizeof body, "{\"detail\":\"%.*s %s\"}", SK_BATCH_DETAIL_MAX - 48, pad, token);
+    hc_answer a = {401, body, strlen(body), NULL, NULL, 0};
+    hc_map_kept_answer(&a, 0, &t->batch, &t->result);
+    assert_non_null(strstr(t->result.detail, " tok-0123"));
+    hc_redact_result(&t->result, token);
+    const char *d = t->result.detail;
+    assert_string_equal(d + strlen(d) - 4, " ***");
+    /* 200: a rejected event's message is cut inside the token. */
+    snprintf(body, sizeof body,
+             "{\"results\":[{\"event_id\":\"%s\",\"status\":\"rejected\","
+             "\"error_message\":\"%.*s %s\"}]}",
+             t->ids[0], SK_EVENT_MESSAGE_MAX - 20, pad, token);
+    a = (hc_answer){200, body, strlen(body), NULL, NULL, 0};
+    hc_map_kept_answer(&a, 0, &t->batch, &t->result);
+    hc_redact_result(&t->result, token);
+    const char *m = t->res[0].message;
+    assert_string_equal(m + strlen(m) - 4, " ***");
+    /* The whole token is struck as before; a text that merely ends like its
+       first 7 bytes is left alone. */
+    char text[64] = "token tok-0123456789abcdef0123456789abcdef ends tok-012";
+    hc_redact(text, token);
+    assert_string_equal(text, "token *** ends tok-012");
+    sk_tbatch_free(t);
+}
+
 static void test_wire_status_table(void **state)
 {
     (void)state;
@@ -236,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_wire_only_a_whole_valid_json_body_is_an_answer),
         cmocka_unit_test(test_wire_messages_are_one_line_and_cut_on_utf8_boundaries),
         cmocka_unit_test(test_wire_redact),
+        cmocka_unit_test(test_wire_redact_strikes_a_token_cut_at_the_end),
         cmocka_unit_test(test_wire_status_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
