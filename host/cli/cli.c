@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,44 @@ void cli_print_json(json_t *v)
         free(text);
     }
     json_decref(v);
+}
+
+void cli_stdio_init(void)
+{
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        /* The lowest free number is fd (the ones below are open by now). */
+        int held = open("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY);
+        if (held >= 0 && held != fd) {
+            dup2(held, fd);
+            close(held);
+        }
+    }
+}
+
+/* A pipe on stdout whose reader has gone: poll says POLLERR. For an earlier failed write
+ * whose errno is lost by the time stdout is closed. */
+static int stdout_reader_gone(void)
+{
+    struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
+int cli_stdout_close(int code)
+{
+    errno = 0;
+    int failed = fflush(stdout) != 0 || ferror(stdout);
+    int why = errno;
+    int gone = why == EPIPE || (failed && why == 0 && stdout_reader_gone());
+    if (fclose(stdout) != 0 && !failed) {
+        failed = 1;
+        why = errno;
+    }
+    if (!failed || gone)
+        return code;
+    cli_error("cannot write to standard output: %s", why ? strerror(why) : "write error");
+    return code == EXIT_OK ? EXIT_FAIL : code;
 }
 
 void cli_format_age(int64_t s, char *buf, size_t cap)

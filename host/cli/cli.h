@@ -49,6 +49,17 @@ int cli_wants_help(int argc, char **argv, const char *usage);
 /* Prints a JSON value to stdout, indented, with a newline, and frees it. */
 void cli_print_json(json_t *v);
 
+/* ---- standard streams ---------------------------------------------------------------- */
+
+/* Called first by main: a standard descriptor the caller closed is held by /dev/null opened
+ * the wrong way round, so no file, pipe or socket of ours ever gets number 0, 1 or 2 (our
+ * output would land in it) and using the closed stream still fails as it would have. */
+void cli_stdio_init(void);
+/* Called last by main: flushes and closes stdout. Output that could not be written (a full
+ * disk, /dev/full, a closed descriptor) is one error line and turns an exit code of 0 into 1;
+ * a reader that went away (EPIPE, `| head -1`) ends quietly with the code unchanged. */
+int cli_stdout_close(int code);
+
 /* Human-readable age, e.g. "3m 12s". */
 void cli_format_age(int64_t seconds, char *buf, size_t cap);
 

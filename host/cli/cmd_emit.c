@@ -35,7 +35,8 @@ static const char USAGE[] =
     "      --project-uuid UUID   (current) the project; without it the event stays local\n"
     "      --project-slug SLUG   (current)\n"
     "      --build-id ID         (current)\n\n"
-    "Exit status: 0 queued, 1 not queued (queue full, I/O), 2 invalid event or usage.\n";
+    "Exit status: 0 queued, 1 not queued (queue full, I/O) or queued but its id could\n"
+    "not be written to standard output, 2 invalid event or usage.\n";
 
 static void line_error(void *ctx, size_t line_no, const char *message)
 {

@@ -71,8 +71,9 @@ static int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    cli_stdio_init(); /* before anything opens a descriptor */
     cli_signals_init();
-    int code = run(argc, argv); /* with SIGPIPE ignored, output to a closed pipe fails quietly */
+    int code = cli_stdout_close(run(argc, argv));
     int sig = cli_interrupted();
     return sig ? 128 + sig : code;
 }

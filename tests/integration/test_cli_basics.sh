@@ -142,3 +142,36 @@ set -e
 expect_rc 0 "emit --file -"
 grep -q "queued 1 event" "$TEST_TMP/out" || fail "emit --file - output: $(cat "$TEST_TMP/out")"; pass
 
+
+# Output that cannot be written is a failure, never a success: a full disk (/dev/full) or a
+# closed stdout is one line and exit 1 (an emitted event is queued all the same); a reader
+# that went away (`| head`) still ends quietly with 0, also after one big write (--json).
+# A closed stdin or stdout is never taken over by a file of ours (a closed stdin used to
+# read a pipe of the library: "Resource temporarily unavailable").
+out_to() { # TARGET ARGS...: spec-kitty ARGS with stdout redirected to TARGET (or closed: -)
+  local to=$1; shift
+  if [ "$to" = - ]; then sk_run bash -c '"$@" >&-' _ "$SK_BIN" "$@"; else sk_run bash -c 'to=$1; shift; "$@" >"$to"' _ "$to" "$SK_BIN" "$@"; fi
+}
+for args in "--help" "sync status" "sync status --json" "sync config --keys" "sync config --json" "sync parked --json" "auth status --json" "sync emit --help"; do
+  out_to /dev/full $args; expect_rc 1 "$args >/dev/full"
+  expect_err "cannot write to standard output: No space left on device"
+  expect_eq "$(wc -l <<<"$ERR")" 1 "lines of the error of $args >/dev/full"
+done
+out_to - sync status; expect_rc 1 "sync status >&-"; expect_err "cannot write to standard output: Bad file descriptor"
+BEFORE="$(queue_ready)"
+out_to /dev/full sync emit -t FeatureCompleted -a f9 -p '{"feature_slug":"f9","total_wps":1}'
+expect_rc 1 "emit >/dev/full"; expect_err "No space left on device"
+expect_eq "$(queue_ready)" $((BEFORE + 1)) "the event emitted into /dev/full is queued"
+sk_run bash -c '"$0" sync emit --file - <&-' "$SK_BIN"; expect_rc 1 "emit --file - with stdin closed"
+expect_err "cannot read <stdin>: Bad file descriptor"
+expect_eq "$(queue_ready)" $((BEFORE + 1)) "nothing queued from a closed stdin"
+sqlite3 "$SPEC_KITTY_HOME/queue.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+  INSERT INTO queue(event_id, event_type, data, timestamp, state, last_error)
+  SELECT printf('01ARZ3NDEKTSV4RRFFQ6%06d', i), 'WPStatusChanged', '{}', i, 1, 'refused by the server' FROM n"
+for args in "sync parked" "sync parked --json"; do
+  set +e
+  "$SK_BIN" $args 2>"$TEST_TMP/pipe.err" | head -c 10 >/dev/null
+  RC=${PIPESTATUS[0]}
+  set -e
+  expect_rc 0 "$args | head -c 10"; expect_eq "$(cat "$TEST_TMP/pipe.err")" "" "stderr of $args | head -c 10"
+done
