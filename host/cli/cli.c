@@ -109,6 +109,43 @@ int cli_color(FILE *f)
     return isatty(fileno(f)) && !(nc && *nc);
 }
 
+/* Reports the argument getopt_long refused (it returned ':' or '?', optind past it). */
+static void report_bad_option(char **argv, const char *cmd, int c)
+{
+    const char *arg = argv[optind - 1];
+    if (strncmp(arg, "--", 2) != 0) { /* a short option, maybe inside a cluster (-jx) */
+        cli_error(c == ':' ? "%s: option \"-%c\" needs a value (see --help)"
+                           : "%s: unknown option \"-%c\" (see --help)",
+                  cmd, optopt);
+        return;
+    }
+    int name_len = (int)strcspn(arg, "=");
+    if (c == ':')
+        cli_error("%s: option \"%s\" needs a value (see --help)", cmd, arg);
+    else if (optopt != 0) /* a known flag given "=VALUE" */
+        cli_error("%s: option \"%.*s\" takes no value (see --help)", cmd, name_len, arg);
+    else
+        cli_error("%s: unknown or ambiguous option \"%.*s\" (see --help)", cmd, name_len, arg);
+}
+
+int cli_getopt(int argc, char **argv, const char *cmd, const char *shortopts,
+               const struct option *longopts, int operands)
+{
+    char spec[64]; /* a leading ':' tells a missing value from an unknown option */
+    snprintf(spec, sizeof spec, ":%s", shortopts);
+    opterr = 0;
+    int c = getopt_long(argc, argv, spec, longopts, NULL);
+    if (c == ':' || c == '?') {
+        report_bad_option(argv, cmd, c);
+        return '?';
+    }
+    if (c == -1 && !operands && optind < argc) {
+        cli_error("%s: unexpected argument \"%s\" (see --help)", cmd, argv[optind]);
+        return '?';
+    }
+    return c;
+}
+
 int cli_wants_help(int argc, char **argv, const char *usage)
 {
     for (int i = 1; i < argc; i++) {
@@ -185,14 +222,24 @@ void cli_format_age(int64_t s, char *buf, size_t cap)
 sk_sync *cli_open_listing(int argc, char **argv, const char *usage, const char *name, int *json,
                           int *code)
 {
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "sync %s", name);
+    *json = 0;
     *code = EXIT_OK;
-    if (cli_wants_help(argc, argv, usage))
-        return NULL;
-    *json = argc > 1 && strcmp(argv[1], "--json") == 0;
-    if (argc > 1 + *json) {
-        cli_error("sync %s: unexpected argument \"%s\"", name, argv[1 + *json]);
-        *code = EXIT_USAGE;
-        return NULL;
+    optind = 1;
+    int c;
+    while ((c = cli_getopt(argc, argv, cmd, "h", opts, 0)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return NULL;
+        }
+        if (c != 'j') {
+            *code = EXIT_USAGE;
+            return NULL;
+        }
+        *json = 1;
     }
     return cli_open(code);
 }

@@ -5,6 +5,7 @@
 #include <spec-kitty/sync.h>
 #include <spec-kitty/transport.h>
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 
@@ -42,6 +43,16 @@ int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap
 
 /* Non-zero when stdout (fd) is a terminal and NO_COLOR is unset. */
 int cli_color(FILE *f);
+
+/*
+ * getopt_long for the command named cmd ("sync emit"), called in a loop after `optind = 1`.
+ * Returns the option's value, or -1 when the options are done (operands from argv[optind]).
+ * A usage error is one line naming the argument at fault (unknown or ambiguous option,
+ * missing value, value given to a flag) and returns '?'. With operands == 0, any operand
+ * left after the options is such an error too.
+ */
+int cli_getopt(int argc, char **argv, const char *cmd, const char *shortopts,
+               const struct option *longopts, int operands);
 
 /* Standard option parsing: returns 1 when argv asks for --help (prints usage to stdout). */
 int cli_wants_help(int argc, char **argv, const char *usage);

@@ -31,7 +31,7 @@ int cmd_config(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     int json = 0, keys = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "sync config", "h", opts, 0)) != -1) {
         if (c == 'j')
             json = 1;
         else if (c == 'k')
@@ -40,7 +40,6 @@ int cmd_config(int argc, char **argv)
             fputs(USAGE, stdout);
             return EXIT_OK;
         } else {
-            fputs("Try `spec-kitty sync config --help`.\n", stderr);
             return EXIT_USAGE;
         }
     }

@@ -75,7 +75,7 @@ int cmd_doctor(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     int json = 0, repair = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "sync doctor", "h", opts, 0)) != -1) {
         switch (c) {
         case 'j':
             json = 1;
@@ -87,13 +87,8 @@ int cmd_doctor(int argc, char **argv)
             fputs(DOCTOR_USAGE, stdout);
             return EXIT_OK;
         default:
-            fputs("Try `spec-kitty sync doctor --help`.\n", stderr);
             return EXIT_USAGE;
         }
-    }
-    if (optind < argc) {
-        cli_error("sync doctor: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_USAGE;
     }
     char err[1024] = "";
     sk_doctor_report r;

@@ -92,7 +92,7 @@ int cmd_emit(int argc, char **argv)
     const char *file = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "t:a:p:f:h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "sync emit", "t:a:p:f:h", opts, 0)) != -1) {
         switch (c) {
         case 't':
             ev.event_type = optarg;
@@ -135,13 +135,8 @@ int cmd_emit(int argc, char **argv)
             fputs(USAGE, stdout);
             return EXIT_OK;
         default:
-            fputs("Try `spec-kitty sync emit --help`.\n", stderr);
             return EXIT_USAGE;
         }
-    }
-    if (optind < argc) {
-        cli_error("sync emit: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_USAGE;
     }
     if (file ? (ev.event_type || ev.aggregate_id || ev.aggregate_type || ev.payload_json ||
                 ev.causation_id)

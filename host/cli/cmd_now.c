@@ -113,7 +113,7 @@ int cmd_now(int argc, char **argv)
     int json = 0, c;
     const char *report = NULL;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "sync now", "h", opts, 0)) != -1) {
         if (c == 'j')
             json = 1;
         else if (c == 'r')
@@ -122,7 +122,6 @@ int cmd_now(int argc, char **argv)
             fputs(NOW_USAGE, stdout);
             return EXIT_OK;
         } else {
-            fputs("Try `spec-kitty sync now --help`.\n", stderr);
             return EXIT_USAGE;
         }
     }
@@ -304,11 +303,23 @@ static const char RETRY_USAGE[] =
 
 int cmd_retry(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, RETRY_USAGE))
-        return EXIT_OK;
-    int all = argc == 2 && strcmp(argv[1], "--all") == 0;
-    if (argc < 2 || (!all && argv[1][0] == '-')) {
-        cli_error("sync retry: give --all or one or more event ids (see --help)");
+    static const struct option opts[] = {
+        {"all", no_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int all = 0, c;
+    optind = 1;
+    while ((c = cli_getopt(argc, argv, "sync retry", "h", opts, 1)) != -1) {
+        if (c == 'h') {
+            fputs(RETRY_USAGE, stdout);
+            return EXIT_OK;
+        }
+        if (c != 'a')
+            return EXIT_USAGE;
+        all = 1;
+    }
+    int64_t given = argc - optind; /* the event ids */
+    if (all == (given > 0)) {
+        cli_error("sync retry: give --all or one or more event ids%s (see --help)",
+                  all ? ", not both" : "");
         return EXIT_USAGE;
     }
     int code;
@@ -316,15 +327,15 @@ int cmd_retry(int argc, char **argv)
     if (!s)
         return code;
     int64_t moved = 0;
-    sk_status st = sk_retry_parked(s, all ? NULL : (const char *const *)argv + 1,
-                                   all ? 0 : (size_t)argc - 1, &moved);
+    sk_status st =
+        sk_retry_parked(s, all ? NULL : (const char *const *)argv + optind, (size_t)given, &moved);
     if (st != SK_OK) {
         cli_error("%s", sk_last_error(s));
         code = cli_exit_code(st);
     } else {
         printf("%lld event%s back in the queue\n", (long long)moved, moved == 1 ? "" : "s");
-        if (!all && moved < argc - 1) {
-            cli_error("%lld of the given events were not parked", (long long)(argc - 1 - moved));
+        if (!all && moved < given) {
+            cli_error("%lld of the given events were not parked", (long long)(given - moved));
             code = EXIT_FAIL;
         }
     }

@@ -245,7 +245,7 @@ int cmd_status(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     int json = 0, check = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "sync status", "h", opts, 0)) != -1) {
         if (c == 'j')
             json = 1;
         else if (c == 'c')
@@ -254,13 +254,8 @@ int cmd_status(int argc, char **argv)
             fputs(USAGE, stdout);
             return EXIT_OK;
         } else {
-            fputs("Try `spec-kitty sync status --help`.\n", stderr);
             return EXIT_USAGE;
         }
-    }
-    if (optind < argc) {
-        cli_error("sync status: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_USAGE;
     }
     int code;
     sk_sync *s = cli_open(&code);

@@ -11,6 +11,35 @@ for c in emit now status config plugins parked retry; do
   sk sync $c --help;          expect_rc 0 "sync $c --help"; expect_out "Usage: spec-kitty sync $c"
 done
 
+# A usage error is one line naming the argument at fault, exit 2, before anything is opened:
+# no getopt line under the command's bare name ("emit: option ..."), no stray argument taken
+# silently (`sync now extra` ran a pass, `sync config extra` printed the config).
+usage_error() { # EXPECTED-MESSAGE ARGS...
+  local want=$1; shift
+  sk "$@"; expect_rc 2 "$*"; expect_err "spec-kitty: $want"
+  expect_eq "$(wc -l <<<"$ERR")" 1 "lines of the error of '$*'"
+}
+usage_error 'sync now: unexpected argument "extra"'             sync now extra
+usage_error 'sync config: unexpected argument "extra"'          sync config extra
+usage_error 'sync config: unexpected argument "extra"'          sync config --keys extra
+usage_error 'sync status: unknown or ambiguous option "--bogus"' sync status --bogus
+usage_error 'sync status: option "--json" takes no value'       sync status --json=1
+usage_error 'sync emit: option "--type" needs a value'          sync emit --type
+usage_error 'sync emit: option "-t" needs a value'              sync emit -t
+usage_error 'sync emit: unknown option "-x"'                    sync emit -x
+usage_error 'sync emit: unknown or ambiguous option "--c"'      sync emit --c 01ARZ3NDEKTSV4RRFFQ69G5FAV
+usage_error 'sync now: option "--report" needs a value'         sync now --report
+usage_error 'sync doctor: option "--repair" takes no value'     sync doctor --repair=yes
+usage_error 'sync parked: unknown or ambiguous option "--all"'  sync parked --all
+usage_error 'sync plugins: unexpected argument "x"'             sync plugins --json x
+usage_error 'sync import: unknown or ambiguous option "--move"' sync import --move x.skb
+usage_error 'sync retry: give --all or one or more event ids, not both' sync retry 01ARZ3NDEKTSV4RRFFQ69G5FAV --all
+[ -e "$SPEC_KITTY_HOME" ] && fail "a usage error created the state root"; pass
+# After `--` an operand may start with '-': it is a path or an id, not an option.
+sk sync import -- -no-such.skb; expect_rc 1 "import -- PATH"; expect_err "-no-such.skb: not a bundle or outbox folder"
+sk sync retry -- -not-an-id; expect_rc 1 "retry -- ID"; expect_err "1 of the given events were not parked"
+rm -rf "$SPEC_KITTY_HOME"
+
 # emit: prints a ULID, the row is in the spec-kitty table, the state root is owner-only.
 sk sync emit --type WPStatusChanged --aggregate-id WP01 \
   --payload '{"wp_id":"WP01","previous_status":"planned","new_status":"doing"}'
