@@ -146,6 +146,24 @@ int cli_getopt(int argc, char **argv, const char *cmd, const char *shortopts,
     return c;
 }
 
+int cli_parse_seconds(const char *text, double min, double max, double *out)
+{
+    static const char digits[] = "0123456789";
+    size_t whole = strspn(text, digits), frac = 0;
+    const char *end = text + whole;
+    if (*end == '.') {
+        frac = strspn(end + 1, digits);
+        end += 1 + frac;
+    }
+    if (*end || whole + frac == 0)
+        return -1;
+    double v = strtod(text, NULL); /* the C locale: '.' is the decimal point */
+    if (!(v >= min && v <= max))
+        return -1;
+    *out = v;
+    return 0;
+}
+
 int cli_wants_help(int argc, char **argv, const char *usage)
 {
     for (int i = 1; i < argc; i++) {

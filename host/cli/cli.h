@@ -54,6 +54,10 @@ int cli_color(FILE *f);
 int cli_getopt(int argc, char **argv, const char *cmd, const char *shortopts,
                const struct option *longopts, int operands);
 
+/* A number of seconds as a user writes it, "30" or "0.5", within [min, max]: 0, else -1 (a
+ * sign, an exponent, hex, inf, nan, blanks or trailing junk, which strtod would all take). */
+int cli_parse_seconds(const char *text, double min, double max, double *out);
+
 /* Standard option parsing: returns 1 when argv asks for --help (prints usage to stdout). */
 int cli_wants_help(int argc, char **argv, const char *usage);
 

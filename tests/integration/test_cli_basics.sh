@@ -34,7 +34,15 @@ usage_error 'sync parked: unknown or ambiguous option "--all"'  sync parked --al
 usage_error 'sync plugins: unexpected argument "x"'             sync plugins --json x
 usage_error 'sync import: unknown or ambiguous option "--move"' sync import --move x.skb
 usage_error 'sync retry: give --all or one or more event ids, not both' sync retry 01ARZ3NDEKTSV4RRFFQ69G5FAV --all
+# Numbers: a decimal within the range, nothing strtod would also take (nan, inf, hex, an
+# exponent, a sign, blanks, junk) and no overflow; nan and inf used to pass as timeouts.
+for v in nan inf 0x10 99999999999999999999 1e3 -1 +5 " 5" 5x "" 0 0.0001 86401; do
+  usage_error "sync daemon stop: --timeout wants seconds from 0.001 to 86400, got \"$v\"" sync daemon stop --timeout "$v"
+done
+usage_error 'sync daemon stop: option "--timeout" needs a value' sync daemon stop --timeout
+usage_error 'sync daemon start: option "--verbose" takes no value' sync daemon start --verbose=yes
 [ -e "$SPEC_KITTY_HOME" ] && fail "a usage error created the state root"; pass
+sk sync daemon stop --timeout 0.5; expect_rc 0 "stop --timeout 0.5"; expect_out "sync service not running"
 # After `--` an operand may start with '-': it is a path or an id, not an option.
 sk sync import -- -no-such.skb; expect_rc 1 "import -- PATH"; expect_err "-no-such.skb: not a bundle or outbox folder"
 sk sync retry -- -not-an-id; expect_rc 1 "retry -- ID"; expect_err "1 of the given events were not parked"
