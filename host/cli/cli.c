@@ -177,14 +177,83 @@ int cli_wants_help(int argc, char **argv, const char *usage)
     return 0;
 }
 
-void cli_print_json(json_t *v)
+int cli_print_json(json_t *v)
 {
-    char *text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (text) {
-        puts(text);
-        free(text);
-    }
+    char *text = v ? json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(v);
+    if (!text) {
+        cli_error("cannot build the JSON output: out of memory");
+        return EXIT_FAIL;
+    }
+    puts(text);
+    free(text);
+    return EXIT_OK;
+}
+
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), 0 when there is none. */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        n = 2;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        n = 3;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if (p[0] == 0xE0)
+        lo = 0xA0;
+    else if (p[0] == 0xED)
+        hi = 0x9F;
+    else if (p[0] == 0xF0)
+        lo = 0x90;
+    else if (p[0] == 0xF4)
+        hi = 0x8F;
+    if (p[1] < lo || p[1] > hi) /* the terminating NUL fails here, or below */
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+json_t *cli_json_text(const char *text)
+{
+    if (!text)
+        return json_null();
+    json_t *v = json_string(text);
+    if (v)
+        return v;
+    const unsigned char *p = (const unsigned char *)text;
+    char *clean = malloc(strlen(text) * 3 + 1), *out = clean; /* each byte may become 3 */
+    if (!clean)
+        return NULL;
+    while (*p) {
+        size_t n = utf8_sequence(p);
+        if (n) {
+            memcpy(out, p, n);
+            out += n;
+            p += n;
+        } else {
+            memcpy(out, "\xEF\xBF\xBD", 3); /* U+FFFD REPLACEMENT CHARACTER */
+            out += 3;
+            p++;
+        }
+    }
+    *out = '\0';
+    v = json_string(clean);
+    free(clean);
+    return v;
+}
+
+json_t *cli_json_text_or_null(const char *text)
+{
+    return text && text[0] ? cli_json_text(text) : json_null();
 }
 
 void cli_stdio_init(void)

@@ -61,8 +61,18 @@ int cli_parse_seconds(const char *text, double min, double max, double *out);
 /* Standard option parsing: returns 1 when argv asks for --help (prints usage to stdout). */
 int cli_wants_help(int argc, char **argv, const char *usage);
 
-/* Prints a JSON value to stdout, indented, with a newline, and frees it. */
-void cli_print_json(json_t *v);
+/* Prints a JSON value to stdout, indented, with a newline, and frees it. NULL (out of memory
+ * while building it) is an error line instead: returns EXIT_OK or EXIT_FAIL. */
+int cli_print_json(json_t *v);
+
+/*
+ * A JSON string of text the tool did not write itself: a path, a server's or a plugin's
+ * message, a row another program put in queue.db. Bytes that are not UTF-8 become U+FFFD,
+ * so that `--json` never drops a key, a row or the whole document (Jansson refuses such
+ * strings). NULL gives null; cli_json_text_or_null gives null for "" too.
+ */
+json_t *cli_json_text(const char *text);
+json_t *cli_json_text_or_null(const char *text);
 
 /* ---- standard streams ---------------------------------------------------------------- */
 

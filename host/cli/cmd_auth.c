@@ -283,23 +283,18 @@ static json_t *iso_or_null(int64_t ms)
     return json_string(iso);
 }
 
-static json_t *text_or_null(const char *s)
-{
-    return s[0] ? json_string(s) : json_null();
-}
-
-static void print_status_json(const sk_auth_info *info)
+static int print_status_json(const sk_auth_info *info)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "state", json_string(info->state_name));
-    json_object_set_new(o, "username", text_or_null(info->username));
-    json_object_set_new(o, "team_slug", text_or_null(info->team_slug));
-    json_object_set_new(o, "server_url", text_or_null(info->server_url));
+    json_object_set_new(o, "state", cli_json_text(info->state_name));
+    json_object_set_new(o, "username", cli_json_text_or_null(info->username));
+    json_object_set_new(o, "team_slug", cli_json_text_or_null(info->team_slug));
+    json_object_set_new(o, "server_url", cli_json_text_or_null(info->server_url));
     json_object_set_new(o, "access_expires_at", iso_or_null(info->access_expires_ms));
     json_object_set_new(o, "refresh_expires_at", iso_or_null(info->refresh_expires_ms));
-    json_object_set_new(o, "credentials_file", json_string(info->credentials_path));
+    json_object_set_new(o, "credentials_file", cli_json_text(info->credentials_path));
     json_object_set_new(o, "server_mismatch", json_boolean(info->server_mismatch));
-    cli_print_json(o);
+    return cli_print_json(o);
 }
 
 static void row(const char *label, const char *value)
@@ -354,11 +349,12 @@ static int auth_status(int argc, char **argv)
         cli_error("%s", sk_auth_last_error(a));
         code = cli_exit_code(st);
     } else {
+        int printed = EXIT_OK;
         if (json)
-            print_status_json(&info);
+            printed = print_status_json(&info);
         else
             print_status_text(&info);
-        code = (info.state == SK_AUTH_OK || info.state == SK_AUTH_STATIC) ? EXIT_OK : EXIT_FAIL;
+        code = (info.state == SK_AUTH_OK || info.state == SK_AUTH_STATIC) ? printed : EXIT_FAIL;
     }
     sk_auth_close(a);
     return code;

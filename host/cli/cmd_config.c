@@ -47,10 +47,10 @@ int cmd_config(int argc, char **argv)
         print_keys();
         return EXIT_OK;
     }
-    int code;
-    sk_sync *s = cli_open(&code);
+    int opened;
+    sk_sync *s = cli_open(&opened);
     if (!s)
-        return code;
+        return opened;
     json_t *all = json_object();
     int exists;
     const char *file = sk_config_file(s, &exists);
@@ -61,19 +61,21 @@ int cmd_config(int argc, char **argv)
         const char *source;
         sk_config_key_get(i, &k);
         char *text = sk_config_value(s, i, &source);
-        if (json)
+        if (json) {
+            json_t *value = json_loads(text ? text : "null", JSON_DECODE_ANY, NULL);
             json_object_set_new(all, k.name,
                                 json_pack("{s:o, s:s}", "value",
-                                          json_loads(text ? text : "null", JSON_DECODE_ANY, NULL),
-                                          "source", source));
-        else
+                                          value ? value : cli_json_text(text), "source", source));
+        } else
             printf("%-32s %-40s (%s)\n", k.name, text ? text : "?", source);
         free(text);
     }
+    int code = EXIT_OK;
     if (json)
-        cli_print_json(json_pack("{s:s, s:b, s:o}", "file", file, "file_exists", exists, "keys", all));
+        code = cli_print_json(json_pack("{s:o, s:b, s:o}", "file", cli_json_text(file),
+                                        "file_exists", exists, "keys", all));
     else
         json_decref(all);
     sk_close(s);
-    return EXIT_OK;
+    return code;
 }

@@ -36,14 +36,14 @@ static json_t *report_json(const sk_doctor_report *r, const char *status, const 
 {
     json_t *lost = json_array();
     for (size_t i = 0; i < r->lost_ids_count; i++)
-        json_array_append_new(lost, json_string(r->lost_ids[i]));
-    return json_pack("{s:s, s:s, s:I, s:s?, s:I, s:I, s:I, s:I, s:o, s:s?}", "status", status,
-                     "file", file, "problems", (json_int_t)r->problems, "first_problem",
-                     r->problems ? r->first_problem : NULL, "file_bytes",
-                     (json_int_t)r->file_bytes, "rows_readable", (json_int_t)r->rows_readable,
-                     "bytes_readable", (json_int_t)r->bytes_readable, "rows_lost",
-                     (json_int_t)r->rows_lost, "lost_event_ids", lost, "kept_as",
-                     r->repaired ? r->kept_as : NULL);
+        json_array_append_new(lost, cli_json_text(r->lost_ids[i]));
+    return json_pack("{s:s, s:o, s:I, s:o?, s:I, s:I, s:I, s:I, s:o, s:o?}", "status", status,
+                     "file", cli_json_text(file), "problems", (json_int_t)r->problems,
+                     "first_problem", r->problems ? cli_json_text(r->first_problem) : NULL,
+                     "file_bytes", (json_int_t)r->file_bytes, "rows_readable",
+                     (json_int_t)r->rows_readable, "bytes_readable", (json_int_t)r->bytes_readable,
+                     "rows_lost", (json_int_t)r->rows_lost, "lost_event_ids", lost, "kept_as",
+                     r->repaired ? cli_json_text(r->kept_as) : NULL);
 }
 
 static void print_report(const sk_doctor_report *r, int repair)
@@ -105,10 +105,11 @@ int cmd_doctor(int argc, char **argv)
         return cli_exit_code(st);
     }
     const char *status = r.repaired ? "repaired" : r.damaged ? "damaged" : "healthy";
+    int printed = EXIT_OK;
     if (json)
-        cli_print_json(report_json(&r, status, r.queue_file));
+        printed = cli_print_json(report_json(&r, status, r.queue_file));
     else
         print_report(&r, repair);
     sk_doctor_report_free(&r);
-    return r.damaged && !r.repaired ? EXIT_FAIL : EXIT_OK;
+    return r.damaged && !r.repaired ? EXIT_FAIL : printed;
 }

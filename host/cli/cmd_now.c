@@ -38,10 +38,10 @@ static void on_failure(void *ctx, const char *event_id, const char *event_type, 
                        const char *reason)
 {
     now_ctx *n = ctx;
-    json_array_append_new(n->failures,
-                          json_pack("{s:s, s:s, s:s, s:s}", "event_id", event_id, "event_type",
-                                    event_type ? event_type : "", "outcome", what, "reason",
-                                    reason ? reason : ""));
+    json_array_append_new(
+        n->failures, json_pack("{s:o, s:o, s:s, s:o}", "event_id", cli_json_text(event_id),
+                               "event_type", cli_json_text(event_type ? event_type : ""), "outcome",
+                               what, "reason", cli_json_text(reason ? reason : "")));
 }
 
 static void on_progress(void *ctx, const sk_drain_summary *s, int64_t total)
@@ -80,14 +80,13 @@ static void print_summary(const sk_drain_summary *s, const now_ctx *n)
 
 static json_t *summary_json(const sk_drain_summary *s, sk_status st, const now_ctx *n)
 {
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?, s:s?}", "synced",
-                          (json_int_t)s->synced, "duplicates", (json_int_t)s->duplicates,
-                          "pending", (json_int_t)s->pending, "rejected", (json_int_t)s->rejected,
-                          "parked", (json_int_t)s->parked, "remaining", (json_int_t)s->remaining,
-                          "batches", (json_int_t)s->batches, "retry_after_ms",
-                          (json_int_t)s->retry_after_ms, "stop_reason",
-                          s->stop_reason[0] ? s->stop_reason : NULL, "stop_code",
-                          s->stop_code[0] ? s->stop_code : NULL);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "synced",
+                          (json_int_t)s->synced, "duplicates", (json_int_t)s->duplicates, "pending",
+                          (json_int_t)s->pending, "rejected", (json_int_t)s->rejected, "parked",
+                          (json_int_t)s->parked, "remaining", (json_int_t)s->remaining, "batches",
+                          (json_int_t)s->batches, "retry_after_ms", (json_int_t)s->retry_after_ms,
+                          "stop_reason", cli_json_text_or_null(s->stop_reason), "stop_code",
+                          cli_json_text_or_null(s->stop_code));
     json_object_set_new(o, "status", json_string(sk_strerror(st)));
     if (cli_interrupted())
         json_object_set_new(o, "interrupted", json_string(cli_signal_name(cli_interrupted())));
@@ -143,7 +142,7 @@ int cmd_now(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (json)
-        cli_print_json(summary_json(&sum, st, &n));
+        code = cli_print_json(summary_json(&sum, st, &n));
     else
         print_summary(&sum, &n);
     if (cli_interrupted())
@@ -151,9 +150,9 @@ int cmd_now(int argc, char **argv)
     else if (st != SK_OK)
         cli_error("sync stopped: %s", sum.stop_reason[0] ? sum.stop_reason : sk_last_error(s));
     if (report && sum.stop_code[0]) /* the server's reason for stopping the pass, for scripts */
-        json_array_append_new(n.failures,
-                              json_pack("{s:s, s:s, s:s}", "outcome", "stopped", "reason",
-                                        sum.stop_reason, "error_code", sum.stop_code));
+        json_array_append_new(n.failures, json_pack("{s:s, s:o, s:o}", "outcome", "stopped",
+                                                    "reason", cli_json_text(sum.stop_reason),
+                                                    "error_code", cli_json_text(sum.stop_code)));
     if (report) {
         char why[512];
         if (cli_write_json_file(report, n.failures, why, sizeof why) != 0) {
@@ -203,15 +202,18 @@ static void collect_plugin(void *ctx, const sk_plugin_info *e)
         snprintf(abi, sizeof abi, "%u.%u", e->abi_major, e->abi_minor);
         json_t *options = json_array();
         for (const sk_option_def *d = e->options; d && d->name; d++)
-            json_array_append_new(options, json_pack("{s:s, s:s, s:s, s:s}", "name", d->name,
-                                                     "type", d->type ? d->type : "", "default",
-                                                     d->dflt ? d->dflt : "", "help",
-                                                     d->help ? d->help : ""));
-        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o}", "name", e->name, "version",
-                      e->version, "abi", abi, "description", e->description, "capabilities",
-                      caps_json(e->capabilities), "file", e->file, "options", options);
+            json_array_append_new(options,
+                                  json_pack("{s:o, s:o, s:o, s:o}", "name", cli_json_text(d->name),
+                                            "type", cli_json_text(d->type ? d->type : ""),
+                                            "default", cli_json_text(d->dflt ? d->dflt : ""),
+                                            "help", cli_json_text(d->help ? d->help : "")));
+        o = json_pack("{s:o, s:o, s:s, s:o, s:o, s:o, s:o}", "name", cli_json_text(e->name),
+                      "version", cli_json_text(e->version), "abi", abi, "description",
+                      cli_json_text(e->description), "capabilities", caps_json(e->capabilities),
+                      "file", cli_json_text(e->file), "options", options);
     } else {
-        o = json_pack("{s:s, s:s}", "file", e->file, "error", e->error);
+        o = json_pack("{s:o, s:o}", "file", cli_json_text(e->file), "error",
+                      cli_json_text(e->error));
     }
     json_array_append_new(ctx, o);
 }
@@ -225,7 +227,7 @@ int cmd_plugins(int argc, char **argv)
     json_t *list = json_array();
     sk_plugins_each(s, collect_plugin, list);
     if (json) {
-        cli_print_json(list);
+        code = cli_print_json(list);
     } else {
         size_t i;
         json_t *e;
@@ -247,7 +249,7 @@ int cmd_plugins(int argc, char **argv)
         json_decref(list);
     }
     sk_close(s);
-    return EXIT_OK;
+    return code;
 }
 
 /* ---- parked / retry ----------------------------------------------------- */
@@ -261,9 +263,10 @@ static int collect_parked(void *ctx, const char *event_id, const char *event_typ
                           int64_t timestamp, int64_t retry_count, const char *last_error)
 {
     json_array_append_new(
-        ctx, json_pack("{s:s, s:s, s:I, s:I, s:s}", "event_id", event_id, "event_type", event_type,
-                       "timestamp", (json_int_t)timestamp, "retry_count", (json_int_t)retry_count,
-                       "reason", last_error ? last_error : ""));
+        ctx,
+        json_pack("{s:o, s:o, s:I, s:I, s:o}", "event_id", cli_json_text(event_id), "event_type",
+                  cli_json_text(event_type), "timestamp", (json_int_t)timestamp, "retry_count",
+                  (json_int_t)retry_count, "reason", cli_json_text(last_error ? last_error : "")));
     return 0;
 }
 
@@ -279,7 +282,7 @@ int cmd_parked(int argc, char **argv)
         cli_error("%s", sk_last_error(s));
         code = cli_exit_code(st);
     } else if (json) {
-        cli_print_json(json_incref(list));
+        code = cli_print_json(json_incref(list));
     } else {
         size_t i;
         json_t *e;

@@ -212,3 +212,21 @@ for args in "sync parked" "sync parked --json"; do
   set -e
   expect_rc 0 "$args | head -c 10"; expect_eq "$(cat "$TEST_TMP/pipe.err")" "" "stderr of $args | head -c 10"
 done
+
+# --json stays whole JSON with bytes that are not UTF-8 in a path (the state root) or in a
+# row another program wrote to queue.db: such bytes become U+FFFD. Jansson refuses them, and
+# `config --json`, `doctor --json` printed nothing with exit 0, status lost config_file and
+# `parked` left the row out of its list (and its count) while status counted it.
+export SPEC_KITTY_HOME="$TEST_TMP/"$'h\xff'
+sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'; expect_rc 0 "emit under a non-UTF-8 state root"
+for args in "sync status --json" "sync config --json" "sync doctor --json" "auth status --json"; do
+  sk $args
+  FILE="$(jq -r '.config_file // .file // .credentials_file' <<<"$OUT")" || fail "$args: not JSON: $OUT"
+  [[ "$FILE" == "$TEST_TMP/h"$'\xef\xbf\xbd'/* ]] || fail "$args: file '$FILE'"; pass
+done
+sqlite3 "$SPEC_KITTY_HOME/queue.db" "INSERT INTO queue(event_id, event_type, data, timestamp, state, last_error)
+  VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FB1', CAST(X'57507878FF' AS TEXT), '{}', 1, 1, 'bad ' || CAST(X'C3' AS TEXT)),
+         ('01ARZ3NDEKTSV4RRFFQ69G5FB2', 'WPCreated', '{}', 2, 1, CAST(X'EDA080' AS TEXT) || 'é ok')"
+sk sync parked --json; expect_rc 0 "parked --json with non-UTF-8 rows"
+expect_eq "$(jq -c '[.[] | [.event_type, .reason]]' <<<"$OUT")" '[["WPxx�","bad �"],["WPCreated","���é ok"]]' "parked rows"
+sk sync parked; expect_rc 0; expect_out "2 parked events"
