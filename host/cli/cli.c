@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int cli_exit_code(sk_status st)
@@ -77,16 +79,56 @@ sk_sync *cli_open(int *code)
     return s;
 }
 
-int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap)
+/* Writes all of text to fd: 0, else -1 with errno. */
+static int write_all(int fd, const char *text, size_t len)
 {
-    char tmp[4200];
-    char *text = json_dumps(v, JSON_INDENT(2));
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
-    int fd = text ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-    size_t len = text ? strlen(text) : 0;
-    int ok = fd >= 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    while (len > 0) {
+        ssize_t w = write(fd, text, len);
+        if (w < 0 && errno == EINTR && !cli_interrupted())
+            continue;
+        if (w <= 0) {
+            errno = w < 0 ? errno : EIO;
+            return -1;
+        }
+        text += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Into an existing file that is no regular one (/dev/stdout, /dev/null, a FIFO): there is
+ * nothing to replace, the text goes straight in. 0, else -1 with errno. */
+static int write_in_place(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int ok = write_all(fd, text, strlen(text)) == 0;
     int saved = errno;
-    if (fd >= 0 && close(fd) != 0 && ok) {
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        saved = errno;
+    }
+    errno = saved;
+    return ok ? 0 : -1;
+}
+
+/* A new owner-only file beside path, renamed over it: a reader sees the old text or the new,
+ * never half. O_EXCL: the name is guessable, so one planted there (a link in /tmp) is not
+ * followed. 0, else -1 with errno. */
+static int replace_atomically(const char *path, const char *text)
+{
+    char tmp[PATH_MAX];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    int ok = write_all(fd, text, strlen(text)) == 0 && fsync(fd) == 0;
+    int saved = errno;
+    if (close(fd) != 0 && ok) {
         ok = 0;
         saved = errno;
     }
@@ -94,13 +136,36 @@ int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap
         ok = 0;
         saved = errno;
     }
-    if (!ok) {
-        snprintf(why, cap, "%s: %s", path, text ? strerror(saved) : "out of memory");
-        if (fd >= 0)
-            unlink(tmp);
-    }
-    free(text);
+    if (!ok)
+        unlink(tmp);
+    errno = saved;
     return ok ? 0 : -1;
+}
+
+int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap)
+{
+    char *text = json_dumps(v, JSON_INDENT(2));
+    if (!text) {
+        snprintf(why, cap, "%s: out of memory", path);
+        return -1;
+    }
+    struct stat st;
+    char real[PATH_MAX];
+    int rc;
+    if (stat(path, &st) != 0) {
+        rc = replace_atomically(path, text);
+    } else if (S_ISDIR(st.st_mode)) {
+        errno = EISDIR;
+        rc = -1;
+    } else if (!S_ISREG(st.st_mode)) { /* renaming over /dev/null would replace the device */
+        rc = write_in_place(path, text);
+    } else { /* through a symbolic link: the file it names is replaced, not the link */
+        rc = replace_atomically(realpath(path, real) ? real : path, text);
+    }
+    if (rc != 0)
+        snprintf(why, cap, "%s: %s", path, strerror(errno));
+    free(text);
+    return rc;
 }
 
 int cli_color(FILE *f)

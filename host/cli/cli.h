@@ -38,7 +38,9 @@ sk_sync *cli_open(int *code);
 sk_sync *cli_open_listing(int argc, char **argv, const char *usage, const char *name, int *json,
                           int *code);
 
-/* Writes v as indented JSON to path (owner-only, replaced atomically); -1 with why on failure. */
+/* Writes v as indented JSON to path: a regular file (or a new one) is replaced atomically by an
+ * owner-only one; a device or a FIFO (/dev/stdout) is written into, never replaced; a folder is
+ * refused. -1 with why on failure. */
 int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap);
 
 /* Non-zero when stdout (fd) is a terminal and NO_COLOR is unset. */
