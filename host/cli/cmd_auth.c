@@ -57,28 +57,38 @@ static int open_auth(int create_root, sk_auth **a)
     return EXIT_OK;
 }
 
+/* What read_line returns instead of a length. */
+enum { LINE_NONE = -1, LINE_TOO_LONG = -2, LINE_NUL = -3 };
+
 /* Reads one line from fd with read(2), so no stdio buffer keeps a copy. Drops the line
- * end. Returns its length, or -1 on error/EOF before any byte, -2 when too long. */
+ * end. Returns its length, or LINE_NONE on error/EOF before any byte, LINE_TOO_LONG, or
+ * LINE_NUL when it holds a NUL byte (the C string would end there: a password cut short). */
 static ssize_t read_line(int fd, char *buf, size_t cap)
 {
     size_t n = 0;
+    int nul = 0;
     for (;;) {
         char ch;
         ssize_t r = read(fd, &ch, 1);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            if (n == 0)
-                return -1;
+            if (n == 0 && !nul)
+                return LINE_NONE;
             break;
         }
         if (ch == '\n')
             break;
         if (n + 1 >= cap) {
             explicit_bzero(buf, cap);
-            return -2;
+            return LINE_TOO_LONG;
         }
+        nul |= ch == '\0';
         buf[n++] = ch;
+    }
+    if (nul) {
+        explicit_bzero(buf, cap);
+        return LINE_NUL;
     }
     if (n > 0 && buf[n - 1] == '\r')
         n--;
@@ -129,6 +139,20 @@ static int parse_login(int argc, char **argv, login_args *la)
     return EXIT_OK;
 }
 
+/* Why a line read for what ("password") is unusable: read_line returned n <= 0. */
+static const char *line_fault(const char *what, ssize_t n)
+{
+    static char text[64];
+    snprintf(text, sizeof text, "%s %s", n == 0 || n == LINE_NONE ? "no" : "the", what);
+    if (n == LINE_TOO_LONG)
+        snprintf(text + strlen(text), sizeof text - strlen(text), " is too long");
+    else if (n == LINE_NUL)
+        snprintf(text + strlen(text), sizeof text - strlen(text), " holds a NUL byte");
+    else
+        snprintf(text + strlen(text), sizeof text - strlen(text), " given");
+    return text;
+}
+
 /* Gets username and password from the options, stdin or the terminal. */
 static int login_inputs(const login_args *la, char *user, size_t ucap, char *pw, size_t pcap)
 {
@@ -141,8 +165,9 @@ static int login_inputs(const login_args *la, char *user, size_t ucap, char *pw,
     } else if (tty && !la->password_stdin) {
         fputs("Username: ", stderr);
         fflush(stderr);
-        if (read_line(STDIN_FILENO, user, ucap) <= 0) {
-            cli_error("auth login: no username given");
+        ssize_t n = read_line(STDIN_FILENO, user, ucap);
+        if (n <= 0) {
+            cli_error("auth login: %s", line_fault("username", n));
             return EXIT_USAGE;
         }
     } else {
@@ -159,7 +184,7 @@ static int login_inputs(const login_args *la, char *user, size_t ucap, char *pw,
         return EXIT_USAGE;
     }
     if (n <= 0) {
-        cli_error("auth login: %s", n == -2 ? "password too long" : "no password given");
+        cli_error("auth login: %s", line_fault("password", n));
         return EXIT_USAGE;
     }
     return EXIT_OK;
