@@ -46,6 +46,11 @@ sk sync daemon stop --timeout 0.5; expect_rc 0 "stop --timeout 0.5"; expect_out 
 # After `--` an operand may start with '-': it is a path or an id, not an option.
 sk sync import -- -no-such.skb; expect_rc 1 "import -- PATH"; expect_err "-no-such.skb: not a bundle or outbox folder"
 sk sync retry -- -not-an-id; expect_rc 1 "retry -- ID"; expect_err "1 of the given events were not parked"
+# An error about a long value keeps its end, which says what is wrong: the message used to be
+# cut inside the path ("spec-kitty: /tmp/.../dddd" and no reason).
+sk sync import "$TEST_TMP/$(head -c 3000 /dev/zero | tr '\0' d)"; expect_rc 1 "import of a long path"
+expect_err "ddd…ddd"; expect_err "dd: not a bundle or outbox folder"
+expect_eq "$(wc -l <<<"$ERR")" 1 "lines of the error about a long path"
 rm -rf "$SPEC_KITTY_HOME"
 
 # emit: prints a ULID, the row is in the spec-kitty table, the state root is owner-only.
