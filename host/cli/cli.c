@@ -27,19 +27,51 @@ int cli_exit_code(sk_status st)
     }
 }
 
+/* C0 but tab, DEL, and C1 (U+0080 to U+009F: both of its UTF-8 bytes) become '?'. */
+void cli_make_printable(char *text)
+{
+    for (unsigned char *p = (unsigned char *)text; *p; p++) {
+        if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) {
+            *p++ = '?';
+            *p = '?';
+        } else if ((*p < 0x20 && *p != '\t') || *p == 0x7F) {
+            *p = '?';
+        }
+    }
+}
+
+__attribute__((format(printf, 3, 0))) static void vline(FILE *f, const char *prefix,
+                                                        const char *fmt, va_list ap)
+{
+    char *text = NULL;
+    if (vasprintf(&text, fmt, ap) < 0) {
+        fprintf(f, "%s(out of memory)\n", prefix);
+        return;
+    }
+    cli_make_printable(text);
+    fprintf(f, "%s%s\n", prefix, text);
+    free(text);
+}
+
+void cli_line(FILE *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(f, "", fmt, ap);
+    va_end(ap);
+}
+
 __attribute__((format(printf, 2, 0))) static void vreport(const char *kind, const char *fmt,
                                                           va_list ap)
 {
-    fprintf(stderr, "spec-kitty: %s", kind);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vline(stderr, kind, fmt, ap);
 }
 
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport("", fmt, ap);
+    vreport("spec-kitty: ", fmt, ap);
     va_end(ap);
 }
 
@@ -47,7 +79,7 @@ void cli_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport("warning: ", fmt, ap);
+    vreport("spec-kitty: warning: ", fmt, ap);
     va_end(ap);
 }
 
@@ -55,11 +87,11 @@ static void print_plugin_log(void *ctx, int level, const char *plugin, const cha
 {
     (void)ctx;
     if (level <= SK_LOG_WARN || getenv("SPEC_KITTY_VERBOSE"))
-        fprintf(stderr, "spec-kitty: %s%s%s%s\n",
-                level == SK_LOG_ERROR  ? "error: "
-                : level == SK_LOG_WARN ? "warning: "
-                                       : "",
-                plugin ? plugin : "", plugin ? ": " : "", line);
+        cli_line(stderr, "spec-kitty: %s%s%s%s",
+                 level == SK_LOG_ERROR  ? "error: "
+                 : level == SK_LOG_WARN ? "warning: "
+                                        : "",
+                 plugin ? plugin : "", plugin ? ": " : "", line);
 }
 
 sk_sync *cli_open(int *code)

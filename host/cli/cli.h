@@ -23,9 +23,19 @@ typedef struct cli_cmd {
 /* Maps a library status to the exit code (usage/config/plugin errors → 2, else 1). */
 int cli_exit_code(sk_status st);
 
-/* Prints "spec-kitty: MESSAGE" to stderr. */
+/* Prints "spec-kitty: MESSAGE" to stderr, as one line of printable text (see cli_line). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Prints one line to f: the formatted text and a newline. Text from outside (a server's
+ * reason, a bundle's node id, a plugin's error, a line of an events file) cannot control the
+ * terminal or break the line: each control character in it (C0 but tab, DEL, C1) is shown
+ * as '?'. fmt itself must not end in a newline.
+ */
+void cli_line(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same in place, for text printed another way. */
+void cli_make_printable(char *text);
 
 /* Opens the engine at $SPEC_KITTY_HOME (prints config warnings, errors). NULL on failure, *code
  * set. */

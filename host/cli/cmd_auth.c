@@ -194,8 +194,8 @@ static void print_logged_in(sk_auth *a)
 {
     sk_auth_info info;
     sk_auth_info_get(a, &info);
-    printf("Logged in to %s as %s%s%s%s.\n", info.server_url, info.username,
-           info.team_slug[0] ? " (team " : "", info.team_slug, info.team_slug[0] ? ")" : "");
+    cli_line(stdout, "Logged in to %s as %s%s%s%s.", info.server_url, info.username,
+             info.team_slug[0] ? " (team " : "", info.team_slug, info.team_slug[0] ? ")" : "");
     if (info.server_mismatch)
         cli_warn("sync.json points to %s: events go there, not to this session's server",
                  info.config_server_url);
@@ -324,7 +324,7 @@ static int print_status_json(const sk_auth_info *info)
 
 static void row(const char *label, const char *value)
 {
-    printf("%-15s %s\n", label, value && *value ? value : "-");
+    cli_line(stdout, "%-15s %s", label, value && *value ? value : "-");
 }
 
 static void print_status_text(const sk_auth_info *info)
@@ -341,9 +341,11 @@ static void print_status_text(const sk_auth_info *info)
         row("Refresh token:", buf);
     }
     row("Credentials:", info->credentials_path);
-    if (info->server_mismatch)
-        printf("\nThis session is for %s, but sync.json points to %s: log in there.\n",
-               info->server_url, info->config_server_url);
+    if (info->server_mismatch) {
+        putchar('\n');
+        cli_line(stdout, "This session is for %s, but sync.json points to %s: log in there.",
+                 info->server_url, info->config_server_url);
+    }
     if (info->state == SK_AUTH_EXPIRED)
         printf("\nSession expired \xe2\x80\x94 run `spec-kitty auth login`.\n");
     else if (info->state == SK_AUTH_NONE)

@@ -54,8 +54,9 @@ static void print_report(const sk_doctor_report *r, int repair)
         printf("queue.db is healthy: %lld events (%s)\n", (long long)r->rows_readable, bytes);
         return;
     }
-    printf("queue.db %s damaged: %lld problem%s, the first: %s\n", r->repaired ? "was" : "is",
-           (long long)r->problems, r->problems == 1 ? "" : "s", r->first_problem);
+    cli_line(stdout, "queue.db %s damaged: %lld problem%s, the first: %s",
+             r->repaired ? "was" : "is", (long long)r->problems, r->problems == 1 ? "" : "s",
+             r->first_problem);
     printf("  readable  %lld events (%s)%s\n", (long long)r->rows_readable, bytes,
            r->repaired ? ", copied into a fresh queue.db" : "");
     printf("  lost      %lld events (named by an index, unreadable%s)\n", (long long)r->rows_lost,

@@ -40,7 +40,7 @@ static const char USAGE[] =
 
 static void line_error(void *ctx, size_t line_no, const char *message)
 {
-    fprintf(stderr, "spec-kitty: %s:%zu: %s\n", (const char *)ctx, line_no, message);
+    cli_error("%s:%zu: %s", (const char *)ctx, line_no, message); /* message may quote the line */
 }
 
 static int emit_file(sk_sync *s, const char *file, const sk_event_spec *defaults)

@@ -43,8 +43,8 @@ static void on_bundle(void *ctx, const sk_bundle_report *r)
         return;
     }
     t->events += (size_t)r->events;
-    printf("%s %s: %lld events (node %s)\n", t->verify_only ? "verified" : "imported",
-           r->bundle_id, (long long)r->events, r->node_id[0] ? r->node_id : "unknown");
+    cli_line(stdout, "%s %s: %lld events (node %s)", t->verify_only ? "verified" : "imported",
+             r->bundle_id, (long long)r->events, r->node_id[0] ? r->node_id : "unknown");
     if (r->warning[0])
         cli_warn("%s: imported, but not moved into imported/: %s", r->path, r->warning);
 }

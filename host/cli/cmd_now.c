@@ -71,9 +71,9 @@ static void print_summary(const sk_drain_summary *s, const now_ctx *n)
     size_t count = json_array_size(n->failures);
     for (size_t i = 0; i < count && i < MAX_SHOWN_FAILURES; i++) {
         json_t *f = json_array_get(n->failures, i);
-        printf("  %s %s: %s\n", json_string_value(json_object_get(f, "outcome")),
-               json_string_value(json_object_get(f, "event_id")),
-               json_string_value(json_object_get(f, "reason")));
+        cli_line(stdout, "  %s %s: %s", json_string_value(json_object_get(f, "outcome")),
+                 json_string_value(json_object_get(f, "event_id")),
+                 json_string_value(json_object_get(f, "reason")));
     }
     if (count > MAX_SHOWN_FAILURES)
         printf("  ... and %zu more (see --report)\n", count - MAX_SHOWN_FAILURES);
@@ -235,14 +235,16 @@ int cmd_plugins(int argc, char **argv)
         json_array_foreach(list, i, e)
         {
             if (json_object_get(e, "error")) {
-                printf("%-12s BROKEN  %s\n", "-", json_string_value(json_object_get(e, "error")));
+                cli_line(stdout, "%-12s BROKEN  %s", "-",
+                         json_string_value(json_object_get(e, "error")));
                 continue;
             }
             char *caps = json_dumps(json_object_get(e, "capabilities"), JSON_COMPACT);
-            printf("%-12s %-8s ABI %s  %-22s %s\n", json_string_value(json_object_get(e, "name")),
-                   json_string_value(json_object_get(e, "version")),
-                   json_string_value(json_object_get(e, "abi")), caps ? caps : "",
-                   json_string_value(json_object_get(e, "file")));
+            cli_line(stdout, "%-12s %-8s ABI %s  %-22s %s",
+                     json_string_value(json_object_get(e, "name")),
+                     json_string_value(json_object_get(e, "version")),
+                     json_string_value(json_object_get(e, "abi")), caps ? caps : "",
+                     json_string_value(json_object_get(e, "file")));
             free(caps);
         }
         if (json_array_size(list) == 0)
@@ -287,11 +289,12 @@ int cmd_parked(int argc, char **argv)
     } else {
         size_t i;
         json_t *e;
-        json_array_foreach(list, i, e) printf(
-            "%s  %-18s retries %-3lld %s\n", json_string_value(json_object_get(e, "event_id")),
-            json_string_value(json_object_get(e, "event_type")),
-            (long long)json_integer_value(json_object_get(e, "retry_count")),
-            json_string_value(json_object_get(e, "reason")));
+        json_array_foreach(list, i, e)
+            cli_line(stdout, "%s  %-18s retries %-3lld %s",
+                     json_string_value(json_object_get(e, "event_id")),
+                     json_string_value(json_object_get(e, "event_type")),
+                     (long long)json_integer_value(json_object_get(e, "retry_count")),
+                     json_string_value(json_object_get(e, "reason")));
         printf("%zu parked event%s\n", json_array_size(list),
                json_array_size(list) == 1 ? "" : "s");
     }

@@ -124,8 +124,12 @@ typedef struct table {
     int color, cols;
 } table;
 
-static void row(const table *t, const char *key, const char *value)
+static void row(const table *t, const char *key, const char *text)
 {
+    char *copy = strdup(text);
+    const char *value = copy ? copy : "(out of memory)";
+    if (copy) /* a server's error message must not drive the terminal */
+        cli_make_printable(copy);
     printf(t->color ? "\033[1m%-12s\033[0m " : "%-12s ", key);
     int cols = t->cols;
     size_t avail = cols > KEY_COLS + 20 ? (size_t)(cols - KEY_COLS) : 0;
@@ -142,6 +146,7 @@ static void row(const table *t, const char *key, const char *value)
             value++;
     }
     printf("%s\n", value);
+    free(copy);
 }
 
 static void print_queue(const table *t, const sk_queue_info *qi)

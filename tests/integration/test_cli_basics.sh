@@ -235,3 +235,19 @@ sqlite3 "$SPEC_KITTY_HOME/queue.db" "INSERT INTO queue(event_id, event_type, dat
 sk sync parked --json; expect_rc 0 "parked --json with non-UTF-8 rows"
 expect_eq "$(jq -c '[.[] | [.event_type, .reason]]' <<<"$OUT")" '[["WPxx�","bad �"],["WPCreated","���é ok"]]' "parked rows"
 sk sync parked; expect_rc 0; expect_out "2 parked events"
+
+# Text from outside (a server's reason, a line of an events file) is shown with each control
+# character as '?': it can neither drive the terminal (an escape sequence, a C1 CSI) nor break
+# a row or an error in two; --json keeps it exact. The old build printed it as it came.
+sqlite3 "$SPEC_KITTY_HOME/queue.db" "INSERT INTO queue(event_id, event_type, data, timestamp, state, last_error)
+  VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FC1', 'WPCreated', '{}', 3, 1,
+          'refused' || char(27) || ']0;owned' || char(7) || char(10) || 'Synced: 9' || char(155) || '[2J')"
+sk sync parked; expect_rc 0
+expect_out "01ARZ3NDEKTSV4RRFFQ69G5FC1  WPCreated          retries 0   refused?]0;owned??Synced: 9??[2J"
+expect_eq "$(grep -c . <<<"$OUT")" 4 "lines of sync parked (3 rows and the count)"
+sk sync parked --json
+expect_eq "$(jq -c '.[] | select(.event_id == "01ARZ3NDEKTSV4RRFFQ69G5FC1") | .reason' <<<"$OUT")" \
+  '"refused\u001b]0;owned\u0007\nSynced: 9'$'\xc2\x9b''[2J"' "the reason in --json"
+printf '{"event_type": \033[2J}\n' >"$TEST_TMP/escape.ndjson"
+sk sync emit --file "$TEST_TMP/escape.ndjson"; expect_rc 2 "a line with an escape sequence"
+grep -q $'\033' <<<"$ERR" && fail "an escape sequence reached stderr: $ERR"; pass
