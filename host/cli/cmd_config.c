@@ -11,16 +11,24 @@ static const char USAGE[] =
     "file, environment). The file is <state root>/sync.json.\n\n"
     "Options:\n"
     "  --json      machine-readable output\n"
-    "  --keys      list every key with its type and meaning\n"
+    "  --keys      list every key with its type and meaning (with --json: a list of\n"
+    "              {\"name\", \"type\", \"help\"})\n"
     "  -h, --help  this help\n";
 
-static void print_keys(void)
+/* --keys: every key, its type and meaning; with --json as [{name, type, help}]. */
+static int print_keys(int json)
 {
+    json_t *list = json ? json_array() : NULL;
     for (size_t i = 0; i < sk_config_key_count(); i++) {
         sk_config_key k;
         sk_config_key_get(i, &k);
-        printf("%-32s %-20s %s\n", k.name, k.type, k.help);
+        if (json)
+            json_array_append_new(
+                list, json_pack("{s:s, s:s, s:s}", "name", k.name, "type", k.type, "help", k.help));
+        else
+            printf("%-32s %-20s %s\n", k.name, k.type, k.help);
     }
+    return json ? cli_print_json(list) : EXIT_OK;
 }
 
 int cmd_config(int argc, char **argv)
@@ -43,10 +51,8 @@ int cmd_config(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (keys) {
-        print_keys();
-        return EXIT_OK;
-    }
+    if (keys)
+        return print_keys(json);
     int opened;
     sk_sync *s = cli_open(&opened);
     if (!s)

@@ -120,6 +120,11 @@ expect_eq "$(jq -r '.keys["schedule.interval_s"].value' <<<"$OUT")" 60
 expect_eq "$(jq -r '.keys["schedule.interval_s"].source' <<<"$OUT")" file
 expect_eq "$(jq -r '.keys["schedule.max_retries"].source' <<<"$OUT")" default
 expect_err 'unknown key "colour"'
+# --keys --json is JSON too (--json was ignored: the text table came out).
+sk sync config --json --keys; expect_rc 0 "config --json --keys"
+jq -e 'length >= 20 and all(.[]; (.name | type) == "string" and .type and .help)' <<<"$OUT" >/dev/null ||
+  fail "config --json --keys: $OUT"; pass
+expect_eq "$(jq -r '.[0].name' <<<"$OUT")" server_url "first key of config --json --keys"
 config $'{\n  "server_url": "x",\n  oops\n}'
 sk sync status; expect_rc 2; expect_err "sync.json:3:"
 config '{"queue": {"max_events": "lots"}}'
