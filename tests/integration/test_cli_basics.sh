@@ -3,6 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 
 sk --version;                 expect_rc 0; expect_out "spec-kitty "
+sk --version --bogus;         expect_rc 2; expect_err 'spec-kitty: --version: unexpected argument "--bogus"'
 sk --help;                    expect_rc 0; expect_out "sync emit"
 sk;                           expect_rc 2
 sk frobnicate;                expect_rc 2; expect_err 'unknown command "frobnicate"'
