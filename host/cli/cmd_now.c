@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char NOW_USAGE[] =
@@ -18,7 +20,8 @@ static const char NOW_USAGE[] =
     "  --report FILE  write every rejected or parked event with its reason as JSON\n"
     "                 (and, when the server stopped the pass with an error code, a last\n"
     "                 entry {\"outcome\": \"stopped\", \"reason\", \"error_code\"}); a file is\n"
-    "                 replaced whole, a device or FIFO (/dev/stdout) written into\n"
+    "                 replaced whole, a device or FIFO (/dev/stdout) written into; a\n"
+    "                 folder, or a name whose folder is missing, is refused before the pass\n"
     "  -h, --help     this help\n\n"
     "Ctrl+C (SIGINT) or SIGTERM cancels the transfer in flight at once: what the\n"
     "server acknowledged is settled, the rest stays queued, and the summary says\n"
@@ -95,6 +98,26 @@ static json_t *summary_json(const sk_drain_summary *s, sk_status st, const now_c
     return o;
 }
 
+/* --report must name a file that can be written, checked before the pass: the report of a
+ * pass cannot be had again. A usage error is printed; returns 0 when the name is usable. */
+static int report_target_check(const char *path)
+{
+    struct stat st;
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    int len = slash ? (slash == path ? 1 : (int)(slash - path)) : 1;
+    snprintf(dir, sizeof dir, "%.*s", len, slash ? path : ".");
+    if (!*path || (slash && !slash[1]))
+        cli_error("sync now: --report wants a file name, got \"%s\"", path);
+    else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        cli_error("sync now: --report %s: is a directory", path);
+    else if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        cli_error("sync now: --report %s: no folder %s to write it in", path, dir);
+    else
+        return 0;
+    return -1;
+}
+
 /* The line that ends an interrupted `sync now`. */
 static void say_interrupted(int via_service)
 {
@@ -125,6 +148,8 @@ int cmd_now(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
+    if (report && report_target_check(report) != 0)
+        return EXIT_USAGE;
     int code;
     sk_sync *s = cli_open(&code);
     if (!s)

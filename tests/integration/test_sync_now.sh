@@ -116,5 +116,13 @@ now_down "$R/link"; expect_rc 1 "report through a symbolic link"
 [ -L "$R/link" ] || fail "--report replaced the symbolic link"; pass
 expect_eq "$(jq -c . "$R/target")" "[]" "report in the file the link names"
 expect_eq "$(stat -c %a "$R/target")" 600 "report mode"
-now_down "$R/dir"; expect_rc 1; expect_err "cannot write the report: $R/dir: Is a directory"
+# A name that cannot be a report is refused before the pass (its report could not be had
+# again): a folder, no name at all, a folder that is not there. The old build ran the pass
+# and failed after it.
+now_down "$R/dir"; expect_rc 2 "--report FOLDER"; expect_err "sync now: --report $R/dir: is a directory"
+expect_eq "$OUT" "" "the pass run despite --report FOLDER"
+now_down ""; expect_rc 2 "--report ''"; expect_err 'sync now: --report wants a file name, got ""'
+now_down "$R/none/r.json"; expect_rc 2 "--report in a missing folder"
+expect_err "sync now: --report $R/none/r.json: no folder $R/none to write it in"
+expect_eq "$OUT" "" "the pass run despite a missing report folder"
 expect_eq "$(ls -A "$R" | tr '\n' ' ')" "dir fifo fifo.out full link null target " "files beside the reports"
