@@ -206,11 +206,12 @@ int cli_color(FILE *f)
     return isatty(fileno(f)) && !(nc && *nc);
 }
 
-/* Reports the argument getopt_long refused (it returned ':' or '?', optind past it). */
-static void report_bad_option(char **argv, const char *cmd, int c)
+/* Reports the argument getopt_long refused: it returned c (':' or '?') on the argument it was
+ * at, argv[at], and optind moved past it unless the fault is inside a cluster ("-xj"). */
+static void report_bad_option(char **argv, int at, const char *cmd, int c)
 {
-    const char *arg = argv[optind - 1];
-    if (strncmp(arg, "--", 2) != 0) { /* a short option, maybe inside a cluster (-jx) */
+    const char *arg = optind > at ? argv[optind - 1] : argv[optind];
+    if (strncmp(arg, "--", 2) != 0) { /* a short option, maybe inside a cluster */
         cli_error(c == ':' ? "%s: option \"-%c\" needs a value (see --help)"
                            : "%s: unknown option \"-%c\" (see --help)",
                   cmd, optopt);
@@ -231,9 +232,10 @@ int cli_getopt(int argc, char **argv, const char *cmd, const char *shortopts,
     char spec[64]; /* a leading ':' tells a missing value from an unknown option */
     snprintf(spec, sizeof spec, ":%s", shortopts);
     opterr = 0;
+    int at = optind;
     int c = getopt_long(argc, argv, spec, longopts, NULL);
     if (c == ':' || c == '?') {
-        report_bad_option(argv, cmd, c);
+        report_bad_option(argv, at, cmd, c);
         return '?';
     }
     if (c == -1 && !operands && optind < argc) {

@@ -28,6 +28,7 @@ usage_error 'sync status: option "--json" takes no value'       sync status --js
 usage_error 'sync emit: option "--type" needs a value'          sync emit --type
 usage_error 'sync emit: option "-t" needs a value'              sync emit -t
 usage_error 'sync emit: unknown option "-x"'                    sync emit -x
+usage_error 'sync status: unknown option "-x"'                  sync status --json -xh
 usage_error 'sync emit: unknown or ambiguous option "--c"'      sync emit --c 01ARZ3NDEKTSV4RRFFQ69G5FAV
 usage_error 'sync now: option "--report" needs a value'         sync now --report
 usage_error 'sync doctor: option "--repair" takes no value'     sync doctor --repair=yes
