@@ -885,11 +885,16 @@ static void server_reason(const char *body, const char *password, char *out, siz
 static sk_status post_login(sk__auth *a, const char *url, const char *username,
                             const char *password, sk__creds *c, sk__err *err)
 {
+    json_t *user = json_string(username), *secret = json_string(password);
+    if (!user || !secret) { /* Jansson takes UTF-8 only: say which value, not "out of memory" */
+        json_decref(user);
+        json_decref(secret);
+        return sk__fail(err, SK_ERR_USAGE, "%s: not valid UTF-8", user ? "password" : "username");
+    }
     long code;
     char *resp;
-    sk_status st =
-        post_secret(a, url, json_pack("{s:s, s:s}", "username", username, "password", password),
-                    &code, &resp, err);
+    sk_status st = post_secret(
+        a, url, json_pack("{s:o, s:o}", "username", user, "password", secret), &code, &resp, err);
     char reason[256] = "";
     if (st == SK_OK && code != 200)
         server_reason(resp, password, reason, sizeof reason);

@@ -14,14 +14,36 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Puts the head and the tail of full (len bytes) into msg around "…", cutting no UTF-8
+ * character in two. */
+static void fit_message(char *msg, size_t cap, const char *full, size_t len)
+{
+    static const char mark[] = "\xe2\x80\xa6"; /* U+2026 */
+    size_t head = (cap - sizeof mark) / 2;
+    const char *tail = full + len - head;
+    while (head > 0 && ((unsigned char)full[head] & 0xC0) == 0x80)
+        head--;
+    while (((unsigned char)*tail & 0xC0) == 0x80)
+        tail++;
+    snprintf(msg, cap, "%.*s%s%s", (int)head, full, mark, tail);
+}
+
 sk_status sk__fail(sk__err *err, sk_status status, const char *fmt, ...)
 {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
+    if (!err)
+        return status;
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    if (n >= (int)sizeof err->msg) { /* the end says what is wrong: keep it */
+        char *full = malloc((size_t)n + 1);
+        if (full && vsnprintf(full, (size_t)n + 1, fmt, again) == n)
+            fit_message(err->msg, sizeof err->msg, full, (size_t)n);
+        free(full);
     }
+    va_end(again);
+    va_end(ap);
     return status;
 }
 

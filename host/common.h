@@ -17,7 +17,8 @@ typedef struct sk__err {
     char msg[768];
 } sk__err;
 
-/* Formats the message into err (if non-NULL) and returns status. */
+/* Formats the message into err (if non-NULL) and returns status. A message too long for it
+ * keeps its head and its tail around "…": the fact at the end outlives a long path. */
 sk_status sk__fail(sk__err *err, sk_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -59,13 +59,15 @@ static int usage_error(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* Parses a whole decimal integer in [min, max]. */
+/* Parses a whole decimal integer in [min, max]: digits only (strtoll alone would also take
+ * leading blanks and a sign, so "-0" was a port). */
 static int parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
 {
-    char *end = NULL;
+    if (!*s || s[strspn(s, "0123456789")] != '\0')
+        return -1;
     errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
+    long long v = strtoll(s, NULL, 10);
+    if (errno || v < min || v > max)
         return -1;
     *out = v;
     return 0;
@@ -142,23 +144,43 @@ static const struct option options[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Applies one numeric option; -1 when the value is out of range. */
+/* Applies one numeric option; a value out of its range is a usage error naming both. */
 static int numeric_option(int opt, const char *arg, rcv__config *cfg)
 {
-    switch (opt) {
-    case OPT_ACCESS_TTL:
-        return parse_int(arg, 1, 100L * 365 * 86400, &cfg->access_ttl_s);
-    case OPT_REFRESH_TTL:
-        return parse_int(arg, 1, 100L * 365 * 86400, &cfg->refresh_ttl_s);
-    case OPT_MAX_EVENTS:
-        return parse_int(arg, 1, 1000000, &cfg->max_events);
-    case OPT_MAX_BODY:
-        return parse_int(arg, 1, (int64_t)1 << 32, &cfg->max_body_bytes);
-    case OPT_RATE:
-        return parse_int(arg, 0, 86400000, &cfg->rate_limit_ms);
-    default:
-        return -1;
+    const struct {
+        int opt;
+        int64_t min, max;
+        int64_t *field;
+    } numbers[] = {
+        {OPT_ACCESS_TTL, 1, 100L * 365 * 86400, &cfg->access_ttl_s},
+        {OPT_REFRESH_TTL, 1, 100L * 365 * 86400, &cfg->refresh_ttl_s},
+        {OPT_MAX_EVENTS, 1, 1000000, &cfg->max_events},
+        {OPT_MAX_BODY, 1, (int64_t)1 << 32, &cfg->max_body_bytes},
+        {OPT_RATE, 0, 86400000, &cfg->rate_limit_ms},
+    };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        if (numbers[i].opt != opt)
+            continue;
+        if (parse_int(arg, numbers[i].min, numbers[i].max, numbers[i].field) == 0)
+            return 0;
+        const char *name = "?";
+        for (const struct option *o = options; o->name; o++)
+            if (o->val == opt)
+                name = o->name;
+        return usage_error("--%s wants a whole number from %lld to %lld, got '%s'", name,
+                           (long long)numbers[i].min, (long long)numbers[i].max, arg);
     }
+    return usage_error("unknown option");
+}
+
+/* --add-user NAME and --team SLUG: names in a JSON file, so non-empty UTF-8. */
+static int name_option(const char *flag, const char *arg)
+{
+    json_t *probe = json_string(arg);
+    json_decref(probe);
+    if (!arg[0] || !probe)
+        return usage_error("%s wants a non-empty UTF-8 name, got '%s'", flag, arg);
+    return 0;
 }
 
 /* Applies one option to c. Returns 0 or a usage-error exit code. */
@@ -177,10 +199,10 @@ static int apply_option(int opt, const char *arg, cli *c)
         return 0;
     case OPT_ADD_USER:
         c->add_user = arg;
-        return 0;
+        return name_option("--add-user", arg);
     case OPT_TEAM:
         c->team = arg;
-        return 0;
+        return name_option("--team", arg);
     case OPT_NO_AUTH:
         c->cfg.no_auth = 1;
         return 0;
@@ -200,7 +222,7 @@ static int apply_option(int opt, const char *arg, cli *c)
         c->help = 1;
         return 0;
     default:
-        return numeric_option(opt, arg, &c->cfg) ? usage_error("invalid number '%s'", arg) : 0;
+        return numeric_option(opt, arg, &c->cfg);
     }
 }
 
@@ -233,28 +255,58 @@ static int parse_args(int argc, char **argv, cli *c)
     return 0;
 }
 
-/* --add-user: reads the password from stdin and updates the users file. */
+/* The longest password `spec-kitty auth login` sends: a longer one could never log in. */
+#define PASSWORD_MAX 1023
+
+/* Why the password line (len bytes, its line end dropped) cannot be stored, or NULL. The
+ * whole line counts: it used to be cut at 1023 bytes or at a NUL byte, without a word. */
+static const char *password_fault(const char *line, ssize_t len)
+{
+    json_t *probe = len > 0 ? json_string(line) : NULL;
+    json_decref(probe);
+    if (len < 0)
+        return "no password on stdin";
+    if (len == 0)
+        return "the password must not be empty";
+    if (strlen(line) != (size_t)len)
+        return "the password holds a NUL byte";
+    if (len > PASSWORD_MAX)
+        return "the password is longer than 1023 bytes (more than spec-kitty auth login sends)";
+    return probe ? NULL : "the password is not valid UTF-8";
+}
+
+/* --add-user: reads the password (the first line of stdin) and updates the users file. */
 static int add_user(const cli *c)
 {
-    char password[1024];
-    if (!fgets(password, sizeof password, stdin)) {
-        fprintf(stderr, PROG ": no password on stdin\n");
-        return 1;
-    }
-    password[strcspn(password, "\r\n")] = '\0';
-    if (!password[0]) {
-        fprintf(stderr, PROG ": the password must not be empty\n");
-        return 1;
-    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len = getline(&line, &cap, stdin);
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = '\0';
+    const char *fault = password_fault(line, len);
     char msg[512];
-    int rc = rcv__users_add(c->cfg.users_path, c->add_user, c->team, password, msg, sizeof msg);
-    memset(password, 0, sizeof password);
+    int rc =
+        fault ? -1 : rcv__users_add(c->cfg.users_path, c->add_user, c->team, line, msg, sizeof msg);
+    if (line)
+        explicit_bzero(line, cap);
+    free(line);
     if (rc != 0) {
-        fprintf(stderr, PROG ": %s\n", msg);
+        fprintf(stderr, PROG ": %s\n", fault ? fault : msg);
         return 1;
     }
     printf("user %s (team %s) written to %s\n", c->add_user, c->team, c->cfg.users_path);
     return 0;
+}
+
+/* What --help and --add-user printed must have reached stdout (not /dev/full). */
+static int output_written(int rc)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return rc;
+    fprintf(stderr, PROG ": cannot write to standard output: %s\n",
+            errno ? strerror(errno) : "write error");
+    return 1;
 }
 
 /* Opens what the server needs; -1 with msg on failure. */
@@ -300,10 +352,10 @@ int main(int argc, char **argv)
         return rc;
     if (c.help) {
         fputs(usage_text, stdout);
-        return 0;
+        return output_written(0);
     }
     if (c.add_user)
-        return add_user(&c);
+        return output_written(add_user(&c));
     setvbuf(stdout, NULL, _IOLBF, 0); /* one log line at a time, even into a file */
     static rcv__app app;
     app.cfg = c.cfg;

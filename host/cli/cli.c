@@ -3,9 +3,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int cli_exit_code(sk_status st)
@@ -24,19 +27,51 @@ int cli_exit_code(sk_status st)
     }
 }
 
+/* C0 but tab, DEL, and C1 (U+0080 to U+009F: both of its UTF-8 bytes) become '?'. */
+void cli_make_printable(char *text)
+{
+    for (unsigned char *p = (unsigned char *)text; *p; p++) {
+        if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) {
+            *p++ = '?';
+            *p = '?';
+        } else if ((*p < 0x20 && *p != '\t') || *p == 0x7F) {
+            *p = '?';
+        }
+    }
+}
+
+__attribute__((format(printf, 3, 0))) static void vline(FILE *f, const char *prefix,
+                                                        const char *fmt, va_list ap)
+{
+    char *text = NULL;
+    if (vasprintf(&text, fmt, ap) < 0) {
+        fprintf(f, "%s(out of memory)\n", prefix);
+        return;
+    }
+    cli_make_printable(text);
+    fprintf(f, "%s%s\n", prefix, text);
+    free(text);
+}
+
+void cli_line(FILE *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(f, "", fmt, ap);
+    va_end(ap);
+}
+
 __attribute__((format(printf, 2, 0))) static void vreport(const char *kind, const char *fmt,
                                                           va_list ap)
 {
-    fprintf(stderr, "spec-kitty: %s", kind);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vline(stderr, kind, fmt, ap);
 }
 
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport("", fmt, ap);
+    vreport("spec-kitty: ", fmt, ap);
     va_end(ap);
 }
 
@@ -44,7 +79,7 @@ void cli_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport("warning: ", fmt, ap);
+    vreport("spec-kitty: warning: ", fmt, ap);
     va_end(ap);
 }
 
@@ -52,11 +87,11 @@ static void print_plugin_log(void *ctx, int level, const char *plugin, const cha
 {
     (void)ctx;
     if (level <= SK_LOG_WARN || getenv("SPEC_KITTY_VERBOSE"))
-        fprintf(stderr, "spec-kitty: %s%s%s%s\n",
-                level == SK_LOG_ERROR  ? "error: "
-                : level == SK_LOG_WARN ? "warning: "
-                                       : "",
-                plugin ? plugin : "", plugin ? ": " : "", line);
+        cli_line(stderr, "spec-kitty: %s%s%s%s",
+                 level == SK_LOG_ERROR  ? "error: "
+                 : level == SK_LOG_WARN ? "warning: "
+                                        : "",
+                 plugin ? plugin : "", plugin ? ": " : "", line);
 }
 
 sk_sync *cli_open(int *code)
@@ -76,16 +111,56 @@ sk_sync *cli_open(int *code)
     return s;
 }
 
-int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap)
+/* Writes all of text to fd: 0, else -1 with errno. */
+static int write_all(int fd, const char *text, size_t len)
 {
-    char tmp[4200];
-    char *text = json_dumps(v, JSON_INDENT(2));
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
-    int fd = text ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-    size_t len = text ? strlen(text) : 0;
-    int ok = fd >= 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    while (len > 0) {
+        ssize_t w = write(fd, text, len);
+        if (w < 0 && errno == EINTR && !cli_interrupted())
+            continue;
+        if (w <= 0) {
+            errno = w < 0 ? errno : EIO;
+            return -1;
+        }
+        text += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Into an existing file that is no regular one (/dev/stdout, /dev/null, a FIFO): there is
+ * nothing to replace, the text goes straight in. 0, else -1 with errno. */
+static int write_in_place(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int ok = write_all(fd, text, strlen(text)) == 0;
     int saved = errno;
-    if (fd >= 0 && close(fd) != 0 && ok) {
+    if (close(fd) != 0 && ok) {
+        ok = 0;
+        saved = errno;
+    }
+    errno = saved;
+    return ok ? 0 : -1;
+}
+
+/* A new owner-only file beside path, renamed over it: a reader sees the old text or the new,
+ * never half. O_EXCL: the name is guessable, so one planted there (a link in /tmp) is not
+ * followed. 0, else -1 with errno. */
+static int replace_atomically(const char *path, const char *text)
+{
+    char tmp[PATH_MAX];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    int ok = write_all(fd, text, strlen(text)) == 0 && fsync(fd) == 0;
+    int saved = errno;
+    if (close(fd) != 0 && ok) {
         ok = 0;
         saved = errno;
     }
@@ -93,19 +168,99 @@ int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap
         ok = 0;
         saved = errno;
     }
-    if (!ok) {
-        snprintf(why, cap, "%s: %s", path, text ? strerror(saved) : "out of memory");
-        if (fd >= 0)
-            unlink(tmp);
-    }
-    free(text);
+    if (!ok)
+        unlink(tmp);
+    errno = saved;
     return ok ? 0 : -1;
+}
+
+int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap)
+{
+    char *text = json_dumps(v, JSON_INDENT(2));
+    if (!text) {
+        snprintf(why, cap, "%s: out of memory", path);
+        return -1;
+    }
+    struct stat st;
+    char real[PATH_MAX];
+    int rc;
+    if (stat(path, &st) != 0) {
+        rc = replace_atomically(path, text);
+    } else if (S_ISDIR(st.st_mode)) {
+        errno = EISDIR;
+        rc = -1;
+    } else if (!S_ISREG(st.st_mode)) { /* renaming over /dev/null would replace the device */
+        rc = write_in_place(path, text);
+    } else { /* through a symbolic link: the file it names is replaced, not the link */
+        rc = replace_atomically(realpath(path, real) ? real : path, text);
+    }
+    if (rc != 0)
+        snprintf(why, cap, "%s: %s", path, strerror(errno));
+    free(text);
+    return rc;
 }
 
 int cli_color(FILE *f)
 {
     const char *nc = getenv("NO_COLOR");
     return isatty(fileno(f)) && !(nc && *nc);
+}
+
+/* Reports the argument getopt_long refused: it returned c (':' or '?') on the argument it was
+ * at, argv[at], and optind moved past it unless the fault is inside a cluster ("-xj"). */
+static void report_bad_option(char **argv, int at, const char *cmd, int c)
+{
+    const char *arg = optind > at ? argv[optind - 1] : argv[optind];
+    if (strncmp(arg, "--", 2) != 0) { /* a short option, maybe inside a cluster */
+        cli_error(c == ':' ? "%s: option \"-%c\" needs a value (see --help)"
+                           : "%s: unknown option \"-%c\" (see --help)",
+                  cmd, optopt);
+        return;
+    }
+    int name_len = (int)strcspn(arg, "=");
+    if (c == ':')
+        cli_error("%s: option \"%s\" needs a value (see --help)", cmd, arg);
+    else if (optopt != 0) /* a known flag given "=VALUE" */
+        cli_error("%s: option \"%.*s\" takes no value (see --help)", cmd, name_len, arg);
+    else
+        cli_error("%s: unknown or ambiguous option \"%.*s\" (see --help)", cmd, name_len, arg);
+}
+
+int cli_getopt(int argc, char **argv, const char *cmd, const char *shortopts,
+               const struct option *longopts, int operands)
+{
+    char spec[64]; /* a leading ':' tells a missing value from an unknown option */
+    snprintf(spec, sizeof spec, ":%s", shortopts);
+    opterr = 0;
+    int at = optind;
+    int c = getopt_long(argc, argv, spec, longopts, NULL);
+    if (c == ':' || c == '?') {
+        report_bad_option(argv, at, cmd, c);
+        return '?';
+    }
+    if (c == -1 && !operands && optind < argc) {
+        cli_error("%s: unexpected argument \"%s\" (see --help)", cmd, argv[optind]);
+        return '?';
+    }
+    return c;
+}
+
+int cli_parse_seconds(const char *text, double min, double max, double *out)
+{
+    static const char digits[] = "0123456789";
+    size_t whole = strspn(text, digits), frac = 0;
+    const char *end = text + whole;
+    if (*end == '.') {
+        frac = strspn(end + 1, digits);
+        end += 1 + frac;
+    }
+    if (*end || whole + frac == 0)
+        return -1;
+    double v = strtod(text, NULL); /* the C locale: '.' is the decimal point */
+    if (!(v >= min && v <= max))
+        return -1;
+    *out = v;
+    return 0;
 }
 
 int cli_wants_help(int argc, char **argv, const char *usage)
@@ -121,14 +276,121 @@ int cli_wants_help(int argc, char **argv, const char *usage)
     return 0;
 }
 
-void cli_print_json(json_t *v)
+int cli_print_json(json_t *v)
 {
-    char *text = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (text) {
-        puts(text);
-        free(text);
-    }
+    char *text = v ? json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(v);
+    if (!text) {
+        cli_error("cannot build the JSON output: out of memory");
+        return EXIT_FAIL;
+    }
+    puts(text);
+    free(text);
+    return EXIT_OK;
+}
+
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), 0 when there is none. */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    unsigned char lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (p[0] < 0x80)
+        return 1;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF)
+        n = 2;
+    else if (p[0] >= 0xE0 && p[0] <= 0xEF)
+        n = 3;
+    else if (p[0] >= 0xF0 && p[0] <= 0xF4)
+        n = 4;
+    else
+        return 0;
+    if (p[0] == 0xE0)
+        lo = 0xA0;
+    else if (p[0] == 0xED)
+        hi = 0x9F;
+    else if (p[0] == 0xF0)
+        lo = 0x90;
+    else if (p[0] == 0xF4)
+        hi = 0x8F;
+    if (p[1] < lo || p[1] > hi) /* the terminating NUL fails here, or below */
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    return n;
+}
+
+json_t *cli_json_text(const char *text)
+{
+    if (!text)
+        return json_null();
+    json_t *v = json_string(text);
+    if (v)
+        return v;
+    const unsigned char *p = (const unsigned char *)text;
+    char *clean = malloc(strlen(text) * 3 + 1), *out = clean; /* each byte may become 3 */
+    if (!clean)
+        return NULL;
+    while (*p) {
+        size_t n = utf8_sequence(p);
+        if (n) {
+            memcpy(out, p, n);
+            out += n;
+            p += n;
+        } else {
+            memcpy(out, "\xEF\xBF\xBD", 3); /* U+FFFD REPLACEMENT CHARACTER */
+            out += 3;
+            p++;
+        }
+    }
+    *out = '\0';
+    v = json_string(clean);
+    free(clean);
+    return v;
+}
+
+json_t *cli_json_text_or_null(const char *text)
+{
+    return text && text[0] ? cli_json_text(text) : json_null();
+}
+
+void cli_stdio_init(void)
+{
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        /* The lowest free number is fd (the ones below are open by now). */
+        int held = open("/dev/null", fd == STDIN_FILENO ? O_WRONLY : O_RDONLY);
+        if (held >= 0 && held != fd) {
+            dup2(held, fd);
+            close(held);
+        }
+    }
+}
+
+/* A pipe on stdout whose reader has gone: poll says POLLERR. For an earlier failed write
+ * whose errno is lost by the time stdout is closed. */
+static int stdout_reader_gone(void)
+{
+    struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
+int cli_stdout_close(int code)
+{
+    errno = 0;
+    int failed = fflush(stdout) != 0 || ferror(stdout);
+    int why = errno;
+    int gone = why == EPIPE || (failed && why == 0 && stdout_reader_gone());
+    if (fclose(stdout) != 0 && !failed) {
+        failed = 1;
+        why = errno;
+    }
+    if (!failed || gone)
+        return code;
+    cli_error("cannot write to standard output: %s", why ? strerror(why) : "write error");
+    return code == EXIT_OK ? EXIT_FAIL : code;
 }
 
 void cli_format_age(int64_t s, char *buf, size_t cap)
@@ -146,14 +408,24 @@ void cli_format_age(int64_t s, char *buf, size_t cap)
 sk_sync *cli_open_listing(int argc, char **argv, const char *usage, const char *name, int *json,
                           int *code)
 {
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "sync %s", name);
+    *json = 0;
     *code = EXIT_OK;
-    if (cli_wants_help(argc, argv, usage))
-        return NULL;
-    *json = argc > 1 && strcmp(argv[1], "--json") == 0;
-    if (argc > 1 + *json) {
-        cli_error("sync %s: unexpected argument \"%s\"", name, argv[1 + *json]);
-        *code = EXIT_USAGE;
-        return NULL;
+    optind = 1;
+    int c;
+    while ((c = cli_getopt(argc, argv, cmd, "h", opts, 0)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return NULL;
+        }
+        if (c != 'j') {
+            *code = EXIT_USAGE;
+            return NULL;
+        }
+        *json = 1;
     }
     return cli_open(code);
 }

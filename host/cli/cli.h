@@ -5,6 +5,7 @@
 #include <spec-kitty/sync.h>
 #include <spec-kitty/transport.h>
 
+#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 
@@ -22,9 +23,19 @@ typedef struct cli_cmd {
 /* Maps a library status to the exit code (usage/config/plugin errors → 2, else 1). */
 int cli_exit_code(sk_status st);
 
-/* Prints "spec-kitty: MESSAGE" to stderr. */
+/* Prints "spec-kitty: MESSAGE" to stderr, as one line of printable text (see cli_line). */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Prints one line to f: the formatted text and a newline. Text from outside (a server's
+ * reason, a bundle's node id, a plugin's error, a line of an events file) cannot control the
+ * terminal or break the line: each control character in it (C0 but tab, DEL, C1) is shown
+ * as '?'. fmt itself must not end in a newline.
+ */
+void cli_line(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same in place, for text printed another way. */
+void cli_make_printable(char *text);
 
 /* Opens the engine at $SPEC_KITTY_HOME (prints config warnings, errors). NULL on failure, *code
  * set. */
@@ -37,17 +48,54 @@ sk_sync *cli_open(int *code);
 sk_sync *cli_open_listing(int argc, char **argv, const char *usage, const char *name, int *json,
                           int *code);
 
-/* Writes v as indented JSON to path (owner-only, replaced atomically); -1 with why on failure. */
+/* Writes v as indented JSON to path: a regular file (or a new one) is replaced atomically by an
+ * owner-only one; a device or a FIFO (/dev/stdout) is written into, never replaced; a folder is
+ * refused. -1 with why on failure. */
 int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap);
 
 /* Non-zero when stdout (fd) is a terminal and NO_COLOR is unset. */
 int cli_color(FILE *f);
 
+/*
+ * getopt_long for the command named cmd ("sync emit"), called in a loop after `optind = 1`.
+ * Returns the option's value, or -1 when the options are done (operands from argv[optind]).
+ * A usage error is one line naming the argument at fault (unknown or ambiguous option,
+ * missing value, value given to a flag) and returns '?'. With operands == 0, any operand
+ * left after the options is such an error too.
+ */
+int cli_getopt(int argc, char **argv, const char *cmd, const char *shortopts,
+               const struct option *longopts, int operands);
+
+/* A number of seconds as a user writes it, "30" or "0.5", within [min, max]: 0, else -1 (a
+ * sign, an exponent, hex, inf, nan, blanks or trailing junk, which strtod would all take). */
+int cli_parse_seconds(const char *text, double min, double max, double *out);
+
 /* Standard option parsing: returns 1 when argv asks for --help (prints usage to stdout). */
 int cli_wants_help(int argc, char **argv, const char *usage);
 
-/* Prints a JSON value to stdout, indented, with a newline, and frees it. */
-void cli_print_json(json_t *v);
+/* Prints a JSON value to stdout, indented, with a newline, and frees it. NULL (out of memory
+ * while building it) is an error line instead: returns EXIT_OK or EXIT_FAIL. */
+int cli_print_json(json_t *v);
+
+/*
+ * A JSON string of text the tool did not write itself: a path, a server's or a plugin's
+ * message, a row another program put in queue.db. Bytes that are not UTF-8 become U+FFFD,
+ * so that `--json` never drops a key, a row or the whole document (Jansson refuses such
+ * strings). NULL gives null; cli_json_text_or_null gives null for "" too.
+ */
+json_t *cli_json_text(const char *text);
+json_t *cli_json_text_or_null(const char *text);
+
+/* ---- standard streams ---------------------------------------------------------------- */
+
+/* Called first by main: a standard descriptor the caller closed is held by /dev/null opened
+ * the wrong way round, so no file, pipe or socket of ours ever gets number 0, 1 or 2 (our
+ * output would land in it) and using the closed stream still fails as it would have. */
+void cli_stdio_init(void);
+/* Called last by main: flushes and closes stdout. Output that could not be written (a full
+ * disk, /dev/full, a closed descriptor) is one error line and turns an exit code of 0 into 1;
+ * a reader that went away (EPIPE, `| head -1`) ends quietly with the code unchanged. */
+int cli_stdout_close(int code);
 
 /* Human-readable age, e.g. "3m 12s". */
 void cli_format_age(int64_t seconds, char *buf, size_t cap);

@@ -57,28 +57,38 @@ static int open_auth(int create_root, sk_auth **a)
     return EXIT_OK;
 }
 
+/* What read_line returns instead of a length. */
+enum { LINE_NONE = -1, LINE_TOO_LONG = -2, LINE_NUL = -3 };
+
 /* Reads one line from fd with read(2), so no stdio buffer keeps a copy. Drops the line
- * end. Returns its length, or -1 on error/EOF before any byte, -2 when too long. */
+ * end. Returns its length, or LINE_NONE on error/EOF before any byte, LINE_TOO_LONG, or
+ * LINE_NUL when it holds a NUL byte (the C string would end there: a password cut short). */
 static ssize_t read_line(int fd, char *buf, size_t cap)
 {
     size_t n = 0;
+    int nul = 0;
     for (;;) {
         char ch;
         ssize_t r = read(fd, &ch, 1);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
-            if (n == 0)
-                return -1;
+            if (n == 0 && !nul)
+                return LINE_NONE;
             break;
         }
         if (ch == '\n')
             break;
         if (n + 1 >= cap) {
             explicit_bzero(buf, cap);
-            return -2;
+            return LINE_TOO_LONG;
         }
+        nul |= ch == '\0';
         buf[n++] = ch;
+    }
+    if (nul) {
+        explicit_bzero(buf, cap);
+        return LINE_NUL;
     }
     if (n > 0 && buf[n - 1] == '\r')
         n--;
@@ -129,6 +139,20 @@ static int parse_login(int argc, char **argv, login_args *la)
     return EXIT_OK;
 }
 
+/* Why a line read for what ("password") is unusable: read_line returned n <= 0. */
+static const char *line_fault(const char *what, ssize_t n)
+{
+    static char text[64];
+    snprintf(text, sizeof text, "%s %s", n == 0 || n == LINE_NONE ? "no" : "the", what);
+    if (n == LINE_TOO_LONG)
+        snprintf(text + strlen(text), sizeof text - strlen(text), " is too long");
+    else if (n == LINE_NUL)
+        snprintf(text + strlen(text), sizeof text - strlen(text), " holds a NUL byte");
+    else
+        snprintf(text + strlen(text), sizeof text - strlen(text), " given");
+    return text;
+}
+
 /* Gets username and password from the options, stdin or the terminal. */
 static int login_inputs(const login_args *la, char *user, size_t ucap, char *pw, size_t pcap)
 {
@@ -141,8 +165,9 @@ static int login_inputs(const login_args *la, char *user, size_t ucap, char *pw,
     } else if (tty && !la->password_stdin) {
         fputs("Username: ", stderr);
         fflush(stderr);
-        if (read_line(STDIN_FILENO, user, ucap) <= 0) {
-            cli_error("auth login: no username given");
+        ssize_t n = read_line(STDIN_FILENO, user, ucap);
+        if (n <= 0) {
+            cli_error("auth login: %s", line_fault("username", n));
             return EXIT_USAGE;
         }
     } else {
@@ -159,7 +184,7 @@ static int login_inputs(const login_args *la, char *user, size_t ucap, char *pw,
         return EXIT_USAGE;
     }
     if (n <= 0) {
-        cli_error("auth login: %s", n == -2 ? "password too long" : "no password given");
+        cli_error("auth login: %s", line_fault("password", n));
         return EXIT_USAGE;
     }
     return EXIT_OK;
@@ -169,8 +194,8 @@ static void print_logged_in(sk_auth *a)
 {
     sk_auth_info info;
     sk_auth_info_get(a, &info);
-    printf("Logged in to %s as %s%s%s%s.\n", info.server_url, info.username,
-           info.team_slug[0] ? " (team " : "", info.team_slug, info.team_slug[0] ? ")" : "");
+    cli_line(stdout, "Logged in to %s as %s%s%s%s.", info.server_url, info.username,
+             info.team_slug[0] ? " (team " : "", info.team_slug, info.team_slug[0] ? ")" : "");
     if (info.server_mismatch)
         cli_warn("sync.json points to %s: events go there, not to this session's server",
                  info.config_server_url);
@@ -283,28 +308,23 @@ static json_t *iso_or_null(int64_t ms)
     return json_string(iso);
 }
 
-static json_t *text_or_null(const char *s)
-{
-    return s[0] ? json_string(s) : json_null();
-}
-
-static void print_status_json(const sk_auth_info *info)
+static int print_status_json(const sk_auth_info *info)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "state", json_string(info->state_name));
-    json_object_set_new(o, "username", text_or_null(info->username));
-    json_object_set_new(o, "team_slug", text_or_null(info->team_slug));
-    json_object_set_new(o, "server_url", text_or_null(info->server_url));
+    json_object_set_new(o, "state", cli_json_text(info->state_name));
+    json_object_set_new(o, "username", cli_json_text_or_null(info->username));
+    json_object_set_new(o, "team_slug", cli_json_text_or_null(info->team_slug));
+    json_object_set_new(o, "server_url", cli_json_text_or_null(info->server_url));
     json_object_set_new(o, "access_expires_at", iso_or_null(info->access_expires_ms));
     json_object_set_new(o, "refresh_expires_at", iso_or_null(info->refresh_expires_ms));
-    json_object_set_new(o, "credentials_file", json_string(info->credentials_path));
+    json_object_set_new(o, "credentials_file", cli_json_text(info->credentials_path));
     json_object_set_new(o, "server_mismatch", json_boolean(info->server_mismatch));
-    cli_print_json(o);
+    return cli_print_json(o);
 }
 
 static void row(const char *label, const char *value)
 {
-    printf("%-15s %s\n", label, value && *value ? value : "-");
+    cli_line(stdout, "%-15s %s", label, value && *value ? value : "-");
 }
 
 static void print_status_text(const sk_auth_info *info)
@@ -321,9 +341,11 @@ static void print_status_text(const sk_auth_info *info)
         row("Refresh token:", buf);
     }
     row("Credentials:", info->credentials_path);
-    if (info->server_mismatch)
-        printf("\nThis session is for %s, but sync.json points to %s: log in there.\n",
-               info->server_url, info->config_server_url);
+    if (info->server_mismatch) {
+        putchar('\n');
+        cli_line(stdout, "This session is for %s, but sync.json points to %s: log in there.",
+                 info->server_url, info->config_server_url);
+    }
     if (info->state == SK_AUTH_EXPIRED)
         printf("\nSession expired \xe2\x80\x94 run `spec-kitty auth login`.\n");
     else if (info->state == SK_AUTH_NONE)
@@ -354,11 +376,12 @@ static int auth_status(int argc, char **argv)
         cli_error("%s", sk_auth_last_error(a));
         code = cli_exit_code(st);
     } else {
+        int printed = EXIT_OK;
         if (json)
-            print_status_json(&info);
+            printed = print_status_json(&info);
         else
             print_status_text(&info);
-        code = (info.state == SK_AUTH_OK || info.state == SK_AUTH_STATIC) ? EXIT_OK : EXIT_FAIL;
+        code = (info.state == SK_AUTH_OK || info.state == SK_AUTH_STATIC) ? printed : EXIT_FAIL;
     }
     sk_auth_close(a);
     return code;

@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The longest `stop --timeout`: a day (the wait is in milliseconds, an int64). */
+#define STOP_TIMEOUT_MAX_S 86400
+
 static const char USAGE[] =
     "Usage: spec-kitty sync daemon start [--verbose]\n"
     "       spec-kitty sync daemon run [--verbose]\n"
@@ -20,19 +23,23 @@ static const char USAGE[] =
     "  start   detach and run in the background (pid and lock in the state root)\n"
     "  run     run in the foreground, logging to stderr too (for systemd)\n"
     "  stop    ask the service to stop; it lets the batch in flight finish until\n"
-    "          schedule.shutdown_deadline_ms, then cancels it. Waits for it to exit.\n\n"
+    "          schedule.shutdown_deadline_ms, then cancels it. Waits for it to exit,\n"
+    "          at most --timeout seconds (default 30, up to 86400; \"0.5\" is half a second).\n\n"
     "Log: <state root>/sync-daemon.log (rotated at 1 MiB). `spec-kitty sync status`\n"
     "shows the live state of a running service.\n";
 
+/* Options of `sync daemon start|run` (argv[0] is the subcommand): -1 on a usage error. */
 static int parse_verbose(int argc, char **argv, int *verbose)
 {
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0)
-            *verbose = 1;
-        else {
-            cli_error("sync daemon %s: unexpected argument \"%s\"", argv[1], argv[i]);
+    static const struct option opts[] = {{"verbose", no_argument, NULL, 'v'}, {NULL, 0, NULL, 0}};
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "sync daemon %s", argv[0]);
+    int c;
+    optind = 1;
+    while ((c = cli_getopt(argc, argv, cmd, "v", opts, 0)) != -1) {
+        if (c != 'v')
             return -1;
-        }
+        *verbose = 1;
     }
     return 0;
 }
@@ -163,17 +170,17 @@ static int daemon_start(int verbose)
 
 static int daemon_stop(int argc, char **argv)
 {
+    static const struct option opts[] = {{"timeout", required_argument, NULL, 't'},
+                                         {NULL, 0, NULL, 0}};
     double timeout_s = 30;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            char *end;
-            timeout_s = strtod(argv[++i], &end);
-            if (*end || timeout_s <= 0) {
-                cli_error("sync daemon stop: --timeout wants seconds > 0, got \"%s\"", argv[i]);
-                return EXIT_USAGE;
-            }
-        } else {
-            cli_error("sync daemon stop: unexpected argument \"%s\"", argv[i]);
+    int c;
+    optind = 1;
+    while ((c = cli_getopt(argc, argv, "sync daemon stop", "", opts, 0)) != -1) {
+        if (c != 't')
+            return EXIT_USAGE;
+        if (cli_parse_seconds(optarg, 0.001, STOP_TIMEOUT_MAX_S, &timeout_s) != 0) {
+            cli_error("sync daemon stop: --timeout wants seconds from 0.001 to %d, got \"%s\"",
+                      STOP_TIMEOUT_MAX_S, optarg);
             return EXIT_USAGE;
         }
     }
@@ -208,11 +215,11 @@ int cmd_daemon(int argc, char **argv)
         return EXIT_OK;
     int verbose = 0;
     if (strcmp(argv[1], "start") == 0)
-        return parse_verbose(argc, argv, &verbose) ? EXIT_USAGE : daemon_start(verbose);
+        return parse_verbose(argc - 1, argv + 1, &verbose) ? EXIT_USAGE : daemon_start(verbose);
     if (strcmp(argv[1], "run") == 0)
-        return parse_verbose(argc, argv, &verbose) ? EXIT_USAGE : daemon_run(verbose);
+        return parse_verbose(argc - 1, argv + 1, &verbose) ? EXIT_USAGE : daemon_run(verbose);
     if (strcmp(argv[1], "stop") == 0)
-        return daemon_stop(argc, argv);
+        return daemon_stop(argc - 1, argv + 1);
     cli_error("unknown command \"sync daemon %s\" (try `spec-kitty sync daemon --help`)", argv[1]);
     return EXIT_USAGE;
 }

@@ -36,14 +36,14 @@ static json_t *report_json(const sk_doctor_report *r, const char *status, const 
 {
     json_t *lost = json_array();
     for (size_t i = 0; i < r->lost_ids_count; i++)
-        json_array_append_new(lost, json_string(r->lost_ids[i]));
-    return json_pack("{s:s, s:s, s:I, s:s?, s:I, s:I, s:I, s:I, s:o, s:s?}", "status", status,
-                     "file", file, "problems", (json_int_t)r->problems, "first_problem",
-                     r->problems ? r->first_problem : NULL, "file_bytes",
-                     (json_int_t)r->file_bytes, "rows_readable", (json_int_t)r->rows_readable,
-                     "bytes_readable", (json_int_t)r->bytes_readable, "rows_lost",
-                     (json_int_t)r->rows_lost, "lost_event_ids", lost, "kept_as",
-                     r->repaired ? r->kept_as : NULL);
+        json_array_append_new(lost, cli_json_text(r->lost_ids[i]));
+    return json_pack("{s:s, s:o, s:I, s:o?, s:I, s:I, s:I, s:I, s:o, s:o?}", "status", status,
+                     "file", cli_json_text(file), "problems", (json_int_t)r->problems,
+                     "first_problem", r->problems ? cli_json_text(r->first_problem) : NULL,
+                     "file_bytes", (json_int_t)r->file_bytes, "rows_readable",
+                     (json_int_t)r->rows_readable, "bytes_readable", (json_int_t)r->bytes_readable,
+                     "rows_lost", (json_int_t)r->rows_lost, "lost_event_ids", lost, "kept_as",
+                     r->repaired ? cli_json_text(r->kept_as) : NULL);
 }
 
 static void print_report(const sk_doctor_report *r, int repair)
@@ -54,8 +54,9 @@ static void print_report(const sk_doctor_report *r, int repair)
         printf("queue.db is healthy: %lld events (%s)\n", (long long)r->rows_readable, bytes);
         return;
     }
-    printf("queue.db %s damaged: %lld problem%s, the first: %s\n", r->repaired ? "was" : "is",
-           (long long)r->problems, r->problems == 1 ? "" : "s", r->first_problem);
+    cli_line(stdout, "queue.db %s damaged: %lld problem%s, the first: %s",
+             r->repaired ? "was" : "is", (long long)r->problems, r->problems == 1 ? "" : "s",
+             r->first_problem);
     printf("  readable  %lld events (%s)%s\n", (long long)r->rows_readable, bytes,
            r->repaired ? ", copied into a fresh queue.db" : "");
     printf("  lost      %lld events (named by an index, unreadable%s)\n", (long long)r->rows_lost,
@@ -75,7 +76,7 @@ int cmd_doctor(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     int json = 0, repair = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "sync doctor", "h", opts, 0)) != -1) {
         switch (c) {
         case 'j':
             json = 1;
@@ -87,13 +88,8 @@ int cmd_doctor(int argc, char **argv)
             fputs(DOCTOR_USAGE, stdout);
             return EXIT_OK;
         default:
-            fputs("Try `spec-kitty sync doctor --help`.\n", stderr);
             return EXIT_USAGE;
         }
-    }
-    if (optind < argc) {
-        cli_error("sync doctor: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_USAGE;
     }
     char err[1024] = "";
     sk_doctor_report r;
@@ -110,10 +106,11 @@ int cmd_doctor(int argc, char **argv)
         return cli_exit_code(st);
     }
     const char *status = r.repaired ? "repaired" : r.damaged ? "damaged" : "healthy";
+    int printed = EXIT_OK;
     if (json)
-        cli_print_json(report_json(&r, status, r.queue_file));
+        printed = cli_print_json(report_json(&r, status, r.queue_file));
     else
         print_report(&r, repair);
     sk_doctor_report_free(&r);
-    return r.damaged && !r.repaired ? EXIT_FAIL : EXIT_OK;
+    return r.damaged && !r.repaired ? EXIT_FAIL : printed;
 }

@@ -35,11 +35,12 @@ static const char USAGE[] =
     "      --project-uuid UUID   (current) the project; without it the event stays local\n"
     "      --project-slug SLUG   (current)\n"
     "      --build-id ID         (current)\n\n"
-    "Exit status: 0 queued, 1 not queued (queue full, I/O), 2 invalid event or usage.\n";
+    "Exit status: 0 queued, 1 not queued (queue full, I/O) or queued but its id could\n"
+    "not be written to standard output, 2 invalid event or usage.\n";
 
 static void line_error(void *ctx, size_t line_no, const char *message)
 {
-    fprintf(stderr, "spec-kitty: %s:%zu: %s\n", (const char *)ctx, line_no, message);
+    cli_error("%s:%zu: %s", (const char *)ctx, line_no, message); /* message may quote the line */
 }
 
 static int emit_file(sk_sync *s, const char *file, const sk_event_spec *defaults)
@@ -91,7 +92,7 @@ int cmd_emit(int argc, char **argv)
     const char *file = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "t:a:p:f:h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "sync emit", "t:a:p:f:h", opts, 0)) != -1) {
         switch (c) {
         case 't':
             ev.event_type = optarg;
@@ -134,13 +135,8 @@ int cmd_emit(int argc, char **argv)
             fputs(USAGE, stdout);
             return EXIT_OK;
         default:
-            fputs("Try `spec-kitty sync emit --help`.\n", stderr);
             return EXIT_USAGE;
         }
-    }
-    if (optind < argc) {
-        cli_error("sync emit: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_USAGE;
     }
     if (file ? (ev.event_type || ev.aggregate_id || ev.aggregate_type || ev.payload_json ||
                 ev.causation_id)

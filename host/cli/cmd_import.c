@@ -43,27 +43,33 @@ static void on_bundle(void *ctx, const sk_bundle_report *r)
         return;
     }
     t->events += (size_t)r->events;
-    printf("%s %s: %lld events (node %s)\n", t->verify_only ? "verified" : "imported",
-           r->bundle_id, (long long)r->events, r->node_id[0] ? r->node_id : "unknown");
+    cli_line(stdout, "%s %s: %lld events (node %s)", t->verify_only ? "verified" : "imported",
+             r->bundle_id, (long long)r->events, r->node_id[0] ? r->node_id : "unknown");
     if (r->warning[0])
         cli_warn("%s: imported, but not moved into imported/: %s", r->path, r->warning);
 }
 
 int cmd_import(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, USAGE))
-        return EXIT_OK;
-    int keep = 0, verify_only = 0, first = 1;
-    for (; first < argc && argv[first][0] == '-'; first++) {
-        if (strcmp(argv[first], "--keep") == 0)
+    static const struct option opts[] = {{"keep", no_argument, NULL, 'k'},
+                                         {"verify-only", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int keep = 0, verify_only = 0, c;
+    optind = 1;
+    while ((c = cli_getopt(argc, argv, "sync import", "h", opts, 1)) != -1) {
+        if (c == 'k') {
             keep = 1;
-        else if (strcmp(argv[first], "--verify-only") == 0)
+        } else if (c == 'v') {
             verify_only = 1;
-        else {
-            cli_error("sync import: unknown option \"%s\" (see --help)", argv[first]);
+        } else if (c == 'h') {
+            fputs(USAGE, stdout);
+            return EXIT_OK;
+        } else {
             return EXIT_USAGE;
         }
     }
+    int first = optind;
     if (first == argc) {
         cli_error("sync import: give one or more bundles or outbox folders (see --help)");
         return EXIT_USAGE;

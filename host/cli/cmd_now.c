@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char NOW_USAGE[] =
@@ -17,7 +19,9 @@ static const char NOW_USAGE[] =
     "  --json         print the summary as JSON\n"
     "  --report FILE  write every rejected or parked event with its reason as JSON\n"
     "                 (and, when the server stopped the pass with an error code, a last\n"
-    "                 entry {\"outcome\": \"stopped\", \"reason\", \"error_code\"})\n"
+    "                 entry {\"outcome\": \"stopped\", \"reason\", \"error_code\"}); a file is\n"
+    "                 replaced whole, a device or FIFO (/dev/stdout) written into; a\n"
+    "                 folder, or a name whose folder is missing, is refused before the pass\n"
     "  -h, --help     this help\n\n"
     "Ctrl+C (SIGINT) or SIGTERM cancels the transfer in flight at once: what the\n"
     "server acknowledged is settled, the rest stays queued, and the summary says\n"
@@ -38,10 +42,10 @@ static void on_failure(void *ctx, const char *event_id, const char *event_type, 
                        const char *reason)
 {
     now_ctx *n = ctx;
-    json_array_append_new(n->failures,
-                          json_pack("{s:s, s:s, s:s, s:s}", "event_id", event_id, "event_type",
-                                    event_type ? event_type : "", "outcome", what, "reason",
-                                    reason ? reason : ""));
+    json_array_append_new(
+        n->failures, json_pack("{s:o, s:o, s:s, s:o}", "event_id", cli_json_text(event_id),
+                               "event_type", cli_json_text(event_type ? event_type : ""), "outcome",
+                               what, "reason", cli_json_text(reason ? reason : "")));
 }
 
 static void on_progress(void *ctx, const sk_drain_summary *s, int64_t total)
@@ -70,9 +74,9 @@ static void print_summary(const sk_drain_summary *s, const now_ctx *n)
     size_t count = json_array_size(n->failures);
     for (size_t i = 0; i < count && i < MAX_SHOWN_FAILURES; i++) {
         json_t *f = json_array_get(n->failures, i);
-        printf("  %s %s: %s\n", json_string_value(json_object_get(f, "outcome")),
-               json_string_value(json_object_get(f, "event_id")),
-               json_string_value(json_object_get(f, "reason")));
+        cli_line(stdout, "  %s %s: %s", json_string_value(json_object_get(f, "outcome")),
+                 json_string_value(json_object_get(f, "event_id")),
+                 json_string_value(json_object_get(f, "reason")));
     }
     if (count > MAX_SHOWN_FAILURES)
         printf("  ... and %zu more (see --report)\n", count - MAX_SHOWN_FAILURES);
@@ -80,19 +84,38 @@ static void print_summary(const sk_drain_summary *s, const now_ctx *n)
 
 static json_t *summary_json(const sk_drain_summary *s, sk_status st, const now_ctx *n)
 {
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?, s:s?}", "synced",
-                          (json_int_t)s->synced, "duplicates", (json_int_t)s->duplicates,
-                          "pending", (json_int_t)s->pending, "rejected", (json_int_t)s->rejected,
-                          "parked", (json_int_t)s->parked, "remaining", (json_int_t)s->remaining,
-                          "batches", (json_int_t)s->batches, "retry_after_ms",
-                          (json_int_t)s->retry_after_ms, "stop_reason",
-                          s->stop_reason[0] ? s->stop_reason : NULL, "stop_code",
-                          s->stop_code[0] ? s->stop_code : NULL);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "synced",
+                          (json_int_t)s->synced, "duplicates", (json_int_t)s->duplicates, "pending",
+                          (json_int_t)s->pending, "rejected", (json_int_t)s->rejected, "parked",
+                          (json_int_t)s->parked, "remaining", (json_int_t)s->remaining, "batches",
+                          (json_int_t)s->batches, "retry_after_ms", (json_int_t)s->retry_after_ms,
+                          "stop_reason", cli_json_text_or_null(s->stop_reason), "stop_code",
+                          cli_json_text_or_null(s->stop_code));
     json_object_set_new(o, "status", json_string(sk_strerror(st)));
     if (cli_interrupted())
         json_object_set_new(o, "interrupted", json_string(cli_signal_name(cli_interrupted())));
     json_object_set(o, "failures", n->failures);
     return o;
+}
+
+/* --report must name a file that can be written, checked before the pass: the report of a
+ * pass cannot be had again. A usage error is printed; returns 0 when the name is usable. */
+static int report_target_check(const char *path)
+{
+    struct stat st;
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    int len = slash ? (slash == path ? 1 : (int)(slash - path)) : 1;
+    snprintf(dir, sizeof dir, "%.*s", len, slash ? path : ".");
+    if (!*path || (slash && !slash[1]))
+        cli_error("sync now: --report wants a file name, got \"%s\"", path);
+    else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        cli_error("sync now: --report %s: is a directory", path);
+    else if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        cli_error("sync now: --report %s: no folder %s to write it in", path, dir);
+    else
+        return 0;
+    return -1;
 }
 
 /* The line that ends an interrupted `sync now`. */
@@ -113,7 +136,7 @@ int cmd_now(int argc, char **argv)
     int json = 0, c;
     const char *report = NULL;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "sync now", "h", opts, 0)) != -1) {
         if (c == 'j')
             json = 1;
         else if (c == 'r')
@@ -122,10 +145,11 @@ int cmd_now(int argc, char **argv)
             fputs(NOW_USAGE, stdout);
             return EXIT_OK;
         } else {
-            fputs("Try `spec-kitty sync now --help`.\n", stderr);
             return EXIT_USAGE;
         }
     }
+    if (report && report_target_check(report) != 0)
+        return EXIT_USAGE;
     int code;
     sk_sync *s = cli_open(&code);
     if (!s)
@@ -144,7 +168,7 @@ int cmd_now(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (json)
-        cli_print_json(summary_json(&sum, st, &n));
+        code = cli_print_json(summary_json(&sum, st, &n));
     else
         print_summary(&sum, &n);
     if (cli_interrupted())
@@ -152,9 +176,9 @@ int cmd_now(int argc, char **argv)
     else if (st != SK_OK)
         cli_error("sync stopped: %s", sum.stop_reason[0] ? sum.stop_reason : sk_last_error(s));
     if (report && sum.stop_code[0]) /* the server's reason for stopping the pass, for scripts */
-        json_array_append_new(n.failures,
-                              json_pack("{s:s, s:s, s:s}", "outcome", "stopped", "reason",
-                                        sum.stop_reason, "error_code", sum.stop_code));
+        json_array_append_new(n.failures, json_pack("{s:s, s:o, s:o}", "outcome", "stopped",
+                                                    "reason", cli_json_text(sum.stop_reason),
+                                                    "error_code", cli_json_text(sum.stop_code)));
     if (report) {
         char why[512];
         if (cli_write_json_file(report, n.failures, why, sizeof why) != 0) {
@@ -204,15 +228,18 @@ static void collect_plugin(void *ctx, const sk_plugin_info *e)
         snprintf(abi, sizeof abi, "%u.%u", e->abi_major, e->abi_minor);
         json_t *options = json_array();
         for (const sk_option_def *d = e->options; d && d->name; d++)
-            json_array_append_new(options, json_pack("{s:s, s:s, s:s, s:s}", "name", d->name,
-                                                     "type", d->type ? d->type : "", "default",
-                                                     d->dflt ? d->dflt : "", "help",
-                                                     d->help ? d->help : ""));
-        o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o}", "name", e->name, "version",
-                      e->version, "abi", abi, "description", e->description, "capabilities",
-                      caps_json(e->capabilities), "file", e->file, "options", options);
+            json_array_append_new(options,
+                                  json_pack("{s:o, s:o, s:o, s:o}", "name", cli_json_text(d->name),
+                                            "type", cli_json_text(d->type ? d->type : ""),
+                                            "default", cli_json_text(d->dflt ? d->dflt : ""),
+                                            "help", cli_json_text(d->help ? d->help : "")));
+        o = json_pack("{s:o, s:o, s:s, s:o, s:o, s:o, s:o}", "name", cli_json_text(e->name),
+                      "version", cli_json_text(e->version), "abi", abi, "description",
+                      cli_json_text(e->description), "capabilities", caps_json(e->capabilities),
+                      "file", cli_json_text(e->file), "options", options);
     } else {
-        o = json_pack("{s:s, s:s}", "file", e->file, "error", e->error);
+        o = json_pack("{s:o, s:o}", "file", cli_json_text(e->file), "error",
+                      cli_json_text(e->error));
     }
     json_array_append_new(ctx, o);
 }
@@ -226,21 +253,23 @@ int cmd_plugins(int argc, char **argv)
     json_t *list = json_array();
     sk_plugins_each(s, collect_plugin, list);
     if (json) {
-        cli_print_json(list);
+        code = cli_print_json(list);
     } else {
         size_t i;
         json_t *e;
         json_array_foreach(list, i, e)
         {
             if (json_object_get(e, "error")) {
-                printf("%-12s BROKEN  %s\n", "-", json_string_value(json_object_get(e, "error")));
+                cli_line(stdout, "%-12s BROKEN  %s", "-",
+                         json_string_value(json_object_get(e, "error")));
                 continue;
             }
             char *caps = json_dumps(json_object_get(e, "capabilities"), JSON_COMPACT);
-            printf("%-12s %-8s ABI %s  %-22s %s\n", json_string_value(json_object_get(e, "name")),
-                   json_string_value(json_object_get(e, "version")),
-                   json_string_value(json_object_get(e, "abi")), caps ? caps : "",
-                   json_string_value(json_object_get(e, "file")));
+            cli_line(stdout, "%-12s %-8s ABI %s  %-22s %s",
+                     json_string_value(json_object_get(e, "name")),
+                     json_string_value(json_object_get(e, "version")),
+                     json_string_value(json_object_get(e, "abi")), caps ? caps : "",
+                     json_string_value(json_object_get(e, "file")));
             free(caps);
         }
         if (json_array_size(list) == 0)
@@ -248,7 +277,7 @@ int cmd_plugins(int argc, char **argv)
         json_decref(list);
     }
     sk_close(s);
-    return EXIT_OK;
+    return code;
 }
 
 /* ---- parked / retry ----------------------------------------------------- */
@@ -262,9 +291,10 @@ static int collect_parked(void *ctx, const char *event_id, const char *event_typ
                           int64_t timestamp, int64_t retry_count, const char *last_error)
 {
     json_array_append_new(
-        ctx, json_pack("{s:s, s:s, s:I, s:I, s:s}", "event_id", event_id, "event_type", event_type,
-                       "timestamp", (json_int_t)timestamp, "retry_count", (json_int_t)retry_count,
-                       "reason", last_error ? last_error : ""));
+        ctx,
+        json_pack("{s:o, s:o, s:I, s:I, s:o}", "event_id", cli_json_text(event_id), "event_type",
+                  cli_json_text(event_type), "timestamp", (json_int_t)timestamp, "retry_count",
+                  (json_int_t)retry_count, "reason", cli_json_text(last_error ? last_error : "")));
     return 0;
 }
 
@@ -280,15 +310,16 @@ int cmd_parked(int argc, char **argv)
         cli_error("%s", sk_last_error(s));
         code = cli_exit_code(st);
     } else if (json) {
-        cli_print_json(json_incref(list));
+        code = cli_print_json(json_incref(list));
     } else {
         size_t i;
         json_t *e;
-        json_array_foreach(list, i, e) printf(
-            "%s  %-18s retries %-3lld %s\n", json_string_value(json_object_get(e, "event_id")),
-            json_string_value(json_object_get(e, "event_type")),
-            (long long)json_integer_value(json_object_get(e, "retry_count")),
-            json_string_value(json_object_get(e, "reason")));
+        json_array_foreach(list, i, e)
+            cli_line(stdout, "%s  %-18s retries %-3lld %s",
+                     json_string_value(json_object_get(e, "event_id")),
+                     json_string_value(json_object_get(e, "event_type")),
+                     (long long)json_integer_value(json_object_get(e, "retry_count")),
+                     json_string_value(json_object_get(e, "reason")));
         printf("%zu parked event%s\n", json_array_size(list),
                json_array_size(list) == 1 ? "" : "s");
     }
@@ -304,11 +335,23 @@ static const char RETRY_USAGE[] =
 
 int cmd_retry(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv, RETRY_USAGE))
-        return EXIT_OK;
-    int all = argc == 2 && strcmp(argv[1], "--all") == 0;
-    if (argc < 2 || (!all && argv[1][0] == '-')) {
-        cli_error("sync retry: give --all or one or more event ids (see --help)");
+    static const struct option opts[] = {
+        {"all", no_argument, NULL, 'a'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int all = 0, c;
+    optind = 1;
+    while ((c = cli_getopt(argc, argv, "sync retry", "h", opts, 1)) != -1) {
+        if (c == 'h') {
+            fputs(RETRY_USAGE, stdout);
+            return EXIT_OK;
+        }
+        if (c != 'a')
+            return EXIT_USAGE;
+        all = 1;
+    }
+    int64_t given = argc - optind; /* the event ids */
+    if (all == (given > 0)) {
+        cli_error("sync retry: give --all or one or more event ids%s (see --help)",
+                  all ? ", not both" : "");
         return EXIT_USAGE;
     }
     int code;
@@ -316,15 +359,15 @@ int cmd_retry(int argc, char **argv)
     if (!s)
         return code;
     int64_t moved = 0;
-    sk_status st = sk_retry_parked(s, all ? NULL : (const char *const *)argv + 1,
-                                   all ? 0 : (size_t)argc - 1, &moved);
+    sk_status st =
+        sk_retry_parked(s, all ? NULL : (const char *const *)argv + optind, (size_t)given, &moved);
     if (st != SK_OK) {
         cli_error("%s", sk_last_error(s));
         code = cli_exit_code(st);
     } else {
         printf("%lld event%s back in the queue\n", (long long)moved, moved == 1 ? "" : "s");
-        if (!all && moved < argc - 1) {
-            cli_error("%lld of the given events were not parked", (long long)(argc - 1 - moved));
+        if (!all && moved < given) {
+            cli_error("%lld of the given events were not parked", (long long)(given - moved));
             code = EXIT_FAIL;
         }
     }

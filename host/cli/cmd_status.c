@@ -26,11 +26,6 @@ typedef struct status_view {
     sk_probe_result check;
 } status_view;
 
-static json_t *text_or_null(const char *text)
-{
-    return text[0] ? json_string(text) : json_null();
-}
-
 /* A counter of the service's transport, -1 when it reported none of that name. */
 static int64_t metric(const sk_sync_state *st, const char *name)
 {
@@ -52,15 +47,20 @@ static void connection_text(const sk_sync_state *st, char *out, size_t cap)
         snprintf(out, cap, "%s", st->connection);
 }
 
+/* The transport's counters; their names come from the plugin, which may be anyone's. */
 static json_t *metrics_json(const sk_sync_state *st)
 {
     json_t *m = json_object();
-    for (int i = 0; i < st->metric_count; i++)
-        json_object_set_new(m, st->metrics[i].name, json_integer(st->metrics[i].value));
+    for (int i = 0; i < st->metric_count; i++) {
+        json_t *name = cli_json_text(st->metrics[i].name);
+        if (name)
+            json_object_set_new(m, json_string_value(name), json_integer(st->metrics[i].value));
+        json_decref(name);
+    }
     return m;
 }
 
-static void print_json(const status_view *v)
+static int print_json(const status_view *v)
 {
     const sk_sync_state *st = &v->st;
     json_t *o = json_object();
@@ -70,39 +70,39 @@ static void print_json(const status_view *v)
                                   (json_int_t)st->queue.oldest_timestamp));
     json_object_set_new(o, "refused_full",
                         json_pack("{s:I, s:o}", "count", (json_int_t)st->refused_full, "last",
-                                  text_or_null(st->refused_full_last)));
-    json_object_set_new(o, "connection", json_string(st->connection));
-    json_object_set_new(o, "last_sync", text_or_null(st->last_sync));
+                                  cli_json_text_or_null(st->refused_full_last)));
+    json_object_set_new(o, "connection", cli_json_text(st->connection));
+    json_object_set_new(o, "last_sync", cli_json_text_or_null(st->last_sync));
     json_object_set_new(o, "failures",
                         json_pack("{s:I, s:o, s:o}", "consecutive",
                                   (json_int_t)st->consecutive_failures, "last_error",
-                                  text_or_null(st->last_error), "next_attempt",
-                                  text_or_null(st->next_attempt)));
+                                  cli_json_text_or_null(st->last_error), "next_attempt",
+                                  cli_json_text_or_null(st->next_attempt)));
     json_t *bg = json_pack("{s:b}", "running", st->service_running);
     if (st->service_running)
         json_object_update_new(bg, json_pack("{s:I, s:I, s:o}", "pid", (json_int_t)st->service_pid,
                                              "uptime_s", (json_int_t)st->service_uptime_s,
                                              "transport_metrics", metrics_json(st)));
     if (st->service_note[0])
-        json_object_set_new(bg, "note", json_string(st->service_note));
+        json_object_set_new(bg, "note", cli_json_text(st->service_note));
     json_object_set_new(o, "background", bg);
     json_object_set_new(o, "auth",
-                        json_pack("{s:s, s:o, s:o}", "state", st->auth_state, "username",
-                                  text_or_null(st->username), "team_slug",
-                                  text_or_null(st->team_slug)));
-    json_object_set_new(o, "server_url", json_string(st->server_url));
+                        json_pack("{s:o, s:o, s:o}", "state", cli_json_text(st->auth_state),
+                                  "username", cli_json_text_or_null(st->username), "team_slug",
+                                  cli_json_text_or_null(st->team_slug)));
+    json_object_set_new(o, "server_url", cli_json_text(st->server_url));
     json_object_set_new(o, "transport",
-                        json_pack("{s:s, s:I}", "plugin", st->transport_plugin, "abi",
-                                  (json_int_t)st->transport_abi));
+                        json_pack("{s:o, s:I}", "plugin", cli_json_text(st->transport_plugin),
+                                  "abi", (json_int_t)st->transport_abi));
     char detail[128];
     connection_text(st, detail, sizeof detail);
-    json_object_set_new(o, "connection_detail", json_string(detail));
-    json_object_set_new(o, "config_file", json_string(st->config_file));
+    json_object_set_new(o, "connection_detail", cli_json_text(detail));
+    json_object_set_new(o, "config_file", cli_json_text(st->config_file));
     if (v->checked)
-        json_object_set_new(
-            o, "check",
-            json_pack("{s:s, s:s}", "state", v->check.state, "reason", v->check.reason));
-    cli_print_json(o);
+        json_object_set_new(o, "check",
+                            json_pack("{s:o, s:o}", "state", cli_json_text(v->check.state),
+                                      "reason", cli_json_text(v->check.reason)));
+    return cli_print_json(o);
 }
 
 #define KEY_COLS 13 /* "%-12s " */
@@ -124,8 +124,12 @@ typedef struct table {
     int color, cols;
 } table;
 
-static void row(const table *t, const char *key, const char *value)
+static void row(const table *t, const char *key, const char *text)
 {
+    char *copy = strdup(text);
+    const char *value = copy ? copy : "(out of memory)";
+    if (copy) /* a server's error message must not drive the terminal */
+        cli_make_printable(copy);
     printf(t->color ? "\033[1m%-12s\033[0m " : "%-12s ", key);
     int cols = t->cols;
     size_t avail = cols > KEY_COLS + 20 ? (size_t)(cols - KEY_COLS) : 0;
@@ -142,6 +146,7 @@ static void row(const table *t, const char *key, const char *value)
             value++;
     }
     printf("%s\n", value);
+    free(copy);
 }
 
 static void print_queue(const table *t, const sk_queue_info *qi)
@@ -245,7 +250,7 @@ int cmd_status(int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     int json = 0, check = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "sync status", "h", opts, 0)) != -1) {
         if (c == 'j')
             json = 1;
         else if (c == 'c')
@@ -254,13 +259,8 @@ int cmd_status(int argc, char **argv)
             fputs(USAGE, stdout);
             return EXIT_OK;
         } else {
-            fputs("Try `spec-kitty sync status --help`.\n", stderr);
             return EXIT_USAGE;
         }
-    }
-    if (optind < argc) {
-        cli_error("sync status: unexpected argument \"%s\"", argv[optind]);
-        return EXIT_USAGE;
     }
     int code;
     sk_sync *s = cli_open(&code);
@@ -282,13 +282,14 @@ int cmd_status(int argc, char **argv)
         unhealthy = probe_server(s, &v);
         cli_cancel_scope_end();
     }
+    int printed = EXIT_OK;
     if (json)
-        print_json(&v);
+        printed = print_json(&v);
     else
         print_table(&v);
     sk_close(s);
     /* An expired session needs the user: say so in the exit code too. */
     if (v.st.session_expired)
         unhealthy = 1;
-    return unhealthy ? EXIT_FAIL : EXIT_OK;
+    return unhealthy ? EXIT_FAIL : printed;
 }

@@ -43,6 +43,10 @@ static void usage(FILE *f)
 static int run(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+        if (argc > 2) {
+            cli_error("--version: unexpected argument \"%s\" (see --help)", argv[2]);
+            return EXIT_USAGE;
+        }
         printf("spec-kitty %s (transport ABI %d.%d)\n", SK_VERSION, SK_TRANSPORT_ABI_MAJOR,
                SK_TRANSPORT_ABI_MINOR);
         return EXIT_OK;
@@ -71,8 +75,9 @@ static int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    cli_stdio_init(); /* before anything opens a descriptor */
     cli_signals_init();
-    int code = run(argc, argv); /* with SIGPIPE ignored, output to a closed pipe fails quietly */
+    int code = cli_stdout_close(run(argc, argv));
     int sig = cli_interrupted();
     return sig ? 128 + sig : code;
 }

@@ -55,6 +55,15 @@ expect_rc 1 "bad password"; expect_err "invalid username or password"
 ska auth login --username mallory --password-stdin <<<"$PW"
 expect_rc 1 "unknown user"; expect_err "invalid username or password"
 [ ! -e "$CREDS" ] || fail "a failed login wrote credentials"; pass
+# A password line holding a NUL byte is refused, not cut at the NUL (the right password then
+# a NUL logged in); a username or password that is not UTF-8 is named, not "out of memory".
+ska auth login --username alice --password-stdin < <(printf '%s\0tail\n' "$PW")
+expect_rc 2 "password with a NUL byte"; expect_err "auth login: the password holds a NUL byte"
+ska auth login --username $'ali\xffce' --password-stdin <<<"$PW"
+expect_rc 2 "username not UTF-8"; expect_err "username: not valid UTF-8"
+ska auth login --username alice --password-stdin < <(printf 'pass\xffword\n')
+expect_rc 2 "password not UTF-8"; expect_err "password: not valid UTF-8"
+[ ! -e "$CREDS" ] || fail "a refused password wrote credentials"; pass
 # No terminal and no --password-stdin: a usage error, not a hang.
 ska auth login --username alice </dev/null; expect_rc 2; expect_err "--password-stdin"
 

@@ -3,6 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 
 sk --version;                 expect_rc 0; expect_out "spec-kitty "
+sk --version --bogus;         expect_rc 2; expect_err 'spec-kitty: --version: unexpected argument "--bogus"'
 sk --help;                    expect_rc 0; expect_out "sync emit"
 sk;                           expect_rc 2
 sk frobnicate;                expect_rc 2; expect_err 'unknown command "frobnicate"'
@@ -10,6 +11,49 @@ sk sync frobnicate;           expect_rc 2; expect_err 'unknown command "sync fro
 for c in emit now status config plugins parked retry; do
   sk sync $c --help;          expect_rc 0 "sync $c --help"; expect_out "Usage: spec-kitty sync $c"
 done
+
+# A usage error is one line naming the argument at fault, exit 2, before anything is opened:
+# no getopt line under the command's bare name ("emit: option ..."), no stray argument taken
+# silently (`sync now extra` ran a pass, `sync config extra` printed the config).
+usage_error() { # EXPECTED-MESSAGE ARGS...
+  local want=$1; shift
+  sk "$@"; expect_rc 2 "$*"; expect_err "spec-kitty: $want"
+  expect_eq "$(wc -l <<<"$ERR")" 1 "lines of the error of '$*'"
+}
+usage_error 'sync now: unexpected argument "extra"'             sync now extra
+usage_error 'sync config: unexpected argument "extra"'          sync config extra
+usage_error 'sync config: unexpected argument "extra"'          sync config --keys extra
+usage_error 'sync status: unknown or ambiguous option "--bogus"' sync status --bogus
+usage_error 'sync status: option "--json" takes no value'       sync status --json=1
+usage_error 'sync emit: option "--type" needs a value'          sync emit --type
+usage_error 'sync emit: option "-t" needs a value'              sync emit -t
+usage_error 'sync emit: unknown option "-x"'                    sync emit -x
+usage_error 'sync status: unknown option "-x"'                  sync status --json -xh
+usage_error 'sync emit: unknown or ambiguous option "--c"'      sync emit --c 01ARZ3NDEKTSV4RRFFQ69G5FAV
+usage_error 'sync now: option "--report" needs a value'         sync now --report
+usage_error 'sync doctor: option "--repair" takes no value'     sync doctor --repair=yes
+usage_error 'sync parked: unknown or ambiguous option "--all"'  sync parked --all
+usage_error 'sync plugins: unexpected argument "x"'             sync plugins --json x
+usage_error 'sync import: unknown or ambiguous option "--move"' sync import --move x.skb
+usage_error 'sync retry: give --all or one or more event ids, not both' sync retry 01ARZ3NDEKTSV4RRFFQ69G5FAV --all
+# Numbers: a decimal within the range, nothing strtod would also take (nan, inf, hex, an
+# exponent, a sign, blanks, junk) and no overflow; nan and inf used to pass as timeouts.
+for v in nan inf 0x10 99999999999999999999 1e3 -1 +5 " 5" 5x "" 0 0.0001 86401; do
+  usage_error "sync daemon stop: --timeout wants seconds from 0.001 to 86400, got \"$v\"" sync daemon stop --timeout "$v"
+done
+usage_error 'sync daemon stop: option "--timeout" needs a value' sync daemon stop --timeout
+usage_error 'sync daemon start: option "--verbose" takes no value' sync daemon start --verbose=yes
+[ -e "$SPEC_KITTY_HOME" ] && fail "a usage error created the state root"; pass
+sk sync daemon stop --timeout 0.5; expect_rc 0 "stop --timeout 0.5"; expect_out "sync service not running"
+# After `--` an operand may start with '-': it is a path or an id, not an option.
+sk sync import -- -no-such.skb; expect_rc 1 "import -- PATH"; expect_err "-no-such.skb: not a bundle or outbox folder"
+sk sync retry -- -not-an-id; expect_rc 1 "retry -- ID"; expect_err "1 of the given events were not parked"
+# An error about a long value keeps its end, which says what is wrong: the message used to be
+# cut inside the path ("spec-kitty: /tmp/.../dddd" and no reason).
+sk sync import "$TEST_TMP/$(head -c 3000 /dev/zero | tr '\0' d)"; expect_rc 1 "import of a long path"
+expect_err "ddd…ddd"; expect_err "dd: not a bundle or outbox folder"
+expect_eq "$(wc -l <<<"$ERR")" 1 "lines of the error about a long path"
+rm -rf "$SPEC_KITTY_HOME"
 
 # emit: prints a ULID, the row is in the spec-kitty table, the state root is owner-only.
 sk sync emit --type WPStatusChanged --aggregate-id WP01 \
@@ -78,6 +122,11 @@ expect_eq "$(jq -r '.keys["schedule.interval_s"].value' <<<"$OUT")" 60
 expect_eq "$(jq -r '.keys["schedule.interval_s"].source' <<<"$OUT")" file
 expect_eq "$(jq -r '.keys["schedule.max_retries"].source' <<<"$OUT")" default
 expect_err 'unknown key "colour"'
+# --keys --json is JSON too (--json was ignored: the text table came out).
+sk sync config --json --keys; expect_rc 0 "config --json --keys"
+jq -e 'length >= 20 and all(.[]; (.name | type) == "string" and .type and .help)' <<<"$OUT" >/dev/null ||
+  fail "config --json --keys: $OUT"; pass
+expect_eq "$(jq -r '.[0].name' <<<"$OUT")" server_url "first key of config --json --keys"
 config $'{\n  "server_url": "x",\n  oops\n}'
 sk sync status; expect_rc 2; expect_err "sync.json:3:"
 config '{"queue": {"max_events": "lots"}}'
@@ -142,3 +191,70 @@ set -e
 expect_rc 0 "emit --file -"
 grep -q "queued 1 event" "$TEST_TMP/out" || fail "emit --file - output: $(cat "$TEST_TMP/out")"; pass
 
+
+# Output that cannot be written is a failure, never a success: a full disk (/dev/full) or a
+# closed stdout is one line and exit 1 (an emitted event is queued all the same); a reader
+# that went away (`| head`) still ends quietly with 0, also after one big write (--json).
+# A closed stdin or stdout is never taken over by a file of ours (a closed stdin used to
+# read a pipe of the library: "Resource temporarily unavailable").
+out_to() { # TARGET ARGS...: spec-kitty ARGS with stdout redirected to TARGET (or closed: -)
+  local to=$1; shift
+  if [ "$to" = - ]; then sk_run bash -c '"$@" >&-' _ "$SK_BIN" "$@"; else sk_run bash -c 'to=$1; shift; "$@" >"$to"' _ "$to" "$SK_BIN" "$@"; fi
+}
+for args in "--help" "sync status" "sync status --json" "sync config --keys" "sync config --json" "sync parked --json" "auth status --json" "sync emit --help"; do
+  out_to /dev/full $args; expect_rc 1 "$args >/dev/full"
+  expect_err "cannot write to standard output: No space left on device"
+  expect_eq "$(wc -l <<<"$ERR")" 1 "lines of the error of $args >/dev/full"
+done
+out_to - sync status; expect_rc 1 "sync status >&-"; expect_err "cannot write to standard output: Bad file descriptor"
+BEFORE="$(queue_ready)"
+out_to /dev/full sync emit -t FeatureCompleted -a f9 -p '{"feature_slug":"f9","total_wps":1}'
+expect_rc 1 "emit >/dev/full"; expect_err "No space left on device"
+expect_eq "$(queue_ready)" $((BEFORE + 1)) "the event emitted into /dev/full is queued"
+sk_run bash -c '"$0" sync emit --file - <&-' "$SK_BIN"; expect_rc 1 "emit --file - with stdin closed"
+expect_err "cannot read <stdin>: Bad file descriptor"
+expect_eq "$(queue_ready)" $((BEFORE + 1)) "nothing queued from a closed stdin"
+sqlite3 "$SPEC_KITTY_HOME/queue.db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+  INSERT INTO queue(event_id, event_type, data, timestamp, state, last_error)
+  SELECT printf('01ARZ3NDEKTSV4RRFFQ6%06d', i), 'WPStatusChanged', '{}', i, 1, 'refused by the server' FROM n"
+for args in "sync parked" "sync parked --json"; do
+  set +e
+  "$SK_BIN" $args 2>"$TEST_TMP/pipe.err" | head -c 10 >/dev/null
+  RC=${PIPESTATUS[0]}
+  set -e
+  expect_rc 0 "$args | head -c 10"; expect_eq "$(cat "$TEST_TMP/pipe.err")" "" "stderr of $args | head -c 10"
+done
+
+# --json stays whole JSON with bytes that are not UTF-8 in a path (the state root) or in a
+# row another program wrote to queue.db: such bytes become U+FFFD. Jansson refuses them, and
+# `config --json`, `doctor --json` printed nothing with exit 0, status lost config_file and
+# `parked` left the row out of its list (and its count) while status counted it.
+export SPEC_KITTY_HOME="$TEST_TMP/"$'h\xff'
+sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'; expect_rc 0 "emit under a non-UTF-8 state root"
+for args in "sync status --json" "sync config --json" "sync doctor --json" "auth status --json"; do
+  sk $args
+  FILE="$(jq -r '.config_file // .file // .credentials_file' <<<"$OUT")" || fail "$args: not JSON: $OUT"
+  [[ "$FILE" == "$TEST_TMP/h"$'\xef\xbf\xbd'/* ]] || fail "$args: file '$FILE'"; pass
+done
+sqlite3 "$SPEC_KITTY_HOME/queue.db" "INSERT INTO queue(event_id, event_type, data, timestamp, state, last_error)
+  VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FB1', CAST(X'57507878FF' AS TEXT), '{}', 1, 1, 'bad ' || CAST(X'C3' AS TEXT)),
+         ('01ARZ3NDEKTSV4RRFFQ69G5FB2', 'WPCreated', '{}', 2, 1, CAST(X'EDA080' AS TEXT) || 'é ok')"
+sk sync parked --json; expect_rc 0 "parked --json with non-UTF-8 rows"
+expect_eq "$(jq -c '[.[] | [.event_type, .reason]]' <<<"$OUT")" '[["WPxx�","bad �"],["WPCreated","���é ok"]]' "parked rows"
+sk sync parked; expect_rc 0; expect_out "2 parked events"
+
+# Text from outside (a server's reason, a line of an events file) is shown with each control
+# character as '?': it can neither drive the terminal (an escape sequence, a C1 CSI) nor break
+# a row or an error in two; --json keeps it exact. The old build printed it as it came.
+sqlite3 "$SPEC_KITTY_HOME/queue.db" "INSERT INTO queue(event_id, event_type, data, timestamp, state, last_error)
+  VALUES ('01ARZ3NDEKTSV4RRFFQ69G5FC1', 'WPCreated', '{}', 3, 1,
+          'refused' || char(27) || ']0;owned' || char(7) || char(10) || 'Synced: 9' || char(155) || '[2J')"
+sk sync parked; expect_rc 0
+expect_out "01ARZ3NDEKTSV4RRFFQ69G5FC1  WPCreated          retries 0   refused?]0;owned??Synced: 9??[2J"
+expect_eq "$(grep -c . <<<"$OUT")" 4 "lines of sync parked (3 rows and the count)"
+sk sync parked --json
+expect_eq "$(jq -c '.[] | select(.event_id == "01ARZ3NDEKTSV4RRFFQ69G5FC1") | .reason' <<<"$OUT")" \
+  '"refused\u001b]0;owned\u0007\nSynced: 9'$'\xc2\x9b''[2J"' "the reason in --json"
+printf '{"event_type": \033[2J}\n' >"$TEST_TMP/escape.ndjson"
+sk sync emit --file "$TEST_TMP/escape.ndjson"; expect_rc 2 "a line with an escape sequence"
+grep -q $'\033' <<<"$ERR" && fail "an escape sequence reached stderr: $ERR"; pass

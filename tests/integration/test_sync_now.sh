@@ -90,3 +90,39 @@ emit_many 5
 config "{\"transport\": {\"plugin\": \"$SCRIPTED\", \"options\": {\"record\": \"$REC\"}}}"
 sk sync now; expect_rc 0 "sync now under a long state root"; expect_out "Synced: 5"
 expect_eq "$(queue_ready)" 0
+
+# --report into something that is not a regular file: a device or a FIFO is written into and
+# stays what it was (the report was renamed over it: as root, `--report /dev/null` replaced
+# the system's /dev/null by a file); a symbolic link stays a link to the file it names; a
+# folder is one line. Here against a server that is down: the report is "[]".
+export SPEC_KITTY_HOME="$TEST_TMP/home-report"
+R="$TEST_TMP/report-targets"; mkdir -p "$R/dir"
+sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'; expect_rc 0
+now_down() { SPEC_KITTY_SAAS_URL=http://127.0.0.1:1 sk sync now --report "$1"; }
+if mknod "$R/null" c 1 3 2>/dev/null && mknod "$R/full" c 1 7 2>/dev/null; then
+  now_down "$R/null"; expect_rc 1 "report into a null device"
+  grep -q "cannot write the report" <<<"$ERR" && fail "report into a null device: $ERR"; pass
+  now_down "$R/full"; expect_rc 1; expect_err "cannot write the report: $R/full: No space left on device"
+  for d in null full; do [ -c "$R/$d" ] || fail "--report replaced the device $d: $(ls -l "$R/$d")"; pass; done
+fi
+mkfifo "$R/fifo"
+cat "$R/fifo" >"$R/fifo.out" & READER=$!
+now_down "$R/fifo"; expect_rc 1 "report into a FIFO"
+wait "$READER"
+[ -p "$R/fifo" ] || fail "--report replaced the FIFO"; pass
+expect_eq "$(jq -c . "$R/fifo.out")" "[]" "report read from the FIFO"
+echo old >"$R/target"; ln -s target "$R/link"
+now_down "$R/link"; expect_rc 1 "report through a symbolic link"
+[ -L "$R/link" ] || fail "--report replaced the symbolic link"; pass
+expect_eq "$(jq -c . "$R/target")" "[]" "report in the file the link names"
+expect_eq "$(stat -c %a "$R/target")" 600 "report mode"
+# A name that cannot be a report is refused before the pass (its report could not be had
+# again): a folder, no name at all, a folder that is not there. The old build ran the pass
+# and failed after it.
+now_down "$R/dir"; expect_rc 2 "--report FOLDER"; expect_err "sync now: --report $R/dir: is a directory"
+expect_eq "$OUT" "" "the pass run despite --report FOLDER"
+now_down ""; expect_rc 2 "--report ''"; expect_err 'sync now: --report wants a file name, got ""'
+now_down "$R/none/r.json"; expect_rc 2 "--report in a missing folder"
+expect_err "sync now: --report $R/none/r.json: no folder $R/none to write it in"
+expect_eq "$OUT" "" "the pass run despite a missing report folder"
+expect_eq "$(ls -A "$R" | tr '\n' ' ')" "dir fifo fifo.out full link null target " "files beside the reports"

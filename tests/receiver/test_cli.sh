@@ -32,6 +32,23 @@ usage_case "missing value" --no-auth --db
 usage_case "neither --users nor --no-auth"
 usage_case "--add-user without --users" --add-user bob
 usage_case "stray argument" --no-auth extra
+# Numbers are plain digits (strtoll also took a sign and blanks: "--listen 127.0.0.1:-0" was
+# port 0), and the message names the option and its range. --help last: the old build printed
+# it and exited 0 instead.
+for v in +5 " 5" -0 0x5 1e3 99999999999999999999 ""; do
+  usage_case "--max-events-per-batch '$v'" --no-auth --max-events-per-batch "$v" --help
+done
+usage_case "port -0" --no-auth --listen 127.0.0.1:-0 --help
+err=$("$bin" --no-auth --rate-limit-ms +1 --help 2>&1 >/dev/null)
+expect_eq "the number's message names the option" \
+  "spec-kitty-receiver: --rate-limit-ms wants a whole number from 0 to 86400000, got '+1' (see --help)" "$err"
+# A user name or team that is empty or not UTF-8 (it used to be stored as "", or fail with
+# "cannot build the user entry").
+usage_case "empty --add-user" --users "$T_DIR/u.json" --add-user ""
+usage_case "--add-user not UTF-8" --users "$T_DIR/u.json" --add-user $'b\xffb'
+usage_case "empty --team" --users "$T_DIR/u.json" --add-user bob --team ""
+"$bin" --help >/dev/full 2>/dev/null
+expect_eq "--help into /dev/full exits 1" 1 $?
 
 # --add-user: password from stdin, file 0600, replaces an existing user's password.
 users=$T_DIR/users.json
@@ -43,6 +60,22 @@ expect_eq "users file mode 0600" 600 "$(stat -c %a "$users")"
 expect_eq "both users, teams kept" "blue local" "$(jq -r '[.users.bob.team_slug, .users.carol.team_slug] | join(" ")' "$users")"
 : | "$bin" --users "$users" --add-user dave 2>/dev/null
 expect_eq "--add-user with no password exits 1" 1 $?
+# The whole password line counts: it was cut at a NUL byte or after 1023 bytes without a word
+# (a password no login could then match); one that is not UTF-8 could never be sent either.
+add_refused() { # WHAT EXPECTED-MESSAGE (password on stdin)
+  local err
+  err=$("$bin" --users "$users" --add-user erin 2>&1 >/dev/null)
+  expect_eq "$1: exit 1 and why" "1 spec-kitty-receiver: $2" "$? $err"
+}
+printf 'first\0more\n' | add_refused "password with a NUL byte" "the password holds a NUL byte"
+head -c 1024 /dev/zero | tr '\0' p | add_refused "password of 1024 bytes" \
+  "the password is longer than 1023 bytes (more than spec-kitty auth login sends)"
+printf 'pass\xffword\n' | add_refused "password not UTF-8" "the password is not valid UTF-8"
+expect_eq "no refused user stored" "bob carol" "$(jq -r '.users | keys | join(" ")' "$users")"
+head -c 1023 /dev/zero | tr '\0' p | "$bin" --users "$users" --add-user erin >/dev/null
+expect_eq "a password of 1023 bytes is taken" 0 $?
+printf 'pw\n' | "$bin" --users "$users" --add-user frank >/dev/full 2>/dev/null
+expect_eq "--add-user with its line into /dev/full exits 1" 1 $?
 
 # Runtime failures: one line, exit 1.
 err=$("$bin" --users "$T_DIR/missing.json" --listen 127.0.0.1:0 --db "$T_DIR/x.db" 2>&1 >/dev/null)
