@@ -143,7 +143,8 @@ static sk_status manifest_fields(const bundle *b, json_t *m, sk__bundle_info *in
 
 /* Reads a whole file of the bundle (no link followed, a regular file only:
  * sk__open_regular). want_size >= 0: the size the manifest gives, checked
- * before reading (a damaged bundle should not make us read a huge file). */
+ * before reading (a damaged bundle should not make us read a huge file);
+ * < 0: the manifest itself, which may be no larger than SK__BUNDLE_MANIFEST_MAX. */
 static sk_status read_bundle_file(const char *path, char **out, size_t *len, int64_t want_size,
                                   sk__err *err)
 {
@@ -156,8 +157,13 @@ static sk_status read_bundle_file(const char *path, char **out, size_t *len, int
         st = sk__fail(err, SK_ERR_INVALID_EVENT,
                       "%s: %lld bytes, manifest says %" PRId64 " (truncated or altered)", path,
                       (long long)sb.st_size, want_size);
-    else
-        st = sk__read_fd(fd, path, 0, out, len, err);
+    else if (want_size < 0 && sb.st_size > SK__BUNDLE_MANIFEST_MAX)
+        st = sk__fail(err, SK_ERR_INVALID_EVENT,
+                      "%s: %lld bytes, more than a manifest's %d (not a bundle's manifest)", path,
+                      (long long)sb.st_size, SK__BUNDLE_MANIFEST_MAX);
+    else /* the bound again: a file that grows while read is not read without end */
+        st = sk__read_fd(fd, path, want_size < 0 ? SK__BUNDLE_MANIFEST_MAX + 1 : 0, out, len,
+                         err);
     close(fd);
     return st;
 }

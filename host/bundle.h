@@ -27,6 +27,8 @@
 #include <spec-kitty/bundle_format.h>
 /* Refuse to inflate more than this (a manifest could claim anything). */
 #define SK__BUNDLE_MAX_UNCOMPRESSED ((int64_t)1 << 30)
+/* Refuse a manifest.json larger than this: the writer's fit in 4 KiB. */
+#define SK__BUNDLE_MANIFEST_MAX (64 * 1024)
 
 /* What the manifest says (filled in as soon as the manifest parsed). */
 typedef struct sk__bundle_info {

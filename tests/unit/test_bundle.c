@@ -319,6 +319,21 @@ static void test_malformed_manifest_is_refused(void **state)
     expect_bad(fx->bundle, SK_ERR_INVALID_EVENT, "manifest.json", "not a JSON object");
 }
 
+/* A manifest is a few hundred bytes: a huge one is refused by its size, not read. */
+static void test_oversized_manifest_is_refused_unread(void **state)
+{
+    fixture *fx = *state;
+    size_t len = SK__BUNDLE_MANIFEST_MAX + 1;
+    char *big = malloc(len);
+    assert_non_null(big);
+    memset(big, ' ', len);
+    big[0] = '{';
+    big[len - 1] = '}';
+    spill(fx->manifest, big, len);
+    free(big);
+    expect_bad(fx->bundle, SK_ERR_INVALID_EVENT, "manifest.json", "more than a manifest's 65536");
+}
+
 static void test_manifest_without_a_field_is_refused(void **state)
 {
     fixture *fx = *state;
@@ -511,6 +526,7 @@ int main(void)
         T(test_first_or_last_id_mismatch_is_refused),
         T(test_missing_manifest_is_an_incomplete_bundle),
         T(test_malformed_manifest_is_refused),
+        T(test_oversized_manifest_is_refused_unread),
         T(test_manifest_without_a_field_is_refused),
         T(test_newer_format_version_asks_for_an_upgrade),
         T(test_missing_data_file_is_refused),
