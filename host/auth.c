@@ -228,6 +228,19 @@ static int64_t lifetime_ms(json_t *o, const char *key, const char *alt, int64_t 
     return s * 1000;
 }
 
+/* A token we can send: visible ASCII only. The access token goes into an Authorization
+ * header, where a line break would end it (the transports refuse to build such a request,
+ * so every send would fail until the next login). */
+static int token_sendable(json_t *v)
+{
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    for (size_t i = 0; s && i < n; i++)
+        if (s[i] <= ' ' || s[i] > '~')
+            return 0;
+    return 1;
+}
+
 sk_status sk__auth_apply_token_response(sk__creds *c, const char *body, int64_t now_ms,
                                         sk__err *err)
 {
@@ -241,6 +254,10 @@ sk_status sk__auth_apply_token_response(sk__creds *c, const char *body, int64_t 
     else if (json_string_length(access) >= sizeof c->access ||
              (json_is_string(refresh) && json_string_length(refresh) >= sizeof c->refresh))
         st = sk__fail(err, SK_ERR_PROTOCOL, "the token endpoint answered an oversized token");
+    else if (!token_sendable(access) || (json_is_string(refresh) && !token_sendable(refresh)))
+        st = sk__fail(err, SK_ERR_PROTOCOL,
+                      "the token endpoint answered a token with a space, control character or "
+                      "non-ASCII byte (a bearer token is visible ASCII)");
     if (st != SK_OK) {
         json_decref(o);
         return st;

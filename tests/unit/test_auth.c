@@ -324,6 +324,38 @@ static void test_answer_without_access_is_a_protocol_error(void **state)
     assert_string_equal(c.refresh, "");
 }
 
+/* A token is sent in a header: one that could break it is refused when it arrives, and
+ * the credentials keep what they had. */
+static void test_token_that_is_not_visible_ascii_is_a_protocol_error(void **state)
+{
+    (void)state;
+    static const char *const answers[] = {
+        "{\"access\":\"acc\\r\\nX-Injected: 1\"}",
+        "{\"access\":\"acc ess\"}",
+        "{\"access\":\"acc\\u00e9\"}",
+        "{\"access\":\"ok\",\"refresh\":\"ref\\nresh\"}",
+    };
+    for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
+        sk__creds c;
+        memset(&c, 0, sizeof c);
+        strcpy(c.access, "old-access");
+        strcpy(c.refresh, "old-refresh");
+        sk__err err = {{0}};
+        assert_int_equal(sk__auth_apply_token_response(&c, answers[i], T0, &err),
+                         SK_ERR_PROTOCOL);
+        assert_non_null(strstr(err.msg, "visible ASCII"));
+        assert_string_equal(c.access, "old-access");
+        assert_string_equal(c.refresh, "old-refresh");
+    }
+    sk__creds c;
+    memset(&c, 0, sizeof c);
+    sk__err err = {{0}};
+    assert_int_equal(sk__auth_apply_token_response(
+                         &c, "{\"access\":\"eyJ0.eyJz-_~+/=\",\"refresh\":\"r.1\"}", T0, &err),
+                     SK_OK);
+    assert_string_equal(c.access, "eyJ0.eyJz-_~+/=");
+}
+
 /* ---- decisions ------------------------------------------------------------- */
 
 static void test_proactive_refresh_decision_uses_a_60s_margin(void **state)
@@ -820,6 +852,7 @@ int main(void)
         T(test_lifetime_aliases_and_defaults),
         T(test_answer_without_new_refresh_keeps_the_old_one),
         T(test_answer_without_access_is_a_protocol_error),
+        T(test_token_that_is_not_visible_ascii_is_a_protocol_error),
         T(test_proactive_refresh_decision_uses_a_60s_margin),
         T(test_header_refreshes_proactively_with_injected_clock),
         T(test_url_rule_https_or_loopback_only),
