@@ -128,7 +128,7 @@ static int write_all(int fd, const char *text, size_t len)
     return 0;
 }
 
-/* Into an existing file that is no regular one (/dev/stdout, /dev/null, a FIFO): there is
+/* Into an existing file that is no regular one (/dev/null, a FIFO, a terminal): there is
  * nothing to replace, the text goes straight in. 0, else -1 with errno. */
 static int write_in_place(const char *path, const char *text)
 {
@@ -174,25 +174,69 @@ static int replace_atomically(const char *path, const char *text)
     return ok ? 0 : -1;
 }
 
+const char *cli_output_target(const char *path, cli_output *out)
+{
+    struct stat st, so;
+    if (!*path || path[strlen(path) - 1] == '/')
+        return "wants a file name";
+    if (stat(path, &st) == 0) {
+        if (fstat(STDOUT_FILENO, &so) == 0 && st.st_dev == so.st_dev && st.st_ino == so.st_ino) {
+            out->way = CLI_OUTPUT_STDOUT; /* /dev/stdout, or the file stdout goes to */
+            return NULL;
+        }
+        if (S_ISDIR(st.st_mode))
+            return "is a directory";
+        if (!S_ISREG(st.st_mode)) { /* renaming over /dev/null would replace the device */
+            out->way = CLI_OUTPUT_INTO;
+            snprintf(out->file, sizeof out->file, "%s", path);
+            return NULL;
+        }
+        if (!realpath(path, out->file)) /* through a link: the file it names is replaced */
+            return strerror(errno);
+    } else if (errno != ENOENT) {
+        return strerror(errno);
+    } else if (lstat(path, &st) == 0) {
+        return "a link to a file that does not exist";
+    } else if ((size_t)snprintf(out->file, sizeof out->file, "%s", path) >= sizeof out->file) {
+        return strerror(ENAMETOOLONG);
+    }
+    out->way = CLI_OUTPUT_REPLACE;
+    char dir[PATH_MAX];
+    const char *slash = strrchr(out->file, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (slash == out->file ? 1 : (int)(slash - out->file)) : 1,
+             slash ? out->file : ".");
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return "no folder to write it in";
+    if (access(dir, W_OK | X_OK) != 0)
+        return strerror(errno);
+    return NULL;
+}
+
 int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap)
 {
-    char *text = json_dumps(v, JSON_INDENT(2));
+    cli_output out;
+    const char *bad = cli_output_target(path, &out);
+    char *json = bad ? NULL : json_dumps(v, JSON_INDENT(2));
+    char *text = NULL;
+    if (json && asprintf(&text, "%s\n", json) < 0)
+        text = NULL;
+    free(json);
+    int rc = -1;
+    if (bad) {
+        snprintf(why, cap, "%s: %s", path, bad);
+        return -1;
+    }
     if (!text) {
         snprintf(why, cap, "%s: out of memory", path);
         return -1;
     }
-    struct stat st;
-    char real[PATH_MAX];
-    int rc;
-    if (stat(path, &st) != 0) {
-        rc = replace_atomically(path, text);
-    } else if (S_ISDIR(st.st_mode)) {
-        errno = EISDIR;
-        rc = -1;
-    } else if (!S_ISREG(st.st_mode)) { /* renaming over /dev/null would replace the device */
-        rc = write_in_place(path, text);
-    } else { /* through a symbolic link: the file it names is replaced, not the link */
-        rc = replace_atomically(realpath(path, real) ? real : path, text);
+    if (out.way == CLI_OUTPUT_STDOUT) { /* in order with what stdout already holds */
+        rc = fputs(text, stdout) < 0 || fflush(stdout) != 0 ? -1 : 0;
+    } else if (out.way == CLI_OUTPUT_INTO) {
+        fflush(stdout); /* a terminal or pipe shared with stdout gets the text in order */
+        rc = write_in_place(out.file, text);
+    } else {
+        rc = replace_atomically(out.file, text);
     }
     if (rc != 0)
         snprintf(why, cap, "%s: %s", path, strerror(errno));

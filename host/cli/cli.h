@@ -7,6 +7,7 @@
 
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 
 #define CLI_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -48,9 +49,24 @@ sk_sync *cli_open(int *code);
 sk_sync *cli_open_listing(int argc, char **argv, const char *usage, const char *name, int *json,
                           int *code);
 
-/* Writes v as indented JSON to path: a regular file (or a new one) is replaced atomically by an
- * owner-only one; a device or a FIFO (/dev/stdout) is written into, never replaced; a folder is
- * refused. -1 with why on failure. */
+/* Where a file the user names for our output (`sync now --report FILE`) is written. */
+typedef enum cli_output_way {
+    CLI_OUTPUT_REPLACE, /* a regular file (new, or the one a link names): replaced atomically */
+    CLI_OUTPUT_INTO,    /* a device, FIFO or terminal: written into, never replaced */
+    CLI_OUTPUT_STDOUT,  /* the file stdout already writes to (/dev/stdout): through stdout */
+} cli_output_way;
+typedef struct cli_output {
+    cli_output_way way;
+    char file[PATH_MAX]; /* REPLACE: the file to replace; INTO: the path to open */
+} cli_output;
+
+/* Resolves path for cli_write_json_file, so that a name that cannot be written is refused
+ * before the work whose output it is: NULL, or what is wrong with it ("is a directory", "a
+ * link to a file that does not exist", "Permission denied" for the folder, ...). */
+const char *cli_output_target(const char *path, cli_output *out);
+
+/* Writes v as indented JSON and a newline to path, as cli_output_target resolves it; -1 with
+ * why on failure. */
 int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap);
 
 /* Non-zero when stdout (fd) is a terminal and NO_COLOR is unset. */

@@ -20,8 +20,10 @@ static const char NOW_USAGE[] =
     "  --report FILE  write every rejected or parked event with its reason as JSON\n"
     "                 (and, when the server stopped the pass with an error code, a last\n"
     "                 entry {\"outcome\": \"stopped\", \"reason\", \"error_code\"}); a file is\n"
-    "                 replaced whole, a device or FIFO (/dev/stdout) written into; a\n"
-    "                 folder, or a name whose folder is missing, is refused before the pass\n"
+    "                 replaced whole (through a link, the file it names), a device or\n"
+    "                 FIFO written into, /dev/stdout written after the summary; a folder,\n"
+    "                 a link to nothing, or a folder missing or not writable is refused\n"
+    "                 before the pass\n"
     "  -h, --help     this help\n\n"
     "Ctrl+C (SIGINT) or SIGTERM cancels the transfer in flight at once: what the\n"
     "server acknowledged is settled, the rest stays queued, and the summary says\n"
@@ -102,19 +104,11 @@ static json_t *summary_json(const sk_drain_summary *s, sk_status st, const now_c
  * pass cannot be had again. A usage error is printed; returns 0 when the name is usable. */
 static int report_target_check(const char *path)
 {
-    struct stat st;
-    const char *slash = strrchr(path, '/');
-    char dir[PATH_MAX];
-    int len = slash ? (slash == path ? 1 : (int)(slash - path)) : 1;
-    snprintf(dir, sizeof dir, "%.*s", len, slash ? path : ".");
-    if (!*path || (slash && !slash[1]))
-        cli_error("sync now: --report wants a file name, got \"%s\"", path);
-    else if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        cli_error("sync now: --report %s: is a directory", path);
-    else if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        cli_error("sync now: --report %s: no folder %s to write it in", path, dir);
-    else
+    cli_output out;
+    const char *bad = cli_output_target(path, &out);
+    if (!bad)
         return 0;
+    cli_error("sync now: --report \"%s\": %s", path, bad);
     return -1;
 }
 

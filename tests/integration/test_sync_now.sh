@@ -106,7 +106,7 @@ if mknod "$R/null" c 1 3 2>/dev/null && mknod "$R/full" c 1 7 2>/dev/null; then
   for d in null full; do [ -c "$R/$d" ] || fail "--report replaced the device $d: $(ls -l "$R/$d")"; pass; done
 fi
 mkfifo "$R/fifo"
-cat "$R/fifo" >"$R/fifo.out" & READER=$!
+timeout -k 5 30 cat "$R/fifo" >"$R/fifo.out" & READER=$!
 now_down "$R/fifo"; expect_rc 1 "report into a FIFO"
 wait "$READER"
 [ -p "$R/fifo" ] || fail "--report replaced the FIFO"; pass
@@ -116,13 +116,27 @@ now_down "$R/link"; expect_rc 1 "report through a symbolic link"
 [ -L "$R/link" ] || fail "--report replaced the symbolic link"; pass
 expect_eq "$(jq -c . "$R/target")" "[]" "report in the file the link names"
 expect_eq "$(stat -c %a "$R/target")" 600 "report mode"
+# /dev/stdout while stdout is appended to a file: the report goes through stdout, in order
+# after what stdout already holds, and the file is neither replaced nor emptied (it was
+# renamed over: the log's earlier lines were lost and its mode became 600).
+echo "earlier line" >"$R/log"; chmod 644 "$R/log"
+rc=0; SPEC_KITTY_SAAS_URL=http://127.0.0.1:1 "$SK_BIN" sync now --report /dev/stdout >>"$R/log" 2>/dev/null || rc=$?
+expect_eq "$rc" 1 "report into /dev/stdout appended to a file"
+expect_eq "$(head -1 "$R/log")" "earlier line" "the log's earlier line"
+expect_eq "$(sed -n 2p "$R/log")" "Synced: 0  Duplicates: 0  Pending: 0  Rejected: 0  Parked: 0  Remaining: 1" "the summary after it"
+expect_eq "$(sed -n '3,$p' "$R/log")" "[]" "the report last, on a line of its own"
+expect_eq "$(stat -c %a "$R/log")" 644 "the log's mode"
 # A name that cannot be a report is refused before the pass (its report could not be had
-# again): a folder, no name at all, a folder that is not there. The old build ran the pass
-# and failed after it.
-now_down "$R/dir"; expect_rc 2 "--report FOLDER"; expect_err "sync now: --report $R/dir: is a directory"
+# again): a folder, no name at all, a folder that is not there, a link to nothing (it was
+# replaced by a file). The old build ran the pass and failed after it.
+now_down "$R/dir"; expect_rc 2 "--report FOLDER"; expect_err "sync now: --report \"$R/dir\": is a directory"
 expect_eq "$OUT" "" "the pass run despite --report FOLDER"
-now_down ""; expect_rc 2 "--report ''"; expect_err 'sync now: --report wants a file name, got ""'
+now_down ""; expect_rc 2 "--report ''"; expect_err 'sync now: --report "": wants a file name'
 now_down "$R/none/r.json"; expect_rc 2 "--report in a missing folder"
-expect_err "sync now: --report $R/none/r.json: no folder $R/none to write it in"
+expect_err "sync now: --report \"$R/none/r.json\": no folder to write it in"
 expect_eq "$OUT" "" "the pass run despite a missing report folder"
-expect_eq "$(ls -A "$R" | tr '\n' ' ')" "dir fifo fifo.out full link null target " "files beside the reports"
+ln -s nowhere.json "$R/dangling"
+now_down "$R/dangling"; expect_rc 2 "--report through a link to nothing"
+expect_err "sync now: --report \"$R/dangling\": a link to a file that does not exist"
+[ -L "$R/dangling" ] || fail "--report replaced a link to nothing"; pass
+expect_eq "$(ls -A "$R" | tr '\n' ' ')" "dangling dir fifo fifo.out full link log null target " "files beside the reports"
