@@ -275,21 +275,31 @@ static const char *password_fault(const char *line, ssize_t len)
     return probe ? NULL : "the password is not valid UTF-8";
 }
 
+/* The first line of stdin without its line end, NUL-terminated in buf: its length, or -1
+ * when stdin is empty. Reading stops at cap - 1 bytes, so a line longer than any password
+ * (or /dev/zero) costs no more than that. */
+static ssize_t read_first_line(char *buf, size_t cap)
+{
+    size_t len = 0;
+    int ch = 0;
+    while (len < cap - 1 && (ch = getchar()) != EOF && ch != '\n')
+        buf[len++] = (char)ch;
+    while (len > 0 && buf[len - 1] == '\r')
+        len--;
+    buf[len] = '\0';
+    return len == 0 && ch == EOF ? -1 : (ssize_t)len;
+}
+
 /* --add-user: reads the password (the first line of stdin) and updates the users file. */
 static int add_user(const cli *c)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len = getline(&line, &cap, stdin);
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-        line[--len] = '\0';
+    char line[PASSWORD_MAX + 3]; /* the longest password, a CR, and one byte too many */
+    ssize_t len = read_first_line(line, sizeof line);
     const char *fault = password_fault(line, len);
     char msg[512];
     int rc =
         fault ? -1 : rcv__users_add(c->cfg.users_path, c->add_user, c->team, line, msg, sizeof msg);
-    if (line)
-        explicit_bzero(line, cap);
-    free(line);
+    explicit_bzero(line, sizeof line);
     if (rc != 0) {
         fprintf(stderr, PROG ": %s\n", fault ? fault : msg);
         return 1;

@@ -71,6 +71,15 @@ printf 'first\0more\n' | add_refused "password with a NUL byte" "the password ho
 head -c 1024 /dev/zero | tr '\0' p | add_refused "password of 1024 bytes" \
   "the password is longer than 1023 bytes (more than spec-kitty auth login sends)"
 printf 'pass\xffword\n' | add_refused "password not UTF-8" "the password is not valid UTF-8"
+# A line without end is read no further than a password can be long: /dev/zero is refused
+# at once (it was read until memory ran out), under 64 MB of address space (not under
+# AddressSanitizer, whose shadow memory alone needs more).
+LIMIT="ulimit -v 65536;"
+case "$(ldd "$bin")" in *libasan*) LIMIT="" ;; esac
+err=$( (eval "$LIMIT"; timeout 20 "$bin" --users "$users" --add-user erin </dev/zero) 2>&1 >/dev/null)
+expect_eq "endless stdin: exit 1 and why" "1 spec-kitty-receiver: the password holds a NUL byte" "$? $err"
+head -c 100000 /dev/zero | tr '\0' p | add_refused "a long line without its end" \
+  "the password is longer than 1023 bytes (more than spec-kitty auth login sends)"
 expect_eq "no refused user stored" "bob carol" "$(jq -r '.users | keys | join(" ")' "$users")"
 head -c 1023 /dev/zero | tr '\0' p | "$bin" --users "$users" --add-user erin >/dev/null
 expect_eq "a password of 1023 bytes is taken" 0 $?
