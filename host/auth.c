@@ -43,6 +43,21 @@ void sk__creds_wipe(sk__creds *c)
     explicit_bzero(c, sizeof *c);
 }
 
+/* A token we can send: n bytes of visible ASCII. The access token goes into an
+ * Authorization header, where a line break would end it (the transports refuse to build such
+ * a request, so every send would fail until the next login); the refresh token is held to
+ * the same rule. Checked where a token comes in: the token endpoint's answer, and
+ * credentials.json (an older build's, or edited by hand). */
+static int token_sendable(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= ' ' || s[i] > '~')
+            return 0;
+    return 1;
+}
+
+#define TOKEN_RULE "a space, control character or non-ASCII byte (a bearer token is visible ASCII)"
+
 /* Copies a JSON string member into dst; absent or null leaves dst "". Non-zero on a
  * wrong type or a value that does not fit (the caller names the key). */
 static int copy_member(json_t *o, const char *key, char *dst, size_t cap)
@@ -89,6 +104,10 @@ static sk_status creds_from_json(const char *path, json_t *o, sk__creds *c, sk__
         if (copy_member(o, strings[i].key, (char *)c + strings[i].off, strings[i].cap))
             return sk__fail(err, SK_ERR_CONFIG, "%s: %s: expected a string (of sane length)", path,
                             strings[i].key);
+    if (!token_sendable(c->access, strlen(c->access)) ||
+        !token_sendable(c->refresh, strlen(c->refresh)))
+        return sk__fail(err, SK_ERR_CONFIG, "%s: a token holds " TOKEN_RULE ": log in again",
+                        path);
     if (expiry_member(o, "access_expires_at", &c->access_expires_ms) ||
         expiry_member(o, "refresh_expires_at", &c->refresh_expires_ms))
         return sk__fail(err, SK_ERR_CONFIG, "%s: *_expires_at: expected unix seconds", path);
@@ -228,19 +247,6 @@ static int64_t lifetime_ms(json_t *o, const char *key, const char *alt, int64_t 
     return s * 1000;
 }
 
-/* A token we can send: visible ASCII only. The access token goes into an Authorization
- * header, where a line break would end it (the transports refuse to build such a request,
- * so every send would fail until the next login). */
-static int token_sendable(json_t *v)
-{
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    for (size_t i = 0; s && i < n; i++)
-        if (s[i] <= ' ' || s[i] > '~')
-            return 0;
-    return 1;
-}
-
 sk_status sk__auth_apply_token_response(sk__creds *c, const char *body, int64_t now_ms,
                                         sk__err *err)
 {
@@ -254,10 +260,10 @@ sk_status sk__auth_apply_token_response(sk__creds *c, const char *body, int64_t 
     else if (json_string_length(access) >= sizeof c->access ||
              (json_is_string(refresh) && json_string_length(refresh) >= sizeof c->refresh))
         st = sk__fail(err, SK_ERR_PROTOCOL, "the token endpoint answered an oversized token");
-    else if (!token_sendable(access) || (json_is_string(refresh) && !token_sendable(refresh)))
-        st = sk__fail(err, SK_ERR_PROTOCOL,
-                      "the token endpoint answered a token with a space, control character or "
-                      "non-ASCII byte (a bearer token is visible ASCII)");
+    else if (!token_sendable(json_string_value(access), json_string_length(access)) ||
+             (json_is_string(refresh) &&
+              !token_sendable(json_string_value(refresh), json_string_length(refresh))))
+        st = sk__fail(err, SK_ERR_PROTOCOL, "the token endpoint answered a token with " TOKEN_RULE);
     if (st != SK_OK) {
         json_decref(o);
         return st;

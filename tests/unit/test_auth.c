@@ -253,6 +253,26 @@ static void test_corrupt_credentials_are_a_config_error_naming_the_file(void **s
     assert_non_null(strstr(err.msg, fx->path));
 }
 
+/* A token that could not be sent (edited by hand, or written by an older build) is a
+ * config error when the file is read, not a failure of every send later. */
+static void test_stored_token_that_is_not_visible_ascii_is_a_config_error(void **state)
+{
+    fixture *fx = *state;
+    static const char *const files[] = {
+        "{\"access_token\": \"acc\\r\\nX-Injected: 1\"}",
+        "{\"access_token\": \"ok\", \"refresh_token\": \"re fresh\"}",
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        sk_test_write_file(fx->path, files[i]);
+        chmod(fx->path, 0600);
+        sk__creds c;
+        sk__err err = {{0}};
+        assert_int_equal(sk__creds_load(fx->path, &c, &err), SK_ERR_CONFIG);
+        assert_non_null(strstr(err.msg, fx->path));
+        assert_non_null(strstr(err.msg, "visible ASCII"));
+    }
+}
+
 /* ---- token answers --------------------------------------------------------- */
 
 static void test_lifetimes_may_arrive_as_strings(void **state)
@@ -848,6 +868,7 @@ int main(void)
         T(test_file_open_to_group_or_others_is_refused_with_chmod_hint),
         T(test_symlinked_credentials_are_refused),
         T(test_corrupt_credentials_are_a_config_error_naming_the_file),
+        T(test_stored_token_that_is_not_visible_ascii_is_a_config_error),
         T(test_lifetimes_may_arrive_as_strings),
         T(test_lifetime_aliases_and_defaults),
         T(test_answer_without_new_refresh_keeps_the_old_one),
