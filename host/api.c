@@ -307,7 +307,7 @@ sk_status sk_probe(sk_sync *s, int64_t timeout_ms, sk_probe_result *out)
     sk_status st = sk__sync_transport(s, &p);
     if (st != SK_OK) {
         snprintf(out->state, sizeof out->state, "Transport error");
-        snprintf(out->reason, sizeof out->reason, "%.500s", s->err.msg);
+        sk__fit_text(out->reason, sizeof out->reason, s->err.msg);
         return st;
     }
     int r = sk__plugin_probe(p, sk__mono_ms() + timeout_ms, out->reason, sizeof out->reason);

@@ -28,6 +28,15 @@ static void fit_message(char *msg, size_t cap, const char *full, size_t len)
     snprintf(msg, cap, "%.*s%s%s", (int)head, full, mark, tail);
 }
 
+void sk__fit_text(char *dst, size_t cap, const char *src)
+{
+    size_t len = strlen(src);
+    if (len < cap)
+        memcpy(dst, src, len + 1);
+    else
+        fit_message(dst, cap, src, len);
+}
+
 sk_status sk__fail(sk__err *err, sk_status status, const char *fmt, ...)
 {
     if (!err)

@@ -17,6 +17,10 @@ typedef struct sk__err {
     char msg[768];
 } sk__err;
 
+/* Copies src into dst (cap bytes); a text too long keeps its head and its tail around "…"
+ * (the end of a message usually says what is wrong), cutting no UTF-8 character. */
+void sk__fit_text(char *dst, size_t cap, const char *src);
+
 /* Formats the message into err (if non-NULL) and returns status. A message too long for it
  * keeps its head and its tail around "…": the fact at the end outlives a long path. */
 sk_status sk__fail(sk__err *err, sk_status status, const char *fmt, ...)

@@ -304,8 +304,8 @@ static sk_status request(const char *root, const char *verb, int *fd, sk__err *e
     }
     if (st == SK_OK || st == SK_ERR_PERMISSION || st == SK_ERR_NOT_FOUND)
         return st;
-    char why[600];
-    snprintf(why, sizeof why, "%.500s", err->msg);
+    char why[sizeof err->msg]; /* err->msg is rewritten below */
+    snprintf(why, sizeof why, "%s", err->msg);
     return sk__fail(err, SK_ERR_NOT_FOUND, "no background service reachable: %s", why);
 }
 
@@ -427,8 +427,8 @@ sk_status sk__control_now(const char *root, int cancel_fd, const sk_drain_hooks 
         json_decref(msg);
         return st == SK_OK ? SK_OK : sk__fail(err, st, "%s", out->stop_reason);
     }
-    char why[600];
-    snprintf(why, sizeof why, "%.500s", err->msg);
+    char why[sizeof err->msg]; /* err->msg is rewritten below */
+    snprintf(why, sizeof why, "%s", err->msg);
     if (give_up >= 0)
         st = sk__fail(err, SK_ERR_CANCELLED, "cancelled (the service did not confirm in time)");
     else if (!heard && sk__mono_ms() - asked >= FIRST_ANSWER_MS)
@@ -437,7 +437,7 @@ sk_status sk__control_now(const char *root, int cancel_fd, const sk_drain_hooks 
                       FIRST_ANSWER_MS / 1000);
     else
         st = sk__fail(err, SK_ERR_TRANSPORT, "lost the sync service: %s", why);
-    snprintf(out->stop_reason, sizeof out->stop_reason, "%.500s", err->msg);
+    sk__fit_text(out->stop_reason, sizeof out->stop_reason, err->msg);
     return st;
 }
 

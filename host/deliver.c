@@ -90,8 +90,12 @@ static sk_status stop_pass(pass *ps, sk_status st, const char *fmt, ...)
     ps->stop = st;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ps->sum->stop_reason, sizeof ps->sum->stop_reason, fmt, ap);
+    char *text = NULL;
+    if (vasprintf(&text, fmt, ap) < 0)
+        text = NULL;
     va_end(ap);
+    sk__fit_text(ps->sum->stop_reason, sizeof ps->sum->stop_reason, text ? text : "out of memory");
+    free(text);
     return sk__fail(ps->err, st, "%s", ps->sum->stop_reason);
 }
 
@@ -814,7 +818,7 @@ static void drain_locked(pass *ps)
     if (st == SK_OK)
         st = sk__queue_stats_get(ps->q, &qs, ps->err);
     if (st != SK_OK)
-        stop_pass(ps, st, "%.500s", ps->err->msg);
+        stop_pass(ps, st, "%s", ps->err->msg);
     else {
         ps->total = qs.ready;
         uint32_t slots = sk__plugin_async_slots(ps->p);

@@ -701,7 +701,7 @@ sk_status sk__sync_deliver(sk_sync *s, const sk__deliver_opts *opts, const sk__d
         st = choose_transport(s, opts, &p, &probe);
     *info = probe;
     if (st != SK_OK) {
-        snprintf(out->stop_reason, sizeof out->stop_reason, "%.500s", s->err.msg);
+        sk__fit_text(out->stop_reason, sizeof out->stop_reason, s->err.msg);
         return st;
     }
     sk__deliver_hooks h = hooks ? *hooks : (sk__deliver_hooks){0};

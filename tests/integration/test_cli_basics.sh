@@ -53,6 +53,14 @@ sk sync retry -- -not-an-id; expect_rc 1 "retry -- ID"; expect_err "1 of the giv
 sk sync import "$TEST_TMP/$(head -c 3000 /dev/zero | tr '\0' d)"; expect_rc 1 "import of a long path"
 expect_err "ddd…ddd"; expect_err "dd: not a bundle or outbox folder"
 expect_eq "$(wc -l <<<"$ERR")" 1 "lines of the error about a long path"
+# The same through a pass's stop reason and the service probe, which copied the message into
+# 512 bytes and cut the reason off again.
+LONG_PLUGIN="$TEST_TMP/$(head -c 700 /dev/zero | tr '\0' p).so"
+mkdir -p "$SPEC_KITTY_HOME"
+printf '{"server_url": "http://127.0.0.1:1", "transport": {"plugin": "%s"}}\n' "$LONG_PLUGIN" >"$SPEC_KITTY_HOME/sync.json"
+sk sync emit -t FeatureCompleted -a f1 -p '{"feature_slug":"f1","total_wps":1}'; expect_rc 0
+sk sync now; expect_err "pp.so: plugin file not found"
+sk sync status --check; expect_out "pp.so: plugin file not found"
 rm -rf "$SPEC_KITTY_HOME"
 
 # emit: prints a ULID, the row is in the spec-kitty table, the state root is owner-only.
