@@ -73,18 +73,25 @@ static char *fix_manifest(const char *text, const uint8_t *file, size_t file_len
 
 /* What import's callback does with each event (host/import.c: collect): its ids
  * normalised and the envelope validated; a refusal stops the import. */
+/* What the reader handed to on_event: how many events, and the status of the one refused. */
+typedef struct handed {
+    size_t seen;
+    sk_status refused;
+} handed;
+
 static sk_status on_event(void *ctx, const char *event_id, json_t *envelope, const char *json,
                          size_t len)
 {
     FZ_CHECK(json_is_object(envelope), "an event handed out unparsed");
-    size_t *seen = ctx;
+    handed *h = ctx;
+    FZ_CHECK(h->refused == SK_OK, "an event handed out after one was refused");
     FZ_CHECK(event_id && *event_id, "an event without an id handed out");
     FZ_CHECK(strlen(json) == len, "an event's length is not its text's");
-    ++*seen;
+    h->seen++;
     sk__err err = {{0}};
-    sk_status st = sk__event_accept(envelope, &err);
-    FZ_CHECK(st == SK_OK || err.msg[0], "a refused event must come with a message");
-    return st;
+    h->refused = sk__event_accept(envelope, &err);
+    FZ_CHECK(h->refused == SK_OK || err.msg[0], "a refused event must come with a message");
+    return h->refused;
 }
 
 /* Writes the bundle folder's two files from the input (see the top of this file). */
@@ -127,14 +134,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int verify_only = (data[0] & 4) != 0;
     sk__bundle_info info;
     sk__err err = {{0}};
-    size_t seen = 0;
-    sk_status st = sk__bundle_read(bundle_dir, verify_only ? NULL : on_event, &seen, &info, &err);
+    handed h = {0, SK_OK};
+    sk_status st = sk__bundle_read(bundle_dir, verify_only ? NULL : on_event, &h, &info, &err);
     if (st == SK_OK)
-        FZ_CHECK(verify_only || (int64_t)seen == info.event_count,
+        FZ_CHECK(verify_only || (int64_t)h.seen == info.event_count,
                  "events handed out differ from the manifest");
-    else if (seen > 0) /* the callback refused an event: the reading stopped there */
-        FZ_CHECK((int64_t)seen <= info.event_count, "more events handed out than verified");
+    else if (h.refused != SK_OK) /* the callback refused an event: the reading stopped there */
+        FZ_CHECK(st == h.refused && (int64_t)h.seen <= info.event_count,
+                 "a refusal by the callback must end the reading with its status");
     else
-        FZ_CHECK(seen == 0 && err.msg[0], "a refused bundle must hand out nothing and say why");
+        FZ_CHECK(h.seen == 0 && err.msg[0], "a refused bundle must hand out nothing and say why");
     return 0;
 }
