@@ -21,6 +21,7 @@
 #include <nats/nats.h>
 #include <sqlite3.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -116,7 +117,7 @@ static int parse_args(int argc, char **argv, consumer_args *a)
             char *end;
             errno = 0;
             a->idle_exit_ms = strtol(optarg, &end, 10);
-            if (end == optarg || *end || errno || a->idle_exit_ms < 0) {
+            if (!isdigit((unsigned char)optarg[0]) || *end || errno) { /* no blank or sign */
                 fprintf(stderr, "sk-nats-consumer: --idle-exit \"%s\": not milliseconds "
                                 "(0 to %ld)\n", optarg, LONG_MAX);
                 return -1;

@@ -124,7 +124,7 @@ sk_run timeout -k 5 20 "$NJ_CONSUMER" --db "$TEST_TMP/refused.db" --servers "$AU
 expect_rc 2 "consumer, a FIFO as --tls-ca"
 expect_eq "$ERR" "sk-nats-consumer: --tls-ca $TEST_TMP/fifo-token is not a file" "consumer's line, a FIFO as --tls-ca"
 [ -e "$TEST_TMP/refused.db" ] && fail "the consumer made its database, a FIFO as --tls-ca"; pass
-for bad in abc 5x -1 "" 99999999999999999999; do
+for bad in abc 5x -1 "" " 5" +5 -0 99999999999999999999; do
   sk_run timeout -k 5 20 "$NJ_CONSUMER" --db "$TEST_TMP/refused.db" --servers "$AUTH_URL" \
     --stream SPEC_KITTY_EVENTS --idle-exit "$bad"
   expect_rc 2 "consumer, --idle-exit \"$bad\""
