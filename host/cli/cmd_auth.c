@@ -132,7 +132,7 @@ static int parse_login(int argc, char **argv, login_args *la)
         } else if (slot && arg[flag_len] == '\0' && i + 1 < argc) {
             *slot = argv[++i];
         } else {
-            cli_error("auth login: unexpected argument \"%s\" (try --help)", arg);
+            cli_error("auth login: unexpected argument \"%s\" (see --help)", arg);
             return EXIT_USAGE;
         }
     }
@@ -361,7 +361,7 @@ static int auth_status(int argc, char **argv)
     int json = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") != 0) {
-            cli_error("auth status: unexpected argument \"%s\" (try --help)", argv[i]);
+            cli_error("auth status: unexpected argument \"%s\" (see --help)", argv[i]);
             return EXIT_USAGE;
         }
         json = 1;

@@ -19,7 +19,7 @@ int cmd_metrics(int argc, char **argv)
     if (cli_wants_help(argc, argv, USAGE))
         return EXIT_OK;
     if (argc > 1) {
-        cli_error("sync metrics: unexpected argument \"%s\"", argv[1]);
+        cli_error("sync metrics: unexpected argument \"%s\" (see --help)", argv[1]);
         return EXIT_USAGE;
     }
     sk_sync *s = cli_open(&code);
