@@ -32,16 +32,19 @@ wall_us() {
   echo $(( ${t1/./} - ${t0/./} ))
 }
 pct() { echo "$(( $1 * 100 / $2 ))%"; }
-# alternate N A B: N pairs of runs of the commands (functions) A then B; the wall
+# alternate N A B: N pairs of runs of the commands (functions) A and B, A first in even
+# pairs and B first in odd ones (so neither side always follows the other); the wall
 # microseconds of each go to $WORK/A and $WORK/B, one line per pair. On a shared machine
 # whose speed drifts between minutes, a figure and its floor taken in alternation
 # compare; two blocks measured one after the other need not.
 alternate() {
   : >"$WORK/$2"
   : >"$WORK/$3"
+  local first second
   for ((i = 0; i < $1; i++)); do
-    wall_us "$2" >>"$WORK/$2"
-    wall_us "$3" >>"$WORK/$3"
+    if ((i % 2)); then first=$3 second=$2; else first=$2 second=$3; fi
+    wall_us "$first" >>"$WORK/$first"
+    wall_us "$second" >>"$WORK/$second"
   done
 }
 # pair_ratio A B: the median over the pairs of B's figure / A's.
@@ -113,6 +116,7 @@ for i in 1 2 3 4 5; do
   restore; rm -rf "$WORK/outbox"
   timed "$WORK/r$i" "$SK" sync now
   read -r wall cpu kb <"$WORK/r$i"
+  [ -n "$floor_del" ] || { echo "bench_floor printed no read+delete rate" >&2; exit 1; }
   echo "$wall $cpu $kb $(awk -v n=$N -v w="$wall" -v f="$floor_del" 'BEGIN { printf "%.2f", n / w / f }')" >>"$WORK/fd-pairs"
 done
 read -r wall cpu kb _ < <(sort -g "$WORK/fd-pairs" | sed -n 3p)
