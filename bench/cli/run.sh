@@ -150,13 +150,16 @@ fi
 # 6. The same drain against a server with Nagle's algorithm on (receiver --nagle:
 #    every response in two writes), 20 000 events, against the plain receiver above.
 #    One untimed drain to each first (a receiver's first batches create its store),
-#    then three alternating pairs, fresh events each time: the medians.
+#    then three alternating pairs, fresh events each time, the order swapped each round:
+#    the medians.
 if [ -x "$PREFIX/bin/spec-kitty-receiver" ]; then
   SK_PREFIX="$PREFIX" bash scripts/receiver-up.sh "$WORK/rcv-nagle" --no-auth --quiet --nagle >/dev/null
   NAGLE_URL=$(. "$WORK/rcv-nagle/receiver.env" && echo "$RECEIVER_URL")
   head -20000 "$WORK/events.ndjson" >"$WORK/20k.ndjson"
   for round in 0 1 2 3; do
-    for url in "$RECEIVER_URL" "$NAGLE_URL"; do
+    urls=("$RECEIVER_URL" "$NAGLE_URL")
+    ((round % 2)) && urls=("$NAGLE_URL" "$RECEIVER_URL") # neither always drains first
+    for url in "${urls[@]}"; do
       rm -f "$SPEC_KITTY_HOME/queue.db"*
       "$SK" sync emit --file "$WORK/20k.ndjson" >/dev/null
       printf '{"server_url": "%s", "transport": {"plugin": "http-batch"}}\n' "$url" >"$SPEC_KITTY_HOME/sync.json"
