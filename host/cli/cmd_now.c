@@ -5,9 +5,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
-#include <limits.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 static const char NOW_USAGE[] =
