@@ -106,8 +106,7 @@ static sk_status creds_from_json(const char *path, json_t *o, sk__creds *c, sk__
                             strings[i].key);
     if (!token_sendable(c->access, strlen(c->access)) ||
         !token_sendable(c->refresh, strlen(c->refresh)))
-        return sk__fail(err, SK_ERR_CONFIG, "%s: a token holds " TOKEN_RULE ": log in again",
-                        path);
+        return sk__fail(err, SK_ERR_CONFIG, "%s: a token holds " TOKEN_RULE ": log in again", path);
     if (expiry_member(o, "access_expires_at", &c->access_expires_ms) ||
         expiry_member(o, "refresh_expires_at", &c->refresh_expires_ms))
         return sk__fail(err, SK_ERR_CONFIG, "%s: *_expires_at: expected unix seconds", path);

@@ -162,8 +162,7 @@ static sk_status read_bundle_file(const char *path, char **out, size_t *len, int
                       "%s: %lld bytes, more than a manifest's %d (not a bundle's manifest)", path,
                       (long long)sb.st_size, SK__BUNDLE_MANIFEST_MAX);
     else /* a file that grows while read stops at about twice the bound ("too large") */
-        st = sk__read_fd(fd, path, want_size < 0 ? SK__BUNDLE_MANIFEST_MAX + 1 : 0, out, len,
-                         err);
+        st = sk__read_fd(fd, path, want_size < 0 ? SK__BUNDLE_MANIFEST_MAX + 1 : 0, out, len, err);
     close(fd);
     return st;
 }

@@ -118,8 +118,10 @@ static int parse_args(int argc, char **argv, consumer_args *a)
             errno = 0;
             a->idle_exit_ms = strtol(optarg, &end, 10);
             if (!isdigit((unsigned char)optarg[0]) || *end || errno) { /* no blank or sign */
-                fprintf(stderr, "sk-nats-consumer: --idle-exit \"%s\": not milliseconds "
-                                "(0 to %ld)\n", optarg, LONG_MAX);
+                fprintf(stderr,
+                        "sk-nats-consumer: --idle-exit \"%s\": not milliseconds "
+                        "(0 to %ld)\n",
+                        optarg, LONG_MAX);
                 return -1;
             }
             break;
@@ -233,11 +235,9 @@ static int read_secrets(const consumer_args *a, char **token)
 {
     char err[PATH_MAX + 256];
     int rc = 0;
-    if (a->tls_ca) {
-        int fd = nj_file_open(a->tls_ca, "sk-nats-consumer: --tls-ca", NJ_FILE_PUBLIC, err,
-                              sizeof err);
-        rc = fd < 0 ? -1 : close(fd);
-    }
+    if (a->tls_ca)
+        rc =
+            nj_file_check(a->tls_ca, "sk-nats-consumer: --tls-ca", NJ_FILE_PUBLIC, err, sizeof err);
     if (rc == 0 && a->credentials_file)
         rc = nj_creds_check(a->credentials_file, "sk-nats-consumer: --credentials-file", err,
                             sizeof err);

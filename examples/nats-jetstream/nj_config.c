@@ -179,12 +179,9 @@ int nj_config_read(const sk_host_api *h, nj_config *c, char *err, size_t cap)
                        "must not be empty");
         return -1;
     }
-    if (c->tls_ca) { /* libnats reads it at create: a FIFO would hang that */
-        int fd = nj_file_open(c->tls_ca, NJ_NAME ": options.tls_ca", NJ_FILE_PUBLIC, err, cap);
-        if (fd < 0)
-            return -1;
-        close(fd);
-    }
+    /* libnats reads it at create: a FIFO would hang that */
+    if (c->tls_ca && nj_file_check(c->tls_ca, NJ_NAME ": options.tls_ca", NJ_FILE_PUBLIC, err, cap))
+        return -1;
     c->require_tls = wants_tls(c);
     if (c->credentials_file &&
         nj_creds_check(c->credentials_file, NJ_NAME ": options.credentials_file", err, cap))

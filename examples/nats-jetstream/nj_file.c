@@ -1,6 +1,6 @@
 /*
- * nj_file_open, nj_file_read, nj_token_read: the option files, refused before libnats
- * would open them.
+ * nj_file_open, nj_file_check, nj_file_read, nj_token_read: the option files, refused before
+ * libnats would open them.
  */
 #include "nj_file.h"
 
@@ -35,6 +35,15 @@ int nj_file_open(const char *path, const char *what, nj_file_kind kind, char *er
         return -1;
     }
     return fd;
+}
+
+int nj_file_check(const char *path, const char *what, nj_file_kind kind, char *err, size_t cap)
+{
+    int fd = nj_file_open(path, what, kind, err, cap);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
 }
 
 int nj_file_read(int fd, char *buf, size_t cap, size_t *len)

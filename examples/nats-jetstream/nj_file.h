@@ -31,6 +31,10 @@ typedef enum nj_file_kind {
  * err: `what` (the option as the user wrote it), the path, and what is wrong. */
 int nj_file_open(const char *path, const char *what, nj_file_kind kind, char *err, size_t cap);
 
+/* nj_file_open's checks alone, for a file libnats opens itself (a CA bundle): 0, or -1
+ * with its line in err. */
+int nj_file_check(const char *path, const char *what, nj_file_kind kind, char *err, size_t cap);
+
 /* Reads all of fd into buf, at most cap bytes; *len gets the count. 0, or -1 (errno). */
 int nj_file_read(int fd, char *buf, size_t cap, size_t *len);
 

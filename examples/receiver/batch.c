@@ -393,7 +393,9 @@ static int protocol_refused(const rcv__request *rq, rcv__reply *rep)
     char quoted[33], description[160];
     header_quote(p, sizeof quoted - 1, quoted);
     snprintf(description, sizeof description, "client sync protocol \"%s\" is %s", quoted,
-             !parsed ? "not a version" : major < 2 ? "older than 2.0" : "newer than 2.x");
+             !parsed     ? "not a version"
+             : major < 2 ? "older than 2.0"
+                         : "newer than 2.x");
     rep->status = 412;
     rep->body = rcv__protocol_refusal(!parsed ? "client-protocol-unparseable"
                                       : major < 2 ? "client-too-old"

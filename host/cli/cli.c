@@ -61,17 +61,11 @@ void cli_line(FILE *f, const char *fmt, ...)
     va_end(ap);
 }
 
-__attribute__((format(printf, 2, 0))) static void vreport(const char *kind, const char *fmt,
-                                                          va_list ap)
-{
-    vline(stderr, kind, fmt, ap);
-}
-
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport("spec-kitty: ", fmt, ap);
+    vline(stderr, "spec-kitty: ", fmt, ap);
     va_end(ap);
 }
 
@@ -79,7 +73,7 @@ void cli_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vreport("spec-kitty: warning: ", fmt, ap);
+    vline(stderr, "spec-kitty: warning: ", fmt, ap);
     va_end(ap);
 }
 
@@ -203,7 +197,8 @@ const char *cli_output_target(const char *path, cli_output *out)
     out->way = CLI_OUTPUT_REPLACE;
     char dir[PATH_MAX];
     const char *slash = strrchr(out->file, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (slash == out->file ? 1 : (int)(slash - out->file)) : 1,
+    snprintf(dir, sizeof dir, "%.*s",
+             slash ? (slash == out->file ? 1 : (int)(slash - out->file)) : 1,
              slash ? out->file : ".");
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return "no folder to write it in";
@@ -216,20 +211,19 @@ int cli_write_json_file(const char *path, const json_t *v, char *why, size_t cap
 {
     cli_output out;
     const char *bad = cli_output_target(path, &out);
-    char *json = bad ? NULL : json_dumps(v, JSON_INDENT(2));
-    char *text = NULL;
-    if (json && asprintf(&text, "%s\n", json) < 0)
-        text = NULL;
-    free(json);
-    int rc = -1;
     if (bad) {
         snprintf(why, cap, "%s: %s", path, bad);
         return -1;
     }
+    char *json = json_dumps(v, JSON_INDENT(2)), *text = NULL;
+    if (json && asprintf(&text, "%s\n", json) < 0)
+        text = NULL;
+    free(json);
     if (!text) {
         snprintf(why, cap, "%s: out of memory", path);
         return -1;
     }
+    int rc;
     if (out.way == CLI_OUTPUT_STDOUT) { /* in order with what stdout already holds */
         rc = fputs(text, stdout) < 0 || fflush(stdout) != 0 ? -1 : 0;
     } else if (out.way == CLI_OUTPUT_INTO) {

@@ -143,13 +143,11 @@ static int parse_login(int argc, char **argv, login_args *la)
 static const char *line_fault(const char *what, ssize_t n)
 {
     static char text[64];
-    snprintf(text, sizeof text, "%s %s", n == 0 || n == LINE_NONE ? "no" : "the", what);
-    if (n == LINE_TOO_LONG)
-        snprintf(text + strlen(text), sizeof text - strlen(text), " is too long");
-    else if (n == LINE_NUL)
-        snprintf(text + strlen(text), sizeof text - strlen(text), " holds a NUL byte");
-    else
-        snprintf(text + strlen(text), sizeof text - strlen(text), " given");
+    snprintf(text, sizeof text,
+             n == LINE_TOO_LONG ? "the %s is too long"
+             : n == LINE_NUL    ? "the %s holds a NUL byte"
+                                : "no %s given",
+             what);
     return text;
 }
 

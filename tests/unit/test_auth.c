@@ -361,8 +361,7 @@ static void test_token_that_is_not_visible_ascii_is_a_protocol_error(void **stat
         strcpy(c.access, "old-access");
         strcpy(c.refresh, "old-refresh");
         sk__err err = {{0}};
-        assert_int_equal(sk__auth_apply_token_response(&c, answers[i], T0, &err),
-                         SK_ERR_PROTOCOL);
+        assert_int_equal(sk__auth_apply_token_response(&c, answers[i], T0, &err), SK_ERR_PROTOCOL);
         assert_non_null(strstr(err.msg, "visible ASCII"));
         assert_string_equal(c.access, "old-access");
         assert_string_equal(c.refresh, "old-refresh");

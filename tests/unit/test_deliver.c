@@ -919,8 +919,7 @@ static sk_status token_endpoint(void *ctx, const char *url, const char *ca_file,
     if (strstr(url, "/api/v1/token/refresh/") && strcmp(body, want) == 0) {
         t->issued++;
         *status = 200;
-        snprintf(*response, 128, "{\"access\":\"A%d\",\"refresh\":\"R%d\"}", t->issued,
-                 t->issued);
+        snprintf(*response, 128, "{\"access\":\"A%d\",\"refresh\":\"R%d\"}", t->issued, t->issued);
     }
     return SK_OK;
 }
@@ -941,8 +940,8 @@ static void one_revoked_token_costs_one_refresh_with_two_batches_in_flight(void 
              "{\"max_batch_events\": 1}}",
              getenv("SK_TEST_PLUGIN_DIR"));
     sk_test_write_file(path, config);
-    sk__creds c = {.server_url = "http://127.0.0.1:9", .username = "alice", .access = "A1",
-                   .refresh = "R1"};
+    sk__creds c = {
+        .server_url = "http://127.0.0.1:9", .username = "alice", .access = "A1", .refresh = "R1"};
     c.access_expires_ms = sk__wall_ms() + 3600 * 1000;
     c.refresh_expires_ms = sk__wall_ms() + 7200 * 1000;
     snprintf(path, sizeof path, "%s/credentials.json", root);
